@@ -1,0 +1,57 @@
+# Consulate: `make up` runs dc1 and dc2 on this machine, `make test` runs every test.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+DCS ?= 2
+DETACH ?= 0
+BIN := node_modules/.bin
+NODE_MODULES_STAMP := node_modules/.package-lock.json
+
+.PHONY: help install proto proto-check build typecheck test test-unit test-integration up down certs compose clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+$(NODE_MODULES_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+install: $(NODE_MODULES_STAMP) ## Install the pinned dependencies (npm ci)
+
+proto: install ## Lint proto/ and regenerate services/gen from it
+	$(BIN)/buf lint
+	$(BIN)/buf generate
+
+proto-check: install ## Fail when proto/ breaks lint or services/gen is stale
+	$(BIN)/buf lint
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	  $(BIN)/buf generate -o "$$tmp" && \
+	  if ! diff -r services/gen "$$tmp/services/gen" >/dev/null; then \
+	    diff -r services/gen "$$tmp/services/gen" | head -40; \
+	    echo "services/gen is stale: run 'make proto' and commit the result" >&2; exit 1; \
+	  fi && echo "services/gen is up to date with proto/"
+
+build: install ## Compile TypeScript to dist/
+	$(BIN)/tsc -p tsconfig.build.json
+
+typecheck: install ## Type-check everything, tests included
+	$(BIN)/tsc -p tsconfig.json --noEmit
+
+test: build ## Run the unit and the integration tests
+	$(BIN)/jest --selectProjects unit
+	$(BIN)/jest --selectProjects integration --runInBand
+
+test-unit: install ## Run the unit tests only
+	$(BIN)/jest --selectProjects unit
+
+test-integration: build ## Run the integration tests only (real processes)
+	$(BIN)/jest --selectProjects integration --runInBand
+
+up: build ## Run dc1 and dc2 (DCS=3 adds dc3; DETACH=1 returns once healthy)
+	node dist/deploy/up.js --dcs=$(DCS) $(if $(filter 1,$(DETACH)),--detach,)
+
+down: ## Stop what `make up DETACH=1` started
+	node dist/deploy/up.js --down
+
+clean: ## Remove build output and local cluster state
+	rm -rf dist .consulate

@@ -1,0 +1,41 @@
+/**
+ * `consulate`: one binary for every role and every operator command, like `consul`. Flags follow
+ * Go's flag package; exit codes follow Consul's CLI (mitchellh/cli): 0 success, 1 error, 127 for
+ * an unknown command or none (after printing the command list).
+ */
+import { Command, CommandIo } from './command';
+import { roleCommand } from './commands/role';
+import { versionCommand } from './commands/version';
+
+export const commands: Record<string, Command> = {
+  catalog: roleCommand(() => require('../services/catalog/role').catalogRole, 'Runs a catalog (HTTP API on 8500, gRPC API on 8502)'),
+  consensus: roleCommand(() => require('../services/consensus/role').consensusRole, 'Runs a consensus server (Raft and the KV store)'),
+  'federation-router': roleCommand(() => require('../services/federation-router/role').federationRouterRole, 'Runs a federation router (network areas over mTLS on 8300)'),
+  gossip: roleCommand(() => require('../services/gossip/role').gossipRole, 'Runs a gossip agent (SWIM membership, segments)'),
+  version: versionCommand,
+};
+
+export function usage(): string {
+  const width = Math.max(...Object.keys(commands).map((name) => name.length));
+  const lines = Object.entries(commands).map(([name, command]) => `    ${name.padEnd(width)}    ${command.synopsis}`);
+  return ['Usage: consulate [--version] [--help] <command> [<args>]', '', 'Available commands are:', ...lines].join('\n');
+}
+
+export async function main(argv: readonly string[], io: CommandIo): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === '-v' || name === '-version' || name === '--version') return versionCommand.run([], io);
+  if (name === '-h' || name === '-help' || name === '--help') {
+    io.stdout(`${usage()}\n`);
+    return 0;
+  }
+  const command = name === undefined ? undefined : commands[name];
+  if (command === undefined) {
+    io.stderr(`${usage()}\n`);
+    return 127;
+  }
+  if (rest.length === 1 && ['-h', '-help', '--help'].includes(rest[0])) {
+    io.stdout(`${command.help()}\n`);
+    return 0;
+  }
+  return command.run(rest, io);
+}

@@ -1,0 +1,75 @@
+/**
+ * The one description of a Consulate deployment on one machine, from which `make up` starts
+ * processes and compose.yaml is written, so the two cannot drift. DESIGN.md "Local topology":
+ * datacenter N lives on 127.0.N.0/24, every host has its own address and the standard ports.
+ *
+ *   host            address       runs
+ *   server-1..3     127.0.N.1-3   consensus (8310), gossip server (8320)
+ *   catalog         127.0.N.10    catalog (8502; HTTP 8500 with the catalog issue)
+ *   router-1, -2    127.0.N.20-21 federation-router (8330; 8300 with the router issue)
+ *   node-alpha-1    127.0.N.101   gossip client (segment alpha with the gossip issue)
+ *   node-beta-1     127.0.N.102   gossip client (segment beta)
+ */
+
+export type Role = 'consensus' | 'gossip' | 'catalog' | 'federation-router';
+
+export interface HostSpec {
+  readonly datacenter: string;
+  /** The host's name in its datacenter, also each process's node name: "server-1". */
+  readonly host: string;
+  /** Last octet of the host's 127.0.N.x address. */
+  readonly octet: number;
+}
+
+export interface ProcessSpec extends HostSpec {
+  readonly role: Role;
+  /** The gRPC port the process serves health and its API on. */
+  readonly grpcPort: number;
+  /** Role flags other than -datacenter, -node, -bind and -data-dir; host names stand for addresses. */
+  readonly flags: readonly HostFlag[];
+}
+
+/** A flag whose value may name other hosts: `{ hostPort: ['server-1', 8310] }` is resolved per target. */
+export type HostFlag = { readonly name: string; readonly value: string } | { readonly name: string; readonly hostPort: readonly [string, number] };
+
+export const MAX_DATACENTERS = 9;
+
+export const PORTS = { consensus: 8310, gossip: 8320, catalogGrpc: 8502, catalogHttp: 8500, routerGrpc: 8330, routerServer: 8300 } as const;
+
+const SERVERS = ['server-1', 'server-2', 'server-3'];
+
+export function datacenterName(index: number): string {
+  return `dc${index}`;
+}
+
+/** Every process of datacenters dc1..dcN, in start order (consensus first). */
+export function topology(datacenters: number): ProcessSpec[] {
+  if (!Number.isInteger(datacenters) || datacenters < 1 || datacenters > MAX_DATACENTERS) {
+    throw new RangeError(`DCS must be a whole number from 1 to ${MAX_DATACENTERS}, got ${datacenters}`);
+  }
+  const processes: ProcessSpec[] = [];
+  for (let index = 1; index <= datacenters; index++) processes.push(...datacenter(datacenterName(index)));
+  return processes;
+}
+
+function datacenter(dc: string): ProcessSpec[] {
+  const consensusAddrs: HostFlag[] = SERVERS.map((host) => ({ name: 'consensus-addr', hostPort: [host, PORTS.consensus] as const }));
+  const out: ProcessSpec[] = [];
+  SERVERS.forEach((host, i) => out.push({ datacenter: dc, host, octet: i + 1, role: 'consensus', grpcPort: PORTS.consensus, flags: [] }));
+  SERVERS.forEach((host, i) => out.push({ datacenter: dc, host, octet: i + 1, role: 'gossip', grpcPort: PORTS.gossip, flags: [{ name: 'server', value: 'true' }] }));
+  out.push({ datacenter: dc, host: 'catalog', octet: 10, role: 'catalog', grpcPort: PORTS.catalogGrpc, flags: consensusAddrs });
+  ['router-1', 'router-2'].forEach((host, i) => out.push({ datacenter: dc, host, octet: 20 + i, role: 'federation-router', grpcPort: PORTS.routerGrpc, flags: consensusAddrs }));
+  ['node-alpha-1', 'node-beta-1'].forEach((host, i) => out.push({ datacenter: dc, host, octet: 101 + i, role: 'gossip', grpcPort: PORTS.gossip, flags: [] }));
+  return out;
+}
+
+/** The loopback address of a host under `make up`: 127.0.<dc number>.<octet>. */
+export function loopbackAddress(spec: HostSpec): string {
+  const index = Number(spec.datacenter.replace(/^dc/, ''));
+  return `127.0.${index}.${spec.octet}`;
+}
+
+/** Flags as command-line arguments, with host names resolved by `resolve`. */
+export function renderFlags(flags: readonly HostFlag[], resolve: (host: string) => string): string[] {
+  return flags.map((flag) => ('value' in flag ? `-${flag.name}=${flag.value}` : `-${flag.name}=${resolve(flag.hostPort[0])}:${flag.hostPort[1]}`));
+}

@@ -1,0 +1,126 @@
+/**
+ * The gRPC server every role runs: our services wrapped in tracing, standard health checking
+ * (`grpc.health.v1`, what the Docker HEALTHCHECK and `make up` probe), server reflection, message
+ * size limits, keepalive, a cap on concurrent streams, and a graceful shutdown that reports
+ * NOT_SERVING first, lets calls in flight finish for a bounded time, then cuts the rest.
+ */
+import { dirname, join } from 'node:path';
+
+import { Server, ServerCredentials, ServiceDefinition, UntypedServiceImplementation } from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
+import { ReflectionService } from '@grpc/reflection';
+import { Tracer } from '@opentelemetry/api';
+import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
+
+import { traceServiceImplementation } from './grpc-tracing';
+import { Logger } from './log';
+import { PACKAGE_ROOT } from './version';
+
+/** Limits every role's server starts with; a role may raise the message size (snapshots). */
+export const GRPC_SERVER_DEFAULTS = {
+  /** Largest message accepted or sent. Consul caps RPC bodies similarly; KV values stay ≤ 512 KiB. */
+  maxMessageBytes: 4 * 1024 * 1024,
+  /** Streams one client connection may hold open at once (watches are streams). */
+  maxConcurrentStreams: 1024,
+  /** Ping an idle connection this often, to find dead peers behind silent networks. */
+  keepaliveTimeMs: 30_000,
+  /** And drop it when the ping is not answered within this long. */
+  keepaliveTimeoutMs: 10_000,
+  /** Refuse client pings more frequent than this (grpc-js answers GOAWAY "too_many_pings"). */
+  minPingIntervalMs: 10_000,
+  /** How long calls in flight may run after shutdown starts before they are cut. */
+  shutdownGraceMs: 5_000,
+};
+
+export interface GrpcService {
+  readonly definition: ServiceDefinition;
+  readonly implementation: UntypedServiceImplementation;
+  /** The .proto file that declares it, relative to proto/ (ts-proto's `protobufFileName`), for reflection. */
+  readonly protoFile: string;
+}
+
+/** "consulate.consensus.v1.ClusterService", from the first method's path; health reports by it. */
+export function qualifiedServiceName(definition: ServiceDefinition): string {
+  const first = Object.values(definition)[0];
+  if (first === undefined) throw new Error('a gRPC service needs at least one method');
+  return first.path.split('/')[1];
+}
+
+export interface RoleGrpcServerOptions {
+  readonly logger: Logger;
+  readonly tracer: Tracer;
+  readonly services: readonly GrpcService[];
+  readonly credentials?: ServerCredentials;
+  readonly maxMessageBytes?: number;
+  readonly shutdownGraceMs?: number;
+}
+
+export class RoleGrpcServer {
+  private readonly server: Server;
+  private readonly health = new HealthImplementation({ '': 'NOT_SERVING' });
+  private readonly serviceNames: string[] = [];
+  private boundAddress: string | undefined;
+
+  constructor(private readonly options: RoleGrpcServerOptions) {
+    const maxMessageBytes = options.maxMessageBytes ?? GRPC_SERVER_DEFAULTS.maxMessageBytes;
+    this.server = new Server({
+      'grpc.max_receive_message_length': maxMessageBytes,
+      'grpc.max_send_message_length': maxMessageBytes,
+      'grpc.max_concurrent_streams': GRPC_SERVER_DEFAULTS.maxConcurrentStreams,
+      'grpc.keepalive_time_ms': GRPC_SERVER_DEFAULTS.keepaliveTimeMs,
+      'grpc.keepalive_timeout_ms': GRPC_SERVER_DEFAULTS.keepaliveTimeoutMs,
+      'grpc.keepalive_permit_without_calls': 1,
+      'grpc.http2.min_ping_interval_without_data_ms': GRPC_SERVER_DEFAULTS.minPingIntervalMs,
+    });
+    this.health.addToServer(this.server);
+    for (const service of options.services) {
+      this.server.addService(service.definition, traceServiceImplementation(options.tracer, service.definition, service.implementation));
+      const name = qualifiedServiceName(service.definition);
+      this.serviceNames.push(name);
+      this.health.setStatus(name, 'NOT_SERVING');
+    }
+    const reflected = loadSync([...options.services.map((service) => service.protoFile), healthProtoPath], {
+      includeDirs: [join(PACKAGE_ROOT, 'proto'), dirname(dirname(dirname(healthProtoPath)))],
+    });
+    new ReflectionService(reflected).addToServer(this.server);
+  }
+
+  /** Binds and starts serving; resolves with "host:port" as bound (port 0 picks a free one). */
+  async listen(host: string, port: number): Promise<string> {
+    const target = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+    const credentials = this.options.credentials ?? ServerCredentials.createInsecure();
+    const boundPort = await new Promise<number>((resolve, reject) => {
+      this.server.bindAsync(target, credentials, (err, bound) => (err ? reject(new Error(`cannot listen on ${target}: ${err.message}`)) : resolve(bound)));
+    });
+    this.boundAddress = host.includes(':') ? `[${host}]:${boundPort}` : `${host}:${boundPort}`;
+    return this.boundAddress;
+  }
+
+  /** Reports SERVING (or not) for the whole server and each service, to health checkers. */
+  setServing(serving: boolean): void {
+    const status = serving ? 'SERVING' : 'NOT_SERVING';
+    this.health.setStatus('', status);
+    for (const name of this.serviceNames) this.health.setStatus(name, status);
+  }
+
+  get address(): string | undefined {
+    return this.boundAddress;
+  }
+
+  /** NOT_SERVING, then a graceful drain bounded by the grace period, then a forced close. */
+  async shutdown(): Promise<void> {
+    this.setServing(false);
+    const graceMs = this.options.shutdownGraceMs ?? GRPC_SERVER_DEFAULTS.shutdownGraceMs;
+    const drained = await new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), graceMs);
+      this.server.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
+    if (!drained) {
+      this.options.logger.warn({ grace_ms: graceMs }, 'calls still running after the shutdown grace period; closing them');
+      this.server.forceShutdown();
+    }
+  }
+}

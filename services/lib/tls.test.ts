@@ -1,0 +1,45 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+import { ManualClock } from './clock';
+import { TlsConfigError, datacenterOf, loadTlsMaterial, serverName } from './tls';
+import { makeCa, makeCertDir, makeLeaf } from '../../test/harness/certs';
+
+// The checks at load time that Consul's verify_incoming / verify_server_hostname rely on
+// (reference/consul-compat.md §3.10): our CA, in date, key matching, datacenter in the SAN.
+describe('loadTlsMaterial', () => {
+  const dir = makeCertDir();
+  const ca = makeCa(dir);
+  const other = makeCa(dir, 'other');
+  const good = makeLeaf(dir, ca, 'dc1-server', 'dc1');
+
+  test('loads a valid certificate and reads its datacenter', () => {
+    const material = loadTlsMaterial(good);
+    expect(material.datacenter).toBe('dc1');
+    expect(datacenterOf(material.certificate)).toBe('dc1');
+    expect(serverName('dc2')).toBe('server.dc2.consulate');
+  });
+
+  test('refuses a certificate from another CA', () => {
+    const foreign = makeLeaf(dir, other, 'foreign', 'dc1');
+    expect(() => loadTlsMaterial({ ...foreign, caFile: ca.caFile })).toThrow(/was not issued by the CA/);
+  });
+
+  test('refuses an expired certificate, and one not yet valid', () => {
+    const expired = makeLeaf(dir, ca, 'expired', 'dc1', -1);
+    expect(() => loadTlsMaterial(expired)).toThrow(/expired on/);
+    expect(() => loadTlsMaterial(good, new ManualClock(Date.parse('2001-01-01T00:00:00Z')))).toThrow(/is not valid until/);
+  });
+
+  test('refuses a key that is not the certificate\'s', () => {
+    const another = makeLeaf(dir, ca, 'another', 'dc1');
+    expect(() => loadTlsMaterial({ ...good, keyFile: another.keyFile })).toThrow(/does not belong to the certificate/);
+  });
+
+  test('names the file that cannot be read or parsed', () => {
+    expect(() => loadTlsMaterial({ ...good, caFile: join(dir, 'missing.pem') })).toThrow(new TlsConfigError(`cannot read the CA certificate (ca_file) ${join(dir, 'missing.pem')}: ENOENT`));
+    const junk = join(dir, 'junk.pem');
+    writeFileSync(junk, 'not a certificate');
+    expect(() => loadTlsMaterial({ ...good, certFile: junk })).toThrow(/is not a PEM certificate/);
+  });
+});
