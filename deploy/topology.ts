@@ -13,15 +13,10 @@
 
 export type Role = 'consensus' | 'gossip' | 'catalog' | 'federation-router';
 
-export interface HostSpec {
+export interface ProcessSpec {
   readonly datacenter: string;
   /** The host's name in its datacenter, also each process's node name: "server-1". */
   readonly host: string;
-  /** Last octet of the host's 127.0.N.x address. */
-  readonly octet: number;
-}
-
-export interface ProcessSpec extends HostSpec {
   readonly role: Role;
   /** The gRPC port the process serves health and its API on. */
   readonly grpcPort: number;
@@ -55,18 +50,35 @@ export function topology(datacenters: number): ProcessSpec[] {
 function datacenter(dc: string): ProcessSpec[] {
   const consensusAddrs: HostFlag[] = SERVERS.map((host) => ({ name: 'consensus-addr', hostPort: [host, PORTS.consensus] as const }));
   const out: ProcessSpec[] = [];
-  SERVERS.forEach((host, i) => out.push({ datacenter: dc, host, octet: i + 1, role: 'consensus', grpcPort: PORTS.consensus, flags: [] }));
-  SERVERS.forEach((host, i) => out.push({ datacenter: dc, host, octet: i + 1, role: 'gossip', grpcPort: PORTS.gossip, flags: [{ name: 'server', value: 'true' }] }));
-  out.push({ datacenter: dc, host: 'catalog', octet: 10, role: 'catalog', grpcPort: PORTS.catalogGrpc, flags: consensusAddrs });
-  ['router-1', 'router-2'].forEach((host, i) => out.push({ datacenter: dc, host, octet: 20 + i, role: 'federation-router', grpcPort: PORTS.routerGrpc, flags: consensusAddrs }));
-  ['node-alpha-1', 'node-beta-1'].forEach((host, i) => out.push({ datacenter: dc, host, octet: 101 + i, role: 'gossip', grpcPort: PORTS.gossip, flags: [] }));
+  for (const host of SERVERS) out.push({ datacenter: dc, host, role: 'consensus', grpcPort: PORTS.consensus, flags: [] });
+  for (const host of SERVERS) out.push({ datacenter: dc, host, role: 'gossip', grpcPort: PORTS.gossip, flags: [{ name: 'server', value: 'true' }] });
+  out.push({ datacenter: dc, host: 'catalog', role: 'catalog', grpcPort: PORTS.catalogGrpc, flags: consensusAddrs });
+  for (const host of ['router-1', 'router-2']) out.push({ datacenter: dc, host, role: 'federation-router', grpcPort: PORTS.routerGrpc, flags: consensusAddrs });
+  for (const host of ['node-alpha-1', 'node-beta-1']) out.push({ datacenter: dc, host, role: 'gossip', grpcPort: PORTS.gossip, flags: [] });
   return out;
 }
 
-/** The loopback address of a host under `make up`: 127.0.<dc number>.<octet>. */
-export function loopbackAddress(spec: HostSpec): string {
-  const index = Number(spec.datacenter.replace(/^dc/, ''));
-  return `127.0.${index}.${spec.octet}`;
+/** The last octet of every host's address, the same in every datacenter. */
+export const HOST_OCTETS: Readonly<Record<string, number>> = {
+  'server-1': 1,
+  'server-2': 2,
+  'server-3': 3,
+  catalog: 10,
+  'router-1': 20,
+  'router-2': 21,
+  'node-alpha-1': 101,
+  'node-beta-1': 102,
+};
+
+/**
+ * The loopback address of a host under `make up`: <subnet>.<dc number>.<octet>, with subnet
+ * "127.0" as DESIGN.md has it (tests pick another so they never meet a running `make up`).
+ */
+export function loopbackAddress(datacenter: string, host: string, subnet = '127.0'): string {
+  const index = Number(datacenter.replace(/^dc/, ''));
+  const octet = HOST_OCTETS[host];
+  if (!Number.isInteger(index) || index < 1 || octet === undefined) throw new Error(`no address for host ${host} of ${datacenter}`);
+  return `${subnet}.${index}.${octet}`;
 }
 
 /** Flags as command-line arguments, with host names resolved by `resolve`. */

@@ -89,6 +89,15 @@ export function mutualTlsChannelCredentials(material: TlsMaterial, expectedDatac
   });
 }
 
+/**
+ * Channel options that make a client ask for (SNI) and verify `server.<dc>.consulate`, rather
+ * than the IP address it dials; pass them with `mutualTlsChannelCredentials(material, dc)`.
+ */
+export function tlsChannelOptions(expectedDatacenter: string): { 'grpc.ssl_target_name_override': string; 'grpc.default_authority': string } {
+  const name = serverName(expectedDatacenter);
+  return { 'grpc.ssl_target_name_override': name, 'grpc.default_authority': name };
+}
+
 function readPem(path: string, what: string): Buffer {
   try {
     return readFileSync(path);

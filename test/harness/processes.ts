@@ -1,0 +1,128 @@
+/**
+ * Real role processes for integration tests: each gets its own loopback address (so it keeps its
+ * standard port, as under `make up`), runs from dist/ through bin/consulate, and is waited on
+ * until it answers gRPC health SERVING. Every process started here is stopped by its PID.
+ */
+import { ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+
+import { checkHealth } from '../../services/lib/health-probe';
+
+export const REPO_ROOT = join(__dirname, '..', '..');
+export const CONSULATE_BIN = join(REPO_ROOT, 'bin', 'consulate');
+
+const STANDARD_GRPC_PORTS: Record<string, number> = { consensus: 8310, gossip: 8320, catalog: 8502, 'federation-router': 8330 };
+
+let nextHost = 1;
+
+/**
+ * A loopback address no other test process of this run uses: 127.<100 + pid % 100>.<n / 250>.<n % 250 + 1>.
+ * Tests in parallel jest workers have different PIDs; `make up` uses 127.0.x.x.
+ */
+export function freeLoopbackAddress(): string {
+  const n = nextHost++;
+  return `127.${100 + (process.pid % 100)}.${Math.floor(n / 250)}.${(n % 250) + 1}`;
+}
+
+export interface StartOptions {
+  readonly role: 'consensus' | 'gossip' | 'catalog' | 'federation-router';
+  readonly datacenter?: string;
+  readonly node?: string;
+  readonly address?: string;
+  readonly args?: readonly string[];
+  readonly env?: NodeJS.ProcessEnv;
+  /** Wait for SERVING (default); false returns as soon as the process is spawned. */
+  readonly waitHealthy?: boolean;
+}
+
+export interface RoleProcess {
+  readonly role: string;
+  readonly address: string;
+  readonly grpc: string;
+  readonly pid: number;
+  readonly child: ChildProcess;
+  /** Every line the process wrote, stdout and stderr, in order. */
+  readonly lines: string[];
+  /** Resolves with the exit code (or signal name) once the process has exited. */
+  readonly exited: Promise<number | string>;
+  /** SIGTERM and wait; SIGKILL after `graceMs`. */
+  stop(graceMs?: number): Promise<number | string>;
+}
+
+const running = new Set<RoleProcess>();
+
+export async function startRole(options: StartOptions): Promise<RoleProcess> {
+  const address = options.address ?? freeLoopbackAddress();
+  const port = STANDARD_GRPC_PORTS[options.role];
+  const dataDir = mkdtempSync(join(tmpdir(), `consulate-${options.role}-`));
+  const args = [CONSULATE_BIN, options.role, `-datacenter=${options.datacenter ?? 'dc1'}`, `-node=${options.node ?? `${options.role}-${address}`}`, `-bind=${address}`, `-data-dir=${dataDir}`, ...(options.args ?? [])];
+  const child = spawn(process.execPath, args, { cwd: REPO_ROOT, env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const lines: string[] = [];
+  for (const stream of [child.stdout!, child.stderr!]) createInterface({ input: stream }).on('line', (line) => lines.push(line));
+  const exited = new Promise<number | string>((resolve) => child.on('exit', (code, signal) => resolve(code ?? signal ?? 'unknown')));
+  const proc: RoleProcess = {
+    role: options.role,
+    address,
+    grpc: `${address}:${port}`,
+    pid: child.pid!,
+    child,
+    lines,
+    exited,
+    async stop(graceMs = 10_000) {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM');
+        const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+        await exited;
+        clearTimeout(timer);
+      }
+      running.delete(proc);
+      return exited;
+    },
+  };
+  running.add(proc);
+  if (options.waitHealthy !== false) await waitHealthy(proc);
+  return proc;
+}
+
+export async function waitHealthy(proc: RoleProcess, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let exitedEarly: number | string | undefined;
+  void proc.exited.then((code) => (exitedEarly = code));
+  for (;;) {
+    if (exitedEarly !== undefined) throw new Error(`${proc.role} at ${proc.grpc} exited (${exitedEarly}) before it was healthy:\n${proc.lines.join('\n')}`);
+    const health = await checkHealth(proc.grpc, 1_000);
+    if (health.answer === 'SERVING') return;
+    if (Date.now() > deadline) throw new Error(`${proc.role} at ${proc.grpc} not healthy after ${timeoutMs} ms (${health.answer} ${health.detail}):\n${proc.lines.join('\n')}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/** Stops every process this harness started that is still running; call in afterAll. */
+export async function stopAll(): Promise<void> {
+  await Promise.all([...running].map((proc) => proc.stop()));
+}
+
+/** Parsed JSON log lines of a process (non-JSON lines skipped). */
+export function logRecords(proc: RoleProcess): Record<string, unknown>[] {
+  return proc.lines.flatMap((line) => {
+    try {
+      return [JSON.parse(line) as Record<string, unknown>];
+    } catch {
+      return [];
+    }
+  });
+}
+
+/** Polls `predicate` until it holds or `timeoutMs` passes. */
+export async function eventually<T>(what: string, probe: () => T | undefined | Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined && value !== false) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}

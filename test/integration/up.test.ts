@@ -1,0 +1,119 @@
+/**
+ * `make up` as an operator runs it: every process of dc1 and dc2 healthy, endpoints in the
+ * topology file, and nothing left behind however it ends: Ctrl-C after a child crashed, the
+ * supervisor itself SIGKILLed, or DETACH=1 then `make down`. Each test uses its own loopback
+ * subnet and state directory so it never meets a cluster somebody is running with `make up`.
+ */
+import { ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { checkHealth } from '../../services/lib/health-probe';
+import { eventually, REPO_ROOT } from '../harness/processes';
+import type { TopologyFile } from '../../deploy/up';
+
+const UP = join(REPO_ROOT, 'dist', 'deploy', 'up.js');
+let subnetCounter = 0;
+
+function freshCluster() {
+  const stateDir = mkdtempSync(join(tmpdir(), 'consulate-up-'));
+  const subnet = `127.${200 + ((process.pid + subnetCounter++) % 50)}`;
+  return { stateDir, subnet, args: [`--state-dir=${stateDir}`, `--subnet=${subnet}`] };
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function readHealthyTopology(stateDir: string, timeoutMs = 30_000): Promise<TopologyFile> {
+  const file = join(stateDir, 'topology.json');
+  return eventually(
+    'a healthy topology file',
+    () => {
+      if (!existsSync(file)) return undefined;
+      const topology = JSON.parse(readFileSync(file, 'utf8')) as TopologyFile;
+      return topology.healthy ? topology : undefined;
+    },
+    timeoutMs,
+  );
+}
+
+async function allGone(pids: number[], timeoutMs = 15_000): Promise<void> {
+  await eventually(`processes ${pids.join(', ')} to exit`, () => (pids.every((pid) => !isAlive(pid)) ? true : undefined), timeoutMs);
+}
+
+const started: ChildProcess[] = [];
+afterAll(() => {
+  for (const child of started) if (child.exitCode === null) child.kill('SIGKILL');
+});
+
+test('dc1 and dc2 come up healthy within 30 s; Ctrl-C after a crashed child leaves no process behind', async () => {
+  const cluster = freshCluster();
+  const supervisor = spawn(process.execPath, [UP, '--dcs=2', ...cluster.args], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  started.push(supervisor);
+  let output = '';
+  supervisor.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const exited = new Promise<number | null>((resolve) => supervisor.on('exit', (code) => resolve(code)));
+
+  const topology = await readHealthyTopology(cluster.stateDir);
+  expect(topology.datacenters).toEqual(['dc1', 'dc2']);
+  expect(topology.processes).toHaveLength(22);
+  const roles = new Set(topology.processes.map((p) => `${p.datacenter}/${p.role}`));
+  for (const dc of ['dc1', 'dc2']) for (const role of ['consensus', 'gossip', 'catalog', 'federation-router']) expect(roles).toContain(`${dc}/${role}`);
+  const server1 = topology.processes.find((p) => p.datacenter === 'dc2' && p.host === 'server-1' && p.role === 'consensus')!;
+  expect(server1.endpoints.grpc).toBe(`${cluster.subnet}.2.1:8310`);
+  for (const p of topology.processes) expect((await checkHealth(p.endpoints.grpc, 2_000)).answer).toBe('SERVING');
+  expect(output).toContain('Consulate is up: 22 processes in 2 datacenter(s) healthy');
+  expect(output).toMatch(/dc1 server-1 +consensus +\| info +consulate consensus running in dc1 as server-1/);
+
+  const victim = topology.processes.find((p) => p.role === 'catalog')!;
+  process.kill(victim.pid, 'SIGKILL');
+  await eventually('the crash report', () => (output.includes('dc1 catalog') && output.includes('EXITED (SIGKILL)') ? true : undefined));
+
+  supervisor.kill('SIGINT');
+  expect(await exited).toBe(0);
+  await allGone(topology.processes.map((p) => p.pid));
+  expect(output).toContain('Stopped 22 processes.');
+  expect(existsSync(join(cluster.stateDir, 'topology.json'))).toBe(false);
+});
+
+test('a SIGKILLed supervisor leaves no orphans: children stop when their stdin closes', async () => {
+  const cluster = freshCluster();
+  const supervisor = spawn(process.execPath, [UP, '--dcs=1', ...cluster.args], { cwd: REPO_ROOT, stdio: 'ignore' });
+  started.push(supervisor);
+  const topology = await readHealthyTopology(cluster.stateDir);
+  expect(topology.processes).toHaveLength(11);
+  supervisor.kill('SIGKILL');
+  await allGone(topology.processes.map((p) => p.pid));
+});
+
+test('DETACH=1 returns once healthy; make down stops everything', async () => {
+  const cluster = freshCluster();
+  const up = spawnSync(process.execPath, [UP, '--dcs=1', '--detach', ...cluster.args], { cwd: REPO_ROOT, encoding: 'utf8', timeout: 60_000 });
+  expect(up.status).toBe(0);
+  expect(up.stdout).toContain('Consulate is up: 11 processes in 1 datacenter(s) healthy');
+  expect(up.stdout).toContain("Stop it with 'make down'.");
+  const topology = JSON.parse(readFileSync(join(cluster.stateDir, 'topology.json'), 'utf8')) as TopologyFile;
+  expect(isAlive(topology.supervisorPid)).toBe(true);
+
+  const again = spawnSync(process.execPath, [UP, '--dcs=1', '--detach', ...cluster.args], { cwd: REPO_ROOT, encoding: 'utf8', timeout: 10_000 });
+  expect(again.status).toBe(1);
+  expect(again.stderr).toContain(`A cluster is already running under supervisor pid ${topology.supervisorPid}`);
+
+  const down = spawnSync(process.execPath, [UP, '--down', ...cluster.args], { cwd: REPO_ROOT, encoding: 'utf8', timeout: 30_000 });
+  expect(down.status).toBe(0);
+  expect(down.stdout).toContain(`Stopped the cluster (supervisor pid ${topology.supervisorPid}).`);
+  await allGone([topology.supervisorPid, ...topology.processes.map((p) => p.pid)]);
+});
+
+test('bad arguments are refused before anything starts', () => {
+  const result = spawnSync(process.execPath, [UP, '--dcs=12'], { cwd: REPO_ROOT, encoding: 'utf8' });
+  expect(result.status).toBe(2);
+  expect(result.stderr).toContain('DCS must be a whole number from 1 to 9, got 12');
+});
