@@ -1,5 +1,6 @@
-// Two projects: `unit` runs the tests that sit beside the code; `integration` starts real role
-// processes from dist/ (build first: `make test` does).
+// Three projects: `unit` runs the tests beside the code (and the checkers in test/checkers);
+// `integration` starts real role processes from dist/ (build first: `make test` does);
+// `simulation` runs the seeded whole-cluster simulator in test/sim.
 const transform = { '^.+\\.ts$': ['@swc/jest', { jsc: { parser: { syntax: 'typescript' }, target: 'es2022' }, module: { type: 'commonjs' } }] };
 
 module.exports = {
@@ -8,7 +9,7 @@ module.exports = {
       displayName: 'unit',
       testEnvironment: 'node',
       transform,
-      testMatch: ['<rootDir>/services/**/*.test.ts', '<rootDir>/cli/**/*.test.ts', '<rootDir>/deploy/**/*.test.ts'],
+      testMatch: ['<rootDir>/services/**/*.test.ts', '<rootDir>/cli/**/*.test.ts', '<rootDir>/deploy/**/*.test.ts', '<rootDir>/test/checkers/**/*.test.ts'],
     },
     {
       displayName: 'integration',
@@ -16,6 +17,13 @@ module.exports = {
       transform,
       testMatch: ['<rootDir>/test/integration/**/*.test.ts'],
       slowTestThreshold: 30,
+    },
+    {
+      // The seeded simulator: whole clusters in one process, virtual time, thousands of seeds.
+      displayName: 'simulation',
+      testEnvironment: 'node',
+      transform,
+      testMatch: ['<rootDir>/test/sim/**/*.test.ts'],
     },
   ],
 };

@@ -1,7 +1,7 @@
 import { ServiceError, status as GrpcStatus } from '@grpc/grpc-js';
 import { trace } from '@opentelemetry/api';
 
-import { ClusterServiceClient, ClusterServiceServer, ClusterServiceService, protobufFileName } from '../gen/consulate/consensus/v1/cluster';
+import { MembershipServiceClient, MembershipServiceServer, MembershipServiceService, protobufFileName } from '../gen/consulate/gossip/v1/membership';
 import { callUnary, createRoleClient } from './grpc-client';
 import { RoleGrpcServer } from './grpc-server';
 import { createLogger } from './log';
@@ -10,23 +10,23 @@ describe('callUnary', () => {
   const failures: GrpcStatus[] = [];
   let calls = 0;
   let server: RoleGrpcServer;
-  let client: ClusterServiceClient;
+  let client: MembershipServiceClient;
 
   beforeAll(async () => {
-    const implementation: ClusterServiceServer = {
+    const implementation: MembershipServiceServer = {
       status(_call, callback) {
         calls++;
         const code = failures.shift();
-        if (code === undefined) callback(null, {});
+        if (code === undefined) callback(null, { server: false });
         else callback({ code, details: `failure ${calls}` } as ServiceError);
       },
     };
     server = new RoleGrpcServer({
       logger: createLogger({ role: 'consensus', datacenter: 'dc1', node: 'n', level: 'silent' }),
       tracer: trace.getTracer('test'),
-      services: [{ definition: ClusterServiceService, implementation, protoFile: protobufFileName }],
+      services: [{ definition: MembershipServiceService, implementation, protoFile: protobufFileName }],
     });
-    client = createRoleClient(ClusterServiceClient, await server.listen('127.0.0.1', 0), { tracer: trace.getTracer('test') });
+    client = createRoleClient(MembershipServiceClient, await server.listen('127.0.0.1', 0), { tracer: trace.getTracer('test') });
   });
 
   afterAll(async () => {
@@ -78,7 +78,7 @@ describe('callUnary', () => {
   });
 
   test('an unreachable server fails with UNAVAILABLE or DEADLINE_EXCEEDED within the deadline', async () => {
-    const nowhere = createRoleClient(ClusterServiceClient, '127.0.0.1:1', { tracer: trace.getTracer('test') });
+    const nowhere = createRoleClient(MembershipServiceClient, '127.0.0.1:1', { tracer: trace.getTracer('test') });
     const started = Date.now();
     const failure = (await callUnary(nowhere.status.bind(nowhere), {}, { timeoutMs: 300, idempotent: true }).catch((err: ServiceError) => err)) as ServiceError;
     nowhere.close();

@@ -1,7 +1,7 @@
 import { ServiceError, credentials, status as GrpcStatus } from '@grpc/grpc-js';
 import { trace } from '@opentelemetry/api';
 
-import { ClusterServiceClient, ClusterServiceServer, ClusterServiceService, protobufFileName } from '../gen/consulate/consensus/v1/cluster';
+import { MembershipServiceClient, MembershipServiceServer, MembershipServiceService, protobufFileName } from '../gen/consulate/gossip/v1/membership';
 import { callUnary, createRoleClient } from './grpc-client';
 import { RoleGrpcServer } from './grpc-server';
 import { createLogger } from './log';
@@ -23,7 +23,7 @@ describe('mutual TLS over gRPC', () => {
     server = new RoleGrpcServer({
       logger: createLogger({ role: 'consensus', datacenter: 'dc2', node: 'n', level: 'silent' }),
       tracer: trace.getTracer('test'),
-      services: [{ definition: ClusterServiceService, implementation: { status: (_call, callback) => callback(null, {}) } satisfies ClusterServiceServer, protoFile: protobufFileName }],
+      services: [{ definition: MembershipServiceService, implementation: { status: (_call, callback) => callback(null, { server: true }) } satisfies MembershipServiceServer, protoFile: protobufFileName }],
       credentials: mutualTlsServerCredentials(dc2),
     });
     address = await server.listen('127.0.0.1', 0);
@@ -32,7 +32,7 @@ describe('mutual TLS over gRPC', () => {
   afterAll(() => server.shutdown());
 
   async function statusWith(creds: ReturnType<typeof credentials.createInsecure>, expectedDatacenter = 'dc2'): Promise<GrpcStatus> {
-    const client = createRoleClient(ClusterServiceClient, address, { tracer: trace.getTracer('test'), credentials: creds, channelOptions: tlsChannelOptions(expectedDatacenter) });
+    const client = createRoleClient(MembershipServiceClient, address, { tracer: trace.getTracer('test'), credentials: creds, channelOptions: tlsChannelOptions(expectedDatacenter) });
     try {
       await callUnary(client.status.bind(client), {}, { timeoutMs: 2_000, idempotent: false });
       return GrpcStatus.OK;

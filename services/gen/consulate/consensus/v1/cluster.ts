@@ -19,16 +19,118 @@ import {
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { RoleInfo } from "../../common/v1/role";
+import { Member } from "./raft";
 
 export const protobufPackage = "consulate.consensus.v1";
 
 export const protobufFileName = "consulate/consensus/v1/cluster.proto";
+
+export enum RaftRole {
+  RAFT_ROLE_UNSPECIFIED = 0,
+  RAFT_ROLE_FOLLOWER = 1,
+  RAFT_ROLE_PRE_CANDIDATE = 2,
+  RAFT_ROLE_CANDIDATE = 3,
+  RAFT_ROLE_LEADER = 4,
+  RAFT_ROLE_LEARNER = 5,
+  UNRECOGNIZED = -1,
+}
+
+export function raftRoleFromJSON(object: any): RaftRole {
+  switch (object) {
+    case 0:
+    case "RAFT_ROLE_UNSPECIFIED":
+      return RaftRole.RAFT_ROLE_UNSPECIFIED;
+    case 1:
+    case "RAFT_ROLE_FOLLOWER":
+      return RaftRole.RAFT_ROLE_FOLLOWER;
+    case 2:
+    case "RAFT_ROLE_PRE_CANDIDATE":
+      return RaftRole.RAFT_ROLE_PRE_CANDIDATE;
+    case 3:
+    case "RAFT_ROLE_CANDIDATE":
+      return RaftRole.RAFT_ROLE_CANDIDATE;
+    case 4:
+    case "RAFT_ROLE_LEADER":
+      return RaftRole.RAFT_ROLE_LEADER;
+    case 5:
+    case "RAFT_ROLE_LEARNER":
+      return RaftRole.RAFT_ROLE_LEARNER;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return RaftRole.UNRECOGNIZED;
+  }
+}
+
+export function raftRoleToJSON(object: RaftRole): string {
+  switch (object) {
+    case RaftRole.RAFT_ROLE_UNSPECIFIED:
+      return "RAFT_ROLE_UNSPECIFIED";
+    case RaftRole.RAFT_ROLE_FOLLOWER:
+      return "RAFT_ROLE_FOLLOWER";
+    case RaftRole.RAFT_ROLE_PRE_CANDIDATE:
+      return "RAFT_ROLE_PRE_CANDIDATE";
+    case RaftRole.RAFT_ROLE_CANDIDATE:
+      return "RAFT_ROLE_CANDIDATE";
+    case RaftRole.RAFT_ROLE_LEADER:
+      return "RAFT_ROLE_LEADER";
+    case RaftRole.RAFT_ROLE_LEARNER:
+      return "RAFT_ROLE_LEARNER";
+    case RaftRole.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
 
 export interface StatusRequest {
 }
 
 export interface StatusResponse {
   info?: RoleInfo | undefined;
+  role: RaftRole;
+  term: bigint;
+  /** The leader's id, empty when none is known. */
+  leader: string;
+  /** The leader's gRPC address, empty when none is known. */
+  leaderAddress: string;
+  commitIndex: bigint;
+  appliedIndex: bigint;
+  /** The store revision after the last applied entry. */
+  revision: bigint;
+  members: Member[];
+}
+
+export interface MemberListRequest {
+}
+
+export interface MemberListResponse {
+  members: Member[];
+  leader: string;
+}
+
+export interface MemberAddRequest {
+  member?: Member | undefined;
+}
+
+export interface MemberAddResponse {
+  members: Member[];
+}
+
+export interface MemberRemoveRequest {
+  id: string;
+}
+
+export interface MemberRemoveResponse {
+  members: Member[];
+}
+
+export interface TransferLeadershipRequest {
+  /** The voter to hand leadership to; empty picks the most caught-up one. */
+  to: string;
+}
+
+export interface TransferLeadershipResponse {
+  leader: string;
 }
 
 function createBaseStatusRequest(): StatusRequest {
@@ -84,13 +186,59 @@ export const StatusRequest: MessageFns<StatusRequest> = {
 };
 
 function createBaseStatusResponse(): StatusResponse {
-  return { info: undefined };
+  return {
+    info: undefined,
+    role: 0,
+    term: 0n,
+    leader: "",
+    leaderAddress: "",
+    commitIndex: 0n,
+    appliedIndex: 0n,
+    revision: 0n,
+    members: [],
+  };
 }
 
 export const StatusResponse: MessageFns<StatusResponse> = {
   encode(message: StatusResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.info !== undefined) {
       RoleInfo.encode(message.info, writer.uint32(10).fork()).join();
+    }
+    if (message.role !== 0) {
+      writer.uint32(16).int32(message.role);
+    }
+    if (message.term !== 0n) {
+      if (BigInt.asUintN(64, message.term) !== message.term) {
+        throw new globalThis.Error("value provided for field message.term of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.term);
+    }
+    if (message.leader !== "") {
+      writer.uint32(34).string(message.leader);
+    }
+    if (message.leaderAddress !== "") {
+      writer.uint32(42).string(message.leaderAddress);
+    }
+    if (message.commitIndex !== 0n) {
+      if (BigInt.asUintN(64, message.commitIndex) !== message.commitIndex) {
+        throw new globalThis.Error("value provided for field message.commitIndex of type uint64 too large");
+      }
+      writer.uint32(48).uint64(message.commitIndex);
+    }
+    if (message.appliedIndex !== 0n) {
+      if (BigInt.asUintN(64, message.appliedIndex) !== message.appliedIndex) {
+        throw new globalThis.Error("value provided for field message.appliedIndex of type uint64 too large");
+      }
+      writer.uint32(56).uint64(message.appliedIndex);
+    }
+    if (message.revision !== 0n) {
+      if (BigInt.asIntN(64, message.revision) !== message.revision) {
+        throw new globalThis.Error("value provided for field message.revision of type int64 too large");
+      }
+      writer.uint32(64).int64(message.revision);
+    }
+    for (const v of message.members) {
+      Member.encode(v!, writer.uint32(74).fork()).join();
     }
     return writer;
   },
@@ -116,6 +264,70 @@ export const StatusResponse: MessageFns<StatusResponse> = {
             message.info = RoleInfo.decode(reader, reader.uint32());
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.role = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.term = reader.uint64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.leader = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.leaderAddress = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.commitIndex = reader.uint64() as bigint;
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.appliedIndex = reader.uint64() as bigint;
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.revision = reader.int64() as bigint;
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.members.push(Member.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -129,13 +341,61 @@ export const StatusResponse: MessageFns<StatusResponse> = {
   },
 
   fromJSON(object: any): StatusResponse {
-    return { info: isSet(object.info) ? RoleInfo.fromJSON(object.info) : undefined };
+    return {
+      info: isSet(object.info) ? RoleInfo.fromJSON(object.info) : undefined,
+      role: isSet(object.role) ? raftRoleFromJSON(object.role) : 0,
+      term: isSet(object.term) ? BigInt(object.term) : 0n,
+      leader: isSet(object.leader) ? globalThis.String(object.leader) : "",
+      leaderAddress: isSet(object.leaderAddress)
+        ? globalThis.String(object.leaderAddress)
+        : isSet(object.leader_address)
+        ? globalThis.String(object.leader_address)
+        : "",
+      commitIndex: isSet(object.commitIndex)
+        ? BigInt(object.commitIndex)
+        : isSet(object.commit_index)
+        ? BigInt(object.commit_index)
+        : 0n,
+      appliedIndex: isSet(object.appliedIndex)
+        ? BigInt(object.appliedIndex)
+        : isSet(object.applied_index)
+        ? BigInt(object.applied_index)
+        : 0n,
+      revision: isSet(object.revision) ? BigInt(object.revision) : 0n,
+      members: globalThis.Array.isArray(object?.members)
+        ? object.members.map((e: any) => Member.fromJSON(e))
+        : [],
+    };
   },
 
   toJSON(message: StatusResponse): unknown {
     const obj: any = {};
     if (message.info !== undefined) {
       obj.info = RoleInfo.toJSON(message.info);
+    }
+    if (message.role !== 0) {
+      obj.role = raftRoleToJSON(message.role);
+    }
+    if (message.term !== 0n) {
+      obj.term = message.term.toString();
+    }
+    if (message.leader !== "") {
+      obj.leader = message.leader;
+    }
+    if (message.leaderAddress !== "") {
+      obj.leaderAddress = message.leaderAddress;
+    }
+    if (message.commitIndex !== 0n) {
+      obj.commitIndex = message.commitIndex.toString();
+    }
+    if (message.appliedIndex !== 0n) {
+      obj.appliedIndex = message.appliedIndex.toString();
+    }
+    if (message.revision !== 0n) {
+      obj.revision = message.revision.toString();
+    }
+    if (message.members?.length) {
+      obj.members = message.members.map((e) => Member.toJSON(e));
     }
     return obj;
   },
@@ -146,17 +406,571 @@ export const StatusResponse: MessageFns<StatusResponse> = {
   fromPartial(object: DeepPartial<StatusResponse>): StatusResponse {
     const message = createBaseStatusResponse();
     message.info = (object.info !== undefined && object.info !== null) ? RoleInfo.fromPartial(object.info) : undefined;
+    message.role = object.role ?? 0;
+    message.term = (object.term !== undefined && object.term !== null) ? BigInt(object.term) : 0n;
+    message.leader = object.leader ?? "";
+    message.leaderAddress = object.leaderAddress ?? "";
+    message.commitIndex = (object.commitIndex !== undefined && object.commitIndex !== null)
+      ? BigInt(object.commitIndex)
+      : 0n;
+    message.appliedIndex = (object.appliedIndex !== undefined && object.appliedIndex !== null)
+      ? BigInt(object.appliedIndex)
+      : 0n;
+    message.revision = (object.revision !== undefined && object.revision !== null) ? BigInt(object.revision) : 0n;
+    message.members = object.members?.map((e) => Member.fromPartial(e)) || [];
     return message;
   },
 };
 
-/**
- * ClusterService reports on and manages a datacenter's consensus servers. The Raft peer, KV,
- * Watch and Lease services join it with the consensus issue.
- */
+function createBaseMemberListRequest(): MemberListRequest {
+  return {};
+}
+
+export const MemberListRequest: MessageFns<MemberListRequest> = {
+  encode(_: MemberListRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MemberListRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMemberListRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): MemberListRequest {
+    return {};
+  },
+
+  toJSON(_: MemberListRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<MemberListRequest>): MemberListRequest {
+    return MemberListRequest.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<MemberListRequest>): MemberListRequest {
+    const message = createBaseMemberListRequest();
+    return message;
+  },
+};
+
+function createBaseMemberListResponse(): MemberListResponse {
+  return { members: [], leader: "" };
+}
+
+export const MemberListResponse: MessageFns<MemberListResponse> = {
+  encode(message: MemberListResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.members) {
+      Member.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.leader !== "") {
+      writer.uint32(18).string(message.leader);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MemberListResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMemberListResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.members.push(Member.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.leader = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MemberListResponse {
+    return {
+      members: globalThis.Array.isArray(object?.members) ? object.members.map((e: any) => Member.fromJSON(e)) : [],
+      leader: isSet(object.leader) ? globalThis.String(object.leader) : "",
+    };
+  },
+
+  toJSON(message: MemberListResponse): unknown {
+    const obj: any = {};
+    if (message.members?.length) {
+      obj.members = message.members.map((e) => Member.toJSON(e));
+    }
+    if (message.leader !== "") {
+      obj.leader = message.leader;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<MemberListResponse>): MemberListResponse {
+    return MemberListResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<MemberListResponse>): MemberListResponse {
+    const message = createBaseMemberListResponse();
+    message.members = object.members?.map((e) => Member.fromPartial(e)) || [];
+    message.leader = object.leader ?? "";
+    return message;
+  },
+};
+
+function createBaseMemberAddRequest(): MemberAddRequest {
+  return { member: undefined };
+}
+
+export const MemberAddRequest: MessageFns<MemberAddRequest> = {
+  encode(message: MemberAddRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.member !== undefined) {
+      Member.encode(message.member, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MemberAddRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMemberAddRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.member = Member.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MemberAddRequest {
+    return { member: isSet(object.member) ? Member.fromJSON(object.member) : undefined };
+  },
+
+  toJSON(message: MemberAddRequest): unknown {
+    const obj: any = {};
+    if (message.member !== undefined) {
+      obj.member = Member.toJSON(message.member);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<MemberAddRequest>): MemberAddRequest {
+    return MemberAddRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<MemberAddRequest>): MemberAddRequest {
+    const message = createBaseMemberAddRequest();
+    message.member = (object.member !== undefined && object.member !== null)
+      ? Member.fromPartial(object.member)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseMemberAddResponse(): MemberAddResponse {
+  return { members: [] };
+}
+
+export const MemberAddResponse: MessageFns<MemberAddResponse> = {
+  encode(message: MemberAddResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.members) {
+      Member.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MemberAddResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMemberAddResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.members.push(Member.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MemberAddResponse {
+    return {
+      members: globalThis.Array.isArray(object?.members) ? object.members.map((e: any) => Member.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: MemberAddResponse): unknown {
+    const obj: any = {};
+    if (message.members?.length) {
+      obj.members = message.members.map((e) => Member.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<MemberAddResponse>): MemberAddResponse {
+    return MemberAddResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<MemberAddResponse>): MemberAddResponse {
+    const message = createBaseMemberAddResponse();
+    message.members = object.members?.map((e) => Member.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseMemberRemoveRequest(): MemberRemoveRequest {
+  return { id: "" };
+}
+
+export const MemberRemoveRequest: MessageFns<MemberRemoveRequest> = {
+  encode(message: MemberRemoveRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MemberRemoveRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMemberRemoveRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MemberRemoveRequest {
+    return { id: isSet(object.id) ? globalThis.String(object.id) : "" };
+  },
+
+  toJSON(message: MemberRemoveRequest): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<MemberRemoveRequest>): MemberRemoveRequest {
+    return MemberRemoveRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<MemberRemoveRequest>): MemberRemoveRequest {
+    const message = createBaseMemberRemoveRequest();
+    message.id = object.id ?? "";
+    return message;
+  },
+};
+
+function createBaseMemberRemoveResponse(): MemberRemoveResponse {
+  return { members: [] };
+}
+
+export const MemberRemoveResponse: MessageFns<MemberRemoveResponse> = {
+  encode(message: MemberRemoveResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.members) {
+      Member.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MemberRemoveResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMemberRemoveResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.members.push(Member.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MemberRemoveResponse {
+    return {
+      members: globalThis.Array.isArray(object?.members) ? object.members.map((e: any) => Member.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: MemberRemoveResponse): unknown {
+    const obj: any = {};
+    if (message.members?.length) {
+      obj.members = message.members.map((e) => Member.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<MemberRemoveResponse>): MemberRemoveResponse {
+    return MemberRemoveResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<MemberRemoveResponse>): MemberRemoveResponse {
+    const message = createBaseMemberRemoveResponse();
+    message.members = object.members?.map((e) => Member.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseTransferLeadershipRequest(): TransferLeadershipRequest {
+  return { to: "" };
+}
+
+export const TransferLeadershipRequest: MessageFns<TransferLeadershipRequest> = {
+  encode(message: TransferLeadershipRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.to !== "") {
+      writer.uint32(10).string(message.to);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TransferLeadershipRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTransferLeadershipRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.to = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TransferLeadershipRequest {
+    return { to: isSet(object.to) ? globalThis.String(object.to) : "" };
+  },
+
+  toJSON(message: TransferLeadershipRequest): unknown {
+    const obj: any = {};
+    if (message.to !== "") {
+      obj.to = message.to;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<TransferLeadershipRequest>): TransferLeadershipRequest {
+    return TransferLeadershipRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<TransferLeadershipRequest>): TransferLeadershipRequest {
+    const message = createBaseTransferLeadershipRequest();
+    message.to = object.to ?? "";
+    return message;
+  },
+};
+
+function createBaseTransferLeadershipResponse(): TransferLeadershipResponse {
+  return { leader: "" };
+}
+
+export const TransferLeadershipResponse: MessageFns<TransferLeadershipResponse> = {
+  encode(message: TransferLeadershipResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.leader !== "") {
+      writer.uint32(10).string(message.leader);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TransferLeadershipResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTransferLeadershipResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.leader = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TransferLeadershipResponse {
+    return { leader: isSet(object.leader) ? globalThis.String(object.leader) : "" };
+  },
+
+  toJSON(message: TransferLeadershipResponse): unknown {
+    const obj: any = {};
+    if (message.leader !== "") {
+      obj.leader = message.leader;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<TransferLeadershipResponse>): TransferLeadershipResponse {
+    return TransferLeadershipResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<TransferLeadershipResponse>): TransferLeadershipResponse {
+    const message = createBaseTransferLeadershipResponse();
+    message.leader = object.leader ?? "";
+    return message;
+  },
+};
+
+/** ClusterService reports on and manages a datacenter's consensus servers. */
 export type ClusterServiceService = typeof ClusterServiceService;
 export const ClusterServiceService = {
-  /** Status says which consensus server answered. */
+  /** Status says which server answered and what its Raft state is. */
   status: {
     path: "/consulate.consensus.v1.ClusterService/Status" as const,
     requestStream: false as const,
@@ -166,15 +980,66 @@ export const ClusterServiceService = {
     responseSerialize: (value: StatusResponse): Buffer => Buffer.from(StatusResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): StatusResponse => StatusResponse.decode(value),
   },
+  /** MemberList lists the servers of the cluster, as the answering server's log has them. */
+  memberList: {
+    path: "/consulate.consensus.v1.ClusterService/MemberList" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: MemberListRequest): Buffer => Buffer.from(MemberListRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): MemberListRequest => MemberListRequest.decode(value),
+    responseSerialize: (value: MemberListResponse): Buffer => Buffer.from(MemberListResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): MemberListResponse => MemberListResponse.decode(value),
+  },
+  /** MemberAdd adds a server: first as a learner, then, once it has caught up, as a voter. */
+  memberAdd: {
+    path: "/consulate.consensus.v1.ClusterService/MemberAdd" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: MemberAddRequest): Buffer => Buffer.from(MemberAddRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): MemberAddRequest => MemberAddRequest.decode(value),
+    responseSerialize: (value: MemberAddResponse): Buffer => Buffer.from(MemberAddResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): MemberAddResponse => MemberAddResponse.decode(value),
+  },
+  /** MemberRemove removes a server. */
+  memberRemove: {
+    path: "/consulate.consensus.v1.ClusterService/MemberRemove" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: MemberRemoveRequest): Buffer => Buffer.from(MemberRemoveRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): MemberRemoveRequest => MemberRemoveRequest.decode(value),
+    responseSerialize: (value: MemberRemoveResponse): Buffer =>
+      Buffer.from(MemberRemoveResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): MemberRemoveResponse => MemberRemoveResponse.decode(value),
+  },
+  /** TransferLeadership hands leadership to another voter. */
+  transferLeadership: {
+    path: "/consulate.consensus.v1.ClusterService/TransferLeadership" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: TransferLeadershipRequest): Buffer =>
+      Buffer.from(TransferLeadershipRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): TransferLeadershipRequest => TransferLeadershipRequest.decode(value),
+    responseSerialize: (value: TransferLeadershipResponse): Buffer =>
+      Buffer.from(TransferLeadershipResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): TransferLeadershipResponse => TransferLeadershipResponse.decode(value),
+  },
 } as const;
 
 export interface ClusterServiceServer extends UntypedServiceImplementation {
-  /** Status says which consensus server answered. */
+  /** Status says which server answered and what its Raft state is. */
   status: handleUnaryCall<StatusRequest, StatusResponse>;
+  /** MemberList lists the servers of the cluster, as the answering server's log has them. */
+  memberList: handleUnaryCall<MemberListRequest, MemberListResponse>;
+  /** MemberAdd adds a server: first as a learner, then, once it has caught up, as a voter. */
+  memberAdd: handleUnaryCall<MemberAddRequest, MemberAddResponse>;
+  /** MemberRemove removes a server. */
+  memberRemove: handleUnaryCall<MemberRemoveRequest, MemberRemoveResponse>;
+  /** TransferLeadership hands leadership to another voter. */
+  transferLeadership: handleUnaryCall<TransferLeadershipRequest, TransferLeadershipResponse>;
 }
 
 export interface ClusterServiceClient extends Client {
-  /** Status says which consensus server answered. */
+  /** Status says which server answered and what its Raft state is. */
   status(
     request: StatusRequest,
     callback: (error: ServiceError | null, response: StatusResponse) => void,
@@ -189,6 +1054,70 @@ export interface ClusterServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: StatusResponse) => void,
+  ): ClientUnaryCall;
+  /** MemberList lists the servers of the cluster, as the answering server's log has them. */
+  memberList(
+    request: MemberListRequest,
+    callback: (error: ServiceError | null, response: MemberListResponse) => void,
+  ): ClientUnaryCall;
+  memberList(
+    request: MemberListRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: MemberListResponse) => void,
+  ): ClientUnaryCall;
+  memberList(
+    request: MemberListRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: MemberListResponse) => void,
+  ): ClientUnaryCall;
+  /** MemberAdd adds a server: first as a learner, then, once it has caught up, as a voter. */
+  memberAdd(
+    request: MemberAddRequest,
+    callback: (error: ServiceError | null, response: MemberAddResponse) => void,
+  ): ClientUnaryCall;
+  memberAdd(
+    request: MemberAddRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: MemberAddResponse) => void,
+  ): ClientUnaryCall;
+  memberAdd(
+    request: MemberAddRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: MemberAddResponse) => void,
+  ): ClientUnaryCall;
+  /** MemberRemove removes a server. */
+  memberRemove(
+    request: MemberRemoveRequest,
+    callback: (error: ServiceError | null, response: MemberRemoveResponse) => void,
+  ): ClientUnaryCall;
+  memberRemove(
+    request: MemberRemoveRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: MemberRemoveResponse) => void,
+  ): ClientUnaryCall;
+  memberRemove(
+    request: MemberRemoveRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: MemberRemoveResponse) => void,
+  ): ClientUnaryCall;
+  /** TransferLeadership hands leadership to another voter. */
+  transferLeadership(
+    request: TransferLeadershipRequest,
+    callback: (error: ServiceError | null, response: TransferLeadershipResponse) => void,
+  ): ClientUnaryCall;
+  transferLeadership(
+    request: TransferLeadershipRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: TransferLeadershipResponse) => void,
+  ): ClientUnaryCall;
+  transferLeadership(
+    request: TransferLeadershipRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: TransferLeadershipResponse) => void,
   ): ClientUnaryCall;
 }
 
