@@ -12,11 +12,15 @@ NODE_MODULES_STAMP := node_modules/.package-lock.json
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
+# `npm install`, not `npm ci`: the registry our machines reach has no packages for other
+# platforms, so the lockfile cannot list buf's and swc's darwin/win32 builds, and npm 11's `ci`
+# refuses a lockfile without them. With every version pinned exactly in package.json and the
+# lockfile present, `npm install` installs exactly the locked tree and leaves the lockfile as is.
 $(NODE_MODULES_STAMP): package.json package-lock.json
-	npm ci --no-audit --no-fund
+	npm install --no-audit --no-fund
 	@touch $@
 
-install: $(NODE_MODULES_STAMP) ## Install the pinned dependencies (npm ci)
+install: $(NODE_MODULES_STAMP) ## Install the pinned dependencies
 
 proto: install ## Lint proto/ and regenerate services/gen from it
 	$(BIN)/buf lint
@@ -52,6 +56,12 @@ up: build ## Run dc1 and dc2 (DCS=3 adds dc3; DETACH=1 returns once healthy)
 
 down: ## Stop what `make up DETACH=1` started
 	node dist/deploy/up.js --down
+
+compose: build ## Regenerate compose.yaml from deploy/topology.ts
+	node dist/deploy/compose.js compose.yaml
+
+certs: ## Make the dev CA and a server certificate per datacenter in deploy/tls/ (kept when present)
+	bash deploy/tls/make-certs.sh deploy/tls $(addprefix dc,$(shell seq 1 $(DCS)))
 
 clean: ## Remove build output and local cluster state
 	rm -rf dist .consulate
