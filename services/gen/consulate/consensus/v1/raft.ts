@@ -51,6 +51,8 @@ export enum ConfChange_Kind {
   /** KIND_PROMOTE - Make a caught-up learner a voter. */
   KIND_PROMOTE = 2,
   KIND_REMOVE = 3,
+  /** KIND_ADD_VOTER - Add a voter directly: only in the bootstrap entries every initial server writes alike. */
+  KIND_ADD_VOTER = 4,
   UNRECOGNIZED = -1,
 }
 
@@ -68,6 +70,9 @@ export function confChange_KindFromJSON(object: any): ConfChange_Kind {
     case 3:
     case "KIND_REMOVE":
       return ConfChange_Kind.KIND_REMOVE;
+    case 4:
+    case "KIND_ADD_VOTER":
+      return ConfChange_Kind.KIND_ADD_VOTER;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -85,6 +90,8 @@ export function confChange_KindToJSON(object: ConfChange_Kind): string {
       return "KIND_PROMOTE";
     case ConfChange_Kind.KIND_REMOVE:
       return "KIND_REMOVE";
+    case ConfChange_Kind.KIND_ADD_VOTER:
+      return "KIND_ADD_VOTER";
     case ConfChange_Kind.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -198,6 +205,12 @@ export enum RaftMessage_MessageType {
   MESSAGE_TYPE_APPEND_RESPONSE = 6,
   MESSAGE_TYPE_SNAPSHOT = 7,
   MESSAGE_TYPE_TIMEOUT_NOW = 8,
+  /**
+   * MESSAGE_TYPE_HEARTBEAT - The leader's periodic "I am here", carrying its commit (up to what the follower matches)
+   * and a round number that ReadIndex and the lease count acknowledgements of.
+   */
+  MESSAGE_TYPE_HEARTBEAT = 9,
+  MESSAGE_TYPE_HEARTBEAT_RESPONSE = 10,
   UNRECOGNIZED = -1,
 }
 
@@ -230,6 +243,12 @@ export function raftMessage_MessageTypeFromJSON(object: any): RaftMessage_Messag
     case 8:
     case "MESSAGE_TYPE_TIMEOUT_NOW":
       return RaftMessage_MessageType.MESSAGE_TYPE_TIMEOUT_NOW;
+    case 9:
+    case "MESSAGE_TYPE_HEARTBEAT":
+      return RaftMessage_MessageType.MESSAGE_TYPE_HEARTBEAT;
+    case 10:
+    case "MESSAGE_TYPE_HEARTBEAT_RESPONSE":
+      return RaftMessage_MessageType.MESSAGE_TYPE_HEARTBEAT_RESPONSE;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -257,6 +276,10 @@ export function raftMessage_MessageTypeToJSON(object: RaftMessage_MessageType): 
       return "MESSAGE_TYPE_SNAPSHOT";
     case RaftMessage_MessageType.MESSAGE_TYPE_TIMEOUT_NOW:
       return "MESSAGE_TYPE_TIMEOUT_NOW";
+    case RaftMessage_MessageType.MESSAGE_TYPE_HEARTBEAT:
+      return "MESSAGE_TYPE_HEARTBEAT";
+    case RaftMessage_MessageType.MESSAGE_TYPE_HEARTBEAT_RESPONSE:
+      return "MESSAGE_TYPE_HEARTBEAT_RESPONSE";
     case RaftMessage_MessageType.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
