@@ -20,6 +20,8 @@ export class Progress {
   /** Snapshot state: the snapshot's index, and ticks since it was sent. */
   pendingSnapshot = 0;
   snapshotElapsed = 0;
+  /** Leader ticks the pipeline has been full without an acknowledgement moving `match`. */
+  stalledElapsed = 0;
   /** Heard from since the last CheckQuorum round. */
   recentActive = false;
   /** The last index of each append in flight, oldest first. */
@@ -80,6 +82,7 @@ export class Progress {
       this.match = index;
       updated = true;
       this.probeSent = false;
+      this.stalledElapsed = 0;
     }
     this.next = Math.max(this.next, index + 1);
     while (this.inflight.length > 0 && this.inflight[0] <= index) this.inflight.shift();
@@ -108,6 +111,7 @@ export class Progress {
     this.probeSent = false;
     this.pendingSnapshot = 0;
     this.snapshotElapsed = 0;
+    this.stalledElapsed = 0;
     this.inflight.length = 0;
   }
 }

@@ -487,11 +487,17 @@ export class Raft {
       }
     }
     for (const [id, progress] of this.progress) {
-      if (progress.state !== 'snapshot') continue;
-      if (++progress.snapshotElapsed >= this.config.electionTicks) {
+      if (id === this.id) continue;
+      if (progress.state === 'snapshot' && ++progress.snapshotElapsed >= this.config.electionTicks) {
         // The snapshot or its answer was lost: probe again, which sends it again if still needed.
         progress.becomeProbe();
         this.sendAppend(id);
+      } else if (progress.state === 'replicate' && progress.isPaused() && ++progress.stalledElapsed >= Math.max(2, this.config.electionTicks / 2)) {
+        // A full pipeline that stopped moving: the appends or their answers were lost. The
+        // transport does not always tell us (a silent network never does), so fall back to
+        // probing from what is known to match.
+        progress.becomeProbe();
+        this.sendAppend(id, true);
       }
     }
     if (this.heartbeatElapsed >= this.config.heartbeatTicks) {
