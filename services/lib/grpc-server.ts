@@ -37,6 +37,8 @@ export interface GrpcService {
   readonly implementation: UntypedServiceImplementation;
   /** The .proto file that declares it, relative to proto/ (ts-proto's `protobufFileName`), for reflection. */
   readonly protoFile: string;
+  /** false for internal chatter that would drown the traces (Raft's message streams). Default true. */
+  readonly traced?: boolean;
 }
 
 /** "consulate.consensus.v1.ClusterService", from the first method's path; health reports by it. */
@@ -74,7 +76,8 @@ export class RoleGrpcServer {
     });
     this.health.addToServer(this.server);
     for (const service of options.services) {
-      this.server.addService(service.definition, traceServiceImplementation(options.tracer, service.definition, service.implementation));
+      const implementation = service.traced === false ? service.implementation : traceServiceImplementation(options.tracer, service.definition, service.implementation);
+      this.server.addService(service.definition, implementation);
       const name = qualifiedServiceName(service.definition);
       this.serviceNames.push(name);
       this.health.setStatus(name, 'NOT_SERVING');

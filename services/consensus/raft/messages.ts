@@ -44,6 +44,16 @@ export interface Message {
   readonly transfer: boolean;
 }
 
+/**
+ * Whether a message may leave before the Ready it came in is on disk. A leader's appends may
+ * (thesis §10.2.1: the leader writes its log in parallel with its followers, and counts itself
+ * toward commit only once its write is done); a vote or an acknowledgement may not, since it
+ * promises what is on disk.
+ */
+export function sendableBeforePersist(m: Message): boolean {
+  return m.type === 'append' || m.type === 'heartbeat' || m.type === 'snapshot' || m.type === 'timeout-now';
+}
+
 const BLANK: Omit<Message, 'type' | 'from' | 'to' | 'term'> = {
   logIndex: 0,
   logTerm: 0,

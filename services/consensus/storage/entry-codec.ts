@@ -122,20 +122,24 @@ export function decodeEntry(bytes: Uint8Array): Entry {
   return entryFromProto(EntryMessage.decode(bytes));
 }
 
-export function encodeSnapshotMeta(meta: SnapshotMeta): Uint8Array {
-  return encodeWith(SnapshotMetadataMessage.encode, {
-    index: BigInt(meta.index),
-    term: BigInt(meta.term),
-    members: meta.members.map(memberToProto),
-  });
+export function snapshotMetaToProto(meta: SnapshotMeta): SnapshotMetadataMessage {
+  return { index: BigInt(meta.index), term: BigInt(meta.term), members: meta.members.map(memberToProto) };
 }
 
-/** Throws on bytes that are not snapshot metadata of ours. */
-export function decodeSnapshotMeta(bytes: Uint8Array): SnapshotMeta {
-  const message = SnapshotMetadataMessage.decode(bytes);
+/** Throws on metadata that is not ours (no member id, index past 2^53). */
+export function snapshotMetaFromProto(message: SnapshotMetadataMessage): SnapshotMeta {
   return {
     index: safeNumber(message.index, 'snapshot index'),
     term: safeNumber(message.term, 'snapshot term'),
     members: message.members.map(memberFromProto),
   };
+}
+
+export function encodeSnapshotMeta(meta: SnapshotMeta): Uint8Array {
+  return encodeWith(SnapshotMetadataMessage.encode, snapshotMetaToProto(meta));
+}
+
+/** Throws on bytes that are not snapshot metadata of ours. */
+export function decodeSnapshotMeta(bytes: Uint8Array): SnapshotMeta {
+  return snapshotMetaFromProto(SnapshotMetadataMessage.decode(bytes));
 }

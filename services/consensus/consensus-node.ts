@@ -1,0 +1,446 @@
+/**
+ * The shell around the Raft core on a real server: the only place where the core meets time,
+ * disk and network. One loop drives it, in the order the core's Ready demands:
+ *
+ *   inputs (ticks, messages, proposals, reads) are queued and stepped in between Readies;
+ *   a leader's appends leave at once (thesis §10.2.1), then the snapshot and the entries and hard
+ *   state are fsynced (one lmdb transaction: one fsync per batch), then the other messages go
+ *   (votes and acknowledgements promise what is on disk), then committed entries are applied to
+ *   the KV state machine, reads waiting on them are released, and the core is advanced.
+ *
+ * While a batch is being written, new proposals queue up and all go into the next batch: that is
+ * where batching comes from. A write on a follower is refused with the leader's address
+ * (NotLeaderError); the consensus client retries there. KV leases expire by the leader's clock:
+ * it proposes the revoke, so every server deletes the same keys at the same index.
+ */
+import { Command } from '../gen/consulate/consensus/v1/command';
+import { Clock, TimerHandle } from '../lib/clock';
+import { invariant } from '../lib/invariant';
+import { Logger } from '../lib/log';
+import { ApplyResult, KvStateMachine } from './kv/kv-state-machine';
+import { WatchWake } from './kv/watch-hub';
+import { RaftConfig } from './raft/config';
+import { Message, sendableBeforePersist } from './raft/messages';
+import { ProposalError, Raft, RaftStatus, Ready, bootstrapEntries } from './raft/raft';
+import { ConfChange, Entry, Member, NodeId } from './raft/types';
+import { LogStore } from './storage/log-store';
+
+/** Where messages go: the transport (transport.ts) in a server, something else in tests. */
+export interface MessageSender {
+  setMembers(members: readonly Member[]): void;
+  send(messages: readonly Message[]): void;
+}
+
+export interface ConsensusNodeOptions {
+  readonly raft: RaftConfig;
+  /** Milliseconds per Raft tick. */
+  readonly tickMs: number;
+  readonly store: LogStore;
+  readonly sender: MessageSender;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  /** The members of a new cluster; used only when the store is empty. Empty: join an existing one. */
+  readonly initialMembers: readonly Member[];
+  /** Applied entries between two snapshots of the state machine. */
+  readonly snapshotEntries: number;
+  /** Proposals and reads waiting at once before new ones are refused. */
+  readonly maxPending: number;
+}
+
+/** Refused because this server does not lead; `leader` and `leaderAddress` say who does, if known. */
+export class NotLeaderError extends Error {
+  override readonly name = 'NotLeaderError';
+  constructor(
+    message: string,
+    readonly leader: NodeId,
+    readonly leaderAddress: string,
+  ) {
+    super(message);
+  }
+}
+
+/** The outcome of a proposal is unknown: it may or may not be applied (leadership changed, timed out). */
+export class OutcomeUnknownError extends Error {
+  override readonly name = 'OutcomeUnknownError';
+}
+
+/** Too much is waiting already; retry shortly. */
+export class OverloadedError extends Error {
+  override readonly name = 'OverloadedError';
+}
+
+interface PendingProposal {
+  readonly term: number;
+  readonly resolve: (result: ApplyResult | undefined) => void;
+  readonly reject: (error: Error) => void;
+}
+
+const LEASE_CHECK_MS = 250;
+
+export class ConsensusNode {
+  readonly kv = new KvStateMachine();
+  private readonly raft: Raft;
+  private readonly inputs: (() => void)[] = [];
+  private wake: (() => void) | undefined;
+  private stopped = false;
+  private loopDone: Promise<void> = Promise.resolve();
+  private readonly timers: TimerHandle[] = [];
+
+  private applied = 0;
+  private readonly proposals = new Map<number, PendingProposal>();
+  private readonly reads = new Map<string, { resolve: () => void; reject: (error: Error) => void }>();
+  private readonly appliedWaiters: { index: number; resolve: () => void }[] = [];
+  private readSeq = 0;
+  private role: RaftStatus['role'] = 'follower';
+  private leaderId: NodeId = '';
+  private leaseExpiry = new Map<bigint, number>();
+  private readonly leasesRevoking = new Set<bigint>();
+  private readonly wakeListeners = new Set<(wake: WatchWake) => void>();
+  private readonly roleListeners = new Set<() => void>();
+  private membersSeen = '';
+
+  private constructor(
+    private readonly options: ConsensusNodeOptions,
+    raft: Raft,
+  ) {
+    this.raft = raft;
+  }
+
+  /** Loads (or bootstraps) the stored state and restores the state machine from its snapshot. */
+  static async open(options: ConsensusNodeOptions): Promise<ConsensusNode> {
+    let stored = await options.store.load();
+    for (const warning of stored.warnings) options.logger.warn({ event: 'storage-warning' }, warning);
+    const empty = stored.snapshot === undefined && stored.entries.length === 0 && stored.hardState.term === 0;
+    if (empty && options.initialMembers.length > 0) {
+      const entries = bootstrapEntries(options.initialMembers);
+      const hardState = { term: 1, vote: '', commit: entries.length };
+      await options.store.save({ hardState, entries });
+      stored = { hardState, snapshot: undefined, entries, warnings: [] };
+      options.logger.info({ event: 'bootstrap', members: options.initialMembers }, `bootstrapped a new cluster of ${options.initialMembers.length} servers`);
+    } else if (empty) {
+      options.logger.info({ event: 'joining' }, 'no Raft state and no initial peers: waiting to be added to a cluster (ClusterService.MemberAdd on its leader)');
+    }
+    const raft = new Raft({ config: options.raft, hardState: stored.hardState, snapshot: stored.snapshot, entries: stored.entries });
+    const node = new ConsensusNode(options, raft);
+    if (stored.snapshot !== undefined) {
+      node.kv.restore(stored.snapshot.data);
+      node.applied = stored.snapshot.meta.index;
+    }
+    options.sender.setMembers(raft.status().members);
+    return node;
+  }
+
+  start(): void {
+    this.timers.push(this.options.clock.setInterval(() => this.enqueue(() => this.raft.tick()), this.options.tickMs));
+    this.timers.push(this.options.clock.setInterval(() => this.expireLeases(), LEASE_CHECK_MS));
+    this.loopDone = this.loop().catch((err: unknown) => {
+      // Storage failed or an invariant broke: this server can no longer be trusted to answer.
+      this.options.logger.fatal({ err, event: 'consensus-loop-failed' }, `the consensus loop stopped: ${(err as Error).message}`);
+      throw err;
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const timer of this.timers) this.options.clock.clear(timer);
+    this.wake?.();
+    await this.loopDone.catch(() => undefined);
+    this.failPending(new OutcomeUnknownError('the server is shutting down; the write may or may not be applied'));
+    await this.options.store.close();
+  }
+
+  /** Every failure of the loop, for the role to exit on. */
+  get done(): Promise<void> {
+    return this.loopDone;
+  }
+
+  // ---- what the gRPC services call ----------------------------------------------------------
+
+  receive(message: Message): void {
+    this.enqueue(() => this.raft.step(message));
+  }
+
+  /** Proposes a command and resolves with its result once applied here. Leaders only. */
+  propose(command: Command, timeoutMs: number): Promise<ApplyResult> {
+    return this.proposeEntry((raft) => raft.propose(Command.encode(command).finish()), timeoutMs) as Promise<ApplyResult>;
+  }
+
+  /** Proposes a membership change and resolves once it is applied here. */
+  async changeMembership(change: ConfChange, timeoutMs: number): Promise<void> {
+    await this.proposeEntry((raft) => raft.proposeConfChange(change), timeoutMs);
+  }
+
+  /**
+   * Resolves when a read may be served linearizably from `kv`: leadership confirmed by a quorum
+   * round (or the lease) and the state machine caught up with the commit index of that moment.
+   */
+  linearizableRead(mode: 'read-index' | 'lease', timeoutMs: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (this.role !== 'leader') return reject(this.notLeader());
+      if (this.reads.size >= this.options.maxPending) return reject(new OverloadedError(`${this.options.maxPending} reads are waiting; retry shortly`));
+      const id = String(++this.readSeq);
+      const timer = this.options.clock.setTimeout(() => {
+        if (this.reads.delete(id)) reject(new OutcomeUnknownError(`leadership was not confirmed within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.reads.set(id, {
+        resolve: () => {
+          this.options.clock.clear(timer);
+          resolve();
+        },
+        reject: (error) => {
+          this.options.clock.clear(timer);
+          reject(error);
+        },
+      });
+      this.enqueue(() => this.raft.readIndex(id, mode));
+    });
+  }
+
+  /** Starts handing leadership to `to`; rejects with ProposalError when the core refuses. */
+  transferLeadership(to: NodeId): Promise<void> {
+    return this.onCore((raft) => raft.transferLeadership(to));
+  }
+
+  /** Resolves once this server's state machine has applied `index`. */
+  waitApplied(index: number): Promise<void> {
+    if (this.applied >= index) return Promise.resolve();
+    return new Promise((resolve) => this.appliedWaiters.push({ index, resolve }));
+  }
+
+  status(): RaftStatus & { appliedIndex: number } {
+    return { ...this.raft.status(), appliedIndex: this.applied };
+  }
+
+  leaderAddress(): string {
+    return this.raft.status().members.find((member) => member.id === this.leaderId)?.address ?? '';
+  }
+
+  /** Keeps a KV lease alive; leaders only. Returns the TTL in seconds, or undefined for no such lease. */
+  keepLeaseAlive(id: bigint): bigint | undefined {
+    if (this.role !== 'leader') throw this.notLeader();
+    const lease = this.kv.lease(id);
+    if (lease === undefined) return undefined;
+    this.leaseExpiry.set(id, this.options.clock.nowMs() + Number(lease.ttl) * 1000);
+    return lease.ttl;
+  }
+
+  /** Seconds a lease has left by the leader's clock; leaders only. */
+  leaseRemainingSeconds(id: bigint): bigint | undefined {
+    if (this.role !== 'leader') throw this.notLeader();
+    const expiry = this.leaseExpiry.get(id);
+    if (expiry === undefined) return undefined;
+    return BigInt(Math.max(0, Math.ceil((expiry - this.options.clock.nowMs()) / 1000)));
+  }
+
+  onWatchWake(listener: (wake: WatchWake) => void): () => void {
+    this.wakeListeners.add(listener);
+    return () => this.wakeListeners.delete(listener);
+  }
+
+  onRoleChange(listener: () => void): () => void {
+    this.roleListeners.add(listener);
+    return () => this.roleListeners.delete(listener);
+  }
+
+  notLeader(): NotLeaderError {
+    const address = this.leaderAddress();
+    const text = this.leaderId === '' ? 'no leader is known (an election may be under way); retry shortly' : `this server does not lead; the leader is ${this.leaderId} at ${address}`;
+    return new NotLeaderError(text, this.leaderId, address);
+  }
+
+  // ---- the loop -----------------------------------------------------------------------------
+
+  private enqueue(fn: () => void): void {
+    if (this.stopped) return;
+    this.inputs.push(fn);
+    const wake = this.wake;
+    this.wake = undefined;
+    wake?.();
+  }
+
+  /** Runs `fn` on the core between two Readies and settles with what it returns or throws. */
+  private onCore<T>(fn: (raft: Raft) => T): Promise<T> {
+    return new Promise((resolve, reject) => {
+      if (this.stopped) return reject(new OutcomeUnknownError('the server is shutting down'));
+      this.enqueue(() => {
+        try {
+          resolve(fn(this.raft));
+        } catch (err) {
+          reject(err as Error);
+        }
+      });
+    });
+  }
+
+  private proposeEntry(propose: (raft: Raft) => { index: number; term: number }, timeoutMs: number): Promise<ApplyResult | undefined> {
+    return new Promise((resolve, reject) => {
+      if (this.role !== 'leader') return reject(this.notLeader());
+      if (this.proposals.size >= this.options.maxPending) return reject(new OverloadedError(`${this.options.maxPending} writes are waiting to commit; retry shortly`));
+      this.enqueue(() => {
+        let position: { index: number; term: number };
+        try {
+          position = propose(this.raft);
+        } catch (err) {
+          if (err instanceof ProposalError) return reject(err.reason === 'not-leader' ? this.notLeader() : err);
+          return reject(err as Error);
+        }
+        const timer = this.options.clock.setTimeout(() => {
+          if (this.proposals.get(position.index)?.resolve === settle) {
+            this.proposals.delete(position.index);
+            reject(new OutcomeUnknownError(`not committed within ${timeoutMs} ms; the write may or may not be applied`));
+          }
+        }, timeoutMs);
+        const settle = (result: ApplyResult | undefined) => {
+          this.options.clock.clear(timer);
+          resolve(result);
+        };
+        this.proposals.set(position.index, {
+          term: position.term,
+          resolve: settle,
+          reject: (error) => {
+            this.options.clock.clear(timer);
+            reject(error);
+          },
+        });
+      });
+    });
+  }
+
+  private async loop(): Promise<void> {
+    while (!this.stopped) {
+      while (this.inputs.length > 0) this.inputs.shift()!();
+      if (!this.raft.hasReady()) {
+        await new Promise<void>((resolve) => (this.wake = resolve));
+        continue;
+      }
+      const rd = this.raft.ready();
+      this.options.sender.send(rd.messages.filter(sendableBeforePersist));
+      if (rd.snapshot !== undefined) await this.options.store.saveSnapshot(rd.snapshot, { keepSuffix: false });
+      if (rd.hardState !== undefined || rd.entries.length > 0) await this.options.store.save({ hardState: rd.hardState, entries: rd.entries });
+      this.options.sender.send(rd.messages.filter((m) => !sendableBeforePersist(m)));
+      this.applyReady(rd);
+      this.raft.advance(rd);
+      if (rd.softState !== undefined) this.roleChanged();
+      this.syncMembers();
+      await this.maybeSnapshot();
+    }
+  }
+
+  private applyReady(rd: Ready): void {
+    if (rd.snapshot !== undefined) {
+      this.notifyWake(this.kv.restore(rd.snapshot.data));
+      this.applied = rd.snapshot.meta.index;
+      this.options.logger.info({ event: 'snapshot-installed', index: rd.snapshot.meta.index }, `installed a snapshot from the leader at index ${rd.snapshot.meta.index}`);
+    }
+    for (const entry of rd.committed) this.applyEntry(entry);
+    for (const read of rd.readStates) {
+      const pending = this.reads.get(read.id);
+      if (pending === undefined) continue;
+      this.reads.delete(read.id);
+      if (read.index === undefined) pending.reject(this.notLeader());
+      else void this.waitApplied(read.index).then(pending.resolve);
+    }
+    while (this.appliedWaiters.length > 0) {
+      const next = this.appliedWaiters.findIndex((waiter) => waiter.index <= this.applied);
+      if (next < 0) break;
+      this.appliedWaiters.splice(next, 1)[0].resolve();
+    }
+  }
+
+  private applyEntry(entry: Entry): void {
+    invariant(entry.index === this.applied + 1, () => `applying entry ${entry.index} after ${this.applied}`);
+    let result: ApplyResult | undefined;
+    if (entry.kind === 'normal') {
+      result = this.kv.apply(Command.decode(entry.data));
+      if (result.ok) {
+        this.notifyWake(result.wake);
+        this.trackLeaseChange(result);
+      }
+    } else if (entry.kind === 'config') {
+      this.options.logger.info({ event: 'membership', change: entry.change }, `membership: ${entry.change.kind} ${entry.change.member.id} (${entry.change.member.address})`);
+    }
+    this.applied = entry.index;
+    const proposal = this.proposals.get(entry.index);
+    if (proposal !== undefined) {
+      this.proposals.delete(entry.index);
+      // Another leader's entry took this index: ours was never committed and never will be.
+      if (proposal.term === entry.term) proposal.resolve(result);
+      else proposal.reject(new NotLeaderError('leadership changed and the write was not committed; it was not applied', this.leaderId, this.leaderAddress()));
+    }
+  }
+
+  private roleChanged(): void {
+    const status = this.raft.status();
+    const wasLeader = this.role === 'leader';
+    this.role = status.role;
+    this.leaderId = status.leader;
+    this.options.logger.info({ event: 'raft-role', role: status.role, term: status.term, leader: status.leader }, `raft: ${status.role} in term ${status.term}${status.leader === '' ? '' : `, leader ${status.leader}`}`);
+    if (wasLeader && this.role !== 'leader') {
+      this.failPending(new OutcomeUnknownError('leadership was lost before the write committed; it may or may not be applied'));
+      this.leaseExpiry.clear();
+    }
+    if (!wasLeader && this.role === 'leader') {
+      // A new leader does not know when leases were last renewed: it gives each a full TTL (etcd).
+      const now = this.options.clock.nowMs();
+      this.leaseExpiry = new Map(this.kv.leases().map((lease) => [lease.id, now + Number(lease.ttl) * 1000]));
+    }
+    for (const listener of this.roleListeners) listener();
+  }
+
+  /** A membership takes effect when appended (§4.1), so the transport learns addresses then. */
+  private syncMembers(): void {
+    const members = this.raft.status().members;
+    const key = JSON.stringify(members);
+    if (key === this.membersSeen) return;
+    this.membersSeen = key;
+    this.options.sender.setMembers(members);
+  }
+
+  private failPending(error: Error): void {
+    for (const proposal of this.proposals.values()) proposal.reject(error);
+    this.proposals.clear();
+    for (const read of this.reads.values()) read.reject(error);
+    this.reads.clear();
+  }
+
+  private async maybeSnapshot(): Promise<void> {
+    if (this.applied - this.raft.snapshotIndex < this.options.snapshotEntries) return;
+    const snapshot = this.raft.compact(this.applied, this.kv.snapshot());
+    await this.options.store.saveSnapshot(snapshot, { keepSuffix: true });
+    this.options.logger.info({ event: 'snapshot', index: snapshot.meta.index, bytes: snapshot.data.length }, `snapshot at index ${snapshot.meta.index} (${snapshot.data.length} bytes); log compacted`);
+  }
+
+  private notifyWake(wake: WatchWake): void {
+    if (wake.woken.length === 0 && wake.cancelled.length === 0) return;
+    for (const listener of this.wakeListeners) listener(wake);
+  }
+
+  private trackLeaseChange(result: Extract<ApplyResult, { ok: true }>): void {
+    if (this.role !== 'leader') return;
+    const response = result.response;
+    if (response.$case === 'leaseGrant') {
+      this.leaseExpiry.set(response.value.id, this.options.clock.nowMs() + Number(response.value.ttl) * 1000);
+    }
+    // Revoked leases drop out at the next check, when the store no longer has them.
+  }
+
+  /** The leader proposes the revoke of every lease past its expiry (one proposal in flight each). */
+  private expireLeases(): void {
+    if (this.role !== 'leader') return;
+    const now = this.options.clock.nowMs();
+    for (const [id, expiry] of this.leaseExpiry) {
+      if (this.kv.lease(id) === undefined) {
+        this.leaseExpiry.delete(id);
+        continue;
+      }
+      if (expiry > now || this.leasesRevoking.has(id)) continue;
+      this.leasesRevoking.add(id);
+      this.propose({ op: { $case: 'leaseRevoke', value: { id } } }, 5_000)
+        .then(
+          () => this.options.logger.info({ event: 'lease-expired', lease: id.toString() }, `lease ${id} expired; its keys were deleted`),
+          (err: Error) => this.options.logger.warn({ event: 'lease-revoke-failed', lease: id.toString(), err }, `could not revoke expired lease ${id}: ${err.message}`),
+        )
+        .finally(() => this.leasesRevoking.delete(id));
+    }
+  }
+}

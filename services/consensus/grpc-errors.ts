@@ -1,0 +1,55 @@
+/**
+ * One mapping from the consensus role's errors to gRPC statuses (reference/toolchain.md B1,
+ * "Status codes"): retry the same call → UNAVAILABLE; fix the request → INVALID_ARGUMENT etc.
+ * A refusal for not leading carries the leader in the `consulate-leader` trailer ("id=host:port")
+ * so clients go there directly.
+ */
+import { Metadata, ServerErrorResponse, status as GrpcStatus } from '@grpc/grpc-js';
+
+import { InvariantViolation } from '../lib/invariant';
+import { NotLeaderError, OutcomeUnknownError, OverloadedError } from './consensus-node';
+import { KvError } from './kv/errors';
+import { ProposalError } from './raft/raft';
+
+export const LEADER_TRAILER = 'consulate-leader';
+
+/** An error that already knows its gRPC status. */
+export class StatusError extends Error {
+  override readonly name = 'StatusError';
+  constructor(
+    readonly code: GrpcStatus,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export function toServiceError(err: unknown): ServerErrorResponse {
+  const metadata = new Metadata();
+  const error = (code: GrpcStatus, details: string): ServerErrorResponse => ({ name: GrpcStatus[code], message: details, code, details, metadata });
+  if (err instanceof NotLeaderError) {
+    if (err.leader !== '') metadata.set(LEADER_TRAILER, `${err.leader}=${err.leaderAddress}`);
+    return error(GrpcStatus.UNAVAILABLE, err.message);
+  }
+  if (err instanceof StatusError) return error(err.code, err.message);
+  if (err instanceof OutcomeUnknownError) return error(GrpcStatus.UNAVAILABLE, err.message);
+  if (err instanceof OverloadedError) return error(GrpcStatus.RESOURCE_EXHAUSTED, err.message);
+  if (err instanceof KvError) {
+    if (err.compactRevision !== undefined) metadata.set('consulate-compact-revision', err.compactRevision.toString());
+    return error(GrpcStatus[err.code], err.detail === undefined ? err.message : `${err.message} (${err.detail})`);
+  }
+  if (err instanceof ProposalError) {
+    if (err.leader !== '') metadata.set(LEADER_TRAILER, err.leader);
+    const code = { 'not-leader': GrpcStatus.UNAVAILABLE, transferring: GrpcStatus.UNAVAILABLE, 'too-many-uncommitted': GrpcStatus.RESOURCE_EXHAUSTED, 'config-pending': GrpcStatus.UNAVAILABLE, 'config-refused': GrpcStatus.FAILED_PRECONDITION, 'learner-behind': GrpcStatus.UNAVAILABLE }[err.reason];
+    return error(code, err.message);
+  }
+  if (err instanceof InvariantViolation) return error(GrpcStatus.INTERNAL, `internal invariant broken: ${err.message}`);
+  return error(GrpcStatus.INTERNAL, err instanceof Error ? err.message : String(err));
+}
+
+/** Milliseconds until the call's deadline, capped; the default when the caller set none. */
+export function timeLeftMs(deadline: Date | number | undefined, capMs: number): number {
+  if (deadline === undefined || deadline === Infinity) return capMs;
+  const at = deadline instanceof Date ? deadline.getTime() : deadline;
+  return Math.max(1, Math.min(capMs, at - Date.now()));
+}
