@@ -16,6 +16,8 @@ module.exports = {
       testEnvironment: 'node',
       transform,
       testMatch: ['<rootDir>/test/integration/**/*.test.ts'],
+      // Real processes on 2 shared cores: a test's own waits are bounded; this is the backstop.
+      setupFilesAfterEnv: ['<rootDir>/test/harness/timeout-integration.ts'],
       slowTestThreshold: 30,
     },
     {
@@ -24,6 +26,7 @@ module.exports = {
       testEnvironment: 'node',
       transform,
       testMatch: ['<rootDir>/test/sim/**/*.test.ts'],
+      setupFilesAfterEnv: ['<rootDir>/test/harness/timeout-simulation.ts'],
     },
   ],
 };

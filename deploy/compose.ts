@@ -165,14 +165,18 @@ function roleService(spec: ProcessSpec, owner: ProcessSpec, processes: readonly 
   return service;
 }
 
-/** The processes a process names in its flags (catalog and routers name the consensus servers). */
+/**
+ * The processes a process names in its flags and must wait for (catalog and routers name the
+ * consensus servers). Peers of the same role are not waited for: consensus servers name each
+ * other as initial peers and start together.
+ */
 function flagTargets(spec: ProcessSpec, processes: readonly ProcessSpec[]): ProcessSpec[] {
   return spec.flags.flatMap((flag) => {
     if (!('hostPort' in flag)) return [];
     const [host, port] = flag.hostPort;
     const target = processes.find((p) => p.datacenter === spec.datacenter && p.host === host && p.grpcPort === port);
     if (target === undefined) throw new Error(`${serviceName(spec)}: -${flag.name} names ${host}:${port}, which no process of ${spec.datacenter} serves`);
-    return [target];
+    return target.role === spec.role ? [] : [target];
   });
 }
 

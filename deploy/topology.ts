@@ -4,7 +4,7 @@
  * datacenter N lives on 127.0.N.0/24, every host has its own address and the standard ports.
  *
  *   host            address       runs
- *   server-1..3     127.0.N.1-3   consensus (8310), gossip server (8320)
+ *   server-1..3     127.0.N.1-3   consensus (8310, a 3-server Raft cluster), gossip server (8320)
  *   catalog         127.0.N.10    catalog (8502; HTTP 8500 with the catalog issue)
  *   router-1, -2    127.0.N.20-21 federation-router (8330; 8300 with the router issue)
  *   node-alpha-1    127.0.N.101   gossip client (segment alpha with the gossip issue)
@@ -24,8 +24,13 @@ export interface ProcessSpec {
   readonly flags: readonly HostFlag[];
 }
 
-/** A flag whose value may name other hosts: `{ hostPort: ['server-1', 8310] }` is resolved per target. */
-export type HostFlag = { readonly name: string; readonly value: string } | { readonly name: string; readonly hostPort: readonly [string, number] };
+/**
+ * A flag whose value may name other hosts: `{ hostPort: ['server-1', 8310] }` is resolved per
+ * target; `prefix` goes before the address (`-initial-peer=server-1=127.0.1.1:8310`).
+ */
+export type HostFlag =
+  | { readonly name: string; readonly value: string }
+  | { readonly name: string; readonly hostPort: readonly [string, number]; readonly prefix?: string };
 
 export const MAX_DATACENTERS = 9;
 
@@ -49,8 +54,10 @@ export function topology(datacenters: number): ProcessSpec[] {
 
 function datacenter(dc: string): ProcessSpec[] {
   const consensusAddrs: HostFlag[] = SERVERS.map((host) => ({ name: 'consensus-addr', hostPort: [host, PORTS.consensus] as const }));
+  // Every server of a new cluster gets the same list of its peers, itself included (Raft bootstrap).
+  const initialPeers: HostFlag[] = SERVERS.map((host) => ({ name: 'initial-peer', hostPort: [host, PORTS.consensus] as const, prefix: `${host}=` }));
   const out: ProcessSpec[] = [];
-  for (const host of SERVERS) out.push({ datacenter: dc, host, role: 'consensus', grpcPort: PORTS.consensus, flags: [] });
+  for (const host of SERVERS) out.push({ datacenter: dc, host, role: 'consensus', grpcPort: PORTS.consensus, flags: initialPeers });
   for (const host of SERVERS) out.push({ datacenter: dc, host, role: 'gossip', grpcPort: PORTS.gossip, flags: [{ name: 'server', value: 'true' }] });
   out.push({ datacenter: dc, host: 'catalog', role: 'catalog', grpcPort: PORTS.catalogGrpc, flags: consensusAddrs });
   for (const host of ['router-1', 'router-2']) out.push({ datacenter: dc, host, role: 'federation-router', grpcPort: PORTS.routerGrpc, flags: consensusAddrs });
@@ -83,5 +90,5 @@ export function loopbackAddress(datacenter: string, host: string, subnet = '127.
 
 /** Flags as command-line arguments, with host names resolved by `resolve`. */
 export function renderFlags(flags: readonly HostFlag[], resolve: (host: string) => string): string[] {
-  return flags.map((flag) => ('value' in flag ? `-${flag.name}=${flag.value}` : `-${flag.name}=${resolve(flag.hostPort[0])}:${flag.hostPort[1]}`));
+  return flags.map((flag) => ('value' in flag ? `-${flag.name}=${flag.value}` : `-${flag.name}=${flag.prefix ?? ''}${resolve(flag.hostPort[0])}:${flag.hostPort[1]}`));
 }

@@ -1,0 +1,2 @@
+// Thousands of simulated clusters per test: minutes, bounded by the seed count.
+jest.setTimeout(900_000);
