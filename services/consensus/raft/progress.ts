@@ -100,6 +100,12 @@ export class Progress {
       return true;
     }
     if (this.next - 1 !== rejected) return false;
+    if (retryAt < this.match) {
+      // A follower that matches up to `match` always hints at or above it (terms never decrease
+      // along a log), so this one lost entries it had acknowledged: its disk failed it. Resend
+      // them rather than probe the same index forever.
+      this.match = retryAt;
+    }
     this.next = Math.max(Math.min(rejected, retryAt + 1), this.match + 1);
     invariant(this.next >= 1, 'next index below 1');
     this.probeSent = false;
