@@ -7,7 +7,7 @@ DETACH ?= 0
 BIN := node_modules/.bin
 NODE_MODULES_STAMP := node_modules/.package-lock.json
 
-.PHONY: help install proto proto-check build typecheck test test-unit test-integration up down certs compose clean
+.PHONY: help install proto proto-check build typecheck test test-unit test-integration test-sim soak up down certs compose clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -41,8 +41,9 @@ build: install ## Compile TypeScript to dist/
 typecheck: install ## Type-check everything, tests included
 	$(BIN)/tsc -p tsconfig.json --noEmit
 
-test: build ## Run the unit and the integration tests
+test: build ## Run the unit, simulation and integration tests
 	$(BIN)/jest --selectProjects unit
+	$(BIN)/jest --selectProjects simulation
 	$(BIN)/jest --selectProjects integration --runInBand
 
 test-unit: install ## Run the unit tests only
@@ -50,6 +51,12 @@ test-unit: install ## Run the unit tests only
 
 test-integration: build ## Run the integration tests only (real processes)
 	$(BIN)/jest --selectProjects integration --runInBand
+
+test-sim: install ## Run the seeded simulator (SEEDS=1000 by default)
+	SIM_SEEDS=$(or $(SEEDS),1000) $(BIN)/jest --selectProjects simulation
+
+soak: install ## Run many more seeds by hand: make soak SEEDS=20000 (about 12 min per 20,000 on 2 cores)
+	SIM_SEEDS=$(or $(SEEDS),20000) SIM_FROM=$(or $(FROM),1001) $(BIN)/jest --selectProjects simulation -t seeds
 
 up: build ## Run dc1 and dc2 (DCS=3 adds dc3; DETACH=1 returns once healthy)
 	node dist/deploy/up.js --dcs=$(DCS) $(if $(filter 1,$(DETACH)),--detach,)

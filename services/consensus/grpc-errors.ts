@@ -6,12 +6,13 @@
  */
 import { Metadata, ServerErrorResponse, status as GrpcStatus } from '@grpc/grpc-js';
 
+import { LEADER_TRAILER } from '../lib/consensus-client';
 import { InvariantViolation } from '../lib/invariant';
 import { NotLeaderError, OutcomeUnknownError, OverloadedError } from './consensus-node';
 import { KvError } from './kv/errors';
 import { ProposalError } from './raft/raft';
 
-export const LEADER_TRAILER = 'consulate-leader';
+export { LEADER_TRAILER };
 
 /** An error that already knows its gRPC status. */
 export class StatusError extends Error {
@@ -28,7 +29,9 @@ export function toServiceError(err: unknown): ServerErrorResponse {
   const metadata = new Metadata();
   const error = (code: GrpcStatus, details: string): ServerErrorResponse => ({ name: GrpcStatus[code], message: details, code, details, metadata });
   if (err instanceof NotLeaderError) {
-    if (err.leader !== '') metadata.set(LEADER_TRAILER, `${err.leader}=${err.leaderAddress}`);
+    // Always present on a refusal, empty when no leader is known: it tells the client the request
+    // was not carried out, so even a write may be retried elsewhere.
+    metadata.set(LEADER_TRAILER, err.leader === '' ? '' : `${err.leader}=${err.leaderAddress}`);
     return error(GrpcStatus.UNAVAILABLE, err.message);
   }
   if (err instanceof StatusError) return error(err.code, err.message);
@@ -39,7 +42,6 @@ export function toServiceError(err: unknown): ServerErrorResponse {
     return error(GrpcStatus[err.code], err.detail === undefined ? err.message : `${err.message} (${err.detail})`);
   }
   if (err instanceof ProposalError) {
-    if (err.leader !== '') metadata.set(LEADER_TRAILER, err.leader);
     const code = { 'not-leader': GrpcStatus.UNAVAILABLE, transferring: GrpcStatus.UNAVAILABLE, 'too-many-uncommitted': GrpcStatus.RESOURCE_EXHAUSTED, 'config-pending': GrpcStatus.UNAVAILABLE, 'config-refused': GrpcStatus.FAILED_PRECONDITION, 'learner-behind': GrpcStatus.UNAVAILABLE }[err.reason];
     return error(code, err.message);
   }

@@ -34,6 +34,7 @@ export function messageToWire(m: Message): RaftMessage {
     round: BigInt(m.round),
     transfer: m.transfer,
     rejectTerm: BigInt(m.rejectTerm),
+    fromAddress: '',
   };
 }
 

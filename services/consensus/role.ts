@@ -70,7 +70,8 @@ export const consensusRole: RoleDefinition<typeof fields> = {
     if (new Set(initialMembers.map((member) => member.id)).size !== initialMembers.length) throw new Error('-initial-peer names a server twice');
     if (config.heartbeatTicks >= config.electionTicks) throw new Error(`-raft-heartbeat-ticks (${config.heartbeatTicks}) must be less than -raft-election-ticks (${config.electionTicks})`);
 
-    const transport = new RaftTransport(config.node, clock, logger);
+    const advertised = initialMembers.find((member) => member.id === config.node)?.address ?? `${config.bind}:${config.grpcPort}`;
+    const transport = new RaftTransport(config.node, advertised, clock, logger);
     const node = await ConsensusNode.open({
       raft: raftConfig({ id: config.node, random: Math.random, electionTicks: config.electionTicks, heartbeatTicks: config.heartbeatTicks }),
       tickMs: config.tickMs,
@@ -93,7 +94,7 @@ export const consensusRole: RoleDefinition<typeof fields> = {
         { definition: KVServiceService, implementation: kvService(node), protoFile: kvProto },
         { definition: WatchServiceService, implementation: watchService(node), protoFile: watchProto },
         { definition: LeaseServiceService, implementation: leaseService(node), protoFile: leaseProto },
-        { definition: RaftServiceService, implementation: raftService(node, config.node, logger), protoFile: raftProto, traced: false },
+        { definition: RaftServiceService, implementation: raftService(node, transport, config.node, logger), protoFile: raftProto, traced: false },
       ],
     });
     const grpc = await server.listen(config.bind, config.grpcPort);

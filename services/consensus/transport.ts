@@ -39,15 +39,34 @@ interface Peer {
 
 export class RaftTransport implements MessageSender {
   private readonly peers = new Map<NodeId, Peer>();
+  /** Addresses learned from messages of servers that are not (yet) members in our log. */
+  private readonly learned = new Map<NodeId, string>();
+  private members = new Set<NodeId>();
 
   constructor(
     private readonly selfId: NodeId,
+    /** Our own gRPC address, sent with every message so that anyone can answer. */
+    private readonly selfAddress: string,
     private readonly clock: Clock,
     private readonly logger: Logger,
   ) {}
 
+  /**
+   * A message came from `id` at `address`. A server joining a cluster has no membership in its
+   * log until the leader's entries arrive, and must still answer the leader's probes.
+   */
+  notePeer(id: NodeId, address: string): void {
+    if (address === '' || id === this.selfId || this.members.has(id) || this.learned.get(id) === address) return;
+    if (this.learned.size >= 64) this.learned.clear();
+    this.learned.set(id, address);
+    this.peers.get(id)?.client.close();
+    this.peers.set(id, this.newPeer(address));
+  }
+
   setMembers(members: readonly Member[]): void {
     const wanted = new Map(members.filter((member) => member.id !== this.selfId).map((member) => [member.id, member.address]));
+    this.members = new Set(wanted.keys());
+    for (const [id, address] of this.learned) if (!wanted.has(id)) wanted.set(id, address);
     for (const [id, peer] of this.peers) {
       if (wanted.get(id) !== peer.address) {
         this.closePeer(peer);
@@ -104,7 +123,7 @@ export class RaftTransport implements MessageSender {
     const batch = peer.queue.splice(0, peer.queue.length);
     let request: SendRequest;
     try {
-      request = { messages: batch.map(messageToWire) };
+      request = { messages: batch.map((message) => ({ ...messageToWire(message), fromAddress: this.selfAddress })) };
     } catch (err) {
       this.logger.error({ err, event: 'raft-encode-failed' }, `cannot encode a Raft message for ${id}: ${(err as Error).message}`);
       return;

@@ -32,6 +32,8 @@ export interface StartOptions {
   readonly datacenter?: string;
   readonly node?: string;
   readonly address?: string;
+  /** Reuse a data directory (a restart); a fresh temporary one otherwise. */
+  readonly dataDir?: string;
   readonly args?: readonly string[];
   readonly env?: NodeJS.ProcessEnv;
   /** Wait for SERVING (default); false returns as soon as the process is spawned. */
@@ -41,6 +43,7 @@ export interface StartOptions {
 export interface RoleProcess {
   readonly role: string;
   readonly address: string;
+  readonly dataDir: string;
   readonly grpc: string;
   readonly pid: number;
   readonly child: ChildProcess;
@@ -57,7 +60,7 @@ const running = new Set<RoleProcess>();
 export async function startRole(options: StartOptions): Promise<RoleProcess> {
   const address = options.address ?? freeLoopbackAddress();
   const port = STANDARD_GRPC_PORTS[options.role];
-  const dataDir = mkdtempSync(join(tmpdir(), `consulate-${options.role}-`));
+  const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), `consulate-${options.role}-`));
   const args = [CONSULATE_BIN, options.role, `-datacenter=${options.datacenter ?? 'dc1'}`, `-node=${options.node ?? `${options.role}-${address}`}`, `-bind=${address}`, `-data-dir=${dataDir}`, ...(options.args ?? [])];
   const child = spawn(process.execPath, args, { cwd: REPO_ROOT, env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: string[] = [];
@@ -66,6 +69,7 @@ export async function startRole(options: StartOptions): Promise<RoleProcess> {
   const proc: RoleProcess = {
     role: options.role,
     address,
+    dataDir,
     grpc: `${address}:${port}`,
     pid: child.pid!,
     child,

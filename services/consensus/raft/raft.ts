@@ -206,9 +206,12 @@ export class Raft {
     const refusal = this.membership.refuse(change);
     if (refusal !== undefined) throw new ProposalError('config-refused', refusal, this.leader);
     if (change.kind === 'promote') {
-      const behind = this.log.commit - (this.progress.get(change.member.id)?.match ?? 0);
-      if (behind > this.config.promotionLagEntries) {
-        throw new ProposalError('learner-behind', `${change.member.id} is ${behind} entries behind; it may be promoted within ${this.config.promotionLagEntries}`, this.leader);
+      // Caught up (§4.2.1): it holds the entry that added it, and is close to our commit index.
+      const match = this.progress.get(change.member.id)?.match ?? 0;
+      const added = this.configEntries.find((entry) => entry.change.kind === 'add-learner' && entry.change.member.id === change.member.id)?.index ?? this.log.snapshotIndex;
+      const behind = this.log.commit - match;
+      if (match < added || behind > this.config.promotionLagEntries) {
+        throw new ProposalError('learner-behind', `${change.member.id} has entries up to ${match} of ${this.log.commit}; it may be promoted once it holds ${added} and is within ${this.config.promotionLagEntries}`, this.leader);
       }
     }
     return this.appendNew({ kind: 'config', change });

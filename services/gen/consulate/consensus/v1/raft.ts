@@ -193,6 +193,11 @@ export interface RaftMessage {
   transfer: boolean;
   /** Append response on reject: the term of the follower's entry at the conflict, for fast backup. */
   rejectTerm: bigint;
+  /**
+   * The sender's gRPC address, so a server that does not know it yet (one joining, whose log
+   * holds no membership) can answer.
+   */
+  fromAddress: string;
 }
 
 export enum RaftMessage_MessageType {
@@ -948,6 +953,7 @@ function createBaseRaftMessage(): RaftMessage {
     round: 0n,
     transfer: false,
     rejectTerm: 0n,
+    fromAddress: "",
   };
 }
 
@@ -1015,6 +1021,9 @@ export const RaftMessage: MessageFns<RaftMessage> = {
         throw new globalThis.Error("value provided for field message.rejectTerm of type uint64 too large");
       }
       writer.uint32(112).uint64(message.rejectTerm);
+    }
+    if (message.fromAddress !== "") {
+      writer.uint32(122).string(message.fromAddress);
     }
     return writer;
   },
@@ -1144,6 +1153,14 @@ export const RaftMessage: MessageFns<RaftMessage> = {
             message.rejectTerm = reader.uint64() as bigint;
             continue;
           }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.fromAddress = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1184,6 +1201,11 @@ export const RaftMessage: MessageFns<RaftMessage> = {
         : isSet(object.reject_term)
         ? BigInt(object.reject_term)
         : 0n,
+      fromAddress: isSet(object.fromAddress)
+        ? globalThis.String(object.fromAddress)
+        : isSet(object.from_address)
+        ? globalThis.String(object.from_address)
+        : "",
     };
   },
 
@@ -1231,6 +1253,9 @@ export const RaftMessage: MessageFns<RaftMessage> = {
     if (message.rejectTerm !== 0n) {
       obj.rejectTerm = message.rejectTerm.toString();
     }
+    if (message.fromAddress !== "") {
+      obj.fromAddress = message.fromAddress;
+    }
     return obj;
   },
 
@@ -1259,6 +1284,7 @@ export const RaftMessage: MessageFns<RaftMessage> = {
     message.rejectTerm = (object.rejectTerm !== undefined && object.rejectTerm !== null)
       ? BigInt(object.rejectTerm)
       : 0n;
+    message.fromAddress = object.fromAddress ?? "";
     return message;
   },
 };
