@@ -55,8 +55,9 @@ test-integration: build ## Run the integration tests only (real processes)
 test-sim: install ## Run the seeded simulator (SEEDS=1000 by default)
 	SIM_SEEDS=$(or $(SEEDS),1000) $(BIN)/jest --selectProjects simulation
 
-soak: install ## Run many more seeds by hand: make soak SEEDS=20000 (about 12 min per 20,000 on 2 cores)
+soak: build ## By hand: SEEDS=20000 simulated clusters (about 12 min on 2 cores), then 20 leader SIGKILLs
 	SIM_SEEDS=$(or $(SEEDS),20000) SIM_FROM=$(or $(FROM),1001) $(BIN)/jest --selectProjects simulation -t seeds
+	CONSENSUS_LEADER_KILLS=20 $(BIN)/jest --selectProjects integration --runInBand test/integration/consensus.test.ts -t SIGKILL
 
 up: build ## Run dc1 and dc2 (DCS=3 adds dc3; DETACH=1 returns once healthy)
 	node dist/deploy/up.js --dcs=$(DCS) $(if $(filter 1,$(DETACH)),--detach,)

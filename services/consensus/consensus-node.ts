@@ -22,7 +22,7 @@ import { WatchWake } from './kv/watch-hub';
 import { RaftConfig } from './raft/config';
 import { Message, sendableBeforePersist } from './raft/messages';
 import { ProposalError, Raft, RaftStatus, Ready, bootstrapEntries } from './raft/raft';
-import { ConfChange, Entry, Member, NodeId } from './raft/types';
+import { ConfChange, Entry, HardState, Member, NodeId } from './raft/types';
 import { LogStore } from './storage/log-store';
 
 /** Where messages go: the transport (transport.ts) in a server, something else in tests. */
@@ -98,6 +98,8 @@ export class ConsensusNode {
   private readonly wakeListeners = new Set<(wake: WatchWake) => void>();
   private readonly roleListeners = new Set<() => void>();
   private membersSeen = '';
+  /** The hard state as last written to disk. */
+  private synced: HardState = { term: 0, vote: '', commit: 0 };
 
   private constructor(
     private readonly options: ConsensusNodeOptions,
@@ -122,6 +124,7 @@ export class ConsensusNode {
     }
     const raft = new Raft({ config: options.raft, hardState: stored.hardState, snapshot: stored.snapshot, entries: stored.entries });
     const node = new ConsensusNode(options, raft);
+    node.synced = stored.hardState;
     if (stored.snapshot !== undefined) {
       node.kv.restore(stored.snapshot.data);
       node.applied = stored.snapshot.meta.index;
@@ -308,6 +311,10 @@ export class ConsensusNode {
 
   private async loop(): Promise<void> {
     while (!this.stopped) {
+      // Let every request that has already arrived reach the queue before the next batch is cut:
+      // a resolved await continues as a microtask, right after the one callback that woke us,
+      // which would make a batch (and an fsync) of every single request.
+      await new Promise<void>((resolve) => setImmediate(resolve));
       while (this.inputs.length > 0) this.inputs.shift()!();
       if (!this.raft.hasReady()) {
         await new Promise<void>((resolve) => (this.wake = resolve));
@@ -316,7 +323,10 @@ export class ConsensusNode {
       const rd = this.raft.ready();
       this.options.sender.send(rd.messages.filter(sendableBeforePersist));
       if (rd.snapshot !== undefined) await this.options.store.saveSnapshot(rd.snapshot, { keepSuffix: false });
-      if (rd.hardState !== undefined || rd.entries.length > 0) await this.options.store.save({ hardState: rd.hardState, entries: rd.entries });
+      if (this.mustSync(rd)) {
+        await this.options.store.save({ hardState: rd.hardState, entries: rd.entries });
+        if (rd.hardState !== undefined) this.synced = rd.hardState;
+      }
       this.options.sender.send(rd.messages.filter((m) => !sendableBeforePersist(m)));
       this.applyReady(rd);
       this.raft.advance(rd);
@@ -324,6 +334,18 @@ export class ConsensusNode {
       this.syncMembers();
       await this.maybeSnapshot();
     }
+  }
+
+  /**
+   * etcd's MustSync: new entries, or a new term or vote, must be on disk before anything depends on
+   * them. A Ready whose only change is the commit index need not wait for an fsync: the commit
+   * index is volatile state (Figure 2); after a restart the leader tells us again. It reaches the
+   * disk with the next write that must sync.
+   */
+  private mustSync(rd: Ready): boolean {
+    if (rd.entries.length > 0) return true;
+    const hard = rd.hardState;
+    return hard !== undefined && (hard.term !== this.synced.term || hard.vote !== this.synced.vote);
   }
 
   private applyReady(rd: Ready): void {
