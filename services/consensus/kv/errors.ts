@@ -74,10 +74,6 @@ export const kvErrors = {
 } as const;
 
 /** A broken invariant: thrown, never caught by the state machine; the process should stop. */
-export class InvariantError extends Error {
-  override readonly name = 'InvariantError';
-}
 
-export function invariant(condition: boolean, message: () => string): asserts condition {
-  if (!condition) throw new InvariantError(`kv invariant broken: ${message()}`);
-}
+/** Broken invariants stop the process loudly, as everywhere else (lib/invariant.ts). */
+export { invariant, InvariantViolation } from '../../lib/invariant';

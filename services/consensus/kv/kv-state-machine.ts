@@ -6,7 +6,7 @@
  * `apply` never throws for a command that fails as etcd's would (a missing lease, a compacted
  * revision, a txn that changes one key twice): it returns the error and leaves the state as it
  * was. Every command checks what could make it fail before it changes anything, as etcd's
- * applier does, so a write never stops half-way. It throws only an InvariantError, when the
+ * applier does, so a write never stops half-way. It throws only an InvariantViolation, when the
  * state is broken and this server must stop.
  *
  * Results are what the gRPC responses need without their header (the adapter adds member and
