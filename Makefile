@@ -7,7 +7,7 @@ DETACH ?= 0
 BIN := node_modules/.bin
 NODE_MODULES_STAMP := node_modules/.package-lock.json
 
-.PHONY: help install proto proto-check build typecheck test test-unit test-integration test-sim soak up down certs compose clean
+.PHONY: help install proto proto-check build typecheck test test-unit test-integration test-sim soak bench-consensus up down certs compose clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -58,6 +58,9 @@ test-sim: install ## Run the seeded simulator (SEEDS=1000 by default)
 soak: build ## By hand: SEEDS=20000 simulated clusters (about 12 min on 2 cores), then 20 leader SIGKILLs
 	SIM_SEEDS=$(or $(SEEDS),20000) SIM_FROM=$(or $(FROM),1001) $(BIN)/jest --selectProjects simulation -t seeds
 	CONSENSUS_LEADER_KILLS=20 $(BIN)/jest --selectProjects integration --runInBand test/integration/consensus.test.ts -t SIGKILL
+
+bench-consensus: build ## By hand: Consulate against etcd 3.4, 3 servers each, back to back (about 3 min)
+	node dist/bench/consensus/run.js
 
 up: build ## Run dc1 and dc2 (DCS=3 adds dc3; DETACH=1 returns once healthy)
 	node dist/deploy/up.js --dcs=$(DCS) $(if $(filter 1,$(DETACH)),--detach,)

@@ -305,16 +305,22 @@ async function detach(options: Options): Promise<number> {
   let exited: number | null | undefined;
   child.on('exit', (code) => (exited = code));
   process.stdout.write(`Starting in the background (supervisor pid ${child.pid}, log ${relative(process.cwd(), files.supervisorLog)})...\n`);
-  const deadline = Date.now() + HEALTHY_TIMEOUT_MS + 5_000;
-  while (Date.now() < deadline && exited === undefined) {
-    if (existsSync(files.topologyFile) && (JSON.parse(readFileSync(files.topologyFile, 'utf8')) as TopologyFile).healthy) {
-      const log = readFileSync(files.supervisorLog, 'utf8');
-      process.stdout.write(log.slice(log.indexOf('Consulate is up')));
-      return 0;
+  const readLog = () => (existsSync(files.supervisorLog) ? readFileSync(files.supervisorLog, 'utf8') : '');
+  try {
+    const deadline = Date.now() + HEALTHY_TIMEOUT_MS + 5_000;
+    while (Date.now() < deadline && exited === undefined) {
+      if (existsSync(files.topologyFile) && (JSON.parse(readFileSync(files.topologyFile, 'utf8')) as TopologyFile).healthy) {
+        const log = readLog();
+        process.stdout.write(log.slice(log.indexOf('Consulate is up')));
+        return 0;
+      }
+      await sleep(200);
     }
-    await sleep(200);
+    process.stderr.write(`make up failed; the supervisor's log:\n${readLog().split('\n').slice(-30).join('\n')}\n`);
+  } catch (err) {
+    process.stderr.write(`make up failed: ${(err as Error).message}\n`);
   }
-  process.stderr.write(`make up failed; the supervisor's log:\n${readFileSync(files.supervisorLog, 'utf8').split('\n').slice(-30).join('\n')}\n`);
+  // Whatever went wrong, leave nothing running in the background.
   if (exited === undefined && child.pid !== undefined) process.kill(child.pid, 'SIGTERM');
   return 1;
 }

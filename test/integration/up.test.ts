@@ -49,8 +49,10 @@ async function allGone(pids: number[], timeoutMs = 15_000): Promise<void> {
 }
 
 const started: ChildProcess[] = [];
+const afterAllDowns: (() => void)[] = [];
 afterAll(() => {
   for (const child of started) if (child.exitCode === null) child.kill('SIGKILL');
+  for (const down of afterAllDowns) down();
 });
 
 test('dc1 and dc2 come up healthy within 30 s; Ctrl-C after a crashed child leaves no process behind', async () => {
@@ -95,6 +97,8 @@ test('a SIGKILLed supervisor leaves no orphans: children stop when their stdin c
 
 test('DETACH=1 returns once healthy; make down stops everything', async () => {
   const cluster = freshCluster();
+  // However this test ends, nothing it started in the background may outlive it.
+  afterAllDowns.push(() => spawnSync(process.execPath, [UP, '--down', ...cluster.args], { cwd: REPO_ROOT, timeout: 30_000 }));
   const up = spawnSync(process.execPath, [UP, '--dcs=1', '--detach', ...cluster.args], { cwd: REPO_ROOT, encoding: 'utf8', timeout: 60_000 });
   expect(up.status).toBe(0);
   expect(up.stdout).toContain('Consulate is up: 11 processes in 1 datacenter(s) healthy');

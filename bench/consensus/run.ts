@@ -1,0 +1,205 @@
+/**
+ * `make bench-consensus`: the same 3-server loopback shape and the same client harness (load.ts)
+ * against etcd 3.4 (Debian) and Consulate, one after the other (never at the same time). Prints
+ * a table with the ratio Consulate / etcd per row and writes bench/results/consensus-<ts>.json.
+ *
+ * Environment knobs: BENCH_DURATION_S (4), BENCH_WARMUP_S (1), BENCH_CONCS (1,16,64),
+ * BENCH_MAX_REQUESTS (200000), BENCH_WATCHERS (1,100,1000), BENCH_WATCH_PUTS (20),
+ * BENCH_FAILOVER_ROUNDS (3), BENCH_SYSTEMS (etcd,consulate).
+ */
+import { execSync, spawnSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { basename, join, resolve } from 'node:path';
+
+import { ConsulateCluster } from './consulate';
+import { EtcdCluster } from './etcd';
+import { CellOptions, CellResult, FailoverRound, Op, WatchResult, prepopulate, runCell, runFailover, runWatch } from './load';
+import { BenchCluster, killAllChildrenSync, tail, unexpectedExits } from './types';
+
+const env = (k: string, d: string) => process.env[k] ?? d;
+const num = (k: string, d: number) => Number(env(k, String(d)));
+const list = (k: string, d: string) => env(k, d).split(',').map((s) => s.trim()).filter(Boolean);
+
+const OPTS: CellOptions = { durationS: Math.min(num('BENCH_DURATION_S', 4), 30), warmupS: num('BENCH_WARMUP_S', 1), maxRequests: num('BENCH_MAX_REQUESTS', 200_000) };
+const CONCS = list('BENCH_CONCS', '1,16,64').map(Number);
+const OPS: Op[] = ['put', 'range-l', 'range-s'];
+const WATCHERS = list('BENCH_WATCHERS', '1,100,1000').map(Number);
+const WATCH_PUTS = Math.min(num('BENCH_WATCH_PUTS', 20), 200);
+const FAILOVER_ROUNDS = Math.min(num('BENCH_FAILOVER_ROUNDS', 3), 10);
+const SYSTEMS = list('BENCH_SYSTEMS', 'etcd,consulate') as ('etcd' | 'consulate')[];
+
+const REPO = resolve(__dirname, '..', '..', '..');
+const RESULTS = join(REPO, 'bench', 'results');
+const stamp = new Date().toISOString().replace(/[:.]/g, '-').replace(/-\d+Z$/, 'Z');
+const log = (s: string) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${s}\n`);
+
+interface SystemResult {
+  system: string;
+  version: string;
+  raft_timings: string;
+  addresses: readonly string[];
+  cells: CellResult[];
+  watch: WatchResult[];
+  failover: FailoverRound[];
+  failover_median_ms: number | null;
+  crashed: string[];
+  error?: string;
+}
+
+let tmp: string | undefined;
+const live = new Set<BenchCluster>();
+
+function cleanupSync(): void {
+  killAllChildrenSync();
+  if (tmp && existsSync(tmp)) rmSync(tmp, { recursive: true, force: true });
+}
+process.on('exit', cleanupSync);
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(sig, () => {
+    log(`${sig}: stopping servers`);
+    void Promise.race([Promise.all([...live].map((c) => c.stop())), new Promise((r) => setTimeout(r, 4000))]).finally(() => process.exit(130));
+  });
+}
+
+function ensureEtcd(): void {
+  if (spawnSync('sh', ['-c', 'command -v etcd']).status === 0) return;
+  log('etcd not found: installing Debian etcd-server etcd-client');
+  try {
+    execSync('apt-get install -y etcd-server etcd-client', { stdio: 'inherit' });
+  } catch {
+    execSync('apt-get update && apt-get install -y etcd-server etcd-client', { stdio: 'inherit' });
+  }
+}
+
+const median = (xs: number[]) => {
+  if (!xs.length) return null;
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+function crashes(cluster: BenchCluster): string[] {
+  // a server that died on its own (not one we killed) shows up as an error in its log
+  // error-level lines in a server's log (etcd zap: "level":"error"; Consulate pino: "level":50/60)
+  const bad = /"level":\s*("(error|fatal|panic|dpanic)"|50|60)\b|^panic:|uncaught/i;
+  return cluster.logFiles().map((f) => ({ f, lines: tail(f, 100000).split('\n').filter((l) => bad.test(l)) }))
+    .filter(({ lines }) => lines.length > 0).map(({ f, lines }) => `${basename(f)}: ${lines.length} error lines, last: ${lines.slice(-3).join('\n')}`);
+}
+
+async function benchSystem(cluster: BenchCluster): Promise<SystemResult> {
+  const res: SystemResult = { system: cluster.system, version: cluster.version, raft_timings: cluster.timings, addresses: cluster.addresses, cells: [], watch: [], failover: [], failover_median_ms: null, crashed: [] };
+  live.add(cluster);
+  try {
+    log(`[${cluster.system}] starting 3 servers on ${cluster.addresses.join(', ')} (${cluster.version})`);
+    await cluster.start();
+    let leader = await cluster.leader();
+    log(`[${cluster.system}] leader: ${cluster.addresses[leader]}; pre-populating ${10_000} keys`);
+    let lc = cluster.client(leader);
+    await prepopulate(lc);
+    for (const op of OPS) {
+      for (const conc of CONCS) {
+        const cur = await cluster.leader();
+        if (cur !== leader) { log(`[${cluster.system}] leader changed to ${cluster.addresses[cur]} during the run`); lc.close(); leader = cur; lc = cluster.client(leader); }
+        const cell = await runCell(lc, op, conc, OPTS);
+        log(`[${cluster.system}] ${op} c${conc}: ${cell.rps}/s p50 ${cell.p50_ms} ms p99 ${cell.p99_ms} ms errors ${cell.errors}${cell.error_samples.length ? ' ' + cell.error_samples[0] : ''}`);
+        res.cells.push(cell);
+      }
+    }
+    const clients = [0, 1, 2].map((i) => (i === leader ? lc : cluster.client(i)));
+    for (const W of WATCHERS) {
+      const w = await runWatch(clients, lc, W, WATCH_PUTS);
+      log(`[${cluster.system}] watch W=${W}: delivery p50 ${w.delivery_p50_ms} ms p99 ${w.delivery_p99_ms} ms, last watcher p50 ${w.last_watcher_p50_ms} ms, missing ${w.missing_deliveries}${w.error ? ' ERROR ' + w.error : ''}`);
+      res.watch.push(w);
+    }
+    for (const c of clients) c.close();
+    res.failover = await runFailover(cluster, FAILOVER_ROUNDS, (s) => log(`[${cluster.system}]${s}`));
+    res.failover_median_ms = median(res.failover.filter((r) => r.ok).map((r) => r.recovery_ms));
+  } catch (e) {
+    res.error = String((e as Error).stack ?? e);
+    log(`[${cluster.system}] ERROR ${res.error}`);
+  } finally {
+    res.crashed = crashes(cluster);
+    const logDir = join(RESULTS, `consensus-${stamp}-logs`);
+    mkdirSync(logDir, { recursive: true });
+    for (const f of cluster.logFiles()) if (existsSync(f)) copyFileSync(f, join(logDir, `${cluster.system}-${basename(f)}`));
+    log(`[${cluster.system}] stopping servers`);
+    await cluster.stop();
+    live.delete(cluster);
+  }
+  return res;
+}
+
+interface Row { metric: string; better: 'higher' | 'lower'; etcd: number | null; consulate: number | null; ratio: number | null }
+
+function rows(by: Partial<Record<'etcd' | 'consulate', SystemResult>>): Row[] {
+  const out: Row[] = [];
+  const add = (metric: string, better: Row['better'], f: (r: SystemResult) => number | null | undefined) => {
+    const e = by.etcd ? f(by.etcd) ?? null : null;
+    const c = by.consulate ? f(by.consulate) ?? null : null;
+    out.push({ metric, better, etcd: e, consulate: c, ratio: e && c != null ? Math.round((c / e) * 100) / 100 : null });
+  };
+  const name: Record<Op, string> = { put: 'put', 'range-l': 'linearizable read', 'range-s': 'serializable read' };
+  for (const op of OPS) {
+    for (const conc of CONCS) {
+      const cell = (r: SystemResult) => r.cells.find((x) => x.op === op && x.conc === conc);
+      add(`${name[op]} c${conc} throughput (req/s)`, 'higher', (r) => cell(r)?.rps);
+      add(`${name[op]} c${conc} p50 (ms)`, 'lower', (r) => cell(r)?.p50_ms);
+      add(`${name[op]} c${conc} p99 (ms)`, 'lower', (r) => cell(r)?.p99_ms);
+    }
+  }
+  for (const W of WATCHERS) {
+    const w = (r: SystemResult) => r.watch.find((x) => x.watchers === W);
+    add(`watch ${W} watchers: delivery p50 (ms)`, 'lower', (r) => w(r)?.delivery_p50_ms);
+    add(`watch ${W} watchers: delivery p99 (ms)`, 'lower', (r) => w(r)?.delivery_p99_ms);
+    add(`watch ${W} watchers: last watcher p50 (ms)`, 'lower', (r) => w(r)?.last_watcher_p50_ms);
+  }
+  add(`failover kill -9 leader -> put commits, median of ${FAILOVER_ROUNDS} (ms)`, 'lower', (r) => r.failover_median_ms);
+  return out;
+}
+
+function table(rs: Row[]): string {
+  const fmt = (x: number | null) => (x == null ? '-' : String(x));
+  const hdr = ['metric', 'etcd', 'consulate', 'ratio c/e', 'better'];
+  const body = rs.map((r) => [r.metric, fmt(r.etcd), fmt(r.consulate), fmt(r.ratio), r.better === 'higher' ? 'ratio > 1' : 'ratio < 1']);
+  const w = hdr.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
+  const line = (c: string[]) => c.map((x, i) => (i === 0 ? x.padEnd(w[i]) : x.padStart(w[i]))).join(' | ');
+  return [line(hdr), w.map((n) => '-'.repeat(n)).join('-|-'), ...body.map(line)].join('\n');
+}
+
+async function main(): Promise<void> {
+  ensureEtcd();
+  tmp = mkdtempSync(join(tmpdir(), 'consensus-bench-'));
+  mkdirSync(RESULTS, { recursive: true });
+  log(`temp dir ${tmp}; ${cpus().length} CPUs; cells ${OPTS.durationS} s (+${OPTS.warmupS} s warm-up), max ${OPTS.maxRequests} req`);
+  const by: Partial<Record<'etcd' | 'consulate', SystemResult>> = {};
+  for (const sys of SYSTEMS) {
+    const dir = join(tmp, sys);
+    mkdirSync(dir, { recursive: true });
+    const cluster: BenchCluster = sys === 'etcd' ? new EtcdCluster(dir) : new ConsulateCluster(dir);
+    by[sys] = await benchSystem(cluster);
+  }
+  const rs = rows(by);
+  const t = table(rs);
+  const notes = [
+    `machine: ${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), node ${process.version}; 3 servers + this client on one box, loopback`,
+    `client: @grpc/grpc-js, one channel per server, closed loop, all ops to the leader; 10,000 8-byte keys, 256-byte values; ${OPTS.durationS} s per cell after ${OPTS.warmupS} s warm-up`,
+    `watch: W streams spread round-robin over the 3 servers, ${WATCH_PUTS} sequential puts on the leader; latency from just before the put is sent to each watcher's event`,
+    ...SYSTEMS.map((s) => `${s}: ${by[s]?.version}; raft ${by[s]?.raft_timings}`),
+  ];
+  const file = join(RESULTS, `consensus-${stamp}.json`);
+  writeFileSync(file, JSON.stringify({ timestamp: new Date().toISOString(), notes, options: { ...OPTS, concs: CONCS, watchers: WATCHERS, watchPuts: WATCH_PUTS, failoverRounds: FAILOVER_ROUNDS }, table: rs, systems: by, unexpected_exits: unexpectedExits }, null, 2));
+  process.stdout.write(`\n${t}\n\n${notes.join('\n')}\n`);
+  for (const s of SYSTEMS) {
+    const r = by[s];
+    if (!r) continue;
+    if (r.error) process.stdout.write(`\n${s} ERROR: ${r.error}\n`);
+    for (const c of r.cells) if (c.errors) process.stdout.write(`${s} ${c.op} c${c.conc}: ${c.errors} errors: ${c.error_samples.join(' | ')}\n`);
+    for (const w of r.watch) if (w.error || w.missing_deliveries) process.stdout.write(`${s} watch W=${w.watchers}: missing ${w.missing_deliveries} ${w.error ?? ''}\n`);
+    for (const f of r.failover) if (!f.ok) process.stdout.write(`${s} failover round ${f.round} did not recover: ${f.errors.join(' | ')}\n`);
+    if (r.crashed.length) process.stdout.write(`${s} server logs with errors:\n${r.crashed.join('\n')}\n`);
+  }
+  for (const x of unexpectedExits) process.stdout.write(`CRASH: ${x}\n`);
+  process.stdout.write(`\nresults: ${file}\nserver logs: ${join(RESULTS, `consensus-${stamp}-logs`)}\n`);
+}
+
+main().then(() => process.exit(0), (e) => { log(`fatal: ${(e as Error).stack ?? e}`); process.exit(1); });
