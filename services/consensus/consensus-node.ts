@@ -17,6 +17,7 @@ import { Command } from '../gen/consulate/consensus/v1/command';
 import { Clock, TimerHandle } from '../lib/clock';
 import { invariant } from '../lib/invariant';
 import { Logger } from '../lib/log';
+import { KvError } from './kv/errors';
 import { ApplyResult, KvStateMachine } from './kv/kv-state-machine';
 import { WatchWake } from './kv/watch-hub';
 import { RaftConfig } from './raft/config';
@@ -45,6 +46,12 @@ export interface ConsensusNodeOptions {
   readonly snapshotEntries: number;
   /** Proposals and reads waiting at once before new ones are refused. */
   readonly maxPending: number;
+}
+
+/** A watcher's stream, as the watch service registers it. */
+export interface WatchStream {
+  woken(): void;
+  cancelled(error: KvError): void;
 }
 
 /** Refused because this server does not lead; `leader` and `leaderAddress` say who does, if known. */
@@ -95,9 +102,10 @@ export class ConsensusNode {
   private leaderId: NodeId = '';
   private leaseExpiry = new Map<bigint, number>();
   private readonly leasesRevoking = new Set<bigint>();
-  private readonly wakeListeners = new Set<(wake: WatchWake) => void>();
+  /** One watch stream per watch id; a wake touches only the streams it names. */
+  private readonly watchStreams = new Map<number, WatchStream>();
   private readonly roleListeners = new Set<() => void>();
-  private membersSeen = '';
+  private membersSeen = -1;
   /** The hard state as last written to disk. */
   private synced: HardState = { term: 0, vote: '', commit: 0 };
 
@@ -235,9 +243,15 @@ export class ConsensusNode {
     return BigInt(Math.max(0, Math.ceil((expiry - this.options.clock.nowMs()) / 1000)));
   }
 
-  onWatchWake(listener: (wake: WatchWake) => void): () => void {
-    this.wakeListeners.add(listener);
-    return () => this.wakeListeners.delete(listener);
+  /** Registers the stream of watcher `watchId`; returns its unregistration. */
+  attachWatchStream(watchId: number, stream: WatchStream): () => void {
+    this.watchStreams.set(watchId, stream);
+    return () => this.watchStreams.delete(watchId);
+  }
+
+  /** What a response header needs: the term and this server's id, cheaply. */
+  headerInfo(): { term: number; id: NodeId } {
+    return { term: this.raft.currentTerm, id: this.raft.id };
   }
 
   onRoleChange(listener: () => void): () => void {
@@ -411,11 +425,9 @@ export class ConsensusNode {
 
   /** A membership takes effect when appended (§4.1), so the transport learns addresses then. */
   private syncMembers(): void {
-    const members = this.raft.status().members;
-    const key = JSON.stringify(members);
-    if (key === this.membersSeen) return;
-    this.membersSeen = key;
-    this.options.sender.setMembers(members);
+    if (this.raft.membershipEpoch === this.membersSeen) return;
+    this.membersSeen = this.raft.membershipEpoch;
+    this.options.sender.setMembers(this.raft.status().members);
   }
 
   private failPending(error: Error): void {
@@ -433,8 +445,8 @@ export class ConsensusNode {
   }
 
   private notifyWake(wake: WatchWake): void {
-    if (wake.woken.length === 0 && wake.cancelled.length === 0) return;
-    for (const listener of this.wakeListeners) listener(wake);
+    for (const cancellation of wake.cancelled) this.watchStreams.get(cancellation.watchId)?.cancelled(cancellation.error);
+    for (const watchId of wake.woken) this.watchStreams.get(watchId)?.woken();
   }
 
   private trackLeaseChange(result: Extract<ApplyResult, { ok: true }>): void {

@@ -22,8 +22,8 @@ export function unary<Req, Res>(handler: (request: Req, call: ServerUnaryCall<Re
 }
 
 function header(node: ConsensusNode, revision: bigint): ResponseHeader {
-  const status = node.status();
-  return { revision, raftTerm: BigInt(status.term), member: status.id };
+  const { term, id } = node.headerInfo();
+  return { revision, raftTerm: BigInt(term), member: id };
 }
 
 /** Proposes `command` and returns the response of the $case it asked for. */

@@ -40,9 +40,9 @@ export function watchService(node: ConsensusNode): WatchServiceServer {
         else call.destroy(toServiceError(error));
       };
       const send = (groups: readonly RevisionEvents[]) => {
+        const { term, id } = node.headerInfo();
         for (const group of groups) {
-          const status = node.status();
-          writable = call.write({ header: { revision: group.revision, raftTerm: BigInt(status.term), member: status.id }, events: [...group.events] }) && writable;
+          writable = call.write({ header: { revision: group.revision, raftTerm: BigInt(term), member: id }, events: [...group.events] }) && writable;
         }
       };
       const drain = () => {
@@ -53,11 +53,7 @@ export function watchService(node: ConsensusNode): WatchServiceServer {
           if (pulled.caughtUp) return;
         }
       };
-      const unsubscribe = node.onWatchWake((wake) => {
-        const cancellation = wake.cancelled.find((c) => c.watchId === watchId);
-        if (cancellation !== undefined) return close(cancellation.error);
-        if (wake.woken.includes(watchId)) drain();
-      });
+      const unsubscribe = node.attachWatchStream(watchId, { woken: drain, cancelled: (error) => close(error) });
       call.on('drain', () => {
         writable = true;
         drain();

@@ -105,7 +105,10 @@ export class ConsensusClient {
       } catch (err) {
         const failure = err as ServiceError;
         const hint = leaderHint(failure);
-        const refused = hint !== undefined;
+        // grpc-js fails a call at once, unsent, while the channel waits to reconnect: as safe to
+        // retry elsewhere as a refusal.
+        const neverSent = failure.code === GrpcStatus.UNAVAILABLE && (failure.details ?? '').startsWith('No connection established');
+        const refused = hint !== undefined || neverSent;
         const transportFailure = failure.code === GrpcStatus.UNAVAILABLE && !refused;
         if (refused || transportFailure) {
           // Whatever happens to this call, the next one starts elsewhere.

@@ -32,7 +32,16 @@ async function statusOf(address: string): Promise<StatusResponse> {
   }
 }
 
+/** No server may die on its own: a crash is a bug, shown with the server's last words. */
+function checkNoneCrashed(): void {
+  for (const server of cluster) {
+    const code = server.proc.child.exitCode ?? server.proc.child.signalCode;
+    if (code !== null && code !== 'SIGKILL') throw new Error(`${server.id} exited on its own (${code}):\n${server.proc.lines.slice(-15).join('\n')}`);
+  }
+}
+
 async function leader(): Promise<{ id: string; address: string; proc: RoleProcess }> {
+  checkNoneCrashed();
   return eventually(
     'a leader',
     async () => {
@@ -141,15 +150,17 @@ test('a server whose peers are frozen fails requests fast with UNAVAILABLE, and 
     const failure = (await alone.kv('put', { key: Buffer.from('minority'), value: Buffer.from('x'), lease: 0n, prevKv: false }, { timeoutMs: 5_000, idempotent: false }).catch((err: ServiceError) => err)) as ServiceError;
     const elapsed = Date.now() - started;
     alone.close();
-    expect(failure.code).toBe(GrpcStatus.UNAVAILABLE);
-    expect(failure.details).toMatch(/leadership was lost|no leader is known|does not lead|not committed/);
+    expect({ code: failure.code, details: failure.details }).toEqual({ code: GrpcStatus.UNAVAILABLE, details: expect.stringMatching(/leadership was lost|no leader is known|does not lead|not committed/) });
     expect(elapsed).toBeLessThan(3_000);
     console.log(`minority write failed after ${elapsed} ms: ${failure.details}`);
   } finally {
     for (const server of others) server.proc.child.kill('SIGCONT');
   }
   await leader();
-  await put('after-heal', 'ok', 10_000);
+  await put('after-heal', 'ok', 10_000).catch((err: Error) => {
+    const states = cluster.map((server) => `${server.id} exit=${server.proc.child.exitCode ?? server.proc.child.signalCode}:\n${server.proc.lines.slice(-6).join('\n')}`);
+    throw new Error(`${err.message}\n${states.join('\n')}`);
+  });
 });
 
 test('a new server joins: added as a learner, caught up, promoted to voter', async () => {

@@ -113,6 +113,8 @@ export class Raft {
   private leader: NodeId = '';
 
   private membership: Membership;
+  /** Bumped whenever the membership may have changed, so the shell can notice cheaply. */
+  membershipEpoch = 0;
   /** Config entries in the in-memory log, oldest first; the membership is the snapshot's plus these. */
   private configEntries: { index: number; change: ConfChange }[] = [];
 
@@ -350,6 +352,11 @@ export class Raft {
 
   get snapshotIndex(): number {
     return this.log.snapshotIndex;
+  }
+
+  /** The current term, without building a whole status (response headers need only this). */
+  get currentTerm(): number {
+    return this.term;
   }
 
   // ---- terms and roles ----------------------------------------------------------------------
@@ -643,6 +650,7 @@ export class Raft {
     this.log.restoreSnapshot(snapshot);
     this.pendingSnapshot = snapshot;
     this.membership = new Membership(snapshot.meta.members);
+    this.membershipEpoch++;
     this.configEntries = [];
     this.send(message({ type: 'append-response', from: this.id, to: m.from, term: this.term, success: true, matchIndex: index }));
   }
@@ -823,6 +831,7 @@ export class Raft {
   }
 
   private recomputeMembership(): void {
+    this.membershipEpoch++;
     this.membership = this.membershipAt(Infinity);
     if (this.role === 'leader') {
       for (const id of this.membership.ids()) {
