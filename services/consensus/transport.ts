@@ -3,7 +3,7 @@
  * peer, opened on first use and reopened after a failure, with backoff. Raft tolerates lost,
  * duplicated and reordered messages, so the transport never blocks the core: messages to a peer
  * that is down or slow are dropped past a bounded queue, and the core's timers retry.
- * Messages to one peer leave in one batch per turn of the event loop.
+ * The messages of one Ready leave in one batch per peer, written at once.
  */
 import { ClientWritableStream, credentials, status as GrpcStatus } from '@grpc/grpc-js';
 
@@ -30,7 +30,6 @@ interface Peer {
   client: RaftServiceClient;
   stream: ClientWritableStream<SendRequest> | undefined;
   queue: Message[];
-  flushScheduled: boolean;
   writable: boolean;
   retryAtMs: number;
   backoffMs: number;
@@ -76,20 +75,20 @@ export class RaftTransport implements MessageSender {
     for (const [id, address] of wanted) if (!this.peers.has(id)) this.peers.set(id, this.newPeer(address));
   }
 
+  /** Queues a Ready's messages and writes them at once, one batch per peer. */
   send(messages: readonly Message[]): void {
+    const touched = new Set<NodeId>();
     for (const message of messages) {
       const peer = this.peers.get(message.to);
       if (peer === undefined) continue; // not a member (any more): nobody to send to
       peer.queue.push(message);
+      touched.add(message.to);
       if (peer.queue.length > TRANSPORT_LIMITS.maxQueuedPerPeer) {
         peer.queue.shift();
         if (peer.dropped++ % 1000 === 0) this.logger.warn({ event: 'raft-transport-drop', peer: message.to, address: peer.address }, `dropping Raft messages to ${message.to}: it is not taking them`);
       }
-      if (!peer.flushScheduled) {
-        peer.flushScheduled = true;
-        setImmediate(() => this.flush(message.to));
-      }
     }
+    for (const id of touched) this.flush(id);
   }
 
   close(): void {
@@ -106,14 +105,12 @@ export class RaftTransport implements MessageSender {
       'grpc.initial_reconnect_backoff_ms': TRANSPORT_LIMITS.reconnectMinMs,
       'grpc.max_reconnect_backoff_ms': TRANSPORT_LIMITS.reconnectMaxMs,
     });
-    return { address, client, stream: undefined, queue: [], flushScheduled: false, writable: true, retryAtMs: 0, backoffMs: TRANSPORT_LIMITS.reconnectMinMs, dropped: 0 };
+    return { address, client, stream: undefined, queue: [], writable: true, retryAtMs: 0, backoffMs: TRANSPORT_LIMITS.reconnectMinMs, dropped: 0 };
   }
 
   private flush(id: NodeId): void {
     const peer = this.peers.get(id);
-    if (peer === undefined) return;
-    peer.flushScheduled = false;
-    if (peer.queue.length === 0 || !peer.writable) return;
+    if (peer === undefined || peer.queue.length === 0 || !peer.writable) return;
     const stream = this.streamOf(id, peer);
     if (stream === undefined) {
       // Reconnecting: what is queued now is stale by the time the peer is back; the core resends.
