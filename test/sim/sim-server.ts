@@ -243,8 +243,10 @@ export class SimServer {
 
   private persist(rd: Ready): void {
     if (rd.snapshot !== undefined) {
+      // A snapshot from the leader replaces the whole log, as storage's saveSnapshot with
+      // keepSuffix false: entries we stored after its index may be stale ones of an older term.
       this.disk.snapshot = rd.snapshot;
-      this.disk.entries = this.disk.entries.filter((entry) => entry.index > rd.snapshot!.meta.index);
+      this.disk.entries = [];
     }
     if (rd.entries.length > 0) {
       const first = rd.entries[0].index;
