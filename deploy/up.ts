@@ -76,7 +76,8 @@ function processName(spec: ProcessSpec): string {
   return `${spec.datacenter}/${spec.host}/${spec.role}`;
 }
 
-function isAlive(pid: number): boolean {
+/** Whether a process with this PID exists (signal 0 tests without sending anything). */
+export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

@@ -12,8 +12,6 @@ import { NotLeaderError, OutcomeUnknownError, OverloadedError } from './consensu
 import { KvError } from './kv/errors';
 import { ProposalError } from './raft/raft';
 
-export { LEADER_TRAILER };
-
 /** An error that already knows its gRPC status. */
 export class StatusError extends Error {
   override readonly name = 'StatusError';

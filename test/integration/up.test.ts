@@ -11,6 +11,7 @@ import { join } from 'node:path';
 
 import { checkHealth } from '../../services/lib/health-probe';
 import { eventually, REPO_ROOT } from '../harness/processes';
+import { isAlive } from '../../deploy/up';
 import type { TopologyFile } from '../../deploy/up';
 
 const UP = join(REPO_ROOT, 'dist', 'deploy', 'up.js');
@@ -20,15 +21,6 @@ function freshCluster() {
   const stateDir = mkdtempSync(join(tmpdir(), 'consulate-up-'));
   const subnet = `127.${200 + ((process.pid + subnetCounter++) % 50)}`;
   return { stateDir, subnet, args: [`--state-dir=${stateDir}`, `--subnet=${subnet}`] };
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 async function readHealthyTopology(stateDir: string, timeoutMs = 30_000): Promise<TopologyFile> {

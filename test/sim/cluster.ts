@@ -197,14 +197,7 @@ export class SimCluster {
 
   // ---- the network --------------------------------------------------------------------------
 
-  readonly messageCounts: Record<string, number> = {};
-
   private transmit(message: Message): void {
-    this.messageCounts[message.type] = (this.messageCounts[message.type] ?? 0) + 1;
-    if (process.env.SIM_TRACE_APPENDS === '1' && (message.type === 'append' || message.type === 'append-response')) {
-      const k = message.type === 'append' ? `append ${message.from}>${message.to} ${message.entries.length === 0 ? 'empty' : 'entries'}` : `resp ${message.from}>${message.to} ${message.success ? 'ok' : 'reject'}`;
-      this.messageCounts[k] = (this.messageCounts[k] ?? 0) + 1;
-    }
     if (message.type === 'vote-response' && message.success) this.checkVote(message.from, message.term, message.to);
     this.mix(`${message.type}${message.from}${message.to}${message.term}${message.logIndex}${message.entries.length}`);
     if (this.blocked.has(`${message.from}>${message.to}`)) return;
