@@ -1,0 +1,108 @@
+import { lanDefaults } from './config';
+import { MemberInfo } from './types';
+import { TinyNetwork } from './testing/tiny-network';
+
+function cluster(n: number, validate?: (members: readonly MemberInfo[]) => string | undefined): TinyNetwork {
+  const net = new TinyNetwork();
+  for (let i = 1; i <= n; i++) net.add(`node-${i}`, validate === undefined ? {} : { validateMembers: validate });
+  for (let i = 2; i <= n; i++) net.cores.get(`node-${i}`)!.join([net.addressOf('node-1')]);
+  net.deliver();
+  return net;
+}
+
+describe('SWIM core', () => {
+  test('a join through one member converges to everyone alive (push/pull, then gossip)', () => {
+    const net = cluster(8);
+    net.run(3_000);
+    for (const name of net.cores.keys()) {
+      expect(Object.values(net.view(name))).toHaveLength(8);
+      expect(Object.values(net.view(name)).every((state) => state === 'alive')).toBe(true);
+    }
+  });
+
+  test('a member that stops answering is suspected, then declared dead by everyone (SWIM §4, memberlist suspicion)', () => {
+    const net = cluster(6);
+    net.run(3_000);
+    net.down.add('node-6');
+    // LAN: probe 1 s; suspicion min 4 s (N ≤ 10), max 24 s without confirmations.
+    net.run(30_000);
+    for (const name of net.cores.keys()) if (name !== 'node-6') expect(net.view(name)['node-6']).toBe('dead');
+    expect(net.events.some(({ event }) => event.type === 'member-failed' && event.member.name === 'node-6')).toBe(true);
+  });
+
+  test('a suspected member that is alive refutes with a higher incarnation (memberlist AliveNode_Refute)', () => {
+    const net = cluster(4);
+    net.run(2_000);
+    const before = net.cores.get('node-4')!.localMember().incarnation;
+    net.cores.get('node-4')!.receivePacket(net.addressOf('node-1'), [{ type: 'suspect', node: 'node-4', incarnation: before, from: 'node-1' }]);
+    net.deliver();
+    expect(net.cores.get('node-4')!.localMember().incarnation).toBe(before + 1);
+    net.run(2_000);
+    for (const name of net.cores.keys()) expect(net.view(name)['node-4']).toBe('alive');
+  });
+
+  test('a graceful leave is seen as left, not failed', () => {
+    const net = cluster(5);
+    net.run(2_000);
+    net.cores.get('node-5')!.leave();
+    net.run(500);
+    expect(net.cores.get('node-5')!.leaveSent()).toBe(true);
+    net.down.add('node-5');
+    net.run(10_000);
+    for (const name of net.cores.keys()) if (name !== 'node-5') expect(net.view(name)['node-5']).toBe('left');
+  });
+
+  test('the merge delegate refuses a join and the joiner sees its text', () => {
+    const net = new TinyNetwork();
+    const segmentOf = (name: string) => (name === 'client' ? 'alpha' : 'beta');
+    const validator = (mine: string) => (members: readonly MemberInfo[]) => {
+      for (const m of members) if (m.tags.segment !== mine) return `Member '${m.name}' part of wrong segment '${m.tags.segment}' (expected '${mine}')`;
+      return undefined;
+    };
+    net.add('server', { tags: { segment: segmentOf('server') }, validateMembers: validator('beta') });
+    net.add('client', { tags: { segment: segmentOf('client') }, validateMembers: validator('alpha') });
+    net.cores.get('client')!.join([net.addressOf('server')]);
+    net.deliver();
+    expect(net.outcomes.at(-1)!.outcome.error).toBe("Member 'server' part of wrong segment 'beta' (expected 'alpha')");
+    net.run(5_000);
+    expect(Object.keys(net.view('server'))).toEqual(['server']);
+    expect(Object.keys(net.view('client'))).toEqual(['client']);
+  });
+
+  test('a user event reaches every member once, with its Lamport time', () => {
+    const net = cluster(10);
+    net.run(3_000);
+    const fired = net.cores.get('node-3')!.fireUserEvent('deploy', new TextEncoder().encode('v1'));
+    expect(fired).toEqual({ ltime: 0 });
+    net.run(2_000);
+    const got = net.events.filter(({ event }) => event.type === 'user-event');
+    expect(got.map(({ node }) => node).sort()).toEqual([...net.cores.keys()].sort());
+  });
+
+  test('a user event over the size limit is refused with Serf\'s text', () => {
+    const net = cluster(1);
+    expect(net.cores.get('node-1')!.fireUserEvent('big', new Uint8Array(600))).toEqual({ error: 'user event exceeds configured limit of 512 bytes before encoding' });
+  });
+
+  test('force-leave turns a failed member into left everywhere; an unknown one is Consul\'s error', () => {
+    const net = cluster(4);
+    net.run(2_000);
+    net.down.add('node-4');
+    net.run(30_000);
+    expect(net.view('node-1')['node-4']).toBe('dead');
+    expect(net.cores.get('node-1')!.forceLeave('node-4')).toBeUndefined();
+    net.run(2_000);
+    for (const name of ['node-1', 'node-2', 'node-3']) expect(net.view(name)['node-4']).toBe('left');
+    expect(net.cores.get('node-1')!.forceLeave('nobody')).toBe("agent: No node found with name 'nobody'");
+  });
+
+  test('a failed member that comes back is alive again (the reconnector and refutation)', () => {
+    const net = cluster(4);
+    net.run(2_000);
+    net.down.add('node-4');
+    net.run(30_000);
+    net.down.delete('node-4');
+    net.run(lanDefaults().pushPullIntervalMs * 3);
+    for (const name of net.cores.keys()) expect(net.view(name)['node-4']).toBe('alive');
+  });
+});

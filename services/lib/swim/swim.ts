@@ -1,0 +1,811 @@
+/**
+ * The SWIM membership core with Lifeguard (Das, Gupta, Motivala 2002; Dadgar, Phillips, Currey
+ * 2017), as hashicorp/memberlist runs it and with the parts of Serf that Consul relies on (member
+ * events, reaping, reconnecting to failed members, leave intents, user events with Lamport time).
+ *
+ * Pure: no sockets, timers or clock. The shell calls `tick()` every `tickMs`, hands in packets
+ * (`receivePacket`) and streams (`receiveStream`, `streamCompleted`), and drains `ready()` for the
+ * packets and streams to send and the events to report. Randomness comes from the config. One
+ * instance is one pool: a LAN segment, an area or the WAN.
+ *
+ *   failure detection   round-robin probes in a shuffled order; a direct ping, then after
+ *                       probeTimeout k indirect pings (SWIM §4.2); no ack by the end of the
+ *                       (health-scaled) probe interval → suspect
+ *   suspicion           suspect → dead after a timeout that shrinks with independent
+ *                       confirmations (suspicion.ts); the suspect refutes with a higher
+ *                       incarnation; the buddy system tells it directly on the next ping
+ *   local health        missed acks and nacks raise the health score, which stretches our probe
+ *                       interval (awareness.ts)
+ *   dissemination       alive/suspect/dead piggybacked on every packet (broadcast-queue.ts) plus
+ *                       gossip rounds to a few random members, and periodic push/pull full syncs
+ */
+import { invariant } from '../invariant';
+import { Awareness } from './awareness';
+import { BroadcastQueue } from './broadcast-queue';
+import { SwimConfig } from './config';
+import {
+  AckMessage,
+  AliveMessage,
+  Broadcast,
+  DeadMessage,
+  IndirectPingMessage,
+  LeaveIntentMessage,
+  Message,
+  NackMessage,
+  PingMessage,
+  PushPull,
+  PushPullMember,
+  SuspectMessage,
+  UserEventMessage,
+} from './messages';
+import { Suspicion, suspicionTimeoutMs } from './suspicion';
+import { MemberInfo, OutgoingPacket, OutgoingStream, Ready, StreamOutcome, SwimEvent } from './types';
+
+interface Member {
+  name: string;
+  address: string;
+  incarnation: number;
+  state: MemberInfo['state'];
+  tags: Readonly<Record<string, string>>;
+  stateChangeMs: number;
+}
+
+/** Our probe of one member, from the direct ping to the end of the protocol period. */
+interface Probe {
+  readonly target: string;
+  readonly seqNo: number;
+  readonly startedMs: number;
+  /** When to give up on the direct ack and ask others (probeTimeout). */
+  readonly directDeadlineMs: number;
+  /** The end of this protocol period (health-scaled probe interval). */
+  readonly deadlineMs: number;
+  indirect: boolean;
+  expectedNacks: number;
+  nacks: number;
+}
+
+/** An indirect ping we forward for another member (we ping, they get the ack or a nack). */
+interface Relay {
+  readonly originSeqNo: number;
+  readonly origin: string;
+  readonly nack: boolean;
+  readonly deadlineMs: number;
+}
+
+interface PendingStream {
+  readonly address: string;
+  readonly join: boolean;
+}
+
+/** Compound-packet overhead per message: the field tag and length prefix in `Packet.messages`. */
+const PER_MESSAGE_OVERHEAD = 3;
+/** memberlist `pushPullScaleThreshold`: past this many members the push/pull interval grows with log2 N. */
+const PUSH_PULL_SCALE_THRESHOLD = 32;
+/** How often failed and left members are checked for reaping (Serf ReapInterval 15 s). */
+const REAP_INTERVAL_MS = 15_000;
+
+export class Swim {
+  private nowMs = 0;
+  private readonly table = new Map<string, Member>();
+  /** Every member's name in probe order (memberlist's `nodes` slice), shuffled each round. */
+  private probeOrder: string[] = [];
+  private probeIndex = 0;
+  private probe: Probe | undefined;
+  private readonly relays = new Map<number, Relay>();
+  private readonly suspicions = new Map<string, Suspicion>();
+  private readonly awareness: Awareness;
+  private readonly broadcasts: BroadcastQueue;
+  private readonly streams = new Map<number, PendingStream>();
+  private nextSeqNo = 1;
+  private nextStreamId = 1;
+  private nextProbeMs: number;
+  private nextGossipMs: number;
+  private nextPushPullMs: number;
+  private nextReconnectMs: number;
+  private nextReapMs: number;
+  private left = false;
+  private leaveBroadcastSent = false;
+  private memberLtime = 0;
+  private eventLtime = 0;
+  /** Last leave intent seen per node (Serf's recentIntents), so intents are applied once. */
+  private readonly intentLtimes = new Map<string, number>();
+  /** User events seen, by Lamport time (Serf's eventBuffer), for de-duplication. */
+  private readonly seenEvents = new Map<number, Set<string>>();
+  private packets: OutgoingPacket[] = [];
+  private outgoingStreams: OutgoingStream[] = [];
+  private events: SwimEvent[] = [];
+
+  constructor(private readonly config: SwimConfig) {
+    this.awareness = new Awareness(config.lifeguard ? config.awarenessMaxMultiplier : 1);
+    this.broadcasts = new BroadcastQueue(config.maxQueuedBroadcasts);
+    const self: Member = { name: config.name, address: config.address, incarnation: 1, state: 'alive', tags: { ...config.tags }, stateChangeMs: 0 };
+    this.table.set(self.name, self);
+    this.probeOrder.push(self.name);
+    // memberlist tells its delegate of the local member too, so a watcher sees the whole pool.
+    this.events.push({ type: 'member-join', member: this.info(self) });
+    // Stagger the periodic work so that members started together do not act in lock step.
+    this.nextProbeMs = this.randomMs(config.probeIntervalMs);
+    this.nextGossipMs = this.randomMs(config.gossipIntervalMs);
+    this.nextPushPullMs = this.randomMs(config.pushPullIntervalMs);
+    this.nextReconnectMs = config.reconnectIntervalMs;
+    this.nextReapMs = REAP_INTERVAL_MS;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // The shell's interface
+
+  /** Advances the core's clock by one tick and runs whatever is due. */
+  tick(): void {
+    this.nowMs += this.config.tickMs;
+    this.expireRelays();
+    this.advanceProbe();
+    this.expireSuspicions();
+    // Gossip goes on after a leave, so the leave itself gets out (memberlist waits for it).
+    if (this.nowMs >= this.nextGossipMs) {
+      this.nextGossipMs = this.nowMs + this.config.gossipIntervalMs;
+      this.gossip();
+    }
+    if (this.left) return;
+    if (this.nowMs >= this.nextPushPullMs) {
+      this.nextPushPullMs = this.nowMs + this.pushPullIntervalMs();
+      this.pushPullWithRandomMember();
+    }
+    if (this.nowMs >= this.nextReconnectMs) {
+      this.nextReconnectMs = this.nowMs + this.config.reconnectIntervalMs;
+      this.reconnectToFailedMember();
+    }
+    if (this.nowMs >= this.nextReapMs) {
+      this.nextReapMs = this.nowMs + REAP_INTERVAL_MS;
+      this.reap();
+    }
+  }
+
+  /** One datagram from `from` ("ip:port"), decoded. */
+  receivePacket(from: string, messages: readonly Message[]): void {
+    for (const message of messages) this.receiveMessage(from, message);
+  }
+
+  /**
+   * A push/pull stream from another member. Like memberlist's handleConn, the answer (our state)
+   * is sent whatever happens; the sender's state is merged only if every member passes the merge
+   * delegate, and `error` says why it did not.
+   */
+  receiveStream(from: string, state: PushPull): { answer: PushPull; error?: string } {
+    const answer = this.localState(state.join);
+    const error = this.mergeRemoteState(state);
+    if (error !== undefined) this.log('warn', `Failed push/pull merge: ${error}`, { from });
+    return error === undefined ? { answer } : { answer, error };
+  }
+
+  /** The outcome of a stream this core asked for: the peer's answer, or why there is none. */
+  streamCompleted(id: number, outcome: PushPull | { readonly error: string }): StreamOutcome {
+    const pending = this.streams.get(id);
+    if (pending === undefined) return { id, address: '', join: false, error: `unknown stream ${id}` };
+    this.streams.delete(id);
+    if ('error' in outcome) return { id, address: pending.address, join: pending.join, error: outcome.error };
+    const error = this.mergeRemoteState(outcome);
+    if (error !== undefined) {
+      this.log('warn', `Failed push/pull merge: ${error}`, { from: pending.address });
+      return { id, address: pending.address, join: pending.join, error };
+    }
+    return { id, address: pending.address, join: pending.join };
+  }
+
+  /** Starts a join (a push/pull with `join` set) to each address; returns the stream ids. */
+  join(addresses: readonly string[]): number[] {
+    return addresses.map((address) => this.startStream(address, true));
+  }
+
+  /**
+   * Leaves the pool on purpose: a dead message from ourselves about ourselves (memberlist's
+   * encoding of a leave), which others record as `left`. `leaveSent()` tells when it went out.
+   */
+  leave(): void {
+    if (this.left) return;
+    this.left = true;
+    const self = this.self();
+    const others = [...this.table.values()].some((m) => m.name !== self.name && (m.state === 'alive' || m.state === 'suspect'));
+    if (!others) this.leaveBroadcastSent = true;
+    const dead: DeadMessage = { type: 'dead', node: self.name, incarnation: self.incarnation, from: self.name };
+    this.enqueue(dead, () => (this.leaveBroadcastSent = true));
+    this.setState(self, 'left', self.incarnation);
+  }
+
+  /** True once our leave has gone out in at least one packet (or there was nobody to tell). */
+  leaveSent(): boolean {
+    return this.leaveBroadcastSent;
+  }
+
+  /**
+   * Serf's force-leave: a failed member becomes left everywhere (through a leave intent), so it
+   * is no longer reconnected to; `prune` also forgets it at once. Returns Consul's error text when
+   * there is no such member.
+   */
+  forceLeave(node: string, prune = false): string | undefined {
+    const member = this.table.get(node);
+    if (member === undefined) return `agent: No node found with name '${node}'`;
+    const intent: LeaveIntentMessage = { type: 'leave-intent', node, ltime: ++this.memberLtime };
+    this.applyLeaveIntent(intent);
+    if (prune && member.state === 'left' && member.name !== this.config.name) this.remove(member);
+    return undefined;
+  }
+
+  /** Serf's user event: Lamport-ordered, sent to every member (ourselves included). Returns an error text when too large. */
+  fireUserEvent(name: string, payload: Uint8Array): { ltime: number } | { error: string } {
+    const size = utf8Length(name) + payload.length;
+    if (size > this.config.userEventSizeLimit) return { error: `user event exceeds configured limit of ${this.config.userEventSizeLimit} bytes before encoding` };
+    const event: UserEventMessage = { type: 'user-event', ltime: this.eventLtime, name, payload };
+    this.eventLtime++;
+    this.receiveUserEvent(event);
+    return { ltime: event.ltime };
+  }
+
+  /** Changes our tags (Serf SetTags): a higher incarnation and an alive broadcast. */
+  setTags(tags: Readonly<Record<string, string>>): void {
+    const self = this.self();
+    self.tags = { ...tags };
+    self.incarnation++;
+    this.enqueue(this.aliveMessage(self));
+    this.events.push({ type: 'member-update', member: this.info(self) });
+  }
+
+  /** Drains what the shell must do: packets, streams to open, events to report. */
+  ready(): Ready {
+    const ready: Ready = { packets: this.packets, streams: this.outgoingStreams, events: this.events };
+    this.packets = [];
+    this.outgoingStreams = [];
+    this.events = [];
+    return ready;
+  }
+
+  members(): MemberInfo[] {
+    return [...this.table.values()].map((member) => this.info(member));
+  }
+
+  member(name: string): MemberInfo | undefined {
+    const member = this.table.get(name);
+    return member === undefined ? undefined : this.info(member);
+  }
+
+  localMember(): MemberInfo {
+    return this.info(this.self());
+  }
+
+  /** Lifeguard's health score: 0 healthy, up to awarenessMaxMultiplier − 1. */
+  healthScore(): number {
+    return this.awareness.healthScore;
+  }
+
+  /** The core's clock in ms (ticks × tickMs). */
+  now(): number {
+    return this.nowMs;
+  }
+
+  /** Alive and suspect members, ourselves included (memberlist's estNumNodes). */
+  liveMembers(): number {
+    let n = 0;
+    for (const member of this.table.values()) if (member.state === 'alive' || member.state === 'suspect') n++;
+    return n;
+  }
+
+  pendingBroadcasts(): number {
+    return this.broadcasts.length;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Failure detection
+
+  private advanceProbe(): void {
+    const probe = this.probe;
+    if (probe !== undefined) {
+      if (!probe.indirect && this.nowMs >= probe.directDeadlineMs) this.probeIndirectly(probe);
+      if (this.nowMs >= probe.deadlineMs) this.probeFailed(probe);
+    }
+    if (this.probe === undefined && !this.left && this.nowMs >= this.nextProbeMs) this.startProbe();
+  }
+
+  private startProbe(): void {
+    const target = this.nextProbeTarget();
+    // memberlist's ticker fires every probeInterval; a probe itself runs for the scaled interval.
+    this.nextProbeMs = this.nowMs + this.config.probeIntervalMs;
+    if (target === undefined) return;
+    const seqNo = this.nextSeqNo++;
+    this.probe = {
+      target: target.name,
+      seqNo,
+      startedMs: this.nowMs,
+      directDeadlineMs: this.nowMs + this.config.probeTimeoutMs,
+      deadlineMs: this.nowMs + this.awareness.scaleTimeout(this.config.probeIntervalMs),
+      indirect: false,
+      expectedNacks: 0,
+      nacks: 0,
+    };
+    const ping: PingMessage = { type: 'ping', seqNo, node: target.name };
+    // The buddy system (Lifeguard): a suspect hears of its suspicion with the ping, so it can refute at once.
+    if (target.state === 'suspect' && this.config.lifeguard) {
+      this.send(target.address, [ping, { type: 'suspect', node: target.name, incarnation: target.incarnation, from: this.config.name }]);
+    } else {
+      this.send(target.address, [ping]);
+    }
+  }
+
+  /** Round robin over a shuffled order, reshuffled each round (SWIM §4.3), skipping ourselves and the dead. */
+  private nextProbeTarget(): Member | undefined {
+    for (let checked = 0; checked <= this.probeOrder.length; checked++) {
+      if (this.probeIndex >= this.probeOrder.length) {
+        this.shuffle(this.probeOrder);
+        this.probeIndex = 0;
+      }
+      const member = this.table.get(this.probeOrder[this.probeIndex++]);
+      if (member === undefined || member.name === this.config.name) continue;
+      if (member.state === 'alive' || member.state === 'suspect') return member;
+    }
+    return undefined;
+  }
+
+  private probeIndirectly(probe: Probe): void {
+    probe.indirect = true;
+    const target = this.table.get(probe.target);
+    if (target === undefined) return;
+    const helpers = this.randomMembers(this.config.indirectChecks, (m) => m.name !== target.name && m.state === 'alive');
+    for (const helper of helpers) {
+      const nack = this.config.lifeguard;
+      if (nack) probe.expectedNacks++;
+      const message: IndirectPingMessage = { type: 'indirect-ping', seqNo: probe.seqNo, target: target.name, targetAddress: target.address, nack };
+      this.send(helper.address, [message]);
+    }
+  }
+
+  private probeFailed(probe: Probe): void {
+    this.probe = undefined;
+    // Lifeguard: helpers that did not even nack point at us, not the target. Without helpers
+    // that nack, any failed probe counts against our health (memberlist probeNode).
+    if (probe.expectedNacks > 0) this.awareness.applyDelta(Math.max(0, probe.expectedNacks - probe.nacks));
+    else this.awareness.applyDelta(1);
+    const target = this.table.get(probe.target);
+    if (target === undefined || target.state === 'dead' || target.state === 'left') return;
+    this.log('info', `Suspect ${target.name} has failed, no acks received`, { node: target.name });
+    this.suspectNode({ type: 'suspect', node: target.name, incarnation: target.incarnation, from: this.config.name });
+  }
+
+  private probeSucceeded(probe: Probe, payload: Uint8Array): void {
+    this.probe = undefined;
+    this.awareness.applyDelta(-1);
+    // Only a direct ack measures the round trip to the target (memberlist NotifyPingComplete).
+    if (!probe.indirect) this.events.push({ type: 'ping-complete', node: probe.target, seqNo: probe.seqNo, payload });
+  }
+
+  private expireRelays(): void {
+    for (const [seqNo, relay] of this.relays) {
+      if (this.nowMs < relay.deadlineMs) continue;
+      this.relays.delete(seqNo);
+      if (relay.nack) this.send(relay.origin, [{ type: 'nack', seqNo: relay.originSeqNo }]);
+    }
+  }
+
+  private expireSuspicions(): void {
+    for (const [name, suspicion] of this.suspicions) {
+      if (this.nowMs < suspicion.deadlineMs) continue;
+      this.suspicions.delete(name);
+      const member = this.table.get(name);
+      if (member === undefined || member.state !== 'suspect') continue;
+      this.log('info', `Marking ${name} as failed, suspect timeout reached (${suspicion.confirmationCount} peer confirmations)`, { node: name });
+      this.deadNode({ type: 'dead', node: name, incarnation: member.incarnation, from: this.config.name });
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Messages
+
+  private receiveMessage(from: string, message: Message): void {
+    switch (message.type) {
+      case 'ping':
+        return this.receivePing(from, message);
+      case 'indirect-ping':
+        return this.receiveIndirectPing(from, message);
+      case 'ack':
+        return this.receiveAck(message);
+      case 'nack':
+        return this.receiveNack(message);
+      case 'alive':
+        return this.aliveNode(message);
+      case 'suspect':
+        return this.suspectNode(message);
+      case 'dead':
+        return this.deadNode(message);
+      case 'leave-intent':
+        return this.receiveLeaveIntent(message);
+      case 'user-event':
+        return this.receiveUserEvent(message);
+    }
+  }
+
+  private receivePing(from: string, ping: PingMessage): void {
+    // A ping meant for a member that used to live at our address is not ours to answer.
+    if (ping.node !== '' && ping.node !== this.config.name) {
+      this.log('debug', `Got ping for unexpected node '${ping.node}'`, { from });
+      return;
+    }
+    this.send(from, [{ type: 'ack', seqNo: ping.seqNo, payload: this.config.ackPayload() }]);
+  }
+
+  private receiveIndirectPing(from: string, request: IndirectPingMessage): void {
+    const seqNo = this.nextSeqNo++;
+    this.relays.set(seqNo, { originSeqNo: request.seqNo, origin: from, nack: request.nack, deadlineMs: this.nowMs + this.config.probeTimeoutMs });
+    this.send(request.targetAddress, [{ type: 'ping', seqNo, node: request.target }]);
+  }
+
+  private receiveAck(ack: AckMessage): void {
+    const relay = this.relays.get(ack.seqNo);
+    if (relay !== undefined) {
+      this.relays.delete(ack.seqNo);
+      this.send(relay.origin, [{ type: 'ack', seqNo: relay.originSeqNo, payload: ack.payload }]);
+      return;
+    }
+    if (this.probe !== undefined && this.probe.seqNo === ack.seqNo) this.probeSucceeded(this.probe, ack.payload);
+  }
+
+  private receiveNack(nack: NackMessage): void {
+    if (this.probe !== undefined && this.probe.seqNo === nack.seqNo) this.probe.nacks++;
+  }
+
+  /** memberlist `aliveNode`, with Serf's merge delegate checking members that are new or changed. */
+  private aliveNode(alive: AliveMessage): void {
+    const member = this.table.get(alive.node);
+    if (member === undefined) {
+      if (alive.node !== this.config.name) this.addMember(alive);
+      return;
+    }
+    if (member.name === this.config.name) {
+      // Someone holds an old view of us; refute only what could make others think we changed.
+      if (this.left || alive.incarnation < member.incarnation) return;
+      if (alive.incarnation === member.incarnation && sameTags(alive.tags, member.tags) && alive.address === member.address) return;
+      this.refute(member, alive.incarnation);
+      this.log('warn', 'Refuting an alive message about ourselves', { incarnation: alive.incarnation });
+      return;
+    }
+
+    const gone = member.state === 'dead' || member.state === 'left';
+    const moved = member.address !== alive.address;
+    if (moved && !gone) {
+      // Two members claim one name: the one we know keeps it while it lives (memberlist's conflict rule).
+      this.log('warn', `Conflicting address for ${alive.node}: ${member.address} is alive, ${alive.address} claims the name`, { node: alive.node });
+      return;
+    }
+    // A gone member may come back at a new address with its old incarnation (memberlist's reclaim).
+    if (alive.incarnation <= member.incarnation && !(moved && gone)) return;
+    const retagged = !sameTags(alive.tags, member.tags);
+    if (retagged && this.refused(alive)) return;
+
+    this.suspicions.delete(member.name);
+    this.enqueue(alive);
+    const previous = member.state;
+    member.address = alive.address;
+    member.tags = alive.tags;
+    member.incarnation = alive.incarnation;
+    if (previous !== 'alive') {
+      member.state = 'alive';
+      member.stateChangeMs = this.nowMs;
+    }
+    if (gone) this.events.push({ type: 'member-join', member: this.info(member) });
+    else if (retagged || moved) this.events.push({ type: 'member-update', member: this.info(member) });
+  }
+
+  private addMember(alive: AliveMessage): void {
+    if (this.refused(alive)) return;
+    if (this.table.size >= this.config.maxMembers) {
+      this.log('error', `Ignoring '${alive.node}': the pool already holds maxMembers (${this.config.maxMembers})`, { node: alive.node });
+      return;
+    }
+    const member: Member = { name: alive.node, address: alive.address, incarnation: alive.incarnation, state: 'alive', tags: alive.tags, stateChangeMs: this.nowMs };
+    this.table.set(member.name, member);
+    // A newcomer goes to a random place in the probe order (memberlist), not to the end.
+    const at = Math.floor(this.config.random() * (this.probeOrder.length + 1));
+    this.probeOrder.splice(at, 0, member.name);
+    if (at < this.probeIndex) this.probeIndex++;
+    this.enqueue(alive);
+    this.events.push({ type: 'member-join', member: this.info(member) });
+  }
+
+  /** Serf's NotifyAlive: the merge delegate sees every member that arrives by gossip too. */
+  private refused(alive: AliveMessage): boolean {
+    const refusal = this.config.validateMembers([this.infoOf(alive, 'alive')]);
+    if (refusal === undefined) return false;
+    this.log('warn', `Ignoring an alive message for '${alive.node}': ${refusal}`, { node: alive.node });
+    return true;
+  }
+
+  /** memberlist `suspectNode`: confirm an existing suspicion, refute one about us, or start one. */
+  private suspectNode(suspect: SuspectMessage): void {
+    const member = this.table.get(suspect.node);
+    if (member === undefined || suspect.incarnation < member.incarnation) return;
+
+    const existing = this.suspicions.get(suspect.node);
+    if (existing !== undefined) {
+      // Independent confirmations are re-gossiped, so they reach the others too.
+      if (this.config.lifeguard && existing.confirm(suspect.from, this.nowMs)) this.enqueue(suspect);
+      return;
+    }
+    if (member.state !== 'alive') return;
+
+    if (member.name === this.config.name) {
+      if (this.left) return;
+      this.refute(member, suspect.incarnation);
+      this.log('warn', `Refuting a suspect message (from: ${suspect.from})`, { from: suspect.from });
+      return;
+    }
+    this.enqueue(suspect);
+    this.setState(member, 'suspect', suspect.incarnation);
+
+    // k independent confirmations bring the timeout down to min; we hit the nominal timeout two
+    // probe intervals short of suspicionMult (memberlist). Too small a pool expects none.
+    const n = this.liveMembers();
+    const expected = this.config.lifeguard && n - 2 >= this.config.suspicionMult - 2 ? this.config.suspicionMult - 2 : 0;
+    const minMs = suspicionTimeoutMs(this.config.suspicionMult, n, this.config.probeIntervalMs);
+    const maxMs = this.config.lifeguard ? this.config.suspicionMaxTimeoutMult * minMs : minMs;
+    this.suspicions.set(member.name, new Suspicion(suspect.from, expected, minMs, maxMs, this.nowMs));
+  }
+
+  /** memberlist `deadNode`: dead (or left, when a member says so of itself); we refute unless we are leaving. */
+  private deadNode(dead: DeadMessage): void {
+    const member = this.table.get(dead.node);
+    if (member === undefined || dead.incarnation < member.incarnation) return;
+    this.suspicions.delete(member.name);
+    if (member.state === 'dead' || member.state === 'left') return;
+
+    if (member.name === this.config.name) {
+      if (!this.left) {
+        this.refute(member, dead.incarnation);
+        this.log('warn', `Refuting a dead message (from: ${dead.from})`, { from: dead.from });
+        return;
+      }
+    }
+    this.enqueue(dead);
+    this.setState(member, dead.node === dead.from ? 'left' : 'dead', dead.incarnation);
+  }
+
+  /** A higher incarnation than the accusation, broadcast; being accused counts against our health. */
+  private refute(self: Member, accusedIncarnation: number): void {
+    self.incarnation = Math.max(self.incarnation, accusedIncarnation) + 1;
+    if (this.config.lifeguard) this.awareness.applyDelta(1);
+    this.enqueue(this.aliveMessage(self));
+  }
+
+  private receiveLeaveIntent(intent: LeaveIntentMessage): void {
+    this.memberLtime = Math.max(this.memberLtime, intent.ltime);
+    this.applyLeaveIntent(intent);
+  }
+
+  /** Serf handleNodeLeaveIntent: failed → left; an intent about ourselves while we live is refuted. */
+  private applyLeaveIntent(intent: LeaveIntentMessage): void {
+    const seen = this.intentLtimes.get(intent.node);
+    if (seen !== undefined && seen >= intent.ltime) return;
+    this.intentLtimes.set(intent.node, intent.ltime);
+    const member = this.table.get(intent.node);
+    if (member === undefined) return;
+    if (member.name === this.config.name) {
+      if (!this.left) this.refute(member, member.incarnation);
+      return;
+    }
+    this.enqueue(intent);
+    if (member.state === 'dead') this.setState(member, 'left', member.incarnation);
+  }
+
+  private receiveUserEvent(event: UserEventMessage): void {
+    this.eventLtime = Math.max(this.eventLtime, event.ltime + 1);
+    // Serf drops events older than its buffer: it can no longer tell whether they are duplicates.
+    if (this.eventLtime > this.config.eventBuffer && event.ltime < this.eventLtime - this.config.eventBuffer) return;
+    const key = `${event.name}\u0000${Array.from(event.payload).join(',')}`;
+    let seen = this.seenEvents.get(event.ltime);
+    if (seen === undefined) {
+      seen = new Set();
+      this.seenEvents.set(event.ltime, seen);
+      if (this.seenEvents.size > this.config.eventBuffer) this.pruneSeenEvents();
+    }
+    if (seen.has(key)) return;
+    seen.add(key);
+    this.enqueue(event);
+    this.events.push({ type: 'user-event', name: event.name, payload: event.payload, ltime: event.ltime });
+  }
+
+  private pruneSeenEvents(): void {
+    const floor = this.eventLtime - this.config.eventBuffer;
+    for (const ltime of this.seenEvents.keys()) if (ltime < floor) this.seenEvents.delete(ltime);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Dissemination and state sync
+
+  private gossip(): void {
+    if (this.broadcasts.length === 0) return;
+    const targets = this.randomMembers(this.config.gossipNodes, (m) => {
+      if (m.state === 'alive' || m.state === 'suspect') return true;
+      // The dead still hear gossip for a while, so one that is alive after all learns it must refute.
+      return m.state === 'dead' && this.nowMs - m.stateChangeMs < this.config.gossipToTheDeadMs;
+    });
+    for (const target of targets) {
+      const messages = this.takeBroadcasts(this.config.packetBudgetBytes);
+      if (messages.length === 0) return;
+      this.packets.push({ to: target.address, messages });
+    }
+  }
+
+  private pushPullWithRandomMember(): void {
+    const [peer] = this.randomMembers(1, (m) => m.state === 'alive');
+    if (peer !== undefined) this.startStream(peer.address, false);
+  }
+
+  /** Serf's reconnector: a failed member might be back (a healed partition); a push/pull tells. */
+  private reconnectToFailedMember(): void {
+    const [peer] = this.randomMembers(1, (m) => m.state === 'dead');
+    if (peer === undefined) return;
+    this.log('info', `Attempting re-join to previously failed node: ${peer.name}`, { node: peer.name });
+    this.startStream(peer.address, true);
+  }
+
+  /** Serf's reaper: failed members are forgotten after reconnectTimeout, left ones after tombstoneTimeout. */
+  private reap(): void {
+    for (const member of [...this.table.values()]) {
+      if (member.name === this.config.name) continue;
+      const age = this.nowMs - member.stateChangeMs;
+      if ((member.state === 'dead' && age >= this.config.reconnectTimeoutMs) || (member.state === 'left' && age >= this.config.tombstoneTimeoutMs)) this.remove(member);
+    }
+  }
+
+  private remove(member: Member): void {
+    this.table.delete(member.name);
+    this.suspicions.delete(member.name);
+    const at = this.probeOrder.indexOf(member.name);
+    if (at >= 0) {
+      this.probeOrder.splice(at, 1);
+      if (at < this.probeIndex) this.probeIndex--;
+    }
+    this.events.push({ type: 'member-reap', member: this.info(member) });
+  }
+
+  private startStream(address: string, join: boolean): number {
+    const id = this.nextStreamId++;
+    this.streams.set(id, { address, join });
+    this.outgoingStreams.push({ id, to: address, state: this.localState(join) });
+    return id;
+  }
+
+  private localState(join: boolean): PushPull {
+    const members: PushPullMember[] = [...this.table.values()].map((m) => ({ node: m.name, address: m.address, incarnation: m.incarnation, state: m.state, tags: m.tags }));
+    return { join, members, memberLtime: this.memberLtime, eventLtime: this.eventLtime };
+  }
+
+  /** memberlist `mergeRemoteState` + `mergeState`, behind Serf's merge delegate. */
+  private mergeRemoteState(state: PushPull): string | undefined {
+    const refusal = this.config.validateMembers(state.members.map((m) => this.infoOf({ type: 'alive', node: m.node, address: m.address, incarnation: m.incarnation, tags: m.tags }, m.state)));
+    if (refusal !== undefined) return refusal;
+    this.memberLtime = Math.max(this.memberLtime, state.memberLtime);
+    this.eventLtime = Math.max(this.eventLtime, state.eventLtime);
+    for (const remote of state.members) {
+      switch (remote.state) {
+        case 'alive':
+          this.aliveNode({ type: 'alive', node: remote.node, address: remote.address, incarnation: remote.incarnation, tags: remote.tags });
+          break;
+        case 'left':
+          this.deadNode({ type: 'dead', node: remote.node, incarnation: remote.incarnation, from: remote.node });
+          break;
+        case 'dead':
+        // Another member's "dead" only makes us suspect: we give the member its chance to refute.
+        case 'suspect':
+          this.suspectNode({ type: 'suspect', node: remote.node, incarnation: remote.incarnation, from: this.config.name });
+          break;
+      }
+    }
+    return undefined;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Plumbing
+
+  /** Sends `messages` to `to` in one datagram, with as many broadcasts piggybacked as fit. */
+  private send(to: string, messages: Message[]): void {
+    let used = 0;
+    for (const message of messages) used += this.config.messageSize(message) + PER_MESSAGE_OVERHEAD;
+    const piggyback = this.takeBroadcasts(this.config.packetBudgetBytes - used);
+    this.packets.push({ to, messages: piggyback.length === 0 ? messages : [...messages, ...piggyback] });
+  }
+
+  private takeBroadcasts(budgetBytes: number): Broadcast[] {
+    if (budgetBytes <= 0) return [];
+    return this.broadcasts.take(budgetBytes, PER_MESSAGE_OVERHEAD, this.retransmitLimit());
+  }
+
+  private enqueue(broadcast: Broadcast, onFirstSend?: () => void): void {
+    this.broadcasts.push(broadcast, this.config.messageSize(broadcast), onFirstSend);
+  }
+
+  /** memberlist `retransmitLimit`: retransmitMult × ceil(log10(N + 1)). */
+  private retransmitLimit(): number {
+    return this.config.retransmitMult * Math.ceil(Math.log10(this.liveMembers() + 1));
+  }
+
+  /** memberlist `pushPullScale`: the interval grows with log2 N past 32 members, to bound the load. */
+  private pushPullIntervalMs(): number {
+    const n = this.liveMembers();
+    if (n <= PUSH_PULL_SCALE_THRESHOLD) return this.config.pushPullIntervalMs;
+    const multiplier = Math.ceil(Math.log2(n) - Math.log2(PUSH_PULL_SCALE_THRESHOLD)) + 1;
+    return multiplier * this.config.pushPullIntervalMs;
+  }
+
+  private setState(member: Member, state: MemberInfo['state'], incarnation: number): void {
+    invariant(incarnation >= member.incarnation, () => `incarnation of ${member.name} would go back from ${member.incarnation} to ${incarnation}`);
+    member.incarnation = incarnation;
+    if (member.state === state) return;
+    member.state = state;
+    member.stateChangeMs = this.nowMs;
+    const info = this.info(member);
+    if (state === 'dead') this.events.push({ type: 'member-failed', member: info });
+    else if (state === 'left') this.events.push({ type: 'member-leave', member: info });
+    else if (state === 'suspect') this.events.push({ type: 'member-suspect', member: info });
+  }
+
+  /** Up to k distinct random members other than ourselves that pass `filter` (memberlist kRandomNodes). */
+  private randomMembers(k: number, filter: (member: Member) => boolean): Member[] {
+    const out: Member[] = [];
+    const n = this.probeOrder.length;
+    if (k <= 0 || n <= 1) return out;
+    const picked = new Set<string>();
+    for (let attempt = 0; attempt < 3 * n && out.length < k; attempt++) {
+      const name = this.probeOrder[Math.floor(this.config.random() * n)];
+      if (name === this.config.name || picked.has(name)) continue;
+      const member = this.table.get(name);
+      if (member === undefined || !filter(member)) continue;
+      picked.add(name);
+      out.push(member);
+    }
+    return out;
+  }
+
+  private aliveMessage(member: Member): AliveMessage {
+    return { type: 'alive', node: member.name, address: member.address, incarnation: member.incarnation, tags: member.tags };
+  }
+
+  private self(): Member {
+    const self = this.table.get(this.config.name);
+    invariant(self !== undefined, 'the local member is always in its own pool');
+    return self;
+  }
+
+  private info(member: Member): MemberInfo {
+    return { name: member.name, address: member.address, incarnation: member.incarnation, state: member.state, tags: member.tags, stateChangeMs: member.stateChangeMs };
+  }
+
+  private infoOf(alive: AliveMessage, state: MemberInfo['state']): MemberInfo {
+    return { name: alive.node, address: alive.address, incarnation: alive.incarnation, state, tags: alive.tags, stateChangeMs: this.nowMs };
+  }
+
+  private shuffle(names: string[]): void {
+    for (let i = names.length - 1; i > 0; i--) {
+      const j = Math.floor(this.config.random() * (i + 1));
+      [names[i], names[j]] = [names[j], names[i]];
+    }
+  }
+
+  private randomMs(spanMs: number): number {
+    return Math.floor(this.config.random() * spanMs);
+  }
+
+  private log(level: 'debug' | 'info' | 'warn' | 'error', message: string, fields?: Record<string, unknown>): void {
+    this.events.push(fields === undefined ? { type: 'log', level, message } : { type: 'log', level, message, fields });
+  }
+}
+
+function sameTags(a: Readonly<Record<string, string>>, b: Readonly<Record<string, string>>): boolean {
+  const aKeys = Object.keys(a);
+  if (aKeys.length !== Object.keys(b).length) return false;
+  return aKeys.every((key) => b[key] === a[key]);
+}
+
+function utf8Length(text: string): number {
+  let bytes = 0;
+  for (const char of text) {
+    const code = char.codePointAt(0)!;
+    bytes += code < 0x80 ? 1 : code < 0x800 ? 2 : code < 0x10000 ? 3 : 4;
+  }
+  return bytes;
+}
