@@ -1,3 +1,5 @@
+import { FlagSpec, HelpRequested, parseFlags } from '../services/lib/flags';
+
 /** A `consulate` subcommand, shaped like Consul's (mitchellh/cli): help text, synopsis, Run → exit code. */
 export interface CommandIo {
   readonly env: NodeJS.ProcessEnv;
@@ -12,4 +14,27 @@ export interface Command {
   help(): string;
   /** Runs with the arguments after the command name; resolves with the exit code. */
   run(args: readonly string[], io: CommandIo): Promise<number>;
+}
+
+/** Flags and arguments of a command, parsed. */
+export interface ParsedCommand {
+  readonly values: ReadonlyMap<string, unknown>;
+  readonly positionals: readonly string[];
+}
+
+/**
+ * Parses a command's flags as Consul's commands do: `-help` prints the help and exits 0, a bad
+ * flag prints the error and exits 1. Returns the exit code instead of the flags when it must stop.
+ */
+export function parseCommandFlags(flags: FlagSpec[], help: string, args: readonly string[], io: CommandIo): ParsedCommand | number {
+  try {
+    return parseFlags(flags, args);
+  } catch (err) {
+    if (err instanceof HelpRequested) {
+      io.stdout(`${help}\n`);
+      return 0;
+    }
+    io.stderr(`${(err as Error).message}\n`);
+    return 1;
+  }
 }

@@ -149,15 +149,19 @@ describe('compose.yaml', () => {
     for (const [name, service] of roleServices) {
       const ownNetworks = networksOf(compose.services[namespaceOwner(name)]);
       for (const arg of service.command ?? []) {
-        const match = /^-[a-z-]+=([a-z0-9-]+):(\d+)$/.exec(arg);
-        if (match === null) continue;
+        const match = /^-([a-z-]+)=([a-z0-9-]+):(\d+)$/.exec(arg);
+        // -segments=alpha:8303 declares a segment's port; it names no host.
+        if (match === null || match[1] === 'segments') continue;
+        match.shift();
         const [, host, port] = match;
         const owner = Object.entries(compose.services).find(([, s]) => {
           const networks = s.networks !== undefined && !Array.isArray(s.networks) ? s.networks : {};
           return Object.entries(networks).some(([network, { aliases }]) => ownNetworks.includes(network) && aliases.includes(host));
         });
         expect({ service: name, host, reachable: owner !== undefined }).toEqual({ service: name, host, reachable: true });
-        const servesPort = roleServices.some(([n, s]) => namespaceOwner(n) === owner?.[0] && flagValue(s, 'grpc-port') === port);
+        // A gossip agent also serves its LAN port (8301) and, on a server, each -segments port.
+        const gossipPorts = (s: ComposeService) => (s.command?.[0] === 'gossip' ? ['8301', ...(s.command ?? []).flatMap((a) => /^-segments=[^:]+:(\d+)$/.exec(a)?.slice(1) ?? [])] : []);
+        const servesPort = roleServices.some(([n, s]) => namespaceOwner(n) === owner?.[0] && (flagValue(s, 'grpc-port') === port || gossipPorts(s).includes(port)));
         expect({ service: name, target: `${host}:${port}`, served: servesPort }).toEqual({ service: name, target: `${host}:${port}`, served: true });
       }
     }

@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { Document, isScalar, visit } from 'yaml';
 
 import { PACKAGE_ROOT } from '../services/lib/version';
-import { ProcessSpec, datacenterName, renderFlags, topology } from './topology';
+import { ProcessSpec, datacenterName, renderFlags, servesPort, topology } from './topology';
 
 /** compose.yaml runs dc1 and dc2; the issue that brings a third datacenter raises this. */
 export const COMPOSE_DATACENTERS = 2;
@@ -174,7 +174,7 @@ function flagTargets(spec: ProcessSpec, processes: readonly ProcessSpec[]): Proc
   return spec.flags.flatMap((flag) => {
     if (!('hostPort' in flag)) return [];
     const [host, port] = flag.hostPort;
-    const target = processes.find((p) => p.datacenter === spec.datacenter && p.host === host && p.grpcPort === port);
+    const target = processes.find((p) => p.datacenter === spec.datacenter && p.host === host && servesPort(p, port));
     if (target === undefined) throw new Error(`${serviceName(spec)}: -${flag.name} names ${host}:${port}, which no process of ${spec.datacenter} serves`);
     return target.role === spec.role ? [] : [target];
   });

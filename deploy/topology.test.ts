@@ -1,5 +1,5 @@
 // The topology both `make up` and compose.yaml are made from (DESIGN.md "Local topology").
-import { MAX_DATACENTERS, PORTS, loopbackAddress, topology } from './topology';
+import { MAX_DATACENTERS, PORTS, loopbackAddress, servesPort, topology } from './topology';
 
 describe('topology', () => {
   test('every datacenter runs 3 consensus servers, 3 server gossips, a catalog, 2 routers and 2 gossip clients', () => {
@@ -39,10 +39,13 @@ describe('topology', () => {
       for (const flag of spec.flags) {
         if (!('hostPort' in flag)) continue;
         const [host, port] = flag.hostPort;
-        expect(processes.some((p) => p.datacenter === spec.datacenter && p.host === host && p.grpcPort === port)).toBe(true);
+        // A gossip join names a server's LAN or segment port; everything else a gRPC port.
+        expect(processes.some((p) => p.datacenter === spec.datacenter && p.host === host && servesPort(p, port))).toBe(true);
       }
     }
     expect(processes.find((p) => p.role === 'catalog')?.flags).toContainEqual({ name: 'consensus-addr', hostPort: ['server-1', PORTS.consensus] });
+    expect(processes.find((p) => p.host === 'node-alpha-1')?.flags).toContainEqual({ name: 'retry-join', hostPort: ['server-1', 8303] });
+    expect(processes.find((p) => p.host === 'node-beta-1')?.flags).toContainEqual({ name: 'segment', value: 'beta' });
   });
 
   test.each([0, MAX_DATACENTERS + 1, 1.5, Number.NaN, -1])('DCS=%p is refused', (dcs) => {

@@ -4,11 +4,12 @@
  * datacenter N lives on 127.0.N.0/24, every host has its own address and the standard ports.
  *
  *   host            address       runs
- *   server-1..3     127.0.N.1-3   consensus (8310, a 3-server Raft cluster), gossip server (8320)
+ *   server-1..3     127.0.N.1-3   consensus (8310, a 3-server Raft cluster), gossip server (8320;
+ *                                 LAN pool 8301, segment alpha 8303, beta 8304)
  *   catalog         127.0.N.10    catalog (8502; HTTP 8500 with the catalog issue)
  *   router-1, -2    127.0.N.20-21 federation-router (8330; 8300 with the router issue)
- *   node-alpha-1    127.0.N.101   gossip client (segment alpha with the gossip issue)
- *   node-beta-1     127.0.N.102   gossip client (segment beta)
+ *   node-alpha-1    127.0.N.101   gossip client in segment alpha (8301), joins the servers' 8303
+ *   node-beta-1     127.0.N.102   gossip client in segment beta (8301), joins the servers' 8304
  */
 
 export type Role = 'consensus' | 'gossip' | 'catalog' | 'federation-router';
@@ -34,7 +35,13 @@ export type HostFlag =
 
 export const MAX_DATACENTERS = 9;
 
-export const PORTS = { consensus: 8310, gossip: 8320, catalogGrpc: 8502, catalogHttp: 8500, routerGrpc: 8330, routerServer: 8300 } as const;
+export const PORTS = { consensus: 8310, gossip: 8320, serfLan: 8301, catalogGrpc: 8502, catalogHttp: 8500, routerGrpc: 8330, routerServer: 8300 } as const;
+
+/** The network segments of every datacenter, and their ports on server nodes (DESIGN.md). */
+export const SEGMENTS = [
+  { name: 'alpha', port: 8303 },
+  { name: 'beta', port: 8304 },
+] as const;
 
 const SERVERS = ['server-1', 'server-2', 'server-3'];
 
@@ -58,11 +65,20 @@ function datacenter(dc: string): ProcessSpec[] {
   const initialPeers: HostFlag[] = SERVERS.map((host) => ({ name: 'initial-peer', hostPort: [host, PORTS.consensus] as const, prefix: `${host}=` }));
   const out: ProcessSpec[] = [];
   for (const host of SERVERS) out.push({ datacenter: dc, host, role: 'consensus', grpcPort: PORTS.consensus, flags: initialPeers });
-  for (const host of SERVERS) out.push({ datacenter: dc, host, role: 'gossip', grpcPort: PORTS.gossip, flags: [{ name: 'server', value: 'true' }] });
+  // Every server gossip is in the default pool and in segments alpha and beta (the seed guide's
+  // layout), and retry-joins the other servers; a client retry-joins the servers at its segment's port.
+  const segmentFlags: HostFlag[] = SEGMENTS.map(({ name, port }) => ({ name: 'segments', value: `${name}:${port}` }));
+  const joinEvery = (port: number): HostFlag[] => [...SERVERS.map((host) => ({ name: 'retry-join', hostPort: [host, port] as const })), { name: 'retry-interval', value: '2s' }];
+  for (const host of SERVERS) out.push({ datacenter: dc, host, role: 'gossip', grpcPort: PORTS.gossip, flags: [{ name: 'server', value: 'true' }, ...segmentFlags, ...joinEvery(PORTS.serfLan)] });
   out.push({ datacenter: dc, host: 'catalog', role: 'catalog', grpcPort: PORTS.catalogGrpc, flags: consensusAddrs });
   for (const host of ['router-1', 'router-2']) out.push({ datacenter: dc, host, role: 'federation-router', grpcPort: PORTS.routerGrpc, flags: consensusAddrs });
-  for (const host of ['node-alpha-1', 'node-beta-1']) out.push({ datacenter: dc, host, role: 'gossip', grpcPort: PORTS.gossip, flags: [] });
+  for (const { name, port } of SEGMENTS) out.push({ datacenter: dc, host: `node-${name}-1`, role: 'gossip', grpcPort: PORTS.gossip, flags: [{ name: 'segment', value: name }, ...joinEvery(port)] });
   return out;
+}
+
+/** Whether `spec` listens on `port`: its gRPC port, or for a gossip agent its LAN and segment ports. */
+export function servesPort(spec: ProcessSpec, port: number): boolean {
+  return spec.grpcPort === port || (spec.role === 'gossip' && (port === PORTS.serfLan || SEGMENTS.some((s) => s.port === port)));
 }
 
 /** The last octet of every host's address, the same in every datacenter. */

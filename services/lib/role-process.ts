@@ -58,6 +58,11 @@ export interface RoleDefinition<S extends ConfigSchema> {
   readonly synopsis: string;
   /** The role's own fields; the common ones are added. */
   readonly fields: S;
+  /**
+   * Rules that span fields (Consul's config builder: segments only on servers, ...). Returns every
+   * problem, each saying the fix; they are reported like a field's own.
+   */
+  validate?(config: RoleConfig<S>): string[];
   start(context: RoleContext<S>): Promise<RunningRole>;
 }
 
@@ -90,6 +95,8 @@ export async function runRole<S extends ConfigSchema>(definition: RoleDefinition
   try {
     const loaded = loadConfig(schema, { args: io.args, env: io.env });
     if (loaded.positionals.length > 0) throw new FlagError(`unexpected argument: ${loaded.positionals[0]}`);
+    const problems = definition.validate?.(loaded.config as unknown as RoleConfig<S>) ?? [];
+    if (problems.length > 0) throw new ConfigError(problems);
     config = loaded.config as unknown as ConfigOf<CommonSchema>;
   } catch (err) {
     if (err instanceof HelpRequested) {

@@ -23,7 +23,7 @@ describe('mutual TLS over gRPC', () => {
     server = new RoleGrpcServer({
       logger: createLogger({ role: 'consensus', datacenter: 'dc2', node: 'n', level: 'silent' }),
       tracer: trace.getTracer('test'),
-      services: [{ definition: MembershipServiceService, implementation: { status: (_call, callback) => callback(null, { server: true }) } satisfies MembershipServiceServer, protoFile: protobufFileName }],
+      services: [{ definition: MembershipServiceService, implementation: { status: (_call, callback) => callback(null, { server: true }) } satisfies Pick<MembershipServiceServer, 'status'>, protoFile: protobufFileName }],
       credentials: mutualTlsServerCredentials(dc2),
     });
     address = await server.listen('127.0.0.1', 0);

@@ -11,7 +11,9 @@ import {
   type ChannelCredentials,
   Client,
   type ClientOptions,
+  type ClientReadableStream,
   type ClientUnaryCall,
+  type handleServerStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
@@ -24,15 +26,331 @@ export const protobufPackage = "consulate.gossip.v1";
 
 export const protobufFileName = "consulate/gossip/v1/membership.proto";
 
+/** MemberEventType says what happened to a member. */
+export enum MemberEventType {
+  /** MEMBER_EVENT_TYPE_UNSPECIFIED - Never sent. */
+  MEMBER_EVENT_TYPE_UNSPECIFIED = 0,
+  /** MEMBER_EVENT_TYPE_CURRENT - Part of the initial snapshot: one per member when the watch starts. */
+  MEMBER_EVENT_TYPE_CURRENT = 1,
+  /** MEMBER_EVENT_TYPE_SYNCED - The end of the initial snapshot; it carries no member. Changes follow. */
+  MEMBER_EVENT_TYPE_SYNCED = 2,
+  /** MEMBER_EVENT_TYPE_JOIN - A member joined (Serf's member-join). */
+  MEMBER_EVENT_TYPE_JOIN = 3,
+  /** MEMBER_EVENT_TYPE_UPDATE - A member's tags or address changed (Serf's member-update). */
+  MEMBER_EVENT_TYPE_UPDATE = 4,
+  /** MEMBER_EVENT_TYPE_FAILED - A member failed (Serf's member-failed). */
+  MEMBER_EVENT_TYPE_FAILED = 5,
+  /** MEMBER_EVENT_TYPE_LEAVE - A member left (Serf's member-leave). */
+  MEMBER_EVENT_TYPE_LEAVE = 6,
+  /** MEMBER_EVENT_TYPE_REAP - A failed or left member was forgotten (Serf's member-reap). */
+  MEMBER_EVENT_TYPE_REAP = 7,
+  UNRECOGNIZED = -1,
+}
+
+export function memberEventTypeFromJSON(object: any): MemberEventType {
+  switch (object) {
+    case 0:
+    case "MEMBER_EVENT_TYPE_UNSPECIFIED":
+      return MemberEventType.MEMBER_EVENT_TYPE_UNSPECIFIED;
+    case 1:
+    case "MEMBER_EVENT_TYPE_CURRENT":
+      return MemberEventType.MEMBER_EVENT_TYPE_CURRENT;
+    case 2:
+    case "MEMBER_EVENT_TYPE_SYNCED":
+      return MemberEventType.MEMBER_EVENT_TYPE_SYNCED;
+    case 3:
+    case "MEMBER_EVENT_TYPE_JOIN":
+      return MemberEventType.MEMBER_EVENT_TYPE_JOIN;
+    case 4:
+    case "MEMBER_EVENT_TYPE_UPDATE":
+      return MemberEventType.MEMBER_EVENT_TYPE_UPDATE;
+    case 5:
+    case "MEMBER_EVENT_TYPE_FAILED":
+      return MemberEventType.MEMBER_EVENT_TYPE_FAILED;
+    case 6:
+    case "MEMBER_EVENT_TYPE_LEAVE":
+      return MemberEventType.MEMBER_EVENT_TYPE_LEAVE;
+    case 7:
+    case "MEMBER_EVENT_TYPE_REAP":
+      return MemberEventType.MEMBER_EVENT_TYPE_REAP;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return MemberEventType.UNRECOGNIZED;
+  }
+}
+
+export function memberEventTypeToJSON(object: MemberEventType): string {
+  switch (object) {
+    case MemberEventType.MEMBER_EVENT_TYPE_UNSPECIFIED:
+      return "MEMBER_EVENT_TYPE_UNSPECIFIED";
+    case MemberEventType.MEMBER_EVENT_TYPE_CURRENT:
+      return "MEMBER_EVENT_TYPE_CURRENT";
+    case MemberEventType.MEMBER_EVENT_TYPE_SYNCED:
+      return "MEMBER_EVENT_TYPE_SYNCED";
+    case MemberEventType.MEMBER_EVENT_TYPE_JOIN:
+      return "MEMBER_EVENT_TYPE_JOIN";
+    case MemberEventType.MEMBER_EVENT_TYPE_UPDATE:
+      return "MEMBER_EVENT_TYPE_UPDATE";
+    case MemberEventType.MEMBER_EVENT_TYPE_FAILED:
+      return "MEMBER_EVENT_TYPE_FAILED";
+    case MemberEventType.MEMBER_EVENT_TYPE_LEAVE:
+      return "MEMBER_EVENT_TYPE_LEAVE";
+    case MemberEventType.MEMBER_EVENT_TYPE_REAP:
+      return "MEMBER_EVENT_TYPE_REAP";
+    case MemberEventType.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/** StatusRequest asks for the agent's identity. */
 export interface StatusRequest {
 }
 
+/** StatusResponse is the agent's identity. */
 export interface StatusResponse {
+  /** The process that answered. */
   info?:
     | RoleInfo
     | undefined;
   /** True on server nodes, which run the default pool and one pool per segment. */
   server: boolean;
+}
+
+/** Member is one member of a pool, in the shape of Consul's `/v1/agent/members`. */
+export interface Member {
+  /** The member's node name. */
+  name: string;
+  /** The member's IP address in the pool. */
+  address: string;
+  /** The member's gossip port in the pool. */
+  port: number;
+  /** The member's Serf tags (role, dc, segment, port, ...). */
+  tags: { [key: string]: string };
+  /** The member's Serf status: "alive", "leaving", "left" or "failed" (a suspect is alive). */
+  status: string;
+  /** Consul's integer for the status: 0 none, 1 alive, 2 leaving, 3 left, 4 failed. */
+  statusCode: number;
+  /** The pool the member was listed from: "" for the default pool, else the segment's name. */
+  segment: string;
+  /** The member's SWIM incarnation number. */
+  incarnation: bigint;
+}
+
+export interface Member_TagsEntry {
+  key: string;
+  value: string;
+}
+
+/** MembersRequest says which pool to list. */
+export interface MembersRequest {
+  /**
+   * "" for the default pool (a client: its own pool), a segment's name for that segment's pool,
+   * "_all" for every pool, each server once.
+   */
+  segment: string;
+}
+
+/** MembersResponse lists the members of the pools asked for. */
+export interface MembersResponse {
+  /** The members, each with the pool it was listed from. */
+  members: Member[];
+}
+
+/** JoinRequest says whom to join, and with which pool. */
+export interface JoinRequest {
+  /** The members to join, as "host:port". */
+  addresses: string[];
+  /**
+   * Which of a server's pools joins: "" for the default pool, else the segment's name. A client
+   * has one pool and joins with it.
+   */
+  segment: string;
+}
+
+/** JoinResult is the outcome of joining one address. */
+export interface JoinResult {
+  /** The address as it was asked for. */
+  address: string;
+  /** True when the push/pull with that address succeeded. */
+  joined: boolean;
+  /** Why the join failed, in Consul's words where Consul has them; "" when it succeeded. */
+  error: string;
+}
+
+/** JoinResponse is the outcome of a join, address by address. */
+export interface JoinResponse {
+  /** One result per address asked for, in the same order. */
+  results: JoinResult[];
+  /** How many addresses were joined (Consul's "Successfully joined cluster by contacting N nodes."). */
+  joined: number;
+}
+
+/** LeaveRequest asks the agent to leave every pool. */
+export interface LeaveRequest {
+}
+
+/** LeaveResponse answers once the leave was broadcast in every pool. */
+export interface LeaveResponse {
+}
+
+/** ForceLeaveRequest names a member to force out. */
+export interface ForceLeaveRequest {
+  /** The member's node name. */
+  node: string;
+  /**
+   * Also forget the member at once instead of keeping it as left until it is reaped
+   * (`consul force-leave -prune`).
+   */
+  prune: boolean;
+}
+
+/** ForceLeaveResponse answers once the leave intent was broadcast. */
+export interface ForceLeaveResponse {
+}
+
+/** SegmentsRequest asks for the agent's pools. */
+export interface SegmentsRequest {
+}
+
+/** SegmentsResponse lists the agent's pools by segment name. */
+export interface SegmentsResponse {
+  /**
+   * "" (the default pool) first, then each segment this agent runs a pool for; a client lists
+   * its own segment only.
+   */
+  segments: string[];
+}
+
+/** Coordinate is a Vivaldi network coordinate, in the shape of Consul's JSON `Coord`. */
+export interface Coordinate {
+  /** The Euclidean part, Consul's `Vec` (8 dimensions by default). */
+  vec: number[];
+  /** How far off the coordinate is believed to be, Consul's `Error`. */
+  error: number;
+  /** The local adjustment, Consul's `Adjustment`, in seconds. */
+  adjustment: number;
+  /** The height above the Euclidean space, Consul's `Height`, in seconds. */
+  height: number;
+}
+
+/** NodeCoordinate is one member's coordinate in one pool. */
+export interface NodeCoordinate {
+  /** The member's node name. */
+  node: string;
+  /** The pool the coordinate belongs to: "" for the default pool, else the segment's name. */
+  segment: string;
+  /** The coordinate. */
+  coord?: Coordinate | undefined;
+}
+
+/** CoordinatesRequest says which pool's coordinates to list. */
+export interface CoordinatesRequest {
+  /** "" for the default pool (a client: its own pool), a segment's name, or "_all". */
+  segment: string;
+}
+
+/** CoordinatesResponse lists coordinates. */
+export interface CoordinatesResponse {
+  /** One per member with a known coordinate, per pool listed. */
+  coordinates: NodeCoordinate[];
+}
+
+/** MemberEvent is one change to a pool's members, or one member of the initial snapshot. */
+export interface MemberEvent {
+  /** What happened. */
+  type: MemberEventType;
+  /** The member as it is after the change; absent for SYNCED. */
+  member?: Member | undefined;
+}
+
+/** WatchMembersRequest says which pool to watch. */
+export interface WatchMembersRequest {
+  /** "" for the default pool (a client: its own pool), a segment's name, or "_all" for every pool. */
+  segment: string;
+}
+
+/** WatchMembersResponse carries one event of a member watch. */
+export interface WatchMembersResponse {
+  /** The event. */
+  event?: MemberEvent | undefined;
+}
+
+/** FireEventRequest is a user event to fire. */
+export interface FireEventRequest {
+  /** The event's name. */
+  name: string;
+  /** The event's payload, opaque. */
+  payload: Buffer;
+}
+
+/** FireEventResponse says which Lamport time the event got. */
+export interface FireEventResponse {
+  /** The event Lamport time of the event fired. */
+  ltime: bigint;
+}
+
+/** WatchEventsRequest starts a user event watch. */
+export interface WatchEventsRequest {
+}
+
+/** UserEvent is a Serf user event as received. */
+export interface UserEvent {
+  /** The event's name. */
+  name: string;
+  /** The event's payload, opaque. */
+  payload: Buffer;
+  /** The event Lamport time. */
+  ltime: bigint;
+}
+
+/** WatchEventsResponse carries one event of a user event watch. */
+export interface WatchEventsResponse {
+  /** The event. */
+  event?: UserEvent | undefined;
+}
+
+/** ListKeysRequest asks for the keyring. */
+export interface ListKeysRequest {
+}
+
+/** ListKeysResponse lists the keyring. */
+export interface ListKeysResponse {
+  /** Every installed key, base64 as in Consul's keyring commands. */
+  keys: string[];
+  /** The key that encrypts, one of `keys`; "" when gossip is not encrypted. */
+  primaryKey: string;
+}
+
+/** InstallKeyRequest is a key to install. */
+export interface InstallKeyRequest {
+  /** The key, base64 (16, 24 or 32 bytes once decoded). */
+  key: string;
+}
+
+/** InstallKeyResponse answers once the key is installed. */
+export interface InstallKeyResponse {
+}
+
+/** UseKeyRequest is the installed key to make primary. */
+export interface UseKeyRequest {
+  /** The key, base64. */
+  key: string;
+}
+
+/** UseKeyResponse answers once the key is primary. */
+export interface UseKeyResponse {
+}
+
+/** RemoveKeyRequest is the key to remove. */
+export interface RemoveKeyRequest {
+  /** The key, base64; the primary key cannot be removed. */
+  key: string;
+}
+
+/** RemoveKeyResponse answers once the key is removed. */
+export interface RemoveKeyResponse {
 }
 
 function createBaseStatusRequest(): StatusRequest {
@@ -172,9 +490,2561 @@ export const StatusResponse: MessageFns<StatusResponse> = {
   },
 };
 
+function createBaseMember(): Member {
+  return { name: "", address: "", port: 0, tags: {}, status: "", statusCode: 0, segment: "", incarnation: 0n };
+}
+
+export const Member: MessageFns<Member> = {
+  encode(message: Member, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.address !== "") {
+      writer.uint32(18).string(message.address);
+    }
+    if (message.port !== 0) {
+      writer.uint32(24).uint32(message.port);
+    }
+    globalThis.Object.entries(message.tags).forEach(([key, value]: [string, string]) => {
+      Member_TagsEntry.encode({ key: key as any, value }, writer.uint32(34).fork()).join();
+    });
+    if (message.status !== "") {
+      writer.uint32(42).string(message.status);
+    }
+    if (message.statusCode !== 0) {
+      writer.uint32(48).uint32(message.statusCode);
+    }
+    if (message.segment !== "") {
+      writer.uint32(58).string(message.segment);
+    }
+    if (message.incarnation !== 0n) {
+      if (BigInt.asUintN(64, message.incarnation) !== message.incarnation) {
+        throw new globalThis.Error("value provided for field message.incarnation of type uint64 too large");
+      }
+      writer.uint32(64).uint64(message.incarnation);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Member {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMember();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.address = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.port = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            const entry4 = Member_TagsEntry.decode(reader, reader.uint32());
+            if (entry4.value !== undefined) {
+              message.tags[entry4.key] = entry4.value;
+            }
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.status = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.statusCode = reader.uint32();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.segment = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.incarnation = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Member {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      address: isSet(object.address) ? globalThis.String(object.address) : "",
+      port: isSet(object.port) ? globalThis.Number(object.port) : 0,
+      tags: isObject(object.tags)
+        ? (globalThis.Object.entries(object.tags) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      status: isSet(object.status) ? globalThis.String(object.status) : "",
+      statusCode: isSet(object.statusCode)
+        ? globalThis.Number(object.statusCode)
+        : isSet(object.status_code)
+        ? globalThis.Number(object.status_code)
+        : 0,
+      segment: isSet(object.segment) ? globalThis.String(object.segment) : "",
+      incarnation: isSet(object.incarnation) ? BigInt(object.incarnation) : 0n,
+    };
+  },
+
+  toJSON(message: Member): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.address !== "") {
+      obj.address = message.address;
+    }
+    if (message.port !== 0) {
+      obj.port = Math.round(message.port);
+    }
+    if (message.tags) {
+      const entries = globalThis.Object.entries(message.tags) as [string, string][];
+      if (entries.length > 0) {
+        obj.tags = {};
+        entries.forEach(([k, v]) => {
+          obj.tags[k] = v;
+        });
+      }
+    }
+    if (message.status !== "") {
+      obj.status = message.status;
+    }
+    if (message.statusCode !== 0) {
+      obj.statusCode = Math.round(message.statusCode);
+    }
+    if (message.segment !== "") {
+      obj.segment = message.segment;
+    }
+    if (message.incarnation !== 0n) {
+      obj.incarnation = message.incarnation.toString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Member>): Member {
+    return Member.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Member>): Member {
+    const message = createBaseMember();
+    message.name = object.name ?? "";
+    message.address = object.address ?? "";
+    message.port = object.port ?? 0;
+    message.tags = (globalThis.Object.entries(object.tags ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.status = object.status ?? "";
+    message.statusCode = object.statusCode ?? 0;
+    message.segment = object.segment ?? "";
+    message.incarnation = (object.incarnation !== undefined && object.incarnation !== null)
+      ? BigInt(object.incarnation)
+      : 0n;
+    return message;
+  },
+};
+
+function createBaseMember_TagsEntry(): Member_TagsEntry {
+  return { key: "", value: "" };
+}
+
+export const Member_TagsEntry: MessageFns<Member_TagsEntry> = {
+  encode(message: Member_TagsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Member_TagsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMember_TagsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Member_TagsEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: Member_TagsEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Member_TagsEntry>): Member_TagsEntry {
+    return Member_TagsEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Member_TagsEntry>): Member_TagsEntry {
+    const message = createBaseMember_TagsEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseMembersRequest(): MembersRequest {
+  return { segment: "" };
+}
+
+export const MembersRequest: MessageFns<MembersRequest> = {
+  encode(message: MembersRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.segment !== "") {
+      writer.uint32(10).string(message.segment);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MembersRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMembersRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.segment = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MembersRequest {
+    return { segment: isSet(object.segment) ? globalThis.String(object.segment) : "" };
+  },
+
+  toJSON(message: MembersRequest): unknown {
+    const obj: any = {};
+    if (message.segment !== "") {
+      obj.segment = message.segment;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<MembersRequest>): MembersRequest {
+    return MembersRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<MembersRequest>): MembersRequest {
+    const message = createBaseMembersRequest();
+    message.segment = object.segment ?? "";
+    return message;
+  },
+};
+
+function createBaseMembersResponse(): MembersResponse {
+  return { members: [] };
+}
+
+export const MembersResponse: MessageFns<MembersResponse> = {
+  encode(message: MembersResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.members) {
+      Member.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MembersResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMembersResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.members.push(Member.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MembersResponse {
+    return {
+      members: globalThis.Array.isArray(object?.members) ? object.members.map((e: any) => Member.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: MembersResponse): unknown {
+    const obj: any = {};
+    if (message.members?.length) {
+      obj.members = message.members.map((e) => Member.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<MembersResponse>): MembersResponse {
+    return MembersResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<MembersResponse>): MembersResponse {
+    const message = createBaseMembersResponse();
+    message.members = object.members?.map((e) => Member.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseJoinRequest(): JoinRequest {
+  return { addresses: [], segment: "" };
+}
+
+export const JoinRequest: MessageFns<JoinRequest> = {
+  encode(message: JoinRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.addresses) {
+      writer.uint32(10).string(v!);
+    }
+    if (message.segment !== "") {
+      writer.uint32(18).string(message.segment);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): JoinRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseJoinRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.addresses.push(reader.string());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.segment = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): JoinRequest {
+    return {
+      addresses: globalThis.Array.isArray(object?.addresses)
+        ? object.addresses.map((e: any) => globalThis.String(e))
+        : [],
+      segment: isSet(object.segment) ? globalThis.String(object.segment) : "",
+    };
+  },
+
+  toJSON(message: JoinRequest): unknown {
+    const obj: any = {};
+    if (message.addresses?.length) {
+      obj.addresses = message.addresses;
+    }
+    if (message.segment !== "") {
+      obj.segment = message.segment;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<JoinRequest>): JoinRequest {
+    return JoinRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<JoinRequest>): JoinRequest {
+    const message = createBaseJoinRequest();
+    message.addresses = object.addresses?.map((e) => e) || [];
+    message.segment = object.segment ?? "";
+    return message;
+  },
+};
+
+function createBaseJoinResult(): JoinResult {
+  return { address: "", joined: false, error: "" };
+}
+
+export const JoinResult: MessageFns<JoinResult> = {
+  encode(message: JoinResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.address !== "") {
+      writer.uint32(10).string(message.address);
+    }
+    if (message.joined !== false) {
+      writer.uint32(16).bool(message.joined);
+    }
+    if (message.error !== "") {
+      writer.uint32(26).string(message.error);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): JoinResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseJoinResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.address = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.joined = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.error = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): JoinResult {
+    return {
+      address: isSet(object.address) ? globalThis.String(object.address) : "",
+      joined: isSet(object.joined) ? globalThis.Boolean(object.joined) : false,
+      error: isSet(object.error) ? globalThis.String(object.error) : "",
+    };
+  },
+
+  toJSON(message: JoinResult): unknown {
+    const obj: any = {};
+    if (message.address !== "") {
+      obj.address = message.address;
+    }
+    if (message.joined !== false) {
+      obj.joined = message.joined;
+    }
+    if (message.error !== "") {
+      obj.error = message.error;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<JoinResult>): JoinResult {
+    return JoinResult.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<JoinResult>): JoinResult {
+    const message = createBaseJoinResult();
+    message.address = object.address ?? "";
+    message.joined = object.joined ?? false;
+    message.error = object.error ?? "";
+    return message;
+  },
+};
+
+function createBaseJoinResponse(): JoinResponse {
+  return { results: [], joined: 0 };
+}
+
+export const JoinResponse: MessageFns<JoinResponse> = {
+  encode(message: JoinResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.results) {
+      JoinResult.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.joined !== 0) {
+      writer.uint32(16).uint32(message.joined);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): JoinResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseJoinResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.results.push(JoinResult.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.joined = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): JoinResponse {
+    return {
+      results: globalThis.Array.isArray(object?.results) ? object.results.map((e: any) => JoinResult.fromJSON(e)) : [],
+      joined: isSet(object.joined) ? globalThis.Number(object.joined) : 0,
+    };
+  },
+
+  toJSON(message: JoinResponse): unknown {
+    const obj: any = {};
+    if (message.results?.length) {
+      obj.results = message.results.map((e) => JoinResult.toJSON(e));
+    }
+    if (message.joined !== 0) {
+      obj.joined = Math.round(message.joined);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<JoinResponse>): JoinResponse {
+    return JoinResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<JoinResponse>): JoinResponse {
+    const message = createBaseJoinResponse();
+    message.results = object.results?.map((e) => JoinResult.fromPartial(e)) || [];
+    message.joined = object.joined ?? 0;
+    return message;
+  },
+};
+
+function createBaseLeaveRequest(): LeaveRequest {
+  return {};
+}
+
+export const LeaveRequest: MessageFns<LeaveRequest> = {
+  encode(_: LeaveRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LeaveRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLeaveRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): LeaveRequest {
+    return {};
+  },
+
+  toJSON(_: LeaveRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<LeaveRequest>): LeaveRequest {
+    return LeaveRequest.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<LeaveRequest>): LeaveRequest {
+    const message = createBaseLeaveRequest();
+    return message;
+  },
+};
+
+function createBaseLeaveResponse(): LeaveResponse {
+  return {};
+}
+
+export const LeaveResponse: MessageFns<LeaveResponse> = {
+  encode(_: LeaveResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LeaveResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLeaveResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): LeaveResponse {
+    return {};
+  },
+
+  toJSON(_: LeaveResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<LeaveResponse>): LeaveResponse {
+    return LeaveResponse.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<LeaveResponse>): LeaveResponse {
+    const message = createBaseLeaveResponse();
+    return message;
+  },
+};
+
+function createBaseForceLeaveRequest(): ForceLeaveRequest {
+  return { node: "", prune: false };
+}
+
+export const ForceLeaveRequest: MessageFns<ForceLeaveRequest> = {
+  encode(message: ForceLeaveRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.node !== "") {
+      writer.uint32(10).string(message.node);
+    }
+    if (message.prune !== false) {
+      writer.uint32(16).bool(message.prune);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ForceLeaveRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseForceLeaveRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.node = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.prune = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ForceLeaveRequest {
+    return {
+      node: isSet(object.node) ? globalThis.String(object.node) : "",
+      prune: isSet(object.prune) ? globalThis.Boolean(object.prune) : false,
+    };
+  },
+
+  toJSON(message: ForceLeaveRequest): unknown {
+    const obj: any = {};
+    if (message.node !== "") {
+      obj.node = message.node;
+    }
+    if (message.prune !== false) {
+      obj.prune = message.prune;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ForceLeaveRequest>): ForceLeaveRequest {
+    return ForceLeaveRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ForceLeaveRequest>): ForceLeaveRequest {
+    const message = createBaseForceLeaveRequest();
+    message.node = object.node ?? "";
+    message.prune = object.prune ?? false;
+    return message;
+  },
+};
+
+function createBaseForceLeaveResponse(): ForceLeaveResponse {
+  return {};
+}
+
+export const ForceLeaveResponse: MessageFns<ForceLeaveResponse> = {
+  encode(_: ForceLeaveResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ForceLeaveResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseForceLeaveResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): ForceLeaveResponse {
+    return {};
+  },
+
+  toJSON(_: ForceLeaveResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<ForceLeaveResponse>): ForceLeaveResponse {
+    return ForceLeaveResponse.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<ForceLeaveResponse>): ForceLeaveResponse {
+    const message = createBaseForceLeaveResponse();
+    return message;
+  },
+};
+
+function createBaseSegmentsRequest(): SegmentsRequest {
+  return {};
+}
+
+export const SegmentsRequest: MessageFns<SegmentsRequest> = {
+  encode(_: SegmentsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SegmentsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSegmentsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): SegmentsRequest {
+    return {};
+  },
+
+  toJSON(_: SegmentsRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<SegmentsRequest>): SegmentsRequest {
+    return SegmentsRequest.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<SegmentsRequest>): SegmentsRequest {
+    const message = createBaseSegmentsRequest();
+    return message;
+  },
+};
+
+function createBaseSegmentsResponse(): SegmentsResponse {
+  return { segments: [] };
+}
+
+export const SegmentsResponse: MessageFns<SegmentsResponse> = {
+  encode(message: SegmentsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.segments) {
+      writer.uint32(10).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SegmentsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSegmentsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.segments.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SegmentsResponse {
+    return {
+      segments: globalThis.Array.isArray(object?.segments) ? object.segments.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: SegmentsResponse): unknown {
+    const obj: any = {};
+    if (message.segments?.length) {
+      obj.segments = message.segments;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SegmentsResponse>): SegmentsResponse {
+    return SegmentsResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SegmentsResponse>): SegmentsResponse {
+    const message = createBaseSegmentsResponse();
+    message.segments = object.segments?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseCoordinate(): Coordinate {
+  return { vec: [], error: 0, adjustment: 0, height: 0 };
+}
+
+export const Coordinate: MessageFns<Coordinate> = {
+  encode(message: Coordinate, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.vec.length !== 0) {
+      writer.uint32(10).fork();
+      for (const v of message.vec) {
+        writer.double(v);
+      }
+      writer.join();
+    }
+    if (message.error !== 0) {
+      writer.uint32(17).double(message.error);
+    }
+    if (message.adjustment !== 0) {
+      writer.uint32(25).double(message.adjustment);
+    }
+    if (message.height !== 0) {
+      writer.uint32(33).double(message.height);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Coordinate {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCoordinate();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag === 9) {
+              message.vec.push(reader.double());
+
+              continue;
+            }
+
+            if (tag === 10) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.vec.push(reader.double());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.error = reader.double();
+            continue;
+          }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.adjustment = reader.double();
+            continue;
+          }
+          case 4: {
+            if (tag !== 33) {
+              break;
+            }
+
+            message.height = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Coordinate {
+    return {
+      vec: globalThis.Array.isArray(object?.vec) ? object.vec.map((e: any) => globalThis.Number(e)) : [],
+      error: isSet(object.error) ? globalThis.Number(object.error) : 0,
+      adjustment: isSet(object.adjustment) ? globalThis.Number(object.adjustment) : 0,
+      height: isSet(object.height) ? globalThis.Number(object.height) : 0,
+    };
+  },
+
+  toJSON(message: Coordinate): unknown {
+    const obj: any = {};
+    if (message.vec?.length) {
+      obj.vec = message.vec.map((e) => floatToJson(e));
+    }
+    if (message.error !== 0) {
+      obj.error = floatToJson(message.error);
+    }
+    if (message.adjustment !== 0) {
+      obj.adjustment = floatToJson(message.adjustment);
+    }
+    if (message.height !== 0) {
+      obj.height = floatToJson(message.height);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Coordinate>): Coordinate {
+    return Coordinate.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Coordinate>): Coordinate {
+    const message = createBaseCoordinate();
+    message.vec = object.vec?.map((e) => e) || [];
+    message.error = object.error ?? 0;
+    message.adjustment = object.adjustment ?? 0;
+    message.height = object.height ?? 0;
+    return message;
+  },
+};
+
+function createBaseNodeCoordinate(): NodeCoordinate {
+  return { node: "", segment: "", coord: undefined };
+}
+
+export const NodeCoordinate: MessageFns<NodeCoordinate> = {
+  encode(message: NodeCoordinate, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.node !== "") {
+      writer.uint32(10).string(message.node);
+    }
+    if (message.segment !== "") {
+      writer.uint32(18).string(message.segment);
+    }
+    if (message.coord !== undefined) {
+      Coordinate.encode(message.coord, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): NodeCoordinate {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseNodeCoordinate();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.node = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.segment = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.coord = Coordinate.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): NodeCoordinate {
+    return {
+      node: isSet(object.node) ? globalThis.String(object.node) : "",
+      segment: isSet(object.segment) ? globalThis.String(object.segment) : "",
+      coord: isSet(object.coord) ? Coordinate.fromJSON(object.coord) : undefined,
+    };
+  },
+
+  toJSON(message: NodeCoordinate): unknown {
+    const obj: any = {};
+    if (message.node !== "") {
+      obj.node = message.node;
+    }
+    if (message.segment !== "") {
+      obj.segment = message.segment;
+    }
+    if (message.coord !== undefined) {
+      obj.coord = Coordinate.toJSON(message.coord);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<NodeCoordinate>): NodeCoordinate {
+    return NodeCoordinate.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<NodeCoordinate>): NodeCoordinate {
+    const message = createBaseNodeCoordinate();
+    message.node = object.node ?? "";
+    message.segment = object.segment ?? "";
+    message.coord = (object.coord !== undefined && object.coord !== null)
+      ? Coordinate.fromPartial(object.coord)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseCoordinatesRequest(): CoordinatesRequest {
+  return { segment: "" };
+}
+
+export const CoordinatesRequest: MessageFns<CoordinatesRequest> = {
+  encode(message: CoordinatesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.segment !== "") {
+      writer.uint32(10).string(message.segment);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CoordinatesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCoordinatesRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.segment = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CoordinatesRequest {
+    return { segment: isSet(object.segment) ? globalThis.String(object.segment) : "" };
+  },
+
+  toJSON(message: CoordinatesRequest): unknown {
+    const obj: any = {};
+    if (message.segment !== "") {
+      obj.segment = message.segment;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CoordinatesRequest>): CoordinatesRequest {
+    return CoordinatesRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CoordinatesRequest>): CoordinatesRequest {
+    const message = createBaseCoordinatesRequest();
+    message.segment = object.segment ?? "";
+    return message;
+  },
+};
+
+function createBaseCoordinatesResponse(): CoordinatesResponse {
+  return { coordinates: [] };
+}
+
+export const CoordinatesResponse: MessageFns<CoordinatesResponse> = {
+  encode(message: CoordinatesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.coordinates) {
+      NodeCoordinate.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CoordinatesResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCoordinatesResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.coordinates.push(NodeCoordinate.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CoordinatesResponse {
+    return {
+      coordinates: globalThis.Array.isArray(object?.coordinates)
+        ? object.coordinates.map((e: any) => NodeCoordinate.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: CoordinatesResponse): unknown {
+    const obj: any = {};
+    if (message.coordinates?.length) {
+      obj.coordinates = message.coordinates.map((e) => NodeCoordinate.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CoordinatesResponse>): CoordinatesResponse {
+    return CoordinatesResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CoordinatesResponse>): CoordinatesResponse {
+    const message = createBaseCoordinatesResponse();
+    message.coordinates = object.coordinates?.map((e) => NodeCoordinate.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseMemberEvent(): MemberEvent {
+  return { type: 0, member: undefined };
+}
+
+export const MemberEvent: MessageFns<MemberEvent> = {
+  encode(message: MemberEvent, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.type !== 0) {
+      writer.uint32(8).int32(message.type);
+    }
+    if (message.member !== undefined) {
+      Member.encode(message.member, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MemberEvent {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMemberEvent();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.type = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.member = Member.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MemberEvent {
+    return {
+      type: isSet(object.type) ? memberEventTypeFromJSON(object.type) : 0,
+      member: isSet(object.member) ? Member.fromJSON(object.member) : undefined,
+    };
+  },
+
+  toJSON(message: MemberEvent): unknown {
+    const obj: any = {};
+    if (message.type !== 0) {
+      obj.type = memberEventTypeToJSON(message.type);
+    }
+    if (message.member !== undefined) {
+      obj.member = Member.toJSON(message.member);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<MemberEvent>): MemberEvent {
+    return MemberEvent.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<MemberEvent>): MemberEvent {
+    const message = createBaseMemberEvent();
+    message.type = object.type ?? 0;
+    message.member = (object.member !== undefined && object.member !== null)
+      ? Member.fromPartial(object.member)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseWatchMembersRequest(): WatchMembersRequest {
+  return { segment: "" };
+}
+
+export const WatchMembersRequest: MessageFns<WatchMembersRequest> = {
+  encode(message: WatchMembersRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.segment !== "") {
+      writer.uint32(10).string(message.segment);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchMembersRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchMembersRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.segment = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WatchMembersRequest {
+    return { segment: isSet(object.segment) ? globalThis.String(object.segment) : "" };
+  },
+
+  toJSON(message: WatchMembersRequest): unknown {
+    const obj: any = {};
+    if (message.segment !== "") {
+      obj.segment = message.segment;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<WatchMembersRequest>): WatchMembersRequest {
+    return WatchMembersRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<WatchMembersRequest>): WatchMembersRequest {
+    const message = createBaseWatchMembersRequest();
+    message.segment = object.segment ?? "";
+    return message;
+  },
+};
+
+function createBaseWatchMembersResponse(): WatchMembersResponse {
+  return { event: undefined };
+}
+
+export const WatchMembersResponse: MessageFns<WatchMembersResponse> = {
+  encode(message: WatchMembersResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.event !== undefined) {
+      MemberEvent.encode(message.event, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchMembersResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchMembersResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.event = MemberEvent.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WatchMembersResponse {
+    return { event: isSet(object.event) ? MemberEvent.fromJSON(object.event) : undefined };
+  },
+
+  toJSON(message: WatchMembersResponse): unknown {
+    const obj: any = {};
+    if (message.event !== undefined) {
+      obj.event = MemberEvent.toJSON(message.event);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<WatchMembersResponse>): WatchMembersResponse {
+    return WatchMembersResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<WatchMembersResponse>): WatchMembersResponse {
+    const message = createBaseWatchMembersResponse();
+    message.event = (object.event !== undefined && object.event !== null)
+      ? MemberEvent.fromPartial(object.event)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseFireEventRequest(): FireEventRequest {
+  return { name: "", payload: Buffer.alloc(0) };
+}
+
+export const FireEventRequest: MessageFns<FireEventRequest> = {
+  encode(message: FireEventRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.payload.length !== 0) {
+      writer.uint32(18).bytes(message.payload);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FireEventRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFireEventRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.payload = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FireEventRequest {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      payload: isSet(object.payload) ? Buffer.from(bytesFromBase64(object.payload)) : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: FireEventRequest): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.payload.length !== 0) {
+      obj.payload = base64FromBytes(message.payload);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<FireEventRequest>): FireEventRequest {
+    return FireEventRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<FireEventRequest>): FireEventRequest {
+    const message = createBaseFireEventRequest();
+    message.name = object.name ?? "";
+    message.payload = object.payload ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseFireEventResponse(): FireEventResponse {
+  return { ltime: 0n };
+}
+
+export const FireEventResponse: MessageFns<FireEventResponse> = {
+  encode(message: FireEventResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.ltime !== 0n) {
+      if (BigInt.asUintN(64, message.ltime) !== message.ltime) {
+        throw new globalThis.Error("value provided for field message.ltime of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.ltime);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FireEventResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFireEventResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.ltime = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FireEventResponse {
+    return { ltime: isSet(object.ltime) ? BigInt(object.ltime) : 0n };
+  },
+
+  toJSON(message: FireEventResponse): unknown {
+    const obj: any = {};
+    if (message.ltime !== 0n) {
+      obj.ltime = message.ltime.toString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<FireEventResponse>): FireEventResponse {
+    return FireEventResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<FireEventResponse>): FireEventResponse {
+    const message = createBaseFireEventResponse();
+    message.ltime = (object.ltime !== undefined && object.ltime !== null) ? BigInt(object.ltime) : 0n;
+    return message;
+  },
+};
+
+function createBaseWatchEventsRequest(): WatchEventsRequest {
+  return {};
+}
+
+export const WatchEventsRequest: MessageFns<WatchEventsRequest> = {
+  encode(_: WatchEventsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchEventsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchEventsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): WatchEventsRequest {
+    return {};
+  },
+
+  toJSON(_: WatchEventsRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<WatchEventsRequest>): WatchEventsRequest {
+    return WatchEventsRequest.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<WatchEventsRequest>): WatchEventsRequest {
+    const message = createBaseWatchEventsRequest();
+    return message;
+  },
+};
+
+function createBaseUserEvent(): UserEvent {
+  return { name: "", payload: Buffer.alloc(0), ltime: 0n };
+}
+
+export const UserEvent: MessageFns<UserEvent> = {
+  encode(message: UserEvent, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.payload.length !== 0) {
+      writer.uint32(18).bytes(message.payload);
+    }
+    if (message.ltime !== 0n) {
+      if (BigInt.asUintN(64, message.ltime) !== message.ltime) {
+        throw new globalThis.Error("value provided for field message.ltime of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.ltime);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UserEvent {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUserEvent();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.payload = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.ltime = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UserEvent {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      payload: isSet(object.payload) ? Buffer.from(bytesFromBase64(object.payload)) : Buffer.alloc(0),
+      ltime: isSet(object.ltime) ? BigInt(object.ltime) : 0n,
+    };
+  },
+
+  toJSON(message: UserEvent): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.payload.length !== 0) {
+      obj.payload = base64FromBytes(message.payload);
+    }
+    if (message.ltime !== 0n) {
+      obj.ltime = message.ltime.toString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<UserEvent>): UserEvent {
+    return UserEvent.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<UserEvent>): UserEvent {
+    const message = createBaseUserEvent();
+    message.name = object.name ?? "";
+    message.payload = object.payload ?? Buffer.alloc(0);
+    message.ltime = (object.ltime !== undefined && object.ltime !== null) ? BigInt(object.ltime) : 0n;
+    return message;
+  },
+};
+
+function createBaseWatchEventsResponse(): WatchEventsResponse {
+  return { event: undefined };
+}
+
+export const WatchEventsResponse: MessageFns<WatchEventsResponse> = {
+  encode(message: WatchEventsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.event !== undefined) {
+      UserEvent.encode(message.event, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchEventsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchEventsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.event = UserEvent.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WatchEventsResponse {
+    return { event: isSet(object.event) ? UserEvent.fromJSON(object.event) : undefined };
+  },
+
+  toJSON(message: WatchEventsResponse): unknown {
+    const obj: any = {};
+    if (message.event !== undefined) {
+      obj.event = UserEvent.toJSON(message.event);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<WatchEventsResponse>): WatchEventsResponse {
+    return WatchEventsResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<WatchEventsResponse>): WatchEventsResponse {
+    const message = createBaseWatchEventsResponse();
+    message.event = (object.event !== undefined && object.event !== null)
+      ? UserEvent.fromPartial(object.event)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseListKeysRequest(): ListKeysRequest {
+  return {};
+}
+
+export const ListKeysRequest: MessageFns<ListKeysRequest> = {
+  encode(_: ListKeysRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListKeysRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListKeysRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): ListKeysRequest {
+    return {};
+  },
+
+  toJSON(_: ListKeysRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListKeysRequest>): ListKeysRequest {
+    return ListKeysRequest.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<ListKeysRequest>): ListKeysRequest {
+    const message = createBaseListKeysRequest();
+    return message;
+  },
+};
+
+function createBaseListKeysResponse(): ListKeysResponse {
+  return { keys: [], primaryKey: "" };
+}
+
+export const ListKeysResponse: MessageFns<ListKeysResponse> = {
+  encode(message: ListKeysResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.keys) {
+      writer.uint32(10).string(v!);
+    }
+    if (message.primaryKey !== "") {
+      writer.uint32(18).string(message.primaryKey);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListKeysResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListKeysResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.keys.push(reader.string());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.primaryKey = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListKeysResponse {
+    return {
+      keys: globalThis.Array.isArray(object?.keys) ? object.keys.map((e: any) => globalThis.String(e)) : [],
+      primaryKey: isSet(object.primaryKey)
+        ? globalThis.String(object.primaryKey)
+        : isSet(object.primary_key)
+        ? globalThis.String(object.primary_key)
+        : "",
+    };
+  },
+
+  toJSON(message: ListKeysResponse): unknown {
+    const obj: any = {};
+    if (message.keys?.length) {
+      obj.keys = message.keys;
+    }
+    if (message.primaryKey !== "") {
+      obj.primaryKey = message.primaryKey;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListKeysResponse>): ListKeysResponse {
+    return ListKeysResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListKeysResponse>): ListKeysResponse {
+    const message = createBaseListKeysResponse();
+    message.keys = object.keys?.map((e) => e) || [];
+    message.primaryKey = object.primaryKey ?? "";
+    return message;
+  },
+};
+
+function createBaseInstallKeyRequest(): InstallKeyRequest {
+  return { key: "" };
+}
+
+export const InstallKeyRequest: MessageFns<InstallKeyRequest> = {
+  encode(message: InstallKeyRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): InstallKeyRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseInstallKeyRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): InstallKeyRequest {
+    return { key: isSet(object.key) ? globalThis.String(object.key) : "" };
+  },
+
+  toJSON(message: InstallKeyRequest): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<InstallKeyRequest>): InstallKeyRequest {
+    return InstallKeyRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<InstallKeyRequest>): InstallKeyRequest {
+    const message = createBaseInstallKeyRequest();
+    message.key = object.key ?? "";
+    return message;
+  },
+};
+
+function createBaseInstallKeyResponse(): InstallKeyResponse {
+  return {};
+}
+
+export const InstallKeyResponse: MessageFns<InstallKeyResponse> = {
+  encode(_: InstallKeyResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): InstallKeyResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseInstallKeyResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): InstallKeyResponse {
+    return {};
+  },
+
+  toJSON(_: InstallKeyResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<InstallKeyResponse>): InstallKeyResponse {
+    return InstallKeyResponse.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<InstallKeyResponse>): InstallKeyResponse {
+    const message = createBaseInstallKeyResponse();
+    return message;
+  },
+};
+
+function createBaseUseKeyRequest(): UseKeyRequest {
+  return { key: "" };
+}
+
+export const UseKeyRequest: MessageFns<UseKeyRequest> = {
+  encode(message: UseKeyRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UseKeyRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUseKeyRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UseKeyRequest {
+    return { key: isSet(object.key) ? globalThis.String(object.key) : "" };
+  },
+
+  toJSON(message: UseKeyRequest): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<UseKeyRequest>): UseKeyRequest {
+    return UseKeyRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<UseKeyRequest>): UseKeyRequest {
+    const message = createBaseUseKeyRequest();
+    message.key = object.key ?? "";
+    return message;
+  },
+};
+
+function createBaseUseKeyResponse(): UseKeyResponse {
+  return {};
+}
+
+export const UseKeyResponse: MessageFns<UseKeyResponse> = {
+  encode(_: UseKeyResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UseKeyResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUseKeyResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): UseKeyResponse {
+    return {};
+  },
+
+  toJSON(_: UseKeyResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<UseKeyResponse>): UseKeyResponse {
+    return UseKeyResponse.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<UseKeyResponse>): UseKeyResponse {
+    const message = createBaseUseKeyResponse();
+    return message;
+  },
+};
+
+function createBaseRemoveKeyRequest(): RemoveKeyRequest {
+  return { key: "" };
+}
+
+export const RemoveKeyRequest: MessageFns<RemoveKeyRequest> = {
+  encode(message: RemoveKeyRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RemoveKeyRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRemoveKeyRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RemoveKeyRequest {
+    return { key: isSet(object.key) ? globalThis.String(object.key) : "" };
+  },
+
+  toJSON(message: RemoveKeyRequest): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RemoveKeyRequest>): RemoveKeyRequest {
+    return RemoveKeyRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RemoveKeyRequest>): RemoveKeyRequest {
+    const message = createBaseRemoveKeyRequest();
+    message.key = object.key ?? "";
+    return message;
+  },
+};
+
+function createBaseRemoveKeyResponse(): RemoveKeyResponse {
+  return {};
+}
+
+export const RemoveKeyResponse: MessageFns<RemoveKeyResponse> = {
+  encode(_: RemoveKeyResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RemoveKeyResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRemoveKeyResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): RemoveKeyResponse {
+    return {};
+  },
+
+  toJSON(_: RemoveKeyResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<RemoveKeyResponse>): RemoveKeyResponse {
+    return RemoveKeyResponse.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<RemoveKeyResponse>): RemoveKeyResponse {
+    const message = createBaseRemoveKeyResponse();
+    return message;
+  },
+};
+
 /**
- * MembershipService is the in-datacenter gRPC API of a gossip agent (port 8320). Members, join,
- * leave, segments, coordinates and the member event watch join it with the gossip issue.
+ * MembershipService is the in-datacenter gRPC API of a gossip agent (port 8320), used by the
+ * catalog, the CLI and the benchmarks. A client node runs one pool (its segment's); a server node
+ * runs the default pool and one pool per segment. A `segment` of "" means the default pool (on a
+ * client: its own pool); a segment name means that segment's pool; "_all", where allowed, means
+ * every pool.
  */
 export type MembershipServiceService = typeof MembershipServiceService;
 export const MembershipServiceService = {
@@ -188,11 +3058,174 @@ export const MembershipServiceService = {
     responseSerialize: (value: StatusResponse): Buffer => Buffer.from(StatusResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): StatusResponse => StatusResponse.decode(value),
   },
+  /** Members lists the members of one pool, or of every pool (`consul members`). */
+  members: {
+    path: "/consulate.gossip.v1.MembershipService/Members" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: MembersRequest): Buffer => Buffer.from(MembersRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): MembersRequest => MembersRequest.decode(value),
+    responseSerialize: (value: MembersResponse): Buffer => Buffer.from(MembersResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): MembersResponse => MembersResponse.decode(value),
+  },
+  /** Join asks one of this agent's pools to join the members at the given addresses (`consul join`). */
+  join: {
+    path: "/consulate.gossip.v1.MembershipService/Join" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: JoinRequest): Buffer => Buffer.from(JoinRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): JoinRequest => JoinRequest.decode(value),
+    responseSerialize: (value: JoinResponse): Buffer => Buffer.from(JoinResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): JoinResponse => JoinResponse.decode(value),
+  },
+  /** Leave leaves every pool of this agent gracefully (`consul leave`). */
+  leave: {
+    path: "/consulate.gossip.v1.MembershipService/Leave" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: LeaveRequest): Buffer => Buffer.from(LeaveRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): LeaveRequest => LeaveRequest.decode(value),
+    responseSerialize: (value: LeaveResponse): Buffer => Buffer.from(LeaveResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): LeaveResponse => LeaveResponse.decode(value),
+  },
+  /** ForceLeave moves a failed member to left in every pool of this agent (`consul force-leave`). */
+  forceLeave: {
+    path: "/consulate.gossip.v1.MembershipService/ForceLeave" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ForceLeaveRequest): Buffer => Buffer.from(ForceLeaveRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ForceLeaveRequest => ForceLeaveRequest.decode(value),
+    responseSerialize: (value: ForceLeaveResponse): Buffer => Buffer.from(ForceLeaveResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ForceLeaveResponse => ForceLeaveResponse.decode(value),
+  },
+  /** Segments lists the pools this agent runs, by segment name. */
+  segments: {
+    path: "/consulate.gossip.v1.MembershipService/Segments" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SegmentsRequest): Buffer => Buffer.from(SegmentsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SegmentsRequest => SegmentsRequest.decode(value),
+    responseSerialize: (value: SegmentsResponse): Buffer => Buffer.from(SegmentsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SegmentsResponse => SegmentsResponse.decode(value),
+  },
+  /** Coordinates lists the Vivaldi coordinates this agent knows for the members of a pool. */
+  coordinates: {
+    path: "/consulate.gossip.v1.MembershipService/Coordinates" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CoordinatesRequest): Buffer => Buffer.from(CoordinatesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CoordinatesRequest => CoordinatesRequest.decode(value),
+    responseSerialize: (value: CoordinatesResponse): Buffer => Buffer.from(CoordinatesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CoordinatesResponse => CoordinatesResponse.decode(value),
+  },
+  /** WatchMembers streams the members of a pool, then every change to them. */
+  watchMembers: {
+    path: "/consulate.gossip.v1.MembershipService/WatchMembers" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: WatchMembersRequest): Buffer => Buffer.from(WatchMembersRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): WatchMembersRequest => WatchMembersRequest.decode(value),
+    responseSerialize: (value: WatchMembersResponse): Buffer =>
+      Buffer.from(WatchMembersResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): WatchMembersResponse => WatchMembersResponse.decode(value),
+  },
+  /**
+   * FireEvent fires a Serf user event in every pool of this agent, as Consul fires on all LAN
+   * segments (`consul event`).
+   */
+  fireEvent: {
+    path: "/consulate.gossip.v1.MembershipService/FireEvent" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: FireEventRequest): Buffer => Buffer.from(FireEventRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): FireEventRequest => FireEventRequest.decode(value),
+    responseSerialize: (value: FireEventResponse): Buffer => Buffer.from(FireEventResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): FireEventResponse => FireEventResponse.decode(value),
+  },
+  /** WatchEvents streams the user events this agent receives from now on. */
+  watchEvents: {
+    path: "/consulate.gossip.v1.MembershipService/WatchEvents" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: WatchEventsRequest): Buffer => Buffer.from(WatchEventsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): WatchEventsRequest => WatchEventsRequest.decode(value),
+    responseSerialize: (value: WatchEventsResponse): Buffer => Buffer.from(WatchEventsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): WatchEventsResponse => WatchEventsResponse.decode(value),
+  },
+  /** ListKeys lists the gossip encryption keys of this agent's keyring (`consul keyring -list`). */
+  listKeys: {
+    path: "/consulate.gossip.v1.MembershipService/ListKeys" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListKeysRequest): Buffer => Buffer.from(ListKeysRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListKeysRequest => ListKeysRequest.decode(value),
+    responseSerialize: (value: ListKeysResponse): Buffer => Buffer.from(ListKeysResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListKeysResponse => ListKeysResponse.decode(value),
+  },
+  /** InstallKey adds a key to the keyring of every pool of this agent (`consul keyring -install`). */
+  installKey: {
+    path: "/consulate.gossip.v1.MembershipService/InstallKey" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: InstallKeyRequest): Buffer => Buffer.from(InstallKeyRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): InstallKeyRequest => InstallKeyRequest.decode(value),
+    responseSerialize: (value: InstallKeyResponse): Buffer => Buffer.from(InstallKeyResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): InstallKeyResponse => InstallKeyResponse.decode(value),
+  },
+  /** UseKey makes an installed key the one that encrypts (`consul keyring -use`). */
+  useKey: {
+    path: "/consulate.gossip.v1.MembershipService/UseKey" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: UseKeyRequest): Buffer => Buffer.from(UseKeyRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): UseKeyRequest => UseKeyRequest.decode(value),
+    responseSerialize: (value: UseKeyResponse): Buffer => Buffer.from(UseKeyResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): UseKeyResponse => UseKeyResponse.decode(value),
+  },
+  /** RemoveKey removes a key that is not the primary one (`consul keyring -remove`). */
+  removeKey: {
+    path: "/consulate.gossip.v1.MembershipService/RemoveKey" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RemoveKeyRequest): Buffer => Buffer.from(RemoveKeyRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RemoveKeyRequest => RemoveKeyRequest.decode(value),
+    responseSerialize: (value: RemoveKeyResponse): Buffer => Buffer.from(RemoveKeyResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RemoveKeyResponse => RemoveKeyResponse.decode(value),
+  },
 } as const;
 
 export interface MembershipServiceServer extends UntypedServiceImplementation {
   /** Status says which gossip agent answered and whether it runs as a server. */
   status: handleUnaryCall<StatusRequest, StatusResponse>;
+  /** Members lists the members of one pool, or of every pool (`consul members`). */
+  members: handleUnaryCall<MembersRequest, MembersResponse>;
+  /** Join asks one of this agent's pools to join the members at the given addresses (`consul join`). */
+  join: handleUnaryCall<JoinRequest, JoinResponse>;
+  /** Leave leaves every pool of this agent gracefully (`consul leave`). */
+  leave: handleUnaryCall<LeaveRequest, LeaveResponse>;
+  /** ForceLeave moves a failed member to left in every pool of this agent (`consul force-leave`). */
+  forceLeave: handleUnaryCall<ForceLeaveRequest, ForceLeaveResponse>;
+  /** Segments lists the pools this agent runs, by segment name. */
+  segments: handleUnaryCall<SegmentsRequest, SegmentsResponse>;
+  /** Coordinates lists the Vivaldi coordinates this agent knows for the members of a pool. */
+  coordinates: handleUnaryCall<CoordinatesRequest, CoordinatesResponse>;
+  /** WatchMembers streams the members of a pool, then every change to them. */
+  watchMembers: handleServerStreamingCall<WatchMembersRequest, WatchMembersResponse>;
+  /**
+   * FireEvent fires a Serf user event in every pool of this agent, as Consul fires on all LAN
+   * segments (`consul event`).
+   */
+  fireEvent: handleUnaryCall<FireEventRequest, FireEventResponse>;
+  /** WatchEvents streams the user events this agent receives from now on. */
+  watchEvents: handleServerStreamingCall<WatchEventsRequest, WatchEventsResponse>;
+  /** ListKeys lists the gossip encryption keys of this agent's keyring (`consul keyring -list`). */
+  listKeys: handleUnaryCall<ListKeysRequest, ListKeysResponse>;
+  /** InstallKey adds a key to the keyring of every pool of this agent (`consul keyring -install`). */
+  installKey: handleUnaryCall<InstallKeyRequest, InstallKeyResponse>;
+  /** UseKey makes an installed key the one that encrypts (`consul keyring -use`). */
+  useKey: handleUnaryCall<UseKeyRequest, UseKeyResponse>;
+  /** RemoveKey removes a key that is not the primary one (`consul keyring -remove`). */
+  removeKey: handleUnaryCall<RemoveKeyRequest, RemoveKeyResponse>;
 }
 
 export interface MembershipServiceClient extends Client {
@@ -212,6 +3245,199 @@ export interface MembershipServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: StatusResponse) => void,
   ): ClientUnaryCall;
+  /** Members lists the members of one pool, or of every pool (`consul members`). */
+  members(
+    request: MembersRequest,
+    callback: (error: ServiceError | null, response: MembersResponse) => void,
+  ): ClientUnaryCall;
+  members(
+    request: MembersRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: MembersResponse) => void,
+  ): ClientUnaryCall;
+  members(
+    request: MembersRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: MembersResponse) => void,
+  ): ClientUnaryCall;
+  /** Join asks one of this agent's pools to join the members at the given addresses (`consul join`). */
+  join(request: JoinRequest, callback: (error: ServiceError | null, response: JoinResponse) => void): ClientUnaryCall;
+  join(
+    request: JoinRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: JoinResponse) => void,
+  ): ClientUnaryCall;
+  join(
+    request: JoinRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: JoinResponse) => void,
+  ): ClientUnaryCall;
+  /** Leave leaves every pool of this agent gracefully (`consul leave`). */
+  leave(
+    request: LeaveRequest,
+    callback: (error: ServiceError | null, response: LeaveResponse) => void,
+  ): ClientUnaryCall;
+  leave(
+    request: LeaveRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: LeaveResponse) => void,
+  ): ClientUnaryCall;
+  leave(
+    request: LeaveRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: LeaveResponse) => void,
+  ): ClientUnaryCall;
+  /** ForceLeave moves a failed member to left in every pool of this agent (`consul force-leave`). */
+  forceLeave(
+    request: ForceLeaveRequest,
+    callback: (error: ServiceError | null, response: ForceLeaveResponse) => void,
+  ): ClientUnaryCall;
+  forceLeave(
+    request: ForceLeaveRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ForceLeaveResponse) => void,
+  ): ClientUnaryCall;
+  forceLeave(
+    request: ForceLeaveRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ForceLeaveResponse) => void,
+  ): ClientUnaryCall;
+  /** Segments lists the pools this agent runs, by segment name. */
+  segments(
+    request: SegmentsRequest,
+    callback: (error: ServiceError | null, response: SegmentsResponse) => void,
+  ): ClientUnaryCall;
+  segments(
+    request: SegmentsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SegmentsResponse) => void,
+  ): ClientUnaryCall;
+  segments(
+    request: SegmentsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SegmentsResponse) => void,
+  ): ClientUnaryCall;
+  /** Coordinates lists the Vivaldi coordinates this agent knows for the members of a pool. */
+  coordinates(
+    request: CoordinatesRequest,
+    callback: (error: ServiceError | null, response: CoordinatesResponse) => void,
+  ): ClientUnaryCall;
+  coordinates(
+    request: CoordinatesRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: CoordinatesResponse) => void,
+  ): ClientUnaryCall;
+  coordinates(
+    request: CoordinatesRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CoordinatesResponse) => void,
+  ): ClientUnaryCall;
+  /** WatchMembers streams the members of a pool, then every change to them. */
+  watchMembers(
+    request: WatchMembersRequest,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<WatchMembersResponse>;
+  watchMembers(
+    request: WatchMembersRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<WatchMembersResponse>;
+  /**
+   * FireEvent fires a Serf user event in every pool of this agent, as Consul fires on all LAN
+   * segments (`consul event`).
+   */
+  fireEvent(
+    request: FireEventRequest,
+    callback: (error: ServiceError | null, response: FireEventResponse) => void,
+  ): ClientUnaryCall;
+  fireEvent(
+    request: FireEventRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: FireEventResponse) => void,
+  ): ClientUnaryCall;
+  fireEvent(
+    request: FireEventRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: FireEventResponse) => void,
+  ): ClientUnaryCall;
+  /** WatchEvents streams the user events this agent receives from now on. */
+  watchEvents(request: WatchEventsRequest, options?: Partial<CallOptions>): ClientReadableStream<WatchEventsResponse>;
+  watchEvents(
+    request: WatchEventsRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<WatchEventsResponse>;
+  /** ListKeys lists the gossip encryption keys of this agent's keyring (`consul keyring -list`). */
+  listKeys(
+    request: ListKeysRequest,
+    callback: (error: ServiceError | null, response: ListKeysResponse) => void,
+  ): ClientUnaryCall;
+  listKeys(
+    request: ListKeysRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListKeysResponse) => void,
+  ): ClientUnaryCall;
+  listKeys(
+    request: ListKeysRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListKeysResponse) => void,
+  ): ClientUnaryCall;
+  /** InstallKey adds a key to the keyring of every pool of this agent (`consul keyring -install`). */
+  installKey(
+    request: InstallKeyRequest,
+    callback: (error: ServiceError | null, response: InstallKeyResponse) => void,
+  ): ClientUnaryCall;
+  installKey(
+    request: InstallKeyRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: InstallKeyResponse) => void,
+  ): ClientUnaryCall;
+  installKey(
+    request: InstallKeyRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: InstallKeyResponse) => void,
+  ): ClientUnaryCall;
+  /** UseKey makes an installed key the one that encrypts (`consul keyring -use`). */
+  useKey(
+    request: UseKeyRequest,
+    callback: (error: ServiceError | null, response: UseKeyResponse) => void,
+  ): ClientUnaryCall;
+  useKey(
+    request: UseKeyRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: UseKeyResponse) => void,
+  ): ClientUnaryCall;
+  useKey(
+    request: UseKeyRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: UseKeyResponse) => void,
+  ): ClientUnaryCall;
+  /** RemoveKey removes a key that is not the primary one (`consul keyring -remove`). */
+  removeKey(
+    request: RemoveKeyRequest,
+    callback: (error: ServiceError | null, response: RemoveKeyResponse) => void,
+  ): ClientUnaryCall;
+  removeKey(
+    request: RemoveKeyRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RemoveKeyResponse) => void,
+  ): ClientUnaryCall;
+  removeKey(
+    request: RemoveKeyRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RemoveKeyResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const MembershipServiceClient = makeGenericClientConstructor(
@@ -223,6 +3449,18 @@ export const MembershipServiceClient = makeGenericClientConstructor(
   serviceName: string;
 };
 
+function bytesFromBase64(b64: string): Uint8Array {
+  return Uint8Array.from(globalThis.Buffer.from(b64, "base64"));
+}
+
+function base64FromBytes(arr: Uint8Array): string {
+  return globalThis.Buffer.from(arr).toString("base64");
+}
+
+function floatToJson(value: number | null | undefined): number | string | null | undefined {
+  return typeof value === "number" && !globalThis.Number.isFinite(value) ? globalThis.String(value) : value;
+}
+
 type Builtin = Date | Function | Uint8Array | string | number | boolean | bigint | undefined;
 
 export type DeepPartial<T> = T extends bigint ? string | number | bigint
@@ -231,6 +3469,10 @@ export type DeepPartial<T> = T extends bigint ? string | number | bigint
   : T extends { $case: string; value: unknown } ? { $case: T["$case"]; value?: DeepPartial<T["value"]> }
   : T extends {} ? { [K in keyof T]?: DeepPartial<T[K]> }
   : Partial<T>;
+
+function isObject(value: any): boolean {
+  return typeof value === "object" && value !== null;
+}
 
 function isSet(value: any): boolean {
   return value !== null && value !== undefined;

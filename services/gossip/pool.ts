@@ -1,0 +1,300 @@
+/**
+ * One gossip pool as a running thing: the pure SWIM core (services/lib/swim) on a timer, its
+ * sockets (transport.ts), and the pool's Vivaldi coordinate fed by probe round trips. The gossip
+ * agent runs one per segment on a server and one on a client; the federation router will run the
+ * same core for areas over its own transport.
+ *
+ * The core's clock advances by the real time that passed (in whole ticks, at most
+ * MAX_CATCH_UP_TICKS per timer callback), so a process that was stopped for a while sees its
+ * timers expire when it resumes, as memberlist's would: exactly the slow-member case Lifeguard
+ * was made for.
+ */
+import { randomInt } from 'node:crypto';
+
+import { Logger } from '../lib/log';
+import { SwimTimings, swimConfig } from '../lib/swim/config';
+import { Message, PushPull } from '../lib/swim/messages';
+import { Swim } from '../lib/swim/swim';
+import { MemberInfo, StreamOutcome, SwimEvent } from '../lib/swim/types';
+import { decodePacket, decodeStreamFrame, encodePacket, encodeStreamFrame, messageSize } from '../lib/swim/wire-codec';
+import { decodeCoordinate, encodeCoordinate } from '../lib/vivaldi/codec';
+import { defaultVivaldiConfig } from '../lib/vivaldi/config';
+import { Coordinate } from '../lib/vivaldi/coordinate';
+import { VivaldiClient } from '../lib/vivaldi/client';
+import { Keyring } from './keyring';
+import { GossipTransport } from './transport';
+
+const TICK_MS = 10;
+const MAX_CATCH_UP_TICKS = 100;
+/** Probes whose send time we remember for the RTT; older ones are forgotten. */
+const MAX_PINGS_IN_FLIGHT = 1_024;
+
+export interface PoolOptions {
+  /** "" for the default segment. */
+  readonly segment: string;
+  readonly name: string;
+  readonly host: string;
+  readonly port: number;
+  readonly tags: Readonly<Record<string, string>>;
+  readonly timings: SwimTimings;
+  readonly keyring: Keyring | undefined;
+  readonly validateMembers: (members: readonly MemberInfo[]) => string | undefined;
+  readonly logger: Logger;
+  /** Lifeguard on (the default); off only for experiments. */
+  readonly lifeguard?: boolean;
+}
+
+export interface JoinResult {
+  readonly address: string;
+  readonly joined: boolean;
+  /** memberlist's `Failed to join <addr>: <reason>`, empty when joined. */
+  readonly error: string;
+}
+
+export type PoolListener = (event: SwimEvent) => void;
+
+export class GossipPool {
+  private readonly core: Swim;
+  private readonly vivaldi: VivaldiClient;
+  private readonly peerCoordinates = new Map<string, Coordinate>();
+  private readonly pingsSent = new Map<number, bigint>();
+  private readonly streamWaiters = new Map<number, (outcome: StreamOutcome) => void>();
+  private readonly listeners = new Set<PoolListener>();
+  private readonly timer: NodeJS.Timeout;
+  private lastTickNs = process.hrtime.bigint();
+  private stopped = false;
+
+  private constructor(
+    readonly options: PoolOptions,
+    private readonly transport: GossipTransport,
+  ) {
+    const random = () => randomInt(0, 2 ** 32) / 2 ** 32;
+    this.vivaldi = new VivaldiClient(defaultVivaldiConfig(), random);
+    this.core = new Swim(
+      swimConfig({
+        ...options.timings,
+        name: options.name,
+        address: transport.address,
+        tags: options.tags,
+        tickMs: TICK_MS,
+        lifeguard: options.lifeguard ?? true,
+        random,
+        messageSize,
+        ackPayload: () => encodeCoordinate(this.vivaldi.getCoordinate()),
+        validateMembers: options.validateMembers,
+      }),
+    );
+    transport.onPacket((from, bytes) => this.receivePacket(from, bytes));
+    transport.onStream((from, request) => this.receiveStream(from, request));
+    this.timer = setInterval(() => this.tick(), TICK_MS);
+    this.flush();
+  }
+
+  static async start(options: PoolOptions): Promise<GossipPool> {
+    const transport = await GossipTransport.listen({ host: options.host, port: options.port, label: options.segment, keyring: options.keyring, logger: options.logger });
+    return new GossipPool(options, transport);
+  }
+
+  get segment(): string {
+    return this.options.segment;
+  }
+
+  get address(): string {
+    return this.transport.address;
+  }
+
+  get droppedFrames(): { packets: number; streams: number } {
+    return { ...this.transport.dropped };
+  }
+
+  members(): MemberInfo[] {
+    return this.core.members();
+  }
+
+  localMember(): MemberInfo {
+    return this.core.localMember();
+  }
+
+  healthScore(): number {
+    return this.core.healthScore();
+  }
+
+  /** This member's coordinate in this pool. */
+  coordinate(): Coordinate {
+    return this.vivaldi.getCoordinate();
+  }
+
+  /** The last coordinate each member sent with an ack to our probes. */
+  coordinates(): ReadonlyMap<string, Coordinate> {
+    return this.peerCoordinates;
+  }
+
+  subscribe(listener: PoolListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Joins through each address (a push/pull with each); per-address results, memberlist's texts. */
+  async join(addresses: readonly string[]): Promise<JoinResult[]> {
+    const waits = this.core.join(addresses).map((id) => new Promise<StreamOutcome>((resolve) => this.streamWaiters.set(id, resolve)));
+    this.flush();
+    const outcomes = await Promise.all(waits);
+    return outcomes.map((outcome) => ({ address: outcome.address, joined: outcome.error === undefined, error: outcome.error === undefined ? '' : `Failed to join ${outcome.address}: ${outcome.error}` }));
+  }
+
+  /** Leaves gracefully: waits until the leave has gone out (or `timeoutMs`), as memberlist's Leave. */
+  async leave(timeoutMs: number): Promise<void> {
+    this.core.leave();
+    this.flush();
+    const deadline = Date.now() + timeoutMs;
+    while (!this.core.leaveSent() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, TICK_MS));
+    // A little longer, so the leave rides a few gossip rounds (Consul's leave_drain_time idea).
+    await new Promise((resolve) => setTimeout(resolve, Math.min(timeoutMs, 3 * this.options.timings.gossipIntervalMs)));
+  }
+
+  forceLeave(node: string, prune: boolean): string | undefined {
+    const error = this.core.forceLeave(node, prune);
+    this.flush();
+    return error;
+  }
+
+  fireEvent(name: string, payload: Uint8Array): { ltime: number } | { error: string } {
+    const result = this.core.fireUserEvent(name, payload);
+    this.flush();
+    return result;
+  }
+
+  setTags(tags: Readonly<Record<string, string>>): void {
+    this.core.setTags(tags);
+    this.flush();
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    clearInterval(this.timer);
+    for (const waiter of this.streamWaiters.values()) waiter({ id: 0, address: '', join: true, error: 'the gossip pool is shutting down' });
+    this.streamWaiters.clear();
+    await this.transport.close();
+  }
+
+  private tick(): void {
+    const now = process.hrtime.bigint();
+    const elapsedTicks = Number((now - this.lastTickNs) / BigInt(TICK_MS * 1_000_000));
+    if (elapsedTicks <= 0) return;
+    this.lastTickNs += BigInt(elapsedTicks * TICK_MS * 1_000_000);
+    for (let i = 0; i < Math.min(elapsedTicks, MAX_CATCH_UP_TICKS); i++) this.core.tick();
+    if (elapsedTicks > MAX_CATCH_UP_TICKS) this.lastTickNs = now;
+    this.flush();
+  }
+
+  private receivePacket(from: string, bytes: Uint8Array): void {
+    if (this.stopped) return;
+    const decoded = decodePacket(bytes);
+    if ('error' in decoded) {
+      this.transport.dropped.packets++;
+      this.options.logger.debug({ from, reason: decoded.error }, `dropped a gossip packet from ${from}: ${decoded.error}`);
+      return;
+    }
+    this.core.receivePacket(from, decoded.messages);
+    this.flush();
+  }
+
+  private receiveStream(from: string, request: Uint8Array): Uint8Array {
+    const decoded = decodeStreamFrame(request);
+    if ('error' in decoded || decoded.frame.type !== 'push-pull-request') {
+      this.transport.dropped.streams++;
+      const reason = 'error' in decoded ? decoded.error : `unexpected ${decoded.frame.type} frame`;
+      return encodeStreamFrame({ type: 'error', message: reason });
+    }
+    const { answer } = this.core.receiveStream(from, decoded.frame.state);
+    this.flush();
+    return encodeStreamFrame({ type: 'push-pull-response', state: answer });
+  }
+
+  /** Carries out what the core asked for: datagrams, streams, events. */
+  private flush(): void {
+    if (this.stopped) return;
+    const ready = this.core.ready();
+    for (const packet of ready.packets) this.sendPacket(packet.to, packet.messages);
+    for (const stream of ready.streams) void this.runStream(stream.id, stream.to, stream.state);
+    for (const event of ready.events) this.handleEvent(event);
+  }
+
+  private sendPacket(to: string, messages: readonly Message[]): void {
+    const first = messages[0];
+    if (first?.type === 'ping') {
+      if (this.pingsSent.size >= MAX_PINGS_IN_FLIGHT) this.pingsSent.delete(this.pingsSent.keys().next().value!);
+      this.pingsSent.set(first.seqNo, process.hrtime.bigint());
+    }
+    let bytes: Uint8Array;
+    try {
+      bytes = encodePacket(messages);
+    } catch (err) {
+      this.options.logger.error({ err, to }, `cannot encode a gossip packet: ${(err as Error).message}`);
+      return;
+    }
+    this.transport.sendPacket(to, bytes);
+  }
+
+  private async runStream(id: number, to: string, state: PushPull): Promise<void> {
+    let outcome: PushPull | { error: string };
+    try {
+      const answer = decodeStreamFrame(await this.transport.exchange(to, encodeStreamFrame({ type: 'push-pull-request', state }), this.options.timings.streamTimeoutMs));
+      if ('error' in answer) outcome = { error: answer.error };
+      else if (answer.frame.type === 'error') outcome = { error: answer.frame.message };
+      else if (answer.frame.type === 'push-pull-response') outcome = answer.frame.state;
+      else outcome = { error: `unexpected ${answer.frame.type} frame` };
+    } catch (err) {
+      outcome = { error: (err as Error).message };
+    }
+    if (this.stopped) return;
+    const result = this.core.streamCompleted(id, outcome);
+    if (result.error !== undefined && !result.join) this.options.logger.debug({ to, reason: result.error }, `push/pull with ${to} failed: ${result.error}`);
+    this.streamWaiters.get(id)?.(result);
+    this.streamWaiters.delete(id);
+    this.flush();
+  }
+
+  private handleEvent(event: SwimEvent): void {
+    const segment = this.options.segment === '' ? '<default>' : this.options.segment;
+    switch (event.type) {
+      case 'ping-complete':
+        return this.recordRoundTrip(event.node, event.seqNo, event.payload);
+      case 'log':
+        this.options.logger[event.level]({ segment, ...event.fields }, `memberlist: ${event.message}`);
+        return;
+      case 'member-join':
+      case 'member-update':
+      case 'member-failed':
+      case 'member-leave':
+      case 'member-reap': {
+        const name = { 'member-join': 'EventMemberJoin', 'member-update': 'EventMemberUpdate', 'member-failed': 'EventMemberFailed', 'member-leave': 'EventMemberLeave', 'member-reap': 'EventMemberReap' }[event.type];
+        // Consul's log line: `serf: EventMemberJoin: node1 10.0.0.1`.
+        this.options.logger.info({ event: name, segment, member: event.member.name, address: event.member.address }, `serf: ${name}: ${event.member.name} ${event.member.address.replace(/:\d+$/, '')}`);
+        if (event.type === 'member-reap' || event.type === 'member-leave') {
+          this.peerCoordinates.delete(event.member.name);
+          this.vivaldi.forgetNode(event.member.name);
+        }
+        break;
+      }
+      default:
+        break;
+    }
+    for (const listener of this.listeners) listener(event);
+  }
+
+  private recordRoundTrip(node: string, seqNo: number, payload: Uint8Array): void {
+    const sent = this.pingsSent.get(seqNo);
+    this.pingsSent.delete(seqNo);
+    const coordinate = decodeCoordinate(payload);
+    if (sent === undefined || coordinate === undefined) return;
+    const rttSeconds = Number(process.hrtime.bigint() - sent) / 1e9;
+    try {
+      this.vivaldi.update(node, coordinate, rttSeconds);
+      this.peerCoordinates.set(node, coordinate);
+    } catch (err) {
+      this.options.logger.debug({ node, err }, `Vivaldi rejected a sample from ${node}: ${(err as Error).message}`);
+    }
+  }
+}
