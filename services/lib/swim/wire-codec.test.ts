@@ -249,19 +249,22 @@ describe('limits (STYLE.md: a limit on everything; a clear error, never a crash)
     expect(validateMessage({ type: 'ping', seqNo: 1, node: 'é'.repeat(65) })).toMatch(/130 bytes is above the limit of 128/);
   });
 
-  test('tags: 64 entries and 4 KiB in all travel; 65 entries or 4 KiB + 1 are refused', () => {
-    const sixtyFour = Object.fromEntries(Array.from({ length: 64 }, (_, i) => [`k${i}`, 'v']));
+  test('tags: the limits of entries and bytes travel; one more entry or byte is refused', () => {
+    const { tagCount, tagBytes } = WIRE_LIMITS;
+    const atLimit = Object.fromEntries(Array.from({ length: tagCount }, (_, i) => [`k${i}`, 'v']));
     const alive = (t: Record<string, string>): Message => ({ type: 'alive', node: 'a', address: 'b', incarnation: 1, tags: t });
-    expect(decodePacket(encodePacket([alive(sixtyFour)]))).toEqual({ messages: [alive(sixtyFour)] });
-    const sixtyFive = { ...sixtyFour, k64: 'v' };
-    expect(validateMessage(alive(sixtyFive))).toMatch(/65 tags is above the limit of 64/);
-    expectRefused(decodePacket(rawPacketFor(alive(sixtyFive))), /65 tags is above the limit of 64/);
+    expect(decodePacket(encodePacket([alive(atLimit)]))).toEqual({ messages: [alive(atLimit)] });
+    const oneMore = { ...atLimit, [`k${tagCount}`]: 'v' };
+    const tooMany = new RegExp(`${tagCount + 1} tags is above the limit of ${tagCount}`);
+    expect(validateMessage(alive(oneMore))).toMatch(tooMany);
+    expectRefused(decodePacket(rawPacketFor(alive(oneMore))), tooMany);
 
-    const fourKiB = { role: 'v'.repeat(4096 - 4) };
-    expect(decodePacket(encodePacket([alive(fourKiB)]))).toEqual({ messages: [alive(fourKiB)] });
-    const past = { role: 'v'.repeat(4096 - 3) };
-    expect(validateMessage(alive(past))).toMatch(/4097 bytes/);
-    expectRefused(decodePacket(rawPacketFor(alive(past))), /4097 bytes/);
+    const full = { role: 'v'.repeat(tagBytes - 4) };
+    expect(decodePacket(encodePacket([alive(full)]))).toEqual({ messages: [alive(full)] });
+    const past = { role: 'v'.repeat(tagBytes - 3) };
+    const tooLarge = new RegExp(`${tagBytes + 1} bytes`);
+    expect(validateMessage(alive(past))).toMatch(tooLarge);
+    expectRefused(decodePacket(rawPacketFor(alive(past))), tooLarge);
     expect(() => encodePacket([alive(past)])).toThrow(InvariantViolation);
   });
 
@@ -306,9 +309,9 @@ describe('limits (STYLE.md: a limit on everything; a clear error, never a crash)
   });
 
   test('a refusal quotes a peer\'s text briefly, so it fits the error frame sent back', () => {
-    const key = 'k'.repeat(5000);
+    const key = 'k'.repeat(WIRE_LIMITS.tagBytes + 1000);
     const result = decodePacket(rawPacketFor({ type: 'alive', node: 'a', address: 'b', incarnation: 1, tags: { [key]: 'v' } }));
-    expectRefused(result, /tag name "k{32}\.\.\." of 5000 bytes is above the limit of 4096/);
+    expectRefused(result, new RegExp(`tag name "k{32}\\.\\.\\." of ${key.length} bytes is above the limit of ${WIRE_LIMITS.tagBytes}`));
     if (!isError(result)) throw new Error('unreachable');
     expect(decodeStreamFrame(encodeStreamFrame({ type: 'error', message: result.error }))).toEqual({ frame: { type: 'error', message: result.error } });
   });
@@ -351,13 +354,13 @@ describe('stream limits (memberlist TestReadRemoteState_Limits)', () => {
     expect(validatePushPull({ join: false, members: new Array<PushPullMember>(members), memberLtime: 0, eventLtime: 0 })).toMatch(/1048577 members is above the limit/);
   });
 
-  test('a member with more than 64 tags is refused by counting, even when they repeat one key', () => {
+  test('a member with more tags than the limit is refused by counting, even when they repeat one key', () => {
     const tagEntry = [0x2a, 0x06, 0x0a, 0x01, 0x6b, 0x12, 0x01, 0x76]; // field 5: { key: "k", value: "v" }
     const member = wire.PushPullMember.encode(wireMember()).finish();
-    const memberWithTags = Uint8Array.from([...member, ...Array.from({ length: 65 }, () => tagEntry).flat()]);
+    const memberWithTags = Uint8Array.from([...member, ...Array.from({ length: WIRE_LIMITS.tagCount + 1 }, () => tagEntry).flat()]);
     const state = Uint8Array.from([0x12, ...varint(memberWithTags.length), ...memberWithTags]);
     const bytes = Uint8Array.from([0x12, ...varint(state.length), ...state]);
-    expectRefused(decodeStreamFrame(bytes), /member 1: more than 64 tags/);
+    expectRefused(decodeStreamFrame(bytes), new RegExp(`member 1: more than ${WIRE_LIMITS.tagCount} tags`));
   });
 
   test('unknown member states, empty frames and oversized errors are refused', () => {

@@ -26,9 +26,13 @@ export const STREAM_FRAME_HEADER_BYTES = 4;
 export const WIRE_LIMITS = {
   nodeNameBytes: 128,
   addressBytes: 256,
-  tagCount: 64,
-  /** Every key and value of a member's tags together. */
-  tagBytes: 4 * 1024,
+  /**
+   * A server declaring the most segments (64) carries an `sl_<name>` tag for each beside its ~10
+   * own, so the limits leave room for that (memberlist's 512-byte meta could not: consul#7004).
+   */
+  tagCount: 96,
+  /** Every key and value of a member's tags together: 64 × (3 + 64 + 1 + 21) bytes of sl_ tags fit. */
+  tagBytes: 8 * 1024,
   eventNameBytes: 128,
   /** A user event's payload, and an ack's. */
   payloadBytes: 64 * 1024,
