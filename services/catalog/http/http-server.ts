@@ -1,0 +1,254 @@
+/**
+ * The catalog's HTTP server on 8500: node:http with a small router, Consul's error mapping and
+ * JSON conventions (Go field names, `?pretty`), a span per request carrying the caller's W3C
+ * trace context, and limits on bodies and on connections per client (Consul's
+ * `http_max_conns_per_client` = 200). Handlers are adapters: they parse, call the store, and
+ * return a result or throw an HttpError.
+ */
+import { IncomingHttpHeaders, IncomingMessage, Server, ServerResponse, createServer } from 'node:http';
+import { Socket } from 'node:net';
+
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, Tracer, context as otelContext, propagation } from '@opentelemetry/api';
+
+import { Logger } from '../../lib/log';
+import { HttpError, methodNotAllowed } from './http-errors';
+
+/** Bodies larger than this are refused before they are read (the KV endpoint has its own, smaller, limit). */
+export const MAX_BODY_BYTES = 4 * 1024 * 1024;
+export const MAX_CONNS_PER_CLIENT = 200;
+
+export interface HttpRequest {
+  readonly method: string;
+  readonly path: string;
+  readonly query: URLSearchParams;
+  readonly headers: IncomingHttpHeaders;
+  /** Route parameters: `:name` segments and the `*rest` tail. */
+  readonly params: Readonly<Record<string, string>>;
+  /** The body, read once, refused past `limit` bytes with `tooLarge(length)`'s error. */
+  body(limit?: number, tooLarge?: (length: number) => HttpError): Promise<Buffer>;
+}
+
+export interface HttpResult {
+  readonly status?: number;
+  /** JSON-encoded unless a Buffer (raw bytes) or a string with a content type. */
+  readonly body?: unknown;
+  readonly contentType?: string;
+  readonly headers?: Readonly<Record<string, string>>;
+}
+
+export type HttpHandler = (request: HttpRequest) => Promise<HttpResult>;
+
+interface Route {
+  readonly pattern: string;
+  readonly segments: readonly string[];
+  readonly handlers: Map<string, HttpHandler>;
+}
+
+export class HttpRouter {
+  private readonly routes: Route[] = [];
+
+  /** `pattern`: "/v1/catalog/service/:name", or "/v1/kv/*key" for the rest of the path. */
+  on(methods: readonly string[], pattern: string, handler: HttpHandler): this {
+    let route = this.routes.find((r) => r.pattern === pattern);
+    if (route === undefined) {
+      route = { pattern, segments: pattern.split('/').slice(1), handlers: new Map() };
+      this.routes.push(route);
+    }
+    for (const method of methods) route.handlers.set(method, handler);
+    return this;
+  }
+
+  match(path: string): { route: Route; params: Record<string, string> } | undefined {
+    const parts = path.split('/').slice(1);
+    for (const route of this.routes) {
+      const params: Record<string, string> = {};
+      let matched = true;
+      for (let i = 0; i < route.segments.length; i++) {
+        const segment = route.segments[i];
+        if (segment.startsWith('*')) {
+          params[segment.slice(1)] = parts.slice(i).map(decode).join('/');
+          break;
+        }
+        if (i >= parts.length) {
+          matched = false;
+          break;
+        }
+        if (segment.startsWith(':')) params[segment.slice(1)] = decode(parts[i]);
+        else if (segment !== parts[i]) {
+          matched = false;
+          break;
+        }
+        if (i === route.segments.length - 1 && parts.length !== route.segments.length) matched = false;
+      }
+      if (matched) return { route, params };
+    }
+    return undefined;
+  }
+}
+
+export interface HttpServerOptions {
+  readonly router: HttpRouter;
+  readonly logger: Logger;
+  readonly tracer: Tracer;
+}
+
+export class CatalogHttpServer {
+  private readonly server: Server;
+  private readonly connsPerClient = new Map<string, number>();
+  private readonly sockets = new Set<Socket>();
+
+  constructor(private readonly options: HttpServerOptions) {
+    this.server = createServer({ keepAliveTimeout: 30_000, requestTimeout: 15 * 60_000 }, (req, res) => void this.handle(req, res));
+    this.server.on('connection', (socket: Socket) => this.admit(socket));
+  }
+
+  listen(host: string, port: number): Promise<string> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', (err) => reject(new Error(`cannot listen for HTTP on ${host}:${port}: ${err.message}`)));
+      this.server.listen(port, host, () => {
+        const address = this.server.address();
+        resolve(typeof address === 'object' && address !== null ? `${host}:${address.port}` : `${host}:${port}`);
+      });
+    });
+  }
+
+  async close(): Promise<void> {
+    await new Promise<void>((resolve) => {
+      this.server.close(() => resolve());
+      // Blocking queries would hold the close for minutes: cut them.
+      for (const socket of this.sockets) socket.destroy();
+    });
+  }
+
+  private admit(socket: Socket): void {
+    const client = socket.remoteAddress ?? '';
+    const count = (this.connsPerClient.get(client) ?? 0) + 1;
+    if (count > MAX_CONNS_PER_CLIENT) {
+      this.options.logger.warn({ client }, `refusing an HTTP connection from ${client}: ${MAX_CONNS_PER_CLIENT} already open (http_max_conns_per_client)`);
+      socket.destroy();
+      return;
+    }
+    this.connsPerClient.set(client, count);
+    this.sockets.add(socket);
+    socket.on('close', () => {
+      this.sockets.delete(socket);
+      const left = (this.connsPerClient.get(client) ?? 1) - 1;
+      if (left <= 0) this.connsPerClient.delete(client);
+      else this.connsPerClient.set(client, left);
+    });
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://catalog');
+    const method = req.method ?? 'GET';
+    const found = this.options.router.match(url.pathname);
+    const parent = propagation.extract(ROOT_CONTEXT, req.headers);
+    const spanName = `HTTP ${method} ${found?.route.pattern ?? 'unknown'}`;
+    await this.options.tracer.startActiveSpan(spanName, { kind: SpanKind.SERVER, attributes: { 'http.request.method': method, 'url.path': url.pathname } }, parent, async (span) => {
+      let result: HttpResult;
+      try {
+        if (found === undefined) {
+          // Consul's index handler: an unknown path is a 404 with an empty body.
+          result = { status: 404, body: Buffer.alloc(0) };
+        } else if (method === 'OPTIONS') {
+          result = { status: 200, body: Buffer.alloc(0), headers: { Allow: ['OPTIONS', ...found.route.handlers.keys()].join(',') } };
+        } else {
+          const handler = found.route.handlers.get(method);
+          if (handler === undefined) throw methodNotAllowed(method, [...found.route.handlers.keys()]);
+          result = await otelContext.with(otelContext.active(), () => handler(request(req, url, found.params)));
+        }
+      } catch (err) {
+        result = errorResult(err, this.options.logger, method, url.pathname);
+      }
+      const status = result.status ?? 200;
+      span.setAttribute('http.response.status_code', status);
+      if (status >= 500) span.setStatus({ code: SpanStatusCode.ERROR, message: typeof result.body === 'string' ? result.body : undefined });
+      span.end();
+      send(res, result, url.searchParams.has('pretty'));
+    });
+  }
+}
+
+function request(req: IncomingMessage, url: URL, params: Record<string, string>): HttpRequest {
+  let read: Promise<Buffer> | undefined;
+  return {
+    method: req.method ?? 'GET',
+    path: url.pathname,
+    query: url.searchParams,
+    headers: req.headers,
+    params,
+    body(limit = MAX_BODY_BYTES, tooLarge = (length) => new HttpError(413, `Request body(${length} bytes) too large, max size: ${limit} bytes`)) {
+      read ??= readBody(req, limit, tooLarge);
+      return read;
+    },
+  };
+}
+
+function readBody(req: IncomingMessage, limit: number, tooLarge: (length: number) => HttpError): Promise<Buffer> {
+  const declared = Number(req.headers['content-length'] ?? NaN);
+  if (declared > limit) {
+    req.resume();
+    return Promise.reject(tooLarge(declared));
+  }
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let length = 0;
+    let failed = false;
+    req.on('data', (chunk: Buffer) => {
+      if (failed) return;
+      length += chunk.length;
+      if (length > limit) {
+        failed = true;
+        reject(tooLarge(length));
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => {
+      if (!failed) resolve(Buffer.concat(chunks));
+    });
+    req.on('error', (err) => {
+      if (!failed) reject(err);
+    });
+  });
+}
+
+function errorResult(err: unknown, logger: Logger, method: string, path: string): HttpResult {
+  if (err instanceof HttpError) return { status: err.status, body: err.message, contentType: 'text/plain; charset=utf-8', headers: err.headers };
+  const message = (err as Error)?.message ?? String(err);
+  logger.error({ err, method, path }, `request failed: ${method} ${path}: ${message}`);
+  return { status: 500, body: message, contentType: 'text/plain; charset=utf-8' };
+}
+
+function send(res: ServerResponse, result: HttpResult, pretty: boolean): void {
+  let body: Buffer;
+  let contentType = result.contentType;
+  if (Buffer.isBuffer(result.body)) body = result.body;
+  else if (typeof result.body === 'string' && contentType !== undefined) body = Buffer.from(result.body);
+  else {
+    body = Buffer.from(toJson(result.body ?? null, pretty));
+    contentType ??= 'application/json';
+  }
+  const headers: Record<string, string | number> = { ...result.headers, 'Content-Length': body.length };
+  if (contentType !== undefined && body.length > 0) headers['Content-Type'] = contentType;
+  if (res.headersSent || res.destroyed) return;
+  res.writeHead(result.status ?? 200, headers);
+  res.end(body);
+}
+
+const BIGINT_MARK = '\u0000bigint:';
+
+/** JSON as Go writes it; uint64s (KV Flags) as exact numbers; `?pretty` indents four spaces. */
+export function toJson(value: unknown, pretty = false): string {
+  const text = JSON.stringify(value, (_key, v: unknown) => (typeof v === 'bigint' ? `${BIGINT_MARK}${v}` : v), pretty ? 4 : undefined);
+  const exact = text.replace(/"\\u0000bigint:(\d+)"/g, '$1');
+  return pretty ? `${exact}\n` : exact;
+}
+
+function decode(component: string): string {
+  try {
+    return decodeURIComponent(component);
+  } catch {
+    return component;
+  }
+}

@@ -1,0 +1,83 @@
+/**
+ * Consul's data model as it is stored and served: the JSON shapes of `/v1/catalog`, `/v1/health`
+ * and `/v1/kv` (reference/consul-compat.md §4), field names as Go writes them. CreateIndex and
+ * ModifyIndex are not stored: they are the consensus revisions of the key (create and mod).
+ */
+
+export type CheckStatus = 'passing' | 'warning' | 'critical';
+
+export interface TaggedAddress {
+  readonly Address: string;
+  readonly Port: number;
+}
+
+export interface StoredNode {
+  readonly ID: string;
+  readonly Node: string;
+  readonly Address: string;
+  readonly Datacenter: string;
+  readonly TaggedAddresses: Readonly<Record<string, string>>;
+  readonly Meta: Readonly<Record<string, string>>;
+}
+
+export interface StoredService {
+  readonly ID: string;
+  readonly Service: string;
+  readonly Tags: readonly string[];
+  readonly Address: string;
+  readonly TaggedAddresses: Readonly<Record<string, TaggedAddress>>;
+  readonly Meta: Readonly<Record<string, string>>;
+  readonly Port: number;
+  readonly Weights: { readonly Passing: number; readonly Warning: number };
+  readonly EnableTagOverride: boolean;
+}
+
+export interface StoredCheck {
+  readonly Node: string;
+  readonly CheckID: string;
+  readonly Name: string;
+  readonly Status: CheckStatus;
+  readonly Notes: string;
+  readonly Output: string;
+  readonly ServiceID: string;
+  readonly ServiceName: string;
+  readonly ServiceTags: readonly string[];
+  readonly Type: string;
+}
+
+export interface StoredSession {
+  readonly ID: string;
+  readonly Name: string;
+  readonly Node: string;
+  /** Go duration text, e.g. "15s". */
+  readonly LockDelay: string;
+  readonly Behavior: 'release' | 'delete';
+  /** Go duration text, "" for none. */
+  readonly TTL: string;
+  readonly NodeChecks: readonly string[];
+  readonly ServiceChecks: readonly { readonly ID: string }[];
+  /** The consensus lease that keeps the session alive (0 for none). */
+  readonly LeaseID: string;
+}
+
+/** A KV entry's envelope around its value: what Consul keeps beside the bytes. */
+export interface StoredKv {
+  readonly Flags: bigint;
+  readonly LockIndex: number;
+  readonly Session: string;
+  readonly Value: Uint8Array;
+}
+
+/** Consul's serfHealth check (agent/structs): the reconciler writes it from gossip state. */
+export const SERF_HEALTH = {
+  CheckID: 'serfHealth',
+  Name: 'Serf Health Status',
+  alive: 'Agent alive and reachable',
+  failed: 'Agent not live or unreachable',
+} as const;
+
+/** Node meta key with the node's network segment (`structs.MetaSegmentKey`). */
+export const META_SEGMENT_KEY = 'consul-network-segment';
+
+/** The largest KV value Consul accepts (raft.SuggestedMaxDataSize). */
+export const MAX_KV_VALUE_BYTES = 512 * 1024;

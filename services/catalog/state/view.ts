@@ -1,0 +1,200 @@
+/**
+ * The catalog's watch-fed view of its consensus keys (DESIGN.md data flow 2): a full read at a
+ * revision, then every change from the revision after it, so the view is always the store as of
+ * one revision. Every read the catalog serves comes from here; the consistency mode only decides
+ * which revision the view must have reached first (`waitForRevision`).
+ *
+ * Blocking queries (reference/consul-compat.md §4.4) wait on tables: each table remembers the
+ * last revision that changed it, deletions included, and a waiter wakes when a table it reads
+ * moves past the index it holds. Deleted KV keys leave a tombstone with their delete revision,
+ * so a recursive read's index moves when a key below its prefix goes away (Consul's graveyard).
+ */
+import { invariant } from '../../lib/invariant';
+import { Table, tableOf } from './keys';
+
+export interface Row {
+  readonly key: string;
+  readonly value: Uint8Array;
+  readonly createRevision: number;
+  readonly modRevision: number;
+  readonly lease: string;
+}
+
+export type Change = { readonly type: 'put'; readonly row: Row } | { readonly type: 'delete'; readonly key: string; readonly revision: number };
+
+interface Waiter {
+  readonly tables: readonly Table[];
+  readonly index: number;
+  readonly wake: () => void;
+}
+
+/** Tombstones kept for KV deletes; the oldest go first (Consul reaps its graveyard too). */
+export const MAX_TOMBSTONES = 100_000;
+/** Blocking queries one catalog holds at once; more are refused, never queued without bound. */
+export const MAX_WAITERS = 50_000;
+
+export class CatalogView {
+  private readonly rows = new Map<string, Row>();
+  private readonly tableIndex = new Map<Table, number>();
+  private readonly tombstones = new Map<string, number>();
+  private readonly waiters = new Map<Table, Set<Waiter>>();
+  private waiterCount = 0;
+  private readonly revisionWaiters: { revision: number; wake: () => void }[] = [];
+  private appliedRevision = 0;
+  private loaded = false;
+
+  /** The revision the view reflects. */
+  get revision(): number {
+    return this.appliedRevision;
+  }
+
+  get isLoaded(): boolean {
+    return this.loaded;
+  }
+
+  /** Replaces the view with a full read at `revision` (at start, and after a lost watch). */
+  load(rows: readonly Row[], revision: number): void {
+    this.rows.clear();
+    for (const row of rows) if (tableOf(row.key) !== undefined) this.rows.set(row.key, row);
+    // After a reload we cannot tell what changed: every table counts as changed now.
+    for (const table of ['nodes', 'services', 'checks', 'kvs', 'sessions', 'system'] as Table[]) this.tableIndex.set(table, Math.max(this.tableIndex.get(table) ?? 0, revision));
+    this.appliedRevision = revision;
+    this.loaded = true;
+    this.wakeAll();
+  }
+
+  /** Applies the changes of one or more revisions, in order, up to `revision`. */
+  apply(changes: readonly Change[], revision: number): void {
+    invariant(revision >= this.appliedRevision, () => `the view went back from revision ${this.appliedRevision} to ${revision}`);
+    const touched = new Set<Table>();
+    for (const change of changes) {
+      const key = change.type === 'put' ? change.row.key : change.key;
+      const table = tableOf(key);
+      if (table === undefined) continue;
+      const at = change.type === 'put' ? change.row.modRevision : change.revision;
+      if (change.type === 'put') {
+        this.rows.set(key, change.row);
+        this.tombstones.delete(key);
+      } else {
+        this.rows.delete(key);
+        if (table === 'kvs') this.bury(key, at);
+      }
+      this.tableIndex.set(table, Math.max(this.tableIndex.get(table) ?? 0, at));
+      touched.add(table);
+    }
+    this.appliedRevision = revision;
+    for (const table of touched) this.wakeTable(table);
+    this.wakeRevisionWaiters();
+  }
+
+  get(key: string): Row | undefined {
+    return this.rows.get(key);
+  }
+
+  /** Rows whose key starts with `prefix`, in key order. */
+  scan(prefix: string): Row[] {
+    const out: Row[] = [];
+    for (const [key, row] of this.rows) if (key.startsWith(prefix)) out.push(row);
+    return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  }
+
+  /** The last revision that changed any of `tables` (Consul's table index); never below 1. */
+  index(...tables: Table[]): number {
+    let index = 1;
+    for (const table of tables) index = Math.max(index, this.tableIndex.get(table) ?? 0);
+    return index;
+  }
+
+  /** The highest revision that deleted a KV key under `prefix` (Consul's graveyard index). */
+  tombstoneIndex(prefix: string): number {
+    let index = 0;
+    for (const [key, revision] of this.tombstones) if (key.startsWith(prefix) && revision > index) index = revision;
+    return index;
+  }
+
+  /**
+   * Resolves when one of `tables` changes past `index`, or after `timeoutMs` (whichever comes
+   * first), or at once when one already has. Rejects when too many queries are waiting.
+   */
+  waitForChange(tables: readonly Table[], index: number, timeoutMs: number): Promise<void> {
+    if (this.index(...tables) > index) return Promise.resolve();
+    if (this.waiterCount >= MAX_WAITERS) return Promise.reject(new Error(`too many blocking queries on this catalog (${MAX_WAITERS}); retry later`));
+    return new Promise((resolve) => {
+      let timer: NodeJS.Timeout | undefined;
+      const waiter: Waiter = {
+        tables,
+        index,
+        wake: () => {
+          clearTimeout(timer);
+          this.removeWaiter(waiter);
+          resolve();
+        },
+      };
+      timer = setTimeout(waiter.wake, timeoutMs);
+      for (const table of tables) {
+        let set = this.waiters.get(table);
+        if (set === undefined) this.waiters.set(table, (set = new Set()));
+        set.add(waiter);
+      }
+      this.waiterCount++;
+    });
+  }
+
+  /** Resolves true once the view has applied `revision`, false after `timeoutMs`. */
+  waitForRevision(revision: number, timeoutMs: number): Promise<boolean> {
+    if (this.appliedRevision >= revision) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const entry = {
+        revision,
+        wake: () => {
+          clearTimeout(timer);
+          resolve(true);
+        },
+      };
+      const timer = setTimeout(() => {
+        const at = this.revisionWaiters.indexOf(entry);
+        if (at >= 0) this.revisionWaiters.splice(at, 1);
+        resolve(false);
+      }, timeoutMs);
+      this.revisionWaiters.push(entry);
+    });
+  }
+
+  /** Blocking queries waiting now (for metrics). */
+  get waiting(): number {
+    return this.waiterCount;
+  }
+
+  private bury(key: string, revision: number): void {
+    this.tombstones.set(key, revision);
+    if (this.tombstones.size > MAX_TOMBSTONES) this.tombstones.delete(this.tombstones.keys().next().value!);
+  }
+
+  private wakeTable(table: Table): void {
+    const set = this.waiters.get(table);
+    if (set === undefined) return;
+    const index = this.tableIndex.get(table) ?? 0;
+    for (const waiter of [...set]) if (index > waiter.index) waiter.wake();
+  }
+
+  private wakeAll(): void {
+    for (const table of this.waiters.keys()) this.wakeTable(table);
+    this.wakeRevisionWaiters();
+  }
+
+  private wakeRevisionWaiters(): void {
+    for (let i = this.revisionWaiters.length - 1; i >= 0; i--) {
+      const entry = this.revisionWaiters[i];
+      if (this.appliedRevision >= entry.revision) {
+        this.revisionWaiters.splice(i, 1);
+        entry.wake();
+      }
+    }
+  }
+
+  private removeWaiter(waiter: Waiter): void {
+    let removed = false;
+    for (const table of waiter.tables) removed = this.waiters.get(table)?.delete(waiter) === true || removed;
+    if (removed) this.waiterCount--;
+  }
+}
