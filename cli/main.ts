@@ -4,20 +4,23 @@
  * an unknown command or none (after printing the command list).
  */
 import { Command, CommandIo } from './command';
+import { catalogCommand } from './commands/catalog';
 import { forceLeaveCommand, joinCommand, leaveCommand } from './commands/join';
 import { keygenCommand } from './commands/keygen';
+import { kvCommand } from './commands/kv';
 import { membersCommand } from './commands/members';
 import { roleCommand } from './commands/role';
 import { versionCommand } from './commands/version';
 
 export const commands: Record<string, Command> = {
-  catalog: roleCommand(() => require('../services/catalog/role').catalogRole, 'Runs a catalog (HTTP API on 8500, gRPC API on 8502)'),
+  catalog: catalogCommand(roleCommand(() => require('../services/catalog/role').catalogRole, 'Runs a catalog (HTTP API on 8500, gRPC API on 8502)')),
   consensus: roleCommand(() => require('../services/consensus/role').consensusRole, 'Runs a consensus server (Raft and the KV store)'),
   'federation-router': roleCommand(() => require('../services/federation-router/role').federationRouterRole, 'Runs a federation router (network areas over mTLS on 8300)'),
   'force-leave': forceLeaveCommand,
   gossip: roleCommand(() => require('../services/gossip/role').gossipRole, 'Runs a gossip agent (SWIM membership, segments)'),
   join: joinCommand,
   keygen: keygenCommand,
+  kv: kvCommand,
   leave: leaveCommand,
   members: membersCommand,
   version: versionCommand,

@@ -1,0 +1,79 @@
+/**
+ * How CLI commands reach the Consul-compatible HTTP API, as Consul's CLI does: `-http-addr`, else
+ * CONSULATE_HTTP_ADDR (CONSUL_HTTP_ADDR also works), else http://127.0.0.1:8500; `-datacenter`
+ * becomes `?dc=`. A non-2xx answer is an error with the api package's text:
+ * `Unexpected response code: 500 (No path to datacenter)`.
+ */
+import { FlagSpec } from '../services/lib/flags';
+
+export const HTTP_FLAGS: FlagSpec[] = [
+  { name: 'http-addr', kind: 'string', usage: 'The address of the catalog HTTP API. Also CONSULATE_HTTP_ADDR.', defaultText: '"http://127.0.0.1:8500"' },
+  { name: 'datacenter', kind: 'string', usage: "Name of the datacenter to query. Defaults to the catalog's own." },
+  { name: 'stale', kind: 'bool', usage: 'Permit any catalog to answer from its view, even without a leader.' },
+];
+
+/** Each request ends within this long; blocking queries pass their own. */
+const DEFAULT_TIMEOUT_MS = 30_000;
+
+export class HttpApiError extends Error {
+  override readonly name = 'HttpApiError';
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface ApiResponse<T> {
+  readonly status: number;
+  readonly body: T;
+  readonly index: number;
+}
+
+export class HttpApi {
+  private readonly base: string;
+
+  constructor(
+    values: ReadonlyMap<string, unknown>,
+    env: NodeJS.ProcessEnv,
+    private readonly datacenter = (values.get('datacenter') as string | undefined) ?? '',
+    private readonly stale = values.get('stale') === true,
+  ) {
+    const flag = values.get('http-addr') as string | undefined;
+    const address = flag || env.CONSULATE_HTTP_ADDR || env.CONSUL_HTTP_ADDR || 'http://127.0.0.1:8500';
+    this.base = /^https?:\/\//.test(address) ? address.replace(/\/$/, '') : `http://${address}`;
+  }
+
+  get address(): string {
+    return this.base;
+  }
+
+  /** A JSON request; `allow404` turns a 404 into `{ status: 404 }` instead of an error. */
+  async request<T>(method: string, path: string, options: { query?: Record<string, string | string[] | undefined>; body?: unknown; raw?: Uint8Array; allow404?: boolean; timeoutMs?: number } = {}): Promise<ApiResponse<T>> {
+    const url = new URL(`${this.base}${path}`);
+    if (this.datacenter !== '') url.searchParams.set('dc', this.datacenter);
+    if (this.stale) url.searchParams.set('stale', '');
+    for (const [key, value] of Object.entries(options.query ?? {})) {
+      if (value === undefined) continue;
+      for (const v of Array.isArray(value) ? value : [value]) url.searchParams.append(key, v);
+    }
+    let response: Response;
+    try {
+      response = await fetch(url, {
+        method,
+        body: options.raw !== undefined ? options.raw : options.body === undefined ? undefined : JSON.stringify(options.body),
+        signal: AbortSignal.timeout(options.timeoutMs ?? DEFAULT_TIMEOUT_MS),
+      });
+    } catch (err) {
+      const cause = (err as { cause?: { code?: string } }).cause?.code;
+      throw new HttpApiError(0, cause === 'ECONNREFUSED' ? `Get "${url.origin}${url.pathname}": dial tcp ${url.host}: connect: connection refused` : (err as Error).message);
+    }
+    const index = Number(response.headers.get('x-consul-index') ?? 0);
+    const text = await response.text();
+    if (response.status === 404 && options.allow404) return { status: 404, body: undefined as T, index };
+    if (response.status < 200 || response.status > 299) throw new HttpApiError(response.status, `Unexpected response code: ${response.status} (${text})`);
+    const type = response.headers.get('content-type') ?? '';
+    return { status: response.status, body: (type.includes('json') && text !== '' ? JSON.parse(text) : text) as T, index };
+  }
+}
