@@ -27,6 +27,8 @@ export interface MembershipDeps {
   readonly keyring: Keyring | undefined;
   /** Leaves every pool, then stops the process (`consul leave`). */
   readonly leaveAndStop: () => Promise<void>;
+  /** Open watch streams; the role ends them when it stops, so shutdown need not wait them out. */
+  readonly openStreams: Set<{ end(): void }>;
 }
 
 export function membershipService(deps: MembershipDeps): MembershipServiceServer {
@@ -39,7 +41,11 @@ export function membershipService(deps: MembershipDeps): MembershipServiceServer
       return undefined;
     }
     watches++;
-    return () => watches--;
+    deps.openStreams.add(call);
+    return () => {
+      watches--;
+      deps.openStreams.delete(call);
+    };
   };
 
   return {

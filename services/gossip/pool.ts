@@ -261,9 +261,14 @@ export class GossipPool {
     switch (event.type) {
       case 'ping-complete':
         return this.recordRoundTrip(event.node, event.seqNo, event.payload);
-      case 'log':
-        this.options.logger[event.level]({ segment, ...event.fields }, `memberlist: ${event.message}`);
+      case 'log': {
+        // The core names the member a line is about `node`, which is also the logger's own field
+        // (this agent's name): in JSON the second key wins, so the line would seem to come from
+        // the member it is about. It goes out as `member`, as the member-event lines below.
+        const { node, ...fields } = event.fields ?? {};
+        this.options.logger[event.level]({ segment, ...fields, ...(node === undefined ? {} : { member: node }) }, `memberlist: ${event.message}`);
         return;
+      }
       case 'member-join':
       case 'member-update':
       case 'member-failed':

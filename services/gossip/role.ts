@@ -75,6 +75,7 @@ export const gossipRole: RoleDefinition<typeof fields> = {
     });
 
     let stopping = false;
+    const openStreams = new Set<{ end(): void }>();
     const server = new RoleGrpcServer({
       logger,
       tracer: context.tracer,
@@ -85,6 +86,7 @@ export const gossipRole: RoleDefinition<typeof fields> = {
             context,
             agent,
             keyring,
+            openStreams,
             leaveAndStop: async () => {
               stopping = true;
               logger.info({ event: 'leave' }, 'Gracefully leaving every pool (consulate leave)');
@@ -116,6 +118,8 @@ export const gossipRole: RoleDefinition<typeof fields> = {
         retry?.cancel();
         // Consul's leave_on_terminate: clients leave on SIGTERM, servers do not (they come back).
         if (!config.server && !stopping) await agent.leave(2_000);
+        // Watches never end on their own: end them, or shutdown waits out its grace period.
+        for (const stream of openStreams) stream.end();
         await server.shutdown();
         await agent.stop();
       },

@@ -20,6 +20,8 @@ const PLAINTEXT = 0;
 const SEALED = 1;
 /** memberlist's maxPushPullRequests: more concurrent inbound streams are closed at once. */
 export const MAX_INBOUND_STREAMS = 128;
+/** Refusals from one host are logged at warn level at most this often. */
+const WARN_INTERVAL_MS = 10_000;
 
 export interface TransportOptions {
   readonly host: string;
@@ -44,6 +46,7 @@ export class GossipTransport {
   private packetHandler: (from: string, bytes: Uint8Array) => void = () => undefined;
   private streamHandler: StreamHandler = () => new Uint8Array(0);
   private inboundStreams = 0;
+  private readonly lastWarned = new Map<string, number>();
   private readonly openSockets = new Set<Socket>();
 
   private constructor(
@@ -152,7 +155,7 @@ export class GossipTransport {
     const from = `${socket.remoteAddress}:${socket.remotePort}`;
     if (this.inboundStreams >= MAX_INBOUND_STREAMS) {
       this.dropped.streams++;
-      this.options.logger.warn({ from }, `closing a stream from ${from}: ${MAX_INBOUND_STREAMS} streams already open`);
+      this.warnAtMostEvery(from, { from }, `closing a stream from ${from}: ${MAX_INBOUND_STREAMS} streams already open`);
       socket.destroy();
       return;
     }
@@ -175,7 +178,7 @@ export class GossipTransport {
       const opened = this.open(frame.body, false);
       if ('error' in opened) {
         this.dropped.streams++;
-        this.options.logger.warn({ from, reason: opened.error }, `refused a stream from ${from}: ${opened.error}`);
+        this.warnAtMostEvery(from, { from, reason: opened.error }, `refused a stream from ${from}: ${opened.error}`);
         socket.end(lengthPrefixed(plaintextRefusal(opened.error)));
         return;
       }
@@ -189,6 +192,22 @@ export class GossipTransport {
       }
       socket.end(lengthPrefixed(this.seal(answer)));
     });
+  }
+
+  /**
+   * A refused peer is worth a warning (a wrong key, a wrong segment's port), but a hostile or
+   * broken one must not flood the log: one warning per remote host per interval, the rest debug.
+   */
+  private warnAtMostEvery(from: string, fields: Record<string, unknown>, message: string): void {
+    const host = from.replace(/:\d+$/, '');
+    const now = Date.now();
+    if (now - (this.lastWarned.get(host) ?? 0) < WARN_INTERVAL_MS) {
+      this.options.logger.debug(fields, message);
+      return;
+    }
+    if (this.lastWarned.size >= 1_024) this.lastWarned.clear();
+    this.lastWarned.set(host, now);
+    this.options.logger.warn(fields, message);
   }
 
   private seal(plaintext: Uint8Array): Uint8Array {
@@ -225,9 +244,17 @@ export class GossipTransport {
   }
 }
 
-/** A refusal is the one frame a peer can read without our key: why we did not take its stream. */
+/**
+ * A refusal is the one frame a peer can read without our key: why we did not take its stream.
+ * It carries the plaintext kind byte like every frame, or `open` on the other side reads the
+ * frame's first protobuf byte as the kind and reports "unknown frame kind 26" instead of the reason.
+ */
 function plaintextRefusal(message: string): Uint8Array {
-  return encodeStreamFrame({ type: 'error', message });
+  const frame = encodeStreamFrame({ type: 'error', message });
+  const out = new Uint8Array(1 + frame.length);
+  out[0] = PLAINTEXT;
+  out.set(frame, 1);
+  return out;
 }
 
 function isRefusal(body: Uint8Array): boolean {

@@ -135,6 +135,8 @@ export async function runRole<S extends ConfigSchema>(definition: RoleDefinition
     running = await definition.start(context);
   } catch (err) {
     logger.fatal({ err }, `cannot start: ${(err as Error).message}`);
+    // And the plain line Consul's agent prints, for whoever reads the terminal rather than the log.
+    io.stderr(`==> Error starting agent: ${(err as Error).message}\n`);
     await telemetry.shutdown().catch(() => undefined);
     return 1;
   }
