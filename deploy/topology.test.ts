@@ -44,6 +44,9 @@ describe('topology', () => {
       }
     }
     expect(processes.find((p) => p.role === 'catalog')?.flags).toContainEqual({ name: 'consensus-addr', hostPort: ['server-1', PORTS.consensus] });
+    // The reconciler's gossip agents: every server's, none of the clients' (a client sees one segment).
+    const gossipAddrs = processes.find((p) => p.role === 'catalog')!.flags.filter((f) => f.name === 'gossip-addr');
+    expect(gossipAddrs).toEqual(['server-1', 'server-2', 'server-3'].map((host) => ({ name: 'gossip-addr', hostPort: [host, PORTS.gossip] })));
     expect(processes.find((p) => p.host === 'node-alpha-1')?.flags).toContainEqual({ name: 'retry-join', hostPort: ['server-1', 8303] });
     expect(processes.find((p) => p.host === 'node-beta-1')?.flags).toContainEqual({ name: 'segment', value: 'beta' });
   });

@@ -6,7 +6,7 @@
  *   host            address       runs
  *   server-1..3     127.0.N.1-3   consensus (8310, a 3-server Raft cluster), gossip server (8320;
  *                                 LAN pool 8301, segment alpha 8303, beta 8304)
- *   catalog         127.0.N.10    catalog (8502; HTTP 8500 with the catalog issue)
+ *   catalog         127.0.N.10    catalog (8502; HTTP 8500), asks server-1..3's gossip (8320)
  *   router-1, -2    127.0.N.20-21 federation-router (8330; 8300 with the router issue)
  *   node-alpha-1    127.0.N.101   gossip client in segment alpha (8301), joins the servers' 8303
  *   node-beta-1     127.0.N.102   gossip client in segment beta (8301), joins the servers' 8304
@@ -70,7 +70,9 @@ function datacenter(dc: string): ProcessSpec[] {
   const segmentFlags: HostFlag[] = SEGMENTS.map(({ name, port }) => ({ name: 'segments', value: `${name}:${port}` }));
   const joinEvery = (port: number): HostFlag[] => [...SERVERS.map((host) => ({ name: 'retry-join', hostPort: [host, port] as const })), { name: 'retry-interval', value: '2s' }];
   for (const host of SERVERS) out.push({ datacenter: dc, host, role: 'gossip', grpcPort: PORTS.gossip, flags: [{ name: 'server', value: 'true' }, ...segmentFlags, ...joinEvery(PORTS.serfLan)] });
-  out.push({ datacenter: dc, host: 'catalog', role: 'catalog', grpcPort: PORTS.catalogGrpc, flags: consensusAddrs });
+  // The catalog's reconciler and /v1/agent API ask the server gossip agents (they see every segment).
+  const gossipAddrs: HostFlag[] = SERVERS.map((host) => ({ name: 'gossip-addr', hostPort: [host, PORTS.gossip] as const }));
+  out.push({ datacenter: dc, host: 'catalog', role: 'catalog', grpcPort: PORTS.catalogGrpc, flags: [...consensusAddrs, ...gossipAddrs] });
   for (const host of ['router-1', 'router-2']) out.push({ datacenter: dc, host, role: 'federation-router', grpcPort: PORTS.routerGrpc, flags: consensusAddrs });
   for (const { name, port } of SEGMENTS) out.push({ datacenter: dc, host: `node-${name}-1`, role: 'gossip', grpcPort: PORTS.gossip, flags: [{ name: 'segment', value: name }, ...joinEvery(port)] });
   return out;

@@ -2,15 +2,30 @@
  * The catalog role: Consul's data model on the consensus store, the HTTP API on 8500 and the
  * public gRPC API on 8502. A watch-fed view of the store (state/) answers every read; writes go to
  * consensus as one transaction each. The gRPC Status asks every consensus server for theirs.
+ * With `-gossip-addr` (the datacenter's server gossip agents) it also serves `/v1/agent/...` and
+ * stands for the reconciler, which one catalog per datacenter holds at a time.
  */
+import { randomUUID } from 'node:crypto';
+
+import { Tracer } from '@opentelemetry/api';
+
 import { CatalogServiceService, protobufFileName } from '../gen/consulate/catalog/v1/catalog';
+import { Clock } from '../lib/clock';
 import { checks, field } from '../lib/config';
 import { ConsensusClient, consensusAddrsField } from '../lib/consensus-client';
 import { RoleGrpcServer } from '../lib/grpc-server';
+import { Logger } from '../lib/log';
+import { persistentNodeId } from '../lib/node-id';
 import { RoleDefinition } from '../lib/role-process';
 import { catalogService } from './catalog-service';
+import { GossipClient, gossipAddrsField } from './gossip-client';
 import { CatalogHttpServer } from './http/http-server';
 import { catalogRouter } from './http/routes';
+import { RECONCILER_DEFAULTS, Reconciler } from './reconciler';
+import { ELECTION_DEFAULTS, ReconcilerElection, consensusLeaseStore } from './reconciler-election';
+import { RECONCILER_LOCK_KEY, catalogReconcilerStore } from './reconciler-store';
+import { LockDelays } from './state/lock-delay';
+import { SessionReaper } from './state/session-reaper';
 import { CatalogView } from './state/view';
 import { ViewSync } from './state/view-sync';
 
@@ -18,6 +33,7 @@ const fields = {
   grpcPort: field.int({ key: 'ports.grpc', flag: 'grpc-port', usage: 'Port of the public gRPC API.', default: 8502, check: checks.port }),
   httpPort: field.int({ key: 'ports.http', flag: 'http-port', usage: "Port of the Consul-compatible HTTP API.", default: 8500, check: checks.port }),
   consensusAddrs: consensusAddrsField(),
+  gossipAddrs: gossipAddrsField(),
 };
 
 export const catalogRole: RoleDefinition<typeof fields> = {
@@ -31,22 +47,75 @@ export const catalogRole: RoleDefinition<typeof fields> = {
       tracer: context.tracer,
       services: [{ definition: CatalogServiceService, implementation: catalogService(context, consensus), protoFile: protobufFileName }],
     });
+    const { config, logger, tracer, clock } = context;
     const view = new CatalogView();
-    const sync = new ViewSync(view, consensus, context.config.consensusAddrs, context.tracer, context.logger);
-    const http = new CatalogHttpServer({ router: catalogRouter({ datacenter: context.config.datacenter, node: context.config.node, view, sync, consensus, logger: context.logger }), logger: context.logger, tracer: context.tracer });
-    const grpc = await server.listen(context.config.bind, context.config.grpcPort);
-    const httpAddress = await http.listen(context.config.bind, context.config.httpPort);
+    const sync = new ViewSync(view, consensus, config.consensusAddrs, tracer, logger);
+    const gossip = new GossipClient(config.gossipAddrs, tracer, clock);
+    const nodeId = persistentNodeId(config.dataDir);
+    const lockDelays = new LockDelays(clock);
+    // Releases the locks of sessions that end (TTL expiry, failed checks), from the view's changes.
+    const sessionReaper = new SessionReaper({ view, consensus, lockDelays, logger });
+    const http = new CatalogHttpServer({
+      router: catalogRouter({ datacenter: config.datacenter, node: config.node, nodeId, address: config.bind, view, sync, consensus, gossip, lockDelays, logger }),
+      logger,
+      tracer,
+    });
+    const grpc = await server.listen(config.bind, config.grpcPort);
+    const httpAddress = await http.listen(config.bind, config.httpPort);
     // The view loads in the background: reads wait for it (bounded), the process is up at once.
     void sync.start();
+    sessionReaper.start();
+    const election = gossip.configured ? startReconciler({ config, logger, tracer, clock, view, consensus, gossip }) : undefined;
+    if (gossip.configured) void warnAboutClientAgents(gossip, logger);
+    else logger.warn('no -gossip-addr: this catalog runs no reconciler (gossip changes do not reach the catalog) and /v1/agent/... answers 500; pass -gossip-addr=HOST:8320 once per server gossip agent');
     server.setServing(true);
     return {
       listeners: { grpc, http: httpAddress },
       async stop() {
+        // First, so a standby catalog takes the reconciler over at once rather than after the TTL.
+        await election?.stop();
         await http.close();
+        sessionReaper.stop();
         sync.stop();
         await server.shutdown();
+        gossip.close();
         consensus.close();
       },
     };
+
   },
 };
+
+/** The reconciler of this catalog, and the election that decides whether it is the active one. */
+function startReconciler(deps: {
+  config: { datacenter: string; node: string };
+  logger: Logger;
+  tracer: Tracer;
+  clock: Clock;
+  view: CatalogView;
+  consensus: ConsensusClient;
+  gossip: GossipClient;
+}): ReconcilerElection {
+  const { config, logger, tracer, clock } = deps;
+  const leadership = { fence: undefined as bigint | undefined, lost: (reason: string) => election.lost(reason) };
+  const reconciler = new Reconciler({ datacenter: config.datacenter, ...RECONCILER_DEFAULTS }, deps.gossip, catalogReconcilerStore(deps.view, deps.consensus, config.datacenter), leadership, clock, tracer, logger);
+  // Unique per process: a restarted catalog waits out its predecessor's lease like anyone else.
+  const candidate = `${config.node} (${randomUUID()})`;
+  const election: ReconcilerElection = new ReconcilerElection({ key: RECONCILER_LOCK_KEY, candidate, ...ELECTION_DEFAULTS }, consensusLeaseStore(deps.consensus), clock, logger, (active, lease) => {
+    leadership.fence = lease;
+    if (active) reconciler.activate();
+    else reconciler.deactivate();
+  });
+  election.start();
+  return election;
+}
+
+/**
+ * A client agent sees only its own segment: reconciling from one would deregister every node of
+ * the others. Say so loudly at start (the agents may not be up yet: then nothing is known).
+ */
+async function warnAboutClientAgents(gossip: GossipClient, logger: Logger): Promise<void> {
+  for (const { address, server } of await gossip.agentKinds()) {
+    if (server === false) logger.error({ agent: address }, `-gossip-addr=${address} is a client agent: give the catalog server gossip agents, which see every segment`);
+  }
+}

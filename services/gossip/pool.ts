@@ -276,7 +276,7 @@ export class GossipPool {
       case 'member-reap': {
         const name = { 'member-join': 'EventMemberJoin', 'member-update': 'EventMemberUpdate', 'member-failed': 'EventMemberFailed', 'member-leave': 'EventMemberLeave', 'member-reap': 'EventMemberReap' }[event.type];
         // Consul's log line: `serf: EventMemberJoin: node1 10.0.0.1`.
-        this.options.logger.info({ event: name, segment, member: event.member.name, address: event.member.address }, `serf: ${name}: ${event.member.name} ${event.member.address.replace(/:\d+$/, '')}`);
+        this.options.logger.info({ serf_event: name, segment, member: event.member.name, address: event.member.address }, `serf: ${name}: ${event.member.name} ${event.member.address.replace(/:\d+$/, '')}`);
         if (event.type === 'member-reap' || event.type === 'member-leave') {
           this.peerCoordinates.delete(event.member.name);
           this.vivaldi.forgetNode(event.member.name);

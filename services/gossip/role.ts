@@ -9,14 +9,11 @@
  * config file). A -join that no address accepts stops the agent with memberlist's text; with
  * -retry-join it keeps trying every -retry-interval.
  */
-import { randomUUID } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-
 import { MembershipServiceService, protobufFileName } from '../gen/consulate/gossip/v1/membership';
 import { checks, field } from '../lib/config';
 import { RoleGrpcServer } from '../lib/grpc-server';
 import { Logger } from '../lib/log';
+import { persistentNodeId } from '../lib/node-id';
 import { RoleConfig, RoleDefinition } from '../lib/role-process';
 import { SwimTimings, lanDefaults, localDefaults, wanDefaults } from '../lib/swim/config';
 import { VERSION } from '../lib/version';
@@ -62,7 +59,7 @@ export const gossipRole: RoleDefinition<typeof fields> = {
     const agent = await GossipAgent.start({
       datacenter: config.datacenter,
       node: config.node,
-      nodeId: nodeId(config.dataDir),
+      nodeId: persistentNodeId(config.dataDir),
       bind: config.bind,
       server: config.server,
       segment: config.segment,
@@ -171,18 +168,6 @@ function retryJoin(agent: GossipAgent, config: GossipConfig, logger: Logger): { 
       if (timer !== undefined) clearTimeout(timer);
     },
   };
-}
-
-/** Consul keeps a node's UUID in its data directory, so a restart is the same node. */
-function nodeId(dataDir: string): string {
-  const path = join(dataDir, 'node-id');
-  if (existsSync(path)) {
-    const id = readFileSync(path, 'utf8').trim();
-    if (/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(id)) return id;
-  }
-  const id = randomUUID();
-  writeFileSync(path, `${id}\n`);
-  return id;
 }
 
 function joinAddresses(values: string[]): string | undefined {

@@ -8,7 +8,7 @@
 import { Metadata, ServiceError, handleUnaryCall, status as GrpcStatus } from '@grpc/grpc-js';
 import { Tracer } from '@opentelemetry/api';
 
-import { ClusterServiceClient } from '../gen/consulate/consensus/v1/cluster';
+import { ClusterServiceClient, MemberListRequest, MemberListResponse, StatusRequest, StatusResponse } from '../gen/consulate/consensus/v1/cluster';
 import { DependencyStatus, RoleInfo } from '../gen/consulate/common/v1/role';
 import {
   CompactRequest,
@@ -23,6 +23,17 @@ import {
   TxnRequest,
   TxnResponse,
 } from '../gen/consulate/consensus/v1/kv';
+import {
+  LeaseGrantRequest,
+  LeaseGrantResponse,
+  LeaseKeepAliveRequest,
+  LeaseKeepAliveResponse,
+  LeaseRevokeRequest,
+  LeaseRevokeResponse,
+  LeaseServiceClient,
+  LeaseTimeToLiveRequest,
+  LeaseTimeToLiveResponse,
+} from '../gen/consulate/consensus/v1/lease';
 import { Clock, systemClock } from './clock';
 import { checks, field } from './config';
 import { dependencyStatus } from './dependency-status';
@@ -46,6 +57,7 @@ function leaderHint(err: ServiceError): string | undefined {
 interface Server {
   readonly cluster: ClusterServiceClient;
   readonly kv: KVServiceClient;
+  readonly lease: LeaseServiceClient;
 }
 
 interface KvCalls {
@@ -58,6 +70,20 @@ interface KvCalls {
 type KvMethod = keyof KvCalls;
 type RequestOf<M extends KvMethod> = KvCalls[M][0];
 type ResponseOf<M extends KvMethod> = KvCalls[M][1];
+
+interface LeaseCalls {
+  leaseGrant: [LeaseGrantRequest, LeaseGrantResponse];
+  leaseKeepAlive: [LeaseKeepAliveRequest, LeaseKeepAliveResponse];
+  leaseRevoke: [LeaseRevokeRequest, LeaseRevokeResponse];
+  leaseTimeToLive: [LeaseTimeToLiveRequest, LeaseTimeToLiveResponse];
+}
+type LeaseMethod = keyof LeaseCalls;
+
+interface ClusterCalls {
+  status: [StatusRequest, StatusResponse];
+  memberList: [MemberListRequest, MemberListResponse];
+}
+type ClusterMethod = keyof ClusterCalls;
 
 export class ConsensusClient {
   private readonly servers = new Map<string, Server>();
@@ -85,20 +111,52 @@ export class ConsensusClient {
     );
   }
 
+  /** Runs a KV call on the leader (see `onLeader`). */
+  async kv<M extends KvMethod>(method: M, request: RequestOf<M>, options: { timeoutMs: number; idempotent: boolean }): Promise<ResponseOf<M>> {
+    return this.onLeader<RequestOf<M>, ResponseOf<M>>((server) => server.kv, method, request, options);
+  }
+
+  /** Runs a Lease call on the leader, as `kv` runs KV calls: only the leader keeps leases alive. */
+  async lease<M extends LeaseMethod>(method: M, request: LeaseCalls[M][0], options: { timeoutMs: number; idempotent: boolean }): Promise<LeaseCalls[M][1]> {
+    return this.onLeader<LeaseCalls[M][0], LeaseCalls[M][1]>((server) => server.lease, method, request, options);
+  }
+
   /**
-   * Runs a KV call on the leader within `timeoutMs`, following leader hints. `idempotent` calls
+   * Runs a read-only Cluster call on `options.address`, or on each server in turn until one
+   * answers; rejects with the last failure when none does within `timeoutMs`.
+   */
+  async cluster<M extends ClusterMethod>(method: M, request: ClusterCalls[M][0], options: { timeoutMs: number; address?: string }): Promise<ClusterCalls[M][1] & { answeredBy: string }> {
+    const deadline = this.clock.nowMs() + options.timeoutMs;
+    const targets = options.address !== undefined ? [options.address] : this.addresses.map((_, i) => this.addresses[(this.cursor + i) % this.addresses.length]);
+    let failure: unknown;
+    for (const target of targets) {
+      const remaining = deadline - this.clock.nowMs();
+      if (remaining <= 0) break;
+      const client = this.server(target).cluster;
+      const invoke = (client[method] as unknown as (...args: unknown[]) => unknown).bind(client) as Parameters<typeof callUnary<ClusterCalls[M][0], ClusterCalls[M][1]>>[0];
+      try {
+        return { ...(await callUnary(invoke, request, { timeoutMs: remaining, idempotent: true, maxAttempts: 1 })), answeredBy: target };
+      } catch (err) {
+        failure = err;
+      }
+    }
+    throw failure ?? new Error(`no consensus server answered within ${options.timeoutMs} ms`);
+  }
+
+  /**
+   * Runs a call on the leader within `timeoutMs`, following leader hints. `idempotent` calls
    * (reads) are also retried after a transport failure; writes only after a refusal, which
    * guarantees they did not happen.
    */
-  async kv<M extends KvMethod>(method: M, request: RequestOf<M>, options: { timeoutMs: number; idempotent: boolean }): Promise<ResponseOf<M>> {
+  private async onLeader<Req, Res>(clientOf: (server: Server) => object, method: string, request: Req, options: { timeoutMs: number; idempotent: boolean }): Promise<Res> {
     const deadline = this.clock.nowMs() + options.timeoutMs;
     let target = this.leader ?? this.addresses[this.cursor % this.addresses.length];
     let attempt = 0;
     for (;;) {
-      const client = this.server(target).kv;
+      const client = clientOf(this.server(target)) as Record<string, unknown>;
       const remaining = deadline - this.clock.nowMs();
       try {
-        const invoke = (client[method] as unknown as (...args: unknown[]) => unknown).bind(client) as Parameters<typeof callUnary<RequestOf<M>, ResponseOf<M>>>[0];
+        const invoke = (client[method] as (...args: unknown[]) => unknown).bind(client) as Parameters<typeof callUnary<Req, Res>>[0];
         const response = await callUnary(invoke, request, { timeoutMs: Math.max(1, remaining), idempotent: options.idempotent, maxAttempts: 1 });
         this.leader = target;
         return response;
@@ -128,6 +186,7 @@ export class ConsensusClient {
     for (const server of this.servers.values()) {
       server.cluster.close();
       server.kv.close();
+      server.lease.close();
     }
     this.servers.clear();
   }
@@ -135,7 +194,11 @@ export class ConsensusClient {
   private server(address: string): Server {
     let server = this.servers.get(address);
     if (server === undefined) {
-      server = { cluster: createRoleClient(ClusterServiceClient, address, { tracer: this.tracer }), kv: createRoleClient(KVServiceClient, address, { tracer: this.tracer }) };
+      server = {
+        cluster: createRoleClient(ClusterServiceClient, address, { tracer: this.tracer }),
+        kv: createRoleClient(KVServiceClient, address, { tracer: this.tracer }),
+        lease: createRoleClient(LeaseServiceClient, address, { tracer: this.tracer }),
+      };
       this.servers.set(address, server);
     }
     return server;

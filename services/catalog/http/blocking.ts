@@ -33,6 +33,10 @@ export interface ReadResult<T> {
 
 export async function blockingRead<T>(deps: ReadDeps, options: QueryOptions, tables: readonly Table[], compute: () => { value: T; index: number }): Promise<ReadResult<T>> {
   const knownLeader = await reachRevision(deps, options);
+  // The tables' index as of each compute: a result's own index can stay below the tables' (a
+  // key, a prefix), so the next wait is for a change past what the last compute saw, not past
+  // minIndex, which the tables may already have passed (that wait would never block).
+  let seen = deps.view.index(...tables);
   let result = compute();
   if (options.minIndex > 0 && result.index <= options.minIndex) {
     const jitter = Math.floor((deps.random ?? Math.random)() * (options.waitMs / JITTER_FRACTION));
@@ -41,10 +45,11 @@ export async function blockingRead<T>(deps: ReadDeps, options: QueryOptions, tab
       const remaining = deadline - Date.now();
       if (remaining <= 0) break;
       try {
-        await deps.view.waitForChange(tables, options.minIndex, remaining);
+        await deps.view.waitForChange(tables, Math.max(options.minIndex, seen), remaining);
       } catch (err) {
         throw new HttpError(429, (err as Error).message);
       }
+      seen = deps.view.index(...tables);
       result = compute();
     }
   }

@@ -4,17 +4,35 @@
  */
 import { Logger } from '../../lib/log';
 import { ConsensusClient } from '../../lib/consensus-client';
+import { GossipClient } from '../gossip-client';
+import { LockDelays } from '../state/lock-delay';
 import { CatalogView } from '../state/view';
 import { ViewSync } from '../state/view-sync';
+import { registerAgentEndpoints } from './agent-endpoint';
+import { registerCatalogEndpoints } from './catalog-endpoint';
+import { registerCoordinateEndpoints } from './coordinate-endpoint';
+import { registerHealthEndpoints } from './health-endpoint';
 import { HttpRouter } from './http-server';
+import { registerKvEndpoints } from './kv-endpoint';
+import { registerOperatorEndpoints } from './operator-endpoint';
+import { registerSessionEndpoints } from './session-endpoint';
+import { registerStatusEndpoints } from './status-endpoint';
+import { registerTxnEndpoints } from './txn-endpoint';
 
 export interface CatalogDeps {
   readonly datacenter: string;
   /** This catalog's node name (what `/v1/agent/self` and `near=_agent` mean). */
   readonly node: string;
+  /** This catalog's node ID (a UUID kept in its data directory) and the address it binds to. */
+  readonly nodeId: string;
+  readonly address: string;
   readonly view: CatalogView;
   readonly sync: ViewSync;
   readonly consensus: ConsensusClient;
+  /** The datacenter's server gossip agents (`-gossip-addr`). */
+  readonly gossip: GossipClient;
+  /** Keys under a lock-delay after their session ended (this catalog's, in memory, as Consul's leader keeps them). */
+  readonly lockDelays: LockDelays;
   readonly logger: Logger;
 }
 
@@ -23,5 +41,14 @@ export function catalogRouter(deps: CatalogDeps): HttpRouter {
   // Until areas exist (the federation-router issue) the only datacenter known is our own
   // (Consul's Catalog.ListDatacenters with no WAN and no areas).
   router.on(['GET'], '/v1/catalog/datacenters', async () => ({ body: [deps.datacenter] }));
+  registerCatalogEndpoints(router, deps);
+  registerHealthEndpoints(router, deps);
+  registerAgentEndpoints(router, deps);
+  registerStatusEndpoints(router, deps);
+  registerOperatorEndpoints(router, deps);
+  registerCoordinateEndpoints(router, deps);
+  registerKvEndpoints(router, deps);
+  registerSessionEndpoints(router, deps);
+  registerTxnEndpoints(router, deps);
   return router;
 }

@@ -12,7 +12,10 @@
 export interface KvLimits {
   /** Longest key, in bytes. Default 1536 (1.5 KiB). */
   readonly maxKeyBytes: number;
-  /** Longest value, in bytes. Default 524288 (512 KiB). */
+  /**
+   * Longest value, in bytes. Default 525312: Consul's largest KV value (512 KiB) plus 1 KiB for the
+   * catalog's envelope around it (Flags, LockIndex, Session; catalog/state/kv-codec.ts).
+   */
   readonly maxValueBytes: number;
   /** Most compares, and most operations in each branch, of one txn. Default 128, etcd's --max-txn-ops. */
   readonly maxTxnOps: number;
@@ -47,7 +50,7 @@ export const MIN_LEASE_TTL_SECONDS = 1;
 
 export const DEFAULT_KV_LIMITS: KvLimits = Object.freeze({
   maxKeyBytes: 1536,
-  maxValueBytes: 512 * 1024,
+  maxValueBytes: 512 * 1024 + 1024,
   maxTxnOps: 128,
   maxRequestBytes: 1.5 * 1024 * 1024,
   minLeaseTtlSeconds: 1,

@@ -39,9 +39,9 @@ describe('keys and values', () => {
     expect(error.detail).toBe('the key is 1537 bytes; the limit is 1536 (maxKeyBytes)');
   });
 
-  test('a value over 512 KiB is "etcdserver: request is too large"', () => {
-    validatePut(putRequest('k', Buffer.alloc(512 * 1024)), limits);
-    expect(errorOf(() => validatePut(putRequest('k', Buffer.alloc(512 * 1024 + 1)), limits)).message).toBe('etcdserver: request is too large');
+  test('a value over 512 KiB + 1 KiB (a Consul value and its catalog envelope) is "etcdserver: request is too large"', () => {
+    validatePut(putRequest('k', Buffer.alloc(512 * 1024 + 1024)), limits);
+    expect(errorOf(() => validatePut(putRequest('k', Buffer.alloc(512 * 1024 + 1024 + 1)), limits)).message).toBe('etcdserver: request is too large');
   });
 
   test('limits are the server\'s own: a smaller maxValueBytes refuses earlier', () => {

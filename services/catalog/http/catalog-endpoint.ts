@@ -1,0 +1,258 @@
+/**
+ * `/v1/catalog/*` (reference/consul-compat.md §4.1; agent/catalog_endpoint.go): register and
+ * deregister as one consensus txn each (state/catalog-writes.ts), answering `true`; nodes,
+ * services, a service's instances and a node's services as blocking reads of the view, with the
+ * index headers on every answer. `/v1/catalog/datacenters` lives in routes.ts.
+ *
+ * Bodies are decoded as Consul's Go decoder does (go-decode.ts): a malformed body or a field of
+ * the wrong type is a 400 `Request decode failed: <Go's error>`. Consul's own refusals of a
+ * registration (`Must provide node`, ...) are 500s, as Consul answers them.
+ */
+import { ConsensusClient } from '../../lib/consensus-client';
+import { Indexed, catalogRows } from '../state/catalog-rows';
+import { CatalogWriteError, DeregisterRequest, RegisterRequest, deregister, register } from '../state/catalog-writes';
+import { StoredNode, StoredService } from '../state/model';
+import { ReadDeps, blockingRead } from './blocking';
+import { nodeJson, nodeServiceJson, serviceNodeJson } from './consul-shapes';
+import { GoJsonError, GoType, decodeGoJson, go } from './go-decode';
+import { parseGoDuration } from './go-text';
+import { HttpError, badRequest } from './http-errors';
+import { HttpRequest, HttpResult, HttpRouter } from './http-server';
+import { parseQueryOptions } from './query-options';
+import { hasAllTags, parseNodeMetaFilter, refuseFilterExpression, satisfiesMetaFilters } from './read-filters';
+import { refuseRemoteDatacenter } from './remote-datacenter';
+
+export interface CatalogEndpointDeps extends ReadDeps {
+  readonly datacenter: string;
+  readonly consensus: Pick<ConsensusClient, 'kv'>;
+}
+
+/**
+ * A register or deregister body: its rows go to consensus in one txn, which the consensus store
+ * caps at 1.5 MiB (maxRequestBytes); 1 MiB leaves room for keys and compares.
+ */
+export const MAX_CATALOG_WRITE_BODY_BYTES = 1024 * 1024;
+
+// ---- The Go types the bodies decode into (agent/structs), for Go's error texts. ----
+
+const weights = go.pointer('structs.Weights', { Passing: go.int(), Warning: go.int() });
+const serviceAddress = go.struct('structs.ServiceAddress', { Address: go.string(), Port: go.int() });
+const nodeService = go.pointer('structs.NodeService', {
+  Kind: go.string('structs.ServiceKind'),
+  ID: go.string(),
+  Service: go.string(),
+  Tags: go.slice(go.string()),
+  Address: go.string(),
+  TaggedAddresses: go.map(serviceAddress),
+  Meta: go.map(go.string()),
+  Port: go.int(),
+  SocketPath: go.string(),
+  Weights: weights,
+  EnableTagOverride: go.bool(),
+  Proxy: go.any(),
+  Connect: go.any(),
+});
+/** HealthCheckDefinition has its own UnmarshalJSON: durations are Go duration strings or nanoseconds. */
+const DURATION_FIELDS = ['Interval', 'Timeout', 'DeregisterCriticalServiceAfter', 'TTL'] as const;
+const checkDefinition = go.struct('structs.HealthCheckDefinition', {
+  HTTP: go.string(),
+  TLSServerName: go.string(),
+  TLSSkipVerify: go.bool(),
+  Header: go.map(go.slice(go.string())),
+  Method: go.string(),
+  Body: go.string(),
+  TCP: go.string(),
+  UDP: go.string(),
+  H2PING: go.string(),
+  OSService: go.string(),
+  OutputMaxSize: go.int('uint'),
+  ScriptArgs: go.slice(go.string()),
+  DockerContainerID: go.string(),
+  Shell: go.string(),
+  GRPC: go.string(),
+  GRPCUseTLS: go.bool(),
+  AliasNode: go.string(),
+  AliasService: go.string(),
+  ...Object.fromEntries(DURATION_FIELDS.map((field) => [field, go.any()])),
+});
+const healthCheck = go.pointer('structs.HealthCheck', {
+  Node: go.string(),
+  CheckID: go.string('types.CheckID'),
+  Name: go.string(),
+  Status: go.string(),
+  Notes: go.string(),
+  Output: go.string(),
+  ServiceID: go.string(),
+  ServiceName: go.string(),
+  ServiceTags: go.slice(go.string()),
+  Type: go.string(),
+  ExposedPort: go.int(),
+  Definition: checkDefinition,
+});
+const registerRequestType: GoType = go.struct('structs.RegisterRequest', {
+  Datacenter: go.string(),
+  ID: go.string('types.NodeID'),
+  Node: go.string(),
+  Address: go.string(),
+  TaggedAddresses: go.map(go.string()),
+  NodeMeta: go.map(go.string()),
+  Service: nodeService,
+  Check: healthCheck,
+  Checks: go.slice(healthCheck, 'structs.HealthChecks'),
+  SkipNodeUpdate: go.bool(),
+  Token: go.string(),
+});
+const deregisterRequestType: GoType = go.struct('structs.DeregisterRequest', {
+  Datacenter: go.string(),
+  Node: go.string(),
+  ServiceID: go.string(),
+  CheckID: go.string('types.CheckID'),
+  Token: go.string(),
+});
+
+type DecodedCheck = { Definition: Record<string, unknown> } & Record<string, unknown>;
+
+/** decodeBody with Consul's 400 (agent/catalog_endpoint.go CatalogRegister). */
+function decodeBody<T>(body: Buffer, type: GoType): T {
+  try {
+    const value = decodeGoJson(body, type) as T & { Check?: DecodedCheck; Checks?: (DecodedCheck | undefined)[] };
+    // HealthCheckDefinition.UnmarshalJSON parses its durations as it decodes: a bad one fails the body.
+    for (const check of [value?.Check, ...(value?.Checks ?? [])]) {
+      for (const field of DURATION_FIELDS) {
+        const duration = check?.Definition?.[field];
+        if (typeof duration === 'string') {
+          const parsed = parseGoDuration(duration);
+          if (parsed.error !== undefined) throw new GoJsonError(parsed.error);
+        }
+      }
+    }
+    return value;
+  } catch (err) {
+    if (err instanceof GoJsonError) throw badRequest(`Request decode failed: ${err.message}`);
+    throw err;
+  }
+}
+
+function writeRefused(err: unknown): never {
+  if (err instanceof CatalogWriteError) throw new HttpError(err.status, err.message);
+  throw err;
+}
+
+export function registerCatalogEndpoints(router: HttpRouter, deps: CatalogEndpointDeps): void {
+  router.on(['PUT'], '/v1/catalog/register', (request) => catalogRegister(deps, request));
+  router.on(['PUT'], '/v1/catalog/deregister', (request) => catalogDeregister(deps, request));
+  router.on(['GET'], '/v1/catalog/nodes', (request) => catalogNodes(deps, request));
+  router.on(['GET'], '/v1/catalog/services', (request) => catalogServices(deps, request));
+  router.on(['GET'], '/v1/catalog/service/:service', (request) => catalogServiceNodes(deps, request));
+  router.on(['GET'], '/v1/catalog/node/:node', (request) => catalogNodeServices(deps, request));
+}
+
+/** Writes name their datacenter in the body (Consul forwards on it); ours when empty. */
+function refuseRemoteWrite(datacenter: string | undefined, local: string): void {
+  if (datacenter !== undefined && datacenter !== '' && datacenter !== local) throw new Error('No path to datacenter');
+}
+
+async function catalogRegister(deps: CatalogEndpointDeps, request: HttpRequest): Promise<HttpResult> {
+  const body = decodeBody<RegisterRequest & { Checks?: (RegisterRequest['Check'] | undefined)[] }>(await request.body(MAX_CATALOG_WRITE_BODY_BYTES), registerRequestType);
+  refuseRemoteWrite(body.Datacenter, deps.datacenter);
+  // A `null` in Checks is a nil *HealthCheck: nothing to register.
+  const checks = body.Checks?.filter((check) => check !== undefined);
+  await register(deps, { ...body, Checks: checks }, deps.datacenter).catch(writeRefused);
+  return { body: true };
+}
+
+async function catalogDeregister(deps: CatalogEndpointDeps, request: HttpRequest): Promise<HttpResult> {
+  const body = decodeBody<DeregisterRequest>(await request.body(MAX_CATALOG_WRITE_BODY_BYTES), deregisterRequestType);
+  refuseRemoteWrite(body.Datacenter, deps.datacenter);
+  await deregister(deps, body).catch(writeRefused);
+  return { body: true };
+}
+
+/** The query options of a read, then `?dc` (Consul parses before it forwards), then `filter`. */
+function readOptions(deps: CatalogEndpointDeps, query: URLSearchParams) {
+  const options = parseQueryOptions(query, deps.datacenter);
+  refuseRemoteDatacenter(query, deps.datacenter);
+  refuseFilterExpression(query);
+  return options;
+}
+
+async function catalogNodes(deps: CatalogEndpointDeps, { query }: HttpRequest): Promise<HttpResult> {
+  const options = readOptions(deps, query);
+  // `near` sorts by network distance; nodes have no coordinates here yet, so the order stays by name.
+  const meta = parseNodeMetaFilter(query);
+  const read = await blockingRead(deps, options, ['nodes'], () => ({
+    value: catalogRows
+      .nodes(deps.view)
+      .filter((node) => satisfiesMetaFilters(node.value.Meta, meta))
+      .map(nodeJson),
+    index: deps.view.index('nodes'),
+  }));
+  return { body: read.value, headers: read.headers };
+}
+
+async function catalogServices(deps: CatalogEndpointDeps, { query }: HttpRequest): Promise<HttpResult> {
+  const options = readOptions(deps, query);
+  const meta = parseNodeMetaFilter(query);
+  // ServicesByNodeMeta also watches the nodes table.
+  const tables = meta === undefined ? (['services'] as const) : (['services', 'nodes'] as const);
+  const read = await blockingRead(deps, options, tables, () => {
+    const tagsByName = new Map<string, Set<string>>();
+    for (const service of catalogRows.services(deps.view)) {
+      if (meta !== undefined && !satisfiesMetaFilters(catalogRows.nodeByKey(deps.view, service.nodeKey)?.value.Meta, meta)) continue;
+      let tags = tagsByName.get(service.value.Service);
+      if (tags === undefined) tagsByName.set(service.value.Service, (tags = new Set()));
+      for (const tag of service.value.Tags ?? []) tags.add(tag);
+    }
+    // Go prints a map's keys sorted.
+    const value: Record<string, string[]> = {};
+    for (const name of [...tagsByName.keys()].sort()) value[name] = [...tagsByName.get(name)!];
+    return { value, index: deps.view.index(...tables) };
+  });
+  return { body: read.value, headers: read.headers };
+}
+
+async function catalogServiceNodes(deps: CatalogEndpointDeps, { query, params }: HttpRequest): Promise<HttpResult> {
+  const options = readOptions(deps, query);
+  const meta = parseNodeMetaFilter(query);
+  const tags = query.getAll('tag');
+  const name = params.service;
+  if (name === '') throw badRequest('Missing service name');
+  const read = await blockingRead(deps, options, ['nodes', 'services'], () => ({
+    value: instancesOf(deps, name, tags, meta).map(({ node, service }) => serviceNodeJson(node, service)),
+    index: deps.view.index('nodes', 'services'),
+  }));
+  return { body: read.value, headers: read.headers };
+}
+
+async function catalogNodeServices(deps: CatalogEndpointDeps, { query, params }: HttpRequest): Promise<HttpResult> {
+  const options = readOptions(deps, query);
+  const name = params.node;
+  if (name === '') throw badRequest('Missing node name');
+  const read = await blockingRead(deps, options, ['nodes', 'services'], () => {
+    const node = catalogRows.node(deps.view, name);
+    const index = deps.view.index('nodes', 'services');
+    // An unknown node: a null body with a 200, as Consul answers a nil NodeServices.
+    if (node === undefined) return { value: null, index };
+    const services: Record<string, ReturnType<typeof nodeServiceJson>> = {};
+    for (const service of catalogRows.nodeServices(deps.view, name)) services[service.value.ID] = nodeServiceJson(service);
+    return { value: { Node: nodeJson(node), Services: services }, index };
+  });
+  return { body: read.value, headers: read.headers };
+}
+
+/**
+ * The instances of a service, by name case-insensitively (Consul's service index lower-cases),
+ * carrying every wanted tag, on nodes whose meta matches; in node, then service ID, order.
+ */
+export function instancesOf(deps: Pick<CatalogEndpointDeps, 'view'>, name: string, tags: readonly string[], meta: Map<string, string> | undefined): { node: Indexed<StoredNode>; service: Indexed<StoredService> }[] {
+  const wanted = name.toLowerCase();
+  const out: { node: Indexed<StoredNode>; service: Indexed<StoredService> }[] = [];
+  for (const service of catalogRows.services(deps.view)) {
+    if (service.value.Service.toLowerCase() !== wanted || !hasAllTags(service.value.Tags, tags)) continue;
+    // A service whose node is gone is mid-deregistration: not an instance any more.
+    const node = catalogRows.nodeByKey(deps.view, service.nodeKey);
+    if (node === undefined || !satisfiesMetaFilters(node.value.Meta, meta)) continue;
+    out.push({ node, service });
+  }
+  return out;
+}

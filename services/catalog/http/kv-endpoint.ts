@@ -1,0 +1,146 @@
+/**
+ * `/v1/kv/*key` (reference/consul-compat.md §4.3; agent/kvs_endpoint.go): GET reads one key, a
+ * prefix (`recurse`), or key names (`keys`, cut at `separator`), or the bare value (`raw`), as
+ * blocking queries; PUT writes (`flags`, `cas`, `acquire`, `release`) and answers true/false;
+ * DELETE deletes one key, a prefix (`recurse`) or one key by `cas`. Every write is one consensus
+ * Txn (state/kv-writes.ts). Absent keys are a 404 with an empty body and the index headers.
+ */
+import { ConsensusClient } from '../../lib/consensus-client';
+import { MAX_KV_VALUE_BYTES } from '../state/model';
+import { listKvEntries, listKvKeys, readKvEntry } from '../state/kv-reads';
+import { KvWrite, kvDelete, kvDeleteCas, kvDeleteTree, kvLock, kvSet, kvSetCas, kvUnlock } from '../state/kv-writes';
+import { LockDelays } from '../state/lock-delay';
+import { commitPlan } from '../state/write-plan';
+import { ReadDeps, blockingRead } from './blocking';
+import { goValuesEncode, parseGoUint64 } from './go-text';
+import { HttpError, badRequest } from './http-errors';
+import { HttpRequest, HttpResult, HttpRouter } from './http-server';
+import { parseQueryOptions } from './query-options';
+import { refuseRemoteDatacenter } from './remote-datacenter';
+
+export interface KvEndpointDeps extends ReadDeps {
+  readonly datacenter: string;
+  readonly consensus: Pick<ConsensusClient, 'kv'>;
+  readonly lockDelays: LockDelays;
+}
+
+/** Consul's 413 for a value over kv_max_value_size (agent/kvs_endpoint.go KVSPut). */
+export function valueTooLarge(length: number): HttpError {
+  return new HttpError(413, `Request body(${length} bytes) too large, max size: ${MAX_KV_VALUE_BYTES} bytes. See https://developer.hashicorp.com/docs/agent/config/config-files#kv_max_value_size.`);
+}
+
+export function registerKvEndpoints(router: HttpRouter, deps: KvEndpointDeps): void {
+  router.on(['GET'], '/v1/kv/*key', (request) => getKv(deps, request));
+  router.on(['PUT'], '/v1/kv/*key', (request) => putKv(deps, request));
+  router.on(['DELETE'], '/v1/kv/*key', (request) => deleteKv(deps, request));
+}
+
+const EMPTY = Buffer.alloc(0);
+
+async function getKv(deps: KvEndpointDeps, { query, params }: HttpRequest): Promise<HttpResult> {
+  const options = parseQueryOptions(query, deps.datacenter);
+  refuseRemoteDatacenter(query, deps.datacenter);
+  const key = params.key;
+  if (query.has('keys')) {
+    // Both spellings: Consul's API once had "seperator", and still takes it.
+    let separator = '';
+    if (query.has('seperator')) separator = query.get('seperator')!;
+    if (query.has('separator')) separator = query.get('separator')!;
+    const read = await blockingRead(deps, options, ['kvs'], () => listKvKeys(deps.view, key, separator));
+    // The root never 404s: it lists nothing.
+    if (read.value.length === 0 && key !== '') return { status: 404, body: EMPTY, headers: read.headers };
+    return { body: read.value, headers: read.headers };
+  }
+  if (query.has('recurse')) {
+    const read = await blockingRead(deps, options, ['kvs'], () => listKvEntries(deps.view, key));
+    if (read.value.length === 0) return { status: 404, body: EMPTY, headers: read.headers };
+    return { body: read.value, headers: read.headers };
+  }
+  if (key === '') throw badRequest('Missing key name');
+  const read = await blockingRead(deps, options, ['kvs'], () => readKvEntry(deps.view, key));
+  const { entry, raw } = read.value;
+  if (entry === undefined) return { status: 404, body: EMPTY, headers: read.headers };
+  if (query.has('raw')) {
+    // Consul's headers against a stored value being run as a page (agent/kvs_endpoint.go).
+    return { body: Buffer.from(raw ?? EMPTY), contentType: 'text/plain', headers: { ...read.headers, 'Content-Type': 'text/plain', 'X-Content-Type-Options': 'nosniff', 'Content-Security-Policy': 'sandbox' } };
+  }
+  return { body: [entry], headers: read.headers };
+}
+
+/** conflictingFlags: two of `flags` at once is a 400 naming the whole query, as Consul does. */
+function refuseConflictingFlags(query: URLSearchParams, flags: readonly string[]): void {
+  if (flags.filter((flag) => query.has(flag)).length > 1) throw badRequest(`Conflicting flags: ${goValuesEncode(query)}\n`);
+}
+
+/** strconv.ParseUint of a query parameter; Consul answers a bad one with a 500 and Go's text. */
+function uint64Param(query: URLSearchParams, name: string): bigint {
+  const parsed = parseGoUint64(query.get(name) ?? '');
+  if (parsed.error !== undefined) throw new Error(parsed.error);
+  return parsed.value;
+}
+
+async function putKv(deps: KvEndpointDeps, request: HttpRequest): Promise<HttpResult> {
+  const { query, params } = request;
+  parseQueryOptions(query, deps.datacenter);
+  refuseRemoteDatacenter(query, deps.datacenter);
+  const key = params.key;
+  if (key === '') throw badRequest('Missing key name');
+  refuseConflictingFlags(query, ['cas', 'acquire', 'release']);
+  const flags = query.has('flags') ? uint64Param(query, 'flags') : 0n;
+  let op: { kind: 'set' } | { kind: 'cas'; index: bigint } | { kind: 'lock' | 'unlock'; session: string } = { kind: 'set' };
+  if (query.has('cas')) op = { kind: 'cas', index: uint64Param(query, 'cas') };
+  if (query.has('acquire')) op = { kind: 'lock', session: query.get('acquire')! };
+  if (query.has('release')) op = { kind: 'unlock', session: query.get('release')! };
+  const value = await request.body(MAX_KV_VALUE_BYTES, valueTooLarge);
+  const write: KvWrite = { key, flags, value, session: op.kind === 'lock' || op.kind === 'unlock' ? op.session : '', lockIndex: 0 };
+
+  switch (op.kind) {
+    case 'set':
+      await commitPlan(deps, (plan) => {
+        kvSet(plan, write, false);
+        return { value: true, commit: true };
+      });
+      return { body: true };
+    case 'cas': {
+      const { value: done } = await commitPlan(deps, (plan) => {
+        const step = kvSetCas(plan, write, op.index);
+        return { value: step.done, commit: step.done };
+      });
+      return { body: done };
+    }
+    case 'lock':
+    case 'unlock': {
+      // The lock-delay is a refusal, not an error (kvsPreApply returns false, nil).
+      if (op.kind === 'lock' && deps.lockDelays.isDelayed(key)) return { body: false };
+      const { value: done } = await commitPlan(deps, (plan) => {
+        const step = op.kind === 'lock' ? kvLock(plan, write) : kvUnlock(plan, write);
+        if (step.error !== undefined) throw new Error(step.error);
+        return { value: step.done, commit: step.done };
+      });
+      return { body: done };
+    }
+  }
+}
+
+async function deleteKv(deps: KvEndpointDeps, { query, params }: HttpRequest): Promise<HttpResult> {
+  parseQueryOptions(query, deps.datacenter);
+  refuseRemoteDatacenter(query, deps.datacenter);
+  const key = params.key;
+  refuseConflictingFlags(query, ['recurse', 'cas']);
+  const recurse = query.has('recurse');
+  if (!recurse && key === '') throw badRequest('Missing key name');
+  if (query.has('cas')) {
+    const index = uint64Param(query, 'cas');
+    const { value: done } = await commitPlan(deps, (plan) => {
+      const deleted = kvDeleteCas(plan, key, index);
+      return { value: deleted, commit: deleted };
+    });
+    return { body: done };
+  }
+  await commitPlan(deps, (plan) => {
+    if (recurse) kvDeleteTree(plan, key);
+    else kvDelete(plan, key);
+    return { value: true, commit: true };
+  });
+  return { body: true };
+}

@@ -1,0 +1,179 @@
+/**
+ * `PUT /v1/txn` (agent/txn_endpoint.go, agent/consul/txn_endpoint.go, state/txn.go): up to 128
+ * KV operations, all or nothing. A transaction that only reads runs on the view at the requested
+ * consistency (Consul's Txn.Read, no Raft); one that writes is planned op by op, each seeing the
+ * ones before it, and committed as one consensus Txn (state/write-plan.ts). Any failed op fails
+ * the whole transaction: 409 with `{"Results": null, "Errors": [{"OpIndex", "What"}]}`.
+ */
+import { ConsensusClient } from '../../lib/consensus-client';
+import { dirEntry } from '../state/kv-reads';
+import { KvTxnOp, KvTxnResult, isWriteVerb, preCheckKvOp, resolvedIndex, runKvTxnOp } from '../state/kv-writes';
+import { LockDelays } from '../state/lock-delay';
+import { MAX_KV_VALUE_BYTES } from '../state/model';
+import { WritePlan, commitPlan } from '../state/write-plan';
+import { ReadDeps, blockingRead } from './blocking';
+import { GoJsonError, decodeGoJson, go } from './go-decode';
+import { goQuote } from './go-text';
+import { HttpError } from './http-errors';
+import { HttpRequest, HttpResult, HttpRouter } from './http-server';
+import { parseQueryOptions } from './query-options';
+import { refuseRemoteDatacenter } from './remote-datacenter';
+
+export interface TxnEndpointDeps extends ReadDeps {
+  readonly datacenter: string;
+  readonly consensus: Pick<ConsensusClient, 'kv'>;
+  readonly lockDelays: LockDelays;
+}
+
+/** agent/txn_endpoint.go maxTxnOps. */
+export const MAX_TXN_OPS = 128;
+/** txn_max_req_len's default (raft.SuggestedMaxDataSize), the whole body. */
+export const TXN_MAX_REQ_LEN = 512 * 1024;
+const TXN_LIMIT_DOCS = 'https://developer.hashicorp.com/docs/agent/config/config-files#txn_max_req_len';
+
+/** api.TxnOps, decoded as lib.DecodeJSON does (unknown fields refused). */
+const TXN_OPS_TYPE = go.slice(
+  go.struct('api.TxnOp', {
+    KV: go.pointer('api.KVTxnOp', {
+      Verb: go.string('api.KVOp'),
+      Key: go.string(),
+      Value: go.bytes(),
+      Flags: go.uint64(),
+      Index: go.uint64(),
+      Session: go.string(),
+      Namespace: go.string(),
+      Partition: go.string(),
+    }),
+    Node: go.any(),
+    Service: go.any(),
+    Check: go.any(),
+  }),
+  'api.TxnOps',
+);
+
+interface DecodedKvOp {
+  Verb: string;
+  Key: string;
+  Value?: Buffer;
+  Flags: bigint;
+  Index: bigint;
+  Session: string;
+}
+
+/** One converted op: a KV op, or a catalog op this catalog does not run in a transaction yet. */
+type TxnOp = { readonly kv: KvTxnOp } | { readonly unsupported: 'Node' | 'Service' | 'Check' };
+
+interface TxnError {
+  readonly OpIndex: number;
+  readonly What: string;
+}
+
+export function registerTxnEndpoints(router: HttpRouter, deps: TxnEndpointDeps): void {
+  router.on(['PUT'], '/v1/txn', (request) => txn(deps, request));
+}
+
+async function txn(deps: TxnEndpointDeps, request: HttpRequest): Promise<HttpResult> {
+  const ops = await convertOps(request);
+  const writes = ops.filter((op) => 'unsupported' in op || isWriteVerb(op.kv.Verb)).length;
+  const { query } = request;
+
+  if (writes === 0) {
+    // Txn.Read: at the asked consistency, never blocking, with LastContact and KnownLeader only.
+    const options = parseQueryOptions(query, deps.datacenter);
+    refuseRemoteDatacenter(query, deps.datacenter);
+    const read = await blockingRead(deps, { ...options, minIndex: 0 }, ['kvs'], () => ({ value: runOps(new WritePlan(deps.view), ops, deps.lockDelays), index: 0 }));
+    const knownLeader = read.headers['X-Consul-KnownLeader'] === 'true';
+    const lastContactMs = Number(read.headers['X-Consul-LastContact']);
+    const body = {
+      ...response(read.value, deps.view.revision),
+      // structs.TxnReadResponse embeds QueryMeta, so its fields are in the body too.
+      Index: 0,
+      LastContact: lastContactMs * 1e6,
+      KnownLeader: knownLeader,
+      ConsistencyLevel: '',
+      NotModified: false,
+      Backend: 0,
+      ResultsFilteredByACLs: false,
+    };
+    return { status: read.value.errors.length > 0 ? 409 : 200, body, headers: { 'X-Consul-LastContact': String(lastContactMs), 'X-Consul-KnownLeader': String(knownLeader) } };
+  }
+
+  refuseRemoteDatacenter(query, deps.datacenter);
+  const preChecked = preCheck(ops, deps.lockDelays);
+  if (preChecked.length > 0) return { status: 409, body: { Results: null, Errors: preChecked } };
+  const { value, revision } = await commitPlan(deps, (plan) => {
+    const outcome = runOps(plan, ops, deps.lockDelays);
+    return { value: outcome, commit: outcome.errors.length === 0 };
+  });
+  return { status: value.errors.length > 0 ? 409 : 200, body: response(value, revision) };
+}
+
+/** txn_endpoint.go convertOps: the body's limits, its decoding, and Consul's texts for both. */
+async function convertOps(request: HttpRequest): Promise<TxnOp[]> {
+  const declared = request.headers['content-length'] !== undefined;
+  const body = await request.body(TXN_MAX_REQ_LEN, (length) =>
+    declared
+      ? new HttpError(413, `Request body(${length} bytes) too large, max size: ${TXN_MAX_REQ_LEN} bytes. See ${TXN_LIMIT_DOCS}.`)
+      : new HttpError(413, `Request body too large, max size: ${TXN_MAX_REQ_LEN} bytes. See ${TXN_LIMIT_DOCS}.`),
+  );
+  let decoded: ({ KV?: DecodedKvOp; Node?: unknown; Service?: unknown; Check?: unknown } | undefined)[];
+  try {
+    decoded = (decodeGoJson(body, TXN_OPS_TYPE, { disallowUnknownFields: true }) as typeof decoded | undefined) ?? [];
+  } catch (err) {
+    if (err instanceof GoJsonError) throw new HttpError(400, `Failed to parse body: ${err.message}`);
+    throw err;
+  }
+  if (decoded.length > MAX_TXN_OPS) throw new HttpError(413, `Transaction contains too many operations (${decoded.length} > ${MAX_TXN_OPS})`);
+  const ops: TxnOp[] = [];
+  for (const op of decoded) {
+    if (op === undefined) continue;
+    if (op.KV !== undefined) {
+      const kv = op.KV;
+      const size = kv.Value?.length ?? 0;
+      if (size > MAX_KV_VALUE_BYTES) throw new HttpError(413, `Value for key ${goQuote(kv.Key)} is too large (${size} > ${MAX_KV_VALUE_BYTES} bytes)`);
+      ops.push({ kv: { Verb: kv.Verb, Key: kv.Key, Value: kv.Value ?? Buffer.alloc(0), Flags: kv.Flags, Index: kv.Index, Session: kv.Session } });
+    } else if (op.Node !== undefined && op.Node !== null) ops.push({ unsupported: 'Node' });
+    else if (op.Service !== undefined && op.Service !== null) ops.push({ unsupported: 'Service' });
+    else if (op.Check !== undefined && op.Check !== null) ops.push({ unsupported: 'Check' });
+    // An op with nothing in it is dropped, as convertOps drops it (later OpIndexes shift).
+  }
+  return ops;
+}
+
+/** Txn.preCheck: checks every op before any runs; their errors, by OpIndex. */
+function preCheck(ops: readonly TxnOp[], lockDelays: LockDelays): TxnError[] {
+  const errors: TxnError[] = [];
+  ops.forEach((op, index) => {
+    if (!('kv' in op)) return;
+    const what = preCheckKvOp(op.kv, lockDelays);
+    if (what !== undefined) errors.push({ OpIndex: index, What: what });
+  });
+  return errors;
+}
+
+/** txnDispatch: every op in order on one plan; all their results, or all their errors. */
+function runOps(plan: WritePlan, ops: readonly TxnOp[], lockDelays: LockDelays): { results: KvTxnResult[]; errors: TxnError[] } {
+  const preChecked = preCheck(ops, lockDelays);
+  if (preChecked.length > 0) return { results: [], errors: preChecked };
+  const results: KvTxnResult[] = [];
+  const errors: TxnError[] = [];
+  ops.forEach((op, index) => {
+    if (!('kv' in op)) {
+      errors.push({ OpIndex: index, What: `Consulate does not run ${op.unsupported} operations in /v1/txn yet: use the /v1/catalog endpoints` });
+      return;
+    }
+    const outcome = runKvTxnOp(plan, op.kv);
+    results.push(...outcome.results);
+    if (outcome.error !== undefined) errors.push({ OpIndex: index, What: outcome.error });
+  });
+  return { results, errors };
+}
+
+/** structs.TxnResponse: results with the committed indexes, or the errors and no results. */
+function response(outcome: { results: readonly KvTxnResult[]; errors: readonly TxnError[] }, revision: number) {
+  if (outcome.errors.length > 0) return { Results: null, Errors: outcome.errors };
+  return {
+    Results: outcome.results.map(({ entry, withValue }) => ({ KV: dirEntry(entry.key, entry.kv, resolvedIndex(entry.createIndex, revision), resolvedIndex(entry.modifyIndex, revision), { withValue }) })),
+    Errors: null,
+  };
+}
