@@ -4,10 +4,10 @@
  * agent runs one per segment on a server and one on a client; the federation router will run the
  * same core for areas over its own transport.
  *
- * The core's clock advances by the real time that passed (in whole ticks, at most
- * MAX_CATCH_UP_TICKS per timer callback), so a process that was stopped for a while sees its
- * timers expire when it resumes, as memberlist's would: exactly the slow-member case Lifeguard
- * was made for.
+ * The core's clock advances by the real time that passed (in whole ticks, up to
+ * MAX_CATCH_UP_TICKS at once), so a process that was stopped for a while sees its timers expire
+ * when it resumes, before it reads what queued up meanwhile, as memberlist's would: exactly the
+ * slow-member case Lifeguard was made for.
  */
 import { randomInt } from 'node:crypto';
 
@@ -25,7 +25,8 @@ import { Keyring } from './keyring';
 import { GossipTransport } from './transport';
 
 const TICK_MS = 10;
-const MAX_CATCH_UP_TICKS = 100;
+/** 60 s of ticks: a longer stall is not replayed tick by tick; the clock jumps instead. */
+const MAX_CATCH_UP_TICKS = 6_000;
 /** Probes whose send time we remember for the RTT; older ones are forgotten. */
 const MAX_PINGS_IN_FLIGHT = 1_024;
 

@@ -499,10 +499,12 @@ export class Swim {
     }
     const member: Member = { name: alive.node, address: alive.address, incarnation: alive.incarnation, state: 'alive', tags: alive.tags, stateChangeMs: this.nowMs };
     this.table.set(member.name, member);
-    // A newcomer goes to a random place in the probe order (memberlist), not to the end.
+    // A newcomer goes to a random place in the probe order, not to the end; like memberlist, by
+    // swapping it with whoever is there (O(1): a splice would make a mass join cost O(N²)).
     const at = Math.floor(this.config.random() * (this.probeOrder.length + 1));
-    this.probeOrder.splice(at, 0, member.name);
-    if (at < this.probeIndex) this.probeIndex++;
+    this.probeOrder.push(member.name);
+    const last = this.probeOrder.length - 1;
+    [this.probeOrder[at], this.probeOrder[last]] = [this.probeOrder[last], this.probeOrder[at]];
     this.enqueue(alive);
     this.events.push({ type: 'member-join', member: this.info(member) });
   }
