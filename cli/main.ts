@@ -7,6 +7,7 @@ import { Command, CommandIo } from './command';
 import { catalogCommand } from './commands/catalog';
 import { forceLeaveCommand, joinCommand, leaveCommand } from './commands/join';
 import { keygenCommand } from './commands/keygen';
+import { keyringCommand } from './commands/keyring';
 import { kvCommand } from './commands/kv';
 import { membersCommand } from './commands/members';
 import { roleCommand } from './commands/role';
@@ -20,6 +21,7 @@ export const commands: Record<string, Command> = {
   gossip: roleCommand(() => require('../services/gossip/role').gossipRole, 'Runs a gossip agent (SWIM membership, segments)'),
   join: joinCommand,
   keygen: keygenCommand,
+  keyring: keyringCommand,
   kv: kvCommand,
   leave: leaveCommand,
   members: membersCommand,

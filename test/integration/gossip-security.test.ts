@@ -33,7 +33,7 @@ afterAll(async () => {
   await stopAll();
 });
 
-test('encryption: agents with the same `consulate keygen` key form a pool; another key or no key cannot join, either way, and is never listed (G5)', async () => {
+test('encryption: agents with the same `consulate keygen` key form a pool; another key or no key cannot join, either way, and is never listed; a key rotation with `consulate keyring` never flaps the pool (G5)', async () => {
   const keygen = async () => {
     const out = await runCli(['keygen']);
     expect(out.code).toBe(0);
@@ -80,6 +80,27 @@ test('encryption: agents with the same `consulate keygen` key form a pool; anoth
   for (const watch of watches) expect(watch.about(MemberEventType.MEMBER_EVENT_TYPE_JOIN).filter((e) => !poolNames.includes(e.name))).toEqual([]);
   expect(await seesExactlyAlive(wrongKey, ['wrong-key'])).toBe(true);
   expect(await seesExactlyAlive(noKey, ['no-key'])).toBe(true);
+
+  // Key rotation with `consulate keyring` on every agent (reliability.md G5): install the new key,
+  // use it, remove the old; the pool never flaps, removing the key in use is refused, and an
+  // agent that knows only the new key joins afterwards.
+  const rotationStarted = Date.now();
+  const keyring = async (agent: Agent, ...args: string[]) => runCli(['keyring', `-gossip-addr=${agent.host}:8320`, ...args]);
+  for (const agent of pool) expect((await keyring(agent, `-install=${otherKey}`)).code).toBe(0);
+  await sleep(500);
+  for (const agent of pool) expect((await keyring(agent, `-use=${otherKey}`)).code).toBe(0);
+  await sleep(500);
+  const refused = await keyring(enc1, `-remove=${otherKey}`);
+  expect([refused.code, refused.stderr.trim()]).toEqual([1, 'Error: Removing the primary key is not allowed']);
+  for (const agent of pool) expect((await keyring(agent, `-remove=${key}`)).code).toBe(0);
+  expect((await keyring(enc2, '-list')).stdout).toContain(`${otherKey} [primary]`);
+  await sleep(1_500);
+  for (const agent of pool) expect(await seesExactlyAlive(agent, poolNames)).toBe(true);
+  for (const watch of watches) {
+    expect(watch.about(MemberEventType.MEMBER_EVENT_TYPE_FAILED, undefined, rotationStarted)).toEqual([]);
+  }
+  expect((await join(wrongKey, [`${enc3.host}:8301`])).joined).toBe(1);
+  await eventually('the agent with the new key in the pool', async () => ((await seesExactlyAlive(enc1, [...poolNames, 'wrong-key'])) ? true : undefined), 10_000);
 });
 
 /**
