@@ -2,13 +2,13 @@
 import { MAX_DATACENTERS, PORTS, loopbackAddress, servesPort, topology } from './topology';
 
 describe('topology', () => {
-  test('every datacenter runs 3 consensus servers, 3 server gossips, a catalog, 2 routers and 2 gossip clients', () => {
+  test('every datacenter runs 3 consensus servers, 3 server gossips, a catalog with its own gossip agent, 2 routers and 2 gossip clients', () => {
     const processes = topology(2);
     for (const dc of ['dc1', 'dc2']) {
       const roles = processes.filter((p) => p.datacenter === dc).map((p) => p.role);
-      expect(roles).toHaveLength(11);
+      expect(roles).toHaveLength(12);
       expect(roles.filter((r) => r === 'consensus')).toHaveLength(3);
-      expect(roles.filter((r) => r === 'gossip')).toHaveLength(5);
+      expect(roles.filter((r) => r === 'gossip')).toHaveLength(6);
       expect(roles.filter((r) => r === 'catalog')).toHaveLength(1);
       expect(roles.filter((r) => r === 'federation-router')).toHaveLength(2);
     }

@@ -6,7 +6,8 @@
  *   host            address       runs
  *   server-1..3     127.0.N.1-3   consensus (8310, a 3-server Raft cluster), gossip server (8320;
  *                                 LAN pool 8301, segment alpha 8303, beta 8304)
- *   catalog         127.0.N.10    catalog (8502; HTTP 8500), asks server-1..3's gossip (8320)
+ *   catalog         127.0.N.10    catalog (HTTP 8500, gRPC 8502; asks server-1..3's gossip on 8320),
+ *                                 and a gossip client of its own (8320, LAN 8301)
  *   router-1, -2    127.0.N.20-21 federation-router (8330; 8300 with the router issue)
  *   node-alpha-1    127.0.N.101   gossip client in segment alpha (8301), joins the servers' 8303
  *   node-beta-1     127.0.N.102   gossip client in segment beta (8301), joins the servers' 8304
@@ -73,6 +74,9 @@ function datacenter(dc: string): ProcessSpec[] {
   // The catalog's reconciler and /v1/agent API ask the server gossip agents (they see every segment).
   const gossipAddrs: HostFlag[] = SERVERS.map((host) => ({ name: 'gossip-addr', hostPort: [host, PORTS.gossip] as const }));
   out.push({ datacenter: dc, host: 'catalog', role: 'catalog', grpcPort: PORTS.catalogGrpc, flags: [...consensusAddrs, ...gossipAddrs] });
+  // Every Consul host runs an agent: the catalog's host too, so a session created through this
+  // catalog without a Node lands on a registered node, as it would on a Consul agent.
+  out.push({ datacenter: dc, host: 'catalog', role: 'gossip', grpcPort: PORTS.gossip, flags: joinEvery(PORTS.serfLan) });
   for (const host of ['router-1', 'router-2']) out.push({ datacenter: dc, host, role: 'federation-router', grpcPort: PORTS.routerGrpc, flags: consensusAddrs });
   for (const { name, port } of SEGMENTS) out.push({ datacenter: dc, host: `node-${name}-1`, role: 'gossip', grpcPort: PORTS.gossip, flags: [{ name: 'segment', value: name }, ...joinEvery(port)] });
   return out;

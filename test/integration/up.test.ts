@@ -13,6 +13,9 @@ import { checkHealth } from '../../services/lib/health-probe';
 import { eventually, REPO_ROOT } from '../harness/processes';
 import { isAlive } from '../../deploy/up';
 import type { TopologyFile } from '../../deploy/up';
+import { topology as plannedTopology } from '../../deploy/topology';
+
+const PROCESSES_IN_TWO_DCS = plannedTopology(2).length;
 
 const UP = join(REPO_ROOT, 'dist', 'deploy', 'up.js');
 let subnetCounter = 0;
@@ -57,13 +60,13 @@ test('dc1 and dc2 come up healthy within 30 s; Ctrl-C after a crashed child leav
 
   const topology = await readHealthyTopology(cluster.stateDir);
   expect(topology.datacenters).toEqual(['dc1', 'dc2']);
-  expect(topology.processes).toHaveLength(22);
+  expect(topology.processes).toHaveLength(PROCESSES_IN_TWO_DCS);
   const roles = new Set(topology.processes.map((p) => `${p.datacenter}/${p.role}`));
   for (const dc of ['dc1', 'dc2']) for (const role of ['consensus', 'gossip', 'catalog', 'federation-router']) expect(roles).toContain(`${dc}/${role}`);
   const server1 = topology.processes.find((p) => p.datacenter === 'dc2' && p.host === 'server-1' && p.role === 'consensus')!;
   expect(server1.endpoints.grpc).toBe(`${cluster.subnet}.2.1:8310`);
   for (const p of topology.processes) expect((await checkHealth(p.endpoints.grpc, 2_000)).answer).toBe('SERVING');
-  expect(output).toContain('Consulate is up: 22 processes in 2 datacenter(s) healthy');
+  expect(output).toContain(`Consulate is up: ${PROCESSES_IN_TWO_DCS} processes in 2 datacenter(s) healthy`);
   expect(output).toMatch(/dc1 server-1 +consensus +\| info +consulate consensus running in dc1 as server-1/);
 
   const victim = topology.processes.find((p) => p.role === 'catalog')!;
@@ -73,7 +76,7 @@ test('dc1 and dc2 come up healthy within 30 s; Ctrl-C after a crashed child leav
   supervisor.kill('SIGINT');
   expect(await exited).toBe(0);
   await allGone(topology.processes.map((p) => p.pid));
-  expect(output).toContain('Stopped 22 processes.');
+  expect(output).toContain(`Stopped ${PROCESSES_IN_TWO_DCS} processes.`);
   expect(existsSync(join(cluster.stateDir, 'topology.json'))).toBe(false);
 });
 
@@ -82,7 +85,7 @@ test('a SIGKILLed supervisor leaves no orphans: children stop when their stdin c
   const supervisor = spawn(process.execPath, [UP, '--dcs=1', ...cluster.args], { cwd: REPO_ROOT, stdio: 'ignore' });
   started.push(supervisor);
   const topology = await readHealthyTopology(cluster.stateDir);
-  expect(topology.processes).toHaveLength(11);
+  expect(topology.processes).toHaveLength(plannedTopology(1).length);
   supervisor.kill('SIGKILL');
   await allGone(topology.processes.map((p) => p.pid));
 });
@@ -93,7 +96,7 @@ test('DETACH=1 returns once healthy; make down stops everything', async () => {
   afterAllDowns.push(() => spawnSync(process.execPath, [UP, '--down', ...cluster.args], { cwd: REPO_ROOT, timeout: 30_000 }));
   const up = spawnSync(process.execPath, [UP, '--dcs=1', '--detach', ...cluster.args], { cwd: REPO_ROOT, encoding: 'utf8', timeout: 60_000 });
   expect(up.status).toBe(0);
-  expect(up.stdout).toContain('Consulate is up: 11 processes in 1 datacenter(s) healthy');
+  expect(up.stdout).toContain(`Consulate is up: ${plannedTopology(1).length} processes in 1 datacenter(s) healthy`);
   expect(up.stdout).toContain("Stop it with 'make down'.");
   const topology = JSON.parse(readFileSync(join(cluster.stateDir, 'topology.json'), 'utf8')) as TopologyFile;
   expect(isAlive(topology.supervisorPid)).toBe(true);

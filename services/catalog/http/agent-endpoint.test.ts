@@ -99,6 +99,18 @@ describe('GET /v1/agent/self', () => {
     expect(body.Member).toMatchObject({ Name: 'catalog', Addr: '127.0.1.10', Status: 1, Tags: { role: 'node', dc: 'dc1', segment: '' } });
   });
 
+  test("with a gossip agent under the catalog's node name, Config.NodeID is that agent's node ID (its `id` tag, the catalog's node ID) and Member is that agent", async () => {
+    const agent: Member = { ...gossipMember('catalog', ''), address: '127.0.1.10', tags: { role: 'node', dc: 'dc1', segment: '', id: '66666666-7777-4888-8999-aaaaaaaaaaaa' } };
+    POOLS._all.push(agent);
+    try {
+      const body = (await get('/v1/agent/self')).json() as { Config: Record<string, unknown>; Member: Record<string, unknown> };
+      expect(body.Config).toMatchObject({ NodeName: 'catalog', NodeID: '66666666-7777-4888-8999-aaaaaaaaaaaa' });
+      expect(body.Member).toMatchObject({ Name: 'catalog', Port: 8301, Tags: { id: '66666666-7777-4888-8999-aaaaaaaaaaaa' } });
+    } finally {
+      POOLS._all.pop();
+    }
+  });
+
   test('still answers when no gossip agent does', async () => {
     unavailable = true;
     expect((await get('/v1/agent/self')).status).toBe(200);
@@ -110,6 +122,11 @@ describe('/v1/agent/join and /v1/agent/force-leave', () => {
     const response = await get('/v1/agent/join/127.0.1.1:8303?segment=alpha', method);
     expect(response).toMatchObject({ status: 200, text: '' });
     expect(calls).toEqual(['join 127.0.1.1:8303 alpha']);
+  });
+
+  test('?dc= does not apply to a join: the local agent joins (AgentJoin reads no dc; node-consul sends its default dc on every call)', async () => {
+    expect(await get('/v1/agent/join/127.0.1.1?dc=dc2', 'PUT')).toMatchObject({ status: 200, text: '' });
+    expect(calls).toEqual(['join 127.0.1.1 ']);
   });
 
   test("a join no address accepted is a 500 with the agent's (Consul's) text", async () => {

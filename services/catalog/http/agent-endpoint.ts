@@ -10,7 +10,6 @@ import { ALL_SEGMENTS, GossipClient } from '../gossip-client';
 import { SERF_PROTOCOL } from '../reconciler-decisions';
 import { badRequest } from './http-errors';
 import { HttpResult, HttpRouter } from './http-server';
-import { refuseRemoteDatacenter } from './remote-datacenter';
 
 export interface AgentDeps {
   readonly datacenter: string;
@@ -79,17 +78,21 @@ export function registerAgentEndpoints(router: HttpRouter, deps: AgentDeps): voi
     // would be listed: a client of the default segment.
     const listed = await deps.gossip.members(ALL_SEGMENTS).catch(() => [] as Member[]);
     const own = listed.find((member) => member.name.toLowerCase() === deps.node.toLowerCase() && member.segment === (member.tags.segment ?? ''));
+    // Consul's Config.NodeID is the agent's node ID, the one its `id` tag gossips and the catalog
+    // registers: with an agent under our name, that agent's.
+    const nodeId = own?.tags.id || deps.nodeId;
     return {
       body: {
-        Config: { Datacenter: deps.datacenter, PrimaryDatacenter: deps.datacenter, NodeName: deps.node, NodeID: deps.nodeId, Revision: '', Server: false, Version: VERSION, BuildDate: '' },
+        Config: { Datacenter: deps.datacenter, PrimaryDatacenter: deps.datacenter, NodeName: deps.node, NodeID: nodeId, Revision: '', Server: false, Version: VERSION, BuildDate: '' },
         Member: own !== undefined ? agentMember(own) : selfMember(deps),
         Meta: { 'consul-network-segment': own?.tags.segment ?? '' },
       },
     };
   });
 
+  // A join is the local agent's (Consul's AgentJoin reads no ?dc=, so a client whose default
+  // datacenter is another one still joins here).
   router.on(['PUT', 'GET'], '/v1/agent/join/:address', async ({ query, params }): Promise<HttpResult> => {
-    refuseRemoteDatacenter(query, deps.datacenter);
     if (wanAsked(query)) throw new Error(WAN_NOT_HERE);
     const response = await deps.gossip.join([params.address], query.get('segment') ?? '');
     // Consul's JoinLAN: the error of the addresses tried when none was joined.
