@@ -1,7 +1,8 @@
 /**
  * The catalog role: Consul's data model on the consensus store, the HTTP API on 8500 and the
- * public gRPC API on 8502. A watch-fed view of the store (state/) answers every read; writes go to
- * consensus as one transaction each. The gRPC Status asks every consensus server for theirs.
+ * public gRPC API on 8502 (grpc/: Catalog, Health, KV and Session services, with watches). A
+ * watch-fed view of the store (state/) answers every read of both APIs; writes go to consensus as
+ * one transaction each. The gRPC Status asks every consensus server for theirs.
  * With `-gossip-addr` (the datacenter's server gossip agents) it also serves `/v1/agent/...` and
  * stands for the reconciler, which one catalog per datacenter holds at a time.
  */
@@ -9,7 +10,6 @@ import { randomUUID } from 'node:crypto';
 
 import { Tracer } from '@opentelemetry/api';
 
-import { CatalogServiceService, protobufFileName } from '../gen/consulate/catalog/v1/catalog';
 import { Clock } from '../lib/clock';
 import { checks, field } from '../lib/config';
 import { ConsensusClient, consensusAddrsField } from '../lib/consensus-client';
@@ -17,7 +17,8 @@ import { RoleGrpcServer } from '../lib/grpc-server';
 import { Logger } from '../lib/log';
 import { persistentNodeId } from '../lib/node-id';
 import { RoleDefinition } from '../lib/role-process';
-import { catalogService } from './catalog-service';
+import { catalogApiServices } from './grpc/catalog-api';
+import { WATCH_DEFAULTS, Watches } from './grpc/watches';
 import { GossipClient, gossipAddrsField } from './gossip-client';
 import { CatalogHttpServer } from './http/http-server';
 import { catalogRouter } from './http/routes';
@@ -42,17 +43,19 @@ export const catalogRole: RoleDefinition<typeof fields> = {
   fields,
   async start(context) {
     const consensus = new ConsensusClient(context.config.consensusAddrs, context.tracer);
-    const server = new RoleGrpcServer({
-      logger: context.logger,
-      tracer: context.tracer,
-      services: [{ definition: CatalogServiceService, implementation: catalogService(context, consensus), protoFile: protobufFileName }],
-    });
     const { config, logger, tracer, clock } = context;
     const view = new CatalogView();
     const sync = new ViewSync(view, consensus, config.consensusAddrs, tracer, logger);
     const gossip = new GossipClient(config.gossipAddrs, tracer, clock);
     const nodeId = persistentNodeId(config.dataDir);
     const lockDelays = new LockDelays(clock);
+    // The gRPC API (8502) runs on the same view, sync, consensus client and lock-delays as HTTP.
+    const watches = new Watches({ datacenter: config.datacenter, view, sync, consensus }, logger, WATCH_DEFAULTS);
+    const server = new RoleGrpcServer({
+      logger,
+      tracer,
+      services: catalogApiServices({ datacenter: config.datacenter, node: config.node, view, sync, consensus, lockDelays, watches, logger, context }),
+    });
     // Releases the locks of sessions that end (TTL expiry, failed checks), from the view's changes.
     const sessionReaper = new SessionReaper({ view, consensus, lockDelays, logger });
     const http = new CatalogHttpServer({
@@ -76,6 +79,8 @@ export const catalogRole: RoleDefinition<typeof fields> = {
         await election?.stop();
         await http.close();
         sessionReaper.stop();
+        // Watches never end on their own: end them (UNAVAILABLE), or shutdown waits out its grace.
+        watches.closeAll();
         sync.stop();
         await server.shutdown();
         gossip.close();

@@ -9,9 +9,9 @@
  * registration (`Must provide node`, ...) are 500s, as Consul answers them.
  */
 import { ConsensusClient } from '../../lib/consensus-client';
-import { Indexed, catalogRows } from '../state/catalog-rows';
-import { CatalogWriteError, DeregisterRequest, RegisterRequest, deregister, register } from '../state/catalog-writes';
-import { StoredNode, StoredService } from '../state/model';
+import { LIST_SERVICES_TABLES, NODE_SERVICES_TABLES, SERVICE_NODES_TABLES, listNodes, listServices, nodeServices, serviceNodes } from '../state/catalog-reads';
+import { CatalogWriteError, DeregisterRequest, MAX_CATALOG_WRITE_BYTES, RegisterRequest, deregister, register } from '../state/catalog-writes';
+import { refuseOtherDatacenter } from '../state/errors';
 import { ReadDeps, blockingRead } from './blocking';
 import { nodeJson, nodeServiceJson, serviceNodeJson } from './consul-shapes';
 import { GoJsonError, GoType, decodeGoJson, go } from './go-decode';
@@ -19,7 +19,7 @@ import { parseGoDuration } from './go-text';
 import { HttpError, badRequest } from './http-errors';
 import { HttpRequest, HttpResult, HttpRouter } from './http-server';
 import { parseQueryOptions } from './query-options';
-import { hasAllTags, parseNodeMetaFilter, refuseFilterExpression, satisfiesMetaFilters } from './read-filters';
+import { parseNodeMetaFilter, refuseFilterExpression } from './read-filters';
 import { refuseRemoteDatacenter } from './remote-datacenter';
 
 export interface CatalogEndpointDeps extends ReadDeps {
@@ -27,11 +27,8 @@ export interface CatalogEndpointDeps extends ReadDeps {
   readonly consensus: Pick<ConsensusClient, 'kv'>;
 }
 
-/**
- * A register or deregister body: its rows go to consensus in one txn, which the consensus store
- * caps at 1.5 MiB (maxRequestBytes); 1 MiB leaves room for keys and compares.
- */
-export const MAX_CATALOG_WRITE_BODY_BYTES = 1024 * 1024;
+/** A register or deregister body (state/catalog-writes.ts MAX_CATALOG_WRITE_BYTES). */
+export const MAX_CATALOG_WRITE_BODY_BYTES = MAX_CATALOG_WRITE_BYTES;
 
 // ---- The Go types the bodies decode into (agent/structs), for Go's error texts. ----
 
@@ -148,9 +145,7 @@ export function registerCatalogEndpoints(router: HttpRouter, deps: CatalogEndpoi
 }
 
 /** Writes name their datacenter in the body (Consul forwards on it); ours when empty. */
-function refuseRemoteWrite(datacenter: string | undefined, local: string): void {
-  if (datacenter !== undefined && datacenter !== '' && datacenter !== local) throw new Error('No path to datacenter');
-}
+const refuseRemoteWrite = refuseOtherDatacenter;
 
 async function catalogRegister(deps: CatalogEndpointDeps, request: HttpRequest): Promise<HttpResult> {
   const body = decodeBody<RegisterRequest & { Checks?: (RegisterRequest['Check'] | undefined)[] }>(await request.body(MAX_CATALOG_WRITE_BODY_BYTES), registerRequestType);
@@ -180,33 +175,20 @@ async function catalogNodes(deps: CatalogEndpointDeps, { query }: HttpRequest): 
   const options = readOptions(deps, query);
   // `near` sorts by network distance; nodes have no coordinates here yet, so the order stays by name.
   const meta = parseNodeMetaFilter(query);
-  const read = await blockingRead(deps, options, ['nodes'], () => ({
-    value: catalogRows
-      .nodes(deps.view)
-      .filter((node) => satisfiesMetaFilters(node.value.Meta, meta))
-      .map(nodeJson),
-    index: deps.view.index('nodes'),
-  }));
+  const read = await blockingRead(deps, options, ['nodes'], () => {
+    const { value, index } = listNodes(deps.view, meta);
+    return { value: value.map(nodeJson), index };
+  });
   return { body: read.value, headers: read.headers };
 }
 
 async function catalogServices(deps: CatalogEndpointDeps, { query }: HttpRequest): Promise<HttpResult> {
   const options = readOptions(deps, query);
   const meta = parseNodeMetaFilter(query);
-  // ServicesByNodeMeta also watches the nodes table.
-  const tables = meta === undefined ? (['services'] as const) : (['services', 'nodes'] as const);
-  const read = await blockingRead(deps, options, tables, () => {
-    const tagsByName = new Map<string, Set<string>>();
-    for (const service of catalogRows.services(deps.view)) {
-      if (meta !== undefined && !satisfiesMetaFilters(catalogRows.nodeByKey(deps.view, service.nodeKey)?.value.Meta, meta)) continue;
-      let tags = tagsByName.get(service.value.Service);
-      if (tags === undefined) tagsByName.set(service.value.Service, (tags = new Set()));
-      for (const tag of service.value.Tags ?? []) tags.add(tag);
-    }
-    // Go prints a map's keys sorted.
-    const value: Record<string, string[]> = {};
-    for (const name of [...tagsByName.keys()].sort()) value[name] = [...tagsByName.get(name)!];
-    return { value, index: deps.view.index(...tables) };
+  const read = await blockingRead(deps, options, LIST_SERVICES_TABLES(meta), () => {
+    const { value, index } = listServices(deps.view, meta);
+    // A map in Go's order, the names sorted.
+    return { value: Object.fromEntries(value.map(({ name, tags }) => [name, tags])), index };
   });
   return { body: read.value, headers: read.headers };
 }
@@ -217,10 +199,10 @@ async function catalogServiceNodes(deps: CatalogEndpointDeps, { query, params }:
   const tags = query.getAll('tag');
   const name = params.service;
   if (name === '') throw badRequest('Missing service name');
-  const read = await blockingRead(deps, options, ['nodes', 'services'], () => ({
-    value: instancesOf(deps, name, tags, meta).map(({ node, service }) => serviceNodeJson(node, service)),
-    index: deps.view.index('nodes', 'services'),
-  }));
+  const read = await blockingRead(deps, options, SERVICE_NODES_TABLES, () => {
+    const { value, index } = serviceNodes(deps.view, name, tags, meta);
+    return { value: value.map(({ node, service }) => serviceNodeJson(node, service)), index };
+  });
   return { body: read.value, headers: read.headers };
 }
 
@@ -228,31 +210,13 @@ async function catalogNodeServices(deps: CatalogEndpointDeps, { query, params }:
   const options = readOptions(deps, query);
   const name = params.node;
   if (name === '') throw badRequest('Missing node name');
-  const read = await blockingRead(deps, options, ['nodes', 'services'], () => {
-    const node = catalogRows.node(deps.view, name);
-    const index = deps.view.index('nodes', 'services');
+  const read = await blockingRead(deps, options, NODE_SERVICES_TABLES, () => {
+    const { value, index } = nodeServices(deps.view, name);
     // An unknown node: a null body with a 200, as Consul answers a nil NodeServices.
-    if (node === undefined) return { value: null, index };
+    if (value === undefined) return { value: null, index };
     const services: Record<string, ReturnType<typeof nodeServiceJson>> = {};
-    for (const service of catalogRows.nodeServices(deps.view, name)) services[service.value.ID] = nodeServiceJson(service);
-    return { value: { Node: nodeJson(node), Services: services }, index };
+    for (const service of value.services) services[service.value.ID] = nodeServiceJson(service);
+    return { value: { Node: nodeJson(value.node), Services: services }, index };
   });
   return { body: read.value, headers: read.headers };
-}
-
-/**
- * The instances of a service, by name case-insensitively (Consul's service index lower-cases),
- * carrying every wanted tag, on nodes whose meta matches; in node, then service ID, order.
- */
-export function instancesOf(deps: Pick<CatalogEndpointDeps, 'view'>, name: string, tags: readonly string[], meta: Map<string, string> | undefined): { node: Indexed<StoredNode>; service: Indexed<StoredService> }[] {
-  const wanted = name.toLowerCase();
-  const out: { node: Indexed<StoredNode>; service: Indexed<StoredService> }[] = [];
-  for (const service of catalogRows.services(deps.view)) {
-    if (service.value.Service.toLowerCase() !== wanted || !hasAllTags(service.value.Tags, tags)) continue;
-    // A service whose node is gone is mid-deregistration: not an instance any more.
-    const node = catalogRows.nodeByKey(deps.view, service.nodeKey);
-    if (node === undefined || !satisfiesMetaFilters(node.value.Meta, meta)) continue;
-    out.push({ node, service });
-  }
-  return out;
 }

@@ -3,14 +3,13 @@
  * prefix (`recurse`), or key names (`keys`, cut at `separator`), or the bare value (`raw`), as
  * blocking queries; PUT writes (`flags`, `cas`, `acquire`, `release`) and answers true/false;
  * DELETE deletes one key, a prefix (`recurse`) or one key by `cas`. Every write is one consensus
- * Txn (state/kv-writes.ts). Absent keys are a 404 with an empty body and the index headers.
+ * Txn (state/kv-apply.ts). Absent keys are a 404 with an empty body and the index headers.
  */
 import { ConsensusClient } from '../../lib/consensus-client';
 import { MAX_KV_VALUE_BYTES } from '../state/model';
 import { listKvEntries, listKvKeys, readKvEntry } from '../state/kv-reads';
-import { KvWrite, kvDelete, kvDeleteCas, kvDeleteTree, kvLock, kvSet, kvSetCas, kvUnlock } from '../state/kv-writes';
+import { KvDeleteOp, KvPutOp, deleteKv, putKv } from '../state/kv-apply';
 import { LockDelays } from '../state/lock-delay';
-import { commitPlan } from '../state/write-plan';
 import { ReadDeps, blockingRead } from './blocking';
 import { goValuesEncode, parseGoUint64 } from './go-text';
 import { HttpError, badRequest } from './http-errors';
@@ -31,8 +30,8 @@ export function valueTooLarge(length: number): HttpError {
 
 export function registerKvEndpoints(router: HttpRouter, deps: KvEndpointDeps): void {
   router.on(['GET'], '/v1/kv/*key', (request) => getKv(deps, request));
-  router.on(['PUT'], '/v1/kv/*key', (request) => putKv(deps, request));
-  router.on(['DELETE'], '/v1/kv/*key', (request) => deleteKv(deps, request));
+  router.on(['PUT'], '/v1/kv/*key', (request) => putKvEndpoint(deps, request));
+  router.on(['DELETE'], '/v1/kv/*key', (request) => deleteKvEndpoint(deps, request));
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -79,7 +78,7 @@ function uint64Param(query: URLSearchParams, name: string): bigint {
   return parsed.value;
 }
 
-async function putKv(deps: KvEndpointDeps, request: HttpRequest): Promise<HttpResult> {
+async function putKvEndpoint(deps: KvEndpointDeps, request: HttpRequest): Promise<HttpResult> {
   const { query, params } = request;
   parseQueryOptions(query, deps.datacenter);
   refuseRemoteDatacenter(query, deps.datacenter);
@@ -87,60 +86,23 @@ async function putKv(deps: KvEndpointDeps, request: HttpRequest): Promise<HttpRe
   if (key === '') throw badRequest('Missing key name');
   refuseConflictingFlags(query, ['cas', 'acquire', 'release']);
   const flags = query.has('flags') ? uint64Param(query, 'flags') : 0n;
-  let op: { kind: 'set' } | { kind: 'cas'; index: bigint } | { kind: 'lock' | 'unlock'; session: string } = { kind: 'set' };
+  let op: KvPutOp = { kind: 'set' };
   if (query.has('cas')) op = { kind: 'cas', index: uint64Param(query, 'cas') };
   if (query.has('acquire')) op = { kind: 'lock', session: query.get('acquire')! };
   if (query.has('release')) op = { kind: 'unlock', session: query.get('release')! };
   const value = await request.body(MAX_KV_VALUE_BYTES, valueTooLarge);
-  const write: KvWrite = { key, flags, value, session: op.kind === 'lock' || op.kind === 'unlock' ? op.session : '', lockIndex: 0 };
-
-  switch (op.kind) {
-    case 'set':
-      await commitPlan(deps, (plan) => {
-        kvSet(plan, write, false);
-        return { value: true, commit: true };
-      });
-      return { body: true };
-    case 'cas': {
-      const { value: done } = await commitPlan(deps, (plan) => {
-        const step = kvSetCas(plan, write, op.index);
-        return { value: step.done, commit: step.done };
-      });
-      return { body: done };
-    }
-    case 'lock':
-    case 'unlock': {
-      // The lock-delay is a refusal, not an error (kvsPreApply returns false, nil).
-      if (op.kind === 'lock' && deps.lockDelays.isDelayed(key)) return { body: false };
-      const { value: done } = await commitPlan(deps, (plan) => {
-        const step = op.kind === 'lock' ? kvLock(plan, write) : kvUnlock(plan, write);
-        if (step.error !== undefined) throw new Error(step.error);
-        return { value: step.done, commit: step.done };
-      });
-      return { body: done };
-    }
-  }
+  const { value: done } = await putKv(deps, { key, flags, value }, op);
+  return { body: done };
 }
 
-async function deleteKv(deps: KvEndpointDeps, { query, params }: HttpRequest): Promise<HttpResult> {
+async function deleteKvEndpoint(deps: KvEndpointDeps, { query, params }: HttpRequest): Promise<HttpResult> {
   parseQueryOptions(query, deps.datacenter);
   refuseRemoteDatacenter(query, deps.datacenter);
   const key = params.key;
   refuseConflictingFlags(query, ['recurse', 'cas']);
   const recurse = query.has('recurse');
   if (!recurse && key === '') throw badRequest('Missing key name');
-  if (query.has('cas')) {
-    const index = uint64Param(query, 'cas');
-    const { value: done } = await commitPlan(deps, (plan) => {
-      const deleted = kvDeleteCas(plan, key, index);
-      return { value: deleted, commit: deleted };
-    });
-    return { body: done };
-  }
-  await commitPlan(deps, (plan) => {
-    if (recurse) kvDeleteTree(plan, key);
-    else kvDelete(plan, key);
-    return { value: true, commit: true };
-  });
-  return { body: true };
+  const op: KvDeleteOp = query.has('cas') ? { kind: 'delete-cas', index: uint64Param(query, 'cas') } : recurse ? { kind: 'delete-tree' } : { kind: 'delete' };
+  const { value: done } = await deleteKv(deps, key, op);
+  return { body: done };
 }

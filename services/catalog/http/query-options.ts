@@ -2,9 +2,10 @@
  * The query parameters every Consul read takes (agent/http.go `parseWait`, `parseConsistency`,
  * `parseDC`; reference/consul-compat.md §4.4-4.5), parsed once, with Consul's 400 texts.
  */
+import { ConsistencyMode, DEFAULT_WAIT_MS, MAX_WAIT_MS } from '../state/consistent-read';
 import { badRequest } from './http-errors';
 
-export type ConsistencyMode = 'default' | 'consistent' | 'stale';
+export { ConsistencyMode, DEFAULT_WAIT_MS, JITTER_FRACTION, MAX_WAIT_MS } from '../state/consistent-read';
 
 export interface QueryOptions {
   /** The datacenter asked for; the catalog's own when absent. */
@@ -17,11 +18,6 @@ export interface QueryOptions {
   /** `?stale` may serve a view this far behind the leader's last contact (0: any). */
   readonly maxStaleMs: number;
 }
-
-/** Consul's blocking limits (agent/consul/rpc.go): 5 min by default, 10 min at most, jitter up to wait/16. */
-export const DEFAULT_WAIT_MS = 5 * 60_000;
-export const MAX_WAIT_MS = 10 * 60_000;
-export const JITTER_FRACTION = 16;
 
 export function parseQueryOptions(query: URLSearchParams, localDatacenter: string): QueryOptions {
   const stale = query.has('stale');

@@ -19,19 +19,7 @@ export function parseNodeMetaFilter(query: URLSearchParams): Map<string, string>
   return filters;
 }
 
-export function satisfiesMetaFilters(meta: Readonly<Record<string, string>> | undefined, filters: Map<string, string> | undefined): boolean {
-  if (filters === undefined) return true;
-  for (const [key, value] of filters) {
-    if (meta === undefined || !Object.prototype.hasOwnProperty.call(meta, key) || meta[key] !== value) return false;
-  }
-  return true;
-}
-
-/** Whether a service has every wanted tag (case-insensitively). */
-export function hasAllTags(tags: readonly string[] | undefined, wanted: readonly string[]): boolean {
-  const have = new Set((tags ?? []).map((tag) => tag.toLowerCase()));
-  return wanted.every((tag) => have.has(tag.toLowerCase()));
-}
+export { hasAllTags, satisfiesMetaFilters } from '../state/catalog-reads';
 
 /**
  * Consul's `filter` takes go-bexpr expressions, which Consulate does not evaluate yet. Answering

@@ -5,7 +5,7 @@
  */
 import { ConsensusClient } from '../../lib/consensus-client';
 import { LockDelays } from '../state/lock-delay';
-import { SERF_CHECK_ID, SessionCreate, createSession, destroySession, listSessions, nodeSessions, readSession, renewSession } from '../state/sessions';
+import { SERF_CHECK_ID, SESSION_DEFAULTS, SessionCreate, createSession, destroySession, listSessions, nodeSessions, readSession, renewSession } from '../state/sessions';
 import { ReadDeps, blockingRead } from './blocking';
 import { GoJsonError, decodeGoJson, go } from './go-decode';
 import { parseGoDuration } from './go-text';
@@ -22,8 +22,7 @@ export interface SessionEndpointDeps extends ReadDeps {
   readonly lockDelays: LockDelays;
 }
 
-/** Consul's defaults for a new session (agent/session_endpoint.go SessionCreate). */
-export const SESSION_DEFAULTS = { lockDelayNs: 15e9, behavior: 'release' } as const;
+export { SESSION_DEFAULTS } from '../state/sessions';
 /** structs.lockDelayMinThreshold: a LockDelay below 1000 (ns) was meant as seconds. */
 const LOCK_DELAY_MIN_THRESHOLD_NS = 1000;
 

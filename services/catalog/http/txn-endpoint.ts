@@ -1,17 +1,14 @@
 /**
- * `PUT /v1/txn` (agent/txn_endpoint.go, agent/consul/txn_endpoint.go, state/txn.go): up to 128
- * KV operations, all or nothing. A transaction that only reads runs on the view at the requested
- * consistency (Consul's Txn.Read, no Raft); one that writes is planned op by op, each seeing the
- * ones before it, and committed as one consensus Txn (state/write-plan.ts). Any failed op fails
- * the whole transaction: 409 with `{"Results": null, "Errors": [{"OpIndex", "What"}]}`.
+ * `PUT /v1/txn` (agent/txn_endpoint.go): the body's limits and decoding, with Consul's texts, then
+ * the transaction as state/kv-txn.ts runs it: up to 128 KV operations, all or nothing. Any failed
+ * op fails the whole transaction: 409 with `{"Results": null, "Errors": [{"OpIndex", "What"}]}`.
  */
 import { ConsensusClient } from '../../lib/consensus-client';
 import { dirEntry } from '../state/kv-reads';
-import { KvTxnOp, KvTxnResult, isWriteVerb, preCheckKvOp, resolvedIndex, runKvTxnOp } from '../state/kv-writes';
+import { MAX_TXN_BYTES, MAX_TXN_OPS, TxnOp, TxnOutcome, readTxn, writeTxn, writesAnything } from '../state/kv-txn';
 import { LockDelays } from '../state/lock-delay';
 import { MAX_KV_VALUE_BYTES } from '../state/model';
-import { WritePlan, commitPlan } from '../state/write-plan';
-import { ReadDeps, blockingRead } from './blocking';
+import { ReadDeps } from './blocking';
 import { GoJsonError, decodeGoJson, go } from './go-decode';
 import { goQuote } from './go-text';
 import { HttpError } from './http-errors';
@@ -19,16 +16,16 @@ import { HttpRequest, HttpResult, HttpRouter } from './http-server';
 import { parseQueryOptions } from './query-options';
 import { refuseRemoteDatacenter } from './remote-datacenter';
 
+export { MAX_TXN_OPS } from '../state/kv-txn';
+
 export interface TxnEndpointDeps extends ReadDeps {
   readonly datacenter: string;
   readonly consensus: Pick<ConsensusClient, 'kv'>;
   readonly lockDelays: LockDelays;
 }
 
-/** agent/txn_endpoint.go maxTxnOps. */
-export const MAX_TXN_OPS = 128;
 /** txn_max_req_len's default (raft.SuggestedMaxDataSize), the whole body. */
-export const TXN_MAX_REQ_LEN = 512 * 1024;
+export const TXN_MAX_REQ_LEN = MAX_TXN_BYTES;
 const TXN_LIMIT_DOCS = 'https://developer.hashicorp.com/docs/agent/config/config-files#txn_max_req_len';
 
 /** api.TxnOps, decoded as lib.DecodeJSON does (unknown fields refused). */
@@ -60,32 +57,21 @@ interface DecodedKvOp {
   Session: string;
 }
 
-/** One converted op: a KV op, or a catalog op this catalog does not run in a transaction yet. */
-type TxnOp = { readonly kv: KvTxnOp } | { readonly unsupported: 'Node' | 'Service' | 'Check' };
-
-interface TxnError {
-  readonly OpIndex: number;
-  readonly What: string;
-}
-
 export function registerTxnEndpoints(router: HttpRouter, deps: TxnEndpointDeps): void {
   router.on(['PUT'], '/v1/txn', (request) => txn(deps, request));
 }
 
 async function txn(deps: TxnEndpointDeps, request: HttpRequest): Promise<HttpResult> {
   const ops = await convertOps(request);
-  const writes = ops.filter((op) => 'unsupported' in op || isWriteVerb(op.kv.Verb)).length;
   const { query } = request;
 
-  if (writes === 0) {
+  if (!writesAnything(ops)) {
     // Txn.Read: at the asked consistency, never blocking, with LastContact and KnownLeader only.
     const options = parseQueryOptions(query, deps.datacenter);
     refuseRemoteDatacenter(query, deps.datacenter);
-    const read = await blockingRead(deps, { ...options, minIndex: 0 }, ['kvs'], () => ({ value: runOps(new WritePlan(deps.view), ops, deps.lockDelays), index: 0 }));
-    const knownLeader = read.headers['X-Consul-KnownLeader'] === 'true';
-    const lastContactMs = Number(read.headers['X-Consul-LastContact']);
+    const { outcome, knownLeader, lastContactMs } = await readTxn(deps, ops, options);
     const body = {
-      ...response(read.value, deps.view.revision),
+      ...response(outcome),
       // structs.TxnReadResponse embeds QueryMeta, so its fields are in the body too.
       Index: 0,
       LastContact: lastContactMs * 1e6,
@@ -95,17 +81,12 @@ async function txn(deps: TxnEndpointDeps, request: HttpRequest): Promise<HttpRes
       Backend: 0,
       ResultsFilteredByACLs: false,
     };
-    return { status: read.value.errors.length > 0 ? 409 : 200, body, headers: { 'X-Consul-LastContact': String(lastContactMs), 'X-Consul-KnownLeader': String(knownLeader) } };
+    return { status: outcome.errors.length > 0 ? 409 : 200, body, headers: { 'X-Consul-LastContact': String(lastContactMs), 'X-Consul-KnownLeader': String(knownLeader) } };
   }
 
   refuseRemoteDatacenter(query, deps.datacenter);
-  const preChecked = preCheck(ops, deps.lockDelays);
-  if (preChecked.length > 0) return { status: 409, body: { Results: null, Errors: preChecked } };
-  const { value, revision } = await commitPlan(deps, (plan) => {
-    const outcome = runOps(plan, ops, deps.lockDelays);
-    return { value: outcome, commit: outcome.errors.length === 0 };
-  });
-  return { status: value.errors.length > 0 ? 409 : 200, body: response(value, revision) };
+  const outcome = await writeTxn(deps, ops);
+  return { status: outcome.errors.length > 0 ? 409 : 200, body: response(outcome) };
 }
 
 /** txn_endpoint.go convertOps: the body's limits, its decoding, and Consul's texts for both. */
@@ -140,40 +121,11 @@ async function convertOps(request: HttpRequest): Promise<TxnOp[]> {
   return ops;
 }
 
-/** Txn.preCheck: checks every op before any runs; their errors, by OpIndex. */
-function preCheck(ops: readonly TxnOp[], lockDelays: LockDelays): TxnError[] {
-  const errors: TxnError[] = [];
-  ops.forEach((op, index) => {
-    if (!('kv' in op)) return;
-    const what = preCheckKvOp(op.kv, lockDelays);
-    if (what !== undefined) errors.push({ OpIndex: index, What: what });
-  });
-  return errors;
-}
-
-/** txnDispatch: every op in order on one plan; all their results, or all their errors. */
-function runOps(plan: WritePlan, ops: readonly TxnOp[], lockDelays: LockDelays): { results: KvTxnResult[]; errors: TxnError[] } {
-  const preChecked = preCheck(ops, lockDelays);
-  if (preChecked.length > 0) return { results: [], errors: preChecked };
-  const results: KvTxnResult[] = [];
-  const errors: TxnError[] = [];
-  ops.forEach((op, index) => {
-    if (!('kv' in op)) {
-      errors.push({ OpIndex: index, What: `Consulate does not run ${op.unsupported} operations in /v1/txn yet: use the /v1/catalog endpoints` });
-      return;
-    }
-    const outcome = runKvTxnOp(plan, op.kv);
-    results.push(...outcome.results);
-    if (outcome.error !== undefined) errors.push({ OpIndex: index, What: outcome.error });
-  });
-  return { results, errors };
-}
-
 /** structs.TxnResponse: results with the committed indexes, or the errors and no results. */
-function response(outcome: { results: readonly KvTxnResult[]; errors: readonly TxnError[] }, revision: number) {
+function response(outcome: TxnOutcome) {
   if (outcome.errors.length > 0) return { Results: null, Errors: outcome.errors };
   return {
-    Results: outcome.results.map(({ entry, withValue }) => ({ KV: dirEntry(entry.key, entry.kv, resolvedIndex(entry.createIndex, revision), resolvedIndex(entry.modifyIndex, revision), { withValue }) })),
+    Results: outcome.results.map(({ entry, withValue }) => ({ KV: dirEntry(entry.key, entry.kv, entry.createIndex, entry.modifyIndex, { withValue }) })),
     Errors: null,
   };
 }

@@ -83,19 +83,29 @@ export interface DeregisterRequest {
 
 /**
  * A refused write, with Consul's text. Consul answers these with 500: they are plain RPC errors
- * to agent/http.go's mapping, not BadRequestErrors.
+ * to agent/http.go's mapping, not BadRequestErrors. `reason` is for the gRPC API: 'invalid', the
+ * request can never succeed as sent; 'conflict', the catalog's current state refuses it (a check
+ * for an unregistered service, a node name a live node holds).
  */
 export class CatalogWriteError extends Error {
   override readonly name = 'CatalogWriteError';
   constructor(
     message: string,
     readonly status = 500,
+    readonly reason: 'invalid' | 'conflict' = 'invalid',
   ) {
     super(message);
   }
 }
 
 // ---- Register ----
+
+/**
+ * A register or deregister request as sent (an HTTP body, an encoded gRPC message): its rows go
+ * to consensus in one txn, which the consensus store caps at 1.5 MiB (maxRequestBytes); 1 MiB
+ * leaves room for keys and compares.
+ */
+export const MAX_CATALOG_WRITE_BYTES = 1024 * 1024;
 
 /** Checks in one registration: with the node, the service and what they read, one txn stays under its 128 operations. */
 export const MAX_CHECKS_PER_REGISTRATION = 120;
@@ -137,7 +147,7 @@ export function planRegister(plan: WritePlan, request: RegisterRequest, localDat
     if (!equalFold(check.Node, node)) throw new CatalogWriteError(`Node '${check.Node}' for check '${check.CheckID}' doesn't match register request node '${node}'`);
     if (check.ServiceID === '' || (service !== undefined && service.ID === check.ServiceID)) continue;
     if (read<StoredService>(plan, keys.service(node, check.ServiceID))?.ID !== check.ServiceID) {
-      throw new CatalogWriteError(`Unknown service ID '${check.ServiceID}' for check ID '${check.CheckID}'`);
+      throw new CatalogWriteError(`Unknown service ID '${check.ServiceID}' for check ID '${check.CheckID}'`, 500, 'conflict');
     }
   }
 
@@ -169,7 +179,7 @@ export function planRegister(plan: WritePlan, request: RegisterRequest, localDat
       // The state store finds the service case-insensitively (its index lower-cases IDs); the
       // plan sees this request's service once staged.
       const owner = read<StoredService>(plan, keys.service(node, check.ServiceID));
-      if (owner === undefined) throw new CatalogWriteError(`failed inserting check on node ${goQuote(check.Node)}: Missing service registration`);
+      if (owner === undefined) throw new CatalogWriteError(`failed inserting check on node ${goQuote(check.Node)}: Missing service registration`, 500, 'conflict');
       stored = { ...stored, ServiceName: owner.Service, ServiceTags: [...owner.Tags] };
     }
     const key = keys.check(node, check.CheckID);
@@ -204,14 +214,14 @@ function ensureNode(plan: WritePlan, node: StoredNode, existing: StoredNode | un
     if (byId !== undefined && byId.ID.toLowerCase() === node.ID.toLowerCase()) {
       if (!equalFold(byId.Node, node.Node)) {
         const reserved = reservedNameError(plan, node, false);
-        if (reserved !== undefined) throw new CatalogWriteError(`failed inserting node: Error while renaming Node ID: ${goQuote(node.ID)} (${node.Address}): ${reserved}`);
+        if (reserved !== undefined) throw new CatalogWriteError(`failed inserting node: Error while renaming Node ID: ${goQuote(node.ID)} (${node.Address}): ${reserved}`, 500, 'conflict');
         plan.deletePrefix(keys.nodeServices(byId.Node));
         plan.deletePrefix(keys.nodeChecks(byId.Node));
         plan.delete(keys.node(byId.Node));
       }
     } else {
       const reserved = reservedNameError(plan, node, true);
-      if (reserved !== undefined) throw new CatalogWriteError(`failed inserting node: Error while renaming Node ID: ${goQuote(node.ID)}: ${reserved}`);
+      if (reserved !== undefined) throw new CatalogWriteError(`failed inserting node: Error while renaming Node ID: ${goQuote(node.ID)}: ${reserved}`, 500, 'conflict');
     }
   }
   if (existing !== undefined && sameRow(existing, node)) return;

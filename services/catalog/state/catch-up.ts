@@ -6,6 +6,7 @@
  */
 import { Consistency } from '../../gen/consulate/consensus/v1/kv';
 import { ConsensusClient } from '../../lib/consensus-client';
+import { NoLeaderError, ViewBehindError } from './errors';
 import { keys, prefixEnd } from './keys';
 import { CatalogView } from './view';
 
@@ -21,11 +22,10 @@ export async function catchUpWithLeader(view: CatalogView, consensus: Pick<Conse
     );
     revision = Number(response.header?.revision ?? 0n);
   } catch {
-    // Consul's text when no server leads (structs.ErrNoLeader).
-    throw new Error('No cluster leader');
+    throw new NoLeaderError();
   }
   if (!(await view.waitForRevision(revision, timeoutMs))) {
-    throw new Error(`catalog view is behind the leader (at revision ${view.revision}, leader at ${revision}); retry`);
+    throw new ViewBehindError(`catalog view is behind the leader (at revision ${view.revision}, leader at ${revision}); retry`);
   }
   return revision;
 }

@@ -35,21 +35,46 @@ export function dirEntry(key: string, kv: StoredKv, createIndex: number, modifyI
   return kv.Session === '' ? { ...entry, CreateIndex: createIndex, ModifyIndex: modifyIndex } : { ...entry, Session: kv.Session, CreateIndex: createIndex, ModifyIndex: modifyIndex };
 }
 
-function rowEntry(row: Row): DirEntry {
-  return dirEntry(kvKeyOf(row.key), kvOf(row.value), row.createRevision, row.modRevision);
+/** A KV entry as stored, with its indexes (a write's own changes have PENDING ones: kv-writes.ts). */
+export interface KvEntry {
+  readonly key: string;
+  readonly kv: StoredKv;
+  readonly createIndex: number;
+  readonly modifyIndex: number;
+}
+
+function rowKv(row: Row): KvEntry {
+  return { key: kvKeyOf(row.key), kv: kvOf(row.value), createIndex: row.createRevision, modifyIndex: row.modRevision };
+}
+
+function asDirEntry(entry: KvEntry): DirEntry {
+  return dirEntry(entry.key, entry.kv, entry.createIndex, entry.modifyIndex);
 }
 
 /** KVS.Get: the entry (undefined when absent) and its index. */
-export function readKvEntry(view: CatalogView, key: string): { value: { entry?: DirEntry; raw?: Uint8Array }; index: number } {
+export function getKv(view: CatalogView, key: string): { value: KvEntry | undefined; index: number } {
   const row = view.get(keys.kv(key));
-  if (row === undefined) return { value: {}, index: view.index('kvs') };
-  return { value: { entry: rowEntry(row), raw: kvOf(row.value).Value }, index: row.modRevision };
+  if (row === undefined) return { value: undefined, index: view.index('kvs') };
+  return { value: rowKv(row), index: row.modRevision };
 }
 
 /** KVS.List: every entry under `prefix`, in key order, and the list index. */
-export function listKvEntries(view: CatalogView, prefix: string): { value: DirEntry[]; index: number } {
+export function listKv(view: CatalogView, prefix: string): { value: KvEntry[]; index: number } {
   const rows = view.scan(keys.kv(prefix));
-  return { value: rows.map(rowEntry), index: listIndex(view, prefix, rows) };
+  return { value: rows.map(rowKv), index: listIndex(view, prefix, rows) };
+}
+
+/** KVS.Get as Consul's JSON: the DirEntry and the bare value (undefined when absent), and the index. */
+export function readKvEntry(view: CatalogView, key: string): { value: { entry?: DirEntry; raw?: Uint8Array }; index: number } {
+  const { value, index } = getKv(view, key);
+  if (value === undefined) return { value: {}, index };
+  return { value: { entry: asDirEntry(value), raw: value.kv.Value }, index };
+}
+
+/** KVS.List as Consul's JSON. */
+export function listKvEntries(view: CatalogView, prefix: string): { value: DirEntry[]; index: number } {
+  const { value, index } = listKv(view, prefix);
+  return { value: value.map(asDirEntry), index };
 }
 
 /**

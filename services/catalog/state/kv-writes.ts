@@ -13,19 +13,14 @@
  */
 import { goQuote } from '../http/go-text';
 import { encodeKv } from './kv-codec';
-import { kvOf } from './kv-reads';
+import { KvEntry, kvOf } from './kv-reads';
 import { keys } from './keys';
 import { StoredKv } from './model';
 import { LockDelays } from './lock-delay';
 import { PENDING, WritePlan } from './write-plan';
 
 /** A KV entry as a write sees it; indexes are PENDING when this write creates or changes it. */
-export interface KvEntry {
-  readonly key: string;
-  readonly kv: StoredKv;
-  readonly createIndex: number;
-  readonly modifyIndex: number;
-}
+export type { KvEntry } from './kv-reads';
 
 /** What a write asks to store (structs.DirEntry from the request). */
 export interface KvWrite {

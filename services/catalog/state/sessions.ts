@@ -65,9 +65,22 @@ export interface SessionCreate {
   readonly Checks: readonly string[];
 }
 
-/** A session error with Consul's text; Consul answers these with a 500 (plain RPC errors). */
+/** Consul's defaults for a new session (agent/session_endpoint.go SessionCreate). */
+export const SESSION_DEFAULTS = { lockDelayNs: 15e9, behavior: 'release' } as const;
+
+/**
+ * A session error with Consul's text; Consul answers these with a 500 (plain RPC errors).
+ * 'invalid': the request is malformed; 'precondition': the catalog's state refuses it (the node
+ * or a check is missing, a check is critical).
+ */
 export class SessionError extends Error {
   override readonly name = 'SessionError';
+  constructor(
+    message: string,
+    readonly reason: 'invalid' | 'precondition' = 'invalid',
+  ) {
+    super(message);
+  }
 }
 
 export interface SessionDeps {
@@ -183,11 +196,11 @@ export async function createSession(deps: SessionDeps, request: SessionCreate): 
   };
   try {
     await commitPlan(deps, (plan) => {
-      if (plan.get(keys.node(request.Node)) === undefined) throw new SessionError('Missing node registration');
+      if (plan.get(keys.node(request.Node)) === undefined) throw new SessionError('Missing node registration', 'precondition');
       for (const checkId of checkIdsOf(record)) {
         const status = checkStatus(plan, request.Node, checkId);
-        if (status === undefined) throw new SessionError(`Missing check '${checkId}' registration`);
-        if (status === 'critical') throw new SessionError(`Check '${checkId}' is in ${status} state`);
+        if (status === undefined) throw new SessionError(`Missing check '${checkId}' registration`, 'precondition');
+        if (status === 'critical') throw new SessionError(`Check '${checkId}' is in ${status} state`, 'precondition');
       }
       plan.put(keys.session(id), Buffer.from(JSON.stringify(record)), lease);
       return { value: id, commit: true };

@@ -10,6 +10,7 @@
  * so a recursive read's index moves when a key below its prefix goes away (Consul's graveyard).
  */
 import { invariant } from '../../lib/invariant';
+import { TooManyWaitersError } from './errors';
 import { Table, tableOf } from './keys';
 
 export interface Row {
@@ -113,12 +114,13 @@ export class CatalogView {
   }
 
   /**
-   * Resolves when one of `tables` changes past `index`, or after `timeoutMs` (whichever comes
-   * first), or at once when one already has. Rejects when too many queries are waiting.
+   * Resolves when one of `tables` changes past `index`, or after `timeoutMs`, or when `signal`
+   * aborts (whichever comes first), or at once when one already has. Rejects with
+   * TooManyWaitersError when too many queries are waiting.
    */
-  waitForChange(tables: readonly Table[], index: number, timeoutMs: number): Promise<void> {
-    if (this.index(...tables) > index) return Promise.resolve();
-    if (this.waiterCount >= MAX_WAITERS) return Promise.reject(new Error(`too many blocking queries on this catalog (${MAX_WAITERS}); retry later`));
+  waitForChange(tables: readonly Table[], index: number, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    if (this.index(...tables) > index || signal?.aborted === true) return Promise.resolve();
+    if (this.waiterCount >= MAX_WAITERS) return Promise.reject(new TooManyWaitersError(`too many blocking queries on this catalog (${MAX_WAITERS}); retry later`));
     return new Promise((resolve) => {
       let timer: NodeJS.Timeout | undefined;
       const waiter: Waiter = {
@@ -126,11 +128,14 @@ export class CatalogView {
         index,
         wake: () => {
           clearTimeout(timer);
+          signal?.removeEventListener('abort', waiter.wake);
           this.removeWaiter(waiter);
           resolve();
         },
       };
       timer = setTimeout(waiter.wake, timeoutMs);
+      // A cancelled call leaves at once rather than holding a waiter until its timeout.
+      signal?.addEventListener('abort', waiter.wake, { once: true });
       for (const table of tables) {
         let set = this.waiters.get(table);
         if (set === undefined) this.waiters.set(table, (set = new Set()));

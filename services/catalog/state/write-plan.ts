@@ -18,6 +18,7 @@ import { Compare, Compare_Result, Compare_Target, RequestOp, TxnRequest } from '
 import { ConsensusClient } from '../../lib/consensus-client';
 import { invariant } from '../../lib/invariant';
 import { CATCH_UP_TIMEOUT_MS, catchUpWithLeader } from './catch-up';
+import { WriteConflictError } from './errors';
 import { prefixEnd } from './keys';
 import { CatalogView } from './view';
 
@@ -163,6 +164,6 @@ export async function commitPlan<T>(deps: WriteDeps, build: (plan: WritePlan) =>
     // reaper sees it before anything that follows).
     await deps.view.waitForRevision(revision, CATCH_UP_TIMEOUT_MS);
     if (response.succeeded) return { value: planned.value, revision };
-    if (attempt >= MAX_WRITE_ATTEMPTS) throw new Error(`the keys this write reads kept changing under it (${attempt} attempts); retry`);
+    if (attempt >= MAX_WRITE_ATTEMPTS) throw new WriteConflictError(`the keys this write reads kept changing under it (${attempt} attempts); retry`);
   }
 }

@@ -19,20 +19,464 @@ import {
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { DependencyStatus, RoleInfo } from "../../common/v1/role";
+import { QueryMeta, QueryOptions } from "./query";
 
 export const protobufPackage = "consulate.catalog.v1";
 
 export const protobufFileName = "consulate/catalog/v1/catalog.proto";
 
+/** HealthStatus is a check's state (Consul's `passing`, `warning`, `critical`). */
+export enum HealthStatus {
+  /**
+   * HEALTH_STATUS_UNSPECIFIED - Not set. A check registered without a status is stored critical, as Consul does; a stored
+   * status Consul does not know also reads as unspecified.
+   */
+  HEALTH_STATUS_UNSPECIFIED = 0,
+  /** HEALTH_STATUS_PASSING - The check passes. */
+  HEALTH_STATUS_PASSING = 1,
+  /** HEALTH_STATUS_WARNING - The check warns: the instance still serves, but not `passing_only` reads. */
+  HEALTH_STATUS_WARNING = 2,
+  /** HEALTH_STATUS_CRITICAL - The check fails. */
+  HEALTH_STATUS_CRITICAL = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function healthStatusFromJSON(object: any): HealthStatus {
+  switch (object) {
+    case 0:
+    case "HEALTH_STATUS_UNSPECIFIED":
+      return HealthStatus.HEALTH_STATUS_UNSPECIFIED;
+    case 1:
+    case "HEALTH_STATUS_PASSING":
+      return HealthStatus.HEALTH_STATUS_PASSING;
+    case 2:
+    case "HEALTH_STATUS_WARNING":
+      return HealthStatus.HEALTH_STATUS_WARNING;
+    case 3:
+    case "HEALTH_STATUS_CRITICAL":
+      return HealthStatus.HEALTH_STATUS_CRITICAL;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return HealthStatus.UNRECOGNIZED;
+  }
+}
+
+export function healthStatusToJSON(object: HealthStatus): string {
+  switch (object) {
+    case HealthStatus.HEALTH_STATUS_UNSPECIFIED:
+      return "HEALTH_STATUS_UNSPECIFIED";
+    case HealthStatus.HEALTH_STATUS_PASSING:
+      return "HEALTH_STATUS_PASSING";
+    case HealthStatus.HEALTH_STATUS_WARNING:
+      return "HEALTH_STATUS_WARNING";
+    case HealthStatus.HEALTH_STATUS_CRITICAL:
+      return "HEALTH_STATUS_CRITICAL";
+    case HealthStatus.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/** StatusRequest asks for the catalog's identity and its view of consensus. */
 export interface StatusRequest {
 }
 
+/** StatusResponse is the catalog's identity and what its consensus servers said. */
 export interface StatusResponse {
+  /** The process that answered. */
   info?:
     | RoleInfo
     | undefined;
   /** One entry per configured consensus server, asked while answering this call. */
   dependencies: DependencyStatus[];
+}
+
+/** Node is a registered node (Consul's `structs.Node`). */
+export interface Node {
+  /** The node's ID, a UUID, or "" when it registered without one (Consul's `ID`). */
+  id: string;
+  /** The node's name, unique in the datacenter and matched case-insensitively (Consul's `Node`). */
+  name: string;
+  /** The node's address (Consul's `Address`). */
+  address: string;
+  /** The datacenter the node belongs to (Consul's `Datacenter`). */
+  datacenter: string;
+  /** Other addresses of the node by name, e.g. "lan", "wan" (Consul's `TaggedAddresses`). */
+  taggedAddresses: { [key: string]: string };
+  /** The node's metadata, e.g. "consul-network-segment" (Consul's `Meta`). */
+  meta: { [key: string]: string };
+  /** The consensus revision that created the node's row (Consul's `CreateIndex`). */
+  createIndex: bigint;
+  /** The consensus revision that last changed the node's row (Consul's `ModifyIndex`). */
+  modifyIndex: bigint;
+}
+
+export interface Node_TaggedAddressesEntry {
+  key: string;
+  value: string;
+}
+
+export interface Node_MetaEntry {
+  key: string;
+  value: string;
+}
+
+/** ServiceAddress is one tagged address of a service (Consul's `structs.ServiceAddress`). */
+export interface ServiceAddress {
+  /** The address. */
+  address: string;
+  /** The port. */
+  port: number;
+}
+
+/** Weights are a service instance's DNS SRV weights by health (Consul's `structs.Weights`). */
+export interface Weights {
+  /** Weight while every check passes, 1 to 65535. */
+  passing: number;
+  /** Weight while a check warns, 0 to 65535. */
+  warning: number;
+}
+
+/** Service is one instance of a service on a node (Consul's `structs.NodeService`). */
+export interface Service {
+  /** The instance's ID, unique on its node (Consul's `ID`; the name when registered without one). */
+  id: string;
+  /** The service's name (Consul's `Service`). */
+  name: string;
+  /** The instance's tags (Consul's `Tags`). */
+  tags: string[];
+  /**
+   * The instance's address; "" means the node's address, which is the client's to use
+   * (Consul's `Address`).
+   */
+  address: string;
+  /** Other addresses of the instance by name (Consul's `TaggedAddresses`). */
+  taggedAddresses: { [key: string]: ServiceAddress };
+  /** The instance's metadata (Consul's `Meta`). */
+  meta: { [key: string]: string };
+  /** The instance's port (Consul's `Port`). */
+  port: number;
+  /** The instance's DNS weights (Consul's `Weights`; {1, 1} when registered without them). */
+  weights?:
+    | Weights
+    | undefined;
+  /** Whether anti-entropy leaves catalog changes to the tags alone (Consul's `EnableTagOverride`). */
+  enableTagOverride: boolean;
+  /** The consensus revision that created the instance's row (Consul's `CreateIndex`). */
+  createIndex: bigint;
+  /** The consensus revision that last changed it (Consul's `ModifyIndex`). */
+  modifyIndex: bigint;
+}
+
+export interface Service_TaggedAddressesEntry {
+  key: string;
+  value?: ServiceAddress | undefined;
+}
+
+export interface Service_MetaEntry {
+  key: string;
+  value: string;
+}
+
+/**
+ * HealthCheck is a check on a node or on one of its service instances (Consul's
+ * `structs.HealthCheck`). The catalog runs no checks: agents and the reconciler report them.
+ */
+export interface HealthCheck {
+  /** The name of the node the check belongs to (Consul's `Node`). */
+  node: string;
+  /** The check's ID, unique on its node (Consul's `CheckID`). */
+  checkId: string;
+  /** The check's name (Consul's `Name`). */
+  name: string;
+  /** The check's state (Consul's `Status`). */
+  status: HealthStatus;
+  /** Free text about the check (Consul's `Notes`). */
+  notes: string;
+  /** What the check last printed (Consul's `Output`). */
+  output: string;
+  /** The service instance the check is for; "" for a node check (Consul's `ServiceID`). */
+  serviceId: string;
+  /** That instance's service name (Consul's `ServiceName`). */
+  serviceName: string;
+  /** That instance's tags when the check was registered (Consul's `ServiceTags`). */
+  serviceTags: string[];
+  /** The kind of check: "ttl", "http", "tcp", "script", ... or "" (Consul's `Type`). */
+  type: string;
+  /** The consensus revision that created the check's row (Consul's `CreateIndex`). */
+  createIndex: bigint;
+  /** The consensus revision that last changed it (Consul's `ModifyIndex`). */
+  modifyIndex: bigint;
+}
+
+/**
+ * ServiceRegistration is the service part of a registration (Consul's `structs.NodeService` as
+ * `/v1/catalog/register` takes it).
+ */
+export interface ServiceRegistration {
+  /** The instance's ID on the node; "" takes the name (Consul's `ID`). */
+  id: string;
+  /** The service's name; required (Consul's `Service`). */
+  name: string;
+  /** The instance's tags. */
+  tags: string[];
+  /** The instance's address; "" means the node's. "0.0.0.0" and "::" are refused. */
+  address: string;
+  /** Other addresses of the instance by name. */
+  taggedAddresses: { [key: string]: ServiceAddress };
+  /**
+   * The instance's metadata: at most 64 pairs, keys of [a-zA-Z0-9_-] up to 128 characters not
+   * starting "consul-", values up to 512 bytes (Consul's validateMetadata).
+   */
+  meta: { [key: string]: string };
+  /** The instance's port. */
+  port: number;
+  /** The instance's DNS weights; unset or invalid: {1, 1}. */
+  weights?:
+    | Weights
+    | undefined;
+  /** Whether anti-entropy leaves catalog changes to the tags alone. */
+  enableTagOverride: boolean;
+}
+
+export interface ServiceRegistration_TaggedAddressesEntry {
+  key: string;
+  value?: ServiceAddress | undefined;
+}
+
+export interface ServiceRegistration_MetaEntry {
+  key: string;
+  value: string;
+}
+
+/**
+ * CheckRegistration is one check of a registration (Consul's `structs.HealthCheck` as
+ * `/v1/catalog/register` takes it).
+ */
+export interface CheckRegistration {
+  /** The check's node; "" is the registration's node, and any other name is refused. */
+  node: string;
+  /** The check's ID on the node; "" takes the name. */
+  checkId: string;
+  /** The check's name. */
+  name: string;
+  /** The check's state; unset is critical, as in Consul. */
+  status: HealthStatus;
+  /** Free text about the check. */
+  notes: string;
+  /** What the check last printed. */
+  output: string;
+  /**
+   * The service instance the check is for (its ID on the node), "" for a node check. The
+   * instance must be registered already or in this same registration.
+   */
+  serviceId: string;
+  /** The kind of check ("ttl", "http", ...), kept as given. */
+  type: string;
+}
+
+/**
+ * RegisterRequest registers a node, and optionally a service and checks on it (Consul's
+ * `structs.RegisterRequest`). A registration that changes nothing writes nothing.
+ */
+export interface RegisterRequest {
+  /**
+   * The datacenter to register in; "" is the catalog's own. Any other is NOT_FOUND
+   * "No path to datacenter".
+   */
+  datacenter: string;
+  /** The node's ID, a UUID, or "" for none; a malformed one is INVALID_ARGUMENT "Bad node ID: ...". */
+  id: string;
+  /** The node's name; required ("Must provide node"). */
+  node: string;
+  /** The node's address; required unless skip_node_update is set. */
+  address: string;
+  /** Other addresses of the node by name. */
+  taggedAddresses: { [key: string]: string };
+  /** The node's metadata. */
+  nodeMeta: { [key: string]: string };
+  /** A service instance to register on the node, if any. */
+  service?:
+    | ServiceRegistration
+    | undefined;
+  /** Checks to register on the node or its instances, at most 120 (one consensus transaction). */
+  checks: CheckRegistration[];
+  /**
+   * Leave the node's row as it is and register only the service and checks (Consul's
+   * `SkipNodeUpdate`).
+   */
+  skipNodeUpdate: boolean;
+}
+
+export interface RegisterRequest_TaggedAddressesEntry {
+  key: string;
+  value: string;
+}
+
+export interface RegisterRequest_NodeMetaEntry {
+  key: string;
+  value: string;
+}
+
+/** RegisterResponse answers once the registration is committed. */
+export interface RegisterResponse {
+  /**
+   * The consensus revision the registration committed at; the catalog's current index when it
+   * changed nothing.
+   */
+  index: bigint;
+}
+
+/**
+ * DeregisterRequest says what to remove (Consul's `structs.DeregisterRequest`): with a
+ * service_id, that instance and its checks; else with a check_id, that check; else the node with
+ * every service and check on it. Removing what is already gone is no error.
+ */
+export interface DeregisterRequest {
+  /** The datacenter; "" is the catalog's own. */
+  datacenter: string;
+  /** The node's name; required ("Must provide node"). */
+  node: string;
+  /** The service instance's ID on the node, or "". */
+  serviceId: string;
+  /** The check's ID on the node, or "". */
+  checkId: string;
+}
+
+/** DeregisterResponse answers once the removal is committed. */
+export interface DeregisterResponse {
+  /** The consensus revision the removal committed at; the current index when nothing was there. */
+  index: bigint;
+}
+
+/** ListDatacentersRequest asks for the known datacenters. */
+export interface ListDatacentersRequest {
+}
+
+/** ListDatacentersResponse lists the known datacenters. */
+export interface ListDatacentersResponse {
+  /**
+   * The datacenters, nearest first. Until network areas route between datacenters, only the
+   * catalog's own.
+   */
+  datacenters: string[];
+}
+
+/** ListNodesRequest asks for the registered nodes. */
+export interface ListNodesRequest {
+  /** Consistency, blocking and datacenter. */
+  query?:
+    | QueryOptions
+    | undefined;
+  /** Only nodes whose meta holds every one of these pairs exactly (Consul's `node-meta`). */
+  nodeMeta: { [key: string]: string };
+}
+
+export interface ListNodesRequest_NodeMetaEntry {
+  key: string;
+  value: string;
+}
+
+/** ListNodesResponse lists the registered nodes. */
+export interface ListNodesResponse {
+  /** The nodes, by name. */
+  nodes: Node[];
+  /** The index of the nodes table, and how fresh the answer is. */
+  meta?: QueryMeta | undefined;
+}
+
+/** ListServicesRequest asks for the registered service names. */
+export interface ListServicesRequest {
+  /** Consistency, blocking and datacenter. */
+  query?:
+    | QueryOptions
+    | undefined;
+  /** Only instances on nodes whose meta holds every one of these pairs. */
+  nodeMeta: { [key: string]: string };
+}
+
+export interface ListServicesRequest_NodeMetaEntry {
+  key: string;
+  value: string;
+}
+
+/** ServiceSummary is one service name with every tag its instances carry. */
+export interface ServiceSummary {
+  /** The service's name. */
+  name: string;
+  /** The union of its instances' tags, in the order first seen. */
+  tags: string[];
+}
+
+/** ListServicesResponse lists the registered services (Consul's name → tags map, as a list). */
+export interface ListServicesResponse {
+  /** The services, by name. */
+  services: ServiceSummary[];
+  /** The index of the services table (and of nodes with a node_meta filter). */
+  meta?: QueryMeta | undefined;
+}
+
+/**
+ * ServiceInstance is one instance of a service with its node (Consul's `structs.ServiceNode`,
+ * as two messages).
+ */
+export interface ServiceInstance {
+  /** The node the instance runs on. */
+  node?:
+    | Node
+    | undefined;
+  /** The instance. */
+  service?: Service | undefined;
+}
+
+/** GetServiceRequest asks for the instances of one service. */
+export interface GetServiceRequest {
+  /** Consistency, blocking and datacenter. */
+  query?:
+    | QueryOptions
+    | undefined;
+  /** The service's name, matched case-insensitively; required ("Missing service name"). */
+  service: string;
+  /** Only instances carrying every one of these tags, case-insensitively (Consul's `tag`). */
+  tags: string[];
+  /** Only instances on nodes whose meta holds every one of these pairs. */
+  nodeMeta: { [key: string]: string };
+}
+
+export interface GetServiceRequest_NodeMetaEntry {
+  key: string;
+  value: string;
+}
+
+/** GetServiceResponse lists the instances of one service; none is no error. */
+export interface GetServiceResponse {
+  /** The instances, in node then instance ID order. */
+  instances: ServiceInstance[];
+  /** The index of the nodes and services tables. */
+  meta?: QueryMeta | undefined;
+}
+
+/** GetNodeRequest asks for one node and its services. */
+export interface GetNodeRequest {
+  /** Consistency, blocking and datacenter. */
+  query?:
+    | QueryOptions
+    | undefined;
+  /** The node's name, matched case-insensitively; required ("Missing node name"). */
+  node: string;
+}
+
+/** GetNodeResponse is one node with its services. */
+export interface GetNodeResponse {
+  /** The node. */
+  node?:
+    | Node
+    | undefined;
+  /** The service instances on the node, by ID. */
+  services: Service[];
+  /** The index of the nodes and services tables. */
+  meta?: QueryMeta | undefined;
 }
 
 function createBaseStatusRequest(): StatusRequest {
@@ -174,9 +618,4238 @@ export const StatusResponse: MessageFns<StatusResponse> = {
   },
 };
 
+function createBaseNode(): Node {
+  return {
+    id: "",
+    name: "",
+    address: "",
+    datacenter: "",
+    taggedAddresses: {},
+    meta: {},
+    createIndex: 0n,
+    modifyIndex: 0n,
+  };
+}
+
+export const Node: MessageFns<Node> = {
+  encode(message: Node, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.name !== "") {
+      writer.uint32(18).string(message.name);
+    }
+    if (message.address !== "") {
+      writer.uint32(26).string(message.address);
+    }
+    if (message.datacenter !== "") {
+      writer.uint32(34).string(message.datacenter);
+    }
+    globalThis.Object.entries(message.taggedAddresses).forEach(([key, value]: [string, string]) => {
+      Node_TaggedAddressesEntry.encode({ key: key as any, value }, writer.uint32(42).fork()).join();
+    });
+    globalThis.Object.entries(message.meta).forEach(([key, value]: [string, string]) => {
+      Node_MetaEntry.encode({ key: key as any, value }, writer.uint32(50).fork()).join();
+    });
+    if (message.createIndex !== 0n) {
+      if (BigInt.asUintN(64, message.createIndex) !== message.createIndex) {
+        throw new globalThis.Error("value provided for field message.createIndex of type uint64 too large");
+      }
+      writer.uint32(56).uint64(message.createIndex);
+    }
+    if (message.modifyIndex !== 0n) {
+      if (BigInt.asUintN(64, message.modifyIndex) !== message.modifyIndex) {
+        throw new globalThis.Error("value provided for field message.modifyIndex of type uint64 too large");
+      }
+      writer.uint32(64).uint64(message.modifyIndex);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Node {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseNode();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.address = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.datacenter = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            const entry5 = Node_TaggedAddressesEntry.decode(reader, reader.uint32());
+            if (entry5.value !== undefined) {
+              message.taggedAddresses[entry5.key] = entry5.value;
+            }
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            const entry6 = Node_MetaEntry.decode(reader, reader.uint32());
+            if (entry6.value !== undefined) {
+              message.meta[entry6.key] = entry6.value;
+            }
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.createIndex = reader.uint64() as bigint;
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.modifyIndex = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Node {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      address: isSet(object.address) ? globalThis.String(object.address) : "",
+      datacenter: isSet(object.datacenter) ? globalThis.String(object.datacenter) : "",
+      taggedAddresses: isObject(object.taggedAddresses)
+        ? (globalThis.Object.entries(object.taggedAddresses) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.tagged_addresses)
+        ? (globalThis.Object.entries(object.tagged_addresses) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      meta: isObject(object.meta)
+        ? (globalThis.Object.entries(object.meta) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      createIndex: isSet(object.createIndex)
+        ? BigInt(object.createIndex)
+        : isSet(object.create_index)
+        ? BigInt(object.create_index)
+        : 0n,
+      modifyIndex: isSet(object.modifyIndex)
+        ? BigInt(object.modifyIndex)
+        : isSet(object.modify_index)
+        ? BigInt(object.modify_index)
+        : 0n,
+    };
+  },
+
+  toJSON(message: Node): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.address !== "") {
+      obj.address = message.address;
+    }
+    if (message.datacenter !== "") {
+      obj.datacenter = message.datacenter;
+    }
+    if (message.taggedAddresses) {
+      const entries = globalThis.Object.entries(message.taggedAddresses) as [string, string][];
+      if (entries.length > 0) {
+        obj.taggedAddresses = {};
+        entries.forEach(([k, v]) => {
+          obj.taggedAddresses[k] = v;
+        });
+      }
+    }
+    if (message.meta) {
+      const entries = globalThis.Object.entries(message.meta) as [string, string][];
+      if (entries.length > 0) {
+        obj.meta = {};
+        entries.forEach(([k, v]) => {
+          obj.meta[k] = v;
+        });
+      }
+    }
+    if (message.createIndex !== 0n) {
+      obj.createIndex = message.createIndex.toString();
+    }
+    if (message.modifyIndex !== 0n) {
+      obj.modifyIndex = message.modifyIndex.toString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Node>): Node {
+    return Node.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Node>): Node {
+    const message = createBaseNode();
+    message.id = object.id ?? "";
+    message.name = object.name ?? "";
+    message.address = object.address ?? "";
+    message.datacenter = object.datacenter ?? "";
+    message.taggedAddresses = (globalThis.Object.entries(object.taggedAddresses ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.meta = (globalThis.Object.entries(object.meta ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.createIndex = (object.createIndex !== undefined && object.createIndex !== null)
+      ? BigInt(object.createIndex)
+      : 0n;
+    message.modifyIndex = (object.modifyIndex !== undefined && object.modifyIndex !== null)
+      ? BigInt(object.modifyIndex)
+      : 0n;
+    return message;
+  },
+};
+
+function createBaseNode_TaggedAddressesEntry(): Node_TaggedAddressesEntry {
+  return { key: "", value: "" };
+}
+
+export const Node_TaggedAddressesEntry: MessageFns<Node_TaggedAddressesEntry> = {
+  encode(message: Node_TaggedAddressesEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Node_TaggedAddressesEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseNode_TaggedAddressesEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Node_TaggedAddressesEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: Node_TaggedAddressesEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Node_TaggedAddressesEntry>): Node_TaggedAddressesEntry {
+    return Node_TaggedAddressesEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Node_TaggedAddressesEntry>): Node_TaggedAddressesEntry {
+    const message = createBaseNode_TaggedAddressesEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseNode_MetaEntry(): Node_MetaEntry {
+  return { key: "", value: "" };
+}
+
+export const Node_MetaEntry: MessageFns<Node_MetaEntry> = {
+  encode(message: Node_MetaEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Node_MetaEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseNode_MetaEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Node_MetaEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: Node_MetaEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Node_MetaEntry>): Node_MetaEntry {
+    return Node_MetaEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Node_MetaEntry>): Node_MetaEntry {
+    const message = createBaseNode_MetaEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseServiceAddress(): ServiceAddress {
+  return { address: "", port: 0 };
+}
+
+export const ServiceAddress: MessageFns<ServiceAddress> = {
+  encode(message: ServiceAddress, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.address !== "") {
+      writer.uint32(10).string(message.address);
+    }
+    if (message.port !== 0) {
+      writer.uint32(16).uint32(message.port);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ServiceAddress {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseServiceAddress();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.address = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.port = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ServiceAddress {
+    return {
+      address: isSet(object.address) ? globalThis.String(object.address) : "",
+      port: isSet(object.port) ? globalThis.Number(object.port) : 0,
+    };
+  },
+
+  toJSON(message: ServiceAddress): unknown {
+    const obj: any = {};
+    if (message.address !== "") {
+      obj.address = message.address;
+    }
+    if (message.port !== 0) {
+      obj.port = Math.round(message.port);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ServiceAddress>): ServiceAddress {
+    return ServiceAddress.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ServiceAddress>): ServiceAddress {
+    const message = createBaseServiceAddress();
+    message.address = object.address ?? "";
+    message.port = object.port ?? 0;
+    return message;
+  },
+};
+
+function createBaseWeights(): Weights {
+  return { passing: 0, warning: 0 };
+}
+
+export const Weights: MessageFns<Weights> = {
+  encode(message: Weights, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.passing !== 0) {
+      writer.uint32(8).int32(message.passing);
+    }
+    if (message.warning !== 0) {
+      writer.uint32(16).int32(message.warning);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Weights {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWeights();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.passing = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.warning = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Weights {
+    return {
+      passing: isSet(object.passing) ? globalThis.Number(object.passing) : 0,
+      warning: isSet(object.warning) ? globalThis.Number(object.warning) : 0,
+    };
+  },
+
+  toJSON(message: Weights): unknown {
+    const obj: any = {};
+    if (message.passing !== 0) {
+      obj.passing = Math.round(message.passing);
+    }
+    if (message.warning !== 0) {
+      obj.warning = Math.round(message.warning);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Weights>): Weights {
+    return Weights.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Weights>): Weights {
+    const message = createBaseWeights();
+    message.passing = object.passing ?? 0;
+    message.warning = object.warning ?? 0;
+    return message;
+  },
+};
+
+function createBaseService(): Service {
+  return {
+    id: "",
+    name: "",
+    tags: [],
+    address: "",
+    taggedAddresses: {},
+    meta: {},
+    port: 0,
+    weights: undefined,
+    enableTagOverride: false,
+    createIndex: 0n,
+    modifyIndex: 0n,
+  };
+}
+
+export const Service: MessageFns<Service> = {
+  encode(message: Service, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.name !== "") {
+      writer.uint32(18).string(message.name);
+    }
+    for (const v of message.tags) {
+      writer.uint32(26).string(v!);
+    }
+    if (message.address !== "") {
+      writer.uint32(34).string(message.address);
+    }
+    globalThis.Object.entries(message.taggedAddresses).forEach(([key, value]: [string, ServiceAddress]) => {
+      Service_TaggedAddressesEntry.encode({ key: key as any, value }, writer.uint32(42).fork()).join();
+    });
+    globalThis.Object.entries(message.meta).forEach(([key, value]: [string, string]) => {
+      Service_MetaEntry.encode({ key: key as any, value }, writer.uint32(50).fork()).join();
+    });
+    if (message.port !== 0) {
+      writer.uint32(56).uint32(message.port);
+    }
+    if (message.weights !== undefined) {
+      Weights.encode(message.weights, writer.uint32(66).fork()).join();
+    }
+    if (message.enableTagOverride !== false) {
+      writer.uint32(72).bool(message.enableTagOverride);
+    }
+    if (message.createIndex !== 0n) {
+      if (BigInt.asUintN(64, message.createIndex) !== message.createIndex) {
+        throw new globalThis.Error("value provided for field message.createIndex of type uint64 too large");
+      }
+      writer.uint32(80).uint64(message.createIndex);
+    }
+    if (message.modifyIndex !== 0n) {
+      if (BigInt.asUintN(64, message.modifyIndex) !== message.modifyIndex) {
+        throw new globalThis.Error("value provided for field message.modifyIndex of type uint64 too large");
+      }
+      writer.uint32(88).uint64(message.modifyIndex);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Service {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseService();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.tags.push(reader.string());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.address = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            const entry5 = Service_TaggedAddressesEntry.decode(reader, reader.uint32());
+            if (entry5.value !== undefined) {
+              message.taggedAddresses[entry5.key] = entry5.value;
+            }
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            const entry6 = Service_MetaEntry.decode(reader, reader.uint32());
+            if (entry6.value !== undefined) {
+              message.meta[entry6.key] = entry6.value;
+            }
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.port = reader.uint32();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.weights = Weights.decode(reader, reader.uint32());
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.enableTagOverride = reader.bool();
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.createIndex = reader.uint64() as bigint;
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.modifyIndex = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Service {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      tags: globalThis.Array.isArray(object?.tags) ? object.tags.map((e: any) => globalThis.String(e)) : [],
+      address: isSet(object.address) ? globalThis.String(object.address) : "",
+      taggedAddresses: isObject(object.taggedAddresses)
+        ? (globalThis.Object.entries(object.taggedAddresses) as [string, any][]).reduce(
+          (acc: { [key: string]: ServiceAddress }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: ServiceAddress.fromJSON(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.tagged_addresses)
+        ? (globalThis.Object.entries(object.tagged_addresses) as [string, any][]).reduce(
+          (acc: { [key: string]: ServiceAddress }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: ServiceAddress.fromJSON(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      meta: isObject(object.meta)
+        ? (globalThis.Object.entries(object.meta) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      port: isSet(object.port) ? globalThis.Number(object.port) : 0,
+      weights: isSet(object.weights) ? Weights.fromJSON(object.weights) : undefined,
+      enableTagOverride: isSet(object.enableTagOverride)
+        ? globalThis.Boolean(object.enableTagOverride)
+        : isSet(object.enable_tag_override)
+        ? globalThis.Boolean(object.enable_tag_override)
+        : false,
+      createIndex: isSet(object.createIndex)
+        ? BigInt(object.createIndex)
+        : isSet(object.create_index)
+        ? BigInt(object.create_index)
+        : 0n,
+      modifyIndex: isSet(object.modifyIndex)
+        ? BigInt(object.modifyIndex)
+        : isSet(object.modify_index)
+        ? BigInt(object.modify_index)
+        : 0n,
+    };
+  },
+
+  toJSON(message: Service): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.tags?.length) {
+      obj.tags = message.tags;
+    }
+    if (message.address !== "") {
+      obj.address = message.address;
+    }
+    if (message.taggedAddresses) {
+      const entries = globalThis.Object.entries(message.taggedAddresses) as [string, ServiceAddress][];
+      if (entries.length > 0) {
+        obj.taggedAddresses = {};
+        entries.forEach(([k, v]) => {
+          obj.taggedAddresses[k] = ServiceAddress.toJSON(v);
+        });
+      }
+    }
+    if (message.meta) {
+      const entries = globalThis.Object.entries(message.meta) as [string, string][];
+      if (entries.length > 0) {
+        obj.meta = {};
+        entries.forEach(([k, v]) => {
+          obj.meta[k] = v;
+        });
+      }
+    }
+    if (message.port !== 0) {
+      obj.port = Math.round(message.port);
+    }
+    if (message.weights !== undefined) {
+      obj.weights = Weights.toJSON(message.weights);
+    }
+    if (message.enableTagOverride !== false) {
+      obj.enableTagOverride = message.enableTagOverride;
+    }
+    if (message.createIndex !== 0n) {
+      obj.createIndex = message.createIndex.toString();
+    }
+    if (message.modifyIndex !== 0n) {
+      obj.modifyIndex = message.modifyIndex.toString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Service>): Service {
+    return Service.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Service>): Service {
+    const message = createBaseService();
+    message.id = object.id ?? "";
+    message.name = object.name ?? "";
+    message.tags = object.tags?.map((e) => e) || [];
+    message.address = object.address ?? "";
+    message.taggedAddresses = (globalThis.Object.entries(object.taggedAddresses ?? {}) as [string, ServiceAddress][])
+      .reduce((acc: { [key: string]: ServiceAddress }, [key, value]: [string, ServiceAddress]) => {
+        if (value !== undefined) {
+          acc[key] = ServiceAddress.fromPartial(value);
+        }
+        return acc;
+      }, {});
+    message.meta = (globalThis.Object.entries(object.meta ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.port = object.port ?? 0;
+    message.weights = (object.weights !== undefined && object.weights !== null)
+      ? Weights.fromPartial(object.weights)
+      : undefined;
+    message.enableTagOverride = object.enableTagOverride ?? false;
+    message.createIndex = (object.createIndex !== undefined && object.createIndex !== null)
+      ? BigInt(object.createIndex)
+      : 0n;
+    message.modifyIndex = (object.modifyIndex !== undefined && object.modifyIndex !== null)
+      ? BigInt(object.modifyIndex)
+      : 0n;
+    return message;
+  },
+};
+
+function createBaseService_TaggedAddressesEntry(): Service_TaggedAddressesEntry {
+  return { key: "", value: undefined };
+}
+
+export const Service_TaggedAddressesEntry: MessageFns<Service_TaggedAddressesEntry> = {
+  encode(message: Service_TaggedAddressesEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== undefined) {
+      ServiceAddress.encode(message.value, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Service_TaggedAddressesEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseService_TaggedAddressesEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = ServiceAddress.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Service_TaggedAddressesEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? ServiceAddress.fromJSON(object.value) : undefined,
+    };
+  },
+
+  toJSON(message: Service_TaggedAddressesEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== undefined) {
+      obj.value = ServiceAddress.toJSON(message.value);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Service_TaggedAddressesEntry>): Service_TaggedAddressesEntry {
+    return Service_TaggedAddressesEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Service_TaggedAddressesEntry>): Service_TaggedAddressesEntry {
+    const message = createBaseService_TaggedAddressesEntry();
+    message.key = object.key ?? "";
+    message.value = (object.value !== undefined && object.value !== null)
+      ? ServiceAddress.fromPartial(object.value)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseService_MetaEntry(): Service_MetaEntry {
+  return { key: "", value: "" };
+}
+
+export const Service_MetaEntry: MessageFns<Service_MetaEntry> = {
+  encode(message: Service_MetaEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Service_MetaEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseService_MetaEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Service_MetaEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: Service_MetaEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Service_MetaEntry>): Service_MetaEntry {
+    return Service_MetaEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Service_MetaEntry>): Service_MetaEntry {
+    const message = createBaseService_MetaEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseHealthCheck(): HealthCheck {
+  return {
+    node: "",
+    checkId: "",
+    name: "",
+    status: 0,
+    notes: "",
+    output: "",
+    serviceId: "",
+    serviceName: "",
+    serviceTags: [],
+    type: "",
+    createIndex: 0n,
+    modifyIndex: 0n,
+  };
+}
+
+export const HealthCheck: MessageFns<HealthCheck> = {
+  encode(message: HealthCheck, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.node !== "") {
+      writer.uint32(10).string(message.node);
+    }
+    if (message.checkId !== "") {
+      writer.uint32(18).string(message.checkId);
+    }
+    if (message.name !== "") {
+      writer.uint32(26).string(message.name);
+    }
+    if (message.status !== 0) {
+      writer.uint32(32).int32(message.status);
+    }
+    if (message.notes !== "") {
+      writer.uint32(42).string(message.notes);
+    }
+    if (message.output !== "") {
+      writer.uint32(50).string(message.output);
+    }
+    if (message.serviceId !== "") {
+      writer.uint32(58).string(message.serviceId);
+    }
+    if (message.serviceName !== "") {
+      writer.uint32(66).string(message.serviceName);
+    }
+    for (const v of message.serviceTags) {
+      writer.uint32(74).string(v!);
+    }
+    if (message.type !== "") {
+      writer.uint32(82).string(message.type);
+    }
+    if (message.createIndex !== 0n) {
+      if (BigInt.asUintN(64, message.createIndex) !== message.createIndex) {
+        throw new globalThis.Error("value provided for field message.createIndex of type uint64 too large");
+      }
+      writer.uint32(88).uint64(message.createIndex);
+    }
+    if (message.modifyIndex !== 0n) {
+      if (BigInt.asUintN(64, message.modifyIndex) !== message.modifyIndex) {
+        throw new globalThis.Error("value provided for field message.modifyIndex of type uint64 too large");
+      }
+      writer.uint32(96).uint64(message.modifyIndex);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HealthCheck {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHealthCheck();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.node = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.checkId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.status = reader.int32() as any;
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.notes = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.output = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.serviceId = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.serviceName = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.serviceTags.push(reader.string());
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.type = reader.string();
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.createIndex = reader.uint64() as bigint;
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.modifyIndex = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HealthCheck {
+    return {
+      node: isSet(object.node) ? globalThis.String(object.node) : "",
+      checkId: isSet(object.checkId)
+        ? globalThis.String(object.checkId)
+        : isSet(object.check_id)
+        ? globalThis.String(object.check_id)
+        : "",
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      status: isSet(object.status) ? healthStatusFromJSON(object.status) : 0,
+      notes: isSet(object.notes) ? globalThis.String(object.notes) : "",
+      output: isSet(object.output) ? globalThis.String(object.output) : "",
+      serviceId: isSet(object.serviceId)
+        ? globalThis.String(object.serviceId)
+        : isSet(object.service_id)
+        ? globalThis.String(object.service_id)
+        : "",
+      serviceName: isSet(object.serviceName)
+        ? globalThis.String(object.serviceName)
+        : isSet(object.service_name)
+        ? globalThis.String(object.service_name)
+        : "",
+      serviceTags: globalThis.Array.isArray(object?.serviceTags)
+        ? object.serviceTags.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.service_tags)
+        ? object.service_tags.map((e: any) => globalThis.String(e))
+        : [],
+      type: isSet(object.type) ? globalThis.String(object.type) : "",
+      createIndex: isSet(object.createIndex)
+        ? BigInt(object.createIndex)
+        : isSet(object.create_index)
+        ? BigInt(object.create_index)
+        : 0n,
+      modifyIndex: isSet(object.modifyIndex)
+        ? BigInt(object.modifyIndex)
+        : isSet(object.modify_index)
+        ? BigInt(object.modify_index)
+        : 0n,
+    };
+  },
+
+  toJSON(message: HealthCheck): unknown {
+    const obj: any = {};
+    if (message.node !== "") {
+      obj.node = message.node;
+    }
+    if (message.checkId !== "") {
+      obj.checkId = message.checkId;
+    }
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.status !== 0) {
+      obj.status = healthStatusToJSON(message.status);
+    }
+    if (message.notes !== "") {
+      obj.notes = message.notes;
+    }
+    if (message.output !== "") {
+      obj.output = message.output;
+    }
+    if (message.serviceId !== "") {
+      obj.serviceId = message.serviceId;
+    }
+    if (message.serviceName !== "") {
+      obj.serviceName = message.serviceName;
+    }
+    if (message.serviceTags?.length) {
+      obj.serviceTags = message.serviceTags;
+    }
+    if (message.type !== "") {
+      obj.type = message.type;
+    }
+    if (message.createIndex !== 0n) {
+      obj.createIndex = message.createIndex.toString();
+    }
+    if (message.modifyIndex !== 0n) {
+      obj.modifyIndex = message.modifyIndex.toString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<HealthCheck>): HealthCheck {
+    return HealthCheck.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<HealthCheck>): HealthCheck {
+    const message = createBaseHealthCheck();
+    message.node = object.node ?? "";
+    message.checkId = object.checkId ?? "";
+    message.name = object.name ?? "";
+    message.status = object.status ?? 0;
+    message.notes = object.notes ?? "";
+    message.output = object.output ?? "";
+    message.serviceId = object.serviceId ?? "";
+    message.serviceName = object.serviceName ?? "";
+    message.serviceTags = object.serviceTags?.map((e) => e) || [];
+    message.type = object.type ?? "";
+    message.createIndex = (object.createIndex !== undefined && object.createIndex !== null)
+      ? BigInt(object.createIndex)
+      : 0n;
+    message.modifyIndex = (object.modifyIndex !== undefined && object.modifyIndex !== null)
+      ? BigInt(object.modifyIndex)
+      : 0n;
+    return message;
+  },
+};
+
+function createBaseServiceRegistration(): ServiceRegistration {
+  return {
+    id: "",
+    name: "",
+    tags: [],
+    address: "",
+    taggedAddresses: {},
+    meta: {},
+    port: 0,
+    weights: undefined,
+    enableTagOverride: false,
+  };
+}
+
+export const ServiceRegistration: MessageFns<ServiceRegistration> = {
+  encode(message: ServiceRegistration, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.name !== "") {
+      writer.uint32(18).string(message.name);
+    }
+    for (const v of message.tags) {
+      writer.uint32(26).string(v!);
+    }
+    if (message.address !== "") {
+      writer.uint32(34).string(message.address);
+    }
+    globalThis.Object.entries(message.taggedAddresses).forEach(([key, value]: [string, ServiceAddress]) => {
+      ServiceRegistration_TaggedAddressesEntry.encode({ key: key as any, value }, writer.uint32(42).fork()).join();
+    });
+    globalThis.Object.entries(message.meta).forEach(([key, value]: [string, string]) => {
+      ServiceRegistration_MetaEntry.encode({ key: key as any, value }, writer.uint32(50).fork()).join();
+    });
+    if (message.port !== 0) {
+      writer.uint32(56).uint32(message.port);
+    }
+    if (message.weights !== undefined) {
+      Weights.encode(message.weights, writer.uint32(66).fork()).join();
+    }
+    if (message.enableTagOverride !== false) {
+      writer.uint32(72).bool(message.enableTagOverride);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ServiceRegistration {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseServiceRegistration();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.tags.push(reader.string());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.address = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            const entry5 = ServiceRegistration_TaggedAddressesEntry.decode(reader, reader.uint32());
+            if (entry5.value !== undefined) {
+              message.taggedAddresses[entry5.key] = entry5.value;
+            }
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            const entry6 = ServiceRegistration_MetaEntry.decode(reader, reader.uint32());
+            if (entry6.value !== undefined) {
+              message.meta[entry6.key] = entry6.value;
+            }
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.port = reader.uint32();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.weights = Weights.decode(reader, reader.uint32());
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.enableTagOverride = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ServiceRegistration {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      tags: globalThis.Array.isArray(object?.tags) ? object.tags.map((e: any) => globalThis.String(e)) : [],
+      address: isSet(object.address) ? globalThis.String(object.address) : "",
+      taggedAddresses: isObject(object.taggedAddresses)
+        ? (globalThis.Object.entries(object.taggedAddresses) as [string, any][]).reduce(
+          (acc: { [key: string]: ServiceAddress }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: ServiceAddress.fromJSON(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.tagged_addresses)
+        ? (globalThis.Object.entries(object.tagged_addresses) as [string, any][]).reduce(
+          (acc: { [key: string]: ServiceAddress }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: ServiceAddress.fromJSON(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      meta: isObject(object.meta)
+        ? (globalThis.Object.entries(object.meta) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      port: isSet(object.port) ? globalThis.Number(object.port) : 0,
+      weights: isSet(object.weights) ? Weights.fromJSON(object.weights) : undefined,
+      enableTagOverride: isSet(object.enableTagOverride)
+        ? globalThis.Boolean(object.enableTagOverride)
+        : isSet(object.enable_tag_override)
+        ? globalThis.Boolean(object.enable_tag_override)
+        : false,
+    };
+  },
+
+  toJSON(message: ServiceRegistration): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.tags?.length) {
+      obj.tags = message.tags;
+    }
+    if (message.address !== "") {
+      obj.address = message.address;
+    }
+    if (message.taggedAddresses) {
+      const entries = globalThis.Object.entries(message.taggedAddresses) as [string, ServiceAddress][];
+      if (entries.length > 0) {
+        obj.taggedAddresses = {};
+        entries.forEach(([k, v]) => {
+          obj.taggedAddresses[k] = ServiceAddress.toJSON(v);
+        });
+      }
+    }
+    if (message.meta) {
+      const entries = globalThis.Object.entries(message.meta) as [string, string][];
+      if (entries.length > 0) {
+        obj.meta = {};
+        entries.forEach(([k, v]) => {
+          obj.meta[k] = v;
+        });
+      }
+    }
+    if (message.port !== 0) {
+      obj.port = Math.round(message.port);
+    }
+    if (message.weights !== undefined) {
+      obj.weights = Weights.toJSON(message.weights);
+    }
+    if (message.enableTagOverride !== false) {
+      obj.enableTagOverride = message.enableTagOverride;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ServiceRegistration>): ServiceRegistration {
+    return ServiceRegistration.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ServiceRegistration>): ServiceRegistration {
+    const message = createBaseServiceRegistration();
+    message.id = object.id ?? "";
+    message.name = object.name ?? "";
+    message.tags = object.tags?.map((e) => e) || [];
+    message.address = object.address ?? "";
+    message.taggedAddresses = (globalThis.Object.entries(object.taggedAddresses ?? {}) as [string, ServiceAddress][])
+      .reduce((acc: { [key: string]: ServiceAddress }, [key, value]: [string, ServiceAddress]) => {
+        if (value !== undefined) {
+          acc[key] = ServiceAddress.fromPartial(value);
+        }
+        return acc;
+      }, {});
+    message.meta = (globalThis.Object.entries(object.meta ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.port = object.port ?? 0;
+    message.weights = (object.weights !== undefined && object.weights !== null)
+      ? Weights.fromPartial(object.weights)
+      : undefined;
+    message.enableTagOverride = object.enableTagOverride ?? false;
+    return message;
+  },
+};
+
+function createBaseServiceRegistration_TaggedAddressesEntry(): ServiceRegistration_TaggedAddressesEntry {
+  return { key: "", value: undefined };
+}
+
+export const ServiceRegistration_TaggedAddressesEntry: MessageFns<ServiceRegistration_TaggedAddressesEntry> = {
+  encode(message: ServiceRegistration_TaggedAddressesEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== undefined) {
+      ServiceAddress.encode(message.value, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ServiceRegistration_TaggedAddressesEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseServiceRegistration_TaggedAddressesEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = ServiceAddress.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ServiceRegistration_TaggedAddressesEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? ServiceAddress.fromJSON(object.value) : undefined,
+    };
+  },
+
+  toJSON(message: ServiceRegistration_TaggedAddressesEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== undefined) {
+      obj.value = ServiceAddress.toJSON(message.value);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ServiceRegistration_TaggedAddressesEntry>): ServiceRegistration_TaggedAddressesEntry {
+    return ServiceRegistration_TaggedAddressesEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ServiceRegistration_TaggedAddressesEntry>): ServiceRegistration_TaggedAddressesEntry {
+    const message = createBaseServiceRegistration_TaggedAddressesEntry();
+    message.key = object.key ?? "";
+    message.value = (object.value !== undefined && object.value !== null)
+      ? ServiceAddress.fromPartial(object.value)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseServiceRegistration_MetaEntry(): ServiceRegistration_MetaEntry {
+  return { key: "", value: "" };
+}
+
+export const ServiceRegistration_MetaEntry: MessageFns<ServiceRegistration_MetaEntry> = {
+  encode(message: ServiceRegistration_MetaEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ServiceRegistration_MetaEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseServiceRegistration_MetaEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ServiceRegistration_MetaEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: ServiceRegistration_MetaEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ServiceRegistration_MetaEntry>): ServiceRegistration_MetaEntry {
+    return ServiceRegistration_MetaEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ServiceRegistration_MetaEntry>): ServiceRegistration_MetaEntry {
+    const message = createBaseServiceRegistration_MetaEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseCheckRegistration(): CheckRegistration {
+  return { node: "", checkId: "", name: "", status: 0, notes: "", output: "", serviceId: "", type: "" };
+}
+
+export const CheckRegistration: MessageFns<CheckRegistration> = {
+  encode(message: CheckRegistration, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.node !== "") {
+      writer.uint32(10).string(message.node);
+    }
+    if (message.checkId !== "") {
+      writer.uint32(18).string(message.checkId);
+    }
+    if (message.name !== "") {
+      writer.uint32(26).string(message.name);
+    }
+    if (message.status !== 0) {
+      writer.uint32(32).int32(message.status);
+    }
+    if (message.notes !== "") {
+      writer.uint32(42).string(message.notes);
+    }
+    if (message.output !== "") {
+      writer.uint32(50).string(message.output);
+    }
+    if (message.serviceId !== "") {
+      writer.uint32(58).string(message.serviceId);
+    }
+    if (message.type !== "") {
+      writer.uint32(66).string(message.type);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CheckRegistration {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCheckRegistration();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.node = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.checkId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.status = reader.int32() as any;
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.notes = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.output = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.serviceId = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.type = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CheckRegistration {
+    return {
+      node: isSet(object.node) ? globalThis.String(object.node) : "",
+      checkId: isSet(object.checkId)
+        ? globalThis.String(object.checkId)
+        : isSet(object.check_id)
+        ? globalThis.String(object.check_id)
+        : "",
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      status: isSet(object.status) ? healthStatusFromJSON(object.status) : 0,
+      notes: isSet(object.notes) ? globalThis.String(object.notes) : "",
+      output: isSet(object.output) ? globalThis.String(object.output) : "",
+      serviceId: isSet(object.serviceId)
+        ? globalThis.String(object.serviceId)
+        : isSet(object.service_id)
+        ? globalThis.String(object.service_id)
+        : "",
+      type: isSet(object.type) ? globalThis.String(object.type) : "",
+    };
+  },
+
+  toJSON(message: CheckRegistration): unknown {
+    const obj: any = {};
+    if (message.node !== "") {
+      obj.node = message.node;
+    }
+    if (message.checkId !== "") {
+      obj.checkId = message.checkId;
+    }
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.status !== 0) {
+      obj.status = healthStatusToJSON(message.status);
+    }
+    if (message.notes !== "") {
+      obj.notes = message.notes;
+    }
+    if (message.output !== "") {
+      obj.output = message.output;
+    }
+    if (message.serviceId !== "") {
+      obj.serviceId = message.serviceId;
+    }
+    if (message.type !== "") {
+      obj.type = message.type;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CheckRegistration>): CheckRegistration {
+    return CheckRegistration.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CheckRegistration>): CheckRegistration {
+    const message = createBaseCheckRegistration();
+    message.node = object.node ?? "";
+    message.checkId = object.checkId ?? "";
+    message.name = object.name ?? "";
+    message.status = object.status ?? 0;
+    message.notes = object.notes ?? "";
+    message.output = object.output ?? "";
+    message.serviceId = object.serviceId ?? "";
+    message.type = object.type ?? "";
+    return message;
+  },
+};
+
+function createBaseRegisterRequest(): RegisterRequest {
+  return {
+    datacenter: "",
+    id: "",
+    node: "",
+    address: "",
+    taggedAddresses: {},
+    nodeMeta: {},
+    service: undefined,
+    checks: [],
+    skipNodeUpdate: false,
+  };
+}
+
+export const RegisterRequest: MessageFns<RegisterRequest> = {
+  encode(message: RegisterRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.datacenter !== "") {
+      writer.uint32(10).string(message.datacenter);
+    }
+    if (message.id !== "") {
+      writer.uint32(18).string(message.id);
+    }
+    if (message.node !== "") {
+      writer.uint32(26).string(message.node);
+    }
+    if (message.address !== "") {
+      writer.uint32(34).string(message.address);
+    }
+    globalThis.Object.entries(message.taggedAddresses).forEach(([key, value]: [string, string]) => {
+      RegisterRequest_TaggedAddressesEntry.encode({ key: key as any, value }, writer.uint32(42).fork()).join();
+    });
+    globalThis.Object.entries(message.nodeMeta).forEach(([key, value]: [string, string]) => {
+      RegisterRequest_NodeMetaEntry.encode({ key: key as any, value }, writer.uint32(50).fork()).join();
+    });
+    if (message.service !== undefined) {
+      ServiceRegistration.encode(message.service, writer.uint32(58).fork()).join();
+    }
+    for (const v of message.checks) {
+      CheckRegistration.encode(v!, writer.uint32(66).fork()).join();
+    }
+    if (message.skipNodeUpdate !== false) {
+      writer.uint32(72).bool(message.skipNodeUpdate);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RegisterRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRegisterRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.datacenter = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.node = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.address = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            const entry5 = RegisterRequest_TaggedAddressesEntry.decode(reader, reader.uint32());
+            if (entry5.value !== undefined) {
+              message.taggedAddresses[entry5.key] = entry5.value;
+            }
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            const entry6 = RegisterRequest_NodeMetaEntry.decode(reader, reader.uint32());
+            if (entry6.value !== undefined) {
+              message.nodeMeta[entry6.key] = entry6.value;
+            }
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.service = ServiceRegistration.decode(reader, reader.uint32());
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.checks.push(CheckRegistration.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.skipNodeUpdate = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RegisterRequest {
+    return {
+      datacenter: isSet(object.datacenter) ? globalThis.String(object.datacenter) : "",
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      node: isSet(object.node) ? globalThis.String(object.node) : "",
+      address: isSet(object.address) ? globalThis.String(object.address) : "",
+      taggedAddresses: isObject(object.taggedAddresses)
+        ? (globalThis.Object.entries(object.taggedAddresses) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.tagged_addresses)
+        ? (globalThis.Object.entries(object.tagged_addresses) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      nodeMeta: isObject(object.nodeMeta)
+        ? (globalThis.Object.entries(object.nodeMeta) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.node_meta)
+        ? (globalThis.Object.entries(object.node_meta) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      service: isSet(object.service) ? ServiceRegistration.fromJSON(object.service) : undefined,
+      checks: globalThis.Array.isArray(object?.checks)
+        ? object.checks.map((e: any) => CheckRegistration.fromJSON(e))
+        : [],
+      skipNodeUpdate: isSet(object.skipNodeUpdate)
+        ? globalThis.Boolean(object.skipNodeUpdate)
+        : isSet(object.skip_node_update)
+        ? globalThis.Boolean(object.skip_node_update)
+        : false,
+    };
+  },
+
+  toJSON(message: RegisterRequest): unknown {
+    const obj: any = {};
+    if (message.datacenter !== "") {
+      obj.datacenter = message.datacenter;
+    }
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.node !== "") {
+      obj.node = message.node;
+    }
+    if (message.address !== "") {
+      obj.address = message.address;
+    }
+    if (message.taggedAddresses) {
+      const entries = globalThis.Object.entries(message.taggedAddresses) as [string, string][];
+      if (entries.length > 0) {
+        obj.taggedAddresses = {};
+        entries.forEach(([k, v]) => {
+          obj.taggedAddresses[k] = v;
+        });
+      }
+    }
+    if (message.nodeMeta) {
+      const entries = globalThis.Object.entries(message.nodeMeta) as [string, string][];
+      if (entries.length > 0) {
+        obj.nodeMeta = {};
+        entries.forEach(([k, v]) => {
+          obj.nodeMeta[k] = v;
+        });
+      }
+    }
+    if (message.service !== undefined) {
+      obj.service = ServiceRegistration.toJSON(message.service);
+    }
+    if (message.checks?.length) {
+      obj.checks = message.checks.map((e) => CheckRegistration.toJSON(e));
+    }
+    if (message.skipNodeUpdate !== false) {
+      obj.skipNodeUpdate = message.skipNodeUpdate;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RegisterRequest>): RegisterRequest {
+    return RegisterRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RegisterRequest>): RegisterRequest {
+    const message = createBaseRegisterRequest();
+    message.datacenter = object.datacenter ?? "";
+    message.id = object.id ?? "";
+    message.node = object.node ?? "";
+    message.address = object.address ?? "";
+    message.taggedAddresses = (globalThis.Object.entries(object.taggedAddresses ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.nodeMeta = (globalThis.Object.entries(object.nodeMeta ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.service = (object.service !== undefined && object.service !== null)
+      ? ServiceRegistration.fromPartial(object.service)
+      : undefined;
+    message.checks = object.checks?.map((e) => CheckRegistration.fromPartial(e)) || [];
+    message.skipNodeUpdate = object.skipNodeUpdate ?? false;
+    return message;
+  },
+};
+
+function createBaseRegisterRequest_TaggedAddressesEntry(): RegisterRequest_TaggedAddressesEntry {
+  return { key: "", value: "" };
+}
+
+export const RegisterRequest_TaggedAddressesEntry: MessageFns<RegisterRequest_TaggedAddressesEntry> = {
+  encode(message: RegisterRequest_TaggedAddressesEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RegisterRequest_TaggedAddressesEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRegisterRequest_TaggedAddressesEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RegisterRequest_TaggedAddressesEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: RegisterRequest_TaggedAddressesEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RegisterRequest_TaggedAddressesEntry>): RegisterRequest_TaggedAddressesEntry {
+    return RegisterRequest_TaggedAddressesEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RegisterRequest_TaggedAddressesEntry>): RegisterRequest_TaggedAddressesEntry {
+    const message = createBaseRegisterRequest_TaggedAddressesEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseRegisterRequest_NodeMetaEntry(): RegisterRequest_NodeMetaEntry {
+  return { key: "", value: "" };
+}
+
+export const RegisterRequest_NodeMetaEntry: MessageFns<RegisterRequest_NodeMetaEntry> = {
+  encode(message: RegisterRequest_NodeMetaEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RegisterRequest_NodeMetaEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRegisterRequest_NodeMetaEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RegisterRequest_NodeMetaEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: RegisterRequest_NodeMetaEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RegisterRequest_NodeMetaEntry>): RegisterRequest_NodeMetaEntry {
+    return RegisterRequest_NodeMetaEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RegisterRequest_NodeMetaEntry>): RegisterRequest_NodeMetaEntry {
+    const message = createBaseRegisterRequest_NodeMetaEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseRegisterResponse(): RegisterResponse {
+  return { index: 0n };
+}
+
+export const RegisterResponse: MessageFns<RegisterResponse> = {
+  encode(message: RegisterResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.index !== 0n) {
+      if (BigInt.asUintN(64, message.index) !== message.index) {
+        throw new globalThis.Error("value provided for field message.index of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.index);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RegisterResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRegisterResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.index = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RegisterResponse {
+    return { index: isSet(object.index) ? BigInt(object.index) : 0n };
+  },
+
+  toJSON(message: RegisterResponse): unknown {
+    const obj: any = {};
+    if (message.index !== 0n) {
+      obj.index = message.index.toString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RegisterResponse>): RegisterResponse {
+    return RegisterResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RegisterResponse>): RegisterResponse {
+    const message = createBaseRegisterResponse();
+    message.index = (object.index !== undefined && object.index !== null) ? BigInt(object.index) : 0n;
+    return message;
+  },
+};
+
+function createBaseDeregisterRequest(): DeregisterRequest {
+  return { datacenter: "", node: "", serviceId: "", checkId: "" };
+}
+
+export const DeregisterRequest: MessageFns<DeregisterRequest> = {
+  encode(message: DeregisterRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.datacenter !== "") {
+      writer.uint32(10).string(message.datacenter);
+    }
+    if (message.node !== "") {
+      writer.uint32(18).string(message.node);
+    }
+    if (message.serviceId !== "") {
+      writer.uint32(26).string(message.serviceId);
+    }
+    if (message.checkId !== "") {
+      writer.uint32(34).string(message.checkId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeregisterRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeregisterRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.datacenter = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.node = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.serviceId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.checkId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeregisterRequest {
+    return {
+      datacenter: isSet(object.datacenter) ? globalThis.String(object.datacenter) : "",
+      node: isSet(object.node) ? globalThis.String(object.node) : "",
+      serviceId: isSet(object.serviceId)
+        ? globalThis.String(object.serviceId)
+        : isSet(object.service_id)
+        ? globalThis.String(object.service_id)
+        : "",
+      checkId: isSet(object.checkId)
+        ? globalThis.String(object.checkId)
+        : isSet(object.check_id)
+        ? globalThis.String(object.check_id)
+        : "",
+    };
+  },
+
+  toJSON(message: DeregisterRequest): unknown {
+    const obj: any = {};
+    if (message.datacenter !== "") {
+      obj.datacenter = message.datacenter;
+    }
+    if (message.node !== "") {
+      obj.node = message.node;
+    }
+    if (message.serviceId !== "") {
+      obj.serviceId = message.serviceId;
+    }
+    if (message.checkId !== "") {
+      obj.checkId = message.checkId;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<DeregisterRequest>): DeregisterRequest {
+    return DeregisterRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DeregisterRequest>): DeregisterRequest {
+    const message = createBaseDeregisterRequest();
+    message.datacenter = object.datacenter ?? "";
+    message.node = object.node ?? "";
+    message.serviceId = object.serviceId ?? "";
+    message.checkId = object.checkId ?? "";
+    return message;
+  },
+};
+
+function createBaseDeregisterResponse(): DeregisterResponse {
+  return { index: 0n };
+}
+
+export const DeregisterResponse: MessageFns<DeregisterResponse> = {
+  encode(message: DeregisterResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.index !== 0n) {
+      if (BigInt.asUintN(64, message.index) !== message.index) {
+        throw new globalThis.Error("value provided for field message.index of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.index);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeregisterResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeregisterResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.index = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeregisterResponse {
+    return { index: isSet(object.index) ? BigInt(object.index) : 0n };
+  },
+
+  toJSON(message: DeregisterResponse): unknown {
+    const obj: any = {};
+    if (message.index !== 0n) {
+      obj.index = message.index.toString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<DeregisterResponse>): DeregisterResponse {
+    return DeregisterResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DeregisterResponse>): DeregisterResponse {
+    const message = createBaseDeregisterResponse();
+    message.index = (object.index !== undefined && object.index !== null) ? BigInt(object.index) : 0n;
+    return message;
+  },
+};
+
+function createBaseListDatacentersRequest(): ListDatacentersRequest {
+  return {};
+}
+
+export const ListDatacentersRequest: MessageFns<ListDatacentersRequest> = {
+  encode(_: ListDatacentersRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListDatacentersRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListDatacentersRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): ListDatacentersRequest {
+    return {};
+  },
+
+  toJSON(_: ListDatacentersRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListDatacentersRequest>): ListDatacentersRequest {
+    return ListDatacentersRequest.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<ListDatacentersRequest>): ListDatacentersRequest {
+    const message = createBaseListDatacentersRequest();
+    return message;
+  },
+};
+
+function createBaseListDatacentersResponse(): ListDatacentersResponse {
+  return { datacenters: [] };
+}
+
+export const ListDatacentersResponse: MessageFns<ListDatacentersResponse> = {
+  encode(message: ListDatacentersResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.datacenters) {
+      writer.uint32(10).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListDatacentersResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListDatacentersResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.datacenters.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListDatacentersResponse {
+    return {
+      datacenters: globalThis.Array.isArray(object?.datacenters)
+        ? object.datacenters.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ListDatacentersResponse): unknown {
+    const obj: any = {};
+    if (message.datacenters?.length) {
+      obj.datacenters = message.datacenters;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListDatacentersResponse>): ListDatacentersResponse {
+    return ListDatacentersResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListDatacentersResponse>): ListDatacentersResponse {
+    const message = createBaseListDatacentersResponse();
+    message.datacenters = object.datacenters?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseListNodesRequest(): ListNodesRequest {
+  return { query: undefined, nodeMeta: {} };
+}
+
+export const ListNodesRequest: MessageFns<ListNodesRequest> = {
+  encode(message: ListNodesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.query !== undefined) {
+      QueryOptions.encode(message.query, writer.uint32(10).fork()).join();
+    }
+    globalThis.Object.entries(message.nodeMeta).forEach(([key, value]: [string, string]) => {
+      ListNodesRequest_NodeMetaEntry.encode({ key: key as any, value }, writer.uint32(18).fork()).join();
+    });
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListNodesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListNodesRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.query = QueryOptions.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            const entry2 = ListNodesRequest_NodeMetaEntry.decode(reader, reader.uint32());
+            if (entry2.value !== undefined) {
+              message.nodeMeta[entry2.key] = entry2.value;
+            }
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListNodesRequest {
+    return {
+      query: isSet(object.query) ? QueryOptions.fromJSON(object.query) : undefined,
+      nodeMeta: isObject(object.nodeMeta)
+        ? (globalThis.Object.entries(object.nodeMeta) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.node_meta)
+        ? (globalThis.Object.entries(object.node_meta) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+    };
+  },
+
+  toJSON(message: ListNodesRequest): unknown {
+    const obj: any = {};
+    if (message.query !== undefined) {
+      obj.query = QueryOptions.toJSON(message.query);
+    }
+    if (message.nodeMeta) {
+      const entries = globalThis.Object.entries(message.nodeMeta) as [string, string][];
+      if (entries.length > 0) {
+        obj.nodeMeta = {};
+        entries.forEach(([k, v]) => {
+          obj.nodeMeta[k] = v;
+        });
+      }
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListNodesRequest>): ListNodesRequest {
+    return ListNodesRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListNodesRequest>): ListNodesRequest {
+    const message = createBaseListNodesRequest();
+    message.query = (object.query !== undefined && object.query !== null)
+      ? QueryOptions.fromPartial(object.query)
+      : undefined;
+    message.nodeMeta = (globalThis.Object.entries(object.nodeMeta ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseListNodesRequest_NodeMetaEntry(): ListNodesRequest_NodeMetaEntry {
+  return { key: "", value: "" };
+}
+
+export const ListNodesRequest_NodeMetaEntry: MessageFns<ListNodesRequest_NodeMetaEntry> = {
+  encode(message: ListNodesRequest_NodeMetaEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListNodesRequest_NodeMetaEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListNodesRequest_NodeMetaEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListNodesRequest_NodeMetaEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: ListNodesRequest_NodeMetaEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListNodesRequest_NodeMetaEntry>): ListNodesRequest_NodeMetaEntry {
+    return ListNodesRequest_NodeMetaEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListNodesRequest_NodeMetaEntry>): ListNodesRequest_NodeMetaEntry {
+    const message = createBaseListNodesRequest_NodeMetaEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseListNodesResponse(): ListNodesResponse {
+  return { nodes: [], meta: undefined };
+}
+
+export const ListNodesResponse: MessageFns<ListNodesResponse> = {
+  encode(message: ListNodesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.nodes) {
+      Node.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.meta !== undefined) {
+      QueryMeta.encode(message.meta, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListNodesResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListNodesResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.nodes.push(Node.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.meta = QueryMeta.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListNodesResponse {
+    return {
+      nodes: globalThis.Array.isArray(object?.nodes) ? object.nodes.map((e: any) => Node.fromJSON(e)) : [],
+      meta: isSet(object.meta) ? QueryMeta.fromJSON(object.meta) : undefined,
+    };
+  },
+
+  toJSON(message: ListNodesResponse): unknown {
+    const obj: any = {};
+    if (message.nodes?.length) {
+      obj.nodes = message.nodes.map((e) => Node.toJSON(e));
+    }
+    if (message.meta !== undefined) {
+      obj.meta = QueryMeta.toJSON(message.meta);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListNodesResponse>): ListNodesResponse {
+    return ListNodesResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListNodesResponse>): ListNodesResponse {
+    const message = createBaseListNodesResponse();
+    message.nodes = object.nodes?.map((e) => Node.fromPartial(e)) || [];
+    message.meta = (object.meta !== undefined && object.meta !== null) ? QueryMeta.fromPartial(object.meta) : undefined;
+    return message;
+  },
+};
+
+function createBaseListServicesRequest(): ListServicesRequest {
+  return { query: undefined, nodeMeta: {} };
+}
+
+export const ListServicesRequest: MessageFns<ListServicesRequest> = {
+  encode(message: ListServicesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.query !== undefined) {
+      QueryOptions.encode(message.query, writer.uint32(10).fork()).join();
+    }
+    globalThis.Object.entries(message.nodeMeta).forEach(([key, value]: [string, string]) => {
+      ListServicesRequest_NodeMetaEntry.encode({ key: key as any, value }, writer.uint32(18).fork()).join();
+    });
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListServicesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListServicesRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.query = QueryOptions.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            const entry2 = ListServicesRequest_NodeMetaEntry.decode(reader, reader.uint32());
+            if (entry2.value !== undefined) {
+              message.nodeMeta[entry2.key] = entry2.value;
+            }
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListServicesRequest {
+    return {
+      query: isSet(object.query) ? QueryOptions.fromJSON(object.query) : undefined,
+      nodeMeta: isObject(object.nodeMeta)
+        ? (globalThis.Object.entries(object.nodeMeta) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.node_meta)
+        ? (globalThis.Object.entries(object.node_meta) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+    };
+  },
+
+  toJSON(message: ListServicesRequest): unknown {
+    const obj: any = {};
+    if (message.query !== undefined) {
+      obj.query = QueryOptions.toJSON(message.query);
+    }
+    if (message.nodeMeta) {
+      const entries = globalThis.Object.entries(message.nodeMeta) as [string, string][];
+      if (entries.length > 0) {
+        obj.nodeMeta = {};
+        entries.forEach(([k, v]) => {
+          obj.nodeMeta[k] = v;
+        });
+      }
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListServicesRequest>): ListServicesRequest {
+    return ListServicesRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListServicesRequest>): ListServicesRequest {
+    const message = createBaseListServicesRequest();
+    message.query = (object.query !== undefined && object.query !== null)
+      ? QueryOptions.fromPartial(object.query)
+      : undefined;
+    message.nodeMeta = (globalThis.Object.entries(object.nodeMeta ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseListServicesRequest_NodeMetaEntry(): ListServicesRequest_NodeMetaEntry {
+  return { key: "", value: "" };
+}
+
+export const ListServicesRequest_NodeMetaEntry: MessageFns<ListServicesRequest_NodeMetaEntry> = {
+  encode(message: ListServicesRequest_NodeMetaEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListServicesRequest_NodeMetaEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListServicesRequest_NodeMetaEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListServicesRequest_NodeMetaEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: ListServicesRequest_NodeMetaEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListServicesRequest_NodeMetaEntry>): ListServicesRequest_NodeMetaEntry {
+    return ListServicesRequest_NodeMetaEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListServicesRequest_NodeMetaEntry>): ListServicesRequest_NodeMetaEntry {
+    const message = createBaseListServicesRequest_NodeMetaEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseServiceSummary(): ServiceSummary {
+  return { name: "", tags: [] };
+}
+
+export const ServiceSummary: MessageFns<ServiceSummary> = {
+  encode(message: ServiceSummary, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    for (const v of message.tags) {
+      writer.uint32(18).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ServiceSummary {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseServiceSummary();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.tags.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ServiceSummary {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      tags: globalThis.Array.isArray(object?.tags) ? object.tags.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: ServiceSummary): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.tags?.length) {
+      obj.tags = message.tags;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ServiceSummary>): ServiceSummary {
+    return ServiceSummary.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ServiceSummary>): ServiceSummary {
+    const message = createBaseServiceSummary();
+    message.name = object.name ?? "";
+    message.tags = object.tags?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseListServicesResponse(): ListServicesResponse {
+  return { services: [], meta: undefined };
+}
+
+export const ListServicesResponse: MessageFns<ListServicesResponse> = {
+  encode(message: ListServicesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.services) {
+      ServiceSummary.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.meta !== undefined) {
+      QueryMeta.encode(message.meta, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListServicesResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListServicesResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.services.push(ServiceSummary.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.meta = QueryMeta.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListServicesResponse {
+    return {
+      services: globalThis.Array.isArray(object?.services)
+        ? object.services.map((e: any) => ServiceSummary.fromJSON(e))
+        : [],
+      meta: isSet(object.meta) ? QueryMeta.fromJSON(object.meta) : undefined,
+    };
+  },
+
+  toJSON(message: ListServicesResponse): unknown {
+    const obj: any = {};
+    if (message.services?.length) {
+      obj.services = message.services.map((e) => ServiceSummary.toJSON(e));
+    }
+    if (message.meta !== undefined) {
+      obj.meta = QueryMeta.toJSON(message.meta);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListServicesResponse>): ListServicesResponse {
+    return ListServicesResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListServicesResponse>): ListServicesResponse {
+    const message = createBaseListServicesResponse();
+    message.services = object.services?.map((e) => ServiceSummary.fromPartial(e)) || [];
+    message.meta = (object.meta !== undefined && object.meta !== null) ? QueryMeta.fromPartial(object.meta) : undefined;
+    return message;
+  },
+};
+
+function createBaseServiceInstance(): ServiceInstance {
+  return { node: undefined, service: undefined };
+}
+
+export const ServiceInstance: MessageFns<ServiceInstance> = {
+  encode(message: ServiceInstance, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.node !== undefined) {
+      Node.encode(message.node, writer.uint32(10).fork()).join();
+    }
+    if (message.service !== undefined) {
+      Service.encode(message.service, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ServiceInstance {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseServiceInstance();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.node = Node.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.service = Service.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ServiceInstance {
+    return {
+      node: isSet(object.node) ? Node.fromJSON(object.node) : undefined,
+      service: isSet(object.service) ? Service.fromJSON(object.service) : undefined,
+    };
+  },
+
+  toJSON(message: ServiceInstance): unknown {
+    const obj: any = {};
+    if (message.node !== undefined) {
+      obj.node = Node.toJSON(message.node);
+    }
+    if (message.service !== undefined) {
+      obj.service = Service.toJSON(message.service);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ServiceInstance>): ServiceInstance {
+    return ServiceInstance.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ServiceInstance>): ServiceInstance {
+    const message = createBaseServiceInstance();
+    message.node = (object.node !== undefined && object.node !== null) ? Node.fromPartial(object.node) : undefined;
+    message.service = (object.service !== undefined && object.service !== null)
+      ? Service.fromPartial(object.service)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseGetServiceRequest(): GetServiceRequest {
+  return { query: undefined, service: "", tags: [], nodeMeta: {} };
+}
+
+export const GetServiceRequest: MessageFns<GetServiceRequest> = {
+  encode(message: GetServiceRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.query !== undefined) {
+      QueryOptions.encode(message.query, writer.uint32(10).fork()).join();
+    }
+    if (message.service !== "") {
+      writer.uint32(18).string(message.service);
+    }
+    for (const v of message.tags) {
+      writer.uint32(26).string(v!);
+    }
+    globalThis.Object.entries(message.nodeMeta).forEach(([key, value]: [string, string]) => {
+      GetServiceRequest_NodeMetaEntry.encode({ key: key as any, value }, writer.uint32(34).fork()).join();
+    });
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetServiceRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetServiceRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.query = QueryOptions.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.service = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.tags.push(reader.string());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            const entry4 = GetServiceRequest_NodeMetaEntry.decode(reader, reader.uint32());
+            if (entry4.value !== undefined) {
+              message.nodeMeta[entry4.key] = entry4.value;
+            }
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetServiceRequest {
+    return {
+      query: isSet(object.query) ? QueryOptions.fromJSON(object.query) : undefined,
+      service: isSet(object.service) ? globalThis.String(object.service) : "",
+      tags: globalThis.Array.isArray(object?.tags) ? object.tags.map((e: any) => globalThis.String(e)) : [],
+      nodeMeta: isObject(object.nodeMeta)
+        ? (globalThis.Object.entries(object.nodeMeta) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.node_meta)
+        ? (globalThis.Object.entries(object.node_meta) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+    };
+  },
+
+  toJSON(message: GetServiceRequest): unknown {
+    const obj: any = {};
+    if (message.query !== undefined) {
+      obj.query = QueryOptions.toJSON(message.query);
+    }
+    if (message.service !== "") {
+      obj.service = message.service;
+    }
+    if (message.tags?.length) {
+      obj.tags = message.tags;
+    }
+    if (message.nodeMeta) {
+      const entries = globalThis.Object.entries(message.nodeMeta) as [string, string][];
+      if (entries.length > 0) {
+        obj.nodeMeta = {};
+        entries.forEach(([k, v]) => {
+          obj.nodeMeta[k] = v;
+        });
+      }
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GetServiceRequest>): GetServiceRequest {
+    return GetServiceRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetServiceRequest>): GetServiceRequest {
+    const message = createBaseGetServiceRequest();
+    message.query = (object.query !== undefined && object.query !== null)
+      ? QueryOptions.fromPartial(object.query)
+      : undefined;
+    message.service = object.service ?? "";
+    message.tags = object.tags?.map((e) => e) || [];
+    message.nodeMeta = (globalThis.Object.entries(object.nodeMeta ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseGetServiceRequest_NodeMetaEntry(): GetServiceRequest_NodeMetaEntry {
+  return { key: "", value: "" };
+}
+
+export const GetServiceRequest_NodeMetaEntry: MessageFns<GetServiceRequest_NodeMetaEntry> = {
+  encode(message: GetServiceRequest_NodeMetaEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetServiceRequest_NodeMetaEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetServiceRequest_NodeMetaEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetServiceRequest_NodeMetaEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: GetServiceRequest_NodeMetaEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GetServiceRequest_NodeMetaEntry>): GetServiceRequest_NodeMetaEntry {
+    return GetServiceRequest_NodeMetaEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetServiceRequest_NodeMetaEntry>): GetServiceRequest_NodeMetaEntry {
+    const message = createBaseGetServiceRequest_NodeMetaEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseGetServiceResponse(): GetServiceResponse {
+  return { instances: [], meta: undefined };
+}
+
+export const GetServiceResponse: MessageFns<GetServiceResponse> = {
+  encode(message: GetServiceResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.instances) {
+      ServiceInstance.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.meta !== undefined) {
+      QueryMeta.encode(message.meta, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetServiceResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetServiceResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.instances.push(ServiceInstance.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.meta = QueryMeta.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetServiceResponse {
+    return {
+      instances: globalThis.Array.isArray(object?.instances)
+        ? object.instances.map((e: any) => ServiceInstance.fromJSON(e))
+        : [],
+      meta: isSet(object.meta) ? QueryMeta.fromJSON(object.meta) : undefined,
+    };
+  },
+
+  toJSON(message: GetServiceResponse): unknown {
+    const obj: any = {};
+    if (message.instances?.length) {
+      obj.instances = message.instances.map((e) => ServiceInstance.toJSON(e));
+    }
+    if (message.meta !== undefined) {
+      obj.meta = QueryMeta.toJSON(message.meta);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GetServiceResponse>): GetServiceResponse {
+    return GetServiceResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetServiceResponse>): GetServiceResponse {
+    const message = createBaseGetServiceResponse();
+    message.instances = object.instances?.map((e) => ServiceInstance.fromPartial(e)) || [];
+    message.meta = (object.meta !== undefined && object.meta !== null) ? QueryMeta.fromPartial(object.meta) : undefined;
+    return message;
+  },
+};
+
+function createBaseGetNodeRequest(): GetNodeRequest {
+  return { query: undefined, node: "" };
+}
+
+export const GetNodeRequest: MessageFns<GetNodeRequest> = {
+  encode(message: GetNodeRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.query !== undefined) {
+      QueryOptions.encode(message.query, writer.uint32(10).fork()).join();
+    }
+    if (message.node !== "") {
+      writer.uint32(18).string(message.node);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetNodeRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetNodeRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.query = QueryOptions.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.node = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetNodeRequest {
+    return {
+      query: isSet(object.query) ? QueryOptions.fromJSON(object.query) : undefined,
+      node: isSet(object.node) ? globalThis.String(object.node) : "",
+    };
+  },
+
+  toJSON(message: GetNodeRequest): unknown {
+    const obj: any = {};
+    if (message.query !== undefined) {
+      obj.query = QueryOptions.toJSON(message.query);
+    }
+    if (message.node !== "") {
+      obj.node = message.node;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GetNodeRequest>): GetNodeRequest {
+    return GetNodeRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetNodeRequest>): GetNodeRequest {
+    const message = createBaseGetNodeRequest();
+    message.query = (object.query !== undefined && object.query !== null)
+      ? QueryOptions.fromPartial(object.query)
+      : undefined;
+    message.node = object.node ?? "";
+    return message;
+  },
+};
+
+function createBaseGetNodeResponse(): GetNodeResponse {
+  return { node: undefined, services: [], meta: undefined };
+}
+
+export const GetNodeResponse: MessageFns<GetNodeResponse> = {
+  encode(message: GetNodeResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.node !== undefined) {
+      Node.encode(message.node, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.services) {
+      Service.encode(v!, writer.uint32(18).fork()).join();
+    }
+    if (message.meta !== undefined) {
+      QueryMeta.encode(message.meta, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetNodeResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetNodeResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.node = Node.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.services.push(Service.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.meta = QueryMeta.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetNodeResponse {
+    return {
+      node: isSet(object.node) ? Node.fromJSON(object.node) : undefined,
+      services: globalThis.Array.isArray(object?.services) ? object.services.map((e: any) => Service.fromJSON(e)) : [],
+      meta: isSet(object.meta) ? QueryMeta.fromJSON(object.meta) : undefined,
+    };
+  },
+
+  toJSON(message: GetNodeResponse): unknown {
+    const obj: any = {};
+    if (message.node !== undefined) {
+      obj.node = Node.toJSON(message.node);
+    }
+    if (message.services?.length) {
+      obj.services = message.services.map((e) => Service.toJSON(e));
+    }
+    if (message.meta !== undefined) {
+      obj.meta = QueryMeta.toJSON(message.meta);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GetNodeResponse>): GetNodeResponse {
+    return GetNodeResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetNodeResponse>): GetNodeResponse {
+    const message = createBaseGetNodeResponse();
+    message.node = (object.node !== undefined && object.node !== null) ? Node.fromPartial(object.node) : undefined;
+    message.services = object.services?.map((e) => Service.fromPartial(e)) || [];
+    message.meta = (object.meta !== undefined && object.meta !== null) ? QueryMeta.fromPartial(object.meta) : undefined;
+    return message;
+  },
+};
+
 /**
- * CatalogService is the public gRPC API of the catalog (port 8502), for clients in any language.
- * Nodes, services, checks, KV and the watch stream join it with the catalog issue.
+ * CatalogService is the public gRPC API of the catalog (port 8502), for clients in any language:
+ * Consul's `/v1/catalog` (reference/consul-compat.md §4.1) on the same state functions as the HTTP
+ * API, so both answer alike. HealthService, KVService and SessionService sit beside it.
+ *
+ * Errors: INVALID_ARGUMENT with Consul's text for a request that can never succeed as sent;
+ * FAILED_PRECONDITION when the catalog's current state refuses it (a check for a service that is
+ * not registered, a node name reserved by a live node); NOT_FOUND for a read of one named thing
+ * that does not exist (its index in the `consulate-index` trailer) and for another datacenter;
+ * UNAVAILABLE "No cluster leader" when consensus has no leader (retry); RESOURCE_EXHAUSTED when a
+ * limit of this catalog is reached.
  */
 export type CatalogServiceService = typeof CatalogServiceService;
 export const CatalogServiceService = {
@@ -190,11 +4863,134 @@ export const CatalogServiceService = {
     responseSerialize: (value: StatusResponse): Buffer => Buffer.from(StatusResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): StatusResponse => StatusResponse.decode(value),
   },
+  /**
+   * Register registers a node, and optionally a service and checks on it, in one consensus
+   * transaction (Consul's `PUT /v1/catalog/register`).
+   */
+  register: {
+    path: "/consulate.catalog.v1.CatalogService/Register" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RegisterRequest): Buffer => Buffer.from(RegisterRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RegisterRequest => RegisterRequest.decode(value),
+    responseSerialize: (value: RegisterResponse): Buffer => Buffer.from(RegisterResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RegisterResponse => RegisterResponse.decode(value),
+  },
+  /**
+   * Deregister removes a service (with its checks), a check, or a node with everything on it
+   * (Consul's `PUT /v1/catalog/deregister`).
+   */
+  deregister: {
+    path: "/consulate.catalog.v1.CatalogService/Deregister" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: DeregisterRequest): Buffer => Buffer.from(DeregisterRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DeregisterRequest => DeregisterRequest.decode(value),
+    responseSerialize: (value: DeregisterResponse): Buffer => Buffer.from(DeregisterResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): DeregisterResponse => DeregisterResponse.decode(value),
+  },
+  /**
+   * ListDatacenters lists the datacenters this catalog knows (Consul's
+   * `/v1/catalog/datacenters`).
+   */
+  listDatacenters: {
+    path: "/consulate.catalog.v1.CatalogService/ListDatacenters" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListDatacentersRequest): Buffer =>
+      Buffer.from(ListDatacentersRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListDatacentersRequest => ListDatacentersRequest.decode(value),
+    responseSerialize: (value: ListDatacentersResponse): Buffer =>
+      Buffer.from(ListDatacentersResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListDatacentersResponse => ListDatacentersResponse.decode(value),
+  },
+  /** ListNodes lists the registered nodes (Consul's `/v1/catalog/nodes`). */
+  listNodes: {
+    path: "/consulate.catalog.v1.CatalogService/ListNodes" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListNodesRequest): Buffer => Buffer.from(ListNodesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListNodesRequest => ListNodesRequest.decode(value),
+    responseSerialize: (value: ListNodesResponse): Buffer => Buffer.from(ListNodesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListNodesResponse => ListNodesResponse.decode(value),
+  },
+  /**
+   * ListServices lists the registered service names with their tags (Consul's
+   * `/v1/catalog/services`).
+   */
+  listServices: {
+    path: "/consulate.catalog.v1.CatalogService/ListServices" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListServicesRequest): Buffer => Buffer.from(ListServicesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListServicesRequest => ListServicesRequest.decode(value),
+    responseSerialize: (value: ListServicesResponse): Buffer =>
+      Buffer.from(ListServicesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListServicesResponse => ListServicesResponse.decode(value),
+  },
+  /**
+   * GetService lists the instances of one service, each with its node (Consul's
+   * `/v1/catalog/service/:service`).
+   */
+  getService: {
+    path: "/consulate.catalog.v1.CatalogService/GetService" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetServiceRequest): Buffer => Buffer.from(GetServiceRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetServiceRequest => GetServiceRequest.decode(value),
+    responseSerialize: (value: GetServiceResponse): Buffer => Buffer.from(GetServiceResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetServiceResponse => GetServiceResponse.decode(value),
+  },
+  /**
+   * GetNode answers one node with its services (Consul's `/v1/catalog/node/:node`); NOT_FOUND
+   * when the node is not registered.
+   */
+  getNode: {
+    path: "/consulate.catalog.v1.CatalogService/GetNode" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetNodeRequest): Buffer => Buffer.from(GetNodeRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetNodeRequest => GetNodeRequest.decode(value),
+    responseSerialize: (value: GetNodeResponse): Buffer => Buffer.from(GetNodeResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetNodeResponse => GetNodeResponse.decode(value),
+  },
 } as const;
 
 export interface CatalogServiceServer extends UntypedServiceImplementation {
   /** Status says which catalog answered and whether it reaches its consensus servers. */
   status: handleUnaryCall<StatusRequest, StatusResponse>;
+  /**
+   * Register registers a node, and optionally a service and checks on it, in one consensus
+   * transaction (Consul's `PUT /v1/catalog/register`).
+   */
+  register: handleUnaryCall<RegisterRequest, RegisterResponse>;
+  /**
+   * Deregister removes a service (with its checks), a check, or a node with everything on it
+   * (Consul's `PUT /v1/catalog/deregister`).
+   */
+  deregister: handleUnaryCall<DeregisterRequest, DeregisterResponse>;
+  /**
+   * ListDatacenters lists the datacenters this catalog knows (Consul's
+   * `/v1/catalog/datacenters`).
+   */
+  listDatacenters: handleUnaryCall<ListDatacentersRequest, ListDatacentersResponse>;
+  /** ListNodes lists the registered nodes (Consul's `/v1/catalog/nodes`). */
+  listNodes: handleUnaryCall<ListNodesRequest, ListNodesResponse>;
+  /**
+   * ListServices lists the registered service names with their tags (Consul's
+   * `/v1/catalog/services`).
+   */
+  listServices: handleUnaryCall<ListServicesRequest, ListServicesResponse>;
+  /**
+   * GetService lists the instances of one service, each with its node (Consul's
+   * `/v1/catalog/service/:service`).
+   */
+  getService: handleUnaryCall<GetServiceRequest, GetServiceResponse>;
+  /**
+   * GetNode answers one node with its services (Consul's `/v1/catalog/node/:node`); NOT_FOUND
+   * when the node is not registered.
+   */
+  getNode: handleUnaryCall<GetNodeRequest, GetNodeResponse>;
 }
 
 export interface CatalogServiceClient extends Client {
@@ -213,6 +5009,136 @@ export interface CatalogServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: StatusResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Register registers a node, and optionally a service and checks on it, in one consensus
+   * transaction (Consul's `PUT /v1/catalog/register`).
+   */
+  register(
+    request: RegisterRequest,
+    callback: (error: ServiceError | null, response: RegisterResponse) => void,
+  ): ClientUnaryCall;
+  register(
+    request: RegisterRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RegisterResponse) => void,
+  ): ClientUnaryCall;
+  register(
+    request: RegisterRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RegisterResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Deregister removes a service (with its checks), a check, or a node with everything on it
+   * (Consul's `PUT /v1/catalog/deregister`).
+   */
+  deregister(
+    request: DeregisterRequest,
+    callback: (error: ServiceError | null, response: DeregisterResponse) => void,
+  ): ClientUnaryCall;
+  deregister(
+    request: DeregisterRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: DeregisterResponse) => void,
+  ): ClientUnaryCall;
+  deregister(
+    request: DeregisterRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: DeregisterResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * ListDatacenters lists the datacenters this catalog knows (Consul's
+   * `/v1/catalog/datacenters`).
+   */
+  listDatacenters(
+    request: ListDatacentersRequest,
+    callback: (error: ServiceError | null, response: ListDatacentersResponse) => void,
+  ): ClientUnaryCall;
+  listDatacenters(
+    request: ListDatacentersRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListDatacentersResponse) => void,
+  ): ClientUnaryCall;
+  listDatacenters(
+    request: ListDatacentersRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListDatacentersResponse) => void,
+  ): ClientUnaryCall;
+  /** ListNodes lists the registered nodes (Consul's `/v1/catalog/nodes`). */
+  listNodes(
+    request: ListNodesRequest,
+    callback: (error: ServiceError | null, response: ListNodesResponse) => void,
+  ): ClientUnaryCall;
+  listNodes(
+    request: ListNodesRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListNodesResponse) => void,
+  ): ClientUnaryCall;
+  listNodes(
+    request: ListNodesRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListNodesResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * ListServices lists the registered service names with their tags (Consul's
+   * `/v1/catalog/services`).
+   */
+  listServices(
+    request: ListServicesRequest,
+    callback: (error: ServiceError | null, response: ListServicesResponse) => void,
+  ): ClientUnaryCall;
+  listServices(
+    request: ListServicesRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListServicesResponse) => void,
+  ): ClientUnaryCall;
+  listServices(
+    request: ListServicesRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListServicesResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * GetService lists the instances of one service, each with its node (Consul's
+   * `/v1/catalog/service/:service`).
+   */
+  getService(
+    request: GetServiceRequest,
+    callback: (error: ServiceError | null, response: GetServiceResponse) => void,
+  ): ClientUnaryCall;
+  getService(
+    request: GetServiceRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetServiceResponse) => void,
+  ): ClientUnaryCall;
+  getService(
+    request: GetServiceRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetServiceResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * GetNode answers one node with its services (Consul's `/v1/catalog/node/:node`); NOT_FOUND
+   * when the node is not registered.
+   */
+  getNode(
+    request: GetNodeRequest,
+    callback: (error: ServiceError | null, response: GetNodeResponse) => void,
+  ): ClientUnaryCall;
+  getNode(
+    request: GetNodeRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetNodeResponse) => void,
+  ): ClientUnaryCall;
+  getNode(
+    request: GetNodeRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetNodeResponse) => void,
   ): ClientUnaryCall;
 }
 
@@ -233,6 +5159,10 @@ export type DeepPartial<T> = T extends bigint ? string | number | bigint
   : T extends { $case: string; value: unknown } ? { $case: T["$case"]; value?: DeepPartial<T["value"]> }
   : T extends {} ? { [K in keyof T]?: DeepPartial<T[K]> }
   : Partial<T>;
+
+function isObject(value: any): boolean {
+  return typeof value === "object" && value !== null;
+}
 
 function isSet(value: any): boolean {
   return value !== null && value !== undefined;

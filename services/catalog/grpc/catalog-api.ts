@@ -1,0 +1,48 @@
+/**
+ * The catalog's public gRPC API on 8502 (`consulate.catalog.v1`): CatalogService, HealthService,
+ * KVService and SessionService, thin adapters over the same state functions as the HTTP API
+ * (decode, call state/, map the error, encode). What they share, and the list role.ts serves.
+ */
+import { CatalogServiceService, protobufFileName as catalogProto } from '../../gen/consulate/catalog/v1/catalog';
+import { HealthServiceService, protobufFileName as healthProto } from '../../gen/consulate/catalog/v1/health';
+import { KVServiceService, protobufFileName as kvProto } from '../../gen/consulate/catalog/v1/kv';
+import { SessionServiceService, protobufFileName as sessionProto } from '../../gen/consulate/catalog/v1/session';
+import { ConsensusClient } from '../../lib/consensus-client';
+import { GrpcService } from '../../lib/grpc-server';
+import { Logger } from '../../lib/log';
+import { RoleContext } from '../../lib/role-process';
+import { ReadDeps } from '../state/consistent-read';
+import { LockDelays } from '../state/lock-delay';
+import { catalogService } from './catalog-service';
+import { healthService } from './health-service';
+import { kvService } from './kv-service';
+import { sessionService } from './session-service';
+import { Watches } from './watches';
+
+export interface CatalogApiDeps extends ReadDeps {
+  readonly datacenter: string;
+  /** This catalog's node name: a session created without a node belongs to it, as in Consul. */
+  readonly node: string;
+  readonly consensus: Pick<ConsensusClient, 'kv' | 'lease' | 'probe'>;
+  /** Keys under a lock-delay, shared with the HTTP API. */
+  readonly lockDelays: LockDelays;
+  readonly watches: Watches;
+  readonly logger: Logger;
+  readonly context: Pick<RoleContext<never>, 'roleInfo'>;
+}
+
+/** The four services, for RoleGrpcServer. */
+export function catalogApiServices(deps: CatalogApiDeps): GrpcService[] {
+  return [
+    { definition: CatalogServiceService, implementation: catalogService(deps), protoFile: catalogProto },
+    { definition: HealthServiceService, implementation: healthService(deps), protoFile: healthProto },
+    { definition: KVServiceService, implementation: kvService(deps), protoFile: kvProto },
+    { definition: SessionServiceService, implementation: sessionService(deps), protoFile: sessionProto },
+  ];
+}
+
+/** Node meta pairs as the state reads filter them; an empty map is no filter. */
+export function metaFilterOf(meta: Readonly<Record<string, string>>): Map<string, string> | undefined {
+  const entries = Object.entries(meta);
+  return entries.length === 0 ? undefined : new Map(entries);
+}
