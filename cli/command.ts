@@ -5,6 +5,12 @@ export interface CommandIo {
   readonly env: NodeJS.ProcessEnv;
   readonly stdout: (text: string) => void;
   readonly stderr: (text: string) => void;
+  /**
+   * 'inherit' when stdout and stderr above are the process's own (bin/consulate): the children
+   * of `lock` and `watch` then write to them directly, as Consul's do; otherwise their output is
+   * copied through the functions above.
+   */
+  readonly stdio?: 'inherit';
 }
 
 export interface Command {

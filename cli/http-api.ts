@@ -25,6 +25,26 @@ export class HttpApiError extends Error {
   }
 }
 
+export interface RequestOptions {
+  readonly query?: Record<string, string | string[] | undefined>;
+  readonly body?: unknown;
+  readonly raw?: Uint8Array;
+  readonly allow404?: boolean;
+  readonly timeoutMs?: number;
+  readonly signal?: AbortSignal;
+  readonly exactIntegers?: readonly string[];
+}
+
+/**
+ * `"Flags":3304740253564472344` → `"Flags":"3304740253564472344"`. Only a key at an object's top
+ * level can match: inside a JSON string its quotes would be escaped.
+ */
+function quoteIntegers(text: string, fields: readonly string[]): string {
+  let out = text;
+  for (const field of fields) out = out.replace(new RegExp(`"${field}":(\\s*)(-?\\d+)`, 'g'), `"${field}":$1"$2"`);
+  return out;
+}
+
 export interface ApiResponse<T> {
   readonly status: number;
   readonly body: T;
@@ -49,8 +69,12 @@ export class HttpApi {
     return this.base;
   }
 
-  /** A JSON request; `allow404` turns a 404 into `{ status: 404 }` instead of an error. */
-  async request<T>(method: string, path: string, options: { query?: Record<string, string | string[] | undefined>; body?: unknown; raw?: Uint8Array; allow404?: boolean; timeoutMs?: number } = {}): Promise<ApiResponse<T>> {
+  /**
+   * A JSON request; `allow404` turns a 404 into `{ status: 404 }` instead of an error; `signal`
+   * abandons it (a stopped watch, a shut-down lock); `exactIntegers` names fields whose integers
+   * are kept as decimal strings, as JSON numbers would round them (a KV pair's uint64 Flags).
+   */
+  async request<T>(method: string, path: string, options: RequestOptions = {}): Promise<ApiResponse<T>> {
     const url = new URL(`${this.base}${path}`);
     if (this.datacenter !== '') url.searchParams.set('dc', this.datacenter);
     if (this.stale) url.searchParams.set('stale', '');
@@ -63,17 +87,22 @@ export class HttpApi {
       response = await fetch(url, {
         method,
         body: options.raw !== undefined ? options.raw : options.body === undefined ? undefined : JSON.stringify(options.body),
-        signal: AbortSignal.timeout(options.timeoutMs ?? DEFAULT_TIMEOUT_MS),
+        signal: options.signal === undefined ? AbortSignal.timeout(Math.ceil(options.timeoutMs ?? DEFAULT_TIMEOUT_MS)) : AbortSignal.any([options.signal, AbortSignal.timeout(Math.ceil(options.timeoutMs ?? DEFAULT_TIMEOUT_MS))]),
       });
     } catch (err) {
       const cause = (err as { cause?: { code?: string } }).cause?.code;
       throw new HttpApiError(0, cause === 'ECONNREFUSED' ? `Get "${url.origin}${url.pathname}": dial tcp ${url.host}: connect: connection refused` : (err as Error).message);
     }
     const index = Number(response.headers.get('x-consul-index') ?? 0);
-    const text = await response.text();
+    let text: string;
+    try {
+      text = await response.text();
+    } catch (err) {
+      throw new HttpApiError(0, (err as Error).message);
+    }
     if (response.status === 404 && options.allow404) return { status: 404, body: undefined as T, index };
     if (response.status < 200 || response.status > 299) throw new HttpApiError(response.status, `Unexpected response code: ${response.status} (${text})`);
     const type = response.headers.get('content-type') ?? '';
-    return { status: response.status, body: (type.includes('json') && text !== '' ? JSON.parse(text) : text) as T, index };
+    return { status: response.status, body: (type.includes('json') && text !== '' ? JSON.parse(quoteIntegers(text, options.exactIntegers ?? [])) : text) as T, index };
   }
 }

@@ -9,9 +9,11 @@ import { forceLeaveCommand, joinCommand, leaveCommand } from './commands/join';
 import { keygenCommand } from './commands/keygen';
 import { keyringCommand } from './commands/keyring';
 import { kvCommand } from './commands/kv';
+import { lockCommand } from './commands/lock';
 import { membersCommand } from './commands/members';
 import { roleCommand } from './commands/role';
 import { versionCommand } from './commands/version';
+import { watchCommand } from './commands/watch';
 
 export const commands: Record<string, Command> = {
   catalog: catalogCommand(roleCommand(() => require('../services/catalog/role').catalogRole, 'Runs a catalog (HTTP API on 8500, gRPC API on 8502)')),
@@ -24,8 +26,10 @@ export const commands: Record<string, Command> = {
   keyring: keyringCommand,
   kv: kvCommand,
   leave: leaveCommand,
+  lock: lockCommand,
   members: membersCommand,
   version: versionCommand,
+  watch: watchCommand,
 };
 
 export function usage(): string {

@@ -1,7 +1,8 @@
 /**
  * How CLI commands reach a gossip agent's Membership API: `-gossip-addr`, else
  * CONSULATE_GOSSIP_ADDR, else 127.0.0.1:8320 (as Consul's CLI reads -http-addr and
- * CONSUL_HTTP_ADDR). Once the catalog's HTTP API exists, `members` moves to it.
+ * CONSUL_HTTP_ADDR). `members` asks the catalog's HTTP API unless pointed here (members.ts);
+ * join, leave and force-leave always come here.
  */
 import { ServiceError } from '@grpc/grpc-js';
 import { trace } from '@opentelemetry/api';

@@ -89,11 +89,20 @@ export class SessionReaper {
       held.set(session, list);
     }
 
-    // Sessions that ended since the last pass: their keys are delayed, whoever released them.
+    // Sessions that ended since the last pass: the keys they still held when they ended are
+    // delayed, whoever released them. A key the session released on its own before (a release
+    // PUT) changed at an earlier revision than the session's delete, and is not (Consul delays
+    // only what the session held at its end: state/session.go deleteSessionTxn).
     for (const [session, keysHeld] of this.heldBy) {
       if (alive.has(session) || held.has(session)) continue;
       const remembered = this.remembered.get(session);
-      if (remembered !== undefined) for (const key of keysHeld) this.deps.lockDelays.delay(key, remembered.lockDelayMs);
+      if (remembered === undefined) continue;
+      const endedAt = view.tombstoneIndex(keys.session(session));
+      for (const key of keysHeld) {
+        const row = view.get(keys.kv(key));
+        const releasedByTheEnd = endedAt === 0 || row === undefined || row.modRevision >= endedAt;
+        if (releasedByTheEnd) this.deps.lockDelays.delay(key, remembered.lockDelayMs);
+      }
     }
 
     for (const [session, keysHeld] of held) {

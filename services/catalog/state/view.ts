@@ -78,7 +78,9 @@ export class CatalogView {
         this.tombstones.delete(key);
       } else {
         this.rows.delete(key);
-        if (table === 'kvs') this.bury(key, at);
+        // KV deletes move a recursive read's index; a session's delete revision tells which
+        // releases were its end (the session reaper's lock-delay).
+        if (table === 'kvs' || table === 'sessions') this.bury(key, at);
       }
       this.tableIndex.set(table, Math.max(this.tableIndex.get(table) ?? 0, at));
       touched.add(table);
