@@ -13,8 +13,8 @@
  *                    (Node runs an overdue interval timer before it polls the sockets; Go's
  *                    memberlist fires its overdue timers before the packet backlog is read). How
  *                    many missed ticks it catches up is `maxCatchUpTicks`: all of them (the
- *                    paper's model: time passes for a starved process, its timers expire) or,
- *                    like services/gossip/pool.ts, at most MAX_CATCH_UP_TICKS, the rest lost
+ *                    paper's model, and services/gossip/pool.ts's for stalls under a minute:
+ *                    time passes for a starved process, its timers expire) or at most a number
  *   stream           request and answer each take a one-way delay; across a cut link (either
  *                    direction: TCP needs both) the dial hangs until streamTimeoutMs; to a crashed
  *                    member it is refused after one round trip
@@ -52,8 +52,8 @@ export function healthyNetwork(rng: Rng, maxDelayMs = 2): Faults {
   return { cut: () => false, datagramDelays: () => [delay()], streamDelayMs: delay };
 }
 
-/** The shell's cap on ticks run at once after a stall (services/gossip/pool.ts MAX_CATCH_UP_TICKS). */
-export const MAX_CATCH_UP_TICKS = 100;
+/** The shell's cap on ticks run at once after a stall (services/gossip/pool.ts MAX_CATCH_UP_TICKS: 60 s). */
+export const MAX_CATCH_UP_TICKS = 6_000;
 
 export interface SimMember {
   readonly name: string;

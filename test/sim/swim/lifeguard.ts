@@ -17,9 +17,9 @@
  * up (the paper's model: "refutation of a suspicion can only succeed if it is processed by the
  * suspecting member in a timely manner"; its timers expire while its messages wait). That is what
  * makes plain SWIM fail: a slow member's probe and suspicion timers run out in the burst, before
- * it reads the acks and refutations waiting for it, and it declares a healthy member dead. With the
- * shell's cap (`maxCatchUpTicks` = MAX_CATCH_UP_TICKS, services/gossip/pool.ts) a block costs the
- * slow member's clock all but 1 s, its timers barely move, and neither arm shows false failures.
+ * it reads the acks and refutations waiting for it, and it declares a healthy member dead. The
+ * gossip shell replays missed ticks the same way for stalls up to a minute (MAX_CATCH_UP_TICKS,
+ * services/gossip/pool.ts), so the blocks here (1-10 s) are what a real slow process sees.
  */
 import { SimMember, SwimSim } from '../../../bench/gossip/swim-sim';
 import { lanDefaults, SwimTimings } from '../../../services/lib/swim/config';
