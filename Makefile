@@ -7,7 +7,7 @@ DETACH ?= 0
 BIN := node_modules/.bin
 NODE_MODULES_STAMP := node_modules/.package-lock.json
 
-.PHONY: help install proto proto-check build typecheck test test-unit test-integration test-sim soak bench-consensus up down certs compose clean
+.PHONY: help install proto proto-check build typecheck test test-unit test-integration test-sim soak bench-consensus bench-catalog bench-gossip up down certs compose clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -61,6 +61,12 @@ soak: build ## By hand: SEEDS=20000 simulated clusters (about 12 min on 2 cores)
 
 bench-consensus: build ## By hand: Consulate against etcd 3.4, 3 servers each, back to back (about 3 min)
 	node dist/bench/consensus/run.js
+
+bench-catalog: build ## By hand: blocking-query fan-out (1,000 / 10,000) beside etcd watch, HTTP reads against node:http, reads after a write burst (about 5 min; BURST_S=60)
+	node dist/bench/catalog/run.js
+
+bench-gossip: build ## By hand: Consulate's gossip against Serf, N = 5, 10, 20 agents, taking turns (about 10 min; SIZES=, RUNS=, EVENTS=)
+	node dist/bench/gossip/run.js $(if $(SIZES),--sizes=$(SIZES),) $(if $(RUNS),--runs=$(RUNS),) $(if $(EVENTS),--events=$(EVENTS),)
 
 up: build ## Run dc1 and dc2 (DCS=3 adds dc3; DETACH=1 returns once healthy)
 	node dist/deploy/up.js --dcs=$(DCS) $(if $(filter 1,$(DETACH)),--detach,)

@@ -1,0 +1,24 @@
+/**
+ * The seeded randomness of the simulation section (the `Rng` of swim-sim.ts): splitmix32, the same
+ * generator and the same per-size seed (seed × 1,000,003 + N) as bench/gossip/sim-scale.ts, so a
+ * size simulated here gives the figures `sim-scale.js` gives for it. bench/ does not import
+ * test/sim/prng.ts.
+ */
+import { Rng } from './swim-sim';
+
+export function seededRng(seed: number): Rng {
+  let state = seed >>> 0;
+  const next = () => {
+    state = (state + 0x9e3779b9) | 0;
+    let z = state;
+    z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
+    z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
+    return ((z ^ (z >>> 16)) >>> 0) / 4294967296;
+  };
+  return { next, fork: () => seededRng(Math.floor(next() * 4294967296)) };
+}
+
+/** sim-scale.ts's seed for one size. */
+export function scaleSeed(seed: number, members: number): number {
+  return seed * 1_000_003 + members;
+}
