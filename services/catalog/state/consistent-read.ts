@@ -11,6 +11,7 @@ import { Consistency } from '../../gen/consulate/consensus/v1/kv';
 import { ConsensusClient } from '../../lib/consensus-client';
 import { NoLeaderError, ViewBehindError } from './errors';
 import { Table, keys, prefixEnd } from './keys';
+import { RevisionBarrier } from './revision-barrier';
 import { CatalogView } from './view';
 import { ViewSync } from './view-sync';
 
@@ -80,6 +81,34 @@ export async function consistentRead<T>(deps: ReadDeps, options: ReadOptions, ta
   return { value: result.value, index: Math.max(1, result.index), knownLeader, lastContactMs };
 }
 
+interface Barriers {
+  readonly lease: RevisionBarrier;
+  readonly readIndex: RevisionBarrier;
+}
+
+/**
+ * One pair of barriers per consensus client (so per catalog process): every read of the process
+ * shares its probes, whichever API and endpoint asked.
+ */
+const barriers = new WeakMap<object, Barriers>();
+
+function barriersOf(consensus: ReadDeps['consensus']): Barriers {
+  let found = barriers.get(consensus);
+  if (found === undefined) {
+    const probe = (consistency: Consistency) => async () => {
+      const response = await consensus.kv(
+        'range',
+        { key: Buffer.from(keys.system('')), rangeEnd: prefixEnd(keys.system('')), limit: 0n, revision: 0n, consistency, keysOnly: false, countOnly: true },
+        { timeoutMs: REVISION_PROBE_TIMEOUT_MS, idempotent: true },
+      );
+      return Number(response.header?.revision ?? 0n);
+    };
+    found = { lease: new RevisionBarrier(probe(Consistency.CONSISTENCY_LEASE)), readIndex: new RevisionBarrier(probe(Consistency.CONSISTENCY_LINEARIZABLE)) };
+    barriers.set(consensus, found);
+  }
+  return found;
+}
+
 /**
  * Waits until the view has what the consistency mode promises; returns whether a leader
  * answered. A stale read needs only a loaded view (and, with max_stale, a recent one).
@@ -91,20 +120,7 @@ async function reachRevision(deps: ReadDeps, options: ReadOptions): Promise<bool
   }
   let revision: number;
   try {
-    const response = await deps.consensus.kv(
-      'range',
-      {
-        key: Buffer.from(keys.system('')),
-        rangeEnd: prefixEnd(keys.system('')),
-        limit: 0n,
-        revision: 0n,
-        consistency: options.consistency === 'consistent' ? Consistency.CONSISTENCY_LINEARIZABLE : Consistency.CONSISTENCY_LEASE,
-        keysOnly: false,
-        countOnly: true,
-      },
-      { timeoutMs: REVISION_PROBE_TIMEOUT_MS, idempotent: true },
-    );
-    revision = Number(response.header?.revision ?? 0n);
+    revision = await barriersOf(deps.consensus)[options.consistency === 'consistent' ? 'readIndex' : 'lease'].revision();
   } catch {
     throw new NoLeaderError();
   }
