@@ -38,16 +38,14 @@ export class BroadcastQueue {
 
   /**
    * Takes broadcasts that fit in `budgetBytes` (each costing its size plus `overheadBytes`),
-   * least-sent and newest first, and counts a transmission of each; `skip` leaves some for
-   * another packet (those the receiver cannot use).
+   * least-sent and newest first, and counts a transmission of each.
    */
-  take(budgetBytes: number, overheadBytes: number, transmitLimit: number, skip?: (broadcast: Broadcast) => boolean): Broadcast[] {
+  take(budgetBytes: number, overheadBytes: number, transmitLimit: number): Broadcast[] {
     if (this.items.length === 0) return [];
     this.items.sort((a, b) => a.transmits - b.transmits || b.id - a.id);
     const out: Broadcast[] = [];
     let used = 0;
     for (const item of this.items) {
-      if (skip?.(item.broadcast)) continue;
       const cost = item.size + overheadBytes;
       if (used + cost > budgetBytes) continue;
       used += cost;

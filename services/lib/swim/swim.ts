@@ -633,7 +633,7 @@ export class Swim {
       return m.state === 'dead' && this.nowMs - m.stateChangeMs < this.config.gossipToTheDeadMs;
     });
     for (const target of targets) {
-      const messages = this.takeBroadcasts(this.config.packetBudgetBytes, target.address);
+      const messages = this.takeBroadcasts(this.config.packetBudgetBytes);
       if (messages.length === 0) return;
       this.packets.push({ to: target.address, messages });
     }
@@ -715,19 +715,13 @@ export class Swim {
   private send(to: string, messages: Message[]): void {
     let used = 0;
     for (const message of messages) used += this.config.messageSize(message) + PER_MESSAGE_OVERHEAD;
-    const piggyback = this.takeBroadcasts(this.config.packetBudgetBytes - used, to);
+    const piggyback = this.takeBroadcasts(this.config.packetBudgetBytes - used);
     this.packets.push({ to, messages: piggyback.length === 0 ? messages : [...messages, ...piggyback] });
   }
 
-  /**
-   * Broadcasts for a packet to `to`. A member's own alive message is not spent on the member
-   * itself: with memberlist's few transmissions per broadcast in a small pool, every one sent to
-   * the subject is one a member that has not heard of it misses (a join storm then waits for a
-   * push/pull, tens of seconds, bench/gossip). Suspect and dead still go: they let it refute.
-   */
-  private takeBroadcasts(budgetBytes: number, to: string): Broadcast[] {
+  private takeBroadcasts(budgetBytes: number): Broadcast[] {
     if (budgetBytes <= 0) return [];
-    return this.broadcasts.take(budgetBytes, PER_MESSAGE_OVERHEAD, this.retransmitLimit(), (b) => b.type === 'alive' && b.address === to);
+    return this.broadcasts.take(budgetBytes, PER_MESSAGE_OVERHEAD, this.retransmitLimit());
   }
 
   private enqueue(broadcast: Broadcast, onFirstSend?: () => void): void {
