@@ -4,7 +4,7 @@
  * until a whole TTL passed without one), destroyed when its holder lets go. A session the server
  * no longer knows is not renewed again; the lock's monitor then sees the lock lost.
  */
-import { parseGoDuration } from '../services/catalog/http/go-text';
+import { parseGoDuration } from '../services/lib/go-text';
 import { Api, sessionCreate, sessionDestroy, sessionRenew } from './kv-api';
 
 /** How a lock waits: real timers, or a test's. */

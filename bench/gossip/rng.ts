@@ -1,7 +1,7 @@
 /**
- * The seeded randomness of the simulation section (the `Rng` of swim-sim.ts): splitmix32, the same
- * generator and the same per-size seed (seed × 1,000,003 + N) as bench/gossip/sim-scale.ts, so a
- * size simulated here gives the figures `sim-scale.js` gives for it. bench/ does not import
+ * The seeded randomness of the gossip benchmarks' simulations (the `Rng` of swim-sim.ts):
+ * splitmix32 and one seed per size (seed × 1,000,003 + N), shared by run.ts's simulation section
+ * and sim-scale.ts, so a size gives the same figures in both. bench/ does not import
  * test/sim/prng.ts.
  */
 import { Rng } from './swim-sim';

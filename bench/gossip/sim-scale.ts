@@ -19,7 +19,7 @@ import { join, resolve } from 'node:path';
 
 import { lanDefaults } from '../../services/lib/swim/config';
 import { measureScale, ScaleResult } from './scale';
-import { Rng } from './swim-sim';
+import { scaleSeed, seededRng } from './rng';
 
 const env = (key: string, fallback: string) => process.env[key] ?? fallback;
 const SIZES = env('BENCH_GOSSIP_SIZES', '1000,10000').split(',').map(Number).filter((n) => n > 0);
@@ -31,19 +31,6 @@ const REPO = resolve(__dirname, '..', '..', '..');
 const RESULTS = join(REPO, 'bench', 'results');
 const stamp = new Date().toISOString().replace(/[:.]/g, '-').replace(/-\d+Z$/, 'Z');
 const log = (line: string) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`);
-
-/** splitmix32: the bench's seeded randomness (bench/ does not import test/sim/prng.ts). */
-function seededRng(seed: number): Rng {
-  let state = seed >>> 0;
-  const next = () => {
-    state = (state + 0x9e3779b9) | 0;
-    let z = state;
-    z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
-    z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
-    return ((z ^ (z >>> 16)) >>> 0) / 4294967296;
-  };
-  return { next, fork: () => seededRng(Math.floor(next() * 4294967296)) };
-}
 
 const fixed = (value: number | undefined, digits = 1) => (value === undefined ? '-' : value.toFixed(digits));
 
@@ -70,7 +57,7 @@ function main(): void {
     results.push(
       measureScale({
         members,
-        rng: seededRng(SEED * 1_000_003 + members),
+        rng: seededRng(scaleSeed(SEED, members)),
         timings,
         wallLimitMs: wallBudgetS(members) * 1000,
         heapLimitBytes: HEAP_MB * 1e6,

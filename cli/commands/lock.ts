@@ -9,7 +9,7 @@
  */
 import { posix } from 'node:path';
 
-import { parseGoDuration } from '../../services/catalog/http/go-text';
+import { parseGoDuration } from '../../services/lib/go-text';
 import { FlagSpec, flagUsage } from '../../services/lib/flags';
 import { Command, CommandIo, parseCommandFlags } from '../command';
 import { HTTP_FLAGS, HttpApi } from '../http-api';

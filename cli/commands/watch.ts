@@ -5,7 +5,7 @@
  * result's JSON on stdin and CONSUL_INDEX in its environment, until the child fails (exit 1) or
  * a SIGINT or SIGTERM arrives (exit 0).
  */
-import { formatGoDuration } from '../../services/catalog/http/go-text';
+import { formatGoDuration } from '../../services/lib/go-text';
 import { FlagSpec, flagUsage } from '../../services/lib/flags';
 import { Command, CommandIo, parseCommandFlags } from '../command';
 import { marshal, marshalIndent } from '../go-json';

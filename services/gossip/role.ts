@@ -11,6 +11,7 @@
  */
 import { MembershipServiceService, protobufFileName } from '../gen/consulate/gossip/v1/membership';
 import { checks, field } from '../lib/config';
+import { parseGoDuration } from '../lib/go-text';
 import { RoleGrpcServer } from '../lib/grpc-server';
 import { Logger } from '../lib/log';
 import { persistentNodeId } from '../lib/node-id';
@@ -32,7 +33,7 @@ const fields = {
   segments: field.list({ key: 'segments', flag: 'segments', usage: "A server's network segment as NAME:PORT; repeatable (e.g. alpha:8303).", default: [] }),
   join: field.list({ key: 'start_join', flag: 'join', usage: 'Address of an agent to join at start (host or host:port); repeatable. Start fails if none accepts.', default: [], check: joinAddresses }),
   retryJoin: field.list({ key: 'retry_join', flag: 'retry-join', usage: 'Address of an agent to join, retried until one accepts (host or host:port); repeatable.', default: [], check: joinAddresses }),
-  retryInterval: field.string({ key: 'retry_interval', flag: 'retry-interval', usage: 'Time to wait between join attempts (Go duration).', default: '30s', check: (v) => (parseDurationMs(v) === undefined ? `"${v}" is not a duration: use e.g. 30s, 500ms or 1m` : undefined) }),
+  retryInterval: field.string({ key: 'retry_interval', flag: 'retry-interval', usage: 'Time to wait between join attempts (Go duration).', default: '30s', check: (v) => (positiveDurationMs(v) === undefined ? `"${v}" is not a duration: use e.g. 30s, 500ms or 1m` : undefined) }),
   retryMax: field.int({ key: 'retry_max', flag: 'retry-max', usage: 'Join attempts before giving up; 0 retries forever.', default: 0, check: (v) => (v < 0 ? 'cannot be negative' : undefined) }),
   encrypt: field.string({ key: 'encrypt', flag: 'encrypt', usage: 'Key that encrypts gossip (base64; make one with `consulate keygen`). Off when empty.', default: '' }),
   gossipProfile: field.string({ key: 'gossip_profile', flag: 'gossip-profile', usage: "memberlist's timing profile: lan, local or wan.", default: 'lan', check: (v) => (v in PROFILES ? undefined : `unknown profile "${v}": use lan, local or wan`) }),
@@ -136,7 +137,7 @@ async function startJoin(agent: GossipAgent, config: GossipConfig, logger: Logge
 
 /** Consul's retry_join: attempts every retry interval until one address accepts (or retry_max attempts). */
 function retryJoin(agent: GossipAgent, config: GossipConfig, logger: Logger): { cancel(): void } {
-  const intervalMs = parseDurationMs(config.retryInterval)!;
+  const intervalMs = positiveDurationMs(config.retryInterval)!;
   let cancelled = false;
   let timer: NodeJS.Timeout | undefined;
   let attempt = 0;
@@ -179,11 +180,8 @@ function joinAddresses(values: string[]): string | undefined {
   return undefined;
 }
 
-/** Go's time.ParseDuration for the units Consul's config uses. */
-export function parseDurationMs(text: string): number | undefined {
-  const units: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 };
-  const parts = [...text.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g)];
-  if (parts.length === 0 || parts.map((p) => p[0]).join('') !== text) return undefined;
-  const ms = parts.reduce((sum, p) => sum + Number(p[1]) * units[p[2]], 0);
-  return ms > 0 ? ms : undefined;
+/** A Go duration (Consul's config syntax) in ms, or undefined when it is not one or not positive. */
+function positiveDurationMs(text: string): number | undefined {
+  const parsed = parseGoDuration(text);
+  return parsed.error === undefined && parsed.ns > 0 ? parsed.ns / 1e6 : undefined;
 }

@@ -14,7 +14,7 @@ import {
   ServiceRegistration,
 } from '../../gen/consulate/catalog/v1/catalog';
 import { statusWithConsensus } from '../../lib/consensus-client';
-import { goQuote } from '../http/go-text';
+import { goQuote } from '../../lib/go-text';
 import { LIST_SERVICES_TABLES, NODE_SERVICES_TABLES, SERVICE_NODES_TABLES, listNodes, listServices, nodeServices, serviceNodes } from '../state/catalog-reads';
 import { CheckRegistration as StateCheck, MAX_CATALOG_WRITE_BYTES, RegisterRequest as StateRegister, ServiceRegistration as StateService, deregister, register } from '../state/catalog-writes';
 import { refuseOtherDatacenter } from '../state/errors';

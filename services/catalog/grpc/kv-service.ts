@@ -7,7 +7,7 @@
 import { ServerWritableStream } from '@grpc/grpc-js';
 
 import { GetResponse, KVServiceServer, KVVerb, TxnRequest, TxnResponse, WatchPrefixRequest, WatchPrefixResponse } from '../../gen/consulate/catalog/v1/kv';
-import { goQuote } from '../http/go-text';
+import { goQuote } from '../../lib/go-text';
 import { refuseOtherDatacenter } from '../state/errors';
 import { KvPutOp, deleteKv, putKv } from '../state/kv-apply';
 import { getKv, listKv, listKvKeys } from '../state/kv-reads';

@@ -7,7 +7,7 @@ import { HealthCheck, HealthStatus, Node, Service } from '../../gen/consulate/ca
 import { KVEntry } from '../../gen/consulate/catalog/v1/kv';
 import { Session, SessionBehavior } from '../../gen/consulate/catalog/v1/session';
 import { Duration } from '../../gen/google/protobuf/duration';
-import { parseGoDuration } from '../http/go-text';
+import { parseGoDuration } from '../../lib/go-text';
 import { Indexed } from '../state/catalog-rows';
 import { KvEntry } from '../state/kv-reads';
 import { CheckStatus, StoredCheck, StoredNode, StoredService } from '../state/model';

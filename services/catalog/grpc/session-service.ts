@@ -4,7 +4,7 @@
  * serfHealth, a 15 s lock-delay, release); the message fields say which are set.
  */
 import { CreateRequest, SessionBehavior, SessionServiceServer } from '../../gen/consulate/catalog/v1/session';
-import { formatGoDuration } from '../http/go-text';
+import { formatGoDuration } from '../../lib/go-text';
 import { refuseOtherDatacenter } from '../state/errors';
 import { SERF_CHECK_ID, SESSION_DEFAULTS, SessionCreate, createSession, destroySession, listSessions, nodeSessions, readSession, renewSession } from '../state/sessions';
 import { CatalogApiDeps } from './catalog-api';

@@ -15,7 +15,7 @@ import { refuseOtherDatacenter } from '../state/errors';
 import { ReadDeps, blockingRead } from './blocking';
 import { nodeJson, nodeServiceJson, serviceNodeJson } from './consul-shapes';
 import { GoJsonError, GoType, decodeGoJson, go } from './go-decode';
-import { parseGoDuration } from './go-text';
+import { parseGoDuration } from '../../lib/go-text';
 import { HttpError, badRequest } from './http-errors';
 import { HttpRequest, HttpResult, HttpRouter } from './http-server';
 import { parseQueryOptions } from './query-options';

@@ -11,7 +11,7 @@ import { listKvEntries, listKvKeys, readKvEntry } from '../state/kv-reads';
 import { KvDeleteOp, KvPutOp, deleteKv, putKv } from '../state/kv-apply';
 import { LockDelays } from '../state/lock-delay';
 import { ReadDeps, blockingRead } from './blocking';
-import { goValuesEncode, parseGoUint64 } from './go-text';
+import { goValuesEncode, parseGoUint64 } from '../../lib/go-text';
 import { HttpError, badRequest } from './http-errors';
 import { HttpRequest, HttpResult, HttpRouter } from './http-server';
 import { parseQueryOptions } from './query-options';

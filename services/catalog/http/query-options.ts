@@ -3,6 +3,7 @@
  * `parseDC`; reference/consul-compat.md §4.4-4.5), parsed once, with Consul's 400 texts.
  */
 import { ConsistencyMode, DEFAULT_WAIT_MS, MAX_WAIT_MS } from '../state/consistent-read';
+import { parseGoDuration } from '../../lib/go-text';
 import { badRequest } from './http-errors';
 
 export { ConsistencyMode, DEFAULT_WAIT_MS, JITTER_FRACTION, MAX_WAIT_MS } from '../state/consistent-read';
@@ -29,9 +30,9 @@ export function parseQueryOptions(query: URLSearchParams, localDatacenter: strin
   let maxStaleMs = 0;
   const maxStale = query.get('max_stale');
   if (maxStale !== null) {
-    const parsed = parseGoDurationMs(maxStale);
-    if (parsed === undefined) throw badRequest(`Invalid max_stale value "${maxStale}"`);
-    maxStaleMs = parsed;
+    const parsed = parseGoDuration(maxStale);
+    if (parsed.error !== undefined) throw badRequest(`Invalid max_stale value "${maxStale}"`);
+    maxStaleMs = parsed.ns / 1e6;
   }
 
   let minIndex = 0;
@@ -44,23 +45,12 @@ export function parseQueryOptions(query: URLSearchParams, localDatacenter: strin
   let waitMs = DEFAULT_WAIT_MS;
   const wait = query.get('wait');
   if (wait !== null) {
-    const parsed = parseGoDurationMs(wait);
-    if (parsed === undefined) throw badRequest('Invalid wait time');
-    waitMs = parsed <= 0 ? DEFAULT_WAIT_MS : Math.min(parsed, MAX_WAIT_MS);
+    const parsed = parseGoDuration(wait);
+    if (parsed.error !== undefined) throw badRequest('Invalid wait time');
+    const ms = parsed.ns / 1e6;
+    waitMs = ms <= 0 ? DEFAULT_WAIT_MS : Math.min(ms, MAX_WAIT_MS);
   }
 
   const dc = query.get('dc');
   return { datacenter: dc === null || dc === '' ? localDatacenter : dc, minIndex, waitMs, consistency: consistent ? 'consistent' : stale || (maxStale !== null && maxStaleMs > 0) ? 'stale' : 'default', maxStaleMs };
-}
-
-/** Go's time.ParseDuration: "300ms", "1.5h", "2h45m"; a bare "0" too. undefined when invalid. */
-export function parseGoDurationMs(text: string): number | undefined {
-  if (text === '0') return 0;
-  const units: Record<string, number> = { ns: 1e-6, us: 1e-3, µs: 1e-3, ms: 1, s: 1_000, m: 60_000, h: 3_600_000 };
-  const match = /^([+-]?)((?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|ms|s|m|h))+$/.test(text);
-  if (!match) return undefined;
-  const negative = text.startsWith('-');
-  let total = 0;
-  for (const [, value, unit] of text.replace(/^[+-]/, '').matchAll(/((?:\d+(?:\.\d*)?|\.\d+))(ns|us|µs|ms|s|m|h)/g)) total += Number(value) * units[unit];
-  return negative ? -total : total;
 }

@@ -8,7 +8,7 @@ import { LockDelays } from '../state/lock-delay';
 import { SERF_CHECK_ID, SESSION_DEFAULTS, SessionCreate, createSession, destroySession, listSessions, nodeSessions, readSession, renewSession } from '../state/sessions';
 import { ReadDeps, blockingRead } from './blocking';
 import { GoJsonError, decodeGoJson, go } from './go-decode';
-import { parseGoDuration } from './go-text';
+import { parseGoDuration } from '../../lib/go-text';
 import { HttpError, badRequest, notFound } from './http-errors';
 import { HttpRequest, HttpResult, HttpRouter } from './http-server';
 import { parseQueryOptions } from './query-options';

@@ -10,7 +10,7 @@ import { LockDelays } from '../state/lock-delay';
 import { MAX_KV_VALUE_BYTES } from '../state/model';
 import { ReadDeps } from './blocking';
 import { GoJsonError, decodeGoJson, go } from './go-decode';
-import { goQuote } from './go-text';
+import { goQuote } from '../../lib/go-text';
 import { HttpError } from './http-errors';
 import { HttpRequest, HttpResult, HttpRouter } from './http-server';
 import { parseQueryOptions } from './query-options';

@@ -12,7 +12,7 @@
  * Like Consul, a write that changes nothing (same node, same service, same checks) writes nothing:
  * no ModifyIndex moves and no blocking query wakes.
  */
-import { goQuote, parseGoDuration } from '../http/go-text';
+import { goQuote, parseGoDuration } from '../../lib/go-text';
 import { keys } from './keys';
 import { CheckStatus, SERF_HEALTH, StoredCheck, StoredNode, StoredService, TaggedAddress } from './model';
 import { Committed, WriteDeps, WritePlan, commitPlan } from './write-plan';

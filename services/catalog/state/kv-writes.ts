@@ -11,7 +11,7 @@
  *   another session holding it fails; unlock needs the holder and keeps LockIndex;
  * - delete-cas of an absent key succeeds (Consul's `return entry == nil`).
  */
-import { goQuote } from '../http/go-text';
+import { goQuote } from '../../lib/go-text';
 import { encodeKv } from './kv-codec';
 import { KvEntry, kvOf } from './kv-reads';
 import { keys } from './keys';

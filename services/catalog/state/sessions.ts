@@ -14,7 +14,7 @@
 import { randomUUID } from 'node:crypto';
 
 import { ConsensusClient } from '../../lib/consensus-client';
-import { formatGoDuration, parseGoDuration } from '../http/go-text';
+import { formatGoDuration, parseGoDuration } from '../../lib/go-text';
 import { catchUpWithLeader } from './catch-up';
 import { keys } from './keys';
 import { kvOf } from './kv-reads';

@@ -35,7 +35,8 @@ export const MAX_TOMBSTONES = 100_000;
 export const MAX_WAITERS = 50_000;
 
 export class CatalogView {
-  private readonly rows = new Map<string, Row>();
+  /** Rows by table, so a scan of one table never walks another (a node list never walks the KV). */
+  private readonly tables = new Map<Table, Map<string, Row>>();
   private readonly tableIndex = new Map<Table, number>();
   private readonly tombstones = new Map<string, number>();
   private readonly waiters = new Map<Table, Set<Waiter>>();
@@ -55,8 +56,8 @@ export class CatalogView {
 
   /** Replaces the view with a full read at `revision` (at start, and after a lost watch). */
   load(rows: readonly Row[], revision: number): void {
-    this.rows.clear();
-    for (const row of rows) if (tableOf(row.key) !== undefined) this.rows.set(row.key, row);
+    this.tables.clear();
+    for (const row of rows) this.table(row.key)?.set(row.key, row);
     // After a reload we cannot tell what changed: every table counts as changed now.
     for (const table of ['nodes', 'services', 'checks', 'kvs', 'sessions', 'system'] as Table[]) this.tableIndex.set(table, Math.max(this.tableIndex.get(table) ?? 0, revision));
     this.appliedRevision = revision;
@@ -74,10 +75,10 @@ export class CatalogView {
       if (table === undefined) continue;
       const at = change.type === 'put' ? change.row.modRevision : change.revision;
       if (change.type === 'put') {
-        this.rows.set(key, change.row);
+        this.table(key)!.set(key, change.row);
         this.tombstones.delete(key);
       } else {
-        this.rows.delete(key);
+        this.table(key)!.delete(key);
         // KV deletes move a recursive read's index; a session's delete revision tells which
         // releases were its end (the session reaper's lock-delay).
         if (table === 'kvs' || table === 'sessions') this.bury(key, at);
@@ -96,14 +97,23 @@ export class CatalogView {
   }
 
   get(key: string): Row | undefined {
-    return this.rows.get(key);
+    return this.table(key)?.get(key);
   }
 
-  /** Rows whose key starts with `prefix`, in key order. */
+  /** Rows whose key starts with `prefix` (within one table), in key order. */
   scan(prefix: string): Row[] {
     const out: Row[] = [];
-    for (const [key, row] of this.rows) if (key.startsWith(prefix)) out.push(row);
+    for (const [key, row] of this.table(prefix) ?? []) if (key.startsWith(prefix)) out.push(row);
     return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  }
+
+  /** The rows of the table `key` belongs to; undefined for keys the catalog does not own. */
+  private table(key: string): Map<string, Row> | undefined {
+    const table = tableOf(key);
+    if (table === undefined) return undefined;
+    let rows = this.tables.get(table);
+    if (rows === undefined) this.tables.set(table, (rows = new Map()));
+    return rows;
   }
 
   /** The last revision that changed any of `tables` (Consul's table index); never below 1. */

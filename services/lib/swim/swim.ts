@@ -89,6 +89,8 @@ const REAP_INTERVAL_MS = 15_000;
 export class Swim {
   private nowMs = 0;
   private readonly table = new Map<string, Member>();
+  /** Members alive or suspect, ourselves included (we start alive). */
+  private liveCount = 1;
   /** Every member's name in probe order (memberlist's `nodes` slice), shuffled each round. */
   private probeOrder: string[] = [];
   private probeIndex = 0;
@@ -288,11 +290,12 @@ export class Swim {
     return this.nowMs;
   }
 
-  /** Alive and suspect members, ourselves included (memberlist's estNumNodes). */
+  /**
+   * Alive and suspect members, ourselves included (memberlist's estNumNodes). Kept as a count,
+   * not counted: every outgoing packet asks (the retransmit limit).
+   */
   liveMembers(): number {
-    let n = 0;
-    for (const member of this.table.values()) if (member.state === 'alive' || member.state === 'suspect') n++;
-    return n;
+    return this.liveCount;
   }
 
   pendingBroadcasts(): number {
@@ -491,6 +494,7 @@ export class Swim {
     member.tags = alive.tags;
     member.incarnation = alive.incarnation;
     if (previous !== 'alive') {
+      if (gone) this.liveCount++;
       member.state = 'alive';
       member.stateChangeMs = this.nowMs;
     }
@@ -506,6 +510,7 @@ export class Swim {
     }
     const member: Member = { name: alive.node, address: alive.address, incarnation: alive.incarnation, state: 'alive', tags: alive.tags, stateChangeMs: this.nowMs };
     this.table.set(member.name, member);
+    this.liveCount++;
     // A newcomer goes to a random place in the probe order, not to the end; like memberlist, by
     // swapping it with whoever is there (O(1): a splice would make a mass join cost O(N²)).
     const at = Math.floor(this.config.random() * (this.probeOrder.length + 1));
@@ -662,6 +667,7 @@ export class Swim {
   }
 
   private remove(member: Member): void {
+    if (isLive(member.state)) this.liveCount--;
     this.table.delete(member.name);
     this.suspicions.delete(member.name);
     const at = this.probeOrder.indexOf(member.name);
@@ -745,6 +751,7 @@ export class Swim {
     invariant(incarnation >= member.incarnation, () => `incarnation of ${member.name} would go back from ${member.incarnation} to ${incarnation}`);
     member.incarnation = incarnation;
     if (member.state === state) return;
+    this.liveCount += Number(isLive(state)) - Number(isLive(member.state));
     member.state = state;
     member.stateChangeMs = this.nowMs;
     const info = this.info(member);
@@ -802,6 +809,10 @@ export class Swim {
   private log(level: 'debug' | 'info' | 'warn' | 'error', message: string, fields?: Record<string, unknown>): void {
     this.events.push(fields === undefined ? { type: 'log', level, message } : { type: 'log', level, message, fields });
   }
+}
+
+function isLive(state: MemberInfo['state']): boolean {
+  return state === 'alive' || state === 'suspect';
 }
 
 function sameTags(a: Readonly<Record<string, string>>, b: Readonly<Record<string, string>>): boolean {
