@@ -12,6 +12,7 @@ import { kvCommand } from './commands/kv';
 import { lockCommand } from './commands/lock';
 import { membersCommand } from './commands/members';
 import { roleCommand } from './commands/role';
+import { tlsCommand } from './commands/tls';
 import { versionCommand } from './commands/version';
 import { watchCommand } from './commands/watch';
 
@@ -28,6 +29,7 @@ export const commands: Record<string, Command> = {
   leave: leaveCommand,
   lock: lockCommand,
   members: membersCommand,
+  tls: tlsCommand,
   version: versionCommand,
   watch: watchCommand,
 };

@@ -1,10 +1,147 @@
-/** gRPC adapter for consulate.router.v1.OperatorService. */
-import { OperatorServiceServer } from '../gen/consulate/router/v1/operator';
+/**
+ * gRPC adapters for consulate.router.v1.OperatorService and ForwardService, the router's
+ * in-datacenter API on 8330: areas (stored in consensus through area-store.ts, so any router of the
+ * datacenter answers), area and WAN members and joins (this router's pools), the datacenters it
+ * reaches, and forwarding.
+ */
+import { ServerErrorResponse, status as GrpcStatus } from '@grpc/grpc-js';
+
+import { Area as AreaMessage, AreaMember, ForwardServiceServer, OperatorServiceServer, ReadOptions } from '../gen/consulate/router/v1/operator';
 import { ConsensusClient, statusWithConsensus } from '../lib/consensus-client';
 import { RoleContext } from '../lib/role-process';
+import { Area, AreaError, AreaStore } from './area-store';
+import { AreaMemberView, Federation, WAN_AREA } from './federation';
+import { Forwarder } from './forwarder';
+import { forwardFailure } from './federation-service';
 
-export function operatorService(context: Pick<RoleContext<never>, 'roleInfo'>, consensus: Pick<ConsensusClient, 'probe'>): OperatorServiceServer {
+/** Consul's blocking-query wait: 5 minutes by default, 10 at most. */
+const DEFAULT_WAIT_MS = 5 * 60_000;
+const MAX_WAIT_MS = 10 * 60_000;
+
+export interface OperatorDeps {
+  readonly context: Pick<RoleContext<never>, 'roleInfo'>;
+  readonly consensus: Pick<ConsensusClient, 'probe'>;
+  readonly datacenter: string;
+  readonly store: AreaStore;
+  readonly federation: Federation;
+}
+
+export function operatorService(deps: OperatorDeps): OperatorServiceServer {
+  const { store, federation } = deps;
   return {
-    status: statusWithConsensus(context.roleInfo, consensus),
+    status: statusWithConsensus(deps.context.roleInfo, deps.consensus),
+    createArea(call, callback) {
+      const area = call.request.area;
+      if (area === undefined) return callback(failure(GrpcStatus.INVALID_ARGUMENT, 'Must provide an area'));
+      if (area.id !== '') return callback(failure(GrpcStatus.INVALID_ARGUMENT, 'ID must be empty when creating an area'));
+      store.create({ peerDatacenter: area.peerDatacenter, retryJoin: area.retryJoin, useTls: area.useTls, transit: area.transit }).then(
+        (created) => callback(null, { id: created.id, index: BigInt(created.index) }),
+        (err: Error) => callback(areaFailure(err)),
+      );
+    },
+    listAreas(call, callback) {
+      read(store, call.request.options).then(
+        (meta) => callback(null, { areas: store.areas().map(toMessage), ...meta }),
+        (err: Error) => callback(areaFailure(err)),
+      );
+    },
+    getArea(call, callback) {
+      read(store, call.request.options).then(
+        (meta) => {
+          const area = store.area(call.request.id);
+          callback(null, { areas: area === undefined ? [] : [toMessage(area)], ...meta });
+        },
+        (err: Error) => callback(areaFailure(err)),
+      );
+    },
+    updateArea(call, callback) {
+      store.update(call.request.id, { useTls: call.request.useTls, transit: call.request.transit }).then(
+        (updated) => callback(null, { id: updated.id, index: BigInt(updated.index) }),
+        (err: Error) => callback(areaFailure(err)),
+      );
+    },
+    deleteArea(call, callback) {
+      store.delete(call.request.id).then(
+        (deleted) => callback(null, { index: BigInt(deleted.index) }),
+        (err: Error) => callback(areaFailure(err)),
+      );
+    },
+    joinArea(call, callback) {
+      if (store.area(call.request.id) === undefined) return callback(failure(GrpcStatus.NOT_FOUND, `Unknown area "${call.request.id}"`));
+      federation.join(call.request.id, call.request.addresses).then(
+        (results) => callback(null, { results }),
+        (err: Error) => callback(areaFailure(err)),
+      );
+    },
+    areaMembers(call, callback) {
+      if (store.area(call.request.id) === undefined) return callback(failure(GrpcStatus.NOT_FOUND, `Unknown area "${call.request.id}"`));
+      try {
+        callback(null, { members: federation.members(call.request.id).map(toMember) });
+      } catch (err) {
+        callback(areaFailure(err as Error));
+      }
+    },
+    wanMembers(_call, callback) {
+      callback(null, { members: federation.members(WAN_AREA).map(toMember) });
+    },
+    joinWan(call, callback) {
+      federation.join(WAN_AREA, call.request.addresses).then(
+        (results) => callback(null, { results }),
+        (err: Error) => callback(areaFailure(err)),
+      );
+    },
+    datacenters(_call, callback) {
+      const routes = federation.routes();
+      const names = federation.datacenters();
+      callback(null, {
+        datacenters: names,
+        routes: names.map((name) => {
+          const route = routes.get(name);
+          if (route === undefined) return { datacenter: name, path: [name], areaId: '', rttNs: 0n, reachable: true };
+          return { datacenter: name, path: [...route.path], areaId: route.areaId, rttNs: Number.isFinite(route.rttNs) ? BigInt(Math.round(route.rttNs)) : -1n, reachable: route.reachable };
+        }),
+      });
+    },
   };
+}
+
+export function forwardService(forwarder: Forwarder): ForwardServiceServer {
+  return {
+    forward(call, callback) {
+      const deadline = call.getDeadline();
+      const deadlineMs = deadline instanceof Date ? deadline.getTime() : Number.isFinite(deadline) ? Number(deadline) : Date.now() + 60_000;
+      forwarder.forward(call.request, deadlineMs, [], undefined).then(
+        (answer) => callback(null, answer),
+        (err: Error) => callback(forwardFailure(err)),
+      );
+    },
+  };
+}
+
+/** Waits as a blocking query says, and catches up for the default and `consistent` modes. */
+async function read(store: AreaStore, options: ReadOptions | undefined): Promise<{ index: bigint; knownLeader: boolean; lastContactMs: bigint }> {
+  const minIndex = Number(options?.minIndex ?? 0n);
+  if (minIndex > 0) await store.waitForIndex(minIndex, Math.min(MAX_WAIT_MS, options?.waitMs || DEFAULT_WAIT_MS));
+  if (options?.stale !== true) await store.catchUp();
+  return { index: BigInt(store.index), knownLeader: store.isLoaded, lastContactMs: BigInt(options?.stale === true ? Math.max(0, Date.now() - store.lastContactMs) : 0) };
+}
+
+function toMessage(area: Area): AreaMessage {
+  return { id: area.id, peerDatacenter: area.peerDatacenter, retryJoin: [...area.retryJoin], useTls: area.useTls, transit: area.transit };
+}
+
+function toMember(member: AreaMemberView): AreaMember {
+  return { ...member, rttNs: BigInt(member.rttNs) };
+}
+
+function areaFailure(err: Error): ServerErrorResponse {
+  if (err instanceof AreaError) {
+    const code = { invalid: GrpcStatus.INVALID_ARGUMENT, exists: GrpcStatus.ALREADY_EXISTS, 'not-found': GrpcStatus.NOT_FOUND }[err.kind];
+    return failure(code, err.message);
+  }
+  return failure(GrpcStatus.UNAVAILABLE, err.message);
+}
+
+function failure(code: GrpcStatus, details: string): ServerErrorResponse {
+  return Object.assign(new Error(details), { code, details });
 }

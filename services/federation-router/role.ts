@@ -1,41 +1,123 @@
 /**
- * The federation-router role: network areas, the WAN pool, the route table and cross-datacenter
- * forwarding, over mutual TLS on 8300. Areas, pools and forwarding arrive with the
- * federation-router issue; today the process serves its status on the in-datacenter Operator API
- * port (8330), asking the consensus servers that will hold its areas for theirs. It does not open
- * 8300 yet: that port will only ever speak mutual TLS, and there is nothing to serve on it today.
+ * The federation-router role: network areas between pairs of datacenters and the WAN pool, the
+ * route table, and forwarding of catalog requests between datacenters, all of it across
+ * datacenters on 8300 over mutual TLS only (tls-listener.ts, federation-service.ts). Inside its
+ * datacenter it serves the Operator and Forward APIs on 8330 (operator-service.ts), keeps the areas
+ * in consensus (area-store.ts), runs a SWIM pool per area (federation.ts) and asks its
+ * datacenter's catalog for what other datacenters ask of it (forwarder.ts).
  */
-import { OperatorServiceService, protobufFileName } from '../gen/consulate/router/v1/operator';
+import { OperatorServiceService, ForwardServiceService, protobufFileName as operatorProto } from '../gen/consulate/router/v1/operator';
+import { FederationServiceService, protobufFileName as federationProto } from '../gen/consulate/router/v1/federation';
 import { checks, field } from '../lib/config';
+import { Logger } from '../lib/log';
 import { ConsensusClient, consensusAddrsField } from '../lib/consensus-client';
 import { RoleGrpcServer } from '../lib/grpc-server';
+import { persistentNodeId } from '../lib/node-id';
 import { RoleDefinition } from '../lib/role-process';
-import { operatorService } from './operator-service';
+import { SWIM_PROFILES } from '../lib/swim/config';
+import { TlsConfigError, loadTlsMaterial } from '../lib/tls';
+import { VERSION } from '../lib/version';
+import { AreaStore } from './area-store';
+import { Federation, WAN_AREA, withDefaultPort } from './federation';
+import { federationService } from './federation-service';
+import { Forwarder } from './forwarder';
+import { forwardService, operatorService } from './operator-service';
+import { PeerClients } from './peer-clients';
+import { MutualTlsListener } from './tls-listener';
 
 const fields = {
   grpcPort: field.int({ key: 'ports.grpc', flag: 'grpc-port', usage: 'Port of the in-datacenter Operator and Forward API.', default: 8330, check: checks.port }),
+  serverPort: field.int({ key: 'ports.server', flag: 'server-port', usage: 'Port of the cross-datacenter federation API (mutual TLS only).', default: 8300, check: checks.port }),
   consensusAddrs: consensusAddrsField(),
+  catalogAddrs: field.list({ key: 'catalog_addrs', flag: 'catalog-addr', usage: "A catalog's HTTP API of this datacenter, host:port (8500), that serves requests forwarded from other datacenters; repeatable.", default: [], check: checks.hostPorts }),
+  caFile: field.string({ key: 'ca_file', flag: 'ca-file', usage: 'The CA certificate that signs every router certificate (consulate tls ca create).', default: '' }),
+  certFile: field.string({ key: 'cert_file', flag: 'cert-file', usage: "This router's certificate, server.<dc>.consulate (consulate tls cert create -server).", default: '' }),
+  keyFile: field.string({ key: 'key_file', flag: 'key-file', usage: "The certificate's private key.", default: '' }),
+  retryJoinWan: field.list({ key: 'retry_join_wan', flag: 'retry-join-wan', usage: "Address of another datacenter's router to join the WAN pool through, retried until one accepts; repeatable.", default: [] }),
+  gossipProfile: field.string({ key: 'gossip_profile', flag: 'gossip-profile', usage: "memberlist's timing profile for area and WAN pools: wan (Consul's), lan or local.", default: 'wan', check: (v) => (v in SWIM_PROFILES ? undefined : `unknown profile "${v}": use wan, lan or local`) }),
 };
 
 export const federationRouterRole: RoleDefinition<typeof fields> = {
   role: 'federation-router',
   synopsis: 'Runs a federation router: network areas and forwarding between datacenters over mutual TLS on 8300.',
   fields,
+  validate(config) {
+    const missing = (['caFile', 'certFile', 'keyFile'] as const).filter((name) => config[name] === '').map((name) => `-${fields[name].flag} is required: port 8300 speaks mutual TLS only`);
+    if (missing.length > 0) return missing;
+    try {
+      const material = loadTlsMaterial({ caFile: config.caFile, certFile: config.certFile, keyFile: config.keyFile });
+      if (material.datacenter !== config.datacenter) return [`${config.certFile} is a certificate for ${material.datacenter === undefined ? 'no datacenter (not a server certificate)' : `datacenter "${material.datacenter}"`}, but this router is in "${config.datacenter}": make one with consulate tls cert create -server -dc ${config.datacenter}`];
+    } catch (err) {
+      if (err instanceof TlsConfigError) return [err.message];
+      throw err;
+    }
+    return [];
+  },
   async start(context) {
-    const consensus = new ConsensusClient(context.config.consensusAddrs, context.tracer);
-    const server = new RoleGrpcServer({
-      logger: context.logger,
-      tracer: context.tracer,
-      services: [{ definition: OperatorServiceService, implementation: operatorService(context, consensus), protoFile: protobufFileName }],
+    const { config, logger, tracer } = context;
+    const material = loadTlsMaterial({ caFile: config.caFile, certFile: config.certFile, keyFile: config.keyFile });
+    const consensus = new ConsensusClient(config.consensusAddrs, tracer);
+    const store = new AreaStore(config.datacenter, consensus, config.consensusAddrs, tracer, logger);
+    const peers = new PeerClients(material, config.datacenter, tracer);
+    const rpcAddress = `${config.bind}:${config.serverPort}`;
+    const federation = new Federation(
+      { datacenter: config.datacenter, node: config.node, nodeId: persistentNodeId(config.dataDir), version: VERSION, address: rpcAddress, timings: SWIM_PROFILES[config.gossipProfile](), logger },
+      store,
+      peers,
+    );
+    const forwarder = new Forwarder({ datacenter: config.datacenter, catalogAddrs: config.catalogAddrs, logger }, federation, store, peers);
+
+    let listener: MutualTlsListener | undefined;
+    const federationServer = new RoleGrpcServer({
+      logger,
+      tracer,
+      services: [{ definition: FederationServiceService, implementation: federationService({ datacenter: config.datacenter, node: config.node, federation, forwarder, listener: () => listener, logger }), protoFile: federationProto }],
     });
-    const grpc = await server.listen(context.config.bind, context.config.grpcPort);
-    server.setServing(true);
+    const operatorServer = new RoleGrpcServer({
+      logger,
+      tracer,
+      services: [
+        { definition: OperatorServiceService, implementation: operatorService({ context, consensus, datacenter: config.datacenter, store, federation }), protoFile: operatorProto },
+        { definition: ForwardServiceService, implementation: forwardService(forwarder), protoFile: operatorProto },
+      ],
+    });
+    const opened = await MutualTlsListener.listen(config.bind, config.serverPort, federationServer.connectionInjector(), material, logger);
+    listener = opened.listener;
+    const grpc = await operatorServer.listen(config.bind, config.grpcPort);
+    logger.info({ address: opened.address, datacenter: material.datacenter }, `federation API on ${opened.address}: mutual TLS only, certificate server.${material.datacenter}.consulate`);
+
+    await store.start();
+    federation.start();
+    await store.register({ node: config.node, address: rpcAddress });
+    let stopped = false;
+    if (config.retryJoinWan.length > 0) void retryJoinWan(federation, config.retryJoinWan, () => stopped, logger);
+    federationServer.setServing(true);
+    operatorServer.setServing(true);
     return {
-      listeners: { grpc },
+      listeners: { grpc, server: opened.address },
       async stop() {
-        await server.shutdown();
+        stopped = true;
+        await federation.stop();
+        store.stop();
+        await listener?.close();
+        await Promise.all([operatorServer.shutdown(), federationServer.shutdown()]);
+        forwarder.close();
+        peers.close();
         consensus.close();
       },
     };
   },
 };
+
+/** Joins the WAN pool through any of `addresses`, every 30 s until one accepts (Consul's retry_join_wan). */
+async function retryJoinWan(federation: Federation, addresses: readonly string[], stopped: () => boolean, logger: Logger): Promise<void> {
+  while (!stopped()) {
+    const results = await federation.join(WAN_AREA, addresses.map(withDefaultPort)).catch(() => []);
+    if (results.some((result) => result.joined)) {
+      logger.info({ addresses }, `joined the WAN pool through ${addresses.join(', ')}`);
+      return;
+    }
+    logger.warn({ addresses, errors: results.map((r) => r.error) }, 'cannot join the WAN pool yet; retrying in 30s');
+    await new Promise((resolve) => setTimeout(resolve, 30_000));
+  }
+}

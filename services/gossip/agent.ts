@@ -16,7 +16,8 @@ import { MemberInfo, SwimEvent } from '../lib/swim/types';
 import { Coordinate } from '../lib/vivaldi/coordinate';
 import { Keyring } from './keyring';
 import { lanMergeDelegate } from './merge-delegate';
-import { GossipPool, JoinResult } from './pool';
+import { JoinResult, SwimPool } from '../lib/swim-pool';
+import { GossipTransport } from './transport';
 import { ALL_SEGMENTS, SegmentSpec } from './segments';
 
 export interface AgentOptions {
@@ -54,24 +55,22 @@ export class GossipAgent {
   private constructor(
     readonly options: AgentOptions,
     /** By segment name; "" is the default pool. A client has exactly one. */
-    private readonly pools: ReadonlyMap<string, GossipPool>,
+    private readonly pools: ReadonlyMap<string, SwimPool>,
   ) {
     for (const pool of pools.values()) pool.subscribe((event) => this.onPoolEvent(pool, event));
   }
 
   static async start(options: AgentOptions): Promise<GossipAgent> {
-    const pools = new Map<string, GossipPool>();
+    const pools = new Map<string, SwimPool>();
     const specs: { segment: string; port: number }[] = options.server ? [{ segment: '', port: options.lanPort }, ...options.segments.map((s) => ({ segment: s.name, port: s.port }))] : [{ segment: options.segment, port: options.lanPort }];
     try {
       for (const spec of specs) {
-        const pool = await GossipPool.start({
+        const transport = await GossipTransport.listen({ host: options.bind, port: spec.port, label: spec.segment, keyring: options.keyring, logger: options.logger });
+        const pool = new SwimPool(transport, {
           segment: spec.segment,
           name: options.node,
-          host: options.bind,
-          port: spec.port,
           tags: tagsFor(options, spec.segment),
           timings: options.timings,
-          keyring: options.keyring,
           validateMembers: lanMergeDelegate({ nodeName: options.node, nodeId: options.nodeId, datacenter: options.datacenter, segment: spec.segment }),
           logger: options.logger,
         });
@@ -91,7 +90,7 @@ export class GossipAgent {
   }
 
   /** The pool a request names: "" is a client's own pool; unknown names are Consul's error. */
-  pool(segment: string): GossipPool | { error: string } {
+  pool(segment: string): SwimPool | { error: string } {
     if (!this.options.server && (segment === '' || segment === ALL_SEGMENTS)) return this.pools.values().next().value!;
     const pool = this.pools.get(segment);
     return pool ?? { error: `segment "${segment}" not found` };
@@ -161,7 +160,7 @@ export class GossipAgent {
   }
 
   /** Every pool, for tests and status. */
-  allPools(): GossipPool[] {
+  allPools(): SwimPool[] {
     return [...this.pools.values()];
   }
 
@@ -169,7 +168,7 @@ export class GossipAgent {
     await Promise.all([...this.pools.values()].map((pool) => pool.stop()));
   }
 
-  private onPoolEvent(pool: GossipPool, event: SwimEvent): void {
+  private onPoolEvent(pool: SwimPool, event: SwimEvent): void {
     if (pool.segment === '' && this.options.server && (event.type === 'member-join' || event.type === 'member-update')) this.floodSegments(event.member);
     for (const listener of this.listeners) listener(pool.segment, event);
   }

@@ -16,14 +16,14 @@ import { RoleGrpcServer } from '../lib/grpc-server';
 import { Logger } from '../lib/log';
 import { persistentNodeId } from '../lib/node-id';
 import { RoleConfig, RoleDefinition } from '../lib/role-process';
-import { SwimTimings, lanDefaults, localDefaults, wanDefaults } from '../lib/swim/config';
+import { SWIM_PROFILES } from '../lib/swim/config';
 import { VERSION } from '../lib/version';
 import { GossipAgent } from './agent';
 import { Keyring, keyProblem } from './keyring';
 import { membershipService } from './membership-service';
 import { parseSegments, segmentProblems } from './segments';
 
-const PROFILES: Record<string, () => SwimTimings> = { lan: lanDefaults, local: localDefaults, wan: wanDefaults };
+const PROFILES = SWIM_PROFILES;
 
 const fields = {
   grpcPort: field.int({ key: 'ports.grpc', flag: 'grpc-port', usage: 'Port of the gRPC Membership API.', default: 8320, check: checks.port }),

@@ -6,7 +6,7 @@
  */
 import { dirname, join } from 'node:path';
 
-import { Server, ServerCredentials, ServiceDefinition, UntypedServiceImplementation } from '@grpc/grpc-js';
+import { ConnectionInjector, Server, ServerCredentials, ServiceDefinition, UntypedServiceImplementation } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { Tracer } from '@opentelemetry/api';
@@ -97,6 +97,14 @@ export class RoleGrpcServer {
     });
     this.boundAddress = host.includes(':') ? `[${host}]:${boundPort}` : `${host}:${boundPort}`;
     return this.boundAddress;
+  }
+
+  /**
+   * Serves connections accepted elsewhere (already authenticated, e.g. by our own TLS listener
+   * that logs why it refuses a peer) instead of binding a port.
+   */
+  connectionInjector(): ConnectionInjector {
+    return this.server.createConnectionInjector(ServerCredentials.createInsecure());
   }
 
   /** Reports SERVING (or not) for the whole server and each service, to health checkers. */

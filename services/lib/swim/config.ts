@@ -169,3 +169,6 @@ function validate(c: SwimConfig): void {
   }
   if (problems.length > 0) throw new RangeError(`invalid SWIM config: ${problems.join('; ')}`);
 }
+
+/** memberlist's timing profiles by name, as the roles' `-gossip-profile` flag takes them. */
+export const SWIM_PROFILES: Readonly<Record<string, () => SwimTimings>> = { lan: lanDefaults, local: localDefaults, wan: wanDefaults };

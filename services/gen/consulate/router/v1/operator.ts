@@ -35,6 +35,218 @@ export interface StatusResponse {
   dependencies: DependencyStatus[];
 }
 
+/** Area is Consul's `api.Area`, plus transit. */
+export interface Area {
+  /** A UUID made by the router on create. */
+  id: string;
+  peerDatacenter: string;
+  /** Addresses of the peer datacenter's routers, joined in the background until one join works. */
+  retryJoin: string[];
+  /** Consul's UseTLS. Area traffic here is always mutual TLS; the flag is kept for compatibility. */
+  useTls: boolean;
+  /**
+   * Beyond Consul: traffic between this area and this datacenter's other transit areas may pass
+   * through this datacenter. Off by default.
+   */
+  transit: boolean;
+}
+
+export interface CreateAreaRequest {
+  /** `id` must be empty. */
+  area?: Area | undefined;
+}
+
+export interface CreateAreaResponse {
+  id: string;
+  /** The consensus revision of the write. */
+  index: bigint;
+}
+
+/** QueryOptions of a blocking read, as Consul's `?index=&wait=&stale&consistent`. */
+export interface ReadOptions {
+  /** Answer once the areas' index is greater than this (0: at once). */
+  minIndex: bigint;
+  /** The longest wait in milliseconds (0: Consul's default 5 minutes, capped at 10). */
+  waitMs: number;
+  stale: boolean;
+  consistent: boolean;
+}
+
+export interface ListAreasRequest {
+  options?: ReadOptions | undefined;
+}
+
+export interface ListAreasResponse {
+  areas: Area[];
+  /** The consensus revision the answer reflects (X-Consul-Index). */
+  index: bigint;
+  knownLeader: boolean;
+  lastContactMs: bigint;
+}
+
+export interface GetAreaRequest {
+  id: string;
+  options?: ReadOptions | undefined;
+}
+
+/**
+ * GetAreaResponse holds the area, or nothing when there is no area with that ID (Consul answers
+ * `[]`, not 404).
+ */
+export interface GetAreaResponse {
+  areas: Area[];
+  index: bigint;
+  knownLeader: boolean;
+  lastContactMs: bigint;
+}
+
+export interface UpdateAreaRequest {
+  id: string;
+  useTls?: boolean | undefined;
+  transit?: boolean | undefined;
+}
+
+export interface UpdateAreaResponse {
+  id: string;
+  index: bigint;
+}
+
+export interface DeleteAreaRequest {
+  id: string;
+}
+
+export interface DeleteAreaResponse {
+  index: bigint;
+}
+
+export interface JoinAreaRequest {
+  id: string;
+  /** `IP`, `IP:port`, `host` or `host:port`; the port defaults to 8300. */
+  addresses: string[];
+}
+
+/** JoinResult is Consul's `api.AreaJoinResponse`. */
+export interface JoinResult {
+  address: string;
+  joined: boolean;
+  /** Empty when joined. */
+  error: string;
+}
+
+export interface JoinAreaResponse {
+  results: JoinResult[];
+}
+
+export interface AreaMembersRequest {
+  id: string;
+}
+
+/** AreaMember is Consul's `api.SerfMember`. */
+export interface AreaMember {
+  id: string;
+  /** `<node>.<dc>`. */
+  name: string;
+  addr: string;
+  port: number;
+  datacenter: string;
+  /** "server": only routers are members of areas and of the WAN. */
+  role: string;
+  build: string;
+  protocol: number;
+  /** alive, leaving, left or failed. */
+  status: string;
+  /**
+   * Estimated round trip from the answering router in nanoseconds; 0 for itself, negative when
+   * there is no estimate yet.
+   */
+  rttNs: bigint;
+}
+
+export interface AreaMembersResponse {
+  members: AreaMember[];
+}
+
+export interface WanMembersRequest {
+}
+
+export interface WanMembersResponse {
+  members: AreaMember[];
+}
+
+export interface JoinWanRequest {
+  addresses: string[];
+}
+
+export interface JoinWanResponse {
+  results: JoinResult[];
+}
+
+export interface DatacentersRequest {
+}
+
+/** Route says how a datacenter is reached. */
+export interface Route {
+  datacenter: string;
+  /**
+   * The datacenters crossed after this one to get there, ending with `datacenter`: one entry
+   * when adjacent, more through transit areas.
+   */
+  path: string[];
+  /** The area (a UUID, or "wan") the first hop leaves through; empty for the local datacenter. */
+  areaId: string;
+  /** Estimated round trip along the path in nanoseconds; negative when unknown. */
+  rttNs: bigint;
+  /** False when every router on the first hop is failed or offline. */
+  reachable: boolean;
+}
+
+export interface DatacentersResponse {
+  /** Nearest first; the local datacenter first of all. Names only, in Consul's order. */
+  datacenters: string[];
+  /** The route to each datacenter in `datacenters`, in the same order. */
+  routes: Route[];
+}
+
+/** HttpRequest is one catalog HTTP request, as the catalog of the target datacenter will serve it. */
+export interface HttpRequest {
+  method: string;
+  /** The path, e.g. /v1/catalog/service/web. */
+  path: string;
+  /** The query string without `?` and without `dc`. */
+  rawQuery: string;
+  headers: { [key: string]: string };
+  body: Buffer;
+}
+
+export interface HttpRequest_HeadersEntry {
+  key: string;
+  value: string;
+}
+
+export interface HttpResponse {
+  status: number;
+  headers: { [key: string]: string };
+  body: Buffer;
+}
+
+export interface HttpResponse_HeadersEntry {
+  key: string;
+  value: string;
+}
+
+export interface ForwardRequest {
+  datacenter: string;
+  request?: HttpRequest | undefined;
+}
+
+export interface ForwardResponse {
+  response?:
+    | HttpResponse
+    | undefined;
+  /** The datacenters the request crossed, from the first remote one to the one that answered. */
+  path: string[];
+}
+
 function createBaseStatusRequest(): StatusRequest {
   return {};
 }
@@ -174,9 +386,2993 @@ export const StatusResponse: MessageFns<StatusResponse> = {
   },
 };
 
+function createBaseArea(): Area {
+  return { id: "", peerDatacenter: "", retryJoin: [], useTls: false, transit: false };
+}
+
+export const Area: MessageFns<Area> = {
+  encode(message: Area, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.peerDatacenter !== "") {
+      writer.uint32(18).string(message.peerDatacenter);
+    }
+    for (const v of message.retryJoin) {
+      writer.uint32(26).string(v!);
+    }
+    if (message.useTls !== false) {
+      writer.uint32(32).bool(message.useTls);
+    }
+    if (message.transit !== false) {
+      writer.uint32(40).bool(message.transit);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Area {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseArea();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.peerDatacenter = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.retryJoin.push(reader.string());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.useTls = reader.bool();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.transit = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Area {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      peerDatacenter: isSet(object.peerDatacenter)
+        ? globalThis.String(object.peerDatacenter)
+        : isSet(object.peer_datacenter)
+        ? globalThis.String(object.peer_datacenter)
+        : "",
+      retryJoin: globalThis.Array.isArray(object?.retryJoin)
+        ? object.retryJoin.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.retry_join)
+        ? object.retry_join.map((e: any) => globalThis.String(e))
+        : [],
+      useTls: isSet(object.useTls)
+        ? globalThis.Boolean(object.useTls)
+        : isSet(object.use_tls)
+        ? globalThis.Boolean(object.use_tls)
+        : false,
+      transit: isSet(object.transit) ? globalThis.Boolean(object.transit) : false,
+    };
+  },
+
+  toJSON(message: Area): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.peerDatacenter !== "") {
+      obj.peerDatacenter = message.peerDatacenter;
+    }
+    if (message.retryJoin?.length) {
+      obj.retryJoin = message.retryJoin;
+    }
+    if (message.useTls !== false) {
+      obj.useTls = message.useTls;
+    }
+    if (message.transit !== false) {
+      obj.transit = message.transit;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Area>): Area {
+    return Area.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Area>): Area {
+    const message = createBaseArea();
+    message.id = object.id ?? "";
+    message.peerDatacenter = object.peerDatacenter ?? "";
+    message.retryJoin = object.retryJoin?.map((e) => e) || [];
+    message.useTls = object.useTls ?? false;
+    message.transit = object.transit ?? false;
+    return message;
+  },
+};
+
+function createBaseCreateAreaRequest(): CreateAreaRequest {
+  return { area: undefined };
+}
+
+export const CreateAreaRequest: MessageFns<CreateAreaRequest> = {
+  encode(message: CreateAreaRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.area !== undefined) {
+      Area.encode(message.area, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CreateAreaRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCreateAreaRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.area = Area.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CreateAreaRequest {
+    return { area: isSet(object.area) ? Area.fromJSON(object.area) : undefined };
+  },
+
+  toJSON(message: CreateAreaRequest): unknown {
+    const obj: any = {};
+    if (message.area !== undefined) {
+      obj.area = Area.toJSON(message.area);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CreateAreaRequest>): CreateAreaRequest {
+    return CreateAreaRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CreateAreaRequest>): CreateAreaRequest {
+    const message = createBaseCreateAreaRequest();
+    message.area = (object.area !== undefined && object.area !== null) ? Area.fromPartial(object.area) : undefined;
+    return message;
+  },
+};
+
+function createBaseCreateAreaResponse(): CreateAreaResponse {
+  return { id: "", index: 0n };
+}
+
+export const CreateAreaResponse: MessageFns<CreateAreaResponse> = {
+  encode(message: CreateAreaResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.index !== 0n) {
+      if (BigInt.asUintN(64, message.index) !== message.index) {
+        throw new globalThis.Error("value provided for field message.index of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.index);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CreateAreaResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCreateAreaResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.index = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CreateAreaResponse {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      index: isSet(object.index) ? BigInt(object.index) : 0n,
+    };
+  },
+
+  toJSON(message: CreateAreaResponse): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.index !== 0n) {
+      obj.index = message.index.toString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CreateAreaResponse>): CreateAreaResponse {
+    return CreateAreaResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CreateAreaResponse>): CreateAreaResponse {
+    const message = createBaseCreateAreaResponse();
+    message.id = object.id ?? "";
+    message.index = (object.index !== undefined && object.index !== null) ? BigInt(object.index) : 0n;
+    return message;
+  },
+};
+
+function createBaseReadOptions(): ReadOptions {
+  return { minIndex: 0n, waitMs: 0, stale: false, consistent: false };
+}
+
+export const ReadOptions: MessageFns<ReadOptions> = {
+  encode(message: ReadOptions, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.minIndex !== 0n) {
+      if (BigInt.asUintN(64, message.minIndex) !== message.minIndex) {
+        throw new globalThis.Error("value provided for field message.minIndex of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.minIndex);
+    }
+    if (message.waitMs !== 0) {
+      writer.uint32(16).uint32(message.waitMs);
+    }
+    if (message.stale !== false) {
+      writer.uint32(24).bool(message.stale);
+    }
+    if (message.consistent !== false) {
+      writer.uint32(32).bool(message.consistent);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReadOptions {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReadOptions();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.minIndex = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.waitMs = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.stale = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.consistent = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReadOptions {
+    return {
+      minIndex: isSet(object.minIndex)
+        ? BigInt(object.minIndex)
+        : isSet(object.min_index)
+        ? BigInt(object.min_index)
+        : 0n,
+      waitMs: isSet(object.waitMs)
+        ? globalThis.Number(object.waitMs)
+        : isSet(object.wait_ms)
+        ? globalThis.Number(object.wait_ms)
+        : 0,
+      stale: isSet(object.stale) ? globalThis.Boolean(object.stale) : false,
+      consistent: isSet(object.consistent) ? globalThis.Boolean(object.consistent) : false,
+    };
+  },
+
+  toJSON(message: ReadOptions): unknown {
+    const obj: any = {};
+    if (message.minIndex !== 0n) {
+      obj.minIndex = message.minIndex.toString();
+    }
+    if (message.waitMs !== 0) {
+      obj.waitMs = Math.round(message.waitMs);
+    }
+    if (message.stale !== false) {
+      obj.stale = message.stale;
+    }
+    if (message.consistent !== false) {
+      obj.consistent = message.consistent;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ReadOptions>): ReadOptions {
+    return ReadOptions.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ReadOptions>): ReadOptions {
+    const message = createBaseReadOptions();
+    message.minIndex = (object.minIndex !== undefined && object.minIndex !== null) ? BigInt(object.minIndex) : 0n;
+    message.waitMs = object.waitMs ?? 0;
+    message.stale = object.stale ?? false;
+    message.consistent = object.consistent ?? false;
+    return message;
+  },
+};
+
+function createBaseListAreasRequest(): ListAreasRequest {
+  return { options: undefined };
+}
+
+export const ListAreasRequest: MessageFns<ListAreasRequest> = {
+  encode(message: ListAreasRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.options !== undefined) {
+      ReadOptions.encode(message.options, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListAreasRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListAreasRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.options = ReadOptions.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListAreasRequest {
+    return { options: isSet(object.options) ? ReadOptions.fromJSON(object.options) : undefined };
+  },
+
+  toJSON(message: ListAreasRequest): unknown {
+    const obj: any = {};
+    if (message.options !== undefined) {
+      obj.options = ReadOptions.toJSON(message.options);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListAreasRequest>): ListAreasRequest {
+    return ListAreasRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListAreasRequest>): ListAreasRequest {
+    const message = createBaseListAreasRequest();
+    message.options = (object.options !== undefined && object.options !== null)
+      ? ReadOptions.fromPartial(object.options)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseListAreasResponse(): ListAreasResponse {
+  return { areas: [], index: 0n, knownLeader: false, lastContactMs: 0n };
+}
+
+export const ListAreasResponse: MessageFns<ListAreasResponse> = {
+  encode(message: ListAreasResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.areas) {
+      Area.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.index !== 0n) {
+      if (BigInt.asUintN(64, message.index) !== message.index) {
+        throw new globalThis.Error("value provided for field message.index of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.index);
+    }
+    if (message.knownLeader !== false) {
+      writer.uint32(24).bool(message.knownLeader);
+    }
+    if (message.lastContactMs !== 0n) {
+      if (BigInt.asUintN(64, message.lastContactMs) !== message.lastContactMs) {
+        throw new globalThis.Error("value provided for field message.lastContactMs of type uint64 too large");
+      }
+      writer.uint32(32).uint64(message.lastContactMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListAreasResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListAreasResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.areas.push(Area.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.index = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.knownLeader = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.lastContactMs = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListAreasResponse {
+    return {
+      areas: globalThis.Array.isArray(object?.areas) ? object.areas.map((e: any) => Area.fromJSON(e)) : [],
+      index: isSet(object.index) ? BigInt(object.index) : 0n,
+      knownLeader: isSet(object.knownLeader)
+        ? globalThis.Boolean(object.knownLeader)
+        : isSet(object.known_leader)
+        ? globalThis.Boolean(object.known_leader)
+        : false,
+      lastContactMs: isSet(object.lastContactMs)
+        ? BigInt(object.lastContactMs)
+        : isSet(object.last_contact_ms)
+        ? BigInt(object.last_contact_ms)
+        : 0n,
+    };
+  },
+
+  toJSON(message: ListAreasResponse): unknown {
+    const obj: any = {};
+    if (message.areas?.length) {
+      obj.areas = message.areas.map((e) => Area.toJSON(e));
+    }
+    if (message.index !== 0n) {
+      obj.index = message.index.toString();
+    }
+    if (message.knownLeader !== false) {
+      obj.knownLeader = message.knownLeader;
+    }
+    if (message.lastContactMs !== 0n) {
+      obj.lastContactMs = message.lastContactMs.toString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListAreasResponse>): ListAreasResponse {
+    return ListAreasResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListAreasResponse>): ListAreasResponse {
+    const message = createBaseListAreasResponse();
+    message.areas = object.areas?.map((e) => Area.fromPartial(e)) || [];
+    message.index = (object.index !== undefined && object.index !== null) ? BigInt(object.index) : 0n;
+    message.knownLeader = object.knownLeader ?? false;
+    message.lastContactMs = (object.lastContactMs !== undefined && object.lastContactMs !== null)
+      ? BigInt(object.lastContactMs)
+      : 0n;
+    return message;
+  },
+};
+
+function createBaseGetAreaRequest(): GetAreaRequest {
+  return { id: "", options: undefined };
+}
+
+export const GetAreaRequest: MessageFns<GetAreaRequest> = {
+  encode(message: GetAreaRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.options !== undefined) {
+      ReadOptions.encode(message.options, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetAreaRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetAreaRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.options = ReadOptions.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetAreaRequest {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      options: isSet(object.options) ? ReadOptions.fromJSON(object.options) : undefined,
+    };
+  },
+
+  toJSON(message: GetAreaRequest): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.options !== undefined) {
+      obj.options = ReadOptions.toJSON(message.options);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GetAreaRequest>): GetAreaRequest {
+    return GetAreaRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetAreaRequest>): GetAreaRequest {
+    const message = createBaseGetAreaRequest();
+    message.id = object.id ?? "";
+    message.options = (object.options !== undefined && object.options !== null)
+      ? ReadOptions.fromPartial(object.options)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseGetAreaResponse(): GetAreaResponse {
+  return { areas: [], index: 0n, knownLeader: false, lastContactMs: 0n };
+}
+
+export const GetAreaResponse: MessageFns<GetAreaResponse> = {
+  encode(message: GetAreaResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.areas) {
+      Area.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.index !== 0n) {
+      if (BigInt.asUintN(64, message.index) !== message.index) {
+        throw new globalThis.Error("value provided for field message.index of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.index);
+    }
+    if (message.knownLeader !== false) {
+      writer.uint32(24).bool(message.knownLeader);
+    }
+    if (message.lastContactMs !== 0n) {
+      if (BigInt.asUintN(64, message.lastContactMs) !== message.lastContactMs) {
+        throw new globalThis.Error("value provided for field message.lastContactMs of type uint64 too large");
+      }
+      writer.uint32(32).uint64(message.lastContactMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetAreaResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetAreaResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.areas.push(Area.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.index = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.knownLeader = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.lastContactMs = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetAreaResponse {
+    return {
+      areas: globalThis.Array.isArray(object?.areas) ? object.areas.map((e: any) => Area.fromJSON(e)) : [],
+      index: isSet(object.index) ? BigInt(object.index) : 0n,
+      knownLeader: isSet(object.knownLeader)
+        ? globalThis.Boolean(object.knownLeader)
+        : isSet(object.known_leader)
+        ? globalThis.Boolean(object.known_leader)
+        : false,
+      lastContactMs: isSet(object.lastContactMs)
+        ? BigInt(object.lastContactMs)
+        : isSet(object.last_contact_ms)
+        ? BigInt(object.last_contact_ms)
+        : 0n,
+    };
+  },
+
+  toJSON(message: GetAreaResponse): unknown {
+    const obj: any = {};
+    if (message.areas?.length) {
+      obj.areas = message.areas.map((e) => Area.toJSON(e));
+    }
+    if (message.index !== 0n) {
+      obj.index = message.index.toString();
+    }
+    if (message.knownLeader !== false) {
+      obj.knownLeader = message.knownLeader;
+    }
+    if (message.lastContactMs !== 0n) {
+      obj.lastContactMs = message.lastContactMs.toString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GetAreaResponse>): GetAreaResponse {
+    return GetAreaResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetAreaResponse>): GetAreaResponse {
+    const message = createBaseGetAreaResponse();
+    message.areas = object.areas?.map((e) => Area.fromPartial(e)) || [];
+    message.index = (object.index !== undefined && object.index !== null) ? BigInt(object.index) : 0n;
+    message.knownLeader = object.knownLeader ?? false;
+    message.lastContactMs = (object.lastContactMs !== undefined && object.lastContactMs !== null)
+      ? BigInt(object.lastContactMs)
+      : 0n;
+    return message;
+  },
+};
+
+function createBaseUpdateAreaRequest(): UpdateAreaRequest {
+  return { id: "", useTls: undefined, transit: undefined };
+}
+
+export const UpdateAreaRequest: MessageFns<UpdateAreaRequest> = {
+  encode(message: UpdateAreaRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.useTls !== undefined) {
+      writer.uint32(16).bool(message.useTls);
+    }
+    if (message.transit !== undefined) {
+      writer.uint32(24).bool(message.transit);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UpdateAreaRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUpdateAreaRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.useTls = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.transit = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UpdateAreaRequest {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      useTls: isSet(object.useTls)
+        ? globalThis.Boolean(object.useTls)
+        : isSet(object.use_tls)
+        ? globalThis.Boolean(object.use_tls)
+        : undefined,
+      transit: isSet(object.transit) ? globalThis.Boolean(object.transit) : undefined,
+    };
+  },
+
+  toJSON(message: UpdateAreaRequest): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.useTls !== undefined) {
+      obj.useTls = message.useTls;
+    }
+    if (message.transit !== undefined) {
+      obj.transit = message.transit;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<UpdateAreaRequest>): UpdateAreaRequest {
+    return UpdateAreaRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<UpdateAreaRequest>): UpdateAreaRequest {
+    const message = createBaseUpdateAreaRequest();
+    message.id = object.id ?? "";
+    message.useTls = object.useTls ?? undefined;
+    message.transit = object.transit ?? undefined;
+    return message;
+  },
+};
+
+function createBaseUpdateAreaResponse(): UpdateAreaResponse {
+  return { id: "", index: 0n };
+}
+
+export const UpdateAreaResponse: MessageFns<UpdateAreaResponse> = {
+  encode(message: UpdateAreaResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.index !== 0n) {
+      if (BigInt.asUintN(64, message.index) !== message.index) {
+        throw new globalThis.Error("value provided for field message.index of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.index);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UpdateAreaResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUpdateAreaResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.index = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UpdateAreaResponse {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      index: isSet(object.index) ? BigInt(object.index) : 0n,
+    };
+  },
+
+  toJSON(message: UpdateAreaResponse): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.index !== 0n) {
+      obj.index = message.index.toString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<UpdateAreaResponse>): UpdateAreaResponse {
+    return UpdateAreaResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<UpdateAreaResponse>): UpdateAreaResponse {
+    const message = createBaseUpdateAreaResponse();
+    message.id = object.id ?? "";
+    message.index = (object.index !== undefined && object.index !== null) ? BigInt(object.index) : 0n;
+    return message;
+  },
+};
+
+function createBaseDeleteAreaRequest(): DeleteAreaRequest {
+  return { id: "" };
+}
+
+export const DeleteAreaRequest: MessageFns<DeleteAreaRequest> = {
+  encode(message: DeleteAreaRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteAreaRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeleteAreaRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeleteAreaRequest {
+    return { id: isSet(object.id) ? globalThis.String(object.id) : "" };
+  },
+
+  toJSON(message: DeleteAreaRequest): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<DeleteAreaRequest>): DeleteAreaRequest {
+    return DeleteAreaRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DeleteAreaRequest>): DeleteAreaRequest {
+    const message = createBaseDeleteAreaRequest();
+    message.id = object.id ?? "";
+    return message;
+  },
+};
+
+function createBaseDeleteAreaResponse(): DeleteAreaResponse {
+  return { index: 0n };
+}
+
+export const DeleteAreaResponse: MessageFns<DeleteAreaResponse> = {
+  encode(message: DeleteAreaResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.index !== 0n) {
+      if (BigInt.asUintN(64, message.index) !== message.index) {
+        throw new globalThis.Error("value provided for field message.index of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.index);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteAreaResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeleteAreaResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.index = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeleteAreaResponse {
+    return { index: isSet(object.index) ? BigInt(object.index) : 0n };
+  },
+
+  toJSON(message: DeleteAreaResponse): unknown {
+    const obj: any = {};
+    if (message.index !== 0n) {
+      obj.index = message.index.toString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<DeleteAreaResponse>): DeleteAreaResponse {
+    return DeleteAreaResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DeleteAreaResponse>): DeleteAreaResponse {
+    const message = createBaseDeleteAreaResponse();
+    message.index = (object.index !== undefined && object.index !== null) ? BigInt(object.index) : 0n;
+    return message;
+  },
+};
+
+function createBaseJoinAreaRequest(): JoinAreaRequest {
+  return { id: "", addresses: [] };
+}
+
+export const JoinAreaRequest: MessageFns<JoinAreaRequest> = {
+  encode(message: JoinAreaRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    for (const v of message.addresses) {
+      writer.uint32(18).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): JoinAreaRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseJoinAreaRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.addresses.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): JoinAreaRequest {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      addresses: globalThis.Array.isArray(object?.addresses)
+        ? object.addresses.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: JoinAreaRequest): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.addresses?.length) {
+      obj.addresses = message.addresses;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<JoinAreaRequest>): JoinAreaRequest {
+    return JoinAreaRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<JoinAreaRequest>): JoinAreaRequest {
+    const message = createBaseJoinAreaRequest();
+    message.id = object.id ?? "";
+    message.addresses = object.addresses?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseJoinResult(): JoinResult {
+  return { address: "", joined: false, error: "" };
+}
+
+export const JoinResult: MessageFns<JoinResult> = {
+  encode(message: JoinResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.address !== "") {
+      writer.uint32(10).string(message.address);
+    }
+    if (message.joined !== false) {
+      writer.uint32(16).bool(message.joined);
+    }
+    if (message.error !== "") {
+      writer.uint32(26).string(message.error);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): JoinResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseJoinResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.address = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.joined = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.error = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): JoinResult {
+    return {
+      address: isSet(object.address) ? globalThis.String(object.address) : "",
+      joined: isSet(object.joined) ? globalThis.Boolean(object.joined) : false,
+      error: isSet(object.error) ? globalThis.String(object.error) : "",
+    };
+  },
+
+  toJSON(message: JoinResult): unknown {
+    const obj: any = {};
+    if (message.address !== "") {
+      obj.address = message.address;
+    }
+    if (message.joined !== false) {
+      obj.joined = message.joined;
+    }
+    if (message.error !== "") {
+      obj.error = message.error;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<JoinResult>): JoinResult {
+    return JoinResult.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<JoinResult>): JoinResult {
+    const message = createBaseJoinResult();
+    message.address = object.address ?? "";
+    message.joined = object.joined ?? false;
+    message.error = object.error ?? "";
+    return message;
+  },
+};
+
+function createBaseJoinAreaResponse(): JoinAreaResponse {
+  return { results: [] };
+}
+
+export const JoinAreaResponse: MessageFns<JoinAreaResponse> = {
+  encode(message: JoinAreaResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.results) {
+      JoinResult.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): JoinAreaResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseJoinAreaResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.results.push(JoinResult.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): JoinAreaResponse {
+    return {
+      results: globalThis.Array.isArray(object?.results) ? object.results.map((e: any) => JoinResult.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: JoinAreaResponse): unknown {
+    const obj: any = {};
+    if (message.results?.length) {
+      obj.results = message.results.map((e) => JoinResult.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<JoinAreaResponse>): JoinAreaResponse {
+    return JoinAreaResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<JoinAreaResponse>): JoinAreaResponse {
+    const message = createBaseJoinAreaResponse();
+    message.results = object.results?.map((e) => JoinResult.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseAreaMembersRequest(): AreaMembersRequest {
+  return { id: "" };
+}
+
+export const AreaMembersRequest: MessageFns<AreaMembersRequest> = {
+  encode(message: AreaMembersRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AreaMembersRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAreaMembersRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AreaMembersRequest {
+    return { id: isSet(object.id) ? globalThis.String(object.id) : "" };
+  },
+
+  toJSON(message: AreaMembersRequest): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<AreaMembersRequest>): AreaMembersRequest {
+    return AreaMembersRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<AreaMembersRequest>): AreaMembersRequest {
+    const message = createBaseAreaMembersRequest();
+    message.id = object.id ?? "";
+    return message;
+  },
+};
+
+function createBaseAreaMember(): AreaMember {
+  return {
+    id: "",
+    name: "",
+    addr: "",
+    port: 0,
+    datacenter: "",
+    role: "",
+    build: "",
+    protocol: 0,
+    status: "",
+    rttNs: 0n,
+  };
+}
+
+export const AreaMember: MessageFns<AreaMember> = {
+  encode(message: AreaMember, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.name !== "") {
+      writer.uint32(18).string(message.name);
+    }
+    if (message.addr !== "") {
+      writer.uint32(26).string(message.addr);
+    }
+    if (message.port !== 0) {
+      writer.uint32(32).uint32(message.port);
+    }
+    if (message.datacenter !== "") {
+      writer.uint32(42).string(message.datacenter);
+    }
+    if (message.role !== "") {
+      writer.uint32(50).string(message.role);
+    }
+    if (message.build !== "") {
+      writer.uint32(58).string(message.build);
+    }
+    if (message.protocol !== 0) {
+      writer.uint32(64).int32(message.protocol);
+    }
+    if (message.status !== "") {
+      writer.uint32(74).string(message.status);
+    }
+    if (message.rttNs !== 0n) {
+      if (BigInt.asIntN(64, message.rttNs) !== message.rttNs) {
+        throw new globalThis.Error("value provided for field message.rttNs of type int64 too large");
+      }
+      writer.uint32(80).int64(message.rttNs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AreaMember {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAreaMember();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.addr = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.port = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.datacenter = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.role = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.build = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.protocol = reader.int32();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.status = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.rttNs = reader.int64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AreaMember {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      addr: isSet(object.addr) ? globalThis.String(object.addr) : "",
+      port: isSet(object.port) ? globalThis.Number(object.port) : 0,
+      datacenter: isSet(object.datacenter) ? globalThis.String(object.datacenter) : "",
+      role: isSet(object.role) ? globalThis.String(object.role) : "",
+      build: isSet(object.build) ? globalThis.String(object.build) : "",
+      protocol: isSet(object.protocol) ? globalThis.Number(object.protocol) : 0,
+      status: isSet(object.status) ? globalThis.String(object.status) : "",
+      rttNs: isSet(object.rttNs) ? BigInt(object.rttNs) : isSet(object.rtt_ns) ? BigInt(object.rtt_ns) : 0n,
+    };
+  },
+
+  toJSON(message: AreaMember): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.addr !== "") {
+      obj.addr = message.addr;
+    }
+    if (message.port !== 0) {
+      obj.port = Math.round(message.port);
+    }
+    if (message.datacenter !== "") {
+      obj.datacenter = message.datacenter;
+    }
+    if (message.role !== "") {
+      obj.role = message.role;
+    }
+    if (message.build !== "") {
+      obj.build = message.build;
+    }
+    if (message.protocol !== 0) {
+      obj.protocol = Math.round(message.protocol);
+    }
+    if (message.status !== "") {
+      obj.status = message.status;
+    }
+    if (message.rttNs !== 0n) {
+      obj.rttNs = message.rttNs.toString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<AreaMember>): AreaMember {
+    return AreaMember.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<AreaMember>): AreaMember {
+    const message = createBaseAreaMember();
+    message.id = object.id ?? "";
+    message.name = object.name ?? "";
+    message.addr = object.addr ?? "";
+    message.port = object.port ?? 0;
+    message.datacenter = object.datacenter ?? "";
+    message.role = object.role ?? "";
+    message.build = object.build ?? "";
+    message.protocol = object.protocol ?? 0;
+    message.status = object.status ?? "";
+    message.rttNs = (object.rttNs !== undefined && object.rttNs !== null) ? BigInt(object.rttNs) : 0n;
+    return message;
+  },
+};
+
+function createBaseAreaMembersResponse(): AreaMembersResponse {
+  return { members: [] };
+}
+
+export const AreaMembersResponse: MessageFns<AreaMembersResponse> = {
+  encode(message: AreaMembersResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.members) {
+      AreaMember.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AreaMembersResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAreaMembersResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.members.push(AreaMember.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AreaMembersResponse {
+    return {
+      members: globalThis.Array.isArray(object?.members) ? object.members.map((e: any) => AreaMember.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: AreaMembersResponse): unknown {
+    const obj: any = {};
+    if (message.members?.length) {
+      obj.members = message.members.map((e) => AreaMember.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<AreaMembersResponse>): AreaMembersResponse {
+    return AreaMembersResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<AreaMembersResponse>): AreaMembersResponse {
+    const message = createBaseAreaMembersResponse();
+    message.members = object.members?.map((e) => AreaMember.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseWanMembersRequest(): WanMembersRequest {
+  return {};
+}
+
+export const WanMembersRequest: MessageFns<WanMembersRequest> = {
+  encode(_: WanMembersRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WanMembersRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWanMembersRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): WanMembersRequest {
+    return {};
+  },
+
+  toJSON(_: WanMembersRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<WanMembersRequest>): WanMembersRequest {
+    return WanMembersRequest.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<WanMembersRequest>): WanMembersRequest {
+    const message = createBaseWanMembersRequest();
+    return message;
+  },
+};
+
+function createBaseWanMembersResponse(): WanMembersResponse {
+  return { members: [] };
+}
+
+export const WanMembersResponse: MessageFns<WanMembersResponse> = {
+  encode(message: WanMembersResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.members) {
+      AreaMember.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WanMembersResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWanMembersResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.members.push(AreaMember.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WanMembersResponse {
+    return {
+      members: globalThis.Array.isArray(object?.members) ? object.members.map((e: any) => AreaMember.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: WanMembersResponse): unknown {
+    const obj: any = {};
+    if (message.members?.length) {
+      obj.members = message.members.map((e) => AreaMember.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<WanMembersResponse>): WanMembersResponse {
+    return WanMembersResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<WanMembersResponse>): WanMembersResponse {
+    const message = createBaseWanMembersResponse();
+    message.members = object.members?.map((e) => AreaMember.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseJoinWanRequest(): JoinWanRequest {
+  return { addresses: [] };
+}
+
+export const JoinWanRequest: MessageFns<JoinWanRequest> = {
+  encode(message: JoinWanRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.addresses) {
+      writer.uint32(10).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): JoinWanRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseJoinWanRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.addresses.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): JoinWanRequest {
+    return {
+      addresses: globalThis.Array.isArray(object?.addresses)
+        ? object.addresses.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: JoinWanRequest): unknown {
+    const obj: any = {};
+    if (message.addresses?.length) {
+      obj.addresses = message.addresses;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<JoinWanRequest>): JoinWanRequest {
+    return JoinWanRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<JoinWanRequest>): JoinWanRequest {
+    const message = createBaseJoinWanRequest();
+    message.addresses = object.addresses?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseJoinWanResponse(): JoinWanResponse {
+  return { results: [] };
+}
+
+export const JoinWanResponse: MessageFns<JoinWanResponse> = {
+  encode(message: JoinWanResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.results) {
+      JoinResult.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): JoinWanResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseJoinWanResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.results.push(JoinResult.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): JoinWanResponse {
+    return {
+      results: globalThis.Array.isArray(object?.results) ? object.results.map((e: any) => JoinResult.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: JoinWanResponse): unknown {
+    const obj: any = {};
+    if (message.results?.length) {
+      obj.results = message.results.map((e) => JoinResult.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<JoinWanResponse>): JoinWanResponse {
+    return JoinWanResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<JoinWanResponse>): JoinWanResponse {
+    const message = createBaseJoinWanResponse();
+    message.results = object.results?.map((e) => JoinResult.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseDatacentersRequest(): DatacentersRequest {
+  return {};
+}
+
+export const DatacentersRequest: MessageFns<DatacentersRequest> = {
+  encode(_: DatacentersRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DatacentersRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDatacentersRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): DatacentersRequest {
+    return {};
+  },
+
+  toJSON(_: DatacentersRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<DatacentersRequest>): DatacentersRequest {
+    return DatacentersRequest.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<DatacentersRequest>): DatacentersRequest {
+    const message = createBaseDatacentersRequest();
+    return message;
+  },
+};
+
+function createBaseRoute(): Route {
+  return { datacenter: "", path: [], areaId: "", rttNs: 0n, reachable: false };
+}
+
+export const Route: MessageFns<Route> = {
+  encode(message: Route, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.datacenter !== "") {
+      writer.uint32(10).string(message.datacenter);
+    }
+    for (const v of message.path) {
+      writer.uint32(18).string(v!);
+    }
+    if (message.areaId !== "") {
+      writer.uint32(26).string(message.areaId);
+    }
+    if (message.rttNs !== 0n) {
+      if (BigInt.asIntN(64, message.rttNs) !== message.rttNs) {
+        throw new globalThis.Error("value provided for field message.rttNs of type int64 too large");
+      }
+      writer.uint32(32).int64(message.rttNs);
+    }
+    if (message.reachable !== false) {
+      writer.uint32(40).bool(message.reachable);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Route {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRoute();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.datacenter = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.path.push(reader.string());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.areaId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.rttNs = reader.int64() as bigint;
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.reachable = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Route {
+    return {
+      datacenter: isSet(object.datacenter) ? globalThis.String(object.datacenter) : "",
+      path: globalThis.Array.isArray(object?.path) ? object.path.map((e: any) => globalThis.String(e)) : [],
+      areaId: isSet(object.areaId)
+        ? globalThis.String(object.areaId)
+        : isSet(object.area_id)
+        ? globalThis.String(object.area_id)
+        : "",
+      rttNs: isSet(object.rttNs) ? BigInt(object.rttNs) : isSet(object.rtt_ns) ? BigInt(object.rtt_ns) : 0n,
+      reachable: isSet(object.reachable) ? globalThis.Boolean(object.reachable) : false,
+    };
+  },
+
+  toJSON(message: Route): unknown {
+    const obj: any = {};
+    if (message.datacenter !== "") {
+      obj.datacenter = message.datacenter;
+    }
+    if (message.path?.length) {
+      obj.path = message.path;
+    }
+    if (message.areaId !== "") {
+      obj.areaId = message.areaId;
+    }
+    if (message.rttNs !== 0n) {
+      obj.rttNs = message.rttNs.toString();
+    }
+    if (message.reachable !== false) {
+      obj.reachable = message.reachable;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Route>): Route {
+    return Route.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Route>): Route {
+    const message = createBaseRoute();
+    message.datacenter = object.datacenter ?? "";
+    message.path = object.path?.map((e) => e) || [];
+    message.areaId = object.areaId ?? "";
+    message.rttNs = (object.rttNs !== undefined && object.rttNs !== null) ? BigInt(object.rttNs) : 0n;
+    message.reachable = object.reachable ?? false;
+    return message;
+  },
+};
+
+function createBaseDatacentersResponse(): DatacentersResponse {
+  return { datacenters: [], routes: [] };
+}
+
+export const DatacentersResponse: MessageFns<DatacentersResponse> = {
+  encode(message: DatacentersResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.datacenters) {
+      writer.uint32(10).string(v!);
+    }
+    for (const v of message.routes) {
+      Route.encode(v!, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DatacentersResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDatacentersResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.datacenters.push(reader.string());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.routes.push(Route.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DatacentersResponse {
+    return {
+      datacenters: globalThis.Array.isArray(object?.datacenters)
+        ? object.datacenters.map((e: any) => globalThis.String(e))
+        : [],
+      routes: globalThis.Array.isArray(object?.routes) ? object.routes.map((e: any) => Route.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: DatacentersResponse): unknown {
+    const obj: any = {};
+    if (message.datacenters?.length) {
+      obj.datacenters = message.datacenters;
+    }
+    if (message.routes?.length) {
+      obj.routes = message.routes.map((e) => Route.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<DatacentersResponse>): DatacentersResponse {
+    return DatacentersResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DatacentersResponse>): DatacentersResponse {
+    const message = createBaseDatacentersResponse();
+    message.datacenters = object.datacenters?.map((e) => e) || [];
+    message.routes = object.routes?.map((e) => Route.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseHttpRequest(): HttpRequest {
+  return { method: "", path: "", rawQuery: "", headers: {}, body: Buffer.alloc(0) };
+}
+
+export const HttpRequest: MessageFns<HttpRequest> = {
+  encode(message: HttpRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.method !== "") {
+      writer.uint32(10).string(message.method);
+    }
+    if (message.path !== "") {
+      writer.uint32(18).string(message.path);
+    }
+    if (message.rawQuery !== "") {
+      writer.uint32(26).string(message.rawQuery);
+    }
+    globalThis.Object.entries(message.headers).forEach(([key, value]: [string, string]) => {
+      HttpRequest_HeadersEntry.encode({ key: key as any, value }, writer.uint32(34).fork()).join();
+    });
+    if (message.body.length !== 0) {
+      writer.uint32(42).bytes(message.body);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HttpRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHttpRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.method = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.path = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.rawQuery = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            const entry4 = HttpRequest_HeadersEntry.decode(reader, reader.uint32());
+            if (entry4.value !== undefined) {
+              message.headers[entry4.key] = entry4.value;
+            }
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.body = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HttpRequest {
+    return {
+      method: isSet(object.method) ? globalThis.String(object.method) : "",
+      path: isSet(object.path) ? globalThis.String(object.path) : "",
+      rawQuery: isSet(object.rawQuery)
+        ? globalThis.String(object.rawQuery)
+        : isSet(object.raw_query)
+        ? globalThis.String(object.raw_query)
+        : "",
+      headers: isObject(object.headers)
+        ? (globalThis.Object.entries(object.headers) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      body: isSet(object.body) ? Buffer.from(bytesFromBase64(object.body)) : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: HttpRequest): unknown {
+    const obj: any = {};
+    if (message.method !== "") {
+      obj.method = message.method;
+    }
+    if (message.path !== "") {
+      obj.path = message.path;
+    }
+    if (message.rawQuery !== "") {
+      obj.rawQuery = message.rawQuery;
+    }
+    if (message.headers) {
+      const entries = globalThis.Object.entries(message.headers) as [string, string][];
+      if (entries.length > 0) {
+        obj.headers = {};
+        entries.forEach(([k, v]) => {
+          obj.headers[k] = v;
+        });
+      }
+    }
+    if (message.body.length !== 0) {
+      obj.body = base64FromBytes(message.body);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<HttpRequest>): HttpRequest {
+    return HttpRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<HttpRequest>): HttpRequest {
+    const message = createBaseHttpRequest();
+    message.method = object.method ?? "";
+    message.path = object.path ?? "";
+    message.rawQuery = object.rawQuery ?? "";
+    message.headers = (globalThis.Object.entries(object.headers ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.body = object.body ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseHttpRequest_HeadersEntry(): HttpRequest_HeadersEntry {
+  return { key: "", value: "" };
+}
+
+export const HttpRequest_HeadersEntry: MessageFns<HttpRequest_HeadersEntry> = {
+  encode(message: HttpRequest_HeadersEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HttpRequest_HeadersEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHttpRequest_HeadersEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HttpRequest_HeadersEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: HttpRequest_HeadersEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<HttpRequest_HeadersEntry>): HttpRequest_HeadersEntry {
+    return HttpRequest_HeadersEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<HttpRequest_HeadersEntry>): HttpRequest_HeadersEntry {
+    const message = createBaseHttpRequest_HeadersEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseHttpResponse(): HttpResponse {
+  return { status: 0, headers: {}, body: Buffer.alloc(0) };
+}
+
+export const HttpResponse: MessageFns<HttpResponse> = {
+  encode(message: HttpResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.status !== 0) {
+      writer.uint32(8).uint32(message.status);
+    }
+    globalThis.Object.entries(message.headers).forEach(([key, value]: [string, string]) => {
+      HttpResponse_HeadersEntry.encode({ key: key as any, value }, writer.uint32(18).fork()).join();
+    });
+    if (message.body.length !== 0) {
+      writer.uint32(26).bytes(message.body);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HttpResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHttpResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.status = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            const entry2 = HttpResponse_HeadersEntry.decode(reader, reader.uint32());
+            if (entry2.value !== undefined) {
+              message.headers[entry2.key] = entry2.value;
+            }
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.body = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HttpResponse {
+    return {
+      status: isSet(object.status) ? globalThis.Number(object.status) : 0,
+      headers: isObject(object.headers)
+        ? (globalThis.Object.entries(object.headers) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      body: isSet(object.body) ? Buffer.from(bytesFromBase64(object.body)) : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: HttpResponse): unknown {
+    const obj: any = {};
+    if (message.status !== 0) {
+      obj.status = Math.round(message.status);
+    }
+    if (message.headers) {
+      const entries = globalThis.Object.entries(message.headers) as [string, string][];
+      if (entries.length > 0) {
+        obj.headers = {};
+        entries.forEach(([k, v]) => {
+          obj.headers[k] = v;
+        });
+      }
+    }
+    if (message.body.length !== 0) {
+      obj.body = base64FromBytes(message.body);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<HttpResponse>): HttpResponse {
+    return HttpResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<HttpResponse>): HttpResponse {
+    const message = createBaseHttpResponse();
+    message.status = object.status ?? 0;
+    message.headers = (globalThis.Object.entries(object.headers ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.body = object.body ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseHttpResponse_HeadersEntry(): HttpResponse_HeadersEntry {
+  return { key: "", value: "" };
+}
+
+export const HttpResponse_HeadersEntry: MessageFns<HttpResponse_HeadersEntry> = {
+  encode(message: HttpResponse_HeadersEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HttpResponse_HeadersEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHttpResponse_HeadersEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HttpResponse_HeadersEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: HttpResponse_HeadersEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<HttpResponse_HeadersEntry>): HttpResponse_HeadersEntry {
+    return HttpResponse_HeadersEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<HttpResponse_HeadersEntry>): HttpResponse_HeadersEntry {
+    const message = createBaseHttpResponse_HeadersEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseForwardRequest(): ForwardRequest {
+  return { datacenter: "", request: undefined };
+}
+
+export const ForwardRequest: MessageFns<ForwardRequest> = {
+  encode(message: ForwardRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.datacenter !== "") {
+      writer.uint32(10).string(message.datacenter);
+    }
+    if (message.request !== undefined) {
+      HttpRequest.encode(message.request, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ForwardRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseForwardRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.datacenter = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.request = HttpRequest.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ForwardRequest {
+    return {
+      datacenter: isSet(object.datacenter) ? globalThis.String(object.datacenter) : "",
+      request: isSet(object.request) ? HttpRequest.fromJSON(object.request) : undefined,
+    };
+  },
+
+  toJSON(message: ForwardRequest): unknown {
+    const obj: any = {};
+    if (message.datacenter !== "") {
+      obj.datacenter = message.datacenter;
+    }
+    if (message.request !== undefined) {
+      obj.request = HttpRequest.toJSON(message.request);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ForwardRequest>): ForwardRequest {
+    return ForwardRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ForwardRequest>): ForwardRequest {
+    const message = createBaseForwardRequest();
+    message.datacenter = object.datacenter ?? "";
+    message.request = (object.request !== undefined && object.request !== null)
+      ? HttpRequest.fromPartial(object.request)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseForwardResponse(): ForwardResponse {
+  return { response: undefined, path: [] };
+}
+
+export const ForwardResponse: MessageFns<ForwardResponse> = {
+  encode(message: ForwardResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.response !== undefined) {
+      HttpResponse.encode(message.response, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.path) {
+      writer.uint32(18).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ForwardResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseForwardResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.response = HttpResponse.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.path.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ForwardResponse {
+    return {
+      response: isSet(object.response) ? HttpResponse.fromJSON(object.response) : undefined,
+      path: globalThis.Array.isArray(object?.path) ? object.path.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: ForwardResponse): unknown {
+    const obj: any = {};
+    if (message.response !== undefined) {
+      obj.response = HttpResponse.toJSON(message.response);
+    }
+    if (message.path?.length) {
+      obj.path = message.path;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ForwardResponse>): ForwardResponse {
+    return ForwardResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ForwardResponse>): ForwardResponse {
+    const message = createBaseForwardResponse();
+    message.response = (object.response !== undefined && object.response !== null)
+      ? HttpResponse.fromPartial(object.response)
+      : undefined;
+    message.path = object.path?.map((e) => e) || [];
+    return message;
+  },
+};
+
 /**
- * OperatorService is the federation router's in-datacenter gRPC API (port 8330). Areas, members
- * and the Forward API join it with the federation-router issue.
+ * OperatorService is the federation router's in-datacenter gRPC API (port 8330): the catalog's
+ * `/v1/operator/area` endpoints and `/v1/catalog/datacenters` are adapters over it, and the CLI
+ * and other languages may call it directly. Areas are stored in the datacenter's consensus, so
+ * any router of the datacenter answers for all of them.
  */
 export type OperatorServiceService = typeof OperatorServiceService;
 export const OperatorServiceService = {
@@ -190,11 +3386,137 @@ export const OperatorServiceService = {
     responseSerialize: (value: StatusResponse): Buffer => Buffer.from(StatusResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): StatusResponse => StatusResponse.decode(value),
   },
+  /** CreateArea creates a network area with a peer datacenter (`consul operator area create`). */
+  createArea: {
+    path: "/consulate.router.v1.OperatorService/CreateArea" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CreateAreaRequest): Buffer => Buffer.from(CreateAreaRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CreateAreaRequest => CreateAreaRequest.decode(value),
+    responseSerialize: (value: CreateAreaResponse): Buffer => Buffer.from(CreateAreaResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CreateAreaResponse => CreateAreaResponse.decode(value),
+  },
+  /** ListAreas lists this datacenter's areas; a blocking query when `min_index` is set. */
+  listAreas: {
+    path: "/consulate.router.v1.OperatorService/ListAreas" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListAreasRequest): Buffer => Buffer.from(ListAreasRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListAreasRequest => ListAreasRequest.decode(value),
+    responseSerialize: (value: ListAreasResponse): Buffer => Buffer.from(ListAreasResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListAreasResponse => ListAreasResponse.decode(value),
+  },
+  /** GetArea returns one area as a list of at most one (Consul's `GET /v1/operator/area/:id`). */
+  getArea: {
+    path: "/consulate.router.v1.OperatorService/GetArea" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetAreaRequest): Buffer => Buffer.from(GetAreaRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetAreaRequest => GetAreaRequest.decode(value),
+    responseSerialize: (value: GetAreaResponse): Buffer => Buffer.from(GetAreaResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetAreaResponse => GetAreaResponse.decode(value),
+  },
+  /** UpdateArea changes the settings an area may change after creation (UseTLS, transit). */
+  updateArea: {
+    path: "/consulate.router.v1.OperatorService/UpdateArea" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: UpdateAreaRequest): Buffer => Buffer.from(UpdateAreaRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): UpdateAreaRequest => UpdateAreaRequest.decode(value),
+    responseSerialize: (value: UpdateAreaResponse): Buffer => Buffer.from(UpdateAreaResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): UpdateAreaResponse => UpdateAreaResponse.decode(value),
+  },
+  /** DeleteArea deletes an area; this datacenter's routers leave its pool. */
+  deleteArea: {
+    path: "/consulate.router.v1.OperatorService/DeleteArea" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: DeleteAreaRequest): Buffer => Buffer.from(DeleteAreaRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DeleteAreaRequest => DeleteAreaRequest.decode(value),
+    responseSerialize: (value: DeleteAreaResponse): Buffer => Buffer.from(DeleteAreaResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): DeleteAreaResponse => DeleteAreaResponse.decode(value),
+  },
+  /** JoinArea joins this datacenter's routers in the area to routers of the peer datacenter. */
+  joinArea: {
+    path: "/consulate.router.v1.OperatorService/JoinArea" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: JoinAreaRequest): Buffer => Buffer.from(JoinAreaRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): JoinAreaRequest => JoinAreaRequest.decode(value),
+    responseSerialize: (value: JoinAreaResponse): Buffer => Buffer.from(JoinAreaResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): JoinAreaResponse => JoinAreaResponse.decode(value),
+  },
+  /** AreaMembers lists an area's pool as the answering router sees it, RTTs from its coordinate. */
+  areaMembers: {
+    path: "/consulate.router.v1.OperatorService/AreaMembers" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: AreaMembersRequest): Buffer => Buffer.from(AreaMembersRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): AreaMembersRequest => AreaMembersRequest.decode(value),
+    responseSerialize: (value: AreaMembersResponse): Buffer => Buffer.from(AreaMembersResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): AreaMembersResponse => AreaMembersResponse.decode(value),
+  },
+  /**
+   * Datacenters lists the datacenters this router can reach, nearest first (Consul's RTT rule),
+   * and how each is reached.
+   */
+  datacenters: {
+    path: "/consulate.router.v1.OperatorService/Datacenters" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: DatacentersRequest): Buffer => Buffer.from(DatacentersRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DatacentersRequest => DatacentersRequest.decode(value),
+    responseSerialize: (value: DatacentersResponse): Buffer => Buffer.from(DatacentersResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): DatacentersResponse => DatacentersResponse.decode(value),
+  },
+  /** WanMembers lists the WAN pool (every datacenter's routers that joined it). */
+  wanMembers: {
+    path: "/consulate.router.v1.OperatorService/WanMembers" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: WanMembersRequest): Buffer => Buffer.from(WanMembersRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): WanMembersRequest => WanMembersRequest.decode(value),
+    responseSerialize: (value: WanMembersResponse): Buffer => Buffer.from(WanMembersResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): WanMembersResponse => WanMembersResponse.decode(value),
+  },
+  /** JoinWan joins this router to the WAN pool through the given addresses (`consul join -wan`). */
+  joinWan: {
+    path: "/consulate.router.v1.OperatorService/JoinWan" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: JoinWanRequest): Buffer => Buffer.from(JoinWanRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): JoinWanRequest => JoinWanRequest.decode(value),
+    responseSerialize: (value: JoinWanResponse): Buffer => Buffer.from(JoinWanResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): JoinWanResponse => JoinWanResponse.decode(value),
+  },
 } as const;
 
 export interface OperatorServiceServer extends UntypedServiceImplementation {
   /** Status says which router answered and whether it reaches its consensus servers. */
   status: handleUnaryCall<StatusRequest, StatusResponse>;
+  /** CreateArea creates a network area with a peer datacenter (`consul operator area create`). */
+  createArea: handleUnaryCall<CreateAreaRequest, CreateAreaResponse>;
+  /** ListAreas lists this datacenter's areas; a blocking query when `min_index` is set. */
+  listAreas: handleUnaryCall<ListAreasRequest, ListAreasResponse>;
+  /** GetArea returns one area as a list of at most one (Consul's `GET /v1/operator/area/:id`). */
+  getArea: handleUnaryCall<GetAreaRequest, GetAreaResponse>;
+  /** UpdateArea changes the settings an area may change after creation (UseTLS, transit). */
+  updateArea: handleUnaryCall<UpdateAreaRequest, UpdateAreaResponse>;
+  /** DeleteArea deletes an area; this datacenter's routers leave its pool. */
+  deleteArea: handleUnaryCall<DeleteAreaRequest, DeleteAreaResponse>;
+  /** JoinArea joins this datacenter's routers in the area to routers of the peer datacenter. */
+  joinArea: handleUnaryCall<JoinAreaRequest, JoinAreaResponse>;
+  /** AreaMembers lists an area's pool as the answering router sees it, RTTs from its coordinate. */
+  areaMembers: handleUnaryCall<AreaMembersRequest, AreaMembersResponse>;
+  /**
+   * Datacenters lists the datacenters this router can reach, nearest first (Consul's RTT rule),
+   * and how each is reached.
+   */
+  datacenters: handleUnaryCall<DatacentersRequest, DatacentersResponse>;
+  /** WanMembers lists the WAN pool (every datacenter's routers that joined it). */
+  wanMembers: handleUnaryCall<WanMembersRequest, WanMembersResponse>;
+  /** JoinWan joins this router to the WAN pool through the given addresses (`consul join -wan`). */
+  joinWan: handleUnaryCall<JoinWanRequest, JoinWanResponse>;
 }
 
 export interface OperatorServiceClient extends Client {
@@ -214,6 +3536,169 @@ export interface OperatorServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: StatusResponse) => void,
   ): ClientUnaryCall;
+  /** CreateArea creates a network area with a peer datacenter (`consul operator area create`). */
+  createArea(
+    request: CreateAreaRequest,
+    callback: (error: ServiceError | null, response: CreateAreaResponse) => void,
+  ): ClientUnaryCall;
+  createArea(
+    request: CreateAreaRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: CreateAreaResponse) => void,
+  ): ClientUnaryCall;
+  createArea(
+    request: CreateAreaRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CreateAreaResponse) => void,
+  ): ClientUnaryCall;
+  /** ListAreas lists this datacenter's areas; a blocking query when `min_index` is set. */
+  listAreas(
+    request: ListAreasRequest,
+    callback: (error: ServiceError | null, response: ListAreasResponse) => void,
+  ): ClientUnaryCall;
+  listAreas(
+    request: ListAreasRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListAreasResponse) => void,
+  ): ClientUnaryCall;
+  listAreas(
+    request: ListAreasRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListAreasResponse) => void,
+  ): ClientUnaryCall;
+  /** GetArea returns one area as a list of at most one (Consul's `GET /v1/operator/area/:id`). */
+  getArea(
+    request: GetAreaRequest,
+    callback: (error: ServiceError | null, response: GetAreaResponse) => void,
+  ): ClientUnaryCall;
+  getArea(
+    request: GetAreaRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetAreaResponse) => void,
+  ): ClientUnaryCall;
+  getArea(
+    request: GetAreaRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetAreaResponse) => void,
+  ): ClientUnaryCall;
+  /** UpdateArea changes the settings an area may change after creation (UseTLS, transit). */
+  updateArea(
+    request: UpdateAreaRequest,
+    callback: (error: ServiceError | null, response: UpdateAreaResponse) => void,
+  ): ClientUnaryCall;
+  updateArea(
+    request: UpdateAreaRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: UpdateAreaResponse) => void,
+  ): ClientUnaryCall;
+  updateArea(
+    request: UpdateAreaRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: UpdateAreaResponse) => void,
+  ): ClientUnaryCall;
+  /** DeleteArea deletes an area; this datacenter's routers leave its pool. */
+  deleteArea(
+    request: DeleteAreaRequest,
+    callback: (error: ServiceError | null, response: DeleteAreaResponse) => void,
+  ): ClientUnaryCall;
+  deleteArea(
+    request: DeleteAreaRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: DeleteAreaResponse) => void,
+  ): ClientUnaryCall;
+  deleteArea(
+    request: DeleteAreaRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: DeleteAreaResponse) => void,
+  ): ClientUnaryCall;
+  /** JoinArea joins this datacenter's routers in the area to routers of the peer datacenter. */
+  joinArea(
+    request: JoinAreaRequest,
+    callback: (error: ServiceError | null, response: JoinAreaResponse) => void,
+  ): ClientUnaryCall;
+  joinArea(
+    request: JoinAreaRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: JoinAreaResponse) => void,
+  ): ClientUnaryCall;
+  joinArea(
+    request: JoinAreaRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: JoinAreaResponse) => void,
+  ): ClientUnaryCall;
+  /** AreaMembers lists an area's pool as the answering router sees it, RTTs from its coordinate. */
+  areaMembers(
+    request: AreaMembersRequest,
+    callback: (error: ServiceError | null, response: AreaMembersResponse) => void,
+  ): ClientUnaryCall;
+  areaMembers(
+    request: AreaMembersRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: AreaMembersResponse) => void,
+  ): ClientUnaryCall;
+  areaMembers(
+    request: AreaMembersRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: AreaMembersResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Datacenters lists the datacenters this router can reach, nearest first (Consul's RTT rule),
+   * and how each is reached.
+   */
+  datacenters(
+    request: DatacentersRequest,
+    callback: (error: ServiceError | null, response: DatacentersResponse) => void,
+  ): ClientUnaryCall;
+  datacenters(
+    request: DatacentersRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: DatacentersResponse) => void,
+  ): ClientUnaryCall;
+  datacenters(
+    request: DatacentersRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: DatacentersResponse) => void,
+  ): ClientUnaryCall;
+  /** WanMembers lists the WAN pool (every datacenter's routers that joined it). */
+  wanMembers(
+    request: WanMembersRequest,
+    callback: (error: ServiceError | null, response: WanMembersResponse) => void,
+  ): ClientUnaryCall;
+  wanMembers(
+    request: WanMembersRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: WanMembersResponse) => void,
+  ): ClientUnaryCall;
+  wanMembers(
+    request: WanMembersRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: WanMembersResponse) => void,
+  ): ClientUnaryCall;
+  /** JoinWan joins this router to the WAN pool through the given addresses (`consul join -wan`). */
+  joinWan(
+    request: JoinWanRequest,
+    callback: (error: ServiceError | null, response: JoinWanResponse) => void,
+  ): ClientUnaryCall;
+  joinWan(
+    request: JoinWanRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: JoinWanResponse) => void,
+  ): ClientUnaryCall;
+  joinWan(
+    request: JoinWanRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: JoinWanResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const OperatorServiceClient = makeGenericClientConstructor(
@@ -225,6 +3710,74 @@ export const OperatorServiceClient = makeGenericClientConstructor(
   serviceName: string;
 };
 
+/** ForwardService carries a catalog request to another datacenter (port 8330, in-datacenter). */
+export type ForwardServiceService = typeof ForwardServiceService;
+export const ForwardServiceService = {
+  /**
+   * Forward sends one catalog HTTP request to the named datacenter and returns its answer. Fails
+   * with NOT_FOUND "No path to datacenter" when no route exists and with UNAVAILABLE "Remote DC
+   * has no server currently reachable" when one exists but no router behind it answers.
+   */
+  forward: {
+    path: "/consulate.router.v1.ForwardService/Forward" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ForwardRequest): Buffer => Buffer.from(ForwardRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ForwardRequest => ForwardRequest.decode(value),
+    responseSerialize: (value: ForwardResponse): Buffer => Buffer.from(ForwardResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ForwardResponse => ForwardResponse.decode(value),
+  },
+} as const;
+
+export interface ForwardServiceServer extends UntypedServiceImplementation {
+  /**
+   * Forward sends one catalog HTTP request to the named datacenter and returns its answer. Fails
+   * with NOT_FOUND "No path to datacenter" when no route exists and with UNAVAILABLE "Remote DC
+   * has no server currently reachable" when one exists but no router behind it answers.
+   */
+  forward: handleUnaryCall<ForwardRequest, ForwardResponse>;
+}
+
+export interface ForwardServiceClient extends Client {
+  /**
+   * Forward sends one catalog HTTP request to the named datacenter and returns its answer. Fails
+   * with NOT_FOUND "No path to datacenter" when no route exists and with UNAVAILABLE "Remote DC
+   * has no server currently reachable" when one exists but no router behind it answers.
+   */
+  forward(
+    request: ForwardRequest,
+    callback: (error: ServiceError | null, response: ForwardResponse) => void,
+  ): ClientUnaryCall;
+  forward(
+    request: ForwardRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ForwardResponse) => void,
+  ): ClientUnaryCall;
+  forward(
+    request: ForwardRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ForwardResponse) => void,
+  ): ClientUnaryCall;
+}
+
+export const ForwardServiceClient = makeGenericClientConstructor(
+  ForwardServiceService,
+  "consulate.router.v1.ForwardService",
+) as unknown as {
+  new (address: string, credentials: ChannelCredentials, options?: Partial<ClientOptions>): ForwardServiceClient;
+  service: typeof ForwardServiceService;
+  serviceName: string;
+};
+
+function bytesFromBase64(b64: string): Uint8Array {
+  return Uint8Array.from(globalThis.Buffer.from(b64, "base64"));
+}
+
+function base64FromBytes(arr: Uint8Array): string {
+  return globalThis.Buffer.from(arr).toString("base64");
+}
+
 type Builtin = Date | Function | Uint8Array | string | number | boolean | bigint | undefined;
 
 export type DeepPartial<T> = T extends bigint ? string | number | bigint
@@ -233,6 +3786,10 @@ export type DeepPartial<T> = T extends bigint ? string | number | bigint
   : T extends { $case: string; value: unknown } ? { $case: T["$case"]; value?: DeepPartial<T["value"]> }
   : T extends {} ? { [K in keyof T]?: DeepPartial<T[K]> }
   : Partial<T>;
+
+function isObject(value: any): boolean {
+  return typeof value === "object" && value !== null;
+}
 
 function isSet(value: any): boolean {
   return value !== null && value !== undefined;

@@ -1,8 +1,9 @@
 /**
- * One gossip pool as a running thing: the pure SWIM core (services/lib/swim) on a timer, its
- * sockets (transport.ts), and the pool's Vivaldi coordinate fed by probe round trips. The gossip
- * agent runs one per segment on a server and one on a client; the federation router will run the
- * same core for areas over its own transport.
+ * One SWIM pool as a running thing: the pure SWIM core (services/lib/swim) on a timer, a
+ * transport that carries its packets and push/pull streams, and the pool's Vivaldi coordinate fed
+ * by probe round trips. The gossip agent runs one per segment over UDP and TCP
+ * (services/gossip/transport.ts); the federation router runs one per network area, and the WAN
+ * pool, over gRPC on 8300 (services/federation-router/pool-transport.ts).
  *
  * The core's clock advances by the real time that passed (in whole ticks, up to
  * MAX_CATCH_UP_TICKS at once), so a process that was stopped for a while sees its timers expire
@@ -11,18 +12,16 @@
  */
 import { randomInt } from 'node:crypto';
 
-import { Logger } from '../lib/log';
-import { SwimTimings, swimConfig } from '../lib/swim/config';
-import { Message, PushPull } from '../lib/swim/messages';
-import { Swim } from '../lib/swim/swim';
-import { MemberInfo, StreamOutcome, SwimEvent } from '../lib/swim/types';
-import { decodePacket, decodeStreamFrame, encodePacket, encodeStreamFrame, messageSize } from '../lib/swim/wire-codec';
-import { decodeCoordinate, encodeCoordinate } from '../lib/vivaldi/codec';
-import { defaultVivaldiConfig } from '../lib/vivaldi/config';
-import { Coordinate } from '../lib/vivaldi/coordinate';
-import { VivaldiClient } from '../lib/vivaldi/client';
-import { Keyring } from './keyring';
-import { GossipTransport } from './transport';
+import { Logger } from './log';
+import { SwimTimings, swimConfig } from './swim/config';
+import { Message, PushPull } from './swim/messages';
+import { Swim } from './swim/swim';
+import { MemberInfo, StreamOutcome, SwimEvent } from './swim/types';
+import { decodePacket, decodeStreamFrame, encodePacket, encodeStreamFrame, messageSize } from './swim/wire-codec';
+import { decodeCoordinate, encodeCoordinate } from './vivaldi/codec';
+import { defaultVivaldiConfig } from './vivaldi/config';
+import { Coordinate } from './vivaldi/coordinate';
+import { VivaldiClient } from './vivaldi/client';
 
 const TICK_MS = 10;
 /** 60 s of ticks: a longer stall is not replayed tick by tick; the clock jumps instead. */
@@ -30,15 +29,27 @@ const MAX_CATCH_UP_TICKS = 6_000;
 /** Probes whose send time we remember for the RTT; older ones are forgotten. */
 const MAX_PINGS_IN_FLIGHT = 1_024;
 
+/** What a pool needs from the network: datagrams and request/answer streams, to and from ip:port. */
+export interface PoolTransport {
+  /** This member's ip:port in the pool. */
+  readonly address: string;
+  /** Frames that arrived and could not be read, counted by the transport and by the pool. */
+  readonly dropped: { packets: number; streams: number };
+  onPacket(handler: (from: string, bytes: Uint8Array) => void): void;
+  /** The handler answers a push/pull request frame with a response frame. */
+  onStream(handler: (from: string, request: Uint8Array) => Uint8Array): void;
+  /** Best effort, as a datagram: a lost packet is what SWIM is built for. */
+  sendPacket(to: string, bytes: Uint8Array): void;
+  exchange(to: string, request: Uint8Array, timeoutMs: number): Promise<Uint8Array>;
+  close(): Promise<void>;
+}
+
 export interface PoolOptions {
-  /** "" for the default segment. */
+  /** How log lines name the pool: a segment ("" for the default one), an area or "wan". */
   readonly segment: string;
   readonly name: string;
-  readonly host: string;
-  readonly port: number;
   readonly tags: Readonly<Record<string, string>>;
   readonly timings: SwimTimings;
-  readonly keyring: Keyring | undefined;
   readonly validateMembers: (members: readonly MemberInfo[]) => string | undefined;
   readonly logger: Logger;
   /** Lifeguard on (the default); off only for experiments. */
@@ -54,7 +65,7 @@ export interface JoinResult {
 
 export type PoolListener = (event: SwimEvent) => void;
 
-export class GossipPool {
+export class SwimPool {
   private readonly core: Swim;
   private readonly vivaldi: VivaldiClient;
   private readonly peerCoordinates = new Map<string, Coordinate>();
@@ -65,9 +76,9 @@ export class GossipPool {
   private lastTickNs = process.hrtime.bigint();
   private stopped = false;
 
-  private constructor(
+  constructor(
+    private readonly transport: PoolTransport,
     readonly options: PoolOptions,
-    private readonly transport: GossipTransport,
   ) {
     const random = () => randomInt(0, 2 ** 32) / 2 ** 32;
     this.vivaldi = new VivaldiClient(defaultVivaldiConfig(), random);
@@ -89,11 +100,6 @@ export class GossipPool {
     transport.onStream((from, request) => this.receiveStream(from, request));
     this.timer = setInterval(() => this.tick(), TICK_MS);
     this.flush();
-  }
-
-  static async start(options: PoolOptions): Promise<GossipPool> {
-    const transport = await GossipTransport.listen({ host: options.host, port: options.port, label: options.segment, keyring: options.keyring, logger: options.logger });
-    return new GossipPool(options, transport);
   }
 
   get segment(): string {

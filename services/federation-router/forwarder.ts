@@ -1,0 +1,198 @@
+/**
+ * Cross-datacenter forwarding. A catalog hands its router a request for another datacenter
+ * (ForwardService on 8330); the router sends it along its route to a router of the next
+ * datacenter on 8300 (FederationService.Forward), which serves it from its own catalog's HTTP API,
+ * or, through a transit area, passes it on. Deadlines shrink along the way, the trace context
+ * rides in gRPC metadata and then in the `traceparent` header, and the answer comes back
+ * unchanged.
+ *
+ * Failover (beyond Consul, which returns the first error): a router that cannot be reached is
+ * marked offline for a while, so later requests try the datacenter's other routers first, and
+ * this request goes on to the next one. An answer is never retried: a write may have applied.
+ */
+import { Agent, IncomingMessage, request as httpRequest } from 'node:http';
+
+import { Metadata, ServiceError, status as GrpcStatus } from '@grpc/grpc-js';
+import { context as otelContext, propagation } from '@opentelemetry/api';
+
+import { ForwardRequest, ForwardResponse, HttpResponse } from '../gen/consulate/router/v1/operator';
+import { Logger } from '../lib/log';
+import { AreaStore } from './area-store';
+import { Federation } from './federation';
+import { PeerClients } from './peer-clients';
+import { MAX_HOPS, NextHop } from './routing/route-table';
+
+/** Consul's texts (agent/structs/errors.go). */
+export const NO_PATH = 'No path to datacenter';
+export const NO_SERVER = 'Remote DC has no server currently reachable';
+/** Marks an error as a router's answer, not a failure to reach it: an answer is not retried elsewhere. */
+export const ANSWER_TRAILER = 'consulate-router-answer';
+/** How long a router that could not be reached is tried after the others. */
+const OFFLINE_MS = 10_000;
+/** Headers of the catalog's answer that travel back. */
+const RESPONSE_HEADERS = /^(content-type|x-consul-[a-z-]+)$/;
+/** Request headers that travel; hop-by-hop ones never do. */
+const REQUEST_HEADERS = /^(content-type|x-consul-[a-z-]+|authorization|accept)$/;
+
+/** An error the router answers with; `code` is the gRPC status it travels as. */
+export class ForwardError extends Error {
+  override readonly name = 'ForwardError';
+  constructor(
+    message: string,
+    readonly code: GrpcStatus,
+  ) {
+    super(message);
+  }
+}
+
+export interface ForwarderOptions {
+  readonly datacenter: string;
+  /** This datacenter's catalogs, host:port of their HTTP API. */
+  readonly catalogAddrs: readonly string[];
+  readonly logger: Logger;
+}
+
+export class Forwarder {
+  private readonly offlineUntil = new Map<string, number>();
+  private readonly agent = new Agent({ keepAlive: true, maxSockets: 256 });
+  private nextCatalog = 0;
+
+  constructor(
+    private readonly options: ForwarderOptions,
+    private readonly federation: Federation,
+    private readonly store: AreaStore,
+    private readonly peers: PeerClients,
+  ) {}
+
+  close(): void {
+    this.agent.destroy();
+  }
+
+  /**
+   * Serves `request` here if it is for this datacenter, or sends it on. `visited` are the
+   * datacenters it has left (empty when it comes from our own catalog), `from` the datacenter of
+   * the router that sent it, if any.
+   */
+  async forward(request: ForwardRequest, deadlineMs: number, visited: readonly string[], from: string | undefined): Promise<ForwardResponse> {
+    const local = this.options.datacenter;
+    if (request.datacenter === local) {
+      if (from === undefined) throw new ForwardError(`request is for this datacenter (${local}); serve it locally`, GrpcStatus.INVALID_ARGUMENT);
+      return { response: await this.serveLocally(request, deadlineMs), path: [local] };
+    }
+    const route = this.federation.route(request.datacenter);
+    if (route === undefined) throw this.noPath(request, 'no route');
+    if (from !== undefined) {
+      // Passing through: only between two transit areas, never back, never in a circle.
+      const inbound = this.store.areas().find((area) => area.peerDatacenter === from);
+      const outbound = this.store.area(route.areaId);
+      if (inbound === undefined || !inbound.transit) throw this.noPath(request, `the area with ${from} is not a transit area`);
+      if (outbound === undefined || !outbound.transit) throw this.noPath(request, `the route leaves through ${route.areaId}, not a transit area`);
+      if (visited.includes(local) || route.path.includes(from) || visited.length + route.path.length > MAX_HOPS) throw this.noPath(request, 'loop or hop limit');
+    }
+    const hops = this.ordered(route.nextHops);
+    if (hops.length === 0) throw this.noServer(request, 'every router of the next datacenter is failed');
+    const failures: string[] = [];
+    for (const hop of hops) {
+      if (Date.now() >= deadlineMs) break;
+      try {
+        const answer = await this.callRouter(hop, request, [...visited, local], deadlineMs);
+        this.offlineUntil.delete(hop.address);
+        return { response: answer.response, path: answer.path };
+      } catch (err) {
+        const error = err as ServiceError;
+        if (isAnswer(error)) throw new ForwardError(error.details, error.code);
+        failures.push(`${hop.name} (${hop.address}): ${error.details || error.message}`);
+        this.offlineUntil.set(hop.address, Date.now() + OFFLINE_MS);
+        this.options.logger.warn({ datacenter: request.datacenter, router: hop.name, address: hop.address, code: error.code }, `router ${hop.name} of ${hop.datacenter} failed a forwarded request (${error.details || error.message}); trying the next`);
+      }
+    }
+    throw this.noServer(request, failures.join('; ') || 'deadline passed');
+  }
+
+  /** The living routers, those recently unreachable after the others (Consul's rotate-on-failure). */
+  private ordered(hops: readonly NextHop[]): NextHop[] {
+    const now = Date.now();
+    const alive = hops.filter((hop) => hop.alive);
+    const online = alive.filter((hop) => (this.offlineUntil.get(hop.address) ?? 0) <= now);
+    const offline = alive.filter((hop) => (this.offlineUntil.get(hop.address) ?? 0) > now);
+    return [...online, ...offline];
+  }
+
+  private callRouter(hop: NextHop, request: ForwardRequest, visited: string[], deadlineMs: number): Promise<ForwardResponse> {
+    return new Promise((resolve, reject) => {
+      this.peers.client(hop.address, hop.datacenter).forward({ forward: request, visited }, this.peers.metadata(), { deadline: deadlineMs }, (err, answer) => {
+        if (err !== null) reject(err);
+        else resolve(answer.forward ?? { response: undefined, path: [] });
+      });
+    });
+  }
+
+  /** Asks this datacenter's catalog, the next one on a connection failure. */
+  private async serveLocally(request: ForwardRequest, deadlineMs: number): Promise<HttpResponse> {
+    const http = request.request;
+    if (http === undefined) throw new ForwardError('a forwarded request needs an HTTP request', GrpcStatus.INVALID_ARGUMENT);
+    const addrs = this.options.catalogAddrs;
+    if (addrs.length === 0) throw answerError(`router has no catalog to ask in ${this.options.datacenter} (-catalog-addr)`, GrpcStatus.UNAVAILABLE);
+    const failures: string[] = [];
+    for (let i = 0; i < addrs.length; i++) {
+      const address = addrs[(this.nextCatalog + i) % addrs.length];
+      try {
+        const response = await this.httpCall(address, http, deadlineMs);
+        this.nextCatalog = (this.nextCatalog + i) % addrs.length;
+        return response;
+      } catch (err) {
+        failures.push(`${address}: ${(err as Error).message}`);
+      }
+    }
+    this.options.logger.warn({ failures }, `cannot reach a catalog of ${this.options.datacenter} for a forwarded request`);
+    throw answerError(`${NO_SERVER}: no catalog of ${this.options.datacenter} answered (${failures.join('; ')})`, GrpcStatus.UNAVAILABLE);
+  }
+
+  private httpCall(address: string, http: NonNullable<ForwardRequest['request']>, deadlineMs: number): Promise<HttpResponse> {
+    const headers: Record<string, string> = {};
+    for (const [name, value] of Object.entries(http.headers)) if (REQUEST_HEADERS.test(name.toLowerCase())) headers[name] = value;
+    propagation.inject(otelContext.active(), headers);
+    const [host, port] = address.split(/:(?=\d+$)/);
+    const path = http.rawQuery === '' ? http.path : `${http.path}?${http.rawQuery}`;
+    return new Promise((resolve, reject) => {
+      const req = httpRequest({ host, port: Number(port), method: http.method, path, headers: { ...headers, 'content-length': String(http.body.length) }, agent: this.agent, timeout: Math.max(1, deadlineMs - Date.now()) }, (res: IncomingMessage) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('error', reject);
+        res.on('end', () => {
+          const out: Record<string, string> = {};
+          for (const [name, value] of Object.entries(res.headers)) if (RESPONSE_HEADERS.test(name) && value !== undefined) out[name] = Array.isArray(value) ? value.join(', ') : value;
+          resolve({ status: res.statusCode ?? 500, headers: out, body: Buffer.concat(chunks) });
+        });
+      });
+      req.on('timeout', () => req.destroy(new Error('deadline passed')));
+      req.on('error', reject);
+      req.end(http.body);
+    });
+  }
+
+  private noPath(request: ForwardRequest, why: string): ForwardError {
+    this.options.logger.warn({ datacenter: request.datacenter, path: request.request?.path, why }, `RPC request for DC is currently failing as no path was found (${request.datacenter}: ${why})`);
+    return new ForwardError(NO_PATH, GrpcStatus.NOT_FOUND);
+  }
+
+  private noServer(request: ForwardRequest, why: string): ForwardError {
+    this.options.logger.warn({ datacenter: request.datacenter, path: request.request?.path, why }, `RPC request to DC is currently failing as no server can be reached (${request.datacenter}: ${why})`);
+    return new ForwardError(NO_SERVER, GrpcStatus.UNAVAILABLE);
+  }
+}
+
+/** The metadata that marks an error as the router's answer. */
+export function answerMetadata(): Metadata {
+  const metadata = new Metadata();
+  metadata.set(ANSWER_TRAILER, '1');
+  return metadata;
+}
+
+function answerError(message: string, code: GrpcStatus): ForwardError {
+  return new ForwardError(message, code);
+}
+
+function isAnswer(err: ServiceError): boolean {
+  return err.metadata !== undefined && err.metadata.get(ANSWER_TRAILER).length > 0;
+}
