@@ -11,6 +11,7 @@ import { keyringCommand } from './commands/keyring';
 import { kvCommand } from './commands/kv';
 import { lockCommand } from './commands/lock';
 import { membersCommand } from './commands/members';
+import { operatorCommand } from './commands/operator';
 import { roleCommand } from './commands/role';
 import { tlsCommand } from './commands/tls';
 import { versionCommand } from './commands/version';
@@ -29,6 +30,7 @@ export const commands: Record<string, Command> = {
   leave: leaveCommand,
   lock: lockCommand,
   members: membersCommand,
+  operator: operatorCommand,
   tls: tlsCommand,
   version: versionCommand,
   watch: watchCommand,

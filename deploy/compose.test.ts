@@ -161,7 +161,9 @@ describe('compose.yaml', () => {
         expect({ service: name, host, reachable: owner !== undefined }).toEqual({ service: name, host, reachable: true });
         // A gossip agent also serves its LAN port (8301) and, on a server, each -segments port.
         const gossipPorts = (s: ComposeService) => (s.command?.[0] === 'gossip' ? ['8301', ...(s.command ?? []).flatMap((a) => /^-segments=[^:]+:(\d+)$/.exec(a)?.slice(1) ?? [])] : []);
-        const servesPort = roleServices.some(([n, s]) => namespaceOwner(n) === owner?.[0] && (flagValue(s, 'grpc-port') === port || gossipPorts(s).includes(port)));
+        // A catalog also serves its HTTP API (8500 unless -http-port says otherwise).
+        const httpPorts = (s: ComposeService) => (s.command?.[0] === 'catalog' ? [flagValue(s, 'http-port') ?? '8500'] : []);
+        const servesPort = roleServices.some(([n, s]) => namespaceOwner(n) === owner?.[0] && (flagValue(s, 'grpc-port') === port || gossipPorts(s).includes(port) || httpPorts(s).includes(port)));
         expect({ service: name, target: `${host}:${port}`, served: servesPort }).toEqual({ service: name, target: `${host}:${port}`, served: true });
       }
     }

@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { Document, isScalar, visit } from 'yaml';
 
 import { PACKAGE_ROOT } from '../services/lib/version';
-import { ProcessSpec, datacenterName, renderFlags, servesPort, topology } from './topology';
+import { ProcessSpec, datacenterName, renderFlags, servesPort, tlsFileName, topology } from './topology';
 
 /** compose.yaml runs dc1 and dc2; the issue that brings a third datacenter raises this. */
 export const COMPOSE_DATACENTERS = 2;
@@ -136,7 +136,11 @@ function roleService(spec: ProcessSpec, owner: ProcessSpec, processes: readonly 
       '-bind=0.0.0.0',
       `-data-dir=${DATA_DIR}`,
       `-grpc-port=${spec.grpcPort}`,
-      ...renderFlags(spec.flags, (host) => hostName({ datacenter: spec.datacenter, host })),
+      ...renderFlags(
+        spec.flags,
+        (host) => hostName({ datacenter: spec.datacenter, host }),
+        (file) => `${TLS_DIR}/${tlsFileName(file, spec.datacenter)}`,
+      ),
     ],
   };
   if (owner === spec) {
@@ -172,7 +176,7 @@ function roleService(spec: ProcessSpec, owner: ProcessSpec, processes: readonly 
  */
 function flagTargets(spec: ProcessSpec, processes: readonly ProcessSpec[]): ProcessSpec[] {
   return spec.flags.flatMap((flag) => {
-    if (!('hostPort' in flag)) return [];
+    if (!('hostPort' in flag) || flag.waitFor === false) return [];
     const [host, port] = flag.hostPort;
     const target = processes.find((p) => p.datacenter === spec.datacenter && p.host === host && servesPort(p, port));
     if (target === undefined) throw new Error(`${serviceName(spec)}: -${flag.name} names ${host}:${port}, which no process of ${spec.datacenter} serves`);

@@ -8,7 +8,8 @@
  *                                 LAN pool 8301, segment alpha 8303, beta 8304)
  *   catalog         127.0.N.10    catalog (HTTP 8500, gRPC 8502; asks server-1..3's gossip on 8320),
  *                                 and a gossip client of its own (8320, LAN 8301)
- *   router-1, -2    127.0.N.20-21 federation-router (8330; 8300 with the router issue)
+ *   router-1, -2    127.0.N.20-21 federation-router (8330 in the datacenter; 8300, mutual TLS, between
+ *                                 datacenters; forwards to the catalog's 8500)
  *   node-alpha-1    127.0.N.101   gossip client in segment alpha (8301), joins the servers' 8303
  *   node-beta-1     127.0.N.102   gossip client in segment beta (8301), joins the servers' 8304
  */
@@ -28,11 +29,28 @@ export interface ProcessSpec {
 
 /**
  * A flag whose value may name other hosts: `{ hostPort: ['server-1', 8310] }` is resolved per
- * target; `prefix` goes before the address (`-initial-peer=server-1=127.0.1.1:8310`).
+ * target; `prefix` goes before the address (`-initial-peer=server-1=127.0.1.1:8310`). The named
+ * host is a start dependency (compose's depends_on) unless `waitFor` is false.
  */
 export type HostFlag =
   | { readonly name: string; readonly value: string }
-  | { readonly name: string; readonly hostPort: readonly [string, number]; readonly prefix?: string };
+  | { readonly name: string; readonly hostPort: readonly [string, number]; readonly prefix?: string; readonly waitFor?: boolean }
+  | { readonly name: string; readonly tlsFile: TlsFile };
+
+/** The TLS files a router presents on 8300; where they live is the deployment's business. */
+export type TlsFile = 'ca' | 'cert' | 'key';
+
+/** The names `consulate tls ca create` and `consulate tls cert create -server -dc <dc>` give them. */
+export function tlsFileName(file: TlsFile, datacenter: string): string {
+  switch (file) {
+    case 'ca':
+      return 'consulate-agent-ca.pem';
+    case 'cert':
+      return `${datacenter}-server-consulate-0.pem`;
+    case 'key':
+      return `${datacenter}-server-consulate-0-key.pem`;
+  }
+}
 
 export const MAX_DATACENTERS = 9;
 
@@ -73,18 +91,32 @@ function datacenter(dc: string): ProcessSpec[] {
   for (const host of SERVERS) out.push({ datacenter: dc, host, role: 'gossip', grpcPort: PORTS.gossip, flags: [{ name: 'server', value: 'true' }, ...segmentFlags, ...joinEvery(PORTS.serfLan)] });
   // The catalog's reconciler and /v1/agent API ask the server gossip agents (they see every segment).
   const gossipAddrs: HostFlag[] = SERVERS.map((host) => ({ name: 'gossip-addr', hostPort: [host, PORTS.gossip] as const }));
-  out.push({ datacenter: dc, host: 'catalog', role: 'catalog', grpcPort: PORTS.catalogGrpc, flags: [...consensusAddrs, ...gossipAddrs] });
+  // Requests for other datacenters (`?dc=`) and the area endpoints go through the routers.
+  const routerAddrs: HostFlag[] = ['router-1', 'router-2'].map((host) => ({ name: 'router-addr', hostPort: [host, PORTS.routerGrpc] as const }));
+  out.push({ datacenter: dc, host: 'catalog', role: 'catalog', grpcPort: PORTS.catalogGrpc, flags: [...consensusAddrs, ...gossipAddrs, ...routerAddrs] });
   // Every Consul host runs an agent: the catalog's host too, so a session created through this
   // catalog without a Node lands on a registered node, as it would on a Consul agent.
   out.push({ datacenter: dc, host: 'catalog', role: 'gossip', grpcPort: PORTS.gossip, flags: joinEvery(PORTS.serfLan) });
-  for (const host of ['router-1', 'router-2']) out.push({ datacenter: dc, host, role: 'federation-router', grpcPort: PORTS.routerGrpc, flags: consensusAddrs });
+  // Routers keep areas in consensus, forward what other datacenters ask to the catalog, and meet
+  // other datacenters' routers on 8300 with the datacenter's certificate. Their pools use the LAN
+  // timings: on one machine Consul's WAN timings would only make failure detection slower.
+  const routerFlags: HostFlag[] = [
+    ...consensusAddrs,
+    // Not a start dependency: the catalog waits for the routers (-router-addr), not the reverse.
+    { name: 'catalog-addr', hostPort: ['catalog', PORTS.catalogHttp], waitFor: false },
+    { name: 'ca-file', tlsFile: 'ca' },
+    { name: 'cert-file', tlsFile: 'cert' },
+    { name: 'key-file', tlsFile: 'key' },
+    { name: 'gossip-profile', value: 'lan' },
+  ];
+  for (const host of ['router-1', 'router-2']) out.push({ datacenter: dc, host, role: 'federation-router', grpcPort: PORTS.routerGrpc, flags: routerFlags });
   for (const { name, port } of SEGMENTS) out.push({ datacenter: dc, host: `node-${name}-1`, role: 'gossip', grpcPort: PORTS.gossip, flags: [{ name: 'segment', value: name }, ...joinEvery(port)] });
   return out;
 }
 
 /** Whether `spec` listens on `port`: its gRPC port, or for a gossip agent its LAN and segment ports. */
 export function servesPort(spec: ProcessSpec, port: number): boolean {
-  return spec.grpcPort === port || (spec.role === 'gossip' && (port === PORTS.serfLan || SEGMENTS.some((s) => s.port === port)));
+  return spec.grpcPort === port || (spec.role === 'catalog' && port === PORTS.catalogHttp) || (spec.role === 'gossip' && (port === PORTS.serfLan || SEGMENTS.some((s) => s.port === port)));
 }
 
 /** The last octet of every host's address, the same in every datacenter. */
@@ -110,7 +142,11 @@ export function loopbackAddress(datacenter: string, host: string, subnet = '127.
   return `${subnet}.${index}.${octet}`;
 }
 
-/** Flags as command-line arguments, with host names resolved by `resolve`. */
-export function renderFlags(flags: readonly HostFlag[], resolve: (host: string) => string): string[] {
-  return flags.map((flag) => ('value' in flag ? `-${flag.name}=${flag.value}` : `-${flag.name}=${flag.prefix ?? ''}${resolve(flag.hostPort[0])}:${flag.hostPort[1]}`));
+/** Flags as command-line arguments, with host names resolved by `resolve` and TLS files by `tlsPath`. */
+export function renderFlags(flags: readonly HostFlag[], resolve: (host: string) => string, tlsPath: (file: TlsFile) => string): string[] {
+  return flags.map((flag) => {
+    if ('value' in flag) return `-${flag.name}=${flag.value}`;
+    if ('tlsFile' in flag) return `-${flag.name}=${tlsPath(flag.tlsFile)}`;
+    return `-${flag.name}=${flag.prefix ?? ''}${resolve(flag.hostPort[0])}:${flag.hostPort[1]}`;
+  });
 }

@@ -13,14 +13,14 @@
  * supervisor leaves no orphans. With --detach the supervisor runs in the background and the
  * command returns once everything is healthy; --down stops it.
  */
-import { ChildProcess, spawn } from 'node:child_process';
+import { ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { closeSync, createWriteStream, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, WriteStream } from 'node:fs';
 import { join, relative } from 'node:path';
 import { createInterface } from 'node:readline';
 
 import { checkHealth } from '../services/lib/health-probe';
 import { PACKAGE_ROOT } from '../services/lib/version';
-import { ProcessSpec, loopbackAddress, renderFlags, topology } from './topology';
+import { ProcessSpec, datacenterName, loopbackAddress, renderFlags, tlsFileName, topology } from './topology';
 
 /** How long every process has to become healthy before `make up` gives up. */
 const HEALTHY_TIMEOUT_MS = 60_000;
@@ -69,7 +69,16 @@ function parseOptions(argv: readonly string[]): Options {
 
 function paths(options: Options) {
   const upDir = join(options.stateDir, 'up');
-  return { upDir, logDir: join(upDir, 'logs'), dataDir: join(upDir, 'data'), pidFile: join(upDir, 'supervisor.pid'), supervisorLog: join(upDir, 'supervisor.log'), topologyFile: join(options.stateDir, 'topology.json') };
+  return {
+    upDir,
+    logDir: join(upDir, 'logs'),
+    dataDir: join(upDir, 'data'),
+    // Outside up/: the CA and certificates outlive a cluster, as compose's `tls` volume does.
+    tlsDir: join(options.stateDir, 'tls'),
+    pidFile: join(upDir, 'supervisor.pid'),
+    supervisorLog: join(upDir, 'supervisor.log'),
+    topologyFile: join(options.stateDir, 'topology.json'),
+  };
 }
 
 function processName(spec: ProcessSpec): string {
@@ -138,6 +147,12 @@ class Supervisor {
     };
     for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => onSignal(signal));
 
+    const certs = this.makeCertificates();
+    if (certs !== undefined) {
+      this.say(`\nmake up failed: ${certs}`);
+      await this.stopAll();
+      return 1;
+    }
     const specs = topology(this.options.datacenters);
     this.say(`Starting ${specs.length} processes in ${this.options.datacenters} datacenter(s)...`);
     for (const spec of specs) this.start(spec);
@@ -154,6 +169,22 @@ class Supervisor {
     return new Promise<number>(() => undefined);
   }
 
+  /**
+   * The routers' mutual-TLS material, made by the same script as compose's `certs` service: kept
+   * when present and valid, so areas made against one run still verify in the next. Undefined when
+   * done, or what went wrong.
+   */
+  private makeCertificates(): string | undefined {
+    const datacenters = Array.from({ length: this.options.datacenters }, (_, i) => datacenterName(i + 1));
+    const script = join(PACKAGE_ROOT, 'deploy', 'tls', 'make-certs.sh');
+    const result = spawnSync('bash', [script, this.files.tlsDir, ...datacenters], { encoding: 'utf8' });
+    if (result.status === 0) {
+      this.say(`TLS material for ${datacenters.join(', ')} in ${relative(process.cwd(), this.files.tlsDir) || '.'}`);
+      return undefined;
+    }
+    return `cannot make the TLS material in ${this.files.tlsDir} (${result.error?.message ?? `exit ${result.status}`}): ${(result.stderr ?? '').trim()}`;
+  }
+
   private start(spec: ProcessSpec): void {
     const address = loopbackAddress(spec.datacenter, spec.host, this.options.subnet);
     const name = processName(spec);
@@ -166,7 +197,11 @@ class Supervisor {
       `-bind=${address}`,
       `-data-dir=${dataDir}`,
       `-grpc-port=${spec.grpcPort}`,
-      ...renderFlags(spec.flags, (host) => loopbackAddress(spec.datacenter, host, this.options.subnet)),
+      ...renderFlags(
+        spec.flags,
+        (host) => loopbackAddress(spec.datacenter, host, this.options.subnet),
+        (file) => join(this.files.tlsDir, tlsFileName(file, spec.datacenter)),
+      ),
     ];
     const child = spawn(process.execPath, args, { cwd: PACKAGE_ROOT, env: { ...process.env, CONSULATE_SUPERVISED: '1' }, stdio: ['pipe', 'pipe', 'pipe'] });
     const logFile = join(this.files.logDir, `${spec.datacenter}-${spec.host}-${spec.role}.log`);

@@ -4,7 +4,9 @@
  * watch-fed view of the store (state/) answers every read of both APIs; writes go to consensus as
  * one transaction each. The gRPC Status asks every consensus server for theirs.
  * With `-gossip-addr` (the datacenter's server gossip agents) it also serves `/v1/agent/...` and
- * stands for the reconciler, which one catalog per datacenter holds at a time.
+ * stands for the reconciler, which one catalog per datacenter holds at a time. With
+ * `-router-addr` (the datacenter's federation routers) it forwards `?dc=` of other datacenters,
+ * serves `/v1/operator/area` and lists the datacenters the routers reach.
  */
 import { randomUUID } from 'node:crypto';
 
@@ -21,10 +23,12 @@ import { catalogApiServices } from './grpc/catalog-api';
 import { WATCH_DEFAULTS, Watches } from './grpc/watches';
 import { GossipClient, gossipAddrsField } from './gossip-client';
 import { CatalogHttpServer } from './http/http-server';
+import { DatacenterForwarding } from './http/remote-datacenter';
 import { catalogRouter } from './http/routes';
 import { RECONCILER_DEFAULTS, Reconciler } from './reconciler';
 import { ELECTION_DEFAULTS, ReconcilerElection, consensusLeaseStore } from './reconciler-election';
 import { RECONCILER_LOCK_KEY, catalogReconcilerStore } from './reconciler-store';
+import { RouterClient, routerAddrsField } from './router-client';
 import { LockDelays } from './state/lock-delay';
 import { SessionReaper } from './state/session-reaper';
 import { CatalogView } from './state/view';
@@ -35,6 +39,7 @@ const fields = {
   httpPort: field.int({ key: 'ports.http', flag: 'http-port', usage: "Port of the Consul-compatible HTTP API.", default: 8500, check: checks.port }),
   consensusAddrs: consensusAddrsField(),
   gossipAddrs: gossipAddrsField(),
+  routerAddrs: routerAddrsField(),
 };
 
 export const catalogRole: RoleDefinition<typeof fields> = {
@@ -47,6 +52,7 @@ export const catalogRole: RoleDefinition<typeof fields> = {
     const view = new CatalogView();
     const sync = new ViewSync(view, consensus, config.consensusAddrs, tracer, logger);
     const gossip = new GossipClient(config.gossipAddrs, tracer, clock);
+    const routers = new RouterClient(config.routerAddrs, tracer, clock);
     const nodeId = persistentNodeId(config.dataDir);
     const lockDelays = new LockDelays(clock);
     // The gRPC API (8502) runs on the same view, sync, consensus client and lock-delays as HTTP.
@@ -59,9 +65,10 @@ export const catalogRole: RoleDefinition<typeof fields> = {
     // Releases the locks of sessions that end (TTL expiry, failed checks), from the view's changes.
     const sessionReaper = new SessionReaper({ view, consensus, lockDelays, logger });
     const http = new CatalogHttpServer({
-      router: catalogRouter({ datacenter: config.datacenter, node: config.node, nodeId, address: config.bind, view, sync, consensus, gossip, lockDelays, logger }),
+      router: catalogRouter({ datacenter: config.datacenter, node: config.node, nodeId, address: config.bind, view, sync, consensus, gossip, routers, lockDelays, logger }),
       logger,
       tracer,
+      remote: new DatacenterForwarding({ datacenter: config.datacenter, routers, logger }),
     });
     const grpc = await server.listen(config.bind, config.grpcPort);
     const httpAddress = await http.listen(config.bind, config.httpPort);
@@ -71,6 +78,7 @@ export const catalogRole: RoleDefinition<typeof fields> = {
     const election = gossip.configured ? startReconciler({ config, logger, tracer, clock, view, consensus, gossip }) : undefined;
     if (gossip.configured) void warnAboutClientAgents(gossip, logger);
     else logger.warn('no -gossip-addr: this catalog runs no reconciler (gossip changes do not reach the catalog) and /v1/agent/... answers 500; pass -gossip-addr=HOST:8320 once per server gossip agent');
+    if (!routers.configured) logger.warn('no -router-addr: this catalog knows no other datacenter (?dc= of another answers No path to datacenter, /v1/operator/area answers 500); pass -router-addr=HOST:8330 once per federation router');
     server.setServing(true);
     return {
       listeners: { grpc, http: httpAddress },
@@ -84,6 +92,7 @@ export const catalogRole: RoleDefinition<typeof fields> = {
         sync.stop();
         await server.shutdown();
         gossip.close();
+        routers.close();
         consensus.close();
       },
     };

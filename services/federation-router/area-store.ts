@@ -195,21 +195,30 @@ export class AreaStore {
     return { index: Number(response.header?.revision ?? 0n) };
   }
 
-  /** Puts this router in the registry under a lease, renewed until stop(). */
-  async register(router: RegisteredRouter): Promise<void> {
-    const grant = await this.consensus.lease('leaseGrant', { ttl: BigInt(ROUTER_LEASE_TTL_S), id: 0n }, { timeoutMs: WRITE_TIMEOUT_MS, idempotent: false });
-    this.leaseId = grant.id;
-    await this.consensus.kv('put', { key: Buffer.from(ROUTERS + router.node), value: Buffer.from(JSON.stringify(router)), lease: this.leaseId, prevKv: false }, { timeoutMs: WRITE_TIMEOUT_MS, idempotent: true });
-    this.keepAlive ??= setInterval(() => void this.renew(router), (ROUTER_LEASE_TTL_S * 1000) / 3);
-  }
-
-  private async renew(router: RegisteredRouter): Promise<void> {
-    try {
-      const answer = await this.consensus.lease('leaseKeepAlive', { id: this.leaseId }, { timeoutMs: 3_000, idempotent: true });
-      if (answer.ttl <= 0n) await this.register(router);
-    } catch (err) {
-      this.logger.warn({ err }, `cannot renew this router's registration: ${(err as Error).message}`);
-    }
+  /**
+   * Keeps this router in the registry under a lease, renewed every third of its TTL, and put back
+   * (with a new lease) whenever the lease is gone: consensus was away, or the lease expired.
+   */
+  keepRegistered(router: RegisteredRouter): void {
+    const renew = async () => {
+      if (this.stopped) return;
+      try {
+        if (this.leaseId !== 0n) {
+          const answer = await this.consensus.lease('leaseKeepAlive', { id: this.leaseId }, { timeoutMs: 3_000, idempotent: true });
+          if (answer.ttl > 0n) return;
+          this.leaseId = 0n;
+        }
+        const grant = await this.consensus.lease('leaseGrant', { ttl: BigInt(ROUTER_LEASE_TTL_S), id: 0n }, { timeoutMs: WRITE_TIMEOUT_MS, idempotent: false });
+        await this.consensus.kv('put', { key: Buffer.from(ROUTERS + router.node), value: Buffer.from(JSON.stringify(router)), lease: grant.id, prevKv: false }, { timeoutMs: WRITE_TIMEOUT_MS, idempotent: true });
+        this.leaseId = grant.id;
+        this.logger.info({ router: router.node, address: router.address }, `registered this router (${router.address}) with the datacenter`);
+      } catch (err) {
+        this.leaseId = 0n;
+        this.logger.warn({ err }, `cannot register this router with the datacenter yet: ${(err as Error).message}`);
+      }
+    };
+    void renew();
+    this.keepAlive = setInterval(() => void renew(), (ROUTER_LEASE_TTL_S * 1000) / 3);
   }
 
   private async read(id: string): Promise<{ area: Area; modRevision: number }> {

@@ -86,9 +86,11 @@ export const federationRouterRole: RoleDefinition<typeof fields> = {
     const grpc = await operatorServer.listen(config.bind, config.grpcPort);
     logger.info({ address: opened.address, datacenter: material.datacenter }, `federation API on ${opened.address}: mutual TLS only, certificate server.${material.datacenter}.consulate`);
 
-    await store.start();
+    // The areas load (and this router registers) in the background: a router whose consensus is
+    // away still answers its Status, says so, and catches up when consensus is back.
+    void store.start();
+    store.keepRegistered({ node: config.node, address: rpcAddress });
     federation.start();
-    await store.register({ node: config.node, address: rpcAddress });
     let stopped = false;
     if (config.retryJoinWan.length > 0) void retryJoinWan(federation, config.retryJoinWan, () => stopped, logger);
     federationServer.setServing(true);

@@ -8,6 +8,7 @@ import { CatalogServiceClient } from '../../services/gen/consulate/catalog/v1/ca
 import { ClusterServiceClient } from '../../services/gen/consulate/consensus/v1/cluster';
 import { MembershipServiceClient } from '../../services/gen/consulate/gossip/v1/membership';
 import { OperatorServiceClient } from '../../services/gen/consulate/router/v1/operator';
+import { makeRouterTls } from '../harness/tls';
 import { checkHealth } from '../../services/lib/health-probe';
 import { RoleProcess, freeLoopbackAddress, logRecords, startRole, stopAll } from '../harness/processes';
 
@@ -53,7 +54,7 @@ describe('each role process', () => {
     const unreachable = `${freeLoopbackAddress()}:8310`;
     const consensusArgs = [`-consensus-addr=${consensus.grpc}`, `-consensus-addr=${unreachable}`];
     const catalog = await startRole({ role: 'catalog', args: consensusArgs });
-    const router = await startRole({ role: 'federation-router', args: consensusArgs });
+    const router = await startRole({ role: 'federation-router', args: [...consensusArgs, ...makeRouterTls(['dc1']).args('dc1')] });
     const catalogClient = new CatalogServiceClient(catalog.grpc, credentials.createInsecure());
     const routerClient = new OperatorServiceClient(router.grpc, credentials.createInsecure());
     type WithDeps = { info?: { role: string }; dependencies: { address: string; reachable: boolean; error: string; info?: { node: string } }[] };

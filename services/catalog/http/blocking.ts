@@ -25,14 +25,15 @@ export async function blockingRead<T>(deps: ReadDeps, options: QueryOptions, tab
     if (err instanceof TooManyWaitersError) throw new HttpError(429, err.message);
     throw err;
   }
+  return { value: read.value, index: read.index, headers: queryMetaHeaders(read, options) };
+}
+
+/** Consul's `setMeta` headers for a read answered at `meta` (the index never below 1, as setIndex). */
+export function queryMetaHeaders(meta: { index: number; knownLeader: boolean; lastContactMs: number }, options: Pick<QueryOptions, 'consistency'>): Record<string, string> {
   return {
-    value: read.value,
-    index: read.index,
-    headers: {
-      'X-Consul-Index': String(read.index),
-      'X-Consul-KnownLeader': String(read.knownLeader),
-      'X-Consul-LastContact': String(read.lastContactMs),
-      'X-Consul-Effective-Consistency': options.consistency === 'default' ? 'leader' : options.consistency,
-    },
+    'X-Consul-Index': String(Math.max(1, meta.index)),
+    'X-Consul-KnownLeader': String(meta.knownLeader),
+    'X-Consul-LastContact': String(meta.lastContactMs),
+    'X-Consul-Effective-Consistency': options.consistency === 'default' ? 'leader' : options.consistency,
   };
 }

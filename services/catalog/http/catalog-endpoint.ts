@@ -2,13 +2,16 @@
  * `/v1/catalog/*` (reference/consul-compat.md §4.1; agent/catalog_endpoint.go): register and
  * deregister as one consensus txn each (state/catalog-writes.ts), answering `true`; nodes,
  * services, a service's instances and a node's services as blocking reads of the view, with the
- * index headers on every answer. `/v1/catalog/datacenters` lives in routes.ts.
+ * index headers on every answer; `/v1/catalog/datacenters` from the federation routers (§3.8).
+ * `?dc=` of another datacenter never gets here: the HTTP server forwards it (remote-datacenter.ts).
  *
  * Bodies are decoded as Consul's Go decoder does (go-decode.ts): a malformed body or a field of
  * the wrong type is a 400 `Request decode failed: <Go's error>`. Consul's own refusals of a
  * registration (`Must provide node`, ...) are 500s, as Consul answers them.
  */
 import { ConsensusClient } from '../../lib/consensus-client';
+import { Logger } from '../../lib/log';
+import { RouterClient } from '../router-client';
 import { LIST_SERVICES_TABLES, NODE_SERVICES_TABLES, SERVICE_NODES_TABLES, listNodes, listServices, nodeServices, serviceNodes } from '../state/catalog-reads';
 import { CatalogWriteError, DeregisterRequest, MAX_CATALOG_WRITE_BYTES, RegisterRequest, deregister, register } from '../state/catalog-writes';
 import { refuseOtherDatacenter } from '../state/errors';
@@ -20,7 +23,6 @@ import { HttpError, badRequest } from './http-errors';
 import { HttpRequest, HttpResult, HttpRouter } from './http-server';
 import { parseQueryOptions } from './query-options';
 import { parseNodeMetaFilter, refuseFilterExpression } from './read-filters';
-import { refuseRemoteDatacenter } from './remote-datacenter';
 
 export interface CatalogEndpointDeps extends ReadDeps {
   readonly datacenter: string;
@@ -144,7 +146,10 @@ export function registerCatalogEndpoints(router: HttpRouter, deps: CatalogEndpoi
   router.on(['GET'], '/v1/catalog/node/:node', (request) => catalogNodeServices(deps, request));
 }
 
-/** Writes name their datacenter in the body (Consul forwards on it); ours when empty. */
+/**
+ * A register or deregister may name its datacenter in the body; Consul forwards on it. Ours do
+ * not travel yet (a client sends `?dc=`, which does): another is one we have no path to.
+ */
 const refuseRemoteWrite = refuseOtherDatacenter;
 
 async function catalogRegister(deps: CatalogEndpointDeps, request: HttpRequest): Promise<HttpResult> {
@@ -163,10 +168,9 @@ async function catalogDeregister(deps: CatalogEndpointDeps, request: HttpRequest
   return { body: true };
 }
 
-/** The query options of a read, then `?dc` (Consul parses before it forwards), then `filter`. */
+/** The query options of a read, then `filter`. */
 function readOptions(deps: CatalogEndpointDeps, query: URLSearchParams) {
   const options = parseQueryOptions(query, deps.datacenter);
-  refuseRemoteDatacenter(query, deps.datacenter);
   refuseFilterExpression(query);
   return options;
 }
@@ -219,4 +223,31 @@ async function catalogNodeServices(deps: CatalogEndpointDeps, { query, params }:
     return { value: { Node: nodeJson(value.node), Services: services }, index };
   });
   return { body: read.value, headers: read.headers };
+}
+
+export interface DatacentersDeps {
+  readonly datacenter: string;
+  readonly routers: Pick<RouterClient, 'configured' | 'datacenters'>;
+  readonly logger: Logger;
+}
+
+/**
+ * `/v1/catalog/datacenters` (§3.8): the routers' list, nearest first, in Consul's order. Without
+ * a router, or none answering, only our own (Consul's Catalog.ListDatacenters with no WAN and no
+ * areas): the endpoint is a reachability probe and does not fail.
+ */
+export function registerDatacentersEndpoint(router: HttpRouter, deps: DatacentersDeps): void {
+  router.on(['GET'], '/v1/catalog/datacenters', async () => ({ body: await knownDatacenters(deps) }));
+}
+
+async function knownDatacenters(deps: DatacentersDeps): Promise<string[]> {
+  if (!deps.routers.configured) return [deps.datacenter];
+  try {
+    const { datacenters } = await deps.routers.datacenters();
+    if (datacenters.length > 0) return datacenters;
+    deps.logger.warn('the federation router listed no datacenter: answering /v1/catalog/datacenters with ours alone');
+  } catch (err) {
+    deps.logger.warn({ reason: (err as Error).message }, `no federation router answered for /v1/catalog/datacenters, answering with ours alone: ${(err as Error).message}`);
+  }
+  return [deps.datacenter];
 }

@@ -13,7 +13,6 @@ import { NodeCoordinate } from '../../gen/consulate/gossip/v1/membership';
 import { ALL_SEGMENTS, GossipClient } from '../gossip-client';
 import { HttpRequest, HttpResult, HttpRouter } from './http-server';
 import { JITTER_FRACTION, parseQueryOptions } from './query-options';
-import { refuseRemoteDatacenter } from './remote-datacenter';
 
 export interface CoordinateDeps {
   readonly datacenter: string;
@@ -39,17 +38,14 @@ export function registerCoordinateEndpoints(router: HttpRouter, deps: Coordinate
     return Array.isArray(result.body) && result.body.length === 0 ? { ...result, status: 404, body: Buffer.alloc(0) } : result;
   });
 
-  // Only WAN and area pools have datacenter coordinates (the LAN is left out); both come with
-  // the federation router, so until then there are none. Shape: [{Datacenter, AreaID, Coordinates: [{Node, Coord}]}].
-  router.on(['GET'], '/v1/coordinate/datacenters', async ({ query }) => {
-    refuseRemoteDatacenter(query, deps.datacenter);
-    return { body: [] };
-  });
+  // Only WAN and area pools have datacenter coordinates (the LAN is left out); both belong to
+  // the federation routers, whose API does not list them yet, so there are none. Like Consul's
+  // Coordinate.ListDatacenters it takes no `dc`. Shape: [{Datacenter, AreaID, Coordinates: [{Node, Coord}]}].
+  router.on(['GET'], '/v1/coordinate/datacenters', async () => ({ body: [] }));
 }
 
 async function answer(request: HttpRequest, deps: CoordinateDeps, keep: (c: NodeCoordinate) => boolean): Promise<HttpResult> {
   const options = parseQueryOptions(request.query, deps.datacenter);
-  refuseRemoteDatacenter(request.query, deps.datacenter);
   if (options.minIndex >= COORDINATE_INDEX) {
     const jitter = Math.floor(Math.random() * (options.waitMs / JITTER_FRACTION));
     await new Promise((resolve) => setTimeout(resolve, options.waitMs + jitter));

@@ -16,7 +16,6 @@ import { badRequest } from './http-errors';
 import { HttpRequest, HttpResult, HttpRouter } from './http-server';
 import { parseQueryOptions } from './query-options';
 import { parseNodeMetaFilter, refuseFilterExpression } from './read-filters';
-import { refuseRemoteDatacenter } from './remote-datacenter';
 
 export type HealthEndpointDeps = CatalogEndpointDeps;
 
@@ -29,7 +28,6 @@ export function registerHealthEndpoints(router: HttpRouter, deps: HealthEndpoint
 
 function readOptions(deps: HealthEndpointDeps, query: URLSearchParams) {
   const options = parseQueryOptions(query, deps.datacenter);
-  refuseRemoteDatacenter(query, deps.datacenter);
   refuseFilterExpression(query);
   return options;
 }

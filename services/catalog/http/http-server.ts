@@ -3,7 +3,8 @@
  * JSON conventions (Go field names, `?pretty`), a span per request carrying the caller's W3C
  * trace context, and limits on bodies and on connections per client (Consul's
  * `http_max_conns_per_client` = 200). Handlers are adapters: they parse, call the store, and
- * return a result or throw an HttpError.
+ * return a result or throw an HttpError. A request whose `?dc=` names another datacenter never
+ * reaches its handler: it goes to that datacenter (remote-datacenter.ts), here, in one place.
  */
 import { IncomingHttpHeaders, IncomingMessage, Server, ServerResponse, createServer } from 'node:http';
 import { Socket } from 'node:net';
@@ -21,6 +22,8 @@ export interface HttpRequest {
   readonly method: string;
   readonly path: string;
   readonly query: URLSearchParams;
+  /** The query string as it came, without the `?`. */
+  readonly rawQuery: string;
   readonly headers: IncomingHttpHeaders;
   /** Route parameters: `:name` segments and the `*rest` tail. */
   readonly params: Readonly<Record<string, string>>;
@@ -86,10 +89,20 @@ export class HttpRouter {
   }
 }
 
+/** Where requests for another datacenter go (remote-datacenter.ts). */
+export interface RemoteDatacenters {
+  /** The other datacenter a request on `route` asks for with `?dc=`; undefined to serve it here. */
+  targetOf(route: string, query: URLSearchParams): string | undefined;
+  /** The answer of `datacenter` to the request; failures are HttpErrors with Consul's texts. */
+  forward(datacenter: string, request: HttpRequest): Promise<HttpResult>;
+}
+
 export interface HttpServerOptions {
   readonly router: HttpRouter;
   readonly logger: Logger;
   readonly tracer: Tracer;
+  /** Without it every request is served here, whatever its `?dc=` (endpoint tests). */
+  readonly remote?: RemoteDatacenters;
 }
 
 export class CatalogHttpServer {
@@ -155,7 +168,13 @@ export class CatalogHttpServer {
         } else {
           const handler = found.route.handlers.get(method);
           if (handler === undefined) throw methodNotAllowed(method, [...found.route.handlers.keys()]);
-          result = await otelContext.with(otelContext.active(), () => handler(request(req, url, found.params)));
+          const incoming = request(req, url, found.params);
+          const remote = this.options.remote;
+          const datacenter = remote?.targetOf(found.route.pattern, url.searchParams);
+          if (datacenter !== undefined) span.setAttribute('datacenter', datacenter);
+          // `?dc=` of another datacenter: that datacenter's catalog answers, not this handler.
+          const serve = remote !== undefined && datacenter !== undefined ? () => remote.forward(datacenter, incoming) : () => handler(incoming);
+          result = await otelContext.with(otelContext.active(), serve);
         }
       } catch (err) {
         result = errorResult(err, this.options.logger, method, url.pathname);
@@ -175,6 +194,7 @@ function request(req: IncomingMessage, url: URL, params: Record<string, string>)
     method: req.method ?? 'GET',
     path: url.pathname,
     query: url.searchParams,
+    rawQuery: url.search.slice(1),
     headers: req.headers,
     params,
     body(limit = MAX_BODY_BYTES, tooLarge = (length) => new HttpError(413, `Request body(${length} bytes) too large, max size: ${limit} bytes`)) {
@@ -238,10 +258,10 @@ function send(res: ServerResponse, result: HttpResult, pretty: boolean): void {
 
 const BIGINT_MARK = '\u0000bigint:';
 
-/** JSON as Go writes it; uint64s (KV Flags) as exact numbers; `?pretty` indents four spaces. */
+/** JSON as Go writes it; 64-bit integers (KV Flags, an area member's RTT) as exact numbers; `?pretty` indents four spaces. */
 export function toJson(value: unknown, pretty = false): string {
   const text = JSON.stringify(value, (_key, v: unknown) => (typeof v === 'bigint' ? `${BIGINT_MARK}${v}` : v), pretty ? 4 : undefined);
-  const exact = text.replace(/"\\u0000bigint:(\d+)"/g, '$1');
+  const exact = text.replace(/"\\u0000bigint:(-?\d+)"/g, '$1');
   return pretty ? `${exact}\n` : exact;
 }
 

@@ -15,7 +15,6 @@ import { goValuesEncode, parseGoUint64 } from '../../lib/go-text';
 import { HttpError, badRequest } from './http-errors';
 import { HttpRequest, HttpResult, HttpRouter } from './http-server';
 import { parseQueryOptions } from './query-options';
-import { refuseRemoteDatacenter } from './remote-datacenter';
 
 export interface KvEndpointDeps extends ReadDeps {
   readonly datacenter: string;
@@ -38,7 +37,6 @@ const EMPTY = Buffer.alloc(0);
 
 async function getKv(deps: KvEndpointDeps, { query, params }: HttpRequest): Promise<HttpResult> {
   const options = parseQueryOptions(query, deps.datacenter);
-  refuseRemoteDatacenter(query, deps.datacenter);
   const key = params.key;
   if (query.has('keys')) {
     // Both spellings: Consul's API once had "seperator", and still takes it.
@@ -81,7 +79,6 @@ function uint64Param(query: URLSearchParams, name: string): bigint {
 async function putKvEndpoint(deps: KvEndpointDeps, request: HttpRequest): Promise<HttpResult> {
   const { query, params } = request;
   parseQueryOptions(query, deps.datacenter);
-  refuseRemoteDatacenter(query, deps.datacenter);
   const key = params.key;
   if (key === '') throw badRequest('Missing key name');
   refuseConflictingFlags(query, ['cas', 'acquire', 'release']);
@@ -97,7 +94,6 @@ async function putKvEndpoint(deps: KvEndpointDeps, request: HttpRequest): Promis
 
 async function deleteKvEndpoint(deps: KvEndpointDeps, { query, params }: HttpRequest): Promise<HttpResult> {
   parseQueryOptions(query, deps.datacenter);
-  refuseRemoteDatacenter(query, deps.datacenter);
   const key = params.key;
   refuseConflictingFlags(query, ['recurse', 'cas']);
   const recurse = query.has('recurse');

@@ -2,12 +2,12 @@
  * `/v1/operator/segment` (reference/consul-compat.md §2.7: every segment name, "" first, from a
  * server gossip agent) and `/v1/operator/raft/configuration` (Consul's
  * RaftConfigurationResponse, from the consensus Cluster API; read on the leader unless `?stale`).
+ * `/v1/operator/area` has its own file (area-endpoint.ts).
  */
 import { RaftRole } from '../../gen/consulate/consensus/v1/cluster';
 import { ConsensusClient } from '../../lib/consensus-client';
 import { GossipClient } from '../gossip-client';
 import { HttpRouter } from './http-server';
-import { refuseRemoteDatacenter } from './remote-datacenter';
 import { CLUSTER_CALL_TIMEOUT_MS, NO_SERVERS, serverRpcAddress } from './status-endpoint';
 
 export interface OperatorDeps {
@@ -27,13 +27,9 @@ export interface RaftServer {
 }
 
 export function registerOperatorEndpoints(router: HttpRouter, deps: OperatorDeps): void {
-  router.on(['GET'], '/v1/operator/segment', async ({ query }) => {
-    refuseRemoteDatacenter(query, deps.datacenter);
-    return { body: await deps.gossip.segments() };
-  });
+  router.on(['GET'], '/v1/operator/segment', async () => ({ body: await deps.gossip.segments() }));
 
   router.on(['GET'], '/v1/operator/raft/configuration', async ({ query }) => {
-    refuseRemoteDatacenter(query, deps.datacenter);
     let status = await deps.consensus.cluster('status', {}, { timeoutMs: CLUSTER_CALL_TIMEOUT_MS }).catch((err: Error) => {
       throw new Error(`${NO_SERVERS} (${err.message})`);
     });

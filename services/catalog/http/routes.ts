@@ -1,15 +1,18 @@
 /**
  * Every HTTP route of the catalog, in one place: each endpoint family registers its own routes
- * (one file per family, reference/consul-compat.md §4), all sharing one CatalogDeps.
+ * (one file per family, reference/consul-compat.md §3-4), all sharing one CatalogDeps. `?dc=` of
+ * another datacenter is not a route's business: the server forwards it (remote-datacenter.ts).
  */
 import { Logger } from '../../lib/log';
 import { ConsensusClient } from '../../lib/consensus-client';
 import { GossipClient } from '../gossip-client';
+import { RouterClient } from '../router-client';
 import { LockDelays } from '../state/lock-delay';
 import { CatalogView } from '../state/view';
 import { ViewSync } from '../state/view-sync';
 import { registerAgentEndpoints } from './agent-endpoint';
-import { registerCatalogEndpoints } from './catalog-endpoint';
+import { registerAreaEndpoints } from './area-endpoint';
+import { registerCatalogEndpoints, registerDatacentersEndpoint } from './catalog-endpoint';
 import { registerCoordinateEndpoints } from './coordinate-endpoint';
 import { registerHealthEndpoints } from './health-endpoint';
 import { HttpRouter } from './http-server';
@@ -31,6 +34,8 @@ export interface CatalogDeps {
   readonly consensus: ConsensusClient;
   /** The datacenter's server gossip agents (`-gossip-addr`). */
   readonly gossip: GossipClient;
+  /** The datacenter's federation routers (`-router-addr`): areas and the datacenters list. */
+  readonly routers: RouterClient;
   /** Keys under a lock-delay after their session ended (this catalog's, in memory, as Consul's leader keeps them). */
   readonly lockDelays: LockDelays;
   readonly logger: Logger;
@@ -38,14 +43,13 @@ export interface CatalogDeps {
 
 export function catalogRouter(deps: CatalogDeps): HttpRouter {
   const router = new HttpRouter();
-  // Until areas exist (the federation-router issue) the only datacenter known is our own
-  // (Consul's Catalog.ListDatacenters with no WAN and no areas).
-  router.on(['GET'], '/v1/catalog/datacenters', async () => ({ body: [deps.datacenter] }));
+  registerDatacentersEndpoint(router, deps);
   registerCatalogEndpoints(router, deps);
   registerHealthEndpoints(router, deps);
   registerAgentEndpoints(router, deps);
   registerStatusEndpoints(router, deps);
   registerOperatorEndpoints(router, deps);
+  registerAreaEndpoints(router, deps);
   registerCoordinateEndpoints(router, deps);
   registerKvEndpoints(router, deps);
   registerSessionEndpoints(router, deps);

@@ -12,7 +12,6 @@ import { parseGoDuration } from '../../lib/go-text';
 import { HttpError, badRequest, notFound } from './http-errors';
 import { HttpRequest, HttpResult, HttpRouter } from './http-server';
 import { parseQueryOptions } from './query-options';
-import { refuseRemoteDatacenter } from './remote-datacenter';
 
 export interface SessionEndpointDeps extends ReadDeps {
   readonly datacenter: string;
@@ -43,13 +42,11 @@ const SESSION_TYPE = go.struct('structs.Session', {
 
 export function registerSessionEndpoints(router: HttpRouter, deps: SessionEndpointDeps): void {
   router.on(['PUT'], '/v1/session/create', async (request) => {
-    refuseRemoteDatacenter(request.query, deps.datacenter);
     const session = await decodeSessionCreate(request, deps.node);
     return { body: { ID: await createSession(deps, session) } };
   });
 
-  router.on(['PUT'], '/v1/session/destroy/:id', async ({ query, params }) => {
-    refuseRemoteDatacenter(query, deps.datacenter);
+  router.on(['PUT'], '/v1/session/destroy/:id', async ({ params }) => {
     if (params.id === '') throw badRequest('Missing session');
     await destroySession(deps, params.id);
     return { body: true };
@@ -57,7 +54,6 @@ export function registerSessionEndpoints(router: HttpRouter, deps: SessionEndpoi
 
   router.on(['PUT'], '/v1/session/renew/:id', async ({ query, params }) => {
     parseQueryOptions(query, deps.datacenter);
-    refuseRemoteDatacenter(query, deps.datacenter);
     if (params.id === '') throw badRequest('Missing session');
     const session = await renewSession(deps, params.id);
     if (session === undefined) throw notFound(`Session id '${params.id}' not found`);
@@ -66,21 +62,18 @@ export function registerSessionEndpoints(router: HttpRouter, deps: SessionEndpoi
 
   router.on(['GET'], '/v1/session/info/:id', async ({ query, params }) => {
     const options = parseQueryOptions(query, deps.datacenter);
-    refuseRemoteDatacenter(query, deps.datacenter);
     if (params.id === '') throw badRequest('Missing session');
     return read(await blockingRead(deps, options, ['sessions'], () => readSession(deps.view, params.id)));
   });
 
   router.on(['GET'], '/v1/session/node/:node', async ({ query, params }) => {
     const options = parseQueryOptions(query, deps.datacenter);
-    refuseRemoteDatacenter(query, deps.datacenter);
     if (params.node === '') throw badRequest('Missing node name');
     return read(await blockingRead(deps, options, ['sessions'], () => nodeSessions(deps.view, params.node)));
   });
 
   router.on(['GET'], '/v1/session/list', async ({ query }) => {
     const options = parseQueryOptions(query, deps.datacenter);
-    refuseRemoteDatacenter(query, deps.datacenter);
     return read(await blockingRead(deps, options, ['sessions'], () => listSessions(deps.view)));
   });
 }

@@ -5,7 +5,6 @@
  */
 import { ConsensusClient } from '../../lib/consensus-client';
 import { HttpRouter } from './http-server';
-import { refuseRemoteDatacenter } from './remote-datacenter';
 
 export interface StatusDeps {
   readonly datacenter: string;
@@ -27,14 +26,12 @@ export function serverRpcAddress(grpcAddress: string): string {
 }
 
 export function registerStatusEndpoints(router: HttpRouter, deps: StatusDeps): void {
-  router.on(['GET'], '/v1/status/leader', async ({ query }) => {
-    refuseRemoteDatacenter(query, deps.datacenter);
+  router.on(['GET'], '/v1/status/leader', async () => {
     const status = await deps.consensus.cluster('status', {}, { timeoutMs: CLUSTER_CALL_TIMEOUT_MS }).catch(noServers);
     return { body: status.leaderAddress === '' ? '' : serverRpcAddress(status.leaderAddress) };
   });
 
-  router.on(['GET'], '/v1/status/peers', async ({ query }) => {
-    refuseRemoteDatacenter(query, deps.datacenter);
+  router.on(['GET'], '/v1/status/peers', async () => {
     const list = await deps.consensus.cluster('memberList', {}, { timeoutMs: CLUSTER_CALL_TIMEOUT_MS }).catch(noServers);
     return { body: list.members.filter((member) => !member.learner).map((member) => serverRpcAddress(member.address)) };
   });

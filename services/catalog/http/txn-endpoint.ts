@@ -14,7 +14,6 @@ import { goQuote } from '../../lib/go-text';
 import { HttpError } from './http-errors';
 import { HttpRequest, HttpResult, HttpRouter } from './http-server';
 import { parseQueryOptions } from './query-options';
-import { refuseRemoteDatacenter } from './remote-datacenter';
 
 export { MAX_TXN_OPS } from '../state/kv-txn';
 
@@ -68,7 +67,6 @@ async function txn(deps: TxnEndpointDeps, request: HttpRequest): Promise<HttpRes
   if (!writesAnything(ops)) {
     // Txn.Read: at the asked consistency, never blocking, with LastContact and KnownLeader only.
     const options = parseQueryOptions(query, deps.datacenter);
-    refuseRemoteDatacenter(query, deps.datacenter);
     const { outcome, knownLeader, lastContactMs } = await readTxn(deps, ops, options);
     const body = {
       ...response(outcome),
@@ -84,7 +82,6 @@ async function txn(deps: TxnEndpointDeps, request: HttpRequest): Promise<HttpRes
     return { status: outcome.errors.length > 0 ? 409 : 200, body, headers: { 'X-Consul-LastContact': String(lastContactMs), 'X-Consul-KnownLeader': String(knownLeader) } };
   }
 
-  refuseRemoteDatacenter(query, deps.datacenter);
   const outcome = await writeTxn(deps, ops);
   return { status: outcome.errors.length > 0 ? 409 : 200, body: response(outcome) };
 }

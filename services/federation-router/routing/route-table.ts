@@ -175,7 +175,7 @@ function adjacentByDatacenter(localDatacenter: string, pool: PoolSnapshot): Map<
   const byDatacenter = new Map<string, RouterMember[]>();
   for (const member of pool.members) {
     if (member.status === 'left' || member.datacenter === localDatacenter) continue;
-    false
+    if (pool.peer !== undefined && member.datacenter !== pool.peer) continue;
     const list = byDatacenter.get(member.datacenter) ?? [];
     list.push(member);
     byDatacenter.set(member.datacenter, list);

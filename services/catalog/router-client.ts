@@ -1,0 +1,232 @@
+/**
+ * How the catalog reaches its datacenter's federation routers (`-router-addr`, repeatable): the
+ * Operator and Forward APIs on 8330 (proto/consulate/router/v1/operator.proto). Every call has a
+ * deadline; a call that cannot reach a router goes to the next one, starting from the last that
+ * answered, so losing one router costs one timeout at most. A router's own answer (an unknown
+ * area, `No path to datacenter`, `Remote DC has no server currently reachable`) is final: the
+ * other routers of the datacenter share its areas and its routes, and would say the same.
+ *
+ * A call that must not run twice (an area create, a forwarded write) moves on only when it
+ * provably never left: a connection dropped mid-call may have been served, and Consul does not
+ * retry a forwarded write on another server either (reference/consul-compat.md §3.6).
+ */
+import { ServiceError, status as GrpcStatus } from '@grpc/grpc-js';
+import { Tracer } from '@opentelemetry/api';
+
+import {
+  AreaMembersRequest,
+  AreaMembersResponse,
+  CreateAreaRequest,
+  CreateAreaResponse,
+  DatacentersResponse,
+  DeleteAreaRequest,
+  DeleteAreaResponse,
+  ForwardRequest,
+  ForwardResponse,
+  ForwardServiceClient,
+  GetAreaRequest,
+  GetAreaResponse,
+  JoinAreaRequest,
+  JoinAreaResponse,
+  ListAreasRequest,
+  ListAreasResponse,
+  OperatorServiceClient,
+  UpdateAreaRequest,
+  UpdateAreaResponse,
+} from '../gen/consulate/router/v1/operator';
+import { Clock, systemClock } from '../lib/clock';
+import { checks, field } from '../lib/config';
+import { callUnary, createRoleClient } from '../lib/grpc-client';
+import { JITTER_FRACTION } from './state/consistent-read';
+
+/** An Operator call that reads or writes the areas in consensus. */
+export const ROUTER_CALL_TIMEOUT_MS = 5_000;
+/** A join reaches the peer datacenter's routers over 8300 (memberlist's TCP timeout is 10 s). */
+export const AREA_JOIN_TIMEOUT_MS = 15_000;
+
+/** Consul's own text for a datacenter with a route but no usable server (structs.ErrDCNotAvailable, §3.7). */
+export const NO_SERVER_REACHABLE = 'Remote DC has no server currently reachable';
+
+/** The texts a router answers UNAVAILABLE with itself (Consul's errors), unlike a failed connection. */
+const ROUTER_UNAVAILABLE_ANSWERS = [NO_SERVER_REACHABLE, 'No cluster leader'];
+
+/**
+ * The deadline of a blocking call: its wait, the wait/16 of jitter the answering side may add
+ * (Consul's blockingQuery), and `marginMs` for the trip there and back.
+ */
+export function blockingTimeoutMs(waitMs: number, marginMs: number): number {
+  return Math.ceil(waitMs + waitMs / JITTER_FRACTION + marginMs);
+}
+
+/** The catalog's config field: its datacenter's federation routers. */
+export function routerAddrsField() {
+  return field.list({
+    key: 'router_addrs',
+    flag: 'router-addr',
+    usage:
+      "A federation router's Operator and Forward API, host:port (8330); repeat for each router of the datacenter. Without one there is no federation: ?dc= of another datacenter answers No path to datacenter, /v1/operator/area answers 500.",
+    default: [],
+    check: checks.hostPorts,
+  });
+}
+
+/** No router could be reached (or none is configured): the text names each one tried and why. */
+export class RouterUnavailableError extends Error {
+  override readonly name = 'RouterUnavailableError';
+}
+
+/** A router answered, with an error of its own (its text: Consul's where Consul has one). */
+export class RouterAnswerError extends Error {
+  override readonly name = 'RouterAnswerError';
+  constructor(
+    readonly code: GrpcStatus,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface RouterCallOptions {
+  readonly timeoutMs: number;
+  /** Safe to send again to another router after a connection failed mid-call (reads, idempotent writes). */
+  readonly repeatable: boolean;
+}
+
+export class RouterClient {
+  private readonly operators = new Map<string, OperatorServiceClient>();
+  private readonly forwarders = new Map<string, ForwardServiceClient>();
+  /** The router that answered last: calls start there. */
+  private preferred = 0;
+  private closed = false;
+
+  constructor(
+    readonly addresses: readonly string[],
+    private readonly tracer: Tracer,
+    private readonly clock: Clock = systemClock,
+  ) {}
+
+  get configured(): boolean {
+    return this.addresses.length > 0;
+  }
+
+  createArea(request: CreateAreaRequest): Promise<CreateAreaResponse> {
+    return this.operator(request, { timeoutMs: ROUTER_CALL_TIMEOUT_MS, repeatable: false }, (c) => c.createArea.bind(c));
+  }
+
+  /** A blocking query when `options.minIndex` is set: the deadline covers its wait. */
+  listAreas(request: ListAreasRequest): Promise<ListAreasResponse> {
+    return this.operator(request, { timeoutMs: readTimeoutMs(request), repeatable: true }, (c) => c.listAreas.bind(c));
+  }
+
+  getArea(request: GetAreaRequest): Promise<GetAreaResponse> {
+    return this.operator(request, { timeoutMs: readTimeoutMs(request), repeatable: true }, (c) => c.getArea.bind(c));
+  }
+
+  updateArea(request: UpdateAreaRequest): Promise<UpdateAreaResponse> {
+    return this.operator(request, { timeoutMs: ROUTER_CALL_TIMEOUT_MS, repeatable: true }, (c) => c.updateArea.bind(c));
+  }
+
+  deleteArea(request: DeleteAreaRequest): Promise<DeleteAreaResponse> {
+    return this.operator(request, { timeoutMs: ROUTER_CALL_TIMEOUT_MS, repeatable: true }, (c) => c.deleteArea.bind(c));
+  }
+
+  joinArea(request: JoinAreaRequest): Promise<JoinAreaResponse> {
+    return this.operator(request, { timeoutMs: AREA_JOIN_TIMEOUT_MS, repeatable: true }, (c) => c.joinArea.bind(c));
+  }
+
+  areaMembers(request: AreaMembersRequest): Promise<AreaMembersResponse> {
+    return this.operator(request, { timeoutMs: ROUTER_CALL_TIMEOUT_MS, repeatable: true }, (c) => c.areaMembers.bind(c));
+  }
+
+  /** The datacenters the routers reach, nearest first (Consul's order, §3.8). */
+  datacenters(): Promise<DatacentersResponse> {
+    return this.operator({}, { timeoutMs: ROUTER_CALL_TIMEOUT_MS, repeatable: true }, (c) => c.datacenters.bind(c));
+  }
+
+  /** One catalog request to another datacenter; the caller knows how long it may take and whether it may run twice. */
+  forward(request: ForwardRequest, options: RouterCallOptions): Promise<ForwardResponse> {
+    return this.call(request, options, (address) => {
+      const client = this.client(this.forwarders, ForwardServiceClient, address);
+      return client.forward.bind(client);
+    });
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const client of [...this.operators.values(), ...this.forwarders.values()]) client.close();
+    this.operators.clear();
+    this.forwarders.clear();
+  }
+
+  private operator<Req, Res>(request: Req, options: RouterCallOptions, method: (client: OperatorServiceClient) => UnaryMethod<Req, Res>): Promise<Res> {
+    return this.call(request, options, (address) => method(this.client(this.operators, OperatorServiceClient, address)));
+  }
+
+  /** Calls one method on the routers in turn, from the one that answered last, until one answers. */
+  private async call<Req, Res>(request: Req, options: RouterCallOptions, method: (address: string) => UnaryMethod<Req, Res>): Promise<Res> {
+    this.requireRouters();
+    const failures: string[] = [];
+    for (let i = 0; i < this.addresses.length; i++) {
+      const at = (this.preferred + i) % this.addresses.length;
+      const address = this.addresses[at];
+      try {
+        const response = await callUnary(method(address), request, { timeoutMs: options.timeoutMs, idempotent: true, maxAttempts: 1, clock: this.clock });
+        this.preferred = at;
+        return response;
+      } catch (err) {
+        const failure = err as ServiceError;
+        const outcome = classify(failure);
+        if (outcome === 'answer') throw new RouterAnswerError(failure.code, failure.details || failure.message);
+        if (outcome === 'lost' && !options.repeatable) {
+          throw new RouterUnavailableError(`The request was lost on its way through the federation router ${describe(failure, address)}; it may have been carried out, so it was not sent to another router`);
+        }
+        failures.push(describe(failure, address));
+      }
+    }
+    throw new RouterUnavailableError(`No federation router could answer: ${failures.join('; ')}`);
+  }
+
+  private requireRouters(): void {
+    if (this.addresses.length === 0) throw new RouterUnavailableError('No federation router is configured for this catalog: start it with -router-addr=HOST:8330, once per federation router of its datacenter');
+    if (this.closed) throw new RouterUnavailableError('the router client is closed (the catalog is stopping)');
+  }
+
+  private client<C extends OperatorServiceClient | ForwardServiceClient>(clients: Map<string, C>, Ctor: Parameters<typeof createRoleClient<C>>[0], address: string): C {
+    let client = clients.get(address);
+    if (client === undefined) {
+      client = createRoleClient(Ctor, address, { tracer: this.tracer });
+      clients.set(address, client);
+    }
+    return client;
+  }
+}
+
+type UnaryMethod<Req, Res> = Parameters<typeof callUnary<Req, Res>>[0];
+
+/** A ListAreas or GetArea with a min index waits on the router; without one it answers at once. */
+function readTimeoutMs(request: ListAreasRequest | GetAreaRequest): number {
+  const options = request.options;
+  return options !== undefined && options.minIndex > 0n ? blockingTimeoutMs(options.waitMs, ROUTER_CALL_TIMEOUT_MS) : ROUTER_CALL_TIMEOUT_MS;
+}
+
+/**
+ * What a failed call tells: the router's own answer; a request that never left (grpc-js's pick
+ * of a connection failed: "No connection established"); or one lost on the way (a connection
+ * dropped, a deadline passed), which the router may or may not have served. An UNAVAILABLE is
+ * the router's answer when it carries one of Consul's texts, matched by substring as Consul's
+ * IsErr* helpers match them.
+ */
+function classify(err: ServiceError): 'answer' | 'unsent' | 'lost' {
+  const details = err.details ?? '';
+  if (err.code === GrpcStatus.UNAVAILABLE && ROUTER_UNAVAILABLE_ANSWERS.some((text) => details.includes(text))) return 'answer';
+  if (err.code === GrpcStatus.UNAVAILABLE && details.includes('No connection established')) return 'unsent';
+  if (err.code === GrpcStatus.UNAVAILABLE || err.code === GrpcStatus.DEADLINE_EXCEEDED) return 'lost';
+  return 'answer';
+}
+
+/** A failed call in a line: the router, and what went wrong without grpc-js's "14 UNAVAILABLE:" prefix. */
+function describe(err: ServiceError, address: string): string {
+  if (classify(err) === 'unsent') return `${address}: unreachable (${err.details})`;
+  if (err.code === GrpcStatus.DEADLINE_EXCEEDED) return `${address}: no answer before the deadline`;
+  return `${address}: ${err.details || err.message}`;
+}

@@ -1,0 +1,216 @@
+/**
+ * A federation router's in-datacenter API in memory, for the catalog's unit tests: the
+ * OperatorService (areas with an index and blocking reads, area members, the datacenters list)
+ * and the ForwardService (answered by a function the test sets) behind a real RoleGrpcServer on a
+ * free loopback port, so the catalog's RouterClient talks real gRPC to it. It keeps the rules the
+ * contract states (one area per peer datacenter, `[]` for an unknown area, NOT_FOUND "No path to
+ * datacenter"), with Consul's router texts where Consul has them (§3.5), and nothing more.
+ *
+ *   const router = await startFakeRouter('dc1');
+ *   router.forwardAnswer = (request) => ({ response: { status: 200, headers: {}, body: Buffer.from('[]') }, path: ['dc2'] });
+ *   const routers = new RouterClient([router.address], tracer);
+ *   await router.close();
+ */
+import { randomUUID } from 'node:crypto';
+
+import { ServiceError, status as GrpcStatus } from '@grpc/grpc-js';
+import { trace } from '@opentelemetry/api';
+
+import {
+  Area,
+  AreaMember,
+  AreaMembersRequest,
+  AreaMembersResponse,
+  CreateAreaRequest,
+  CreateAreaResponse,
+  DatacentersRequest,
+  DatacentersResponse,
+  DeleteAreaRequest,
+  DeleteAreaResponse,
+  ForwardRequest,
+  ForwardResponse,
+  ForwardServiceServer,
+  ForwardServiceService,
+  GetAreaRequest,
+  GetAreaResponse,
+  JoinAreaRequest,
+  JoinAreaResponse,
+  ListAreasRequest,
+  ListAreasResponse,
+  OperatorServiceServer,
+  OperatorServiceService,
+  ReadOptions,
+  UpdateAreaRequest,
+  UpdateAreaResponse,
+  protobufFileName,
+} from '../../gen/consulate/router/v1/operator';
+import { RoleGrpcServer } from '../../lib/grpc-server';
+import { createLogger } from '../../lib/log';
+
+/** A gRPC error as a handler answers it. */
+export interface Refusal {
+  readonly code: GrpcStatus;
+  readonly details: string;
+}
+
+export interface FakeRouter {
+  readonly address: string;
+  readonly datacenter: string;
+  /** The areas by ID, as stored. */
+  readonly areas: Map<string, Area>;
+  /** Each area's pool; an area starts with this router alone. */
+  readonly members: Map<string, AreaMember[]>;
+  /** The areas' index (X-Consul-Index): every write moves it. */
+  index: bigint;
+  datacenters: DatacentersResponse;
+  /** What Forward answers; a Refusal fails the call. Default: NOT_FOUND "No path to datacenter". */
+  forwardAnswer: (request: ForwardRequest) => ForwardResponse | Refusal | Promise<ForwardResponse | Refusal>;
+  /** Every forwarded request, in order. */
+  readonly forwarded: ForwardRequest[];
+  /** Every call by method name, in order (`createArea`, `forward`, ...). */
+  readonly calls: string[];
+  /** The ReadOptions of the last ListAreas or GetArea. */
+  lastReadOptions: ReadOptions | undefined;
+  /** When set, every Operator call fails with it (a router that cannot reach its consensus). */
+  operatorRefusal: Refusal | undefined;
+  close(): Promise<void>;
+}
+
+const NO_PATH: Refusal = { code: GrpcStatus.NOT_FOUND, details: 'No path to datacenter' };
+/** A blocking ListAreas or GetArea waits at most this long here, whatever it asks. */
+const MAX_TEST_WAIT_MS = 5_000;
+
+export async function startFakeRouter(datacenter: string): Promise<FakeRouter> {
+  const waiters = new Set<() => void>();
+  const state: Omit<FakeRouter, 'address' | 'close'> = {
+    datacenter,
+    areas: new Map(),
+    members: new Map(),
+    index: 1n,
+    datacenters: { datacenters: [datacenter], routes: [{ datacenter, path: [], areaId: '', rttNs: 0n, reachable: true }] },
+    forwardAnswer: () => NO_PATH,
+    forwarded: [],
+    calls: [],
+    lastReadOptions: undefined,
+    operatorRefusal: undefined,
+  };
+  const changed = () => {
+    state.index++;
+    for (const wake of waiters) wake();
+  };
+  /** Resolves once the index passes `options.minIndex`, or its wait runs out. */
+  const blockOn = async (options: ReadOptions | undefined) => {
+    state.lastReadOptions = options;
+    if (options === undefined || options.minIndex === 0n || state.index > options.minIndex) return;
+    const waitMs = Math.min(options.waitMs || MAX_TEST_WAIT_MS, MAX_TEST_WAIT_MS);
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        waiters.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, waitMs);
+      waiters.add(done);
+    });
+  };
+  const self = (): AreaMember => ({ id: randomUUID(), name: `router-1.${datacenter}`, addr: '127.0.0.1', port: 8300, datacenter, role: 'server', build: '0.1.0', protocol: 2, status: 'alive', rttNs: 0n });
+  const unknownArea = (id: string): Refusal => ({ code: GrpcStatus.NOT_FOUND, details: `area ID "${id}" does not exist` });
+
+  /** A unary handler: its answer, or a Refusal as the call's error. */
+  function unary<Req, Res>(name: string, answer: (request: Req) => Res | Refusal | Promise<Res | Refusal>, operator = true) {
+    return (call: { request: Req }, callback: (err: Partial<ServiceError> | null, response?: Res) => void) => {
+      state.calls.push(name);
+      void (async () => {
+        if (operator && state.operatorRefusal !== undefined) return callback(state.operatorRefusal);
+        const result = await answer(call.request);
+        if (isRefusal(result)) return callback(result);
+        callback(null, result);
+      })();
+    };
+  }
+
+  const operator: Partial<OperatorServiceServer> = {
+    createArea: unary<CreateAreaRequest, CreateAreaResponse>('createArea', ({ area }) => {
+      if (area === undefined || area.peerDatacenter === '') return { code: GrpcStatus.INVALID_ARGUMENT, details: 'Missing peer datacenter' };
+      if (area.id !== '') return { code: GrpcStatus.INVALID_ARGUMENT, details: 'An area ID cannot be given on create' };
+      if (area.peerDatacenter === datacenter) return { code: GrpcStatus.INVALID_ARGUMENT, details: `Cannot create an area with the local datacenter "${datacenter}"` };
+      if ([...state.areas.values()].some((a) => a.peerDatacenter === area.peerDatacenter)) {
+        return { code: GrpcStatus.ALREADY_EXISTS, details: `An area with peer datacenter "${area.peerDatacenter}" already exists` };
+      }
+      const id = randomUUID();
+      state.areas.set(id, { ...area, id });
+      state.members.set(id, [self()]);
+      changed();
+      return { id, index: state.index };
+    }),
+    listAreas: unary<ListAreasRequest, ListAreasResponse>('listAreas', async ({ options }) => {
+      await blockOn(options);
+      return { areas: [...state.areas.values()], index: state.index, knownLeader: true, lastContactMs: 0n };
+    }),
+    getArea: unary<GetAreaRequest, GetAreaResponse>('getArea', async ({ id, options }) => {
+      await blockOn(options);
+      const area = state.areas.get(id);
+      return { areas: area === undefined ? [] : [area], index: state.index, knownLeader: true, lastContactMs: 0n };
+    }),
+    updateArea: unary<UpdateAreaRequest, UpdateAreaResponse>('updateArea', ({ id, useTls, transit }) => {
+      const area = state.areas.get(id);
+      if (area === undefined) return unknownArea(id);
+      state.areas.set(id, { ...area, useTls: useTls ?? area.useTls, transit: transit ?? area.transit });
+      changed();
+      return { id, index: state.index };
+    }),
+    deleteArea: unary<DeleteAreaRequest, DeleteAreaResponse>('deleteArea', ({ id }) => {
+      if (!state.areas.delete(id)) return unknownArea(id);
+      state.members.delete(id);
+      changed();
+      return { index: state.index };
+    }),
+    joinArea: unary<JoinAreaRequest, JoinAreaResponse>('joinArea', ({ id, addresses }) => {
+      if (!state.areas.has(id)) return unknownArea(id);
+      // An address with "unreachable" in it times out, as Consul's join reports it.
+      const results = addresses.map((address) => {
+        const target = address.includes(':') ? address : `${address}:8300`;
+        return address.includes('unreachable') ? { address, joined: false, error: `failed to connect to "${target}": dial tcp ${target}: i/o timeout` } : { address, joined: true, error: '' };
+      });
+      return { results };
+    }),
+    areaMembers: unary<AreaMembersRequest, AreaMembersResponse>('areaMembers', ({ id }) => {
+      const members = state.members.get(id);
+      return members === undefined ? unknownArea(id) : { members };
+    }),
+    datacenters: unary<DatacentersRequest, DatacentersResponse>('datacenters', () => state.datacenters),
+  };
+  const forward: ForwardServiceServer = {
+    forward: unary<ForwardRequest, ForwardResponse>(
+      'forward',
+      (request) => {
+        state.forwarded.push(request);
+        return state.forwardAnswer(request);
+      },
+      false,
+    ),
+  };
+
+  const server = new RoleGrpcServer({
+    logger: createLogger({ role: 'federation-router', datacenter, node: 'router-1', level: 'silent' }),
+    tracer: trace.getTracer('test'),
+    shutdownGraceMs: 100,
+    services: [
+      { definition: OperatorServiceService, implementation: operator as OperatorServiceServer, protoFile: protobufFileName },
+      { definition: ForwardServiceService, implementation: forward, protoFile: protobufFileName },
+    ],
+  });
+  const address = await server.listen('127.0.0.1', 0);
+  server.setServing(true);
+  return Object.assign(state as FakeRouter, {
+    address,
+    close: async () => {
+      for (const wake of waiters) wake();
+      await server.shutdown();
+    },
+  });
+}
+
+function isRefusal(value: unknown): value is Refusal {
+  return typeof value === 'object' && value !== null && 'code' in value && 'details' in value && !('response' in value);
+}
