@@ -38,6 +38,8 @@ export interface StartOptions {
   readonly env?: NodeJS.ProcessEnv;
   /** Wait for SERVING (default); false returns as soon as the process is spawned. */
   readonly waitHealthy?: boolean;
+  /** A command the process runs under, e.g. ['ip', 'netns', 'exec', 'dc1']. */
+  readonly wrap?: readonly string[];
 }
 
 export interface RoleProcess {
@@ -62,7 +64,8 @@ export async function startRole(options: StartOptions): Promise<RoleProcess> {
   const port = STANDARD_GRPC_PORTS[options.role];
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), `consulate-${options.role}-`));
   const args = [CONSULATE_BIN, options.role, `-datacenter=${options.datacenter ?? 'dc1'}`, `-node=${options.node ?? `${options.role}-${address}`}`, `-bind=${address}`, `-data-dir=${dataDir}`, ...(options.args ?? [])];
-  const child = spawn(process.execPath, args, { cwd: REPO_ROOT, env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const command = [...(options.wrap ?? []), process.execPath, ...args];
+  const child = spawn(command[0], command.slice(1), { cwd: REPO_ROOT, env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: string[] = [];
   for (const stream of [child.stdout!, child.stderr!]) createInterface({ input: stream }).on('line', (line) => lines.push(line));
   const exited = new Promise<number | string>((resolve) => child.on('exit', (code, signal) => resolve(code ?? signal ?? 'unknown')));

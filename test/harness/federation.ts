@@ -1,0 +1,89 @@
+/**
+ * Federated datacenters as real processes, for the federation tests and the federation benchmark:
+ * per datacenter one consensus server, a catalog (HTTP 8500) that forwards through its routers,
+ * and one or more routers (8330 in the datacenter, 8300 mutual TLS between datacenters), each on
+ * its own loopback address. Areas are not made here: the tests make them, as an operator would.
+ */
+import { spawn } from 'node:child_process';
+
+import { CONSULATE_BIN, REPO_ROOT, RoleProcess, StartOptions, eventually, freeLoopbackAddress, startRole } from './processes';
+import { RouterTls } from './tls';
+
+export interface FederatedDatacenter {
+  readonly name: string;
+  readonly consensus: RoleProcess;
+  readonly catalog: RoleProcess;
+  readonly routers: RoleProcess[];
+  /** http://<catalog>:8500 */
+  readonly httpAddr: string;
+}
+
+export interface DatacenterOptions {
+  /** Routers in the datacenter (2 by default, so one can be lost). */
+  readonly routers?: number;
+  /** The routers' pool timings: `local` (default, quick failure detection), `lan` or `wan`. */
+  readonly gossipProfile?: string;
+  /** Run every process under this prefix (e.g. `ip netns exec dc1`); addresses come from `addresses`. */
+  readonly wrap?: StartOptions['wrap'];
+  /** Fixed addresses (consensus, catalog, routers...) instead of free loopback ones. */
+  readonly addresses?: { consensus: string; catalog: string; routers: readonly string[] };
+  readonly routerArgs?: readonly string[];
+}
+
+export async function startDatacenter(name: string, tls: RouterTls, options: DatacenterOptions = {}): Promise<FederatedDatacenter> {
+  const routerCount = options.routers ?? options.addresses?.routers.length ?? 2;
+  const consensusAddress = options.addresses?.consensus ?? freeLoopbackAddress();
+  const catalogAddress = options.addresses?.catalog ?? freeLoopbackAddress();
+  const routerAddresses = options.addresses?.routers.slice(0, routerCount) ?? Array.from({ length: routerCount }, () => freeLoopbackAddress());
+  const consensus = await startRole({ role: 'consensus', datacenter: name, node: 'server-1', address: consensusAddress, args: [`-initial-peer=server-1=${consensusAddress}:8310`], wrap: options.wrap });
+  const catalog = await startRole({
+    role: 'catalog',
+    datacenter: name,
+    node: 'catalog',
+    address: catalogAddress,
+    args: [`-consensus-addr=${consensus.grpc}`, ...routerAddresses.map((address) => `-router-addr=${address}:8330`)],
+    wrap: options.wrap,
+  });
+  const routers = await Promise.all(
+    routerAddresses.map((address, i) =>
+      startRole({
+        role: 'federation-router',
+        datacenter: name,
+        node: `router-${i + 1}`,
+        address,
+        args: [`-consensus-addr=${consensus.grpc}`, `-catalog-addr=${catalogAddress}:8500`, `-gossip-profile=${options.gossipProfile ?? 'local'}`, ...tls.args(name), ...(options.routerArgs ?? [])],
+        wrap: options.wrap,
+      }),
+    ),
+  );
+  const httpAddr = `http://${catalogAddress}:8500`;
+  // The one-server Raft elects itself and the catalog's view loads in the background.
+  await eventually(`${name}'s catalog to answer`, async () => (await fetch(`${httpAddr}/v1/catalog/nodes`).catch(() => undefined))?.status === 200 || undefined, 20_000);
+  return { name, consensus, catalog, routers, httpAddr };
+}
+
+export interface CliResult {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Runs `consulate <args>` against a datacenter's HTTP API, as an operator would. */
+export function consulate(dc: Pick<FederatedDatacenter, 'httpAddr'>, args: readonly string[], wrap?: readonly string[]): Promise<CliResult> {
+  const command = [...(wrap ?? []), process.execPath, CONSULATE_BIN, ...args];
+  return new Promise((resolve) => {
+    const child = spawn(command[0], command.slice(1), { cwd: REPO_ROOT, env: { ...process.env, CONSULATE_HTTP_ADDR: dc.httpAddr }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.on('exit', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+/** The area ID in `Created area "<id>" with peer datacenter "<dc>"!`. */
+export function createdAreaId(result: CliResult): string {
+  const match = /^Created area "([0-9a-f-]{36})" with peer datacenter "[^"]+"!$/m.exec(result.stdout);
+  if (match === null) throw new Error(`no area created: ${result.stdout}${result.stderr}`);
+  return match[1];
+}

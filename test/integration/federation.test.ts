@@ -1,0 +1,136 @@
+/**
+ * The network-areas seed guide end to end, with three datacenters as real processes in a hub and
+ * spoke (dc1–dc2 and dc2–dc3), driven through the CLI as an operator would: reciprocal areas, a
+ * join, members with RTT, a catalog query for dc2 answered by dc2. Then what Consul cannot do:
+ * dc1 → dc3 has no path until dc2 allows transit on both of its areas. Then a remote router is
+ * killed and requests fail over to that datacenter's other router.
+ */
+import { credentials } from '@grpc/grpc-js';
+
+import { OperatorServiceClient } from '../../services/gen/consulate/router/v1/operator';
+import { CliResult, FederatedDatacenter, consulate, createdAreaId, startDatacenter } from '../harness/federation';
+import { eventually, logRecords, stopAll } from '../harness/processes';
+import { makeRouterTls } from '../harness/tls';
+
+jest.setTimeout(180_000);
+
+let dc1: FederatedDatacenter;
+let dc2: FederatedDatacenter;
+let dc3: FederatedDatacenter;
+
+beforeAll(async () => {
+  const tls = makeRouterTls(['dc1', 'dc2', 'dc3']);
+  [dc1, dc2, dc3] = await Promise.all([startDatacenter('dc1', tls), startDatacenter('dc2', tls), startDatacenter('dc3', tls)]);
+});
+
+afterAll(async () => {
+  await stopAll();
+});
+
+function ok(result: CliResult): string {
+  if (result.code !== 0) throw new Error(`consulate exited ${result.code}: ${result.stdout}${result.stderr}`);
+  return result.stdout;
+}
+
+function routerAddress(dc: FederatedDatacenter, i: number): string {
+  return dc.routers[i].address;
+}
+
+async function http(dc: FederatedDatacenter, method: string, path: string, body?: unknown): Promise<{ status: number; text: string }> {
+  const response = await fetch(`${dc.httpAddr}${path}`, { method, body: body === undefined ? undefined : JSON.stringify(body) });
+  return { status: response.status, text: await response.text() };
+}
+
+describe('network areas, as the seed guide walks them', () => {
+  test('reciprocal areas, a join, members with RTT, and a query answered by the other datacenter', async () => {
+    const created = createdAreaId(await consulate(dc1, ['operator', 'area', 'create', '-peer-datacenter=dc2']));
+    createdAreaId(await consulate(dc2, ['operator', 'area', 'create', '-peer-datacenter=dc1']));
+    expect(ok(await consulate(dc1, ['operator', 'area', 'list']))).toBe(`Area                                  PeerDC  RetryJoin\n${created}  dc2     (none)\n`);
+
+    // Consul's rules: one area per peer datacenter, none with itself.
+    const again = await consulate(dc1, ['operator', 'area', 'create', '-peer-datacenter=dc2']);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toContain('An area with peer datacenter "dc2" already exists');
+    const self = await consulate(dc1, ['operator', 'area', 'create', '-peer-datacenter=dc1']);
+    expect(self.code).toBe(1);
+    expect(self.stderr).toContain('Cannot create an area with the local datacenter "dc1"');
+
+    const joined = ok(await consulate(dc1, ['operator', 'area', 'join', '-peer-datacenter=dc2', routerAddress(dc2, 0)]));
+    expect(joined).toBe(`Address${' '.repeat(routerAddress(dc2, 0).length - 5)}Joined  Error\n${routerAddress(dc2, 0)}  true    (none)\n`);
+
+    // Both routers of both datacenters, alive, with an RTT once probes have run.
+    const members = await eventually(
+      'dc1 to see four alive routers with RTTs',
+      async () => {
+        const out = ok(await consulate(dc1, ['operator', 'area', 'members', '-peer-datacenter=dc2']));
+        const rows = out.trim().split('\n').slice(1);
+        return rows.length === 4 && rows.every((row) => / alive .* (0s|[\d.]+(µs|ms|s))$/.test(row)) ? out : undefined;
+      },
+      60_000,
+    );
+    expect(members.split('\n')[0]).toMatch(/^Area\s+Node\s+Address\s+Status\s+Build\s+Protocol\s+DC\s+RTT$/);
+    for (const dc of [dc1, dc2]) for (const [i] of dc.routers.entries()) expect(members).toContain(`router-${i + 1}.${dc.name}  ${routerAddress(dc, i)}:8300  alive`);
+
+    // A service registered in dc2, asked for from dc1.
+    expect((await http(dc2, 'PUT', '/v1/catalog/register', { Node: 'web-dc2', Address: '10.0.2.5', Service: { Service: 'web', Port: 80 } })).status).toBe(200);
+    expect(ok(await consulate(dc1, ['catalog', 'services', '-datacenter=dc2']))).toContain('web');
+    const remote = await http(dc1, 'GET', '/v1/catalog/service/web?dc=dc2');
+    expect(remote.status).toBe(200);
+    expect(JSON.parse(remote.text)).toMatchObject([{ Node: 'web-dc2', Datacenter: 'dc2', ServiceName: 'web' }]);
+    // A write travels too: a KV put in dc2 through dc1, read back in dc2.
+    expect((await http(dc1, 'PUT', '/v1/kv/from-dc1?dc=dc2', 'hello')).text).toBe('true');
+    expect(JSON.parse((await http(dc2, 'GET', '/v1/kv/from-dc1')).text)[0].Value).toBe(Buffer.from('"hello"').toString('base64'));
+    expect(JSON.parse((await http(dc1, 'GET', '/v1/catalog/datacenters')).text)).toEqual(['dc1', 'dc2']);
+  });
+
+  test('dc1 → dc3 has no path until dc2 allows transit on both of its areas', async () => {
+    createdAreaId(await consulate(dc2, ['operator', 'area', 'create', '-peer-datacenter=dc3']));
+    createdAreaId(await consulate(dc3, ['operator', 'area', 'create', '-peer-datacenter=dc2']));
+    ok(await consulate(dc3, ['operator', 'area', 'join', '-peer-datacenter=dc2', routerAddress(dc2, 0)]));
+    expect((await http(dc3, 'PUT', '/v1/catalog/register', { Node: 'db-dc3', Address: '10.0.3.5', Service: { Service: 'db', Port: 5432 } })).status).toBe(200);
+    await eventually('dc2 to reach dc3', async () => (await http(dc2, 'GET', '/v1/catalog/services?dc=dc3')).status === 200 || undefined, 60_000);
+
+    const refused = await consulate(dc1, ['catalog', 'services', '-datacenter=dc3']);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain('No path to datacenter');
+    expect(await http(dc1, 'GET', '/v1/catalog/services?dc=dc3')).toEqual({ status: 500, text: 'No path to datacenter' });
+
+    // One transit area is not enough: traffic must be allowed in and out of dc2.
+    ok(await consulate(dc2, ['operator', 'area', 'update', '-peer-datacenter=dc1', '-transit=true']));
+    await new Promise((resolve) => setTimeout(resolve, 3_000));
+    expect((await http(dc1, 'GET', '/v1/catalog/services?dc=dc3')).status).toBe(500);
+    ok(await consulate(dc2, ['operator', 'area', 'update', '-peer-datacenter=dc3', '-transit=true']));
+
+    const services = await eventually('dc1 to reach dc3 through dc2', async () => {
+      const answer = await http(dc1, 'GET', '/v1/catalog/services?dc=dc3');
+      return answer.status === 200 ? answer.text : undefined;
+    }, 60_000);
+    expect(JSON.parse(services)).toHaveProperty('db');
+    expect(ok(await consulate(dc1, ['catalog', 'nodes', '-datacenter=dc3']))).toContain('db-dc3');
+    // The datacenter list includes dc3, and the router says how it is reached.
+    expect(JSON.parse((await http(dc1, 'GET', '/v1/catalog/datacenters')).text)).toEqual(['dc1', 'dc2', 'dc3']);
+    const client = new OperatorServiceClient(`${routerAddress(dc1, 0)}:8330`, credentials.createInsecure());
+    const routes = await new Promise<{ datacenter: string; path: string[] }[]>((resolve, reject) => client.datacenters({}, (err, answer) => (err ? reject(err) : resolve(answer.routes))));
+    client.close();
+    expect(routes.find((route) => route.datacenter === 'dc3')?.path).toEqual(['dc2', 'dc3']);
+    expect(routes.find((route) => route.datacenter === 'dc2')?.path).toEqual(['dc2']);
+
+    // Transit off again: no path, as before.
+    ok(await consulate(dc2, ['operator', 'area', 'update', '-peer-datacenter=dc3', '-transit=false']));
+    await eventually('dc1 to lose its path to dc3', async () => (await http(dc1, 'GET', '/v1/catalog/services?dc=dc3')).text === 'No path to datacenter' || undefined, 60_000);
+  });
+
+  test("a remote router killed: requests fail over to that datacenter's other router", async () => {
+    // Make sure dc1 has used dc2's first router, then kill it without warning.
+    for (let i = 0; i < 5; i++) expect((await http(dc1, 'GET', '/v1/catalog/service/web?dc=dc2')).status).toBe(200);
+    dc2.routers[0].child.kill('SIGKILL');
+    await dc2.routers[0].exited;
+    const statuses: number[] = [];
+    for (let i = 0; i < 20; i++) statuses.push((await http(dc1, 'GET', '/v1/catalog/service/web?dc=dc2')).status);
+    expect(statuses).toEqual(Array(20).fill(200));
+    // And the area shows it failed, once its peers' probes give up on it.
+    await eventually('dc1 to see router-1.dc2 failed', async () => / failed /.test(ok(await consulate(dc1, ['operator', 'area', 'members', '-peer-datacenter=dc2'])).split('\n').find((row) => row.includes('router-1.dc2')) ?? '') || undefined, 60_000);
+    const failovers = dc1.routers.flatMap((router) => logRecords(router)).filter((record) => String(record.msg).includes('failed a forwarded request'));
+    expect(failovers.length).toBeGreaterThan(0);
+  });
+});
