@@ -120,7 +120,7 @@ export class Forwarder {
 
   private callRouter(hop: NextHop, request: ForwardRequest, visited: string[], deadlineMs: number): Promise<ForwardResponse> {
     return new Promise((resolve, reject) => {
-      this.peers.client(hop.address, hop.datacenter).forward({ forward: request, visited }, this.peers.metadata(), { deadline: deadlineMs }, (err, answer) => {
+      this.peers.forwarding(hop.address, hop.datacenter).forward({ forward: request, visited }, this.peers.metadata(), { deadline: deadlineMs }, (err, answer) => {
         if (err !== null) reject(err);
         else resolve(answer.forward ?? { response: undefined, path: [] });
       });

@@ -26,13 +26,23 @@ export class PeerClients {
     private readonly tracer: Tracer,
   ) {}
 
-  /** A client for the router at `address`, checked to be of `datacenter` when given. */
-  client(address: string, datacenter?: string): FederationServiceClient {
-    const key = `${address}|${datacenter ?? '*'}`;
+  /** For gossip: any router of our CA, untraced (a span per SWIM packet would drown the traces). */
+  gossip(address: string): FederationServiceClient {
+    return this.client(address, undefined, false);
+  }
+
+  /** For forwarded requests: a router of `datacenter`, whatever address we dialled; traced. */
+  forwarding(address: string, datacenter: string): FederationServiceClient {
+    return this.client(address, datacenter, true);
+  }
+
+  private client(address: string, datacenter: string | undefined, traced: boolean): FederationServiceClient {
+    const key = `${address}|${datacenter ?? '*'}|${traced}`;
     let client = this.clients.get(key);
     if (client === undefined) {
       client = createRoleClient(FederationServiceClient, address, {
         tracer: this.tracer,
+        traced,
         credentials: routerCredentials(this.material, datacenter),
         // The name we ask for (SNI) and verify; the address we dial is only where it lives.
         channelOptions: { 'grpc.ssl_target_name_override': serverName(datacenter ?? this.datacenter), 'grpc.default_authority': serverName(datacenter ?? this.datacenter) },

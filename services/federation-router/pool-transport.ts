@@ -56,14 +56,14 @@ export class RpcPoolTransport implements PoolTransport {
 
   sendPacket(to: string, bytes: Uint8Array): void {
     if (this.closed) return;
-    this.peers.client(to).packet({ pool: this.pool, from: this.address, packet: Buffer.from(bytes) }, this.peers.metadata(), { deadline: Date.now() + PACKET_DEADLINE_MS }, (err: ServiceError | null) => {
+    this.peers.gossip(to).packet({ pool: this.pool, from: this.address, packet: Buffer.from(bytes) }, this.peers.metadata(), { deadline: Date.now() + PACKET_DEADLINE_MS }, (err: ServiceError | null) => {
       if (err !== null) this.logger.debug({ pool: this.pool, to, code: err.code }, `gossip packet to ${to} lost: ${err.details}`);
     });
   }
 
   exchange(to: string, request: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
     return new Promise((resolve, reject) => {
-      this.peers.client(to).pushPull({ pool: this.pool, from: this.address, frame: Buffer.from(request) }, this.peers.metadata(), { deadline: Date.now() + timeoutMs }, (err, response) => {
+      this.peers.gossip(to).pushPull({ pool: this.pool, from: this.address, frame: Buffer.from(request) }, this.peers.metadata(), { deadline: Date.now() + timeoutMs }, (err, response) => {
         if (err !== null) reject(new Error(connectError(to, err)));
         else resolve(new Uint8Array(response.frame));
       });

@@ -6,12 +6,15 @@
  * in consensus (area-store.ts), runs a SWIM pool per area (federation.ts) and asks its
  * datacenter's catalog for what other datacenters ask of it (forwarder.ts).
  */
-import { OperatorServiceService, ForwardServiceService, protobufFileName as operatorProto } from '../gen/consulate/router/v1/operator';
-import { FederationServiceService, protobufFileName as federationProto } from '../gen/consulate/router/v1/federation';
+import { Tracer } from '@opentelemetry/api';
+
+import { FederationServiceServer, FederationServiceService, protobufFileName as federationProto } from '../gen/consulate/router/v1/federation';
+import { ForwardServiceService, OperatorServiceService, protobufFileName as operatorProto } from '../gen/consulate/router/v1/operator';
 import { checks, field } from '../lib/config';
-import { Logger } from '../lib/log';
 import { ConsensusClient, consensusAddrsField } from '../lib/consensus-client';
 import { RoleGrpcServer } from '../lib/grpc-server';
+import { traceServiceImplementation } from '../lib/grpc-tracing';
+import { Logger } from '../lib/log';
 import { persistentNodeId } from '../lib/node-id';
 import { RoleDefinition } from '../lib/role-process';
 import { SWIM_PROFILES } from '../lib/swim/config';
@@ -71,7 +74,8 @@ export const federationRouterRole: RoleDefinition<typeof fields> = {
     const federationServer = new RoleGrpcServer({
       logger,
       tracer,
-      services: [{ definition: FederationServiceService, implementation: federationService({ datacenter: config.datacenter, node: config.node, federation, forwarder, listener: () => listener, logger }), protoFile: federationProto }],
+      // Forwarded requests get spans; SWIM packets and pings would only drown them.
+      services: [{ definition: FederationServiceService, implementation: tracedForwardOnly(tracer, federationService({ datacenter: config.datacenter, node: config.node, federation, forwarder, listener: () => listener, logger })), protoFile: federationProto, traced: false }],
     });
     const operatorServer = new RoleGrpcServer({
       logger,
@@ -110,6 +114,10 @@ export const federationRouterRole: RoleDefinition<typeof fields> = {
     };
   },
 };
+
+function tracedForwardOnly(tracer: Tracer, implementation: FederationServiceServer): FederationServiceServer {
+  return { ...implementation, forward: traceServiceImplementation(tracer, FederationServiceService, { forward: implementation.forward }).forward };
+}
 
 /** Joins the WAN pool through any of `addresses`, every 30 s until one accepts (Consul's retry_join_wan). */
 async function retryJoinWan(federation: Federation, addresses: readonly string[], stopped: () => boolean, logger: Logger): Promise<void> {

@@ -17,6 +17,8 @@ export interface RoleClientOptions {
   readonly credentials?: ChannelCredentials;
   readonly maxMessageBytes?: number;
   readonly channelOptions?: ChannelOptions;
+  /** false for chatter that would drown the traces (gossip between routers). Default true. */
+  readonly traced?: boolean;
 }
 
 type ClientConstructor<C extends Client> = new (address: string, credentials: ChannelCredentials, options?: Partial<ChannelOptions>) => C;
@@ -30,7 +32,7 @@ export function createRoleClient<C extends Client>(Ctor: ClientConstructor<C>, a
     'grpc.keepalive_timeout_ms': GRPC_SERVER_DEFAULTS.keepaliveTimeoutMs,
     // Our servers refuse pings more often than minPingIntervalMs, so never send them idle.
     'grpc.keepalive_permit_without_calls': 0,
-    interceptors: [tracingClientInterceptor(options.tracer, address)],
+    interceptors: options.traced === false ? [] : [tracingClientInterceptor(options.tracer, address)],
     ...options.channelOptions,
   });
 }

@@ -6,6 +6,7 @@
  */
 import { spawn } from 'node:child_process';
 
+import { fetchInside } from './netns';
 import { CONSULATE_BIN, REPO_ROOT, RoleProcess, StartOptions, eventually, freeLoopbackAddress, startRole } from './processes';
 import { RouterTls } from './tls';
 
@@ -23,11 +24,16 @@ export interface DatacenterOptions {
   readonly routers?: number;
   /** The routers' pool timings: `local` (default, quick failure detection), `lan` or `wan`. */
   readonly gossipProfile?: string;
-  /** Run every process under this prefix (e.g. `ip netns exec dc1`); addresses come from `addresses`. */
+  /**
+   * Run every process under this prefix (e.g. `ip netns exec dc1`); addresses come from `addresses`.
+   * Health probes and the readiness check run under it too: a namespace's loopback is its own.
+   */
   readonly wrap?: StartOptions['wrap'];
   /** Fixed addresses (consensus, catalog, routers...) instead of free loopback ones. */
   readonly addresses?: { consensus: string; catalog: string; routers: readonly string[] };
   readonly routerArgs?: readonly string[];
+  /** Extra environment for every process (e.g. OTEL_EXPORTER_OTLP_ENDPOINT). */
+  readonly env?: NodeJS.ProcessEnv;
 }
 
 export async function startDatacenter(name: string, tls: RouterTls, options: DatacenterOptions = {}): Promise<FederatedDatacenter> {
@@ -35,7 +41,7 @@ export async function startDatacenter(name: string, tls: RouterTls, options: Dat
   const consensusAddress = options.addresses?.consensus ?? freeLoopbackAddress();
   const catalogAddress = options.addresses?.catalog ?? freeLoopbackAddress();
   const routerAddresses = options.addresses?.routers.slice(0, routerCount) ?? Array.from({ length: routerCount }, () => freeLoopbackAddress());
-  const consensus = await startRole({ role: 'consensus', datacenter: name, node: 'server-1', address: consensusAddress, args: [`-initial-peer=server-1=${consensusAddress}:8310`], wrap: options.wrap });
+  const consensus = await startRole({ role: 'consensus', datacenter: name, node: 'server-1', address: consensusAddress, args: [`-initial-peer=server-1=${consensusAddress}:8310`], wrap: options.wrap, probeVia: options.wrap, env: options.env });
   const catalog = await startRole({
     role: 'catalog',
     datacenter: name,
@@ -43,6 +49,8 @@ export async function startDatacenter(name: string, tls: RouterTls, options: Dat
     address: catalogAddress,
     args: [`-consensus-addr=${consensus.grpc}`, ...routerAddresses.map((address) => `-router-addr=${address}:8330`)],
     wrap: options.wrap,
+    env: options.env,
+    probeVia: options.wrap,
   });
   const routers = await Promise.all(
     routerAddresses.map((address, i) =>
@@ -53,12 +61,18 @@ export async function startDatacenter(name: string, tls: RouterTls, options: Dat
         address,
         args: [`-consensus-addr=${consensus.grpc}`, `-catalog-addr=${catalogAddress}:8500`, `-gossip-profile=${options.gossipProfile ?? 'local'}`, ...tls.args(name), ...(options.routerArgs ?? [])],
         wrap: options.wrap,
+        env: options.env,
+        probeVia: options.wrap,
       }),
     ),
   );
   const httpAddr = `http://${catalogAddress}:8500`;
   // The one-server Raft elects itself and the catalog's view loads in the background.
-  await eventually(`${name}'s catalog to answer`, async () => (await fetch(`${httpAddr}/v1/catalog/nodes`).catch(() => undefined))?.status === 200 || undefined, 20_000);
+  const answers =
+    options.wrap === undefined
+      ? async () => (await fetch(`${httpAddr}/v1/catalog/nodes`).catch(() => undefined))?.status === 200
+      : async () => (await fetchInside(options.wrap!, `${httpAddr}/v1/catalog/nodes`, { timeoutMs: 5_000 })).status === 200;
+  await eventually(`${name}'s catalog to answer`, async () => (await answers()) || undefined, 20_000);
   return { name, consensus, catalog, routers, httpAddr };
 }
 

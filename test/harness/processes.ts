@@ -13,6 +13,7 @@ import { checkHealth } from '../../services/lib/health-probe';
 
 export const REPO_ROOT = join(__dirname, '..', '..');
 export const CONSULATE_BIN = join(REPO_ROOT, 'bin', 'consulate');
+const HEALTHCHECK_SCRIPT = join(REPO_ROOT, 'dist', 'deploy', 'healthcheck.js');
 
 const STANDARD_GRPC_PORTS: Record<string, number> = { consensus: 8310, gossip: 8320, catalog: 8502, 'federation-router': 8330 };
 
@@ -40,6 +41,12 @@ export interface StartOptions {
   readonly waitHealthy?: boolean;
   /** A command the process runs under, e.g. ['ip', 'netns', 'exec', 'dc1']. */
   readonly wrap?: readonly string[];
+  /**
+   * Run the health probe under this prefix (`node dist/deploy/healthcheck.js`), for a process this
+   * one cannot reach, e.g. the `wrap` of a network namespace with its own loopback; the probe
+   * runs in this process otherwise.
+   */
+  readonly probeVia?: readonly string[];
 }
 
 export interface RoleProcess {
@@ -90,21 +97,37 @@ export async function startRole(options: StartOptions): Promise<RoleProcess> {
     },
   };
   running.add(proc);
-  if (options.waitHealthy !== false) await waitHealthy(proc);
+  if (options.waitHealthy !== false) await waitHealthy(proc, 20_000, options.probeVia);
   return proc;
 }
 
-export async function waitHealthy(proc: RoleProcess, timeoutMs = 20_000): Promise<void> {
+export async function waitHealthy(proc: RoleProcess, timeoutMs = 20_000, probeVia?: readonly string[]): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let exitedEarly: number | string | undefined;
   void proc.exited.then((code) => (exitedEarly = code));
   for (;;) {
     if (exitedEarly !== undefined) throw new Error(`${proc.role} at ${proc.grpc} exited (${exitedEarly}) before it was healthy:\n${proc.lines.join('\n')}`);
-    const health = await checkHealth(proc.grpc, 1_000);
+    const health = probeVia === undefined ? await checkHealth(proc.grpc, 1_000) : await checkHealthVia(probeVia, proc.grpc);
     if (health.answer === 'SERVING') return;
     if (Date.now() > deadline) throw new Error(`${proc.role} at ${proc.grpc} not healthy after ${timeoutMs} ms (${health.answer} ${health.detail}):\n${proc.lines.join('\n')}`);
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
+}
+
+/** The container HEALTHCHECK's probe, run under `prefix`: its answer line is checkHealth's answer. */
+function checkHealthVia(prefix: readonly string[], address: string): Promise<{ answer: string; detail: string }> {
+  const command = [...prefix, process.execPath, HEALTHCHECK_SCRIPT, address];
+  return new Promise((resolve) => {
+    const child = spawn(command[0], command.slice(1), { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.on('error', (err) => resolve({ answer: 'UNREACHABLE', detail: err.message }));
+    child.on('exit', () => {
+      const match = /^(\S+)(?: \((.*)\))?$/m.exec(output.trim());
+      resolve({ answer: match?.[1] ?? 'UNREACHABLE', detail: match?.[2] ?? output.trim() });
+    });
+  });
 }
 
 /** Stops every process this harness started that is still running; call in afterAll. */
