@@ -89,7 +89,7 @@ export class Forwarder {
       if (outbound === undefined || !outbound.transit) throw this.noPath(request, `the route leaves through ${route.areaId}, not a transit area`);
       if (visited.includes(local) || route.path.includes(from) || visited.length + route.path.length > MAX_HOPS) throw this.noPath(request, 'loop or hop limit');
     }
-    const hops = this.ordered(route.nextHops);
+    const hops = this.tryOrder(route.nextHops);
     if (hops.length === 0) throw this.noServer(request, 'every router of the next datacenter is failed');
     const failures: string[] = [];
     for (const hop of hops) {
@@ -97,7 +97,8 @@ export class Forwarder {
       try {
         const answer = await this.callRouter(hop, request, [...visited, local], deadlineMs);
         this.offlineUntil.delete(hop.address);
-        return { response: answer.response, path: answer.path };
+        // ForwardResponse.path runs from the first remote datacenter: a transit one adds itself.
+        return { response: answer.response, path: from === undefined ? answer.path : [local, ...answer.path] };
       } catch (err) {
         const error = err as ServiceError;
         if (isAnswer(error)) throw new ForwardError(error.details, error.code);
@@ -110,7 +111,7 @@ export class Forwarder {
   }
 
   /** The living routers, those recently unreachable after the others (Consul's rotate-on-failure). */
-  private ordered(hops: readonly NextHop[]): NextHop[] {
+  tryOrder(hops: readonly NextHop[]): NextHop[] {
     const now = Date.now();
     const alive = hops.filter((hop) => hop.alive);
     const online = alive.filter((hop) => (this.offlineUntil.get(hop.address) ?? 0) <= now);

@@ -24,10 +24,11 @@ export interface OperatorDeps {
   readonly datacenter: string;
   readonly store: AreaStore;
   readonly federation: Federation;
+  readonly forwarder: Pick<Forwarder, 'tryOrder'>;
 }
 
 export function operatorService(deps: OperatorDeps): OperatorServiceServer {
-  const { store, federation } = deps;
+  const { store, federation, forwarder } = deps;
   return {
     status: statusWithConsensus(deps.context.roleInfo, deps.consensus),
     createArea(call, callback) {
@@ -97,8 +98,9 @@ export function operatorService(deps: OperatorDeps): OperatorServiceServer {
         datacenters: names,
         routes: names.map((name) => {
           const route = routes.get(name);
-          if (route === undefined) return { datacenter: name, path: [name], areaId: '', rttNs: 0n, reachable: true };
-          return { datacenter: name, path: [...route.path], areaId: route.areaId, rttNs: Number.isFinite(route.rttNs) ? BigInt(Math.round(route.rttNs)) : -1n, reachable: route.reachable };
+          if (route === undefined) return { datacenter: name, path: [name], areaId: '', rttNs: 0n, reachable: true, nextHops: [] };
+          const rttNs = Number.isFinite(route.rttNs) ? BigInt(Math.round(route.rttNs)) : -1n;
+          return { datacenter: name, path: [...route.path], areaId: route.areaId, rttNs, reachable: route.reachable, nextHops: forwarder.tryOrder(route.nextHops).map((hop) => hop.name) };
         }),
       });
     },

@@ -81,7 +81,7 @@ export const federationRouterRole: RoleDefinition<typeof fields> = {
       logger,
       tracer,
       services: [
-        { definition: OperatorServiceService, implementation: operatorService({ context, consensus, datacenter: config.datacenter, store, federation }), protoFile: operatorProto },
+        { definition: OperatorServiceService, implementation: operatorService({ context, consensus, datacenter: config.datacenter, store, federation, forwarder }), protoFile: operatorProto },
         { definition: ForwardServiceService, implementation: forwardService(forwarder), protoFile: operatorProto },
       ],
     });

@@ -17,7 +17,7 @@ import { TlsMaterial, datacenterOf } from '../lib/tls';
 /** A connection must finish its handshake within this. */
 export const HANDSHAKE_TIMEOUT_MS = 10_000;
 /** OpenSSL's complaints when the first bytes are not a TLS record: someone spoke plaintext. */
-const PLAINTEXT_ERRORS = new Set(['ERR_SSL_WRONG_VERSION_NUMBER', 'ERR_SSL_HTTP_REQUEST', 'ERR_SSL_PACKET_LENGTH_TOO_LONG', 'ERR_SSL_UNEXPECTED_EOF_WHILE_READING']);
+const PLAINTEXT_ERRORS = new Set(['ERR_SSL_WRONG_VERSION_NUMBER', 'ERR_SSL_HTTP_REQUEST', 'ERR_SSL_HTTPS_PROXY_REQUEST', 'ERR_SSL_PACKET_LENGTH_TOO_LONG', 'ERR_SSL_UNEXPECTED_EOF_WHILE_READING']);
 
 export class MutualTlsListener {
   /** By `ip:port` of the peer, as grpc-js's `call.getPeer()` names it. */
@@ -102,8 +102,10 @@ export class MutualTlsListener {
     return undefined;
   }
 
+  // No early return on an already destroyed socket: Node destroys the socket before it emits
+  // tlsClientError, and each socket is refused once (tlsClientError fires only before the handshake
+  // completes, accept() only after).
   private refuse(socket: TLSSocket, peer: string, reason: string): void {
-    if (socket.destroyed) return;
     this.refused++;
     this.logger.warn({ peer, reason }, `refused a connection on 8300 from ${peer}: ${reason}`);
     socket.destroy();

@@ -6,16 +6,17 @@ import { callUnary, createRoleClient } from './grpc-client';
 import { RoleGrpcServer } from './grpc-server';
 import { createLogger } from './log';
 import { loadTlsMaterial, mutualTlsChannelCredentials, mutualTlsServerCredentials, tlsChannelOptions } from './tls';
-import { makeCa, makeCertDir, makeLeaf } from '../../test/harness/certs';
+import { createCa } from '../../cli/tls/make-certificates';
+import { makeCertDir, writeTlsFiles } from '../../test/harness/tls';
 
 // Mutual TLS as 8300 will use it (DESIGN.md "Security"): a client certificate from our CA is
 // required, and the server must present the datacenter the client expects.
 describe('mutual TLS over gRPC', () => {
   const dir = makeCertDir();
-  const ca = makeCa(dir);
-  const dc1 = loadTlsMaterial(makeLeaf(dir, ca, 'dc1', 'dc1'));
-  const dc2 = loadTlsMaterial(makeLeaf(dir, ca, 'dc2', 'dc2'));
-  const foreign = makeLeaf(dir, makeCa(dir, 'foreign'), 'intruder', 'dc2');
+  const ca = createCa();
+  const dc1 = loadTlsMaterial(writeTlsFiles(dir, 'dc1', ca, { datacenter: 'dc1' }));
+  const dc2 = loadTlsMaterial(writeTlsFiles(dir, 'dc2', ca, { datacenter: 'dc2' }));
+  const foreign = writeTlsFiles(dir, 'intruder', createCa(), { datacenter: 'dc2' });
   let server: RoleGrpcServer;
   let address: string;
 

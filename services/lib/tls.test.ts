@@ -3,15 +3,18 @@ import { join } from 'node:path';
 
 import { ManualClock } from './clock';
 import { TlsConfigError, datacenterOf, loadTlsMaterial, serverName } from './tls';
-import { makeCa, makeCertDir, makeLeaf } from '../../test/harness/certs';
+import { createCa } from '../../cli/tls/make-certificates';
+import { makeCertDir, writeTlsFiles } from '../../test/harness/tls';
+
+const DAY_MS = 86_400_000;
 
 // The checks at load time that Consul's verify_incoming / verify_server_hostname rely on
 // (reference/consul-compat.md §3.10): our CA, in date, key matching, datacenter in the SAN.
 describe('loadTlsMaterial', () => {
   const dir = makeCertDir();
-  const ca = makeCa(dir);
-  const other = makeCa(dir, 'other');
-  const good = makeLeaf(dir, ca, 'dc1-server', 'dc1');
+  const ca = createCa();
+  const other = createCa();
+  const good = writeTlsFiles(dir, 'dc1-server', ca, { datacenter: 'dc1' });
 
   test('loads a valid certificate and reads its datacenter', () => {
     const material = loadTlsMaterial(good);
@@ -21,18 +24,18 @@ describe('loadTlsMaterial', () => {
   });
 
   test('refuses a certificate from another CA', () => {
-    const foreign = makeLeaf(dir, other, 'foreign', 'dc1');
-    expect(() => loadTlsMaterial({ ...foreign, caFile: ca.caFile })).toThrow(/was not issued by the CA/);
+    const foreign = writeTlsFiles(dir, 'foreign', other, { datacenter: 'dc1' });
+    expect(() => loadTlsMaterial({ ...foreign, caFile: good.caFile })).toThrow(/was not issued by the CA/);
   });
 
   test('refuses an expired certificate, and one not yet valid', () => {
-    const expired = makeLeaf(dir, ca, 'expired', 'dc1', -1);
+    const expired = writeTlsFiles(dir, 'expired', ca, { datacenter: 'dc1', notAfter: new Date(Date.now() - DAY_MS) });
     expect(() => loadTlsMaterial(expired)).toThrow(/expired on/);
     expect(() => loadTlsMaterial(good, new ManualClock(Date.parse('2001-01-01T00:00:00Z')))).toThrow(/is not valid until/);
   });
 
   test('refuses a key that is not the certificate\'s', () => {
-    const another = makeLeaf(dir, ca, 'another', 'dc1');
+    const another = writeTlsFiles(dir, 'another', ca, { datacenter: 'dc1' });
     expect(() => loadTlsMaterial({ ...good, keyFile: another.keyFile })).toThrow(/does not belong to the certificate/);
   });
 

@@ -1,13 +1,17 @@
 /**
- * TLS material for tests that start routers: one CA, and per datacenter a router certificate
- * named as `consulate tls cert create -server -dc <dc>` names it, written to a temporary folder.
- * `bad` makes the certificates a TLS matrix refuses (another CA, expired, another datacenter).
+ * TLS material for tests, made with cli/tls/make-certificates.ts (what `consulate tls ca create` /
+ * `tls cert create` run), so tests and operators get the same certificates. `makeRouterTls` is one
+ * CA and per datacenter a router certificate named as `consulate tls cert create -server -dc <dc>`
+ * names it; `writeTlsFiles` writes any certificate a test needs, good or deliberately bad (from
+ * another CA, expired, not valid yet, another datacenter, a client's), as the three files
+ * services/lib/tls.ts loads.
  */
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { CertificateAndKey, createCa, createCertificate } from '../../cli/tls/make-certificates';
+import { CertificateAndKey, CertificateKind, CertificateOptions, createCa, createCertificate } from '../../cli/tls/make-certificates';
+import { TlsFiles } from '../../services/lib/tls';
 
 export interface RouterTls {
   readonly dir: string;
@@ -18,7 +22,7 @@ export interface RouterTls {
 }
 
 export function makeRouterTls(datacenters: readonly string[]): RouterTls {
-  const dir = mkdtempSync(join(tmpdir(), 'consulate-tls-'));
+  const dir = makeCertDir();
   const ca = createCa();
   const caFile = join(dir, 'consulate-agent-ca.pem');
   writeFileSync(caFile, ca.certPem);
@@ -38,4 +42,23 @@ export function writePair(dir: string, name: string, pair: CertificateAndKey): {
   writeFileSync(certFile, pair.certPem);
   writeFileSync(keyFile, pair.keyPem, { mode: 0o600 });
   return { certFile, keyFile };
+}
+
+/** A fresh temporary folder for certificate files. */
+export function makeCertDir(): string {
+  return mkdtempSync(join(tmpdir(), 'consulate-tls-'));
+}
+
+export type TlsFileOptions = Omit<CertificateOptions, 'ca' | 'kind'> & { readonly kind?: CertificateKind };
+
+/**
+ * A certificate issued by `ca` (a server's, `server.<dc>.consulate`, unless `kind` says
+ * otherwise), written as `<name>.pem` and `<name>-key.pem`, and the CA's certificate as
+ * `<name>-ca.pem`: the files `loadTlsMaterial` reads. An expired one is `{ notAfter: yesterday }`.
+ */
+export function writeTlsFiles(dir: string, name: string, ca: CertificateAndKey, options: TlsFileOptions): TlsFiles {
+  const { certFile, keyFile } = writePair(dir, name, createCertificate({ ...options, ca, kind: options.kind ?? 'server' }));
+  const caFile = join(dir, `${name}-ca.pem`);
+  writeFileSync(caFile, ca.certPem);
+  return { caFile, certFile, keyFile };
 }

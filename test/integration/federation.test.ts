@@ -7,7 +7,7 @@
  */
 import { credentials } from '@grpc/grpc-js';
 
-import { OperatorServiceClient } from '../../services/gen/consulate/router/v1/operator';
+import { OperatorServiceClient, Route } from '../../services/gen/consulate/router/v1/operator';
 import { CliResult, FederatedDatacenter, consulate, createdAreaId, startDatacenter } from '../harness/federation';
 import { eventually, logRecords, stopAll } from '../harness/processes';
 import { makeRouterTls } from '../harness/tls';
@@ -34,6 +34,16 @@ function ok(result: CliResult): string {
 
 function routerAddress(dc: FederatedDatacenter, i: number): string {
   return dc.routers[i].address;
+}
+
+/** How a router reaches each datacenter (the Operator API's Datacenters). */
+async function routesOf(address: string): Promise<Route[]> {
+  const client = new OperatorServiceClient(`${address}:8330`, credentials.createInsecure());
+  try {
+    return await new Promise<Route[]>((resolve, reject) => client.datacenters({}, (err, answer) => (err ? reject(err) : resolve(answer.routes))));
+  } finally {
+    client.close();
+  }
 }
 
 async function http(dc: FederatedDatacenter, method: string, path: string, body?: unknown): Promise<{ status: number; text: string }> {
@@ -85,8 +95,8 @@ describe('network areas, as the seed guide walks them', () => {
 
   test('dc1 → dc3 has no path until dc2 allows transit on both of its areas', async () => {
     createdAreaId(await consulate(dc2, ['operator', 'area', 'create', '-peer-datacenter=dc3']));
-    createdAreaId(await consulate(dc3, ['operator', 'area', 'create', '-peer-datacenter=dc2']));
-    ok(await consulate(dc3, ['operator', 'area', 'join', '-peer-datacenter=dc2', routerAddress(dc2, 0)]));
+    // dc3 joins through RetryJoin, in the background, instead of an explicit join.
+    createdAreaId(await consulate(dc3, ['operator', 'area', 'create', '-peer-datacenter=dc2', `-retry-join=${routerAddress(dc2, 1)}`]));
     expect((await http(dc3, 'PUT', '/v1/catalog/register', { Node: 'db-dc3', Address: '10.0.3.5', Service: { Service: 'db', Port: 5432 } })).status).toBe(200);
     await eventually('dc2 to reach dc3', async () => (await http(dc2, 'GET', '/v1/catalog/services?dc=dc3')).status === 200 || undefined, 60_000);
 
@@ -109,9 +119,7 @@ describe('network areas, as the seed guide walks them', () => {
     expect(ok(await consulate(dc1, ['catalog', 'nodes', '-datacenter=dc3']))).toContain('db-dc3');
     // The datacenter list includes dc3, and the router says how it is reached.
     expect(JSON.parse((await http(dc1, 'GET', '/v1/catalog/datacenters')).text)).toEqual(['dc1', 'dc2', 'dc3']);
-    const client = new OperatorServiceClient(`${routerAddress(dc1, 0)}:8330`, credentials.createInsecure());
-    const routes = await new Promise<{ datacenter: string; path: string[] }[]>((resolve, reject) => client.datacenters({}, (err, answer) => (err ? reject(err) : resolve(answer.routes))));
-    client.close();
+    const routes = await routesOf(routerAddress(dc1, 0));
     expect(routes.find((route) => route.datacenter === 'dc3')?.path).toEqual(['dc2', 'dc3']);
     expect(routes.find((route) => route.datacenter === 'dc2')?.path).toEqual(['dc2']);
 
@@ -121,15 +129,18 @@ describe('network areas, as the seed guide walks them', () => {
   });
 
   test("a remote router killed: requests fail over to that datacenter's other router", async () => {
-    // Make sure dc1 has used dc2's first router, then kill it without warning.
+    // Kill, without warning, the router of dc2 that dc1's routers would try first.
     for (let i = 0; i < 5; i++) expect((await http(dc1, 'GET', '/v1/catalog/service/web?dc=dc2')).status).toBe(200);
-    dc2.routers[0].child.kill('SIGKILL');
-    await dc2.routers[0].exited;
+    const firstChoices = await Promise.all(dc1.routers.map(async (router) => (await routesOf(router.address)).find((route) => route.datacenter === 'dc2')?.nextHops[0]));
+    expect(new Set(firstChoices).size).toBe(1);
+    const victim = dc2.routers.find((_, i) => firstChoices[0] === `router-${i + 1}.dc2`)!;
+    victim.child.kill('SIGKILL');
+    await victim.exited;
     const statuses: number[] = [];
     for (let i = 0; i < 20; i++) statuses.push((await http(dc1, 'GET', '/v1/catalog/service/web?dc=dc2')).status);
     expect(statuses).toEqual(Array(20).fill(200));
     // And the area shows it failed, once its peers' probes give up on it.
-    await eventually('dc1 to see router-1.dc2 failed', async () => / failed /.test(ok(await consulate(dc1, ['operator', 'area', 'members', '-peer-datacenter=dc2'])).split('\n').find((row) => row.includes('router-1.dc2')) ?? '') || undefined, 60_000);
+    await eventually(`dc1 to see ${firstChoices[0]} failed`, async () => / failed /.test(ok(await consulate(dc1, ['operator', 'area', 'members', '-peer-datacenter=dc2'])).split('\n').find((row) => row.includes(firstChoices[0]!)) ?? '') || undefined, 60_000);
     const failovers = dc1.routers.flatMap((router) => logRecords(router)).filter((record) => String(record.msg).includes('failed a forwarded request'));
     expect(failovers.length).toBeGreaterThan(0);
   });

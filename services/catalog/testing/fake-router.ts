@@ -1,6 +1,7 @@
 /**
  * A federation router's in-datacenter API in memory, for the catalog's unit tests: the
- * OperatorService (areas with an index and blocking reads, area members, the datacenters list)
+ * OperatorService (areas with an index and blocking reads, area members, the WAN pool and its
+ * joins, the datacenters list)
  * and the ForwardService (answered by a function the test sets) behind a real RoleGrpcServer on a
  * free loopback port, so the catalog's RouterClient talks real gRPC to it. It keeps the rules the
  * contract states (one area per peer datacenter, `[]` for an unknown area, NOT_FOUND "No path to
@@ -35,6 +36,9 @@ import {
   GetAreaResponse,
   JoinAreaRequest,
   JoinAreaResponse,
+  JoinResult,
+  JoinWanRequest,
+  JoinWanResponse,
   ListAreasRequest,
   ListAreasResponse,
   OperatorServiceServer,
@@ -42,6 +46,8 @@ import {
   ReadOptions,
   UpdateAreaRequest,
   UpdateAreaResponse,
+  WanMembersRequest,
+  WanMembersResponse,
   protobufFileName,
 } from '../../gen/consulate/router/v1/operator';
 import { RoleGrpcServer } from '../../lib/grpc-server';
@@ -60,6 +66,10 @@ export interface FakeRouter {
   readonly areas: Map<string, Area>;
   /** Each area's pool; an area starts with this router alone. */
   readonly members: Map<string, AreaMember[]>;
+  /** The WAN pool: this router alone at first (`router-1.<dc>`); a test adds the others it needs. */
+  wan: AreaMember[];
+  /** Every address a JoinWan was asked to join through, in order. */
+  readonly wanJoins: string[];
   /** The areas' index (X-Consul-Index): every write moves it. */
   index: bigint;
   datacenters: DatacentersResponse;
@@ -82,12 +92,15 @@ const MAX_TEST_WAIT_MS = 5_000;
 
 export async function startFakeRouter(datacenter: string): Promise<FakeRouter> {
   const waiters = new Set<() => void>();
+  const self = (): AreaMember => ({ id: randomUUID(), name: `router-1.${datacenter}`, addr: '127.0.0.1', port: 8300, datacenter, role: 'server', build: '0.1.0', protocol: 2, status: 'alive', rttNs: 0n });
   const state: Omit<FakeRouter, 'address' | 'close'> = {
     datacenter,
     areas: new Map(),
     members: new Map(),
+    wan: [self()],
+    wanJoins: [],
     index: 1n,
-    datacenters: { datacenters: [datacenter], routes: [{ datacenter, path: [], areaId: '', rttNs: 0n, reachable: true }] },
+    datacenters: { datacenters: [datacenter], routes: [{ datacenter, path: [], areaId: '', rttNs: 0n, reachable: true, nextHops: [] }] },
     forwardAnswer: () => NO_PATH,
     forwarded: [],
     calls: [],
@@ -113,8 +126,14 @@ export async function startFakeRouter(datacenter: string): Promise<FakeRouter> {
       waiters.add(done);
     });
   };
-  const self = (): AreaMember => ({ id: randomUUID(), name: `router-1.${datacenter}`, addr: '127.0.0.1', port: 8300, datacenter, role: 'server', build: '0.1.0', protocol: 2, status: 'alive', rttNs: 0n });
   const unknownArea = (id: string): Refusal => ({ code: GrpcStatus.NOT_FOUND, details: `area ID "${id}" does not exist` });
+  // An address with "unreachable" in it times out, as Consul's join reports it (the router's text,
+  // without memberlist's `Failed to join <addr>: ` prefix).
+  const joinResults = (addresses: readonly string[]): JoinResult[] =>
+    addresses.map((address) => {
+      const target = address.includes(':') ? address : `${address}:8300`;
+      return address.includes('unreachable') ? { address, joined: false, error: `failed to connect to "${target}": dial tcp ${target}: i/o timeout` } : { address, joined: true, error: '' };
+    });
 
   /** A unary handler: its answer, or a Refusal as the call's error. */
   function unary<Req, Res>(name: string, answer: (request: Req) => Res | Refusal | Promise<Res | Refusal>, operator = true) {
@@ -167,16 +186,16 @@ export async function startFakeRouter(datacenter: string): Promise<FakeRouter> {
     }),
     joinArea: unary<JoinAreaRequest, JoinAreaResponse>('joinArea', ({ id, addresses }) => {
       if (!state.areas.has(id)) return unknownArea(id);
-      // An address with "unreachable" in it times out, as Consul's join reports it.
-      const results = addresses.map((address) => {
-        const target = address.includes(':') ? address : `${address}:8300`;
-        return address.includes('unreachable') ? { address, joined: false, error: `failed to connect to "${target}": dial tcp ${target}: i/o timeout` } : { address, joined: true, error: '' };
-      });
-      return { results };
+      return { results: joinResults(addresses) };
     }),
     areaMembers: unary<AreaMembersRequest, AreaMembersResponse>('areaMembers', ({ id }) => {
       const members = state.members.get(id);
       return members === undefined ? unknownArea(id) : { members };
+    }),
+    wanMembers: unary<WanMembersRequest, WanMembersResponse>('wanMembers', () => ({ members: state.wan })),
+    joinWan: unary<JoinWanRequest, JoinWanResponse>('joinWan', ({ addresses }) => {
+      state.wanJoins.push(...addresses);
+      return { results: joinResults(addresses) };
     }),
     datacenters: unary<DatacentersRequest, DatacentersResponse>('datacenters', () => state.datacenters),
   };

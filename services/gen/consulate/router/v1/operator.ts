@@ -198,6 +198,8 @@ export interface Route {
   rttNs: bigint;
   /** False when every router on the first hop is failed or offline. */
   reachable: boolean;
+  /** The routers a request is sent to, in the order they are tried (`<node>.<dc>`). */
+  nextHops: string[];
 }
 
 export interface DatacentersResponse {
@@ -2500,7 +2502,7 @@ export const DatacentersRequest: MessageFns<DatacentersRequest> = {
 };
 
 function createBaseRoute(): Route {
-  return { datacenter: "", path: [], areaId: "", rttNs: 0n, reachable: false };
+  return { datacenter: "", path: [], areaId: "", rttNs: 0n, reachable: false, nextHops: [] };
 }
 
 export const Route: MessageFns<Route> = {
@@ -2522,6 +2524,9 @@ export const Route: MessageFns<Route> = {
     }
     if (message.reachable !== false) {
       writer.uint32(40).bool(message.reachable);
+    }
+    for (const v of message.nextHops) {
+      writer.uint32(50).string(v!);
     }
     return writer;
   },
@@ -2579,6 +2584,14 @@ export const Route: MessageFns<Route> = {
             message.reachable = reader.bool();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.nextHops.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2602,6 +2615,11 @@ export const Route: MessageFns<Route> = {
         : "",
       rttNs: isSet(object.rttNs) ? BigInt(object.rttNs) : isSet(object.rtt_ns) ? BigInt(object.rtt_ns) : 0n,
       reachable: isSet(object.reachable) ? globalThis.Boolean(object.reachable) : false,
+      nextHops: globalThis.Array.isArray(object?.nextHops)
+        ? object.nextHops.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.next_hops)
+        ? object.next_hops.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -2622,6 +2640,9 @@ export const Route: MessageFns<Route> = {
     if (message.reachable !== false) {
       obj.reachable = message.reachable;
     }
+    if (message.nextHops?.length) {
+      obj.nextHops = message.nextHops;
+    }
     return obj;
   },
 
@@ -2635,6 +2656,7 @@ export const Route: MessageFns<Route> = {
     message.areaId = object.areaId ?? "";
     message.rttNs = (object.rttNs !== undefined && object.rttNs !== null) ? BigInt(object.rttNs) : 0n;
     message.reachable = object.reachable ?? false;
+    message.nextHops = object.nextHops?.map((e) => e) || [];
     return message;
   },
 };

@@ -1,0 +1,263 @@
+/**
+ * The TLS matrix on 8300 (reference/reliability.md §6.4 S1): the one port that crosses
+ * datacenters speaks mutual TLS with router certificates of our CA only, as Consul's servers do
+ * with verify_incoming and verify_server_hostname (§4.1; CVE-2019-9764 and CVE-2021-37219 in §4.7).
+ * Each bad client is refused, its call fails, the router logs exactly one refusal that names the
+ * reason, and nothing it sent is served: its Forward, a PUT of the KV key `secret`, never reaches
+ * dc1's catalog. A dc2 router's own certificate, claiming dc2, is the positive control: the same
+ * PUT goes through, which shows the observable would have caught a leak.
+ *
+ *   bad client ──8300 (mTLS)──▶ router-1 of dc1 ──HTTP──▶ catalog of dc1 (KV `secret`)
+ */
+import { connect as netConnect } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
+
+import { ChannelCredentials, Metadata, ServiceError, credentials, status as GrpcStatus } from '@grpc/grpc-js';
+
+import { CertificateAndKey, createCa, createCertificate } from '../../cli/tls/make-certificates';
+import { FederationServiceClient } from '../../services/gen/consulate/router/v1/federation';
+import { FederatedDatacenter, startDatacenter } from '../harness/federation';
+import { RoleProcess, eventually, logRecords, stopAll } from '../harness/processes';
+import { RouterTls, makeRouterTls } from '../harness/tls';
+
+const DAY_MS = 86_400_000;
+/** Generous: real processes on 2 shared cores. The matrix asserts outcomes, never timings. */
+const CALL_TIMEOUT_MS = 15_000;
+const LOG_TIMEOUT_MS = 20_000;
+const SECRET = 'original';
+
+let tls: RouterTls;
+let dc1: FederatedDatacenter;
+let router: RoleProcess;
+let routerAddress: string;
+/** The KV entry of `secret` as dc1's catalog holds it before the matrix. */
+let secretBefore: KvEntry;
+
+interface KvEntry {
+  readonly Key: string;
+  readonly Value: string;
+  readonly ModifyIndex: number;
+}
+
+beforeAll(async () => {
+  tls = makeRouterTls(['dc1', 'dc2']);
+  dc1 = await startDatacenter('dc1', tls, { routers: 1 });
+  router = dc1.routers[0];
+  routerAddress = `${router.address}:8300`;
+  const put = await fetch(`${dc1.httpAddr}/v1/kv/secret`, { method: 'PUT', body: SECRET });
+  expect(await put.text()).toBe('true');
+  secretBefore = await readSecret();
+}, 60_000);
+
+afterAll(() => stopAll());
+
+async function readSecret(): Promise<KvEntry> {
+  const response = await fetch(`${dc1.httpAddr}/v1/kv/secret`);
+  expect(response.status).toBe(200);
+  const [entry] = (await response.json()) as KvEntry[];
+  return entry;
+}
+
+/** Router certificates a test makes for itself: `kind` server unless said otherwise. */
+function certificate(datacenter: string, options: { ca?: CertificateAndKey; kind?: 'server' | 'client'; notBefore?: Date; notAfter?: Date } = {}): CertificateAndKey {
+  return createCertificate({ ca: options.ca ?? tls.ca, kind: options.kind ?? 'server', datacenter, notBefore: options.notBefore, notAfter: options.notAfter });
+}
+
+/** TLS to 8300 trusting our CA and presenting `pair`, or no certificate at all. */
+function mutualTls(pair?: CertificateAndKey): ChannelCredentials {
+  const ca = Buffer.from(tls.ca.certPem);
+  return pair === undefined ? credentials.createSsl(ca) : credentials.createSsl(ca, Buffer.from(pair.keyPem), Buffer.from(pair.certPem));
+}
+
+/**
+ * A client of router-1's 8300 as peer-clients.ts makes one (it asks for `server.dc1.consulate`),
+ * but that tries one connection only: no transparent retry and no reconnect before it is closed,
+ * so one refused call is one refused connection and one log line.
+ */
+function federationClient(creds: ChannelCredentials): FederationServiceClient {
+  return new FederationServiceClient(routerAddress, creds, {
+    'grpc.ssl_target_name_override': 'server.dc1.consulate',
+    'grpc.default_authority': 'server.dc1.consulate',
+    'grpc.enable_retries': 0,
+    'grpc.initial_reconnect_backoff_ms': 120_000,
+    'grpc.max_reconnect_backoff_ms': 120_000,
+  });
+}
+
+function claiming(datacenter: string | undefined): Metadata {
+  const metadata = new Metadata();
+  if (datacenter !== undefined) metadata.set('consulate-datacenter', datacenter);
+  return metadata;
+}
+
+type Outcome<T> = { ok: true; value: T } | { ok: false; code: GrpcStatus; details: string };
+
+function outcome<T>(call: (callback: (err: ServiceError | null, value: T) => void) => void): Promise<Outcome<T>> {
+  return new Promise((resolve) => call((err, value) => resolve(err === null ? { ok: true, value } : { ok: false, code: err.code, details: err.details })));
+}
+
+const deadline = (): { deadline: Date } => ({ deadline: new Date(Date.now() + CALL_TIMEOUT_MS) });
+
+/** A dc2 router asking dc1 to store `value` under `secret`: what no bad client may get served. */
+function forwardPut(client: FederationServiceClient, metadata: Metadata, value: string) {
+  const forward = { datacenter: 'dc1', request: { method: 'PUT', path: '/v1/kv/secret', rawQuery: '', headers: { 'content-type': 'text/plain' }, body: Buffer.from(value) } };
+  return outcome<{ forward?: { response?: { status: number; body: Buffer }; path: string[] } }>((callback) => client.forward({ forward, visited: ['dc2'] }, metadata, deadline(), callback));
+}
+
+function ping(client: FederationServiceClient, metadata: Metadata) {
+  return outcome<{ node: string; datacenter: string }>((callback) => client.ping({}, metadata, deadline(), callback));
+}
+
+/** The router's refusal lines (connections and calls), in order. */
+function refusals(): string[] {
+  return logRecords(router)
+    .map((record) => String(record.msg ?? ''))
+    .filter((msg) => msg.startsWith('refused a connection on 8300 from ') || msg.startsWith('refused a call from '));
+}
+
+/** Runs `act`, then waits for the one refusal it causes and returns it. */
+async function refusalOf(act: () => Promise<void>): Promise<string> {
+  const before = refusals().length;
+  await act();
+  await eventually('the router to log the refusal', () => refusals().length > before || undefined, LOG_TIMEOUT_MS);
+  const added = refusals().slice(before);
+  expect(added).toHaveLength(1);
+  return added[0];
+}
+
+async function expectSecretUntouched(): Promise<void> {
+  const now = await readSecret();
+  expect(Buffer.from(now.Value, 'base64').toString()).toBe(SECRET);
+  expect(now.ModifyIndex).toBe(secretBefore.ModifyIndex);
+}
+
+// The gRPC clients a bad router would use: refused at the handshake (UNAVAILABLE, the connection
+// is closed after it) or, once a router's certificate is accepted, per call (PERMISSION_DENIED).
+const handshakeRefusals: ReadonlyArray<{ name: string; creds: () => ChannelCredentials; reason: RegExp }> = [
+  { name: '(a) no client certificate: TLS with our CA only', creds: () => mutualTls(), reason: /: no client certificate: port 8300 requires mutual TLS$/ },
+  { name: '(b) a dc2 router certificate from another CA', creds: () => mutualTls(certificate('dc2', { ca: createCa() })), reason: /: client certificate "CN=server\.dc2\.consulate" was not issued by our CA$/ },
+  { name: '(c) an expired dc2 router certificate from our CA', creds: () => mutualTls(certificate('dc2', { notAfter: new Date(Date.now() - DAY_MS) })), reason: /: client certificate expired on / },
+  { name: 'a dc2 router certificate from our CA not valid yet', creds: () => mutualTls(certificate('dc2', { notBefore: new Date(Date.now() + DAY_MS) })), reason: /: client certificate is not valid until / },
+  { name: "(d) a client (not a router's) certificate from our CA", creds: () => mutualTls(certificate('dc2', { kind: 'client' })), reason: /: client certificate is not a router's: no server\.<dc>\.consulate name \(DNS:client\.dc2\.consulate, / },
+  { name: '(f) plaintext gRPC', creds: () => credentials.createInsecure(), reason: /: plaintext connection: port 8300 accepts mutual TLS only$/ },
+];
+
+describe('8300 TLS matrix: every bad client is refused, logged with its reason, and served nothing', () => {
+  test.each(handshakeRefusals)('$name', async ({ creds, reason }) => {
+    const client = federationClient(creds());
+    let answer: Awaited<ReturnType<typeof forwardPut>> | undefined;
+    const refusal = await refusalOf(async () => {
+      answer = await forwardPut(client, claiming('dc2'), 'written by a refused client');
+    });
+    client.close();
+    expect(answer).toMatchObject({ ok: false, code: GrpcStatus.UNAVAILABLE });
+    expect(refusal).toMatch(/^refused a connection on 8300 from 127\.[0-9.]+:\d+: /);
+    expect(refusal).toMatch(reason);
+    await expectSecretUntouched();
+  });
+
+  test('(e) a valid dc2 router certificate claiming another datacenter: every RPC PERMISSION_DENIED', async () => {
+    // One accepted connection; the check is per call (Consul's verify_server_hostname on the caller).
+    const client = federationClient(mutualTls(certificate('dc2')));
+    const calls: ReadonlyArray<[string, string | undefined, () => Promise<Outcome<unknown>>]> = [
+      ['Forward', 'dc3', () => forwardPut(client, claiming('dc3'), 'written by dc2 posing as dc3')],
+      ['Forward', 'dc1', () => forwardPut(client, claiming('dc1'), 'written by dc2 posing as dc1')],
+      ['Forward', undefined, () => forwardPut(client, claiming(undefined), 'written by dc2 claiming nothing')],
+      ['Ping', 'dc3', () => ping(client, claiming('dc3'))],
+      ['Packet', 'dc3', () => outcome((callback) => client.packet({ pool: 'wan', from: '127.0.0.1:8300', packet: Buffer.from([1, 2, 3]) }, claiming('dc3'), deadline(), callback))],
+      ['PushPull', 'dc3', () => outcome((callback) => client.pushPull({ pool: 'wan', from: '127.0.0.1:8300', frame: Buffer.from([1, 2, 3]) }, claiming('dc3'), deadline(), callback))],
+    ];
+    try {
+      for (const [method, claimed, call] of calls) {
+        let answer: Outcome<unknown> | undefined;
+        const refusal = await refusalOf(async () => {
+          answer = await call();
+        });
+        expect({ method, answer }).toMatchObject({ method, answer: { ok: false, code: GrpcStatus.PERMISSION_DENIED, details: `datacenter "${claimed ?? ''}" does not match the certificate's datacenter "dc2"` } });
+        expect(refusal).toMatch(new RegExp(`^refused a call from 127\\.[0-9.]+:\\d+: it claims datacenter "${claimed ?? ''}" but its certificate is for "dc2"$`));
+      }
+    } finally {
+      client.close();
+    }
+    await expectSecretUntouched();
+  });
+
+  test.each([
+    { name: '(g) an HTTP/1.1 request over plain TCP', bytes: 'PUT /v1/kv/secret HTTP/1.1\r\nHost: server.dc1.consulate\r\nContent-Length: 3\r\n\r\nraw' },
+    { name: '(g) an HTTP CONNECT (proxy) request over plain TCP', bytes: 'CONNECT server.dc1.consulate:8300 HTTP/1.1\r\nHost: server.dc1.consulate:8300\r\n\r\n' },
+    { name: '(g) raw bytes over plain TCP', bytes: 'not a TLS record, not anything at all\n' },
+  ])('$name', async ({ bytes }) => {
+    let received = Buffer.alloc(0);
+    const refusal = await refusalOf(
+      () =>
+        new Promise<void>((resolve, reject) => {
+          const socket = netConnect({ host: router.address, port: 8300 }, () => socket.write(bytes));
+          socket.on('data', (chunk: Buffer) => (received = Buffer.concat([received, chunk])));
+          socket.on('error', (err: NodeJS.ErrnoException) => (err.code === 'ECONNRESET' ? undefined : reject(err)));
+          // The router closes the connection: there is nothing else to wait for.
+          socket.on('close', () => resolve());
+        }),
+    );
+    // At most a TLS alert (content type 21), never an HTTP answer.
+    expect(received.length === 0 || received[0] === 21).toBe(true);
+    expect(refusal).toMatch(/^refused a connection on 8300 from 127\.[0-9.]+:\d+: plaintext connection: port 8300 accepts mutual TLS only$/);
+    await expectSecretUntouched();
+  });
+
+  test('a TCP connection that never starts a handshake: closed after the handshake timeout (rpc_handshake_timeout)', async () => {
+    const refusal = await refusalOf(
+      () =>
+        new Promise<void>((resolve) => {
+          const socket = netConnect({ host: router.address, port: 8300 });
+          socket.on('error', () => undefined);
+          socket.on('close', () => resolve());
+        }),
+    );
+    expect(refusal).toMatch(/^refused a connection on 8300 from 127\.[0-9.]+:\d+: no TLS handshake within \d+s$/);
+  });
+
+  test('TLS 1.1 with a valid dc2 router certificate: refused at the handshake (tls_min_version tls12)', async () => {
+    const pair = certificate('dc2');
+    const refusal = await refusalOf(
+      () =>
+        new Promise<void>((resolve) => {
+          const socket = tlsConnect({
+            host: router.address,
+            port: 8300,
+            servername: 'server.dc1.consulate',
+            ca: tls.ca.certPem,
+            cert: pair.certPem,
+            key: pair.keyPem,
+            minVersion: 'TLSv1',
+            maxVersion: 'TLSv1.1',
+            // OpenSSL 3 allows TLS < 1.2 only at security level 0; the point is that the router does not.
+            ciphers: 'DEFAULT:@SECLEVEL=0',
+          });
+          socket.on('secureConnect', () => socket.destroy(new Error('the router accepted TLS 1.1')));
+          socket.on('error', () => undefined);
+          socket.on('close', () => resolve());
+        }),
+    );
+    expect(refusal).toMatch(/^refused a connection on 8300 from 127\.[0-9.]+:\d+: TLS handshake failed: .*unsupported protocol/i);
+    await expectSecretUntouched();
+  });
+});
+
+describe('8300 positive control', () => {
+  test("(h) a dc2 router's certificate claiming dc2 is served: Ping, and the Forward every bad client was refused", async () => {
+    const refusedBefore = refusals().length;
+    const client = federationClient(mutualTls(certificate('dc2')));
+    try {
+      expect(await ping(client, claiming('dc2'))).toEqual({ ok: true, value: { node: 'router-1', datacenter: 'dc1' } });
+      const answer = await forwardPut(client, claiming('dc2'), 'written by dc2');
+      expect(answer).toMatchObject({ ok: true, value: { forward: { path: ['dc1'], response: { status: 200 } } } });
+      if (answer.ok) expect(answer.value.forward?.response?.body.toString()).toBe('true');
+    } finally {
+      client.close();
+    }
+    const after = await readSecret();
+    expect(Buffer.from(after.Value, 'base64').toString()).toBe('written by dc2');
+    expect(after.ModifyIndex).toBeGreaterThan(secretBefore.ModifyIndex);
+    expect(refusals().slice(refusedBefore)).toEqual([]);
+  });
+});
