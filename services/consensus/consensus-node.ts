@@ -330,6 +330,8 @@ export class ConsensusNode {
       // which would make a batch (and an fsync) of every single request.
       await new Promise<void>((resolve) => setImmediate(resolve));
       while (this.inputs.length > 0) this.inputs.shift()!();
+      // stop() may have come between the setImmediate and here, when there was no wake to call.
+      if (this.stopped) break;
       if (!this.raft.hasReady()) {
         await new Promise<void>((resolve) => (this.wake = resolve));
         continue;

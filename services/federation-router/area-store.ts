@@ -234,6 +234,7 @@ export class AreaStore {
       try {
         const response = await this.consensus.kv('range', rangeOf(PREFIX, { consistency: Consistency.CONSISTENCY_LINEARIZABLE }), { timeoutMs: READ_TIMEOUT_MS, idempotent: true });
         const revision = Number(response.header?.revision ?? 0n);
+        const previous = this.areasById;
         this.areasById = new Map();
         this.routersByNode = new Map();
         let areasIndex = 0;
@@ -241,6 +242,9 @@ export class AreaStore {
           this.applyPut(kv);
           if (kv.key.toString().startsWith(AREAS)) areasIndex = Math.max(areasIndex, Number(kv.modRevision));
         }
+        // An area deleted while the watch was down leaves no key to date it: the read's revision
+        // is after the delete, so the index still moves and blocking queries wake.
+        if ([...previous.keys()].some((id) => !this.areasById.has(id))) areasIndex = Math.max(areasIndex, revision);
         this.areasIndex = Math.max(this.areasIndex, areasIndex);
         this.revision = revision;
         this.loaded = true;

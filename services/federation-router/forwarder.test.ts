@@ -1,0 +1,469 @@
+/**
+ * Cross-datacenter forwarding (forwarder.ts). The routes and areas are given (a fake Federation
+ * and AreaStore); everything on the wire is real: the next hops are FederationService gRPC
+ * servers on 127.0.0.1 (scripted ones, or a real router: the federationService adapter over a
+ * Forwarder of its own), and a datacenter's catalog is an HTTP server. Only mutual TLS is left out:
+ * PeerClients hands out plaintext clients and the adapter's listener vouches for the caller.
+ *
+ * Consul's texts (consul-compat.md §3.7, agent/structs/errors.go): `No path to datacenter` as
+ * NOT_FOUND, `Remote DC has no server currently reachable` as UNAVAILABLE. Failover to the next
+ * router and the offline marking are beyond Consul, as is transit (DESIGN.md "Beyond Consul").
+ */
+import { IncomingHttpHeaders, IncomingMessage, Server as HttpServer, ServerResponse, createServer as createHttpServer } from 'node:http';
+import { AddressInfo, createServer as createTcpServer } from 'node:net';
+
+import { Metadata, Server as GrpcServer, ServerCredentials, ServerUnaryCall, credentials, sendUnaryData, status as GrpcStatus } from '@grpc/grpc-js';
+import { ROOT_CONTEXT, TraceFlags, context as otelContext, propagation, trace } from '@opentelemetry/api';
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
+import { W3CTraceContextPropagator } from '@opentelemetry/core';
+
+import {
+  FederationServiceClient,
+  FederationServiceForwardRequest,
+  FederationServiceForwardResponse,
+  FederationServiceService,
+} from '../gen/consulate/router/v1/federation';
+import { ForwardRequest, ForwardResponse } from '../gen/consulate/router/v1/operator';
+import { createLogger } from '../lib/log';
+import { Area, AreaStore } from './area-store';
+import { Federation } from './federation';
+import { federationService, forwardFailure } from './federation-service';
+import { ForwardError, Forwarder, NO_PATH, NO_SERVER } from './forwarder';
+import { DATACENTER_METADATA, PeerClients } from './peer-clients';
+import { MAX_HOPS, NextHop, Route } from './routing/route-table';
+import { MutualTlsListener } from './tls-listener';
+
+const logger = createLogger({ role: 'federation-router', datacenter: 'dc1', node: 'router-1', level: 'silent' });
+const cleanups: (() => unknown)[] = [];
+
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+// ---------------------------------------------------------------------------------------------
+// Builders: a datacenter's catalog, routers on 8300, routes and areas
+
+interface SeenRequest {
+  readonly method: string;
+  readonly url: string;
+  readonly headers: IncomingHttpHeaders;
+  readonly body: string;
+}
+
+/** A catalog's HTTP API on an ephemeral port, answering with `answer`; every request is kept. */
+async function fakeCatalog(answer: (request: SeenRequest, res: ServerResponse) => void = (_, res) => res.end('{}')): Promise<{ address: string; seen: SeenRequest[] }> {
+  const seen: SeenRequest[] = [];
+  const server: HttpServer = createHttpServer((req: IncomingMessage, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.on('end', () => {
+      const request = { method: req.method ?? '', url: req.url ?? '', headers: req.headers, body: Buffer.concat(chunks).toString() };
+      seen.push(request);
+      answer(request, res);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  cleanups.push(() => new Promise((resolve) => (server.closeAllConnections(), server.close(resolve))));
+  return { address: `127.0.0.1:${(server.address() as AddressInfo).port}`, seen };
+}
+
+/** An address nothing listens on: connecting is refused at once. */
+async function deadAddress(): Promise<string> {
+  const server = createTcpServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return `127.0.0.1:${port}`;
+}
+
+type ForwardCall = ServerUnaryCall<FederationServiceForwardRequest, FederationServiceForwardResponse>;
+type ForwardHandler = (call: ForwardCall, callback: sendUnaryData<FederationServiceForwardResponse>) => void;
+
+/** A router's 8300 serving only Forward, with `handler`; `calls` counts what reached it. */
+async function scriptedRouter(handler: ForwardHandler): Promise<{ address: string; calls: ForwardCall[]; handler: ForwardHandler }> {
+  const router = { address: '', calls: [] as ForwardCall[], handler };
+  const unimplemented = (_: unknown, callback: sendUnaryData<never>) => callback({ code: GrpcStatus.UNIMPLEMENTED });
+  router.address = await serveFederation({
+    forward: (call: ForwardCall, callback: sendUnaryData<FederationServiceForwardResponse>) => {
+      router.calls.push(call);
+      router.handler(call, callback);
+    },
+    packet: unimplemented,
+    pushPull: unimplemented,
+    ping: unimplemented,
+  });
+  return router;
+}
+
+/** A real router of `datacenter` on 8300: the FederationService adapter over its own Forwarder. */
+async function realRouter(datacenter: string, catalogAddrs: string[], more: { caller?: string; routes?: Route[]; areas?: Area[] } = {}): Promise<{ address: string; forwarder: Forwarder }> {
+  const caller = more.caller ?? 'dc1';
+  const forwarder = newForwarder({ datacenter, catalogAddrs, routes: more.routes, areas: more.areas });
+  // Plaintext here: the listener that checks certificates vouches for whoever calls.
+  const listener = { datacenterOf: () => caller } as unknown as MutualTlsListener;
+  const address = await serveFederation(federationService({ datacenter, node: `router-1.${datacenter}`, federation: {} as Federation, forwarder, listener: () => listener, logger }));
+  return { address, forwarder };
+}
+
+async function serveFederation(implementation: object): Promise<string> {
+  const server = new GrpcServer();
+  server.addService(FederationServiceService, implementation as never);
+  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound))));
+  cleanups.push(() => server.forceShutdown());
+  return `127.0.0.1:${port}`;
+}
+
+/** PeerClients without TLS: one plaintext client per address, calls saying `datacenter`. */
+function plaintextPeers(datacenter: string): PeerClients {
+  const clients = new Map<string, FederationServiceClient>();
+  cleanups.push(() => clients.forEach((client) => client.close()));
+  const client = (address: string) => {
+    let one = clients.get(address);
+    if (one === undefined) clients.set(address, (one = new FederationServiceClient(address, credentials.createInsecure())));
+    return one;
+  };
+  const metadata = () => {
+    const sent = new Metadata();
+    sent.set(DATACENTER_METADATA, datacenter);
+    return sent;
+  };
+  const fake: Pick<PeerClients, 'gossip' | 'forwarding' | 'metadata'> = { gossip: client, forwarding: client, metadata };
+  return fake as PeerClients;
+}
+
+/** A Forwarder of `datacenter` with these routes and areas. */
+function newForwarder(options: { datacenter: string; catalogAddrs?: string[]; routes?: Route[]; areas?: Area[] }): Forwarder {
+  const routes = new Map((options.routes ?? []).map((route) => [route.datacenter, route]));
+  const areas = options.areas ?? [];
+  const federation = { route: (datacenter: string) => routes.get(datacenter) } as unknown as Federation;
+  const store = { areas: () => areas, area: (id: string) => areas.find((area) => area.id === id) } as unknown as AreaStore;
+  const forwarder = new Forwarder({ datacenter: options.datacenter, catalogAddrs: options.catalogAddrs ?? [], logger }, federation, store, plaintextPeers(options.datacenter));
+  cleanups.push(() => forwarder.close());
+  return forwarder;
+}
+
+function hop(name: string, address: string, datacenter: string, more: { alive?: boolean; areaId?: string } = {}): NextHop {
+  return { name, address, datacenter, areaId: more.areaId ?? 'wan', alive: more.alive ?? true };
+}
+
+/** A route to the last datacenter of `path`, leaving through `areaId`, trying `hops` in order. */
+function route(path: string[], hops: NextHop[], areaId = 'wan'): Route {
+  return { datacenter: path[path.length - 1], path, areaId, rttNs: 1_000_000, nextHops: hops, reachable: hops.some((h) => h.alive) };
+}
+
+function area(id: string, peerDatacenter: string, transit: boolean): Area {
+  return { id, peerDatacenter, retryJoin: [], useTls: false, transit };
+}
+
+/** `GET /v1/catalog/services` for `datacenter`, as a catalog hands it to its router. */
+function request(datacenter: string, http: Partial<NonNullable<ForwardRequest['request']>> = {}): ForwardRequest {
+  return { datacenter, request: { method: 'GET', path: '/v1/catalog/services', rawQuery: '', headers: {}, body: Buffer.alloc(0), ...http } };
+}
+
+const inSeconds = (s: number) => Date.now() + s * 1_000;
+
+/** A Forward answer with `status` and a body naming who served it. */
+function answered(servedBy: string, status = 200): FederationServiceForwardResponse {
+  return { forward: { response: { status, headers: { 'content-type': 'application/json' }, body: Buffer.from(JSON.stringify(servedBy)) }, path: [servedBy] } };
+}
+
+async function failure(promise: Promise<unknown>): Promise<ForwardError> {
+  const err = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  if (!(err instanceof ForwardError)) throw new Error(`expected a ForwardError, got ${String(err)}`);
+  return err;
+}
+
+const bodyOf = (answer: ForwardResponse) => Buffer.from(answer.response?.body ?? []).toString();
+
+// ---------------------------------------------------------------------------------------------
+// The last hop: the request is for this datacenter
+
+describe('serving a request for this datacenter', () => {
+  test('asks the catalog over HTTP and hands back its status, its Consul headers and its body', async () => {
+    const catalog = await fakeCatalog((_, res) => {
+      res.writeHead(404, { 'Content-Type': 'text/plain', 'X-Consul-Index': '42', 'X-Consul-KnownLeader': 'true', 'Set-Cookie': 'a=b', 'X-Powered-By': 'catalog' });
+      res.end('Unknown service "web"');
+    });
+    const forwarder = newForwarder({ datacenter: 'dc2', catalogAddrs: [catalog.address] });
+
+    const answer = await forwarder.forward(
+      request('dc2', {
+        method: 'PUT',
+        path: '/v1/kv/config/web',
+        rawQuery: 'cas=7&flags=1',
+        headers: { 'Content-Type': 'application/json', 'X-Consul-Token': 'secret', Authorization: 'Bearer t', Cookie: 'c=d', 'X-Forwarded-For': '10.0.0.9', Connection: 'upgrade' },
+        body: Buffer.from('{"a":1}'),
+      }),
+      inSeconds(5),
+      ['dc1'],
+      'dc1',
+    );
+
+    expect(answer.path).toEqual(['dc2']);
+    expect(answer.response?.status).toBe(404);
+    expect(answer.response?.headers).toEqual({ 'content-type': 'text/plain', 'x-consul-index': '42', 'x-consul-knownleader': 'true' });
+    expect(bodyOf(answer)).toBe('Unknown service "web"');
+
+    const [seen] = catalog.seen;
+    expect([seen.method, seen.url, seen.body]).toEqual(['PUT', '/v1/kv/config/web?cas=7&flags=1', '{"a":1}']);
+    expect(seen.headers).toMatchObject({ 'content-type': 'application/json', 'x-consul-token': 'secret', authorization: 'Bearer t', 'content-length': '7' });
+    expect(seen.headers).not.toHaveProperty('cookie');
+    expect(seen.headers).not.toHaveProperty('x-forwarded-for');
+    expect(seen.headers.connection).not.toBe('upgrade');
+  });
+
+  test('asks for the path alone when there is no query string', async () => {
+    const catalog = await fakeCatalog();
+    const forwarder = newForwarder({ datacenter: 'dc2', catalogAddrs: [catalog.address] });
+    await forwarder.forward(request('dc2'), inSeconds(5), ['dc1'], 'dc1');
+    expect(catalog.seen.map((seen) => seen.url)).toEqual(['/v1/catalog/services']);
+  });
+
+  test('carries the active trace to the catalog in traceparent', async () => {
+    const contextManager = new AsyncLocalStorageContextManager().enable();
+    otelContext.setGlobalContextManager(contextManager);
+    propagation.setGlobalPropagator(new W3CTraceContextPropagator());
+    cleanups.push(() => (propagation.disable(), otelContext.disable()));
+    const catalog = await fakeCatalog();
+    const forwarder = newForwarder({ datacenter: 'dc2', catalogAddrs: [catalog.address] });
+
+    const span = { traceId: '4bf92f3577b34da6a3ce929d0e0e4736', spanId: '00f067aa0ba902b7', traceFlags: TraceFlags.SAMPLED };
+    await otelContext.with(trace.setSpanContext(ROOT_CONTEXT, span), () => forwarder.forward(request('dc2'), inSeconds(5), ['dc1'], 'dc1'));
+    expect(catalog.seen[0].headers.traceparent).toBe('00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01');
+  });
+
+  test('tries the next catalog when one cannot be reached', async () => {
+    const catalog = await fakeCatalog((_, res) => res.end('"served"'));
+    const forwarder = newForwarder({ datacenter: 'dc2', catalogAddrs: [await deadAddress(), catalog.address] });
+    const answer = await forwarder.forward(request('dc2'), inSeconds(5), ['dc1'], 'dc1');
+    expect(bodyOf(answer)).toBe('"served"');
+  });
+
+  test('answers UNAVAILABLE with Consul\'s text when no catalog can be reached', async () => {
+    const [a, b] = [await deadAddress(), await deadAddress()];
+    const forwarder = newForwarder({ datacenter: 'dc2', catalogAddrs: [a, b] });
+    const err = await failure(forwarder.forward(request('dc2'), inSeconds(5), ['dc1'], 'dc1'));
+    expect(err.code).toBe(GrpcStatus.UNAVAILABLE);
+    expect(err.message).toMatch(new RegExp(`^${NO_SERVER}: no catalog of dc2 answered \\(${a}: .*ECONNREFUSED.*; ${b}: .*ECONNREFUSED.*\\)$`));
+  });
+
+  test('gives up on a catalog that does not answer by the deadline', async () => {
+    const catalog = await fakeCatalog(() => undefined);
+    const forwarder = newForwarder({ datacenter: 'dc2', catalogAddrs: [catalog.address] });
+    const err = await failure(forwarder.forward(request('dc2'), Date.now() + 200, ['dc1'], 'dc1'));
+    expect([err.code, err.message]).toEqual([GrpcStatus.UNAVAILABLE, `${NO_SERVER}: no catalog of dc2 answered (${catalog.address}: deadline passed)`]);
+  });
+
+  test('refuses a request for this datacenter from its own catalog: the catalog serves those', async () => {
+    const forwarder = newForwarder({ datacenter: 'dc1', catalogAddrs: ['127.0.0.1:1'] });
+    const err = await failure(forwarder.forward(request('dc1'), inSeconds(5), [], undefined));
+    expect(err.code).toBe(GrpcStatus.INVALID_ARGUMENT);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Sending it on
+
+describe('forwarding to another datacenter', () => {
+  test('without a route: NOT_FOUND, No path to datacenter', async () => {
+    const forwarder = newForwarder({ datacenter: 'dc1' });
+    const err = await failure(forwarder.forward(request('dc9'), inSeconds(5), [], undefined));
+    expect([err.code, err.message]).toEqual([GrpcStatus.NOT_FOUND, NO_PATH]);
+  });
+
+  test('when every router of the next datacenter has failed: UNAVAILABLE, no server reachable', async () => {
+    const router = await scriptedRouter((_, callback) => callback(null, answered('dc2')));
+    const forwarder = newForwarder({ datacenter: 'dc1', routes: [route(['dc2'], [hop('r1.dc2', router.address, 'dc2', { alive: false })])] });
+    const err = await failure(forwarder.forward(request('dc2'), inSeconds(5), [], undefined));
+    expect([err.code, err.message]).toEqual([GrpcStatus.UNAVAILABLE, NO_SERVER]);
+    expect(router.calls).toHaveLength(0);
+  });
+
+  test('when no router of the next datacenter can be reached: UNAVAILABLE, no server reachable', async () => {
+    const hops = [hop('r1.dc2', await deadAddress(), 'dc2'), hop('r2.dc2', await deadAddress(), 'dc2')];
+    const forwarder = newForwarder({ datacenter: 'dc1', routes: [route(['dc2'], hops)] });
+    const err = await failure(forwarder.forward(request('dc2'), inSeconds(5), [], undefined));
+    expect([err.code, err.message]).toEqual([GrpcStatus.UNAVAILABLE, NO_SERVER]);
+  });
+
+  test('sends the request, the datacenters it left and the deadline to the next router', async () => {
+    const router = await scriptedRouter((_, callback) => callback(null, answered('dc2')));
+    const forwarder = newForwarder({ datacenter: 'dc1', routes: [route(['dc2'], [hop('r1.dc2', router.address, 'dc2')])] });
+    const deadline = inSeconds(5);
+    const answer = await forwarder.forward(request('dc2', { rawQuery: 'index=7' }), deadline, [], undefined);
+
+    expect(bodyOf(answer)).toBe('"dc2"');
+    expect(answer.path).toEqual(['dc2']);
+    const [call] = router.calls;
+    expect(call.request.forward).toEqual(request('dc2', { rawQuery: 'index=7' }));
+    expect(call.request.visited).toEqual(['dc1']);
+    expect(call.metadata.get(DATACENTER_METADATA)).toEqual(['dc1']);
+    expect(Math.abs(new Date(call.getDeadline() as Date).getTime() - deadline)).toBeLessThan(1_000);
+  });
+
+  test('end to end: a real router of dc2 serves it from its catalog', async () => {
+    const catalog = await fakeCatalog((_, res) => (res.writeHead(200, { 'X-Consul-Index': '9' }), res.end('["web"]')));
+    const dc2 = await realRouter('dc2', [catalog.address]);
+    const forwarder = newForwarder({ datacenter: 'dc1', routes: [route(['dc2'], [hop('r1.dc2', dc2.address, 'dc2')])] });
+    const answer = await forwarder.forward(request('dc2'), inSeconds(5), [], undefined);
+    expect(answer).toEqual({ path: ['dc2'], response: { status: 200, headers: { 'x-consul-index': '9' }, body: Buffer.from('["web"]') } });
+  });
+
+  test('fails over: the first router cannot be reached, the second answers', async () => {
+    const catalog = await fakeCatalog((_, res) => res.end('"from r2"'));
+    const r2 = await realRouter('dc2', [catalog.address]);
+    const forwarder = newForwarder({ datacenter: 'dc1', routes: [route(['dc2'], [hop('r1.dc2', await deadAddress(), 'dc2'), hop('r2.dc2', r2.address, 'dc2')])] });
+    const answer = await forwarder.forward(request('dc2'), inSeconds(5), [], undefined);
+    expect(bodyOf(answer)).toBe('"from r2"');
+  });
+
+  test('an answer is final: an error a router answers with is not retried on the next', async () => {
+    // r1 of dc2 is up but no catalog of dc2 is: r1 answers, and a write may have applied.
+    const r1 = await realRouter('dc2', [await deadAddress()]);
+    const r2 = await scriptedRouter((_, callback) => callback(null, answered('dc2')));
+    const forwarder = newForwarder({ datacenter: 'dc1', routes: [route(['dc2'], [hop('r1.dc2', r1.address, 'dc2'), hop('r2.dc2', r2.address, 'dc2')])] });
+
+    const err = await failure(forwarder.forward(request('dc2', { method: 'PUT', path: '/v1/kv/x' }), inSeconds(5), [], undefined));
+    expect(err.code).toBe(GrpcStatus.UNAVAILABLE);
+    expect(err.message).toMatch(new RegExp(`^${NO_SERVER}: no catalog of dc2 answered`));
+    expect(r2.calls).toHaveLength(0);
+  });
+
+  test('an answered error does not mark the router offline', async () => {
+    const r1 = await scriptedRouter((_, callback) => callback(forwardFailure(new ForwardError('Unknown service "web"', GrpcStatus.NOT_FOUND))));
+    const r2 = await scriptedRouter((_, callback) => callback(null, answered('dc2')));
+    const forwarder = newForwarder({ datacenter: 'dc1', routes: [route(['dc2'], [hop('r1.dc2', r1.address, 'dc2'), hop('r2.dc2', r2.address, 'dc2')])] });
+    for (let i = 0; i < 2; i++) {
+      const err = await failure(forwarder.forward(request('dc2'), inSeconds(5), [], undefined));
+      expect([err.code, err.message]).toEqual([GrpcStatus.NOT_FOUND, 'Unknown service "web"']);
+    }
+    expect([r1.calls.length, r2.calls.length]).toEqual([2, 0]);
+  });
+
+  test('a router that failed is tried last on the next requests, but still tried', async () => {
+    //   dc1 ──► r1.dc2  (fails without answering: UNAVAILABLE, no answer trailer)
+    //      └──► r2.dc2  (answers)
+    const unreachable: ForwardHandler = (_, callback) => callback({ code: GrpcStatus.UNAVAILABLE, details: 'connection reset' });
+    const r1 = await scriptedRouter(unreachable);
+    const r2 = await scriptedRouter((_, callback) => callback(null, answered('r2')));
+    const forwarder = newForwarder({ datacenter: 'dc1', routes: [route(['dc2'], [hop('r1.dc2', r1.address, 'dc2'), hop('r2.dc2', r2.address, 'dc2')])] });
+
+    expect(bodyOf(await forwarder.forward(request('dc2'), inSeconds(5), [], undefined))).toBe('"r2"');
+    expect([r1.calls.length, r2.calls.length]).toEqual([1, 1]);
+
+    expect(bodyOf(await forwarder.forward(request('dc2'), inSeconds(5), [], undefined))).toBe('"r2"');
+    expect([r1.calls.length, r2.calls.length]).toEqual([1, 2]);
+
+    // r2 goes away and r1 comes back: r1, though marked, is still tried after r2.
+    r2.handler = unreachable;
+    r1.handler = (_, callback) => callback(null, answered('r1'));
+    expect(bodyOf(await forwarder.forward(request('dc2'), inSeconds(5), [], undefined))).toBe('"r1"');
+    expect([r1.calls.length, r2.calls.length]).toEqual([2, 3]);
+
+    // r1 answered, so it is no longer marked; r2 now is.
+    expect(bodyOf(await forwarder.forward(request('dc2'), inSeconds(5), [], undefined))).toBe('"r1"');
+    expect([r1.calls.length, r2.calls.length]).toEqual([3, 3]);
+  });
+
+  test('tries no router once the deadline has passed', async () => {
+    const router = await scriptedRouter((_, callback) => callback(null, answered('dc2')));
+    const forwarder = newForwarder({ datacenter: 'dc1', routes: [route(['dc2'], [hop('r1.dc2', router.address, 'dc2')])] });
+    const err = await failure(forwarder.forward(request('dc2'), Date.now() - 1, [], undefined));
+    expect([err.code, err.message]).toEqual([GrpcStatus.UNAVAILABLE, NO_SERVER]);
+    expect(router.calls).toHaveLength(0);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Transit (beyond Consul): dc2 between dc1 and dc3
+//
+//   dc1 ──area-dc1── dc2 ──area-dc3── dc3 ── dc4
+//
+// dc2's router receives a request from dc1 for dc4, whose route leaves through area-dc3.
+
+describe('passing a request through (transit)', () => {
+  async function transitRouter(more: { inbound?: Area | null; outbound?: Area; path?: string[] } = {}) {
+    const next = await scriptedRouter((_, callback) => callback(null, { forward: { response: { status: 200, headers: {}, body: Buffer.from('"dc4"') }, path: ['dc3', 'dc4'] } }));
+    const outbound = more.outbound ?? area('area-dc3', 'dc3', true);
+    const inbound = more.inbound === undefined ? area('area-dc1', 'dc1', true) : more.inbound;
+    const forwarder = newForwarder({
+      datacenter: 'dc2',
+      routes: [route(more.path ?? ['dc3', 'dc4'], [hop('r1.dc3', next.address, 'dc3', { areaId: outbound.id })], outbound.id)],
+      areas: [...(inbound === null ? [] : [inbound]), outbound],
+    });
+    return { forwarder, next };
+  }
+
+  test('end to end: dc1 → dc2 (transit) → dc3, each a real router, dc3 serving from its catalog', async () => {
+    const catalog = await fakeCatalog((_, res) => res.end('"dc3"'));
+    const dc3 = await realRouter('dc3', [catalog.address], { caller: 'dc2' });
+    const dc2 = await realRouter('dc2', [], {
+      caller: 'dc1',
+      routes: [route(['dc3'], [hop('r1.dc3', dc3.address, 'dc3', { areaId: 'area-dc3' })], 'area-dc3')],
+      areas: [area('area-dc1', 'dc1', true), area('area-dc3', 'dc3', true)],
+    });
+    const dc1 = newForwarder({ datacenter: 'dc1', routes: [route(['dc2', 'dc3'], [hop('r1.dc2', dc2.address, 'dc2', { areaId: 'area-dc2' })], 'area-dc2')] });
+
+    const answer = await dc1.forward(request('dc3'), inSeconds(5), [], undefined);
+    expect(bodyOf(answer)).toBe('"dc3"');
+    expect(answer.path).toEqual(['dc2', 'dc3']);
+  });
+
+  test('passes it on between two transit areas, adding itself to the datacenters left and to the path', async () => {
+    const { forwarder, next } = await transitRouter();
+    const answer = await forwarder.forward(request('dc4'), inSeconds(5), ['dc1'], 'dc1');
+    expect(next.calls.map((call) => call.request.visited)).toEqual([['dc1', 'dc2']]);
+    expect(bodyOf(answer)).toBe('"dc4"');
+    // ForwardResponse.path: "from the first remote one to the one that answered".
+    expect(answer.path).toEqual(['dc2', 'dc3', 'dc4']);
+  });
+
+  test.each([
+    ['the area it came in by is not a transit area', { inbound: area('area-dc1', 'dc1', false) }],
+    ['it came in by no area (the WAN)', { inbound: null }],
+    ['the area it would leave by is not a transit area', { outbound: area('area-dc3', 'dc3', false) }],
+  ])('refuses with No path to datacenter when %s', async (_, more) => {
+    const { forwarder, next } = await transitRouter(more);
+    const err = await failure(forwarder.forward(request('dc4'), inSeconds(5), ['dc1'], 'dc1'));
+    expect([err.code, err.message]).toEqual([GrpcStatus.NOT_FOUND, NO_PATH]);
+    expect(next.calls).toHaveLength(0);
+  });
+
+  test('refuses to leave by the WAN', async () => {
+    const next = await scriptedRouter((_, callback) => callback(null, answered('dc4')));
+    const forwarder = newForwarder({ datacenter: 'dc2', routes: [route(['dc4'], [hop('r1.dc4', next.address, 'dc4')], 'wan')], areas: [area('area-dc1', 'dc1', true)] });
+    const err = await failure(forwarder.forward(request('dc4'), inSeconds(5), ['dc1'], 'dc1'));
+    expect(err.message).toBe(NO_PATH);
+    expect(next.calls).toHaveLength(0);
+  });
+
+  test('refuses a loop: a request that already left this datacenter', async () => {
+    const { forwarder, next } = await transitRouter();
+    const err = await failure(forwarder.forward(request('dc4'), inSeconds(5), ['dc2', 'dc1'], 'dc1'));
+    expect(err.message).toBe(NO_PATH);
+    expect(next.calls).toHaveLength(0);
+  });
+
+  test('refuses to send it back through the datacenter it came from', async () => {
+    const { forwarder, next } = await transitRouter({ path: ['dc3', 'dc1', 'dc4'] });
+    const err = await failure(forwarder.forward(request('dc4'), inSeconds(5), ['dc1'], 'dc1'));
+    expect(err.message).toBe(NO_PATH);
+    expect(next.calls).toHaveLength(0);
+  });
+
+  test(`crosses at most MAX_HOPS (${MAX_HOPS}) datacenters, the target included`, async () => {
+    // Left so far: the origin and the transit datacenters before dc1; the route adds dc3, dc4.
+    const before = (n: number) => [...Array.from({ length: n }, (_, i) => `dc${100 + i}`), 'dc1'];
+    const { forwarder, next } = await transitRouter();
+
+    await forwarder.forward(request('dc4'), inSeconds(5), before(MAX_HOPS - 3), 'dc1');
+    expect(next.calls).toHaveLength(1);
+
+    const err = await failure(forwarder.forward(request('dc4'), inSeconds(5), before(MAX_HOPS - 2), 'dc1'));
+    expect(err.message).toBe(NO_PATH);
+    expect(next.calls).toHaveLength(1);
+  });
+});
