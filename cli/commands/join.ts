@@ -1,21 +1,35 @@
 /**
  * `consulate join`, `consulate leave`, `consulate force-leave`: Consul's agent commands of the
- * same names, over the gossip agent's Membership API, with their output and exit codes.
+ * same names, over the gossip agent's Membership API, with their output and exit codes. A
+ * `join -wan` goes to the catalog's HTTP API instead (`PUT /v1/agent/join/<addr>?wan=1`, as
+ * Consul's CLI asks its agent), which hands it to a federation router: the routers run the WAN
+ * pool, not the gossip agents.
  */
 import { FlagSpec, flagUsage } from '../../services/lib/flags';
 import { callUnary } from '../../services/lib/grpc-client';
-import { Command, parseCommandFlags } from '../command';
+import { Command, CommandIo, parseCommandFlags } from '../command';
+import { HTTP_FLAGS, HttpApi } from '../http-api';
 import { GOSSIP_ADDR_FLAG, callError, gossipAddress, membershipClient } from './gossip-api';
 
-const JOIN_FLAGS: FlagSpec[] = [GOSSIP_ADDR_FLAG, { name: 'segment', kind: 'string', usage: "Which of a server's pools joins (a segment name; the default segment when empty)." }];
+const JOIN_FLAGS: FlagSpec[] = [
+  GOSSIP_ADDR_FLAG,
+  ...HTTP_FLAGS.filter((flag) => flag.name === 'http-addr'),
+  { name: 'segment', kind: 'string', usage: "Which of a server's pools joins (a segment name; the default segment when empty)." },
+  { name: 'wan', kind: 'bool', usage: "Joins this datacenter's federation routers to another datacenter's in the WAN pool, through the catalog's HTTP API (-http-addr). Addresses are routers' (port 8300 when none is given)." },
+];
 const JOIN_HELP = `Usage: consulate join [options] address ...
 
   Tells a running agent to join the pool of the agents at the given addresses (host or
-  host:port). A client of a segment must join a server at that segment's port.
+  host:port). A client of a segment must join a server at that segment's port. With -wan, a
+  federation router of the catalog's datacenter joins the WAN pool through the given routers of
+  another datacenter.
 
 Options:
 
 ${flagUsage(JOIN_FLAGS)}`;
+
+/** One WAN join: the router's join reaches the other datacenter over 8300 (its own deadline is 15 s). */
+const WAN_JOIN_TIMEOUT_MS = 30_000;
 
 export const joinCommand: Command = {
   synopsis: 'Tells a running agent to join the cluster',
@@ -27,6 +41,7 @@ export const joinCommand: Command = {
       io.stderr('At least one address to join must be specified.\n');
       return 1;
     }
+    if (parsed.values.get('wan') === true) return joinWan(parsed.positionals, parsed.values, io);
     const address = gossipAddress(parsed.values.get('gossip-addr'), io.env);
     const client = membershipClient(address);
     try {
@@ -46,6 +61,26 @@ export const joinCommand: Command = {
     }
   },
 };
+
+/** Consul's join command: one `/v1/agent/join/<addr>?wan=1` per address, each failure reported, success if any joined. */
+async function joinWan(addresses: readonly string[], values: ReadonlyMap<string, unknown>, io: CommandIo): Promise<number> {
+  const api = new HttpApi(values, io.env, '');
+  let joins = 0;
+  for (const address of addresses) {
+    try {
+      await api.request('PUT', `/v1/agent/join/${encodeURIComponent(address)}`, { query: { wan: '1' }, timeoutMs: WAN_JOIN_TIMEOUT_MS });
+      joins++;
+    } catch (err) {
+      io.stderr(`Error joining address '${address}': ${(err as Error).message}\n`);
+    }
+  }
+  if (joins === 0) {
+    io.stderr('Failed to join any nodes.\n');
+    return 1;
+  }
+  io.stdout(`Successfully joined cluster by contacting ${joins} nodes.\n`);
+  return 0;
+}
 
 const LEAVE_HELP = `Usage: consulate leave [options]
 

@@ -1,7 +1,16 @@
 // `consulate members` through the catalog's /v1/agent/members (reference/consul-compat.md §2.5,
 // §2.6): Consul's columns, labels, sorting and exit codes from the HTTP answer, which source a
-// command line picks, and the fall back to the gossip agent when no catalog answers.
+// command line picks, and the fall back to the gossip agent when no catalog answers. `-wan`: the
+// WAN pool from a fake federation router behind the catalog's real agent endpoint, in the table
+// `consul members -wan` prints.
+import { trace } from '@opentelemetry/api';
+
+import { registerAgentEndpoints } from '../../services/catalog/http/agent-endpoint';
+import { RouterClient } from '../../services/catalog/router-client';
+import { FakeRouter, startFakeRouter } from '../../services/catalog/testing/fake-router';
+import { HttpHarness, startHttp } from '../../services/catalog/testing/http-harness';
 import { Member } from '../../services/gen/consulate/gossip/v1/membership';
+import { AreaMember } from '../../services/gen/consulate/router/v1/operator';
 import { ServedCatalog, captureIo, closedPort, serveCatalog } from '../testing/served-catalog';
 import { makeMembersCommand, memberSource, membersCommand, membersTable, rowOfAgentMember } from './members';
 
@@ -99,5 +108,65 @@ describe('runs', () => {
 
     const defaultAnswers = await run([], {}, makeMembersCommand({ httpAddress: catalog.base, gossipAddress: `127.0.0.1:${gossip}` }));
     expect(defaultAnswers.code).toBe(0);
+  });
+});
+
+describe('-wan: the federation routers\' WAN pool, as `consul members -wan` prints it (§2.5, §1.3)', () => {
+  let router: FakeRouter;
+  let routers: RouterClient;
+  let catalog: HttpHarness;
+
+  const wanMember = (node: string, datacenter: string, addr: string, status: string): AreaMember => ({ id: `${node}-${datacenter}`, name: `${node}.${datacenter}`, addr, port: 8300, datacenter, role: 'server', build: '0.1.0:abc', protocol: 2, status, rttNs: 0n });
+
+  beforeAll(async () => {
+    router = await startFakeRouter('dc1');
+    router.wan = [wanMember('router-2', 'dc2', '127.0.2.21', 'failed'), wanMember('router-1', 'dc1', '127.0.1.20', 'alive'), wanMember('router-1', 'dc2', '127.0.2.20', 'alive'), wanMember('router-2', 'dc1', '127.0.1.21', 'alive')];
+    routers = new RouterClient([router.address], trace.getTracer('test'));
+    catalog = await startHttp((http) =>
+      registerAgentEndpoints(http, { datacenter: 'dc1', node: 'catalog', nodeId: '', address: '127.0.0.1', gossip: { members: async () => [], join: async () => ({ joined: 0, results: [] }), forceLeave: async () => undefined }, routers }),
+    );
+  });
+
+  afterAll(async () => {
+    await catalog.close();
+    routers.close();
+    await router.close();
+  });
+
+  async function run(args: string[]) {
+    const { io, out } = captureIo();
+    const code = await membersCommand.run(args, io);
+    return { code, ...out };
+  }
+
+  test('Node <node>.<dc>, Address ip:8300, Type server, Build up to the colon, Partition default, Segment <all>; sorted by name', async () => {
+    const answer = await run([`-http-addr=http://${catalog.address}`, '-wan']);
+    expect(answer).toMatchObject({ code: 0, stderr: '' });
+    expect(answer.stdout).toBe(
+      [
+        'Node          Address          Status  Type    Build  Protocol  DC   Partition  Segment',
+        'router-1.dc1  127.0.1.20:8300  alive   server  0.1.0  2         dc1  default    <all>',
+        'router-1.dc2  127.0.2.20:8300  alive   server  0.1.0  2         dc2  default    <all>',
+        'router-2.dc1  127.0.1.21:8300  alive   server  0.1.0  2         dc1  default    <all>',
+        'router-2.dc2  127.0.2.21:8300  failed  server  0.1.0  2         dc2  default    <all>',
+        '',
+      ].join('\n'),
+    );
+  });
+
+  test('-status filters, and -detailed lists the WAN tags', async () => {
+    const failed = await run([`-http-addr=http://${catalog.address}`, '-wan', '-status=failed', '-detailed']);
+    expect(failed.code).toBe(0);
+    expect(rows(failed.stdout.trimEnd())).toEqual([
+      ['Node', 'Address', 'Status', 'Tags'],
+      ['router-2.dc2', '127.0.2.21:8300', 'failed', 'build=0.1.0:abc,dc=dc2,id=router-2-dc2,port=8300,role=consul,segment=,vsn=2'],
+    ]);
+    expect((await run([`-http-addr=http://${catalog.address}`, '-wan', '-status=left'])).code).toBe(2);
+  });
+
+  test('a gossip agent holds no WAN pool: -wan with -gossip-addr says where it is', async () => {
+    const answer = await run([`-gossip-addr=127.0.0.1:${await closedPort()}`, '-wan']);
+    expect(answer.code).toBe(1);
+    expect(answer.stderr).toMatch(/^Error retrieving members: a gossip agent holds no WAN pool: the federation routers run it/);
   });
 });

@@ -31,7 +31,9 @@ const HELP = `Usage: consulate members [options]
 
   Outputs the members of the datacenter's gossip pools, from the catalog's HTTP API (or, with
   -gossip-addr, from a gossip agent): the LAN pool of one network segment, or with
-  -segment=_all (the default) every segment's, each server shown once as <all>.
+  -segment=_all (the default) every segment's, each server shown once as <all>. With -wan, the
+  WAN pool the federation routers run, as the catalog's routers see it: every datacenter's
+  routers that joined it, named <node>.<dc>.
 
 Options:
 
@@ -81,14 +83,20 @@ export function memberSource(values: ReadonlyMap<string, unknown>, env: NodeJS.P
 }
 
 /**
+ * Which pool the rows come from: the WAN table has the Partition column Consul's (1.11+) has
+ * before Segment, as `consul members -wan` prints it (every router `default`, `<all>`).
+ */
+export type MemberPool = 'lan' | 'wan';
+
+/**
  * The table for the rows that pass the status filter, or undefined when none does (exit 2):
  * rows sorted by segment label, then name.
  */
-export function membersTable(members: readonly MemberRow[], requestedSegment: string, statusRe: RegExp, detailedOutput: boolean): string | undefined {
+export function membersTable(members: readonly MemberRow[], requestedSegment: string, statusRe: RegExp, detailedOutput: boolean, pool: MemberPool = 'lan'): string | undefined {
   const rows = members.filter((m) => statusRe.test(m.status)).map((m) => ({ member: m, label: segmentLabel(m, requestedSegment) }));
   rows.sort((a, b) => (a.label < b.label ? -1 : a.label > b.label ? 1 : a.member.name < b.member.name ? -1 : a.member.name > b.member.name ? 1 : 0));
   if (rows.length === 0) return undefined;
-  return detailedOutput ? detailed(rows.map((r) => r.member)) : standard(rows);
+  return detailedOutput ? detailed(rows.map((r) => r.member)) : standard(rows, pool);
 }
 
 const MEMBERS_TIMEOUT_MS = 10_000;
@@ -132,7 +140,7 @@ export function makeMembersCommand(defaults: MemberDefaults): Command {
       }
       if (typeof members === 'number') return members;
 
-      const table = membersTable(members, segment, statusRe, values.get('detailed') === true);
+      const table = membersTable(members, segment, statusRe, values.get('detailed') === true, values.get('wan') === true ? 'wan' : 'lan');
       if (table === undefined) return 2;
       io.stdout(`${table}\n`);
       return 0;
@@ -164,7 +172,7 @@ async function fromGossip(values: ReadonlyMap<string, unknown>, segment: string,
       io.stderr('Error retrieving members: Unexpected response code: 400 (Cannot provide a segment with wan=true)\n');
       return 1;
     }
-    io.stderr('Error retrieving members: the WAN pool is run by the federation routers, which do not serve it yet\n');
+    io.stderr('Error retrieving members: a gossip agent holds no WAN pool: the federation routers run it; ask the catalog (-http-addr), which asks its routers\n');
     return 1;
   }
   const client = membershipClient(address);
@@ -190,17 +198,20 @@ function hostPort(member: MemberRow): string {
   return member.address.includes(':') ? `[${member.address}]:${member.port}` : `${member.address}:${member.port}`;
 }
 
-function standard(rows: { member: MemberRow; label: string }[]): string {
-  const table = [['Node', 'Address', 'Status', 'Type', 'Build', 'Protocol', 'DC', 'Segment']];
+function standard(rows: { member: MemberRow; label: string }[], pool: MemberPool): string {
+  const partitioned = pool === 'wan';
+  const table = [['Node', 'Address', 'Status', 'Type', 'Build', 'Protocol', 'DC', ...(partitioned ? ['Partition'] : []), 'Segment']];
   for (const { member, label } of rows) {
     const address = hostPort(member);
     const type = member.tags.role === 'consul' ? 'server' : member.tags.role === 'node' ? 'client' : 'unknown';
     if (type === 'unknown') {
-      table.push([member.name, address, member.status, type, '', '', '', '']);
+      table.push([member.name, address, member.status, type, '', '', '', ...(partitioned ? [''] : []), '']);
       continue;
     }
     const build = member.tags.build === undefined ? '< 0.3' : member.tags.build.split(':')[0];
-    table.push([member.name, address, member.status, type, build, member.tags.vsn ?? '', member.tags.dc ?? '', label]);
+    // Consul's `ap` tag, `default` when a member has none.
+    const partition = member.tags.ap || 'default';
+    table.push([member.name, address, member.status, type, build, member.tags.vsn ?? '', member.tags.dc ?? '', ...(partitioned ? [partition] : []), label]);
   }
   return columnize(table);
 }

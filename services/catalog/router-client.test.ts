@@ -100,6 +100,18 @@ describe('RouterClient', () => {
     await expect(none.forward(FORWARD, { timeoutMs: 1_000, repeatable: true })).rejects.toBeInstanceOf(RouterUnavailableError);
   });
 
+  test('the WAN pool: members as the router sees them, and a join through addresses; both may go to the next router', async () => {
+    const dead = await deadAddress();
+    const routerClient = client([dead, routers[0].address]);
+    expect((await routerClient.wanMembers()).members.map((m) => m.name)).toEqual(['router-1.dc1']);
+    const { results } = await routerClient.joinWan({ addresses: ['127.0.2.20', 'unreachable.dc2:8300'] });
+    expect(results).toEqual([
+      { address: '127.0.2.20', joined: true, error: '' },
+      { address: 'unreachable.dc2:8300', joined: false, error: 'failed to connect to "unreachable.dc2:8300": dial tcp unreachable.dc2:8300: i/o timeout' },
+    ]);
+    expect(routers[0].wanJoins.slice(-2)).toEqual(['127.0.2.20', 'unreachable.dc2:8300']);
+  });
+
   test("a blocking call's deadline: its wait, Consul's wait/16 of jitter, and a margin", () => {
     expect(blockingTimeoutMs(16_000, 5_000)).toBe(16_000 + 1_000 + 5_000);
     expect(blockingTimeoutMs(10 * 60_000, ROUTER_CALL_TIMEOUT_MS)).toBe(600_000 + 37_500 + ROUTER_CALL_TIMEOUT_MS);

@@ -28,11 +28,14 @@ import {
   GetAreaResponse,
   JoinAreaRequest,
   JoinAreaResponse,
+  JoinWanRequest,
+  JoinWanResponse,
   ListAreasRequest,
   ListAreasResponse,
   OperatorServiceClient,
   UpdateAreaRequest,
   UpdateAreaResponse,
+  WanMembersResponse,
 } from '../gen/consulate/router/v1/operator';
 import { Clock, systemClock } from '../lib/clock';
 import { checks, field } from '../lib/config';
@@ -41,7 +44,7 @@ import { JITTER_FRACTION } from './state/consistent-read';
 
 /** An Operator call that reads or writes the areas in consensus. */
 export const ROUTER_CALL_TIMEOUT_MS = 5_000;
-/** A join reaches the peer datacenter's routers over 8300 (memberlist's TCP timeout is 10 s). */
+/** An area or WAN join reaches the peer datacenter's routers over 8300 (memberlist's TCP timeout is 10 s). */
 export const AREA_JOIN_TIMEOUT_MS = 15_000;
 
 /** Consul's own text for a datacenter with a route but no usable server (structs.ErrDCNotAvailable, §3.7). */
@@ -136,6 +139,19 @@ export class RouterClient {
 
   areaMembers(request: AreaMembersRequest): Promise<AreaMembersResponse> {
     return this.operator(request, { timeoutMs: ROUTER_CALL_TIMEOUT_MS, repeatable: true }, (c) => c.areaMembers.bind(c));
+  }
+
+  /** The WAN pool as the answering router sees it: every datacenter's routers that joined it, as `<node>.<dc>`. */
+  wanMembers(): Promise<WanMembersResponse> {
+    return this.operator({}, { timeoutMs: ROUTER_CALL_TIMEOUT_MS, repeatable: true }, (c) => c.wanMembers.bind(c));
+  }
+
+  /**
+   * `consul join -wan`: the answering router joins the WAN pool through `addresses` (port 8300 when
+   * none is given); its datacenter's other routers follow by flood join. A join may run twice.
+   */
+  joinWan(request: JoinWanRequest): Promise<JoinWanResponse> {
+    return this.operator(request, { timeoutMs: AREA_JOIN_TIMEOUT_MS, repeatable: true }, (c) => c.joinWan.bind(c));
   }
 
   /** The datacenters the routers reach, nearest first (Consul's order, §3.8). */
