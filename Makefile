@@ -7,7 +7,7 @@ DETACH ?= 0
 BIN := node_modules/.bin
 NODE_MODULES_STAMP := node_modules/.package-lock.json
 
-.PHONY: help install proto proto-check build typecheck test test-unit test-integration test-sim soak bench-consensus bench-catalog bench-gossip up down certs compose clean
+.PHONY: help install proto proto-check build typecheck test test-unit test-integration test-sim soak bench-consensus bench-catalog bench-gossip bench-federation up down certs compose clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -67,6 +67,9 @@ bench-catalog: build ## By hand: blocking-query fan-out (1,000 / 10,000) beside 
 
 bench-gossip: build ## By hand: Consulate's gossip against Serf, N = 5, 10, 20 agents, taking turns (about 10 min; SIZES=, RUNS=, EVENTS=)
 	node dist/bench/gossip/run.js $(if $(SIZES),--sizes=$(SIZES),) $(if $(RUNS),--runs=$(RUNS),) $(if $(EVENTS),--events=$(EVENTS),)
+
+bench-federation: build ## By hand: a read forwarded dc1 -> dc2 against the same read in dc2 (c1 latency, c16/c64 throughput), a killed remote router until marked failed (about 4 min; REQUESTS=, DURATION=, RUNS=, PROFILES=, PHASES=)
+	node dist/bench/federation/run.js $(if $(REQUESTS),--requests=$(REQUESTS),) $(if $(DURATION),--duration=$(DURATION),) $(if $(RUNS),--runs=$(RUNS),) $(if $(PROFILES),--profiles=$(PROFILES),) $(if $(PHASES),--phases=$(PHASES),)
 
 up: build ## Run dc1 and dc2 (DCS=3 adds dc3; DETACH=1 returns once healthy)
 	node dist/deploy/up.js --dcs=$(DCS) $(if $(filter 1,$(DETACH)),--detach,)

@@ -45,7 +45,7 @@ export class MutualTlsListener {
 
   static async listen(host: string, port: number, injector: ConnectionInjector, material: TlsMaterial, logger: Logger): Promise<{ listener: MutualTlsListener; address: string }> {
     // The chain is checked in accept(), so that a refusal can say exactly why.
-    const server = createServer({ ca: material.ca, cert: material.cert, key: material.key, minVersion: 'TLSv1.2', requestCert: true, rejectUnauthorized: false, ALPNProtocols: ['h2'], handshakeTimeout: HANDSHAKE_TIMEOUT_MS });
+    const server = createServer({ ca: material.ca, cert: material.cert, key: material.key, minVersion: 'TLSv1.2', noDelay: true, requestCert: true, rejectUnauthorized: false, ALPNProtocols: ['h2'], handshakeTimeout: HANDSHAKE_TIMEOUT_MS });
     const listener = new MutualTlsListener(server, injector, material, logger);
     await new Promise<void>((resolve, reject) => {
       server.once('error', (err) => reject(new Error(`cannot listen on ${host}:${port}: ${err.message}`)));

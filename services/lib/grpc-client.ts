@@ -32,6 +32,8 @@ export function createRoleClient<C extends Client>(Ctor: ClientConstructor<C>, a
     'grpc.keepalive_timeout_ms': GRPC_SERVER_DEFAULTS.keepaliveTimeoutMs,
     // Our servers refuse pings more often than minPingIntervalMs, so never send them idle.
     'grpc.keepalive_permit_without_calls': 0,
+    // channelz statistics cost every call and nobody reads them.
+    'grpc.enable_channelz': 0,
     interceptors: options.traced === false ? [] : [tracingClientInterceptor(options.tracer, address)],
     ...options.channelOptions,
   });

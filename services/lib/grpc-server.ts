@@ -73,6 +73,8 @@ export class RoleGrpcServer {
       'grpc.keepalive_timeout_ms': GRPC_SERVER_DEFAULTS.keepaliveTimeoutMs,
       'grpc.keepalive_permit_without_calls': 1,
       'grpc.http2.min_ping_interval_without_data_ms': GRPC_SERVER_DEFAULTS.minPingIntervalMs,
+      // channelz statistics cost every call and nobody reads them.
+      'grpc.enable_channelz': 0,
     });
     this.health.addToServer(this.server);
     for (const service of options.services) {

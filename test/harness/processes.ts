@@ -10,8 +10,10 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 
 import { checkHealth } from '../../services/lib/health-probe';
+import { PACKAGE_ROOT } from '../../services/lib/version';
 
-export const REPO_ROOT = join(__dirname, '..', '..');
+/** The repository, found from package.json: the same whether this runs from test/ or compiled into dist/ (the benchmarks). */
+export const REPO_ROOT = PACKAGE_ROOT;
 export const CONSULATE_BIN = join(REPO_ROOT, 'bin', 'consulate');
 const HEALTHCHECK_SCRIPT = join(REPO_ROOT, 'dist', 'deploy', 'healthcheck.js');
 
