@@ -70,6 +70,7 @@ export class Federation {
   private routeTable = new Map<string, Route>();
   private readonly timers: NodeJS.Timeout[] = [];
   private unsubscribe: () => void = () => undefined;
+  private readonly failedListeners = new Set<(address: string) => void>();
   private stopped = false;
 
   constructor(
@@ -101,6 +102,11 @@ export class Federation {
     if (entry.area !== undefined && callerDatacenter !== this.options.datacenter && callerDatacenter !== entry.area.peerDatacenter)
       return { error: `datacenter ${callerDatacenter} is not part of the area with ${entry.area.peerDatacenter}` };
     return entry.transport;
+  }
+
+  /** Told the address of every router a pool declares failed. */
+  onRouterFailed(listener: (address: string) => void): void {
+    this.failedListeners.add(listener);
   }
 
   routes(): ReadonlyMap<string, Route> {
@@ -192,6 +198,7 @@ export class Federation {
       logger: this.options.logger,
     });
     pool.subscribe((event) => {
+      if (event.type === 'member-failed') for (const listener of this.failedListeners) listener(event.member.address);
       if (event.type === 'member-join' || event.type === 'member-failed' || event.type === 'member-leave' || event.type === 'member-update' || event.type === 'member-reap') this.refreshRoutes();
     });
     const entry: PoolEntry = { key, areaId, area, pool, transport, retryJoinDone: false, advertised: '', advertisedAtMs: 0 };

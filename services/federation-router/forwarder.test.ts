@@ -332,6 +332,38 @@ describe('forwarding to another datacenter', () => {
     expect(r2.calls).toHaveLength(0);
   });
 
+  test('a router declared failed mid-call: a read in flight to it moves on to the next at once', async () => {
+    // r1 takes the request and never answers, as a router behind a cut link.
+    const r1 = await scriptedRouter(() => undefined);
+    const r2 = await scriptedRouter((_, callback) => callback(null, answered('dc2')));
+    const forwarder = newForwarder({ datacenter: 'dc1', routes: [route(['dc2'], [hop('r1.dc2', r1.address, 'dc2'), hop('r2.dc2', r2.address, 'dc2')])] });
+    const pending = forwarder.forward(request('dc2'), inSeconds(30), [], undefined);
+    while (r1.calls.length === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+    forwarder.routerFailed(r1.address);
+    await pending;
+    expect(r2.calls).toHaveLength(1);
+  });
+
+  test('a write that may have reached a router is not sent again to the next', async () => {
+    const r1 = await scriptedRouter(() => undefined);
+    const r2 = await scriptedRouter((_, callback) => callback(null, answered('dc2')));
+    const forwarder = newForwarder({ datacenter: 'dc1', routes: [route(['dc2'], [hop('r1.dc2', r1.address, 'dc2'), hop('r2.dc2', r2.address, 'dc2')])] });
+    const pending = failure(forwarder.forward(request('dc2', { method: 'PUT', path: '/v1/kv/x' }), inSeconds(30), [], undefined));
+    while (r1.calls.length === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+    forwarder.routerFailed(r1.address);
+    const err = await pending;
+    expect(err.code).toBe(GrpcStatus.UNKNOWN);
+    expect(err.message).toMatch(/^rpc error: the request to r1\.dc2 failed after it was sent and may or may not have been applied/);
+    expect(r2.calls).toHaveLength(0);
+  });
+
+  test('a write that never reached a router (no connection) goes to the next', async () => {
+    const r2 = await scriptedRouter((_, callback) => callback(null, answered('dc2')));
+    const forwarder = newForwarder({ datacenter: 'dc1', routes: [route(['dc2'], [hop('r1.dc2', await deadAddress(), 'dc2'), hop('r2.dc2', r2.address, 'dc2')])] });
+    await forwarder.forward(request('dc2', { method: 'PUT', path: '/v1/kv/x' }), inSeconds(5), [], undefined);
+    expect(r2.calls).toHaveLength(1);
+  });
+
   test('an answered error does not mark the router offline', async () => {
     const r1 = await scriptedRouter((_, callback) => callback(forwardFailure(new ForwardError('Unknown service "web"', GrpcStatus.NOT_FOUND))));
     const r2 = await scriptedRouter((_, callback) => callback(null, answered('dc2')));

@@ -12,7 +12,7 @@
  */
 import { Agent, IncomingMessage, request as httpRequest } from 'node:http';
 
-import { Metadata, ServiceError, status as GrpcStatus } from '@grpc/grpc-js';
+import { ClientUnaryCall, Metadata, ServiceError, status as GrpcStatus } from '@grpc/grpc-js';
 import { context as otelContext, propagation } from '@opentelemetry/api';
 
 import { ForwardRequest, ForwardResponse, HttpResponse } from '../gen/consulate/router/v1/operator';
@@ -29,6 +29,8 @@ export const NO_SERVER = 'Remote DC has no server currently reachable';
 export const ANSWER_TRAILER = 'consulate-router-answer';
 /** How long a router that could not be reached is tried after the others. */
 const OFFLINE_MS = 10_000;
+/** Methods that change nothing: sent again to the next router when one fails mid-call. */
+const SAFE_METHODS = new Set(['GET', 'HEAD']);
 /** Headers of the catalog's answer that travel back. */
 const RESPONSE_HEADERS = /^(content-type|x-consul-[a-z-]+)$/;
 /** Request headers that travel; hop-by-hop ones never do. */
@@ -54,6 +56,7 @@ export interface ForwarderOptions {
 
 export class Forwarder {
   private readonly offlineUntil = new Map<string, number>();
+  private readonly inFlight = new Map<string, Set<ClientUnaryCall>>();
   private readonly agent = new Agent({ keepAlive: true, maxSockets: 256 });
   private nextCatalog = 0;
 
@@ -92,6 +95,7 @@ export class Forwarder {
     const hops = this.tryOrder(route.nextHops);
     if (hops.length === 0) throw this.noServer(request, 'every router of the next datacenter is failed');
     const failures: string[] = [];
+    const retriable = SAFE_METHODS.has(request.request?.method ?? '');
     for (const hop of hops) {
       if (Date.now() >= deadlineMs) break;
       try {
@@ -102,12 +106,29 @@ export class Forwarder {
       } catch (err) {
         const error = err as ServiceError;
         if (isAnswer(error)) throw new ForwardError(error.details, error.code);
-        failures.push(`${hop.name} (${hop.address}): ${error.details || error.message}`);
+        const reason = error.details || error.message;
+        failures.push(`${hop.name} (${hop.address}): ${reason}`);
         this.offlineUntil.set(hop.address, Date.now() + OFFLINE_MS);
-        this.options.logger.warn({ datacenter: request.datacenter, router: hop.name, address: hop.address, code: error.code }, `router ${hop.name} of ${hop.datacenter} failed a forwarded request (${error.details || error.message}); trying the next`);
+        // A write that may have reached the router is not sent again: it could apply twice.
+        if (!retriable && !neverSent(error)) {
+          this.options.logger.warn({ datacenter: request.datacenter, router: hop.name, address: hop.address, code: error.code }, `router ${hop.name} of ${hop.datacenter} failed a forwarded ${request.request?.method} after it was sent (${reason}); not retried`);
+          throw new ForwardError(`rpc error: the request to ${hop.name} failed after it was sent and may or may not have been applied: ${reason}`, GrpcStatus.UNKNOWN);
+        }
+        this.options.logger.warn({ datacenter: request.datacenter, router: hop.name, address: hop.address, code: error.code }, `router ${hop.name} of ${hop.datacenter} failed a forwarded request (${reason}); trying the next`);
       }
     }
     throw this.noServer(request, failures.join('; ') || 'deadline passed');
+  }
+
+  /**
+   * Cancels the requests in flight to a router the pool has just declared failed, so they move
+   * on to the next one (or fail) now rather than at their deadline.
+   */
+  routerFailed(address: string): void {
+    const calls = this.inFlight.get(address);
+    if (calls === undefined) return;
+    this.options.logger.info({ address, calls: calls.size }, `router ${address} failed: cancelling ${calls.size} request(s) in flight to it`);
+    for (const call of calls) call.cancel();
   }
 
   /** The living routers, those recently unreachable after the others (Consul's rotate-on-failure). */
@@ -121,10 +142,15 @@ export class Forwarder {
 
   private callRouter(hop: NextHop, request: ForwardRequest, visited: string[], deadlineMs: number): Promise<ForwardResponse> {
     return new Promise((resolve, reject) => {
-      this.peers.forwarding(hop.address, hop.datacenter).forward({ forward: request, visited }, this.peers.metadata(), { deadline: deadlineMs }, (err, answer) => {
+      const calls = this.inFlight.get(hop.address) ?? new Set<ClientUnaryCall>();
+      this.inFlight.set(hop.address, calls);
+      const call = this.peers.forwarding(hop.address, hop.datacenter).forward({ forward: request, visited }, this.peers.metadata(), { deadline: deadlineMs }, (err, answer) => {
+        calls.delete(call);
+        if (calls.size === 0) this.inFlight.delete(hop.address);
         if (err !== null) reject(err);
         else resolve(answer.forward ?? { response: undefined, path: [] });
       });
+      calls.add(call);
     });
   }
 
@@ -192,6 +218,11 @@ export function answerMetadata(): Metadata {
 
 function answerError(message: string, code: GrpcStatus): ForwardError {
   return new ForwardError(message, code);
+}
+
+/** grpc-js says so when the call never got a connection: nothing reached the router. */
+function neverSent(err: ServiceError): boolean {
+  return err.code === GrpcStatus.UNAVAILABLE && (err.details ?? '').includes('No connection established');
 }
 
 function isAnswer(err: ServiceError): boolean {

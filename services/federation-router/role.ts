@@ -69,6 +69,7 @@ export const federationRouterRole: RoleDefinition<typeof fields> = {
       peers,
     );
     const forwarder = new Forwarder({ datacenter: config.datacenter, catalogAddrs: config.catalogAddrs, logger }, federation, store, peers);
+    federation.onRouterFailed((address) => forwarder.routerFailed(address));
 
     let listener: MutualTlsListener | undefined;
     const federationServer = new RoleGrpcServer({
