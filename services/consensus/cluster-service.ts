@@ -48,10 +48,13 @@ export function clusterService(context: Pick<RoleContext<never>, 'roleInfo' | 'c
       const budgetMs = timeLeftMs(call.getDeadline(), MEMBER_ADD_MAX_MS);
       const deadline = context.clock.nowMs() + budgetMs;
       await node.changeMembership({ kind: 'add-learner', member: { ...member, learner: true } }, budgetMs);
+      // The entry that added it is committed by now: Raft promotes it only once it holds that entry.
+      const addedAt = node.status().commit;
       // §4.2.1: it votes only once it has caught up, so it cannot slow commits down meanwhile.
       await until(context.clock, deadline, () => {
         const s = node.status();
-        return s.role === 'leader' && s.commit - (s.matches[member.id] ?? 0) <= 64;
+        const match = s.matches[member.id] ?? 0;
+        return s.role === 'leader' && match >= addedAt && s.commit - match <= 64;
       });
       await node.changeMembership({ kind: 'promote', member: { ...member, learner: false } }, Math.max(1, deadline - context.clock.nowMs()));
       return { members: members() };

@@ -5,9 +5,9 @@
  * dc1 → dc3 has no path until dc2 allows transit on both of its areas. Then a remote router is
  * killed and requests fail over to that datacenter's other router.
  */
-import { credentials } from '@grpc/grpc-js';
+import { Metadata, credentials } from '@grpc/grpc-js';
 
-import { OperatorServiceClient, Route } from '../../services/gen/consulate/router/v1/operator';
+import { ForwardServiceClient, OperatorServiceClient, Route } from '../../services/gen/consulate/router/v1/operator';
 import { CliResult, FederatedDatacenter, consulate, createdAreaId, startDatacenter } from '../harness/federation';
 import { eventually, logRecords, stopAll } from '../harness/processes';
 import { makeRouterTls } from '../harness/tls';
@@ -129,19 +129,28 @@ describe('network areas, as the seed guide walks them', () => {
   });
 
   test("a remote router killed: requests fail over to that datacenter's other router", async () => {
-    // Kill, without warning, the router of dc2 that dc1's routers would try first.
+    // Kill, without warning, the router of dc2 that dc1's router-1 tries first, then send requests
+    // through dc1's router-1 (its Forward API, as dc1's catalog does) and through the catalog.
     for (let i = 0; i < 5; i++) expect((await http(dc1, 'GET', '/v1/catalog/service/web?dc=dc2')).status).toBe(200);
-    const firstChoices = await Promise.all(dc1.routers.map(async (router) => (await routesOf(router.address)).find((route) => route.datacenter === 'dc2')?.nextHops[0]));
-    expect(new Set(firstChoices).size).toBe(1);
-    const victim = dc2.routers.find((_, i) => firstChoices[0] === `router-${i + 1}.dc2`)!;
+    const firstChoice = (await routesOf(routerAddress(dc1, 0))).find((route) => route.datacenter === 'dc2')?.nextHops[0];
+    const victim = dc2.routers.find((_, i) => firstChoice === `router-${i + 1}.dc2`)!;
     victim.child.kill('SIGKILL');
     await victim.exited;
+
+    const forwardClient = new ForwardServiceClient(`${routerAddress(dc1, 0)}:8330`, credentials.createInsecure());
+    const forward = () =>
+      new Promise<number>((resolve, reject) =>
+        forwardClient.forward({ datacenter: 'dc2', request: { method: 'GET', path: '/v1/catalog/service/web', rawQuery: '', headers: {}, body: Buffer.alloc(0) } }, new Metadata(), { deadline: Date.now() + 10_000 }, (err, answer) =>
+          err ? reject(err) : resolve(answer.response?.status ?? 0),
+        ),
+      );
     const statuses: number[] = [];
-    for (let i = 0; i < 20; i++) statuses.push((await http(dc1, 'GET', '/v1/catalog/service/web?dc=dc2')).status);
+    for (let i = 0; i < 10; i++) statuses.push(await forward(), (await http(dc1, 'GET', '/v1/catalog/service/web?dc=dc2')).status);
+    forwardClient.close();
     expect(statuses).toEqual(Array(20).fill(200));
-    // And the area shows it failed, once its peers' probes give up on it.
-    await eventually(`dc1 to see ${firstChoices[0]} failed`, async () => / failed /.test(ok(await consulate(dc1, ['operator', 'area', 'members', '-peer-datacenter=dc2'])).split('\n').find((row) => row.includes(firstChoices[0]!)) ?? '') || undefined, 60_000);
-    const failovers = dc1.routers.flatMap((router) => logRecords(router)).filter((record) => String(record.msg).includes('failed a forwarded request'));
+    const failovers = logRecords(dc1.routers[0]).filter((record) => String(record.msg).startsWith(`router ${firstChoice} of dc2 failed a forwarded request`));
     expect(failovers.length).toBeGreaterThan(0);
+    // And the area shows it failed, once its peers' probes give up on it.
+    await eventually(`dc1 to see ${firstChoice} failed`, async () => / failed /.test(ok(await consulate(dc1, ['operator', 'area', 'members', '-peer-datacenter=dc2'])).split('\n').find((row) => row.includes(firstChoice!)) ?? '') || undefined, 60_000);
   });
 });
