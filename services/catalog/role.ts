@@ -17,11 +17,13 @@ import { checks, field } from '../lib/config';
 import { ConsensusClient, consensusAddrsField } from '../lib/consensus-client';
 import { RoleGrpcServer } from '../lib/grpc-server';
 import { Logger } from '../lib/log';
+import { RoleMetrics } from '../lib/metrics';
 import { persistentNodeId } from '../lib/node-id';
 import { RoleDefinition } from '../lib/role-process';
 import { catalogApiServices } from './grpc/catalog-api';
 import { WATCH_DEFAULTS, Watches } from './grpc/watches';
 import { GossipClient, gossipAddrsField } from './gossip-client';
+import { BlockingQueries } from './http/blocking';
 import { CatalogHttpServer } from './http/http-server';
 import { DatacenterForwarding } from './http/remote-datacenter';
 import { catalogRouter } from './http/routes';
@@ -64,11 +66,14 @@ export const catalogRole: RoleDefinition<typeof fields> = {
     });
     // Releases the locks of sessions that end (TTL expiry, failed checks), from the view's changes.
     const sessionReaper = new SessionReaper({ view, consensus, lockDelays, logger });
+    const blockingQueries = new BlockingQueries();
+    const httpMetrics = registerCatalogMetrics(context.metrics, blockingQueries, watches);
     const http = new CatalogHttpServer({
-      router: catalogRouter({ datacenter: config.datacenter, node: config.node, nodeId, address: config.bind, view, sync, consensus, gossip, routers, lockDelays, logger }),
+      router: catalogRouter({ datacenter: config.datacenter, node: config.node, nodeId, address: config.bind, view, sync, consensus, gossip, routers, lockDelays, logger, blockingQueries, metrics: context.metrics }),
       logger,
       tracer,
       remote: new DatacenterForwarding({ datacenter: config.datacenter, routers, logger }),
+      metrics: httpMetrics,
     });
     const grpc = await server.listen(config.bind, config.grpcPort);
     const httpAddress = await http.listen(config.bind, config.httpPort);
@@ -99,6 +104,24 @@ export const catalogRole: RoleDefinition<typeof fields> = {
 
   },
 };
+
+/** Methods a label may name; Node's parser admits a few dozen more, which count as "other". */
+const HTTP_METHODS = new Set(['GET', 'HEAD', 'PUT', 'POST', 'DELETE', 'OPTIONS', 'PATCH']);
+
+/**
+ * The catalog's series: HTTP requests by route pattern and status (Consul's api.http), blocking
+ * queries in progress (Consul's rpc.queries_blocking), gRPC watch streams open.
+ */
+function registerCatalogMetrics(metrics: RoleMetrics, blocking: BlockingQueries, watches: Watches): { requestServed(method: string, route: string, status: number): void } {
+  metrics.gauge({ name: 'consulate_catalog_blocking_queries_waiting', help: 'HTTP blocking queries (?index=) in progress on this catalog, from arrival to answer.', collect: (g) => g.set(blocking.waiting) });
+  metrics.gauge({ name: 'consulate_catalog_watches_open', help: 'gRPC watch streams (WatchServiceHealth, WatchPrefix) open on this catalog.', collect: (g) => g.set(watches.count) });
+  const requests = metrics.counter({ name: 'consulate_http_requests_total', help: 'HTTP API requests answered, by method, route pattern (not path) and status code.', labelNames: ['method', 'route', 'code'] });
+  return {
+    requestServed(method, route, status) {
+      requests.inc({ method: HTTP_METHODS.has(method) ? method : 'other', route, code: String(status) });
+    },
+  };
+}
 
 /** The reconciler of this catalog, and the election that decides whether it is the active one. */
 function startReconciler(deps: {

@@ -26,6 +26,20 @@ import { ProposalError, Raft, RaftStatus, Ready, bootstrapEntries } from './raft
 import { ConfChange, Entry, HardState, Member, NodeId } from './raft/types';
 import { LogStore } from './storage/log-store';
 
+/**
+ * What the node reports as it runs, for the role's Prometheus series (role.ts). A timer starts
+ * when its event begins and the function it returns is called when it ends: the node itself reads
+ * no clock for metrics.
+ */
+export interface ConsensusNodeMetrics {
+  /** A proposal (a write or a membership change) was made here; the stop runs once it is applied here. */
+  startCommitTimer(): () => void;
+  /** Entries and hard state are being written (one lmdb transaction, one fsync); the stop runs once on disk. */
+  startSyncTimer(): () => void;
+  /** This server learned of a new leader (etcd's leader_changes_seen_total). */
+  leaderChanged(leader: NodeId): void;
+}
+
 /** Where messages go: the transport (transport.ts) in a server, something else in tests. */
 export interface MessageSender {
   setMembers(members: readonly Member[]): void;
@@ -46,6 +60,7 @@ export interface ConsensusNodeOptions {
   readonly snapshotEntries: number;
   /** Proposals and reads waiting at once before new ones are refused. */
   readonly maxPending: number;
+  readonly metrics?: ConsensusNodeMetrics;
 }
 
 /** A watcher's stream, as the watch service registers it. */
@@ -78,6 +93,8 @@ export class OverloadedError extends Error {
 
 interface PendingProposal {
   readonly term: number;
+  /** Stops the commit-latency timer; called only for a proposal that was applied. */
+  readonly applied?: () => void;
   readonly resolve: (result: ApplyResult | undefined) => void;
   readonly reject: (error: Error) => void;
 }
@@ -293,6 +310,7 @@ export class ConsensusNode {
     return new Promise((resolve, reject) => {
       if (this.role !== 'leader') return reject(this.notLeader());
       if (this.proposals.size >= this.options.maxPending) return reject(new OverloadedError(`${this.options.maxPending} writes are waiting to commit; retry shortly`));
+      const applied = this.options.metrics?.startCommitTimer();
       this.enqueue(() => {
         let position: { index: number; term: number };
         try {
@@ -313,6 +331,7 @@ export class ConsensusNode {
         };
         this.proposals.set(position.index, {
           term: position.term,
+          applied,
           resolve: settle,
           reject: (error) => {
             this.options.clock.clear(timer);
@@ -340,7 +359,9 @@ export class ConsensusNode {
       this.options.sender.send(rd.messages.filter(sendableBeforePersist));
       if (rd.snapshot !== undefined) await this.options.store.saveSnapshot(rd.snapshot, { keepSuffix: false });
       if (this.mustSync(rd)) {
+        const synced = this.options.metrics?.startSyncTimer();
         await this.options.store.save({ hardState: rd.hardState, entries: rd.entries });
+        synced?.();
         if (rd.hardState !== undefined) this.synced = rd.hardState;
       }
       this.options.sender.send(rd.messages.filter((m) => !sendableBeforePersist(m)));
@@ -402,8 +423,10 @@ export class ConsensusNode {
     if (proposal !== undefined) {
       this.proposals.delete(entry.index);
       // Another leader's entry took this index: ours was never committed and never will be.
-      if (proposal.term === entry.term) proposal.resolve(result);
-      else proposal.reject(new NotLeaderError('leadership changed and the write was not committed; it was not applied', this.leaderId, this.leaderAddress()));
+      if (proposal.term === entry.term) {
+        proposal.applied?.();
+        proposal.resolve(result);
+      } else proposal.reject(new NotLeaderError('leadership changed and the write was not committed; it was not applied', this.leaderId, this.leaderAddress()));
     }
   }
 
@@ -411,6 +434,7 @@ export class ConsensusNode {
     const status = this.raft.status();
     const wasLeader = this.role === 'leader';
     this.role = status.role;
+    if (status.leader !== this.leaderId && status.leader !== '') this.options.metrics?.leaderChanged(status.leader);
     this.leaderId = status.leader;
     this.options.logger.info({ event: 'raft-role', role: status.role, term: status.term, leader: status.leader }, `raft: ${status.role} in term ${status.term}${status.leader === '' ? '' : `, leader ${status.leader}`}`);
     if (wasLeader && this.role !== 'leader') {

@@ -14,9 +14,10 @@ import { RaftServiceService, protobufFileName as raftProto } from '../gen/consul
 import { WatchServiceService, protobufFileName as watchProto } from '../gen/consulate/consensus/v1/watch';
 import { checks, field } from '../lib/config';
 import { RoleGrpcServer } from '../lib/grpc-server';
+import { RoleMetrics } from '../lib/metrics';
 import { RoleDefinition } from '../lib/role-process';
 import { clusterService } from './cluster-service';
-import { ConsensusNode } from './consensus-node';
+import { ConsensusNode, ConsensusNodeMetrics } from './consensus-node';
 import { kvService, leaseService } from './kv-service';
 import { raftConfig } from './raft/config';
 import { Member } from './raft/types';
@@ -72,6 +73,7 @@ export const consensusRole: RoleDefinition<typeof fields> = {
 
     const advertised = initialMembers.find((member) => member.id === config.node)?.address ?? `${config.bind}:${config.grpcPort}`;
     const transport = new RaftTransport(config.node, advertised, clock, logger);
+    const raftMetrics = registerRaftMetrics(context.metrics);
     const node = await ConsensusNode.open({
       raft: raftConfig({ id: config.node, random: Math.random, electionTicks: config.electionTicks, heartbeatTicks: config.heartbeatTicks }),
       tickMs: config.tickMs,
@@ -84,7 +86,9 @@ export const consensusRole: RoleDefinition<typeof fields> = {
       initialMembers,
       snapshotEntries: config.snapshotEntries,
       maxPending: 10_000,
+      metrics: raftMetrics.hooks,
     });
+    raftMetrics.observe(node);
     const server = new RoleGrpcServer({
       logger,
       tracer: context.tracer,
@@ -114,3 +118,29 @@ export const consensusRole: RoleDefinition<typeof fields> = {
     };
   },
 };
+
+/**
+ * The Raft series (etcd's and Consul's in spirit): commit latency per write, fsync latency, leader
+ * changes seen, fed by the node's hooks; role, term and indexes read from the node at each scrape
+ * once `observe` has it (the hooks must exist before the node opens).
+ */
+function registerRaftMetrics(metrics: RoleMetrics): { hooks: ConsensusNodeMetrics; observe(node: ConsensusNode): void } {
+  const commit = metrics.histogram({ name: 'consulate_raft_commit_duration_seconds', help: 'From a proposal on this leader to its entry applied here (committed by a majority, fsynced): Consul raft.commitTime.' });
+  const fsync = metrics.histogram({ name: 'consulate_raft_fsync_duration_seconds', help: 'Writing a batch of Raft entries and hard state to disk, fsync included: etcd disk_wal_fsync_duration_seconds.' });
+  const leaderChanges = metrics.counter({ name: 'consulate_raft_leader_changes_total', help: 'Leaders this server has seen take over (a new leader id, or one after a time without a leader): etcd leader_changes_seen_total.' });
+  let node: ConsensusNode | undefined;
+  metrics.gauge({ name: 'consulate_raft_is_leader', help: '1 while this server is the Raft leader, else 0.', collect: (g) => g.set(node?.status().role === 'leader' ? 1 : 0) });
+  metrics.gauge({ name: 'consulate_raft_term', help: "This server's current Raft term.", collect: (g) => g.set(node?.status().term ?? 0) });
+  metrics.gauge({ name: 'consulate_raft_commit_index', help: 'The highest log index this server knows to be committed.', collect: (g) => g.set(node?.status().commit ?? 0) });
+  metrics.gauge({ name: 'consulate_raft_applied_index', help: 'The highest log index applied to the KV state machine here.', collect: (g) => g.set(node?.status().appliedIndex ?? 0) });
+  return {
+    hooks: {
+      startCommitTimer: () => commit.startTimer(),
+      startSyncTimer: () => fsync.startTimer(),
+      leaderChanged: () => leaderChanges.inc(),
+    },
+    observe(opened) {
+      node = opened;
+    },
+  };
+}

@@ -52,6 +52,19 @@ export interface ForwarderOptions {
   /** This datacenter's catalogs, host:port of their HTTP API. */
   readonly catalogAddrs: readonly string[];
   readonly logger: Logger;
+  readonly metrics?: ForwardMetrics;
+}
+
+/** How a forward() ended: answered, no route (Consul's NO_PATH), no router or catalog reachable (NO_SERVER), or else. */
+export type ForwardOutcome = 'ok' | 'no_path' | 'no_server' | 'error';
+
+/** What the forwarder reports, for the router's Prometheus series (role.ts). */
+export interface ForwardMetrics {
+  /**
+   * A forward() began; the stop runs as it ends, with the datacenter it was for (a name the router
+   * knows, "unknown" for any other: a caller's typo never becomes a series) and its outcome.
+   */
+  startForward(): (datacenter: string, outcome: ForwardOutcome) => void;
 }
 
 export class Forwarder {
@@ -77,6 +90,18 @@ export class Forwarder {
    * the router that sent it, if any.
    */
   async forward(request: ForwardRequest, deadlineMs: number, visited: readonly string[], from: string | undefined): Promise<ForwardResponse> {
+    const done = this.options.metrics?.startForward();
+    try {
+      const answer = await this.forwardAlongRoute(request, deadlineMs, visited, from);
+      done?.(this.datacenterLabel(request.datacenter), 'ok');
+      return answer;
+    } catch (err) {
+      done?.(this.datacenterLabel(request.datacenter), forwardOutcome(err));
+      throw err;
+    }
+  }
+
+  private async forwardAlongRoute(request: ForwardRequest, deadlineMs: number, visited: readonly string[], from: string | undefined): Promise<ForwardResponse> {
     const local = this.options.datacenter;
     if (request.datacenter === local) {
       if (from === undefined) throw new ForwardError(`request is for this datacenter (${local}); serve it locally`, GrpcStatus.INVALID_ARGUMENT);
@@ -198,6 +223,12 @@ export class Forwarder {
     });
   }
 
+  /** The datacenter as a metric label: this one, one with a route or an area, else "unknown". */
+  private datacenterLabel(datacenter: string): string {
+    const known = datacenter === this.options.datacenter || this.federation.routes().has(datacenter) || this.store.areas().some((area) => area.peerDatacenter === datacenter);
+    return known ? datacenter : 'unknown';
+  }
+
   private noPath(request: ForwardRequest, why: string): ForwardError {
     this.options.logger.warn({ datacenter: request.datacenter, path: request.request?.path, why }, `RPC request for DC is currently failing as no path was found (${request.datacenter}: ${why})`);
     return new ForwardError(NO_PATH, GrpcStatus.NOT_FOUND);
@@ -207,6 +238,13 @@ export class Forwarder {
     this.options.logger.warn({ datacenter: request.datacenter, path: request.request?.path, why }, `RPC request to DC is currently failing as no server can be reached (${request.datacenter}: ${why})`);
     return new ForwardError(NO_SERVER, GrpcStatus.UNAVAILABLE);
   }
+}
+
+function forwardOutcome(err: unknown): ForwardOutcome {
+  const message = (err as Error)?.message ?? '';
+  if (message === NO_PATH) return 'no_path';
+  if (message.startsWith(NO_SERVER)) return 'no_server';
+  return 'error';
 }
 
 /** The metadata that marks an error as the router's answer. */

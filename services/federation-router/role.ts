@@ -15,15 +15,16 @@ import { ConsensusClient, consensusAddrsField } from '../lib/consensus-client';
 import { RoleGrpcServer } from '../lib/grpc-server';
 import { traceServiceImplementation } from '../lib/grpc-tracing';
 import { Logger } from '../lib/log';
+import { RoleMetrics, setCountsByStatus } from '../lib/metrics';
 import { persistentNodeId } from '../lib/node-id';
 import { RoleDefinition } from '../lib/role-process';
 import { SWIM_PROFILES } from '../lib/swim/config';
 import { TlsConfigError, loadTlsMaterial } from '../lib/tls';
 import { VERSION } from '../lib/version';
-import { AreaStore } from './area-store';
+import { AreaError, AreaStore } from './area-store';
 import { Federation, WAN_AREA, withDefaultPort } from './federation';
 import { federationService } from './federation-service';
-import { Forwarder } from './forwarder';
+import { ForwardMetrics, Forwarder } from './forwarder';
 import { forwardService, operatorService } from './operator-service';
 import { PeerClients } from './peer-clients';
 import { MutualTlsListener } from './tls-listener';
@@ -68,7 +69,7 @@ export const federationRouterRole: RoleDefinition<typeof fields> = {
       store,
       peers,
     );
-    const forwarder = new Forwarder({ datacenter: config.datacenter, catalogAddrs: config.catalogAddrs, logger }, federation, store, peers);
+    const forwarder = new Forwarder({ datacenter: config.datacenter, catalogAddrs: config.catalogAddrs, logger, metrics: registerRouterMetrics(context.metrics, federation, store) }, federation, store, peers);
     federation.onRouterFailed((address) => forwarder.routerFailed(address));
 
     let listener: MutualTlsListener | undefined;
@@ -115,6 +116,51 @@ export const federationRouterRole: RoleDefinition<typeof fields> = {
     };
   },
 };
+
+/** Serf's member statuses, as the area member API shows them (suspect counts as alive there). */
+const AREA_MEMBER_STATUSES = ['alive', 'leaving', 'left', 'failed'] as const;
+
+/**
+ * The router's series: forwarded requests by datacenter and outcome, and their latency (Consul's
+ * rpc.cross-dc); members of each area's pool and the WAN pool by status, counted at each scrape.
+ */
+function registerRouterMetrics(metrics: RoleMetrics, federation: Federation, store: AreaStore): ForwardMetrics {
+  const forwarded = metrics.counter({
+    name: 'consulate_router_forwarded_requests_total',
+    help: 'Requests forward() ended, from this datacenter\'s catalogs, passing through, or served here for another router: by the datacenter they were for ("unknown" for a name no route or area knows) and outcome (ok, no_path, no_server, error).',
+    labelNames: ['datacenter', 'outcome'],
+  });
+  const duration = metrics.histogram({ name: 'consulate_router_forward_duration_seconds', help: 'How long forward() took, whatever its outcome, by the datacenter the request was for.', labelNames: ['datacenter'] });
+  metrics.gauge({
+    name: 'consulate_router_area_members',
+    help: 'Members of each pool this router is in: a network area (by id, with its peer datacenter) or the WAN pool (area "wan"), by Serf status.',
+    labelNames: ['area', 'peer_datacenter', 'status'],
+    collect: (gauge) => {
+      gauge.reset();
+      const areas = [{ id: WAN_AREA, peerDatacenter: '' }, ...store.areas()];
+      for (const area of areas) {
+        let members;
+        try {
+          members = federation.members(area.id);
+        } catch (err) {
+          // An area in the store whose pool is not open yet (or just closed): nothing to count.
+          if (err instanceof AreaError) continue;
+          throw err;
+        }
+        setCountsByStatus(gauge, { area: area.id, peer_datacenter: area.peerDatacenter }, AREA_MEMBER_STATUSES, members.map((member) => member.status));
+      }
+    },
+  });
+  return {
+    startForward() {
+      const end = duration.startTimer();
+      return (datacenter, outcome) => {
+        end({ datacenter });
+        forwarded.inc({ datacenter, outcome });
+      };
+    },
+  };
+}
 
 function tracedForwardOnly(tracer: Tracer, implementation: FederationServiceServer): FederationServiceServer {
   return { ...implementation, forward: traceServiceImplementation(tracer, FederationServiceService, { forward: implementation.forward }).forward };

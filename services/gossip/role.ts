@@ -14,6 +14,7 @@ import { checks, field } from '../lib/config';
 import { parseGoDuration } from '../lib/go-text';
 import { RoleGrpcServer } from '../lib/grpc-server';
 import { Logger } from '../lib/log';
+import { RoleMetrics, setCountsByStatus } from '../lib/metrics';
 import { persistentNodeId } from '../lib/node-id';
 import { RoleConfig, RoleDefinition } from '../lib/role-process';
 import { SWIM_PROFILES } from '../lib/swim/config';
@@ -72,6 +73,8 @@ export const gossipRole: RoleDefinition<typeof fields> = {
       logger,
     });
 
+    registerGossipMetrics(context.metrics, agent);
+
     let stopping = false;
     const openStreams = new Set<{ end(): void }>();
     const server = new RoleGrpcServer({
@@ -124,6 +127,24 @@ export const gossipRole: RoleDefinition<typeof fields> = {
     };
   },
 };
+
+/** SWIM member states as metric statuses: memberlist's alive, suspect and dead (Serf's "failed"), and left. */
+const MEMBER_STATUSES = ['alive', 'suspect', 'failed', 'left'] as const;
+
+/** Members of each of this agent's pools by state, counted at each scrape (Consul's serf member gauges). */
+function registerGossipMetrics(metrics: RoleMetrics, agent: GossipAgent): void {
+  metrics.gauge({
+    name: 'consulate_gossip_members',
+    help: 'Members of each LAN pool this agent is in (segment "" is the default one), by state: alive, suspect, failed (dead) or left; this agent included.',
+    labelNames: ['segment', 'status'],
+    collect: (gauge) => {
+      gauge.reset();
+      for (const pool of agent.allPools()) {
+        setCountsByStatus(gauge, { segment: pool.segment }, MEMBER_STATUSES, pool.members().map((member) => (member.state === 'dead' ? 'failed' : member.state)));
+      }
+    },
+  });
+}
 
 /** Consul's start_join: one attempt at start; no address accepting is a start failure. */
 async function startJoin(agent: GossipAgent, config: GossipConfig, logger: Logger): Promise<void> {

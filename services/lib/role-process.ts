@@ -13,9 +13,13 @@ import { Clock, systemClock } from './clock';
 import { ConfigError, ConfigOf, ConfigSchema, checks, configUsage, field, loadConfig } from './config';
 import { FlagError, HelpRequested } from './flags';
 import { Logger, createLogger } from './log';
+import { MetricsServer, RoleMetrics } from './metrics';
 import { RoleInfo } from '../gen/consulate/common/v1/role';
 import { Telemetry, setupTelemetry } from './telemetry';
 import { VERSION } from './version';
+
+/** Each role's metrics port: its gRPC port + 1000 (8310 -> 9310, 8502 -> 9502), so roles on one host never collide. */
+export const DEFAULT_METRICS_PORTS: Readonly<Record<string, number>> = { consensus: 9310, gossip: 9320, 'federation-router': 9330, catalog: 9502 };
 
 /** Fields every role takes, with Consul's flag names. */
 export function commonFields(role: string) {
@@ -25,6 +29,13 @@ export function commonFields(role: string) {
     bind: field.string({ key: 'bind_addr', flag: 'bind', usage: 'The address every listener of this process binds to.', default: '127.0.0.1', check: checks.ipAddress }),
     dataDir: field.string({ key: 'data_dir', flag: 'data-dir', usage: 'Where this process keeps its state.', default: `.consulate/data/${role}`, check: checks.nonEmpty }),
     logLevel: field.string({ key: 'log_level', flag: 'log-level', usage: 'Least severe log level written.', default: 'info', check: checks.logLevel }),
+    metricsPort: field.int({
+      key: 'ports.metrics',
+      flag: 'metrics-port',
+      usage: 'Port of GET /metrics (Prometheus text format) on the -bind address; each role has its own (consensus 9310, gossip 9320, federation-router 9330, catalog 9502), so roles can share a host; 0 turns it off.',
+      default: DEFAULT_METRICS_PORTS[role] ?? 0,
+      check: (port) => (port >= 0 && port <= 65535 ? undefined : `port ${port} is out of range: use 1-65535, or 0 for no metrics listener`),
+    }),
   };
 }
 
@@ -41,6 +52,11 @@ export interface RoleContext<S extends ConfigSchema> {
   readonly logger: Logger;
   readonly tracer: Tracer;
   readonly clock: Clock;
+  /**
+   * The process's Prometheus registry, served on `-metrics-port`: the role registers its own
+   * series here (process metrics and consulate_build_info are already in it).
+   */
+  readonly metrics: RoleMetrics;
   /** This process's identity for Status answers; `listeners` is filled as they bind. */
   roleInfo(): RoleInfo;
 }
@@ -122,17 +138,29 @@ export async function runRole<S extends ConfigSchema>(definition: RoleDefinition
 
   const startedAtMs = systemClock.nowMs();
   const listeners: Record<string, string> = {};
+  const metrics = new RoleMetrics({ role: definition.role, datacenter: config.datacenter, node: config.node, version: VERSION });
   const context: RoleContext<S> = {
     config: config as RoleConfig<S>,
     logger,
     tracer: telemetry.tracer,
     clock: systemClock,
+    metrics,
     roleInfo: () => ({ role: definition.role, datacenter: config.datacenter, node: config.node, version: VERSION, startedAtUnixMs: BigInt(startedAtMs), listeners: { ...listeners } }),
   };
 
   let running: RunningRole;
+  const metricsServer = config.metricsPort === 0 ? undefined : new MetricsServer(metrics, logger);
+  let metricsAddress: string | undefined;
   try {
     running = await definition.start(context);
+    // After the role, so a taken role port is the error reported when both are (a second copy
+    // of the role on the same address); a taken metrics port then stops the role again.
+    try {
+      metricsAddress = await metricsServer?.listen(config.bind, config.metricsPort);
+    } catch (err) {
+      await running.stop().catch(() => undefined);
+      throw err;
+    }
   } catch (err) {
     logger.fatal({ err }, `cannot start: ${(err as Error).message}`);
     // And the plain line Consul's agent prints, for whoever reads the terminal rather than the log.
@@ -140,7 +168,7 @@ export async function runRole<S extends ConfigSchema>(definition: RoleDefinition
     await telemetry.shutdown().catch(() => undefined);
     return 1;
   }
-  Object.assign(listeners, running.listeners);
+  Object.assign(listeners, running.listeners, metricsAddress === undefined ? {} : { metrics: metricsAddress });
   logger.info(
     { event: 'started', version: VERSION, pid: process.pid, listeners, data_dir: config.dataDir, otlp: telemetry.exportTarget },
     `consulate ${definition.role} running in ${config.datacenter} as ${config.node}: ${Object.entries(listeners).map(([name, address]) => `${name}=${address}`).join(' ')}`,
@@ -153,6 +181,7 @@ export async function runRole<S extends ConfigSchema>(definition: RoleDefinition
   } catch (err) {
     logger.error({ err }, `error while stopping: ${(err as Error).message}`);
   }
+  await metricsServer?.close();
   await telemetry.shutdown().catch((err: unknown) => logger.warn({ err }, 'could not flush spans'));
   logger.info({ event: 'stopped' }, `consulate ${definition.role} stopped`);
   return 0;

@@ -33,7 +33,7 @@ describe('each role process', () => {
     const started = logRecords(consensus).filter((record) => record.event === 'started');
     expect(started).toHaveLength(1);
     expect(started[0]).toMatchObject({ level: 'info', role: 'consensus', dc: 'dc1', node: 'server-1', listeners: { grpc: consensus.grpc } });
-    expect(started[0].msg).toBe(`consulate consensus running in dc1 as server-1: grpc=${consensus.grpc}`);
+    expect(started[0].msg).toBe(`consulate consensus running in dc1 as server-1: grpc=${consensus.grpc} metrics=${consensus.address}:9310`);
 
     const client = new ClusterServiceClient(consensus.grpc, credentials.createInsecure());
     const status = await call(client.status as Unary<{ info?: { role: string; node: string; listeners: Record<string, string> } }>, client);

@@ -4,11 +4,13 @@
  * gossip agent of its datacenter (`-gossip-addr`), which sees every segment, so these answer as a
  * Consul server agent would. The WAN pool (`?wan`) is the federation routers' (`-router-addr`):
  * its members and joins go to them (OperatorService WanMembers, JoinWan), as a Consul server
- * answers from its own WAN Serf.
+ * answers from its own WAN Serf. `/v1/agent/metrics?format=prometheus` is the catalog's own
+ * Prometheus registry, the same one its metrics port serves.
  */
 import { Member } from '../../gen/consulate/gossip/v1/membership';
 import { AreaMember, JoinResult } from '../../gen/consulate/router/v1/operator';
 import { SERF_STATUS_CODE, SerfStatus } from '../../lib/swim/types';
+import { PROMETHEUS_CONTENT_TYPE } from '../../lib/metrics';
 import { VERSION } from '../../lib/version';
 import { ALL_SEGMENTS, GossipClient } from '../gossip-client';
 import { SERF_PROTOCOL } from '../reconciler-decisions';
@@ -29,6 +31,8 @@ export interface AgentDeps {
    * LAN side may leave this out, and `?wan` then answers NO_WAN_POOL.
    */
   readonly routers?: Pick<RouterClient, 'wanMembers' | 'joinWan'>;
+  /** The catalog's Prometheus registry; without it `/v1/agent/metrics` answers that metrics are off. */
+  readonly metrics?: { text(): Promise<string> };
 }
 
 /** `?wan` with no federation router to ask (a 500, as Consul answers an agent's error). */
@@ -36,6 +40,17 @@ export const NO_WAN_POOL = 'The WAN pool is held by the federation routers, and 
 
 /** The routers have no force-leave for the WAN pool yet. */
 export const WAN_FORCE_LEAVE_NOT_HERE = 'force-leave -wan is not supported: the federation routers have no force-leave for the WAN pool yet; a failed router is reaped from it on its own';
+
+/**
+ * Consul's answer (415) to `?format=prometheus` when Prometheus is off; here, when the catalog has
+ * no registry.
+ */
+export const PROMETHEUS_OFF = 'Prometheus is not enabled since its retention time is not positive';
+/**
+ * Without `?format=prometheus` Consul shows go-metrics' in-memory sink as JSON; we keep no such
+ * sink (its counters are per 10 s interval, Prometheus's are totals), so we say where to look.
+ */
+export const ONLY_PROMETHEUS = 'only the Prometheus format is served: use /v1/agent/metrics?format=prometheus, or GET /metrics on the catalog\'s -metrics-port';
 
 /** Consul's server RPC port, which a WAN join address without one gets (the router adds it too). */
 const SERVER_RPC_PORT = 8300;
@@ -139,6 +154,13 @@ export function registerAgentEndpoints(router: HttpRouter, deps: AgentDeps): voi
     // Consul's JoinLAN: the error of the addresses tried when none was joined.
     if (response.joined === 0) throw new Error(response.results.map((r) => r.error).filter((e) => e !== '').join('; ') || `Failed to join ${params.address}`);
     return { body: Buffer.alloc(0) };
+  });
+
+  // Consul's AgentMetrics: `?format=prometheus` is the Prometheus text format of the agent's registry.
+  router.on(['GET'], '/v1/agent/metrics', async ({ query }): Promise<HttpResult> => {
+    if (query.get('format') !== 'prometheus') return { status: 415, body: ONLY_PROMETHEUS, contentType: 'text/plain; charset=utf-8' };
+    if (deps.metrics === undefined) return { status: 415, body: PROMETHEUS_OFF, contentType: 'text/plain; charset=utf-8' };
+    return { body: await deps.metrics.text(), contentType: PROMETHEUS_CONTENT_TYPE };
   });
 
   router.on(['PUT', 'GET'], '/v1/agent/force-leave/:node', async ({ query, params }): Promise<HttpResult> => {

@@ -17,10 +17,32 @@ export interface ReadResult<T> {
   readonly headers: Record<string, string>;
 }
 
-export async function blockingRead<T>(deps: ReadDeps, options: QueryOptions, tables: readonly Table[], compute: () => { value: T; index: number }): Promise<ReadResult<T>> {
+/**
+ * The HTTP blocking queries (a read with `?index=`) being served now, from arrival to answer:
+ * Consul's `consul.rpc.queries_blocking`, for the catalog's metrics.
+ */
+export class BlockingQueries {
+  private count = 0;
+
+  get waiting(): number {
+    return this.count;
+  }
+
+  async around<T>(read: () => Promise<T>): Promise<T> {
+    this.count++;
+    try {
+      return await read();
+    } finally {
+      this.count--;
+    }
+  }
+}
+
+export async function blockingRead<T>(deps: ReadDeps & { readonly blockingQueries?: BlockingQueries }, options: QueryOptions, tables: readonly Table[], compute: () => { value: T; index: number }): Promise<ReadResult<T>> {
   let read;
   try {
-    read = await consistentRead(deps, options, tables, compute);
+    const run = () => consistentRead(deps, options, tables, compute);
+    read = await (options.minIndex > 0 && deps.blockingQueries !== undefined ? deps.blockingQueries.around(run) : run());
   } catch (err) {
     if (err instanceof TooManyWaitersError) throw new HttpError(429, err.message);
     throw err;

@@ -103,6 +103,8 @@ export interface HttpServerOptions {
   readonly tracer: Tracer;
   /** Without it every request is served here, whatever its `?dc=` (endpoint tests). */
   readonly remote?: RemoteDatacenters;
+  /** Told of every answer: the route is the pattern that matched ("unknown" for none), never the path. */
+  readonly metrics?: { requestServed(method: string, route: string, status: number): void };
 }
 
 export class CatalogHttpServer {
@@ -181,6 +183,7 @@ export class CatalogHttpServer {
       }
       const status = result.status ?? 200;
       span.setAttribute('http.response.status_code', status);
+      this.options.metrics?.requestServed(method, found?.route.pattern ?? 'unknown', status);
       if (status >= 500) span.setStatus({ code: SpanStatusCode.ERROR, message: typeof result.body === 'string' ? result.body : undefined });
       span.end();
       send(res, result, url.searchParams.has('pretty'));

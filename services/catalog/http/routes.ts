@@ -5,6 +5,7 @@
  */
 import { Logger } from '../../lib/log';
 import { ConsensusClient } from '../../lib/consensus-client';
+import { RoleMetrics } from '../../lib/metrics';
 import { GossipClient } from '../gossip-client';
 import { RouterClient } from '../router-client';
 import { LockDelays } from '../state/lock-delay';
@@ -12,6 +13,7 @@ import { CatalogView } from '../state/view';
 import { ViewSync } from '../state/view-sync';
 import { registerAgentEndpoints } from './agent-endpoint';
 import { registerAreaEndpoints } from './area-endpoint';
+import { BlockingQueries } from './blocking';
 import { registerCatalogEndpoints, registerDatacentersEndpoint } from './catalog-endpoint';
 import { registerCoordinateEndpoints } from './coordinate-endpoint';
 import { registerHealthEndpoints } from './health-endpoint';
@@ -39,6 +41,10 @@ export interface CatalogDeps {
   /** Keys under a lock-delay after their session ended (this catalog's, in memory, as Consul's leader keeps them). */
   readonly lockDelays: LockDelays;
   readonly logger: Logger;
+  /** Counts HTTP blocking queries in progress, for the metrics; none counted without it (endpoint tests). */
+  readonly blockingQueries?: BlockingQueries;
+  /** The catalog's Prometheus registry, for `/v1/agent/metrics?format=prometheus`. */
+  readonly metrics?: Pick<RoleMetrics, 'text'>;
 }
 
 export function catalogRouter(deps: CatalogDeps): HttpRouter {
