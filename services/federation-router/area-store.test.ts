@@ -263,6 +263,19 @@ describe('mirror', () => {
     expect(reader.area(id)?.peerDatacenter).toBe('dc2');
   });
 
+  test('catchUp answers at once after writes outside the router prefix (a catalog write, a KV put)', async () => {
+    const store = await openStore();
+    const { id } = await store.create(areaInput('dc2'));
+    for (let i = 0; i < 3; i++) await client.kv('put', { key: Buffer.from(`/kv/elsewhere-${i}`), value: Buffer.from('x'), lease: 0n, prevKv: false }, { timeoutMs: 5_000, idempotent: true });
+    expect(await elapsedMs(store.catchUp())).toBeLessThan(2_000);
+    expect(store.area(id)?.peerDatacenter).toBe('dc2');
+    // The watch keeps applying what comes after, and does not undo the newer read.
+    await store.update(id, { transit: true });
+    await eventually(() => store.area(id)?.transit === true, 'the update is mirrored');
+    await store.delete(id);
+    await eventually(() => store.area(id) === undefined, 'the delete is mirrored');
+  });
+
   test('a change missed while the watch was down still moves the index', async () => {
     // Two listeners on the one Raft node stand for two consensus servers. The router watches
     // through the spare; the spare goes away, another router deletes an area before this one

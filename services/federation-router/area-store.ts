@@ -141,12 +141,15 @@ export class AreaStore {
     });
   }
 
-  /** Makes the mirror at least as new as the store's latest committed write (a `consistent` read). */
+  /**
+   * Makes the mirror at least as new as the store's latest committed write (default and
+   * `consistent` reads): a linearizable read of the prefix, applied when it is newer than the
+   * mirror. Waiting for the watch to reach the store's revision would not do: writes outside
+   * `/router/` move the revision and never arrive as events here.
+   */
   async catchUp(): Promise<void> {
-    const response = await this.consensus.kv('range', rangeOf(AREAS, { countOnly: true, consistency: Consistency.CONSISTENCY_LINEARIZABLE }), { timeoutMs: READ_TIMEOUT_MS, idempotent: true });
-    const target = Number(response.header?.revision ?? 0n);
-    const deadline = Date.now() + READ_TIMEOUT_MS;
-    while (this.revision < target && Date.now() < deadline && !this.stopped) await sleep(5);
+    const response = await this.consensus.kv('range', rangeOf(PREFIX, { consistency: Consistency.CONSISTENCY_LINEARIZABLE }), { timeoutMs: READ_TIMEOUT_MS, idempotent: true });
+    if (Number(response.header?.revision ?? 0n) > this.revision) this.applySnapshot(response.kvs, Number(response.header?.revision ?? 0n));
   }
 
   async create(input: { peerDatacenter: string; retryJoin: readonly string[]; useTls: boolean; transit: boolean }): Promise<{ id: string; index: number }> {
@@ -234,23 +237,8 @@ export class AreaStore {
       try {
         const response = await this.consensus.kv('range', rangeOf(PREFIX, { consistency: Consistency.CONSISTENCY_LINEARIZABLE }), { timeoutMs: READ_TIMEOUT_MS, idempotent: true });
         const revision = Number(response.header?.revision ?? 0n);
-        const previous = this.areasById;
-        this.areasById = new Map();
-        this.routersByNode = new Map();
-        let areasIndex = 0;
-        for (const kv of response.kvs) {
-          this.applyPut(kv);
-          if (kv.key.toString().startsWith(AREAS)) areasIndex = Math.max(areasIndex, Number(kv.modRevision));
-        }
-        // An area deleted while the watch was down leaves no key to date it: the read's revision
-        // is after the delete, so the index still moves and blocking queries wake.
-        if ([...previous.keys()].some((id) => !this.areasById.has(id))) areasIndex = Math.max(areasIndex, revision);
-        this.areasIndex = Math.max(this.areasIndex, areasIndex);
-        this.revision = revision;
-        this.loaded = true;
-        this.lastContactMs = Date.now();
+        this.applySnapshot(response.kvs, revision);
         this.logger.info({ revision, areas: this.areasById.size, routers: this.routersByNode.size }, `loaded ${this.areasById.size} network area(s) at revision ${revision}`);
-        this.changed();
         this.watchFrom(revision + 1);
         this.failures = 0;
         return;
@@ -260,6 +248,26 @@ export class AreaStore {
         await sleep(Math.min(RETRY_MAX_MS, RETRY_MIN_MS * 2 ** Math.min(this.failures, 5)));
       }
     }
+  }
+
+  /** Replaces the mirror with a read of the whole prefix at `revision`. */
+  private applySnapshot(kvs: readonly KeyValue[], revision: number): void {
+    const previous = this.areasById;
+    this.areasById = new Map();
+    this.routersByNode = new Map();
+    let areasIndex = 0;
+    for (const kv of kvs) {
+      this.applyPut(kv);
+      if (kv.key.toString().startsWith(AREAS)) areasIndex = Math.max(areasIndex, Number(kv.modRevision));
+    }
+    // An area deleted while the watch was down leaves no key to date it: the read's revision
+    // is after the delete, so the index still moves and blocking queries wake.
+    if ([...previous.keys()].some((id) => !this.areasById.has(id))) areasIndex = Math.max(areasIndex, revision);
+    this.areasIndex = Math.max(this.areasIndex, areasIndex);
+    this.revision = revision;
+    this.loaded = true;
+    this.lastContactMs = Date.now();
+    this.changed();
   }
 
   private watchFrom(startRevision: number): void {
@@ -275,6 +283,9 @@ export class AreaStore {
       this.lastContactMs = Date.now();
       for (const event of response.events) {
         if (event.kv === undefined) continue;
+        // Already in the mirror through a newer read (catchUp). A delete may carry no revision of
+        // its own: the response's stands for it.
+        if ((Number(event.kv.modRevision) || Number(response.header?.revision ?? 0n)) <= this.revision) continue;
         const key = event.kv.key.toString();
         if (event.type === Event_EventType.EVENT_TYPE_PUT) this.applyPut(event.kv);
         else if (key.startsWith(AREAS)) this.areasById.delete(key.slice(AREAS.length));
