@@ -7,7 +7,7 @@ DETACH ?= 0
 BIN := node_modules/.bin
 NODE_MODULES_STAMP := node_modules/.package-lock.json
 
-.PHONY: help install proto proto-check build typecheck test test-unit test-integration test-sim soak bench-consensus bench-catalog bench-gossip bench-federation up down certs compose clean
+.PHONY: help install proto proto-check build typecheck test test-unit test-integration test-sim soak bench-consensus bench-catalog bench-gossip bench-federation up down demo certs compose clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -76,6 +76,9 @@ up: build ## Run dc1 and dc2 (DCS=3 adds dc3; DETACH=1 returns once healthy)
 
 down: ## Stop what `make up DETACH=1` started
 	node dist/deploy/up.js --down
+
+demo: build ## Walk the segments and areas guides against a running `make up`, checking each step (re-runnable)
+	node dist/deploy/demo.js
 
 compose: build ## Regenerate compose.yaml from deploy/topology.ts
 	node dist/deploy/compose.js compose.yaml
