@@ -16,6 +16,9 @@ export interface ReceivedSpan {
   readonly spanId: string;
   readonly parentSpanId: string;
   readonly attributes: Record<string, unknown>;
+  /** Nanoseconds since the epoch, as OTLP/JSON writes them (strings). */
+  readonly startTimeUnixNano: string;
+  readonly endTimeUnixNano: string;
 }
 
 export const OTLP_KIND = { SERVER: 2, CLIENT: 3 } as const;
@@ -77,6 +80,8 @@ export class OtlpReceiver {
             spanId: String(span.spanId),
             parentSpanId: String(span.parentSpanId ?? ''),
             attributes: flatten(span.attributes as { key: string; value: OtlpValue }[]),
+            startTimeUnixNano: String(span.startTimeUnixNano ?? '0'),
+            endTimeUnixNano: String(span.endTimeUnixNano ?? '0'),
           });
         }
       }
