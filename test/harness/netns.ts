@@ -29,6 +29,8 @@ export function run(command: readonly string[], input?: string): Promise<Command
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     child.on('error', (err) => resolve({ code: null, stdout, stderr: stderr + err.message }));
     child.on('exit', (code) => resolve({ code, stdout, stderr }));
+    // A command that exits without reading its stdin (most do) must not fail the run with EPIPE.
+    child.stdin.on('error', () => undefined);
     child.stdin.end(input ?? '');
   });
 }
