@@ -3,6 +3,7 @@
  * (command/catalog/list/*) over the catalog's HTTP API, with their columns, messages and exit codes.
  */
 import { FlagSpec, flagUsage } from '../../services/lib/flags';
+import { formatGoDuration } from '../../services/lib/go-text';
 import { columnize } from '../columns';
 import { Command, CommandIo, parseCommandFlags } from '../command';
 import { HTTP_FLAGS, HttpApi } from '../http-api';
@@ -32,6 +33,11 @@ function mapToKv(map: Record<string, string> | null, joiner: string): string {
     .join(joiner);
 }
 
+const DC_FLAGS: FlagSpec[] = [
+  ...HTTP_FLAGS,
+  { name: 'routes', kind: 'bool', usage: 'Beyond Consul: also show how each datacenter is reached (the datacenters crossed, the area, the RTT, the routers tried).' },
+];
+
 const DC_HELP = `Usage: consulate catalog datacenters [options]
 
   Retrieves the list of all known datacenters, sorted by the estimated median round trip time
@@ -39,17 +45,48 @@ const DC_HELP = `Usage: consulate catalog datacenters [options]
 
 Options:
 
-${flagUsage(HTTP_FLAGS)}`;
+${flagUsage(DC_FLAGS)}`;
+
+/** `/v1/operator/routes`. */
+interface ApiRoute {
+  readonly Datacenter: string;
+  readonly Path: string[];
+  readonly AreaID: string;
+  readonly RTT: number;
+  readonly Reachable: boolean;
+  readonly NextHops: string[];
+}
+
+function routesTable(routes: readonly ApiRoute[]): string {
+  const rows = [['Datacenter', 'Path', 'Area', 'RTT', 'Reachable', 'Routers']];
+  for (const route of routes) {
+    const local = route.Path.length === 0;
+    rows.push([
+      route.Datacenter,
+      local ? '(local)' : route.Path.join(' > '),
+      local ? '-' : route.AreaID,
+      local ? '0s' : route.RTT < 0 ? 'unknown' : formatGoDuration(route.RTT),
+      String(route.Reachable),
+      route.NextHops.length === 0 ? '-' : route.NextHops.join(','),
+    ]);
+  }
+  return columnize(rows);
+}
 
 const datacentersCommand: Command = {
   synopsis: 'Lists all known datacenters',
   help: () => DC_HELP,
   async run(args, io) {
-    const parsed = parseCommandFlags(HTTP_FLAGS, DC_HELP, args, io);
+    const parsed = parseCommandFlags(DC_FLAGS, DC_HELP, args, io);
     if (typeof parsed === 'number') return parsed;
     if (parsed.positionals.length > 0) return tooMany(io, parsed.positionals.length);
     const api = new HttpApi(parsed.values, io.env, '');
     try {
+      if (parsed.values.get('routes') === true) {
+        const { body } = await api.request<ApiRoute[]>('GET', '/v1/operator/routes');
+        io.stdout(`${routesTable(body)}\n`);
+        return 0;
+      }
       const { body } = await api.request<string[]>('GET', '/v1/catalog/datacenters');
       for (const dc of body) io.stdout(`${dc}\n`);
     } catch (err) {

@@ -122,6 +122,11 @@ describe('network areas, as the seed guide walks them', () => {
     const routes = await routesOf(routerAddress(dc1, 0));
     expect(routes.find((route) => route.datacenter === 'dc3')?.path).toEqual(['dc2', 'dc3']);
     expect(routes.find((route) => route.datacenter === 'dc2')?.path).toEqual(['dc2']);
+    // The operator sees it too: dc3 through dc2.
+    const table = ok(await consulate(dc1, ['catalog', 'datacenters', '-routes'])).split('\n');
+    expect(table[0]).toMatch(/^Datacenter\s+Path\s+Area\s+RTT\s+Reachable\s+Routers$/);
+    expect(table.find((row) => row.startsWith('dc1 '))).toMatch(/^dc1\s+\(local\)\s+-\s+0s\s+true\s+-$/);
+    expect(table.find((row) => row.startsWith('dc3 '))).toMatch(/^dc3\s+dc2 > dc3\s+[0-9a-f-]{36}\s+\S+\s+true\s+router-\d\.dc2/);
 
     // Transit off again: no path, as before.
     ok(await consulate(dc2, ['operator', 'area', 'update', '-peer-datacenter=dc3', '-transit=false']));

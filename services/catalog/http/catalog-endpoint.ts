@@ -238,6 +238,29 @@ export interface DatacentersDeps {
  */
 export function registerDatacentersEndpoint(router: HttpRouter, deps: DatacentersDeps): void {
   router.on(['GET'], '/v1/catalog/datacenters', async () => ({ body: await knownDatacenters(deps) }));
+  // Beyond Consul: how each datacenter is reached (adjacent, or through transit areas), nearest first.
+  router.on(['GET'], '/v1/operator/routes', async () => ({ body: await knownRoutes(deps) }));
+}
+
+/** A route as `/v1/operator/routes` shows it (Go field names, RTT in nanoseconds, -1 unknown). */
+export interface ApiRoute {
+  readonly Datacenter: string;
+  readonly Path: string[];
+  readonly AreaID: string;
+  readonly RTT: number;
+  readonly Reachable: boolean;
+  readonly NextHops: string[];
+}
+
+async function knownRoutes(deps: DatacentersDeps): Promise<ApiRoute[]> {
+  const local: ApiRoute = { Datacenter: deps.datacenter, Path: [], AreaID: '', RTT: 0, Reachable: true, NextHops: [] };
+  if (!deps.routers.configured) return [local];
+  const { routes } = await deps.routers.datacenters();
+  return routes.map((route) =>
+    route.datacenter === deps.datacenter
+      ? local
+      : { Datacenter: route.datacenter, Path: [...route.path], AreaID: route.areaId, RTT: Number(route.rttNs), Reachable: route.reachable, NextHops: [...route.nextHops] },
+  );
 }
 
 async function knownDatacenters(deps: DatacentersDeps): Promise<string[]> {
