@@ -44,3 +44,31 @@ export function parseCommandFlags(flags: FlagSpec[], help: string, args: readonl
     return 1;
   }
 }
+
+/**
+ * A command made of subcommands (`consulate kv get|put|delete`): the help lists them under
+ * `usage` and `description`; no subcommand, or an unknown one, prints the help and exits 1.
+ */
+export function commandGroup(options: { synopsis: string; usage: string; description: string; subcommands: Readonly<Record<string, Command>> }): Command {
+  const help = `${options.usage}
+
+  ${options.description}
+
+Subcommands:
+
+${Object.entries(options.subcommands)
+  .map(([name, c]) => `    ${name.padEnd(8)} ${c.synopsis}`)
+  .join('\n')}`;
+  return {
+    synopsis: options.synopsis,
+    help: () => help,
+    async run(args, io) {
+      const sub = args.length === 0 ? undefined : options.subcommands[args[0]];
+      if (sub === undefined) {
+        io.stderr(`${help}\n`);
+        return 1;
+      }
+      return sub.run(args.slice(1), io);
+    },
+  };
+}

@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 
 import { FlagSpec, flagUsage } from '../../services/lib/flags';
-import { Command, CommandIo, parseCommandFlags } from '../command';
+import { Command, CommandIo, commandGroup, parseCommandFlags } from '../command';
 import { HTTP_FLAGS, HttpApi } from '../http-api';
 
 interface KvPair {
@@ -249,25 +249,9 @@ function failure(io: CommandIo, text: string): number {
 
 const SUBCOMMANDS: Record<string, Command> = { get: getCommand, put: putCommand, delete: deleteCommand };
 
-const HELP = `Usage: consulate kv <subcommand> [options] [args]
-
-  Interacts with the key-value store.
-
-Subcommands:
-
-${Object.entries(SUBCOMMANDS)
-  .map(([name, c]) => `    ${name.padEnd(8)} ${c.synopsis}`)
-  .join('\n')}`;
-
-export const kvCommand: Command = {
+export const kvCommand: Command = commandGroup({
   synopsis: 'Interact with the key-value store',
-  help: () => HELP,
-  async run(args, io) {
-    const sub = args.length === 0 ? undefined : SUBCOMMANDS[args[0]];
-    if (sub === undefined) {
-      io.stderr(`${HELP}\n`);
-      return 1;
-    }
-    return sub.run(args.slice(1), io);
-  },
-};
+  usage: 'Usage: consulate kv <subcommand> [options] [args]',
+  description: `Interacts with the key-value store.`,
+  subcommands: SUBCOMMANDS,
+});

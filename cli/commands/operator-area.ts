@@ -9,7 +9,7 @@
 import { formatGoDuration } from '../../services/lib/go-text';
 import { FlagSpec, flagUsage } from '../../services/lib/flags';
 import { columnize } from '../columns';
-import { Command, CommandIo, ParsedCommand, parseCommandFlags } from '../command';
+import { Command, CommandIo, ParsedCommand, commandGroup, parseCommandFlags } from '../command';
 import { HTTP_FLAGS, HttpApi } from '../http-api';
 
 /** api.Area, as `/v1/operator/area` answers it. */
@@ -268,27 +268,11 @@ function tooMany(io: CommandIo, count: number): number {
 
 const SUBCOMMANDS: Record<string, Command> = { create: createCommand, delete: deleteCommand, join: joinCommand, list: listCommand, members: membersCommand, update: updateCommand };
 
-const HELP = `Usage: consulate operator area <subcommand> [options]
-
-  Manages network areas: operator-made federation between pairs of datacenters. Create an area
-  in each of the two datacenters (each names the other as its peer datacenter), then join one
-  side's routers to the other's.
-
-Subcommands:
-
-${Object.entries(SUBCOMMANDS)
-  .map(([name, c]) => `    ${name.padEnd(8)} ${c.synopsis}`)
-  .join('\n')}`;
-
-export const operatorAreaCommand: Command = {
+export const operatorAreaCommand: Command = commandGroup({
   synopsis: 'Manages network areas',
-  help: () => HELP,
-  async run(args, io) {
-    const sub = args.length === 0 ? undefined : SUBCOMMANDS[args[0]];
-    if (sub === undefined) {
-      io.stderr(`${HELP}\n`);
-      return 1;
-    }
-    return sub.run(args.slice(1), io);
-  },
-};
+  usage: 'Usage: consulate operator area <subcommand> [options]',
+  description: `Manages network areas: operator-made federation between pairs of datacenters. Create an area
+  in each of the two datacenters (each names the other as its peer datacenter), then join one
+  side's routers to the other's.`,
+  subcommands: SUBCOMMANDS,
+});
