@@ -1,8 +1,8 @@
 /**
  * Network areas and the datacenter's routers, kept in the datacenter's consensus store under
  * `/router/`, and mirrored in memory from a read and a watch (a broken watch is replaced by a
- * fresh read and a new watch on the next server), so every router of the datacenter runs the same
- * areas and any of them answers the Operator API for all.
+ * fresh read and a new watch on the next server: services/lib/prefix-watch.ts), so every router
+ * of the datacenter runs the same areas and any of them answers the Operator API for all.
  *
  *   /router/areas/<id>          an area, Consul's api.Area as JSON, plus Transit
  *   /router/area-peers/<dc>     the ID of the area with that peer: at most one area per peer
@@ -10,14 +10,13 @@
  */
 import { randomUUID } from 'node:crypto';
 
-import { ClientReadableStream } from '@grpc/grpc-js';
 import { Tracer } from '@opentelemetry/api';
 
 import { Compare_Result, Compare_Target, Consistency, KeyValue, RequestOp } from '../gen/consulate/consensus/v1/kv';
-import { Event_EventType, WatchResponse, WatchServiceClient } from '../gen/consulate/consensus/v1/watch';
+import { Event, Event_EventType } from '../gen/consulate/consensus/v1/watch';
 import { ConsensusClient } from '../lib/consensus-client';
-import { createRoleClient } from '../lib/grpc-client';
 import { Logger } from '../lib/log';
+import { PrefixWatch } from '../lib/prefix-watch';
 
 export interface Area {
   readonly id: string;
@@ -50,8 +49,6 @@ const AREA_PEERS = '/router/area-peers/';
 const ROUTERS = '/router/routers/';
 const WRITE_TIMEOUT_MS = 10_000;
 const READ_TIMEOUT_MS = 10_000;
-const RETRY_MIN_MS = 100;
-const RETRY_MAX_MS = 2_000;
 /** A router that stops renewing drops out of the registry after this. */
 export const ROUTER_LEASE_TTL_S = 10;
 const DATACENTER_NAME = /^[a-z0-9_-]{1,64}$/;
@@ -67,34 +64,50 @@ export class AreaStore {
   private loaded = false;
   private readonly listeners = new Set<Listener>();
   private readonly waiters = new Set<() => void>();
-  private readonly watchClients = new Map<string, WatchServiceClient>();
-  private stream: ClientReadableStream<WatchResponse> | undefined;
+  private readonly watch: PrefixWatch;
   private stopped = false;
-  private failures = 0;
-  private next = 0;
   private leaseId = 0n;
   private keepAlive: NodeJS.Timeout | undefined;
-  lastContactMs = 0;
 
   constructor(
     private readonly datacenter: string,
     private readonly consensus: ConsensusClient,
-    private readonly consensusAddrs: readonly string[],
-    private readonly tracer: Tracer,
+    consensusAddrs: readonly string[],
+    tracer: Tracer,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    this.watch = new PrefixWatch({
+      consensus,
+      addresses: consensusAddrs,
+      tracer,
+      logger,
+      key: Buffer.from(PREFIX),
+      rangeEnd: prefixEnd(PREFIX),
+      texts: {
+        loaded: (revision) => ({ fields: { revision, areas: this.areasById.size, routers: this.routersByNode.size }, message: `loaded ${this.areasById.size} network area(s) at revision ${revision}` }),
+        cannotLoad: (message) => `cannot load the network areas from consensus: ${message}`,
+        watchEnded: (address, reason) => `area watch on ${address} ended (${reason}); reloading the areas`,
+      },
+      onSnapshot: (kvs, revision) => this.applySnapshot(kvs, revision),
+      onEvents: (events, revision) => this.applyEvents(events, revision),
+    });
+  }
 
   /** Loads the mirror (retrying in the background until it can) and starts watching. */
   async start(): Promise<void> {
-    await this.resync();
+    await this.watch.start();
   }
 
   stop(): void {
     this.stopped = true;
-    this.stream?.cancel();
+    this.watch.stop();
     if (this.keepAlive !== undefined) clearInterval(this.keepAlive);
-    for (const client of this.watchClients.values()) client.close();
     for (const wake of this.waiters) wake();
+  }
+
+  /** When the mirror last heard from the store (a read or a watch message), for X-Consul-LastContact. */
+  get lastContactMs(): number {
+    return this.watch.lastContactMs;
   }
 
   /** Told after every change the mirror applies. */
@@ -148,8 +161,7 @@ export class AreaStore {
    * `/router/` move the revision and never arrive as events here.
    */
   async catchUp(): Promise<void> {
-    const response = await this.consensus.kv('range', rangeOf(PREFIX, { consistency: Consistency.CONSISTENCY_LINEARIZABLE }), { timeoutMs: READ_TIMEOUT_MS, idempotent: true });
-    if (Number(response.header?.revision ?? 0n) > this.revision) this.applySnapshot(response.kvs, Number(response.header?.revision ?? 0n));
+    await this.watch.readNow(this.revision);
   }
 
   async create(input: { peerDatacenter: string; retryJoin: readonly string[]; useTls: boolean; transit: boolean }): Promise<{ id: string; index: number }> {
@@ -232,24 +244,6 @@ export class AreaStore {
     return { area, modRevision: Number(kv.modRevision) };
   }
 
-  private async resync(): Promise<void> {
-    while (!this.stopped) {
-      try {
-        const response = await this.consensus.kv('range', rangeOf(PREFIX, { consistency: Consistency.CONSISTENCY_LINEARIZABLE }), { timeoutMs: READ_TIMEOUT_MS, idempotent: true });
-        const revision = Number(response.header?.revision ?? 0n);
-        this.applySnapshot(response.kvs, revision);
-        this.logger.info({ revision, areas: this.areasById.size, routers: this.routersByNode.size }, `loaded ${this.areasById.size} network area(s) at revision ${revision}`);
-        this.watchFrom(revision + 1);
-        this.failures = 0;
-        return;
-      } catch (err) {
-        this.failures++;
-        this.logger.warn({ err, attempt: this.failures }, `cannot load the network areas from consensus: ${(err as Error).message}`);
-        await sleep(Math.min(RETRY_MAX_MS, RETRY_MIN_MS * 2 ** Math.min(this.failures, 5)));
-      }
-    }
-  }
-
   /** Replaces the mirror with a read of the whole prefix at `revision`. */
   private applySnapshot(kvs: readonly KeyValue[], revision: number): void {
     const previous = this.areasById;
@@ -266,43 +260,24 @@ export class AreaStore {
     this.areasIndex = Math.max(this.areasIndex, areasIndex);
     this.revision = revision;
     this.loaded = true;
-    this.lastContactMs = Date.now();
     this.changed();
   }
 
-  private watchFrom(startRevision: number): void {
-    const address = this.consensusAddrs[this.next++ % this.consensusAddrs.length];
-    let client = this.watchClients.get(address);
-    if (client === undefined) {
-      client = createRoleClient(WatchServiceClient, address, { tracer: this.tracer });
-      this.watchClients.set(address, client);
+  /** Applies one watch message, whose header is at `revision`. */
+  private applyEvents(events: readonly Event[], revision: number): void {
+    for (const event of events) {
+      if (event.kv === undefined) continue;
+      // Already in the mirror through a newer read (catchUp). A delete may carry no revision of
+      // its own: the response's stands for it.
+      if ((Number(event.kv.modRevision) || revision) <= this.revision) continue;
+      const key = event.kv.key.toString();
+      if (event.type === Event_EventType.EVENT_TYPE_PUT) this.applyPut(event.kv);
+      else if (key.startsWith(AREAS)) this.areasById.delete(key.slice(AREAS.length));
+      else if (key.startsWith(ROUTERS)) this.routersByNode.delete(key.slice(ROUTERS.length));
+      if (key.startsWith(AREAS)) this.areasIndex = Math.max(this.areasIndex, Number(event.kv.modRevision) || revision);
     }
-    const stream = client.watch({ key: Buffer.from(PREFIX), rangeEnd: prefixEnd(PREFIX), startRevision: BigInt(startRevision), prevKv: false });
-    this.stream = stream;
-    stream.on('data', (response: WatchResponse) => {
-      this.lastContactMs = Date.now();
-      for (const event of response.events) {
-        if (event.kv === undefined) continue;
-        // Already in the mirror through a newer read (catchUp). A delete may carry no revision of
-        // its own: the response's stands for it.
-        if ((Number(event.kv.modRevision) || Number(response.header?.revision ?? 0n)) <= this.revision) continue;
-        const key = event.kv.key.toString();
-        if (event.type === Event_EventType.EVENT_TYPE_PUT) this.applyPut(event.kv);
-        else if (key.startsWith(AREAS)) this.areasById.delete(key.slice(AREAS.length));
-        else if (key.startsWith(ROUTERS)) this.routersByNode.delete(key.slice(ROUTERS.length));
-        if (key.startsWith(AREAS)) this.areasIndex = Math.max(this.areasIndex, Number(event.kv.modRevision) || Number(response.header?.revision ?? 0n));
-      }
-      this.revision = Math.max(this.revision, Number(response.header?.revision ?? 0n));
-      this.changed();
-    });
-    const restart = (reason: string) => {
-      if (this.stopped || this.stream !== stream) return;
-      this.stream = undefined;
-      this.logger.warn({ address, reason }, `area watch on ${address} ended (${reason}); reloading the areas`);
-      setTimeout(() => void this.resync(), RETRY_MIN_MS);
-    };
-    stream.on('error', (err: Error) => restart(err.message));
-    stream.on('end', () => restart('stream ended'));
+    this.revision = Math.max(this.revision, revision);
+    this.changed();
   }
 
   private applyPut(kv: KeyValue): void {
@@ -361,8 +336,4 @@ function prefixEnd(prefix: string): Buffer {
   const end = Buffer.from(prefix);
   end[end.length - 1]++;
   return end;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

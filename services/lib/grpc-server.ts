@@ -73,8 +73,8 @@ export class RoleGrpcServer {
       'grpc.keepalive_timeout_ms': GRPC_SERVER_DEFAULTS.keepaliveTimeoutMs,
       'grpc.keepalive_permit_without_calls': 1,
       'grpc.http2.min_ping_interval_without_data_ms': GRPC_SERVER_DEFAULTS.minPingIntervalMs,
-      // channelz statistics cost every call and nobody reads them.
-      'grpc.enable_channelz': 0,
+      // channelz stays on here: with it off, grpc-js 1.14 does not track sessions where
+      // forceShutdown() looks for them, so a shutdown could not cut long-running watch streams.
     });
     this.health.addToServer(this.server);
     for (const service of options.services) {
