@@ -7,6 +7,7 @@
  * address, so each call can be checked against the datacenter the caller claims.
  */
 import { X509Certificate } from 'node:crypto';
+import { Socket } from 'node:net';
 import { Server as TlsServer, TLSSocket, createServer } from 'node:tls';
 
 import { ConnectionInjector } from '@grpc/grpc-js';
@@ -14,8 +15,12 @@ import { ConnectionInjector } from '@grpc/grpc-js';
 import { Logger } from '../lib/log';
 import { TlsMaterial, datacenterOf } from '../lib/tls';
 
-/** A connection must finish its handshake within this. */
-export const HANDSHAKE_TIMEOUT_MS = 10_000;
+/** A connection must finish its handshake within this (Consul's rpc_handshake_timeout). */
+export const HANDSHAKE_TIMEOUT_MS = 5_000;
+/** Connections one IP address may hold open, handshaking or not (Consul's rpc_max_conns_per_client). */
+export const MAX_CONNS_PER_CLIENT = 100;
+/** A flood of refusals from one address is logged at most this often. */
+const REFUSAL_LOG_INTERVAL_MS = 10_000;
 /** OpenSSL's complaints when the first bytes are not a TLS record: someone spoke plaintext. */
 const PLAINTEXT_ERRORS = new Set(['ERR_SSL_WRONG_VERSION_NUMBER', 'ERR_SSL_HTTP_REQUEST', 'ERR_SSL_HTTPS_PROXY_REQUEST', 'ERR_SSL_PACKET_LENGTH_TOO_LONG', 'ERR_SSL_UNEXPECTED_EOF_WHILE_READING']);
 
@@ -23,6 +28,9 @@ export class MutualTlsListener {
   /** By `ip:port` of the peer, as grpc-js's `call.getPeer()` names it. */
   private readonly peers = new Map<string, string>();
   private readonly sockets = new Set<TLSSocket>();
+  /** Open TCP connections by remote IP, from accept to close (handshaking ones included). */
+  private readonly connectionsByIp = new Map<string, number>();
+  private readonly lastFloodLog = new Map<string, number>();
   private readonly ca: X509Certificate;
   /** Refusals so far, for tests and metrics. */
   refused = 0;
@@ -34,6 +42,7 @@ export class MutualTlsListener {
     private readonly logger: Logger,
   ) {
     this.ca = new X509Certificate(material.ca);
+    server.on('connection', (socket: Socket) => this.admit(socket));
     server.on('secureConnection', (socket: TLSSocket) => this.accept(socket));
     server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: TLSSocket) => {
       const peer = `${socket.remoteAddress}:${socket.remotePort}`;
@@ -65,6 +74,28 @@ export class MutualTlsListener {
     this.injector.destroy();
     for (const socket of this.sockets) socket.destroy();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  /** Every TCP connection, before its handshake: at most MAX_CONNS_PER_CLIENT per address. */
+  private admit(socket: Socket): void {
+    const ip = socket.remoteAddress ?? '?';
+    const open = this.connectionsByIp.get(ip) ?? 0;
+    if (open >= MAX_CONNS_PER_CLIENT) {
+      this.refused++;
+      const now = Date.now();
+      if (now - (this.lastFloodLog.get(ip) ?? 0) >= REFUSAL_LOG_INTERVAL_MS) {
+        this.lastFloodLog.set(ip, now);
+        this.logger.warn({ peer: ip, limit: MAX_CONNS_PER_CLIENT }, `refused connections on 8300 from ${ip}: it already holds ${MAX_CONNS_PER_CLIENT} (the per-client limit); logged at most every ${REFUSAL_LOG_INTERVAL_MS / 1000}s`);
+      }
+      socket.destroy();
+      return;
+    }
+    this.connectionsByIp.set(ip, open + 1);
+    socket.once('close', () => {
+      const left = (this.connectionsByIp.get(ip) ?? 1) - 1;
+      if (left <= 0) this.connectionsByIp.delete(ip);
+      else this.connectionsByIp.set(ip, left);
+    });
   }
 
   private accept(socket: TLSSocket): void {

@@ -243,6 +243,39 @@ describe('8300 TLS matrix: every bad client is refused, logged with its reason, 
   });
 });
 
+describe('8300 under a connection flood (rpc_max_conns_per_client, rpc_handshake_timeout)', () => {
+  test('300 idle connections from one address: 100 held, the rest refused, all closed by the handshake timeout; another router is served meanwhile', async () => {
+    const flooder = '127.0.0.77';
+    const sockets = Array.from({ length: 300 }, () => {
+      const socket = netConnect({ host: router.address, port: 8300, localAddress: flooder });
+      const entry = { socket, closed: false };
+      socket.on('error', () => undefined);
+      socket.on('close', () => (entry.closed = true));
+      return entry;
+    });
+    try {
+      // The router holds at most 100 of them open; the others are refused at once, with a log line.
+      await eventually('200 flood connections refused', () => sockets.filter((s) => s.closed).length >= 200 || undefined, LOG_TIMEOUT_MS);
+      expect(sockets.filter((s) => !s.closed).length).toBeLessThanOrEqual(100);
+      const floodLines = () => logRecords(router).filter((record) => String(record.msg).startsWith(`refused connections on 8300 from ${flooder}: it already holds 100`));
+      await eventually('the per-client refusal logged', () => floodLines().length > 0 || undefined, LOG_TIMEOUT_MS);
+      // Once, not 200 times: a flood does not flood the log.
+      expect(floodLines()).toHaveLength(1);
+      // A router elsewhere is still served while the flood holds its 100.
+      const client = federationClient(mutualTls(certificate('dc2')));
+      try {
+        expect(await ping(client, claiming('dc2'))).toEqual({ ok: true, value: { node: 'router-1', datacenter: 'dc1' } });
+      } finally {
+        client.close();
+      }
+      // None of them ever handshakes: the router closes every one at its handshake timeout.
+      await eventually('every flood connection closed', () => sockets.every((s) => s.closed) || undefined, 60_000);
+    } finally {
+      for (const { socket } of sockets) socket.destroy();
+    }
+  });
+});
+
 describe('8300 positive control', () => {
   test("(h) a dc2 router's certificate claiming dc2 is served: Ping, and the Forward every bad client was refused", async () => {
     const refusedBefore = refusals().length;
