@@ -85,6 +85,25 @@ interface ClusterCalls {
 }
 type ClusterMethod = keyof ClusterCalls;
 
+/**
+ * A write whose connection broke after it was sent (the leader died, a connection was reset): it
+ * may or may not be applied. Consul's text for the same case; `code` and `details` stay those of
+ * the gRPC failure, so callers that map codes keep working.
+ */
+export class OutcomeUnknownError extends Error {
+  override readonly name = 'OutcomeUnknownError';
+  readonly code: GrpcStatus;
+  readonly details: string;
+  readonly metadata: Metadata;
+
+  constructor(cause: ServiceError) {
+    super(`leadership lost while committing log: the write may or may not have been applied (${cause.details || cause.message})`);
+    this.code = cause.code;
+    this.details = this.message;
+    this.metadata = cause.metadata ?? new Metadata();
+  }
+}
+
 export class ConsensusClient {
   private readonly servers = new Map<string, Server>();
   private leader: string | undefined;
@@ -173,6 +192,8 @@ export class ConsensusClient {
           this.leader = undefined;
           this.cursor++;
         }
+        // A write sent to a server that then went away may or may not have been applied: say so.
+        if (!options.idempotent && transportFailure) throw new OutcomeUnknownError(failure);
         if (!(refused || (options.idempotent && transportFailure))) throw err;
         attempt++;
         if (this.clock.nowMs() + backoffMs(attempt) >= deadline) throw err;

@@ -1,18 +1,22 @@
 /**
  * Federated datacenters as real processes, for the federation tests and the federation benchmark:
- * per datacenter one consensus server, a catalog (HTTP 8500) that forwards through its routers,
- * and one or more routers (8330 in the datacenter, 8300 mutual TLS between datacenters), each on
- * its own loopback address. Areas are not made here: the tests make them, as an operator would.
+ * per datacenter one consensus server (or a Raft cluster of them), a catalog (HTTP 8500) that
+ * forwards through its routers, and one or more routers (8330 in the datacenter, 8300 mutual TLS
+ * between datacenters), each on its own loopback address. Areas are not made here: the tests make
+ * them, as an operator would.
  */
 import { spawn } from 'node:child_process';
 
 import { fetchInside } from './netns';
-import { CONSULATE_BIN, REPO_ROOT, RoleProcess, StartOptions, eventually, freeLoopbackAddress, startRole } from './processes';
+import { CONSULATE_BIN, REPO_ROOT, RoleProcess, StartOptions, eventually, freeLoopbackAddress, startRole, waitHealthy } from './processes';
 import { RouterTls } from './tls';
 
 export interface FederatedDatacenter {
   readonly name: string;
+  /** The first consensus server (the only one unless `consensusServers` asked for more). */
   readonly consensus: RoleProcess;
+  /** Every consensus server, `consensus` first. */
+  readonly consensusServers: RoleProcess[];
   readonly catalog: RoleProcess;
   readonly routers: RoleProcess[];
   /** http://<catalog>:8500 */
@@ -22,6 +26,12 @@ export interface FederatedDatacenter {
 export interface DatacenterOptions {
   /** Routers in the datacenter (2 by default, so one can be lost). */
   readonly routers?: number;
+  /**
+   * Consensus servers in the datacenter (1 by default). More form one Raft cluster (each lists all
+   * as -initial-peer; the catalog and routers get every one as -consensus-addr), so its leader can
+   * be lost. Each on a free loopback address: not with `addresses`.
+   */
+  readonly consensusServers?: number;
   /** The routers' pool timings: `local` (default, quick failure detection), `lan` or `wan`. */
   readonly gossipProfile?: string;
   /**
@@ -41,13 +51,23 @@ export async function startDatacenter(name: string, tls: RouterTls, options: Dat
   const consensusAddress = options.addresses?.consensus ?? freeLoopbackAddress();
   const catalogAddress = options.addresses?.catalog ?? freeLoopbackAddress();
   const routerAddresses = options.addresses?.routers.slice(0, routerCount) ?? Array.from({ length: routerCount }, () => freeLoopbackAddress());
-  const consensus = await startRole({ role: 'consensus', datacenter: name, node: 'server-1', address: consensusAddress, args: [`-initial-peer=server-1=${consensusAddress}:8310`], wrap: options.wrap, probeVia: options.wrap, env: options.env });
+  const serverCount = options.consensusServers ?? 1;
+  if (serverCount > 1 && options.addresses !== undefined) throw new Error('startDatacenter: consensusServers > 1 takes free loopback addresses; leave out `addresses`');
+  const serverAddresses = [consensusAddress, ...Array.from({ length: serverCount - 1 }, () => freeLoopbackAddress())];
+  const initialPeers = serverAddresses.map((address, i) => `-initial-peer=server-${i + 1}=${address}:8310`);
+  // Started together, waited on after: no server of a cluster is healthy alone before its peers run.
+  const consensusServers = await Promise.all(
+    serverAddresses.map((address, i) => startRole({ role: 'consensus', datacenter: name, node: `server-${i + 1}`, address, args: initialPeers, wrap: options.wrap, probeVia: options.wrap, env: options.env, waitHealthy: serverCount === 1 })),
+  );
+  if (serverCount > 1) for (const server of consensusServers) await waitHealthy(server, 20_000, options.wrap);
+  const consensus = consensusServers[0];
+  const consensusAddrArgs = consensusServers.map((server) => `-consensus-addr=${server.grpc}`);
   const catalog = await startRole({
     role: 'catalog',
     datacenter: name,
     node: 'catalog',
     address: catalogAddress,
-    args: [`-consensus-addr=${consensus.grpc}`, ...routerAddresses.map((address) => `-router-addr=${address}:8330`)],
+    args: [...consensusAddrArgs, ...routerAddresses.map((address) => `-router-addr=${address}:8330`)],
     wrap: options.wrap,
     env: options.env,
     probeVia: options.wrap,
@@ -59,7 +79,7 @@ export async function startDatacenter(name: string, tls: RouterTls, options: Dat
         datacenter: name,
         node: `router-${i + 1}`,
         address,
-        args: [`-consensus-addr=${consensus.grpc}`, `-catalog-addr=${catalogAddress}:8500`, `-gossip-profile=${options.gossipProfile ?? 'local'}`, ...tls.args(name), ...(options.routerArgs ?? [])],
+        args: [...consensusAddrArgs, `-catalog-addr=${catalogAddress}:8500`, `-gossip-profile=${options.gossipProfile ?? 'local'}`, ...tls.args(name), ...(options.routerArgs ?? [])],
         wrap: options.wrap,
         env: options.env,
         probeVia: options.wrap,
@@ -67,13 +87,13 @@ export async function startDatacenter(name: string, tls: RouterTls, options: Dat
     ),
   );
   const httpAddr = `http://${catalogAddress}:8500`;
-  // The one-server Raft elects itself and the catalog's view loads in the background.
+  // The Raft elects a leader and the catalog's view loads in the background.
   const answers =
     options.wrap === undefined
       ? async () => (await fetch(`${httpAddr}/v1/catalog/nodes`).catch(() => undefined))?.status === 200
       : async () => (await fetchInside(options.wrap!, `${httpAddr}/v1/catalog/nodes`, { timeoutMs: 5_000 })).status === 200;
   await eventually(`${name}'s catalog to answer`, async () => (await answers()) || undefined, 20_000);
-  return { name, consensus, catalog, routers, httpAddr };
+  return { name, consensus, consensusServers, catalog, routers, httpAddr };
 }
 
 export interface CliResult {
