@@ -24,6 +24,8 @@ const RETRY_JOIN_INTERVAL_MS = 10_000;
 const ROUTES_INTERVAL_MS = 1_000;
 /** An advertisement whose routes are unchanged and only RTTs moved is refreshed at most this often. */
 const READVERTISE_RTT_MS = 15_000;
+/** A router's address in a pool: an IPv4 or bracketed IPv6 address and a port. */
+const ROUTER_ADDRESS = /^(\d{1,3}(\.\d{1,3}){3}|\[[0-9a-fA-F:.]+\]):\d{1,5}$/;
 /** Consul's default port for an area join address without one. */
 export const SERVER_RPC_PORT = 8300;
 
@@ -221,6 +223,7 @@ export class Federation {
   /** Only routers, and in an area only the two datacenters of the pair (Consul's area rule). */
   private validateMembers(area: Area | undefined, members: readonly MemberInfo[]): string | undefined {
     for (const member of members) {
+      if (!ROUTER_ADDRESS.test(member.address)) return `Member '${member.name}' has an address that is not ip:port ('${member.address}')`;
       const datacenter = member.tags.dc;
       if (member.tags.role !== 'consul' || datacenter === undefined) return `Non-server in server-only area: member '${member.name}' is not a router`;
       if (area !== undefined && datacenter !== this.options.datacenter && datacenter !== area.peerDatacenter)

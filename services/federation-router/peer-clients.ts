@@ -16,6 +16,8 @@ import { createRoleClient } from '../lib/grpc-client';
 import { TlsMaterial, datacenterOf, serverName } from '../lib/tls';
 
 export const DATACENTER_METADATA = 'consulate-datacenter';
+/** Clients kept open at most: members come and go, and a hostile one could name many addresses. */
+export const MAX_CLIENTS = 256;
 
 export class PeerClients {
   private readonly clients = new Map<string, FederationServiceClient>();
@@ -39,7 +41,16 @@ export class PeerClients {
   private client(address: string, datacenter: string | undefined, traced: boolean): FederationServiceClient {
     const key = `${address}|${datacenter ?? '*'}|${traced}`;
     let client = this.clients.get(key);
-    if (client === undefined) {
+    if (client !== undefined) {
+      // Most recently used last, so the least recently used is the first to go.
+      this.clients.delete(key);
+      this.clients.set(key, client);
+    } else {
+      if (this.clients.size >= MAX_CLIENTS) {
+        const [oldest, evicted] = this.clients.entries().next().value!;
+        this.clients.delete(oldest);
+        evicted.close();
+      }
       client = createRoleClient(FederationServiceClient, address, {
         tracer: this.tracer,
         traced,

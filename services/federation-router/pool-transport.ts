@@ -6,6 +6,7 @@
  */
 import { ServiceError, status as GrpcStatus } from '@grpc/grpc-js';
 
+import { FederationServiceClient } from '../gen/consulate/router/v1/federation';
 import { Logger } from '../lib/log';
 import { PoolTransport } from '../lib/swim-pool';
 import { PeerClients } from './peer-clients';
@@ -56,7 +57,17 @@ export class RpcPoolTransport implements PoolTransport {
 
   sendPacket(to: string, bytes: Uint8Array): void {
     if (this.closed) return;
-    this.peers.gossip(to).packet({ pool: this.pool, from: this.address, packet: Buffer.from(bytes) }, this.peers.metadata(), { deadline: Date.now() + PACKET_DEADLINE_MS }, (err: ServiceError | null) => {
+    let client: FederationServiceClient;
+    try {
+      client = this.peers.gossip(to);
+    } catch (err) {
+      // A member's address is whatever its alive message said: one grpc-js cannot dial ("a\nb",
+      // "") throws here, and from the pool's tick timer that would take the router down. The
+      // packet is lost, as a datagram to a bad address would be; SWIM then fails the member.
+      this.logger.debug({ pool: this.pool, to }, `gossip packet to ${JSON.stringify(to)} lost: ${(err as Error).message}`);
+      return;
+    }
+    client.packet({ pool: this.pool, from: this.address, packet: Buffer.from(bytes) }, this.peers.metadata(), { deadline: Date.now() + PACKET_DEADLINE_MS }, (err: ServiceError | null) => {
       if (err !== null) this.logger.debug({ pool: this.pool, to, code: err.code }, `gossip packet to ${to} lost: ${err.details}`);
     });
   }
