@@ -1,6 +1,6 @@
 /**
  * The router's areas in the consensus store (area-store.ts), against a real consensus server
- * started in this process (testing/in-process-consensus.ts): the txn compares that keep one area
+ * started in this process (test/harness/in-process-consensus.ts): the txn compares that keep one area
  * per peer datacenter, the Operator API's refusals with Consul's texts (consul-compat.md, network
  * areas: `Must provide a peer datacenter`), the in-memory mirror fed by the watch, the areas'
  * index that blocking queries wait on, and the router registry under a lease.
@@ -10,7 +10,7 @@ import { trace } from '@opentelemetry/api';
 import { ConsensusClient } from '../lib/consensus-client';
 import { createLogger } from '../lib/log';
 import { Area, AreaError, AreaStore } from './area-store';
-import { InProcessConsensus, startInProcessConsensus } from './testing/in-process-consensus';
+import { InProcessConsensus, startInProcessConsensus } from '../../test/harness/in-process-consensus';
 
 const tracer = trace.getTracer('test');
 const logger = createLogger({ role: 'federation-router', datacenter: 'dc1', node: 'router-1', level: 'silent' });

@@ -1,14 +1,14 @@
 /**
  * The read-then-watch loop that mirrors a key prefix of the consensus store (prefix-watch.ts),
  * against a real consensus server started in this process
- * (federation-router/testing/in-process-consensus.ts), so revisions and watch events are the
+ * (test/harness/in-process-consensus.ts), so revisions and watch events are the
  * consensus role's own. A TCP relay in front of it stands for a second server that crashes.
  */
 import { AddressInfo, Socket, connect, createServer } from 'node:net';
 
 import { trace } from '@opentelemetry/api';
 
-import { InProcessConsensus, startInProcessConsensus } from '../federation-router/testing/in-process-consensus';
+import { InProcessConsensus, startInProcessConsensus } from '../../test/harness/in-process-consensus';
 import { Event_EventType } from '../gen/consulate/consensus/v1/watch';
 import { ConsensusClient } from './consensus-client';
 import { createLogger } from './log';

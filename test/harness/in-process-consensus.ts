@@ -1,8 +1,9 @@
 /**
- * A real consensus server in the test's process, for the router's store tests: one Raft node on
- * a MemoryLogStore (no disk), electing itself in a few milliseconds, serving the real KV, Watch
- * and Lease adapters over gRPC on 127.0.0.1 and an ephemeral port. So the txn compares, revisions,
- * watch events and leases a test sees are the consensus role's own, not a fake's idea of them.
+ * A real consensus server in the test's process, for tests of what sits on consensus (the
+ * router's area store, the shared prefix watch): one Raft node on a MemoryLogStore (no disk),
+ * electing itself in a few milliseconds, serving the real KV, Watch and Lease adapters over gRPC
+ * on 127.0.0.1 and an ephemeral port. So the txn compares, revisions, watch events and leases a
+ * test sees are the consensus role's own, not a fake's idea of them.
  *
  *   const consensus = await startInProcessConsensus();
  *   const client = new ConsensusClient([consensus.address], trace.getTracer('test'));
@@ -11,17 +12,17 @@
  */
 import { trace } from '@opentelemetry/api';
 
-import { ConsensusNode } from '../../consensus/consensus-node';
-import { kvService, leaseService } from '../../consensus/kv-service';
-import { raftConfig } from '../../consensus/raft/config';
-import { MemoryLogStore } from '../../consensus/storage/memory-log-store';
-import { watchService } from '../../consensus/watch-service';
-import { KVServiceService, protobufFileName as kvProto } from '../../gen/consulate/consensus/v1/kv';
-import { LeaseServiceService, protobufFileName as leaseProto } from '../../gen/consulate/consensus/v1/lease';
-import { WatchServiceService, protobufFileName as watchProto } from '../../gen/consulate/consensus/v1/watch';
-import { SystemClock } from '../../lib/clock';
-import { RoleGrpcServer } from '../../lib/grpc-server';
-import { createLogger } from '../../lib/log';
+import { ConsensusNode } from '../../services/consensus/consensus-node';
+import { kvService, leaseService } from '../../services/consensus/kv-service';
+import { raftConfig } from '../../services/consensus/raft/config';
+import { MemoryLogStore } from '../../services/consensus/storage/memory-log-store';
+import { watchService } from '../../services/consensus/watch-service';
+import { KVServiceService, protobufFileName as kvProto } from '../../services/gen/consulate/consensus/v1/kv';
+import { LeaseServiceService, protobufFileName as leaseProto } from '../../services/gen/consulate/consensus/v1/lease';
+import { WatchServiceService, protobufFileName as watchProto } from '../../services/gen/consulate/consensus/v1/watch';
+import { SystemClock } from '../../services/lib/clock';
+import { RoleGrpcServer } from '../../services/lib/grpc-server';
+import { createLogger } from '../../services/lib/log';
 
 export interface InProcessConsensus {
   /** host:port of its gRPC API (the first listener). */
