@@ -11,7 +11,7 @@ import { RaftRole } from '../../services/gen/consulate/consensus/v1/cluster';
 import { checkHealth } from '../../services/lib/health-probe';
 import { ConsulateClient } from '../consensus/consulate';
 import { VERSION } from '../../services/lib/version';
-import { isRunning, sleep, startChild, stopChild } from './children';
+import { isRunning, sleep, startChild, stopChild } from '../children';
 import { Endpoint, agentFrom, httpCall } from './http-client';
 
 const REPO = resolve(__dirname, '..', '..', '..');

@@ -18,7 +18,7 @@
 import { Agent, IncomingMessage, request } from 'node:http';
 
 import { EtcdClient } from '../consensus/etcd';
-import { cpuMs, sleep } from './children';
+import { cpuMs, sleep } from '../children';
 import { Endpoint, agentFrom, httpOk, pct, r2 } from './http-client';
 
 export interface Distribution {

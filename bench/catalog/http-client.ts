@@ -6,7 +6,7 @@
  */
 import { Agent, IncomingHttpHeaders, request } from 'node:http';
 
-import { sleep } from './children';
+import { sleep } from '../children';
 
 export const REQUEST_TIMEOUT_MS = 10_000;
 

@@ -19,7 +19,7 @@ import { basename, join, resolve } from 'node:path';
 
 import { EtcdClient, EtcdCluster } from '../consensus/etcd';
 import { killAllChildrenSync as killEtcdSync, unexpectedExits as etcdExits } from '../consensus/types';
-import { cleanupSync, removeTempDir, rssMiB, sleep, startChild, stopChild, tail, trackTempDir, unexpectedExits } from './children';
+import { cleanupSync, removeTempDir, rssMiB, sleep, startChild, stopChild, tail, trackTempDir, unexpectedExits } from '../children';
 import { CATALOG_HTTP, CONTROL_IP, ConsulateDatacenter } from './consulate';
 import { FanoutResult, etcdWatchFanout, httpBlockingFanout } from './fanout';
 import { CellOptions, CellResult, Endpoint, agentFrom, closedLoop, getOnce, httpCall, httpOk } from './http-client';

@@ -32,7 +32,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 
-import { cpuMs } from '../catalog/children';
+import { cpuMs } from '../children';
 import { CellResult, agentFrom, closedLoop, getOnce, httpOk } from '../catalog/http-client';
 import { VERSION } from '../../services/lib/version';
 import { DetectionRun, POLL_MS, detectFailure } from './failure';

@@ -16,7 +16,7 @@ import { callUnary, createRoleClient } from '../../services/lib/grpc-client';
 import { checkHealth } from '../../services/lib/health-probe';
 import { lanDefaults } from '../../services/lib/swim/config';
 import { VERSION } from '../../services/lib/version';
-import { startChild } from './children';
+import { startChild } from '../children';
 import { AgentClient, GossipSystem, MemberView } from './types';
 
 const REPO = resolve(__dirname, '..', '..', '..');

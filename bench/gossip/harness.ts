@@ -23,7 +23,7 @@ import { cpSync, mkdirSync, mkdtempSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { exited, isRunning, kill9, removeTempDir, stopChild, trackTempDir } from './children';
+import { exited, isRunning, kill9, killAndWait, removeTempDir, trackTempDir } from '../children';
 import { AgentClient, GossipSystem, MemberView } from './types';
 
 export const PHASE_TIMEOUT_MS = 90_000;
@@ -230,7 +230,7 @@ export async function runOnce(system: GossipSystem, N: number, run: number, opts
     opts.log(`${tag} ERROR ${res.error}`);
   } finally {
     for (const c of clients) c.close();
-    await Promise.all(agents.map((a) => stopChild(a)));
+    await Promise.all(agents.map((a) => killAndWait(a)));
     const slow = [res.join_all_ms, res.late_join_all_ms].some((t) => t !== null && t > SLOW_CONVERGENCE_MS);
     const troubled = slow || res.error !== undefined || res.events_lost > 0 || [res.join_all_ms, res.fail_all_ms, res.late_join_all_ms].includes(null);
     if (troubled || opts.keepLogs) {

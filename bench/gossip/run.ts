@@ -21,7 +21,7 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 
-import { cleanupSync, unexpectedExits } from './children';
+import { cleanupSync, unexpectedExits } from '../children';
 import { ConsulateSystem } from './consulate';
 import { EVENT_TIMEOUT_MS, PHASE_TIMEOUT_MS, RunResult, SLOW_CONVERGENCE_MS, median, r1, runOnce, sleep } from './harness';
 import { scaleSeed, seededRng } from './rng';

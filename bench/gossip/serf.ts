@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { decodeMultiStream, encode } from '@msgpack/msgpack';
 
 import { VERSION } from '../../services/lib/version';
-import { startChild } from './children';
+import { startChild } from '../children';
 import { AgentClient, GossipSystem, MemberView } from './types';
 
 const SERF = '/usr/bin/serf';

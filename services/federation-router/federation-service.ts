@@ -8,7 +8,7 @@ import { Metadata, ServerErrorResponse, ServerUnaryCall, sendUnaryData, status a
 import { FederationServiceServer } from '../gen/consulate/router/v1/federation';
 import { Logger } from '../lib/log';
 import { Federation } from './federation';
-import { ForwardError, Forwarder, answerMetadata } from './forwarder';
+import { ForwardError, Forwarder, answerMetadata, deadlineMsOf } from './forwarder';
 import { DATACENTER_METADATA } from './peer-clients';
 import { MutualTlsListener } from './tls-listener';
 
@@ -64,8 +64,7 @@ export function federationService(deps: FederationServiceDeps): FederationServic
       if (from === undefined) return;
       const request = call.request.forward;
       if (request === undefined) return callback(refusal(GrpcStatus.INVALID_ARGUMENT, 'a forward needs a request'));
-      const deadline = call.getDeadline();
-      const deadlineMs = deadline instanceof Date ? deadline.getTime() : Number.isFinite(deadline) ? Number(deadline) : Date.now() + 60_000;
+      const deadlineMs = deadlineMsOf(call);
       deps.forwarder.forward(request, deadlineMs, call.request.visited, from).then(
         (forward) => callback(null, { forward }),
         (err: Error) => callback(forwardFailure(err)),

@@ -115,9 +115,12 @@ export class Federation {
     return this.routeTable;
   }
 
-  /** The route to `datacenter`, computed now (the table may be up to a second old). */
+  /**
+   * The route to `datacenter` from the table, which is recomputed on every member event and area
+   * change (and each second): a request for an unknown datacenter costs a lookup, not a recompute.
+   */
   route(datacenter: string): Route | undefined {
-    return this.routeTable.get(datacenter) ?? this.refreshRoutes().get(datacenter);
+    return this.routeTable.get(datacenter);
   }
 
   datacenters(): string[] {
@@ -127,15 +130,13 @@ export class Federation {
   members(areaId: string): AreaMemberView[] {
     const entry = this.byArea.get(areaId);
     if (entry === undefined) throw new AreaError(`Unknown area "${areaId}"`, 'not-found');
-    const self = entry.pool.localMember().name;
-    const mine = entry.pool.coordinate();
-    const coordinates = entry.pool.coordinates();
+    const rttTo = rttEstimator(entry.pool);
     return entry.pool
       .members()
       .sort((a, b) => (a.name < b.name ? -1 : 1))
       .map((member) => {
         const [host, port] = splitAddress(member.address);
-        const theirs = coordinates.get(member.name);
+        const rttNs = rttTo(member);
         return {
           id: member.tags.id ?? '',
           name: member.name,
@@ -146,7 +147,7 @@ export class Federation {
           build: member.tags.build ?? '',
           protocol: Number(member.tags.vsn ?? 2),
           status: serfStatus(member.state),
-          rttNs: member.name === self ? 0 : theirs === undefined ? -1 : Math.round(distanceNs(mine, theirs)),
+          rttNs: rttNs === undefined ? -1 : Math.round(rttNs),
         };
       });
   }
@@ -265,20 +266,15 @@ export class Federation {
   private snapshots(): PoolSnapshot[] {
     const snapshots: PoolSnapshot[] = [];
     for (const entry of this.byArea.values()) {
-      const mine = entry.pool.coordinate();
-      const coordinates = entry.pool.coordinates();
-      const self = entry.pool.localMember().name;
-      const members: RouterMember[] = entry.pool.members().map((member) => {
-        const theirs = coordinates.get(member.name);
-        return {
-          name: member.name,
-          address: member.address,
-          datacenter: member.tags.dc ?? '',
-          status: serfStatus(member.state),
-          rttNs: member.name === self ? 0 : theirs === undefined ? undefined : distanceNs(mine, theirs),
-          routesTag: member.tags[ROUTES_TAG],
-        };
-      });
+      const rttTo = rttEstimator(entry.pool);
+      const members: RouterMember[] = entry.pool.members().map((member) => ({
+        name: member.name,
+        address: member.address,
+        datacenter: member.tags.dc ?? '',
+        status: serfStatus(member.state),
+        rttNs: rttTo(member),
+        routesTag: member.tags[ROUTES_TAG],
+      }));
       snapshots.push({ areaId: entry.areaId, peer: entry.area?.peerDatacenter, transit: entry.area?.transit ?? false, members });
     }
     return snapshots;
@@ -306,6 +302,18 @@ export class Federation {
     }
     return this.routeTable;
   }
+}
+
+/** RTT estimates from this router's coordinate in `pool`: 0 to itself, undefined without a coordinate. */
+function rttEstimator(pool: SwimPool): (member: MemberInfo) => number | undefined {
+  const self = pool.localMember().name;
+  const mine = pool.coordinate();
+  const coordinates = pool.coordinates();
+  return (member) => {
+    if (member.name === self) return 0;
+    const theirs = coordinates.get(member.name);
+    return theirs === undefined ? undefined : distanceNs(mine, theirs);
+  };
 }
 
 function pathsOf(advertised: string): string {

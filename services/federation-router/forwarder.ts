@@ -12,7 +12,7 @@
  */
 import { Agent, IncomingMessage, request as httpRequest } from 'node:http';
 
-import { ClientUnaryCall, Metadata, ServiceError, status as GrpcStatus } from '@grpc/grpc-js';
+import { ClientUnaryCall, Deadline, Metadata, ServiceError, status as GrpcStatus } from '@grpc/grpc-js';
 import { context as otelContext, propagation } from '@opentelemetry/api';
 
 import { ForwardRequest, ForwardResponse, HttpResponse } from '../gen/consulate/router/v1/operator';
@@ -184,7 +184,7 @@ export class Forwarder {
     const http = request.request;
     if (http === undefined) throw new ForwardError('a forwarded request needs an HTTP request', GrpcStatus.INVALID_ARGUMENT);
     const addrs = this.options.catalogAddrs;
-    if (addrs.length === 0) throw answerError(`router has no catalog to ask in ${this.options.datacenter} (-catalog-addr)`, GrpcStatus.UNAVAILABLE);
+    if (addrs.length === 0) throw new ForwardError(`router has no catalog to ask in ${this.options.datacenter} (-catalog-addr)`, GrpcStatus.UNAVAILABLE);
     const failures: string[] = [];
     for (let i = 0; i < addrs.length; i++) {
       const address = addrs[(this.nextCatalog + i) % addrs.length];
@@ -197,7 +197,7 @@ export class Forwarder {
       }
     }
     this.options.logger.warn({ failures }, `cannot reach a catalog of ${this.options.datacenter} for a forwarded request`);
-    throw answerError(`${NO_SERVER}: no catalog of ${this.options.datacenter} answered (${failures.join('; ')})`, GrpcStatus.UNAVAILABLE);
+    throw new ForwardError(`${NO_SERVER}: no catalog of ${this.options.datacenter} answered (${failures.join('; ')})`, GrpcStatus.UNAVAILABLE);
   }
 
   private httpCall(address: string, http: NonNullable<ForwardRequest['request']>, deadlineMs: number): Promise<HttpResponse> {
@@ -247,6 +247,13 @@ function forwardOutcome(err: unknown): ForwardOutcome {
   return 'error';
 }
 
+/** When a call must be answered by: its gRPC deadline, or a minute from now when it has none. */
+export function deadlineMsOf(call: { getDeadline(): Deadline }): number {
+  const deadline = call.getDeadline();
+  if (deadline instanceof Date) return deadline.getTime();
+  return Number.isFinite(deadline) ? Number(deadline) : Date.now() + 60_000;
+}
+
 /** The metadata that marks an error as the router's answer. */
 export function answerMetadata(): Metadata {
   const metadata = new Metadata();
@@ -254,9 +261,6 @@ export function answerMetadata(): Metadata {
   return metadata;
 }
 
-function answerError(message: string, code: GrpcStatus): ForwardError {
-  return new ForwardError(message, code);
-}
 
 /** grpc-js says so when the call never got a connection: nothing reached the router. */
 function neverSent(err: ServiceError): boolean {

@@ -11,7 +11,7 @@ import { ConsensusClient, statusWithConsensus } from '../lib/consensus-client';
 import { RoleContext } from '../lib/role-process';
 import { Area, AreaError, AreaStore } from './area-store';
 import { AreaMemberView, Federation, WAN_AREA } from './federation';
-import { Forwarder } from './forwarder';
+import { Forwarder, deadlineMsOf } from './forwarder';
 import { forwardFailure } from './federation-service';
 
 /** Consul's blocking-query wait: 5 minutes by default, 10 at most. */
@@ -110,8 +110,7 @@ export function operatorService(deps: OperatorDeps): OperatorServiceServer {
 export function forwardService(forwarder: Forwarder): ForwardServiceServer {
   return {
     forward(call, callback) {
-      const deadline = call.getDeadline();
-      const deadlineMs = deadline instanceof Date ? deadline.getTime() : Number.isFinite(deadline) ? Number(deadline) : Date.now() + 60_000;
+      const deadlineMs = deadlineMsOf(call);
       forwarder.forward(call.request, deadlineMs, [], undefined).then(
         (answer) => callback(null, answer),
         (err: Error) => callback(forwardFailure(err)),

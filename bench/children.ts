@@ -1,9 +1,10 @@
 /**
- * The processes the catalog benchmark starts (Consulate roles, the plain node:http server): each
- * one's output goes straight to its own log file, each is stopped by its PID, and whatever is
- * still running when the benchmark exits, fails or is interrupted is SIGKILLed by PID. Consulate
- * roles run with CONSULATE_SUPERVISED=1 and a stdin pipe from us, so even a SIGKILL of the
- * benchmark leaves no orphan. An exit we did not cause is recorded.
+ * The processes a benchmark starts (Consulate roles, Serf agents, the plain node:http server):
+ * each one's output goes straight to its own log file (no piping through this process, which is
+ * also measuring), each is stopped by its PID, and whatever is still running when the benchmark
+ * exits, fails or is interrupted is SIGKILLed by PID. Consulate roles run with
+ * CONSULATE_SUPERVISED=1 and a stdin pipe from us, so even a SIGKILL of the benchmark leaves no
+ * orphan. An exit we did not cause (not a kill -9 of a benchmark's victim, not a stop) is recorded.
  */
 import { ChildProcess, spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync, rmSync } from 'node:fs';
@@ -59,6 +60,46 @@ export async function stopChild(child: ChildProcess | undefined, graceMs = 3_000
   clearTimeout(kill);
 }
 
+/** Resolves when the child has exited, or after `timeoutMs` (then false). */
+export function exited(child: ChildProcess, timeoutMs: number): Promise<boolean> {
+  if (!isRunning(child)) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), timeoutMs);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+  });
+}
+
+/** kill -9 by PID: a benchmark's crash, and how gossip agents are stopped at the end of a run. */
+export function kill9(child: ChildProcess | undefined): void {
+  if (!isRunning(child) || child.pid === undefined) return;
+  expected.add(child);
+  try {
+    process.kill(child.pid, 'SIGKILL');
+  } catch {
+    /* already gone */
+  }
+}
+
+/**
+ * SIGKILL and wait (bounded) for the exit. Not SIGTERM: a Consulate client and a Serf agent given
+ * SIGTERM may leave gracefully, which costs seconds and gossips to the others; when the run is over
+ * and nothing is kept, both are simply killed, the same way.
+ */
+export async function killAndWait(child: ChildProcess | undefined): Promise<void> {
+  if (!isRunning(child)) return;
+  kill9(child);
+  await exited(child, 3_000);
+}
+
+export function runningChildren(): number {
+  let n = 0;
+  for (const child of children) if (isRunning(child)) n++;
+  return n;
+}
+
 const tempDirs = new Set<string>();
 
 /** A temporary directory removed by `removeTempDir`, or by `cleanupSync` if the run never gets there. */
@@ -73,12 +114,7 @@ export function removeTempDir(dir: string): void {
 
 /** Last resort ('exit' handler, Ctrl-C, a fatal error): SIGKILL every child by PID, remove temp dirs. */
 export function cleanupSync(): void {
-  for (const child of children) {
-    if (isRunning(child) && child.pid !== undefined) {
-      expected.add(child);
-      try { process.kill(child.pid, 'SIGKILL'); } catch { /* gone */ }
-    }
-  }
+  for (const child of children) kill9(child);
   for (const dir of tempDirs) if (existsSync(dir)) rmSync(dir, { recursive: true, force: true });
   tempDirs.clear();
 }
