@@ -139,6 +139,12 @@ export class Raft {
   private leaseUntil = 0;
 
   private messages: Message[] = [];
+  /**
+   * Appends owed to every follower, sent when the next Ready is cut rather than one per proposal:
+   * the proposals stepped between two Readies leave as one append per follower ('entries'), and
+   * 'commit' also tells a follower with nothing new the advanced commit index.
+   */
+  private broadcastOwed: 'none' | 'entries' | 'commit' = 'none';
   private readStates: ReadState[] = [];
   private pendingSnapshot: Snapshot | undefined;
   private lastHardState: HardState;
@@ -275,6 +281,7 @@ export class Raft {
   hasReady(): boolean {
     return (
       this.messages.length > 0 ||
+      this.broadcastOwed !== 'none' ||
       this.readsAwaitingRound.length > 0 ||
       this.readStates.length > 0 ||
       this.pendingSnapshot !== undefined ||
@@ -286,6 +293,11 @@ export class Raft {
   }
 
   ready(): Ready {
+    if (this.broadcastOwed !== 'none') {
+      const sendIfEmpty = this.broadcastOwed === 'commit';
+      this.broadcastOwed = 'none';
+      if (this.role === 'leader') this.broadcastAppend(sendIfEmpty);
+    }
     if (this.readsAwaitingRound.length > 0) {
       // Every read asked for since the last Ready shares one quorum round (batched ReadIndex).
       const round = this.broadcastHeartbeat();
@@ -323,7 +335,7 @@ export class Raft {
     if (this.role === 'leader') {
       // Our own entries count toward commit only once they are on our disk.
       this.progress.get(this.id)?.maybeUpdate(this.log.stableIndex);
-      if (this.maybeCommit()) this.broadcastAppend(true);
+      if (this.maybeCommit()) this.owe('commit');
     }
   }
 
@@ -466,6 +478,7 @@ export class Raft {
     this.leaseUntil = 0;
     this.roundSentAt.clear();
     this.roundAcks.clear();
+    this.broadcastOwed = 'none';
   }
 
   private resetElectionTimeout(): void {
@@ -693,7 +706,7 @@ export class Raft {
       progress.becomeProbe();
       progress.becomeReplicate();
     }
-    if (this.maybeCommit()) this.broadcastAppend(true);
+    if (this.maybeCommit()) this.owe('commit');
     else if (wasPaused) this.sendAppend(m.from);
     // Keep streaming what is left.
     while (!progress.isPaused() && progress.next <= this.log.lastIndex()) if (!this.sendAppend(m.from)) break;
@@ -754,7 +767,7 @@ export class Raft {
       this.configEntries.push({ index, change: entry.change });
       this.recomputeMembership();
     }
-    this.broadcastAppend();
+    this.owe('entries');
     return { index, term: this.term };
   }
 
@@ -774,6 +787,10 @@ export class Raft {
       this.becomeFollower(this.term, '');
     }
     return true;
+  }
+
+  private owe(what: 'entries' | 'commit'): void {
+    if (this.broadcastOwed !== 'commit') this.broadcastOwed = what;
   }
 
   /** Sends new entries to every follower; `sendIfEmpty` also tells them a new commit index. */
