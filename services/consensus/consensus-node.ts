@@ -17,6 +17,7 @@ import { Command } from '../gen/consulate/consensus/v1/command';
 import { Clock, TimerHandle } from '../lib/clock';
 import { invariant } from '../lib/invariant';
 import { Logger } from '../lib/log';
+import { AutoCompactionPolicy } from './auto-compaction';
 import { KvError } from './kv/errors';
 import { ApplyResult, KvStateMachine } from './kv/kv-state-machine';
 import { WatchWake } from './kv/watch-hub';
@@ -38,6 +39,8 @@ export interface ConsensusNodeMetrics {
   startSyncTimer(): () => void;
   /** This server learned of a new leader (etcd's leader_changes_seen_total). */
   leaderChanged(leader: NodeId): void;
+  /** This leader's auto-compaction was applied here. */
+  autoCompacted?(): void;
 }
 
 /** Where messages go: the transport (transport.ts) in a server, something else in tests. */
@@ -61,6 +64,8 @@ export interface ConsensusNodeOptions {
   /** Proposals and reads waiting at once before new ones are refused. */
   readonly maxPending: number;
   readonly metrics?: ConsensusNodeMetrics;
+  /** When to compact the KV history on its own (auto-compaction.ts); none: only KV.Compact does. */
+  readonly autoCompaction?: AutoCompactionPolicy;
 }
 
 /** A watcher's stream, as the watch service registers it. */
@@ -100,6 +105,7 @@ interface PendingProposal {
 }
 
 const LEASE_CHECK_MS = 250;
+const AUTO_COMPACTION_TIMEOUT_MS = 10_000;
 
 export class ConsensusNode {
   readonly kv = new KvStateMachine();
@@ -119,6 +125,8 @@ export class ConsensusNode {
   private leaderId: NodeId = '';
   private leaseExpiry = new Map<bigint, number>();
   private readonly leasesRevoking = new Set<bigint>();
+  /** An auto-compaction proposed and not yet applied (one at a time). */
+  private autoCompacting = false;
   /** One watch stream per watch id; a wake touches only the streams it names. */
   private readonly watchStreams = new Map<number, WatchStream>();
   private readonly roleListeners = new Set<() => void>();
@@ -161,6 +169,8 @@ export class ConsensusNode {
   start(): void {
     this.timers.push(this.options.clock.setInterval(() => this.enqueue(() => this.raft.tick()), this.options.tickMs));
     this.timers.push(this.options.clock.setInterval(() => this.expireLeases(), LEASE_CHECK_MS));
+    const compaction = this.options.autoCompaction;
+    if (compaction?.enabled) this.timers.push(this.options.clock.setInterval(() => this.autoCompact(compaction), compaction.checkIntervalMs));
     this.loopDone = this.loop().catch((err: unknown) => {
       // Storage failed or an invariant broke: this server can no longer be trusted to answer.
       this.options.logger.fatal({ err, event: 'consensus-loop-failed' }, `the consensus loop stopped: ${(err as Error).message}`);
@@ -502,5 +512,31 @@ export class ConsensusNode {
         )
         .finally(() => this.leasesRevoking.delete(id));
     }
+  }
+
+  /**
+   * etcd's auto-compaction: every server lets the policy sample; the leader proposes the
+   * compaction it is given, as KV.Compact would, so every server compacts at the same index.
+   * One in flight at a time; a lost leadership fails it and the next leader decides anew.
+   */
+  private autoCompact(policy: AutoCompactionPolicy): void {
+    const before = Number(this.kv.compactRevision);
+    const target = policy.decide({ nowMs: this.options.clock.nowMs(), currentRevision: Number(this.kv.revision), compactRevision: before, leader: this.role === 'leader' });
+    if (target === undefined || this.autoCompacting) return;
+    this.autoCompacting = true;
+    this.propose({ op: { $case: 'compact', value: { revision: BigInt(target) } } }, AUTO_COMPACTION_TIMEOUT_MS)
+      .then(
+        (result) => {
+          if (!result.ok) return this.options.logger.info({ event: 'auto-compaction-skipped', revision: target, reason: result.error.message }, `auto-compaction to revision ${target} not applied: ${result.error.message}`);
+          this.options.metrics?.autoCompacted?.();
+          const dropped = this.kv.lastCompaction?.revision === target ? this.kv.lastCompaction.keyRevisionsDropped : undefined;
+          this.options.logger.info(
+            { event: 'auto-compaction', revision: target, previous: before, keyRevisionsDropped: dropped, keyRevisionsRetained: this.kv.retainedRevisions },
+            `auto-compaction: history compacted to revision ${target} (from ${before})${dropped === undefined ? '' : `, ${dropped} key revisions dropped`}`,
+          );
+        },
+        (err: Error) => this.options.logger.warn({ event: 'auto-compaction-failed', revision: target, err }, `auto-compaction to revision ${target} failed: ${err.message}; the next check tries again`),
+      )
+      .finally(() => (this.autoCompacting = false));
   }
 }

@@ -13,9 +13,11 @@ import { LeaseServiceService, protobufFileName as leaseProto } from '../gen/cons
 import { RaftServiceService, protobufFileName as raftProto } from '../gen/consulate/consensus/v1/raft';
 import { WatchServiceService, protobufFileName as watchProto } from '../gen/consulate/consensus/v1/watch';
 import { checks, field } from '../lib/config';
+import { formatGoDuration } from '../lib/go-text';
 import { RoleGrpcServer } from '../lib/grpc-server';
 import { RoleMetrics } from '../lib/metrics';
 import { RoleDefinition } from '../lib/role-process';
+import { AUTO_COMPACTION_MODES, AutoCompactionPolicy, AutoCompactionSettings, parseAutoCompaction } from './auto-compaction';
 import { clusterService } from './cluster-service';
 import { ConsensusNode, ConsensusNodeMetrics } from './consensus-node';
 import { kvService, leaseService } from './kv-service';
@@ -53,6 +55,20 @@ const fields = {
     default: 10_000,
     check: (v) => (v >= 10 ? undefined : 'use at least 10'),
   }),
+  // etcd's flags and meanings; the default differs (etcd's is off): README.md says why.
+  autoCompactionMode: field.string({
+    key: 'auto_compaction.mode',
+    flag: 'auto-compaction-mode',
+    usage: 'How -auto-compaction-retention counts the KV history kept: periodic (a duration) or revision (a number of revisions).',
+    default: 'periodic',
+    check: (v) => ((AUTO_COMPACTION_MODES as readonly string[]).includes(v) ? undefined : `unknown mode "${v}": use periodic or revision`),
+  }),
+  autoCompactionRetention: field.string({
+    key: 'auto_compaction.retention',
+    flag: 'auto-compaction-retention',
+    usage: 'KV history the leader keeps before compacting the rest: periodic, a duration (5m, 1h) or whole hours; revision, a count. 0 turns it off.',
+    default: '5m',
+  }),
 };
 
 export const consensusRole: RoleDefinition<typeof fields> = {
@@ -70,6 +86,8 @@ export const consensusRole: RoleDefinition<typeof fields> = {
     }
     if (new Set(initialMembers.map((member) => member.id)).size !== initialMembers.length) throw new Error('-initial-peer names a server twice');
     if (config.heartbeatTicks >= config.electionTicks) throw new Error(`-raft-heartbeat-ticks (${config.heartbeatTicks}) must be less than -raft-election-ticks (${config.electionTicks})`);
+    const autoCompaction = parseAutoCompaction(config.autoCompactionMode, config.autoCompactionRetention);
+    if (autoCompaction.error !== undefined) throw new Error(autoCompaction.error);
 
     const advertised = initialMembers.find((member) => member.id === config.node)?.address ?? `${config.bind}:${config.grpcPort}`;
     const transport = new RaftTransport(config.node, advertised, clock, logger);
@@ -87,7 +105,9 @@ export const consensusRole: RoleDefinition<typeof fields> = {
       snapshotEntries: config.snapshotEntries,
       maxPending: 10_000,
       metrics: raftMetrics.hooks,
+      autoCompaction: new AutoCompactionPolicy(autoCompaction.settings),
     });
+    logger.info({ event: 'auto-compaction-config', ...autoCompaction.settings }, autoCompactionText(autoCompaction.settings));
     raftMetrics.observe(node);
     const server = new RoleGrpcServer({
       logger,
@@ -128,19 +148,34 @@ function registerRaftMetrics(metrics: RoleMetrics): { hooks: ConsensusNodeMetric
   const commit = metrics.histogram({ name: 'consulate_raft_commit_duration_seconds', help: 'From a proposal on this leader to its entry applied here (committed by a majority, fsynced): Consul raft.commitTime.' });
   const fsync = metrics.histogram({ name: 'consulate_raft_fsync_duration_seconds', help: 'Writing a batch of Raft entries and hard state to disk, fsync included: etcd disk_wal_fsync_duration_seconds.' });
   const leaderChanges = metrics.counter({ name: 'consulate_raft_leader_changes_total', help: 'Leaders this server has seen take over (a new leader id, or one after a time without a leader): etcd leader_changes_seen_total.' });
+  const autoCompactions = metrics.counter({ name: 'consulate_kv_auto_compactions_total', help: 'Auto-compactions of the KV history this server proposed as leader and saw applied (-auto-compaction-mode).' });
   let node: ConsensusNode | undefined;
   metrics.gauge({ name: 'consulate_raft_is_leader', help: '1 while this server is the Raft leader, else 0.', collect: (g) => g.set(node?.status().role === 'leader' ? 1 : 0) });
   metrics.gauge({ name: 'consulate_raft_term', help: "This server's current Raft term.", collect: (g) => g.set(node?.status().term ?? 0) });
   metrics.gauge({ name: 'consulate_raft_commit_index', help: 'The highest log index this server knows to be committed.', collect: (g) => g.set(node?.status().commit ?? 0) });
   metrics.gauge({ name: 'consulate_raft_applied_index', help: 'The highest log index applied to the KV state machine here.', collect: (g) => g.set(node?.status().appliedIndex ?? 0) });
+  metrics.gauge({ name: 'consulate_kv_compact_revision', help: 'The KV store\'s last compacted revision here: reads and watches below it fail compacted (0: never).', collect: (g) => g.set(Number(node?.kv.compactRevision ?? 0n)) });
+  metrics.gauge({ name: 'consulate_kv_retained_revisions', help: 'Key revisions (puts and deletes) the KV store holds here, history included: what compaction frees.', collect: (g) => g.set(node?.kv.retainedRevisions ?? 0) });
   return {
     hooks: {
       startCommitTimer: () => commit.startTimer(),
       startSyncTimer: () => fsync.startTimer(),
       leaderChanged: () => leaderChanges.inc(),
+      autoCompacted: () => autoCompactions.inc(),
     },
     observe(opened) {
       node = opened;
     },
   };
+}
+
+function autoCompactionText(settings: AutoCompactionSettings): string {
+  switch (settings.mode) {
+    case 'off':
+      return 'auto-compaction is off (-auto-compaction-retention=0): the KV history grows until a KV.Compact';
+    case 'periodic':
+      return `auto-compaction: the leader keeps ${formatGoDuration(settings.retentionMs * 1e6)} of KV history`;
+    case 'revision':
+      return `auto-compaction: the leader keeps the last ${settings.retentionRevisions} revisions of KV history`;
+  }
 }

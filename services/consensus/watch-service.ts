@@ -3,6 +3,10 @@
  * the node's watch hub. Events go out a revision at a time, never split; when the stream cannot
  * take more (write returns false) we stop pulling until it drains, and the hub's per-watcher
  * limit decides when a watcher that cannot keep up is cancelled (with the revision to resume from).
+ *
+ * A refusal or a cancellation ends the stream with its status through `call.emit('error')`, which
+ * grpc-js sends as the trailers; `call.destroy(error)` sends the client nothing and leaves its
+ * stream open forever (grpc-js 1.14: the stream is destroyed before it can end with a status).
  */
 import { ServerWritableStream } from '@grpc/grpc-js';
 
@@ -20,12 +24,12 @@ export function watchService(node: ConsensusNode): WatchServiceServer {
       try {
         validateWatch(call.request, DEFAULT_KV_LIMITS);
       } catch (err) {
-        call.destroy(toServiceError(err));
+        call.emit('error', toServiceError(err));
         return;
       }
       const created = node.kv.watches.watch(call.request);
       if (!created.ok) {
-        call.destroy(toServiceError(created.error));
+        call.emit('error', toServiceError(created.error));
         return;
       }
       const watchId = created.watchId;
@@ -37,7 +41,7 @@ export function watchService(node: ConsensusNode): WatchServiceServer {
         unsubscribe();
         node.kv.watches.cancel(watchId);
         if (error === undefined) call.end();
-        else call.destroy(toServiceError(error));
+        else call.emit('error', toServiceError(error));
       };
       const send = (groups: readonly RevisionEvents[]) => {
         const { term, id } = node.headerInfo();

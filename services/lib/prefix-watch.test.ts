@@ -43,14 +43,15 @@ interface LogLine {
 
 /**
  * A PrefixWatch of `/a/` into a plain map, recording each snapshot and watch message. Its reads go
- * through `reads`, which can hold them back (`gate`) or fail the next few (`failNext`).
+ * through `reads`, which can hold them back (`gate`), fail the next few (`failNext`), or run
+ * something between a read's answer and the watch that follows it (`afterRead`).
  */
 function openWatch(addresses = [consensus.address]) {
   const mirror = new Map<string, string>();
   const snapshots: { keys: string[]; revision: number }[] = [];
   const messages: { keys: string[]; revision: number }[] = [];
   const logs: LogLine[] = [];
-  const reads = { gate: Promise.resolve(), failNext: 0, count: 0 };
+  const reads: { gate: Promise<void>; failNext: number; count: number; afterRead?: () => Promise<void> } = { gate: Promise.resolve(), failNext: 0, count: 0 };
   const kv = async (...args: Parameters<ConsensusClient['kv']>) => {
     reads.count++;
     await reads.gate;
@@ -58,7 +59,9 @@ function openWatch(addresses = [consensus.address]) {
       reads.failNext--;
       throw new Error('no leader yet');
     }
-    return client.kv(...args);
+    const response = await client.kv(...args);
+    await reads.afterRead?.();
+    return response;
   };
   const watch = new PrefixWatch({
     consensus: { kv: kv as ConsensusClient['kv'] },
@@ -227,6 +230,36 @@ describe('a broken watch', () => {
     await put('/a/after');
     await eventually(() => mirror.has('/a/after'), 'the new watch delivers');
     expect(watch.lastContactMs).toBeGreaterThan(contact);
+    expect(snapshots).toHaveLength(2);
+  });
+});
+
+describe('a compacted revision', () => {
+  test('a watch refused as compacted (OUT_OF_RANGE, etcd\'s text) is replaced by a fresh read and a new watch', async () => {
+    await put('/a/1', 'one');
+    const { watch, mirror, snapshots, logs, reads } = openWatch();
+    // Between the first read and its watch, the store moves on and is compacted past the read:
+    // the watch from the read's revision + 1 asks for history that is gone.
+    let compactedTo = 0;
+    reads.afterRead = async () => {
+      reads.afterRead = undefined;
+      await put('/a/1', 'two');
+      compactedTo = await put('/a/2', 'new');
+      await client.kv('compact', { revision: BigInt(compactedTo) }, { timeoutMs: 5_000, idempotent: true });
+    };
+
+    await watch.start();
+    expect(snapshots[0].revision).toBeLessThan(compactedTo);
+    await eventually(() => snapshots.length === 2, 'the prefix is read again');
+    expect(snapshots[1].revision).toBeGreaterThanOrEqual(compactedTo);
+    expect(logs.filter((line) => line.level === 'warn').map((line) => line.msg)).toEqual([
+      expect.stringMatching(/^watch on .* ended \(11 OUT_OF_RANGE: etcdserver: mvcc: required revision has been compacted \(revisions up to \d+ were compacted/),
+    ]);
+    expect(Object.fromEntries(mirror)).toEqual({ '/a/1': 'two', '/a/2': 'new' });
+
+    // The new watch follows on from the fresh read.
+    await put('/a/3', 'three');
+    await eventually(() => mirror.get('/a/3') === 'three', 'the new watch delivers');
     expect(snapshots).toHaveLength(2);
   });
 });

@@ -80,6 +80,7 @@ export class KvStateMachine {
   private readonly leaseTable = new LeaseTable();
   /** This server's watchers; fed by `apply`, drained by the shell. */
   readonly watches: WatchHub;
+  private compaction: { readonly revision: number; readonly keyRevisionsDropped: number } | undefined;
 
   constructor(limits: KvLimits = DEFAULT_KV_LIMITS) {
     const store = this.store;
@@ -103,6 +104,16 @@ export class KvStateMachine {
 
   get compactRevision(): bigint {
     return BigInt(this.store.compactRevision);
+  }
+
+  /** Changes held over every key (puts and tombstones): the history compaction frees. */
+  get retainedRevisions(): number {
+    return this.store.retainedRevisions;
+  }
+
+  /** The last compaction applied here and how many changes it forgot; none since start or restore. */
+  get lastCompaction(): { readonly revision: number; readonly keyRevisionsDropped: number } | undefined {
+    return this.compaction;
   }
 
   apply(command: Command): ApplyResult {
@@ -156,6 +167,7 @@ export class KvStateMachine {
     const decoded = decodeSnapshot(bytes);
     const previousRevision = this.store.currentRevision;
     this.store.load(decoded.histories, decoded.revision, decoded.compactRevision);
+    this.compaction = undefined;
     this.leaseTable.load(decoded.lastLeaseId, decoded.leases);
     for (const history of decoded.histories) {
       const latest = history.revisions[history.revisions.length - 1];
@@ -209,7 +221,7 @@ export class KvStateMachine {
     // etcd's order: at or below the last compaction first, then future.
     if (revision <= this.store.compactRevision) return this.failed(kvErrors.compacted(this.store.compactRevision));
     if (revision > this.store.currentRevision) return this.failed(kvErrors.futureRevision(this.store.currentRevision));
-    this.store.compact(revision);
+    this.compaction = { revision, keyRevisionsDropped: this.store.compact(revision) };
     const wake = this.watches.compacted(revision);
     return { ok: true, revision: this.revision, response: { $case: 'compact', value: { header: undefined } }, events: [], wake };
   }

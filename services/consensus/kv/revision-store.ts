@@ -35,7 +35,8 @@ export interface KeyRevision {
 /** A key and its retained changes, oldest first, strictly increasing in mod revision. Never empty. */
 export interface KeyHistory {
   readonly key: string;
-  readonly bytes: Buffer;
+  /** Replaced only by compaction, by a copy of the same bytes. */
+  bytes: Buffer;
   revisions: KeyRevision[];
 }
 
@@ -69,6 +70,8 @@ export class RevisionStore {
   private readonly index = new KeyIndex<KeyHistory>();
   private current = 1;
   private compacted = 0;
+  /** Every key's retained changes, summed: what compaction frees. */
+  private retained = 0;
   /** The revision of the open write; 0 when none is open. */
   private writing = 0;
   private nextSub = 0;
@@ -85,6 +88,11 @@ export class RevisionStore {
   /** Keys with a retained revision, deleted ones included. */
   get keyCount(): number {
     return this.index.size;
+  }
+
+  /** Changes retained, over every key (puts and tombstones): the history compaction frees. */
+  get retainedRevisions(): number {
+    return this.retained;
   }
 
   /** Why a read at `revision` (0 or less: the latest) cannot be answered; undefined when it can. */
@@ -167,6 +175,7 @@ export class RevisionStore {
       tombstone: false,
     };
     history.revisions.push(next);
+    this.retained++;
     return { history, next, previous };
   }
 
@@ -186,6 +195,7 @@ export class RevisionStore {
       tombstone: true,
     };
     history.revisions.push(next);
+    this.retained++;
     return { history, next, previous };
   }
 
@@ -201,24 +211,36 @@ export class RevisionStore {
   /**
    * Forgets the history at and before `revision` except each key's latest revision at it, when
    * that is a put (etcd's keyIndex.compact): reads at `revision` or later answer as before.
-   * O(keys): compaction is rare, and etcd's walks every key too.
+   * Returns how many changes it forgot. O(keys): compaction is rare, and etcd's walks every key too.
+   *
+   * What survives is copied out of Node's shared allocation pool: a small Buffer is a slice of an
+   * 8 KiB slab, and one retained value keeps its whole slab (and every forgotten value in it)
+   * alive. Each survivor is copied once; later compactions find it already alone.
    */
-  compact(revision: number): void {
+  compact(revision: number): number {
     invariant(this.writing === 0, () => 'compaction during a write');
     invariant(revision > this.compacted && revision <= this.current, () => `compaction to ${revision} with compact revision ${this.compacted} and current ${this.current}`);
     const survivors: KeyHistory[] = [];
-    let forgotten = false;
+    let dropped = 0;
     this.index.forEach((history) => {
       const at = lastAtOrBefore(history.revisions, revision);
       if (at >= 0) {
         const keepFrom = history.revisions[at].tombstone ? at + 1 : at;
-        if (keepFrom > 0) history.revisions = history.revisions.slice(keepFrom);
+        if (keepFrom > 0) {
+          history.revisions = history.revisions.slice(keepFrom);
+          dropped += keepFrom;
+        }
+        const oldest = history.revisions[0];
+        if (oldest !== undefined && isPooled(oldest.value)) history.revisions[0] = { ...oldest, value: ownCopy(oldest.value) };
       }
-      if (history.revisions.length > 0) survivors.push(history);
-      else forgotten = true;
+      if (history.revisions.length === 0) return;
+      if (isPooled(history.bytes)) history.bytes = ownCopy(history.bytes);
+      survivors.push(history);
     });
-    if (forgotten) this.index.reset(survivors);
+    if (survivors.length !== this.index.size) this.index.reset(survivors);
+    this.retained -= dropped;
     this.compacted = revision;
+    return dropped;
   }
 
   /**
@@ -253,9 +275,22 @@ export class RevisionStore {
     invariant(this.writing === 0, () => 'restore during a write');
     invariant(currentRevision >= 1 && compactRevision >= 0 && compactRevision <= currentRevision, () => `restore to revision ${currentRevision} compacted at ${compactRevision}`);
     this.index.reset(histories);
+    this.retained = histories.reduce((sum, history) => sum + history.revisions.length, 0);
     this.current = currentRevision;
     this.compacted = compactRevision;
   }
+}
+
+/** Whether `buffer` shares its ArrayBuffer (Node's pool slab, or a decoded message) with others. */
+function isPooled(buffer: Buffer): boolean {
+  return buffer.byteLength !== buffer.buffer.byteLength;
+}
+
+/** A copy in an ArrayBuffer of its own (Buffer.from and Buffer.copyBytesFrom use the pool). */
+function ownCopy(buffer: Buffer): Buffer {
+  const copy = Buffer.allocUnsafeSlow(buffer.byteLength);
+  copy.set(buffer);
+  return copy;
 }
 
 /** The key's live revision as of `revision`, or undefined. */
