@@ -9,7 +9,7 @@
  *   catalog         127.0.N.10    catalog (HTTP 8500, gRPC 8502; asks server-1..3's gossip on 8320),
  *                                 and a gossip client of its own (8320, LAN 8301)
  *   router-1, -2    127.0.N.20-21 federation-router (8330 in the datacenter; 8300, mutual TLS, between
- *                                 datacenters; forwards to the catalog's 8500)
+ *                                 datacenters; forwards to the catalog's 8500 and 8502)
  *   node-alpha-1    127.0.N.101   gossip client in segment alpha (8301), joins the servers' 8303
  *   node-beta-1     127.0.N.102   gossip client in segment beta (8301), joins the servers' 8304
  */
@@ -102,8 +102,10 @@ function datacenter(dc: string): ProcessSpec[] {
   // timings: on one machine Consul's WAN timings would only make failure detection slower.
   const routerFlags: HostFlag[] = [
     ...consensusAddrs,
-    // Not a start dependency: the catalog waits for the routers (-router-addr), not the reverse.
+    // Not start dependencies: the catalog waits for the routers (-router-addr), not the reverse.
+    // HTTP requests from other datacenters go to 8500, gRPC calls to 8502.
     { name: 'catalog-addr', hostPort: ['catalog', PORTS.catalogHttp], waitFor: false },
+    { name: 'catalog-grpc-addr', hostPort: ['catalog', PORTS.catalogGrpc], waitFor: false },
     { name: 'ca-file', tlsFile: 'ca' },
     { name: 'cert-file', tlsFile: 'cert' },
     { name: 'key-file', tlsFile: 'key' },

@@ -5,8 +5,9 @@
  * one transaction each. The gRPC Status asks every consensus server for theirs.
  * With `-gossip-addr` (the datacenter's server gossip agents) it also serves `/v1/agent/...` and
  * stands for the reconciler, which one catalog per datacenter holds at a time. With
- * `-router-addr` (the datacenter's federation routers) it forwards `?dc=` of other datacenters,
- * serves `/v1/operator/area` and lists the datacenters the routers reach.
+ * `-router-addr` (the datacenter's federation routers) it forwards `?dc=` of other datacenters
+ * (and gRPC calls naming one), serves `/v1/operator/area` and lists the datacenters the routers
+ * reach.
  */
 import { randomUUID } from 'node:crypto';
 
@@ -30,7 +31,7 @@ import { catalogRouter } from './http/routes';
 import { RECONCILER_DEFAULTS, Reconciler } from './reconciler';
 import { ELECTION_DEFAULTS, ReconcilerElection, consensusLeaseStore } from './reconciler-election';
 import { RECONCILER_LOCK_KEY, catalogReconcilerStore } from './reconciler-store';
-import { RouterClient, routerAddrsField } from './router-client';
+import { ForwardSlots, RouterClient, routerAddrsField } from './router-client';
 import { LockDelays } from './state/lock-delay';
 import { SessionReaper } from './state/session-reaper';
 import { CatalogView } from './state/view';
@@ -59,10 +60,12 @@ export const catalogRole: RoleDefinition<typeof fields> = {
     const lockDelays = new LockDelays(clock);
     // The gRPC API (8502) runs on the same view, sync, consensus client and lock-delays as HTTP.
     const watches = new Watches({ datacenter: config.datacenter, view, sync, consensus }, logger, WATCH_DEFAULTS);
+    // Both APIs forward other datacenters' requests through the same routers, within one limit.
+    const forwardSlots = new ForwardSlots();
     const server = new RoleGrpcServer({
       logger,
       tracer,
-      services: catalogApiServices({ datacenter: config.datacenter, node: config.node, view, sync, consensus, lockDelays, watches, logger, context }),
+      services: catalogApiServices({ datacenter: config.datacenter, node: config.node, view, sync, consensus, lockDelays, watches, logger, context, routers, forwardSlots }),
     });
     // Releases the locks of sessions that end (TTL expiry, failed checks), from the view's changes.
     const sessionReaper = new SessionReaper({ view, consensus, lockDelays, logger });
@@ -72,7 +75,7 @@ export const catalogRole: RoleDefinition<typeof fields> = {
       router: catalogRouter({ datacenter: config.datacenter, node: config.node, nodeId, address: config.bind, view, sync, consensus, gossip, routers, lockDelays, logger, blockingQueries, metrics: context.metrics }),
       logger,
       tracer,
-      remote: new DatacenterForwarding({ datacenter: config.datacenter, routers, logger }),
+      remote: new DatacenterForwarding({ datacenter: config.datacenter, routers, logger, slots: forwardSlots }),
       metrics: httpMetrics,
     });
     const grpc = await server.listen(config.bind, config.grpcPort);
@@ -83,7 +86,7 @@ export const catalogRole: RoleDefinition<typeof fields> = {
     const election = gossip.configured ? startReconciler({ config, logger, tracer, clock, view, consensus, gossip }) : undefined;
     if (gossip.configured) void warnAboutClientAgents(gossip, logger);
     else logger.warn('no -gossip-addr: this catalog runs no reconciler (gossip changes do not reach the catalog) and /v1/agent/... answers 500; pass -gossip-addr=HOST:8320 once per server gossip agent');
-    if (!routers.configured) logger.warn('no -router-addr: this catalog knows no other datacenter (?dc= of another answers No path to datacenter, /v1/operator/area answers 500); pass -router-addr=HOST:8330 once per federation router');
+    if (!routers.configured) logger.warn('no -router-addr: this catalog knows no other datacenter (?dc= of another, and a gRPC call naming one, answer No path to datacenter; /v1/operator/area answers 500); pass -router-addr=HOST:8330 once per federation router');
     server.setServing(true);
     return {
       listeners: { grpc, http: httpAddress },

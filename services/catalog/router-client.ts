@@ -40,6 +40,7 @@ import {
 import { Clock, systemClock } from '../lib/clock';
 import { checks, field } from '../lib/config';
 import { callUnary, createRoleClient } from '../lib/grpc-client';
+import { GRPC_SERVER_DEFAULTS } from '../lib/grpc-server';
 import { JITTER_FRACTION } from './state/consistent-read';
 
 /** An Operator call that reads or writes the areas in consensus. */
@@ -76,6 +77,47 @@ export function routerAddrsField() {
 /** No router could be reached (or none is configured): the text names each one tried and why. */
 export class RouterUnavailableError extends Error {
   override readonly name = 'RouterUnavailableError';
+  constructor(
+    message: string,
+    /** The request was lost on its way through a router, which may have carried it out. */
+    readonly mayHaveApplied = false,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * A forwarded request that does not block: our router, the remote one, and the remote catalog,
+ * which may itself wait for its view to catch up or plan a write again.
+ */
+export const FORWARD_TIMEOUT_MS = 30_000;
+
+/**
+ * Forwards in flight at once, from both APIs (blocking queries hold theirs for minutes): half the
+ * streams a router takes on one connection, the rest left to Operator calls.
+ */
+export const MAX_FORWARDS_IN_FLIGHT = GRPC_SERVER_DEFAULTS.maxConcurrentStreams / 2;
+
+/** Counts forwards in flight against a limit shared by the HTTP and gRPC APIs of one catalog. */
+export class ForwardSlots {
+  private taken = 0;
+
+  constructor(readonly limit: number = MAX_FORWARDS_IN_FLIGHT) {}
+
+  get inFlight(): number {
+    return this.taken;
+  }
+
+  /** Takes a slot; false when all are taken (the caller answers "retry later"). */
+  tryTake(): boolean {
+    if (this.taken >= this.limit) return false;
+    this.taken++;
+    return true;
+  }
+
+  release(): void {
+    this.taken--;
+  }
 }
 
 /** A router answered, with an error of its own (its text: Consul's where Consul has one). */
@@ -194,7 +236,7 @@ export class RouterClient {
         const outcome = classify(failure);
         if (outcome === 'answer') throw new RouterAnswerError(failure.code, failure.details || failure.message);
         if (outcome === 'lost' && !options.repeatable) {
-          throw new RouterUnavailableError(`The request was lost on its way through the federation router ${describe(failure, address)}; it may have been carried out, so it was not sent to another router`);
+          throw new RouterUnavailableError(`The request was lost on its way through the federation router ${describe(failure, address)}; it may have been carried out, so it was not sent to another router`, true);
         }
         failures.push(describe(failure, address));
       }
@@ -246,3 +288,10 @@ function describe(err: ServiceError, address: string): string {
   if (err.code === GrpcStatus.DEADLINE_EXCEEDED) return `${address}: no answer before the deadline`;
   return `${address}: ${err.details || err.message}`;
 }
+
+/** No federation router (no -router-addr): every other datacenter has no path. */
+export const NO_ROUTERS: Pick<RouterClient, 'configured' | 'forward' | 'datacenters'> = {
+  configured: false,
+  forward: () => Promise.reject(new Error('no federation router is configured')),
+  datacenters: () => Promise.reject(new Error('no federation router is configured')),
+};

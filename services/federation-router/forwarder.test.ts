@@ -23,12 +23,15 @@ import {
   FederationServiceForwardResponse,
   FederationServiceService,
 } from '../gen/consulate/router/v1/federation';
-import { ForwardRequest, ForwardResponse } from '../gen/consulate/router/v1/operator';
+import { CatalogServiceService, ListNodesRequest, ListNodesResponse } from '../gen/consulate/catalog/v1/catalog';
+import { GetRequest, KVServiceService, PutRequest } from '../gen/consulate/catalog/v1/kv';
+import { Consistency } from '../gen/consulate/catalog/v1/query';
+import { ForwardRequest, ForwardResponse, GrpcRequest } from '../gen/consulate/router/v1/operator';
 import { createLogger } from '../lib/log';
 import { Area, AreaStore } from './area-store';
 import { Federation } from './federation';
 import { federationService, forwardFailure } from './federation-service';
-import { ForwardError, Forwarder, NO_PATH, NO_SERVER } from './forwarder';
+import { ForwardError, Forwarder, GRPC_RETURN_MARGIN_MS, NO_PATH, NO_SERVER } from './forwarder';
 import { DATACENTER_METADATA, PeerClients } from './peer-clients';
 import { MAX_HOPS, NextHop, Route } from './routing/route-table';
 import { MutualTlsListener } from './tls-listener';
@@ -96,9 +99,9 @@ async function scriptedRouter(handler: ForwardHandler): Promise<{ address: strin
 }
 
 /** A real router of `datacenter` on 8300: the FederationService adapter over its own Forwarder. */
-async function realRouter(datacenter: string, catalogAddrs: string[], more: { caller?: string; routes?: Route[]; areas?: Area[] } = {}): Promise<{ address: string; forwarder: Forwarder }> {
+async function realRouter(datacenter: string, catalogAddrs: string[], more: { caller?: string; routes?: Route[]; areas?: Area[]; catalogGrpcAddrs?: string[] } = {}): Promise<{ address: string; forwarder: Forwarder }> {
   const caller = more.caller ?? 'dc1';
-  const forwarder = newForwarder({ datacenter, catalogAddrs, routes: more.routes, areas: more.areas });
+  const forwarder = newForwarder({ datacenter, catalogAddrs, catalogGrpcAddrs: more.catalogGrpcAddrs, routes: more.routes, areas: more.areas });
   // Plaintext here: the listener that checks certificates vouches for whoever calls.
   const listener = { datacenterOf: () => caller } as unknown as MutualTlsListener;
   const address = await serveFederation(federationService({ datacenter, node: `router-1.${datacenter}`, federation: {} as Federation, forwarder, listener: () => listener, logger }));
@@ -132,12 +135,12 @@ function plaintextPeers(datacenter: string): PeerClients {
 }
 
 /** A Forwarder of `datacenter` with these routes and areas. */
-function newForwarder(options: { datacenter: string; catalogAddrs?: string[]; routes?: Route[]; areas?: Area[] }): Forwarder {
+function newForwarder(options: { datacenter: string; catalogAddrs?: string[]; catalogGrpcAddrs?: string[]; routes?: Route[]; areas?: Area[] }): Forwarder {
   const routes = new Map((options.routes ?? []).map((route) => [route.datacenter, route]));
   const areas = options.areas ?? [];
   const federation = { route: (datacenter: string) => routes.get(datacenter) } as unknown as Federation;
   const store = { areas: () => areas, area: (id: string) => areas.find((area) => area.id === id) } as unknown as AreaStore;
-  const forwarder = new Forwarder({ datacenter: options.datacenter, catalogAddrs: options.catalogAddrs ?? [], logger }, federation, store, plaintextPeers(options.datacenter));
+  const forwarder = new Forwarder({ datacenter: options.datacenter, catalogAddrs: options.catalogAddrs ?? [], catalogGrpcAddrs: options.catalogGrpcAddrs ?? [], logger }, federation, store, plaintextPeers(options.datacenter));
   cleanups.push(() => forwarder.close());
   return forwarder;
 }
@@ -497,5 +500,220 @@ describe('passing a request through (transit)', () => {
     const err = await failure(forwarder.forward(request('dc4'), inSeconds(5), before(MAX_HOPS - 2), 'dc1'));
     expect(err.message).toBe(NO_PATH);
     expect(next.calls).toHaveLength(1);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// gRPC calls (operator.proto GrpcRequest): the same path as HTTP, served from the catalog's 8502
+//
+//   dc1 ──► r1.dc2 ──► dc2's catalog, gRPC: the request's bytes in, its status, trailers and
+//                      answer's bytes out
+
+interface SeenGrpcCall {
+  readonly path: string;
+  readonly request: unknown;
+  readonly metadata: Metadata;
+  readonly deadlineMs: number;
+}
+
+/** How a scripted catalog ends a call: an answer, a status, or never (undefined). */
+type CatalogScript = (request: unknown) => { answer: unknown } | { code: GrpcStatus; details: string; trailers?: Record<string, string> } | undefined;
+
+/** A catalog's gRPC API (Catalog and KV services) on an ephemeral port, scripted by method path; every call is kept. */
+async function fakeCatalogGrpc(script: Record<string, CatalogScript>): Promise<{ address: string; seen: SeenGrpcCall[] }> {
+  const seen: SeenGrpcCall[] = [];
+  const server = new GrpcServer();
+  for (const definition of [CatalogServiceService, KVServiceService]) {
+    const implementation: Record<string, unknown> = {};
+    for (const [name, method] of Object.entries(definition)) {
+      implementation[name] = (call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) => {
+        const deadline = call.getDeadline();
+        seen.push({ path: method.path, request: call.request, metadata: call.metadata, deadlineMs: deadline instanceof Date ? deadline.getTime() : Number(deadline) });
+        const outcome = (script[method.path] ?? (() => ({ code: GrpcStatus.UNIMPLEMENTED, details: 'not scripted' })))(call.request);
+        if (outcome === undefined) return;
+        if ('answer' in outcome) return callback(null, outcome.answer);
+        const trailers = new Metadata();
+        for (const [key, value] of Object.entries(outcome.trailers ?? {})) trailers.set(key, value);
+        callback({ code: outcome.code, details: outcome.details, metadata: trailers });
+      };
+    }
+    server.addService(definition, implementation as never);
+  }
+  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound))));
+  cleanups.push(() => server.forceShutdown());
+  return { address: `127.0.0.1:${port}`, seen };
+}
+
+const LIST_NODES = '/consulate.catalog.v1.CatalogService/ListNodes';
+const KV_GET = '/consulate.catalog.v1.KVService/Get';
+const KV_PUT = '/consulate.catalog.v1.KVService/Put';
+const dc2Node = { id: '', name: 'only-in-dc2', address: '10.0.2.5', datacenter: 'dc2', taggedAddresses: {}, meta: {}, createIndex: 7n, modifyIndex: 7n };
+const listNodesRequest: ListNodesRequest = { query: { consistency: Consistency.CONSISTENCY_DEFAULT, minIndex: 0n, maxStale: undefined, datacenter: 'dc2' }, nodeMeta: {} };
+const listsDc2Node: CatalogScript = () => ({ answer: { nodes: [dc2Node], meta: undefined } });
+
+/** A gRPC call for `datacenter`, as a catalog hands it to its router. */
+function grpcRequest(datacenter: string, grpc: Partial<GrpcRequest> = {}): ForwardRequest {
+  return { datacenter, grpc: { method: LIST_NODES, message: Buffer.from(ListNodesRequest.encode(listNodesRequest).finish()), readOnly: true, ...grpc } };
+}
+
+const putRequest = (): Partial<GrpcRequest> => ({ method: KV_PUT, message: Buffer.from(PutRequest.encode({ key: 'k', value: Buffer.from('v'), flags: 0n, condition: undefined, datacenter: 'dc2' }).finish()), readOnly: false });
+
+describe('serving a gRPC call for this datacenter', () => {
+  test("calls the catalog's gRPC API with the request's bytes and hands back its answer's bytes", async () => {
+    const catalog = await fakeCatalogGrpc({ [LIST_NODES]: listsDc2Node });
+    const forwarder = newForwarder({ datacenter: 'dc2', catalogGrpcAddrs: [catalog.address] });
+
+    const answer = await forwarder.forward(grpcRequest('dc2'), inSeconds(5), ['dc1'], 'dc1');
+
+    expect(answer.path).toEqual(['dc2']);
+    expect(answer.response).toBeUndefined();
+    expect({ ...answer.grpc, message: undefined }).toEqual({ code: GrpcStatus.OK, details: '', message: undefined, trailers: {} });
+    expect(ListNodesResponse.decode(answer.grpc!.message).nodes).toEqual([dc2Node]);
+    expect(catalog.seen.map((call) => [call.path, call.request])).toEqual([[LIST_NODES, listNodesRequest]]);
+  });
+
+  test("the catalog's error status is its answer, not the router's: code, details, and its consulate-* trailers", async () => {
+    const catalog = await fakeCatalogGrpc({ [KV_GET]: () => ({ code: GrpcStatus.NOT_FOUND, details: 'key "x" doesn\'t exist', trailers: { 'consulate-index': '42', 'x-other': 'no' } }) });
+    const forwarder = newForwarder({ datacenter: 'dc2', catalogGrpcAddrs: [catalog.address] });
+    const get = Buffer.from(GetRequest.encode({ query: undefined, key: 'x', recurse: false, keys: false, separator: '' }).finish());
+
+    const answer = await forwarder.forward(grpcRequest('dc2', { method: KV_GET, message: get }), inSeconds(5), ['dc1'], 'dc1');
+
+    expect(answer.grpc).toEqual({ code: GrpcStatus.NOT_FOUND, details: 'key "x" doesn\'t exist', message: Buffer.alloc(0), trailers: { 'consulate-index': '42' } });
+  });
+
+  test('gives the catalog the deadline less a margin for the way back: 1 s, or a tenth of what is left', async () => {
+    const catalog = await fakeCatalogGrpc({ [LIST_NODES]: listsDc2Node });
+    const forwarder = newForwarder({ datacenter: 'dc2', catalogGrpcAddrs: [catalog.address] });
+    const long = inSeconds(30);
+    await forwarder.forward(grpcRequest('dc2'), long, ['dc1'], 'dc1');
+    const short = inSeconds(2);
+    await forwarder.forward(grpcRequest('dc2'), short, ['dc1'], 'dc1');
+    const [first, second] = catalog.seen.map((call) => call.deadlineMs);
+    expect(Math.abs(first - (long - GRPC_RETURN_MARGIN_MS))).toBeLessThan(150);
+    expect(Math.abs(second - (short - 200))).toBeLessThan(150);
+  });
+
+  test('carries the active trace to the catalog in the gRPC metadata', async () => {
+    const contextManager = new AsyncLocalStorageContextManager().enable();
+    otelContext.setGlobalContextManager(contextManager);
+    propagation.setGlobalPropagator(new W3CTraceContextPropagator());
+    cleanups.push(() => (propagation.disable(), otelContext.disable()));
+    const catalog = await fakeCatalogGrpc({ [LIST_NODES]: listsDc2Node });
+    const forwarder = newForwarder({ datacenter: 'dc2', catalogGrpcAddrs: [catalog.address] });
+
+    const span = { traceId: '4bf92f3577b34da6a3ce929d0e0e4736', spanId: '00f067aa0ba902b7', traceFlags: TraceFlags.SAMPLED };
+    await otelContext.with(trace.setSpanContext(ROOT_CONTEXT, span), () => forwarder.forward(grpcRequest('dc2'), inSeconds(5), ['dc1'], 'dc1'));
+    expect(String(catalog.seen[0].metadata.get('traceparent')[0])).toMatch(/^00-4bf92f3577b34da6a3ce929d0e0e4736-[0-9a-f]{16}-01$/);
+  });
+
+  test('tries the next catalog when one cannot be reached', async () => {
+    const catalog = await fakeCatalogGrpc({ [LIST_NODES]: listsDc2Node });
+    const forwarder = newForwarder({ datacenter: 'dc2', catalogGrpcAddrs: [await deadAddress(), catalog.address] });
+    const answer = await forwarder.forward(grpcRequest('dc2'), inSeconds(5), ['dc1'], 'dc1');
+    expect(ListNodesResponse.decode(answer.grpc!.message).nodes).toEqual([dc2Node]);
+  });
+
+  test("answers UNAVAILABLE with Consul's text when no catalog can be reached, or none is configured", async () => {
+    const [a, b] = [await deadAddress(), await deadAddress()];
+    const unreachable = await failure(newForwarder({ datacenter: 'dc2', catalogGrpcAddrs: [a, b] }).forward(grpcRequest('dc2'), inSeconds(5), ['dc1'], 'dc1'));
+    expect(unreachable.code).toBe(GrpcStatus.UNAVAILABLE);
+    expect(unreachable.message).toMatch(new RegExp(`^${NO_SERVER}: no catalog of dc2 answered \\(${a}: .*; ${b}: .*\\)$`));
+    const none = await failure(newForwarder({ datacenter: 'dc2', catalogAddrs: ['127.0.0.1:8500'] }).forward(grpcRequest('dc2'), inSeconds(5), ['dc1'], 'dc1'));
+    expect([none.code, none.message]).toEqual([GrpcStatus.UNAVAILABLE, 'router has no catalog gRPC API to ask in dc2 (-catalog-grpc-addr)']);
+  });
+
+  test('a catalog that takes the call and never answers: its DEADLINE_EXCEEDED is the answer, not tried elsewhere (it may have applied)', async () => {
+    const silent = await fakeCatalogGrpc({ [KV_PUT]: () => undefined });
+    const other = await fakeCatalogGrpc({ [KV_PUT]: () => ({ answer: { succeeded: true, index: 1n } }) });
+    const forwarder = newForwarder({ datacenter: 'dc2', catalogGrpcAddrs: [silent.address, other.address] });
+    const answer = await forwarder.forward(grpcRequest('dc2', putRequest()), Date.now() + 1_000, ['dc1'], 'dc1');
+    expect(answer.grpc?.code).toBe(GrpcStatus.DEADLINE_EXCEEDED);
+    expect(other.seen).toHaveLength(0);
+  });
+});
+
+describe('forwarding a gRPC call to another datacenter', () => {
+  test.each([
+    ['a service of another role', '/consulate.consensus.v1.KVService/Range'],
+    ['gRPC health checking', '/grpc.health.v1.Health/Check'],
+    ['server reflection', '/grpc.reflection.v1.ServerReflection/ServerReflectionInfo'],
+    ['a watch (a server stream)', '/consulate.catalog.v1.KVService/WatchPrefix'],
+    ['the other watch', '/consulate.catalog.v1.HealthService/WatchServiceHealth'],
+    ['a path without its leading slash', 'consulate.catalog.v1.KVService/Get'],
+    ['a path with more in it', '/consulate.catalog.v1.KVService/Get/../../x'],
+  ])('refuses %s with INVALID_ARGUMENT before it travels', async (_, method) => {
+    const router = await scriptedRouter((_call, callback) => callback(null, answered('dc2')));
+    const forwarder = newForwarder({ datacenter: 'dc1', routes: [route(['dc2'], [hop('r1.dc2', router.address, 'dc2')])] });
+    const err = await failure(forwarder.forward(grpcRequest('dc2', { method }), inSeconds(5), [], undefined));
+    expect(err.code).toBe(GrpcStatus.INVALID_ARGUMENT);
+    expect(err.message).toMatch(/^gRPC method ".*" (is not forwarded: only the unary methods of consulate\.catalog\.v1\.CatalogService, consulate\.catalog\.v1\.HealthService, consulate\.catalog\.v1\.KVService, consulate\.catalog\.v1\.SessionService cross datacenters|streams: watches of another datacenter are not forwarded)$/);
+    expect(router.calls).toHaveLength(0);
+  });
+
+  test('refuses a request that is both HTTP and gRPC, or neither', async () => {
+    const forwarder = newForwarder({ datacenter: 'dc1' });
+    const both = await failure(forwarder.forward({ ...grpcRequest('dc2'), request: request('dc2').request }, inSeconds(5), [], undefined));
+    expect([both.code, both.message]).toEqual([GrpcStatus.INVALID_ARGUMENT, 'a forwarded request is an HTTP request or a gRPC call, not both']);
+    const neither = await failure(forwarder.forward({ datacenter: 'dc2' }, inSeconds(5), [], undefined));
+    expect(neither.code).toBe(GrpcStatus.INVALID_ARGUMENT);
+  });
+
+  test('a serving router refuses one too, whoever sent it', async () => {
+    const catalog = await fakeCatalogGrpc({});
+    const forwarder = newForwarder({ datacenter: 'dc2', catalogGrpcAddrs: [catalog.address] });
+    const err = await failure(forwarder.forward(grpcRequest('dc2', { method: '/grpc.health.v1.Health/Check' }), inSeconds(5), ['dc1'], 'dc1'));
+    expect(err.code).toBe(GrpcStatus.INVALID_ARGUMENT);
+    expect(catalog.seen).toHaveLength(0);
+  });
+
+  test('end to end: a real router of dc2 serves it from its catalog; the answer comes back whole', async () => {
+    const catalog = await fakeCatalogGrpc({ [LIST_NODES]: listsDc2Node });
+    const dc2 = await realRouter('dc2', [], { catalogGrpcAddrs: [catalog.address] });
+    const forwarder = newForwarder({ datacenter: 'dc1', routes: [route(['dc2'], [hop('r1.dc2', dc2.address, 'dc2')])] });
+    const answer = await forwarder.forward(grpcRequest('dc2'), inSeconds(5), [], undefined);
+    expect(answer.path).toEqual(['dc2']);
+    expect(answer.grpc?.code).toBe(GrpcStatus.OK);
+    expect(ListNodesResponse.decode(answer.grpc!.message).nodes).toEqual([dc2Node]);
+  });
+
+  test("end to end through transit: dc1 → dc2 → dc3's catalog, the catalog's error status intact", async () => {
+    const catalog = await fakeCatalogGrpc({ [KV_GET]: () => ({ code: GrpcStatus.NOT_FOUND, details: 'key "x" doesn\'t exist', trailers: { 'consulate-index': '9' } }) });
+    const dc3 = await realRouter('dc3', [], { caller: 'dc2', catalogGrpcAddrs: [catalog.address] });
+    const dc2 = await realRouter('dc2', [], {
+      caller: 'dc1',
+      routes: [route(['dc3'], [hop('r1.dc3', dc3.address, 'dc3', { areaId: 'area-dc3' })], 'area-dc3')],
+      areas: [area('area-dc1', 'dc1', true), area('area-dc3', 'dc3', true)],
+    });
+    const dc1 = newForwarder({ datacenter: 'dc1', routes: [route(['dc2', 'dc3'], [hop('r1.dc2', dc2.address, 'dc2', { areaId: 'area-dc2' })], 'area-dc2')] });
+    const get = Buffer.from(GetRequest.encode({ query: undefined, key: 'x', recurse: false, keys: false, separator: '' }).finish());
+
+    const answer = await dc1.forward(grpcRequest('dc3', { method: KV_GET, message: get }), inSeconds(5), [], undefined);
+    expect(answer.path).toEqual(['dc2', 'dc3']);
+    expect(answer.grpc).toEqual({ code: GrpcStatus.NOT_FOUND, details: 'key "x" doesn\'t exist', message: Buffer.alloc(0), trailers: { 'consulate-index': '9' } });
+  });
+
+  test('a read-only call in flight to a router declared failed moves on to the next', async () => {
+    const r1 = await scriptedRouter(() => undefined);
+    const r2 = await scriptedRouter((_, callback) => callback(null, { forward: { grpc: { code: GrpcStatus.OK, details: '', message: Buffer.from('r2'), trailers: {} }, path: ['dc2'] } }));
+    const forwarder = newForwarder({ datacenter: 'dc1', routes: [route(['dc2'], [hop('r1.dc2', r1.address, 'dc2'), hop('r2.dc2', r2.address, 'dc2')])] });
+    const pending = forwarder.forward(grpcRequest('dc2'), inSeconds(30), [], undefined);
+    while (r1.calls.length === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+    forwarder.routerFailed(r1.address);
+    expect(Buffer.from((await pending).grpc!.message).toString()).toBe('r2');
+    expect(r2.calls.map((call) => call.request.forward?.grpc?.method)).toEqual([LIST_NODES]);
+  });
+
+  test('a call that is not read-only, once it may have reached a router, is not sent again', async () => {
+    const r1 = await scriptedRouter(() => undefined);
+    const r2 = await scriptedRouter((_, callback) => callback(null, answered('dc2')));
+    const forwarder = newForwarder({ datacenter: 'dc1', routes: [route(['dc2'], [hop('r1.dc2', r1.address, 'dc2'), hop('r2.dc2', r2.address, 'dc2')])] });
+    const pending = failure(forwarder.forward(grpcRequest('dc2', putRequest()), inSeconds(30), [], undefined));
+    while (r1.calls.length === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+    forwarder.routerFailed(r1.address);
+    const err = await pending;
+    expect(err.code).toBe(GrpcStatus.UNKNOWN);
+    expect(err.message).toMatch(/^rpc error: the request to r1\.dc2 failed after it was sent and may or may not have been applied/);
+    expect(r2.calls).toHaveLength(0);
   });
 });

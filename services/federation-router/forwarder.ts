@@ -1,10 +1,12 @@
 /**
  * Cross-datacenter forwarding. A catalog hands its router a request for another datacenter
  * (ForwardService on 8330); the router sends it along its route to a router of the next
- * datacenter on 8300 (FederationService.Forward), which serves it from its own catalog's HTTP API,
- * or, through a transit area, passes it on. Deadlines shrink along the way, the trace context
- * rides in gRPC metadata and then in the `traceparent` header, and the answer comes back
- * unchanged.
+ * datacenter on 8300 (FederationService.Forward), which serves it from its own catalog, or,
+ * through a transit area, passes it on. A request is either one to the catalog's HTTP API (served
+ * from -catalog-addr) or a unary call to its gRPC API (served from -catalog-grpc-addr,
+ * catalog-grpc.ts); both take the same path, failover and limits, and only the last hop tells them
+ * apart. Deadlines shrink along the way, the trace context rides in gRPC metadata (and then in
+ * the `traceparent` header for HTTP), and the answer comes back unchanged.
  *
  * Failover (beyond Consul, which returns the first error): a router that cannot be reached is
  * marked offline for a while, so later requests try the datacenter's other routers first, and
@@ -13,11 +15,12 @@
 import { Agent, IncomingMessage, request as httpRequest } from 'node:http';
 
 import { ClientUnaryCall, Deadline, Metadata, ServiceError, status as GrpcStatus } from '@grpc/grpc-js';
-import { context as otelContext, propagation } from '@opentelemetry/api';
+import { Tracer, context as otelContext, propagation, trace } from '@opentelemetry/api';
 
-import { ForwardRequest, ForwardResponse, HttpResponse } from '../gen/consulate/router/v1/operator';
+import { ForwardRequest, ForwardResponse, GrpcRequest, GrpcResponse, HttpResponse } from '../gen/consulate/router/v1/operator';
 import { Logger } from '../lib/log';
 import { AreaStore } from './area-store';
+import { CatalogGrpcClients, CatalogUnreachableError, neverSent, refusedMethod } from './catalog-grpc';
 import { Federation } from './federation';
 import { PeerClients } from './peer-clients';
 import { MAX_HOPS, NextHop } from './routing/route-table';
@@ -35,6 +38,12 @@ const SAFE_METHODS = new Set(['GET', 'HEAD']);
 const RESPONSE_HEADERS = /^(content-type|x-consul-[a-z-]+)$/;
 /** Request headers that travel; hop-by-hop ones never do. */
 const REQUEST_HEADERS = /^(content-type|x-consul-[a-z-]+|authorization|accept)$/;
+/**
+ * Kept back from the deadline of a gRPC call to the catalog: a blocking read there ends its wait
+ * a little before the deadline it sees (catalog grpc/query.ts), and this leaves its answer time to
+ * travel back through the routers before the caller's deadline. At most a tenth of what is left.
+ */
+export const GRPC_RETURN_MARGIN_MS = 1_000;
 
 /** An error the router answers with; `code` is the gRPC status it travels as. */
 export class ForwardError extends Error {
@@ -51,8 +60,12 @@ export interface ForwarderOptions {
   readonly datacenter: string;
   /** This datacenter's catalogs, host:port of their HTTP API. */
   readonly catalogAddrs: readonly string[];
+  /** This datacenter's catalogs, host:port of their gRPC API (8502): where forwarded gRPC calls go. */
+  readonly catalogGrpcAddrs?: readonly string[];
   readonly logger: Logger;
   readonly metrics?: ForwardMetrics;
+  /** For the spans of calls to the catalog's gRPC API. */
+  readonly tracer?: Tracer;
 }
 
 /** How a forward() ended: answered, no route (Consul's NO_PATH), no router or catalog reachable (NO_SERVER), or else. */
@@ -71,17 +84,22 @@ export class Forwarder {
   private readonly offlineUntil = new Map<string, number>();
   private readonly inFlight = new Map<string, Set<ClientUnaryCall>>();
   private readonly agent = new Agent({ keepAlive: true, maxSockets: 256 });
+  private readonly catalogGrpc: CatalogGrpcClients;
   private nextCatalog = 0;
+  private nextGrpcCatalog = 0;
 
   constructor(
     private readonly options: ForwarderOptions,
     private readonly federation: Federation,
     private readonly store: AreaStore,
     private readonly peers: PeerClients,
-  ) {}
+  ) {
+    this.catalogGrpc = new CatalogGrpcClients(options.tracer ?? trace.getTracer('consulate-federation-router'));
+  }
 
   close(): void {
     this.agent.destroy();
+    this.catalogGrpc.close();
   }
 
   /**
@@ -103,8 +121,12 @@ export class Forwarder {
 
   private async forwardAlongRoute(request: ForwardRequest, deadlineMs: number, visited: readonly string[], from: string | undefined): Promise<ForwardResponse> {
     const local = this.options.datacenter;
+    // Refused wherever it arrives, so a request that will not be served never travels.
+    const malformed = malformedRequest(request);
+    if (malformed !== undefined) throw new ForwardError(malformed, GrpcStatus.INVALID_ARGUMENT);
     if (request.datacenter === local) {
       if (from === undefined) throw new ForwardError(`request is for this datacenter (${local}); serve it locally`, GrpcStatus.INVALID_ARGUMENT);
+      if (request.grpc !== undefined) return { grpc: await this.serveGrpcLocally(request.grpc, deadlineMs), path: [local] };
       return { response: await this.serveLocally(request, deadlineMs), path: [local] };
     }
     const route = this.federation.route(request.datacenter);
@@ -120,14 +142,14 @@ export class Forwarder {
     const hops = this.tryOrder(route.nextHops);
     if (hops.length === 0) throw this.noServer(request, 'every router of the next datacenter is failed');
     const failures: string[] = [];
-    const retriable = SAFE_METHODS.has(request.request?.method ?? '');
+    const retriable = request.grpc !== undefined ? request.grpc.readOnly : SAFE_METHODS.has(request.request?.method ?? '');
     for (const hop of hops) {
       if (Date.now() >= deadlineMs) break;
       try {
         const answer = await this.callRouter(hop, request, [...visited, local], deadlineMs);
         this.offlineUntil.delete(hop.address);
         // ForwardResponse.path runs from the first remote datacenter: a transit one adds itself.
-        return { response: answer.response, path: from === undefined ? answer.path : [local, ...answer.path] };
+        return { response: answer.response, grpc: answer.grpc, path: from === undefined ? answer.path : [local, ...answer.path] };
       } catch (err) {
         const error = err as ServiceError;
         if (isAnswer(error)) throw new ForwardError(error.details, error.code);
@@ -136,7 +158,7 @@ export class Forwarder {
         this.offlineUntil.set(hop.address, Date.now() + OFFLINE_MS);
         // A write that may have reached the router is not sent again: it could apply twice.
         if (!retriable && !neverSent(error)) {
-          this.options.logger.warn({ datacenter: request.datacenter, router: hop.name, address: hop.address, code: error.code }, `router ${hop.name} of ${hop.datacenter} failed a forwarded ${request.request?.method} after it was sent (${reason}); not retried`);
+          this.options.logger.warn({ datacenter: request.datacenter, router: hop.name, address: hop.address, code: error.code }, `router ${hop.name} of ${hop.datacenter} failed a forwarded ${request.grpc?.method ?? request.request?.method} after it was sent (${reason}); not retried`);
           throw new ForwardError(`rpc error: the request to ${hop.name} failed after it was sent and may or may not have been applied: ${reason}`, GrpcStatus.UNKNOWN);
         }
         this.options.logger.warn({ datacenter: request.datacenter, router: hop.name, address: hop.address, code: error.code }, `router ${hop.name} of ${hop.datacenter} failed a forwarded request (${reason}); trying the next`);
@@ -177,6 +199,32 @@ export class Forwarder {
       });
       calls.add(call);
     });
+  }
+
+  /**
+   * Calls this datacenter's catalog's gRPC API, the next one when a call cannot connect. Whatever
+   * status the catalog ends the call with is its answer; the call's deadline is ours, less a
+   * margin for the answer's way back (GRPC_RETURN_MARGIN_MS).
+   */
+  private async serveGrpcLocally(grpc: GrpcRequest, deadlineMs: number): Promise<GrpcResponse> {
+    const addrs = this.options.catalogGrpcAddrs ?? [];
+    if (addrs.length === 0) throw new ForwardError(`router has no catalog gRPC API to ask in ${this.options.datacenter} (-catalog-grpc-addr)`, GrpcStatus.UNAVAILABLE);
+    const remainingMs = Math.max(0, deadlineMs - Date.now());
+    const catalogDeadlineMs = deadlineMs - Math.min(GRPC_RETURN_MARGIN_MS, remainingMs / 10);
+    const failures: string[] = [];
+    for (let i = 0; i < addrs.length; i++) {
+      const address = addrs[(this.nextGrpcCatalog + i) % addrs.length];
+      try {
+        const response = await this.catalogGrpc.call(address, grpc, catalogDeadlineMs);
+        this.nextGrpcCatalog = (this.nextGrpcCatalog + i) % addrs.length;
+        return response;
+      } catch (err) {
+        if (!(err instanceof CatalogUnreachableError)) throw err;
+        failures.push(`${address}: ${err.message}`);
+      }
+    }
+    this.options.logger.warn({ failures, method: grpc.method }, `cannot reach a catalog's gRPC API of ${this.options.datacenter} for a forwarded call`);
+    throw new ForwardError(`${NO_SERVER}: no catalog of ${this.options.datacenter} answered (${failures.join('; ')})`, GrpcStatus.UNAVAILABLE);
   }
 
   /** Asks this datacenter's catalog, the next one on a connection failure. */
@@ -230,14 +278,27 @@ export class Forwarder {
   }
 
   private noPath(request: ForwardRequest, why: string): ForwardError {
-    this.options.logger.warn({ datacenter: request.datacenter, path: request.request?.path, why }, `RPC request for DC is currently failing as no path was found (${request.datacenter}: ${why})`);
+    this.options.logger.warn({ datacenter: request.datacenter, path: pathOf(request), why }, `RPC request for DC is currently failing as no path was found (${request.datacenter}: ${why})`);
     return new ForwardError(NO_PATH, GrpcStatus.NOT_FOUND);
   }
 
   private noServer(request: ForwardRequest, why: string): ForwardError {
-    this.options.logger.warn({ datacenter: request.datacenter, path: request.request?.path, why }, `RPC request to DC is currently failing as no server can be reached (${request.datacenter}: ${why})`);
+    this.options.logger.warn({ datacenter: request.datacenter, path: pathOf(request), why }, `RPC request to DC is currently failing as no server can be reached (${request.datacenter}: ${why})`);
     return new ForwardError(NO_SERVER, GrpcStatus.UNAVAILABLE);
   }
+}
+
+/** What is wrong with the request's shape, or undefined: one HTTP request or one allowed gRPC call. */
+function malformedRequest(request: ForwardRequest): string | undefined {
+  if (request.request === undefined && request.grpc === undefined) return 'a forwarded request needs an HTTP request or a gRPC call';
+  if (request.request !== undefined && request.grpc !== undefined) return 'a forwarded request is an HTTP request or a gRPC call, not both';
+  if (request.grpc !== undefined) return refusedMethod(request.grpc.method);
+  return undefined;
+}
+
+/** The request in a log line: its HTTP path, or its gRPC method. */
+function pathOf(request: ForwardRequest): string | undefined {
+  return request.grpc?.method ?? request.request?.path;
 }
 
 function forwardOutcome(err: unknown): ForwardOutcome {
@@ -261,11 +322,6 @@ export function answerMetadata(): Metadata {
   return metadata;
 }
 
-
-/** grpc-js says so when the call never got a connection: nothing reached the router. */
-function neverSent(err: ServiceError): boolean {
-  return err.code === GrpcStatus.UNAVAILABLE && (err.details ?? '').includes('No connection established');
-}
 
 function isAnswer(err: ServiceError): boolean {
   return err.metadata !== undefined && err.metadata.get(ANSWER_TRAILER).length > 0;

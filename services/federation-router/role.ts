@@ -23,6 +23,7 @@ import { TlsConfigError, loadTlsMaterial } from '../lib/tls';
 import { VERSION } from '../lib/version';
 import { AreaError, AreaStore } from './area-store';
 import { Federation, WAN_AREA, withDefaultPort } from './federation';
+import { defaultCatalogGrpcAddr } from './catalog-grpc';
 import { federationService } from './federation-service';
 import { ForwardMetrics, Forwarder } from './forwarder';
 import { forwardService, operatorService } from './operator-service';
@@ -34,6 +35,13 @@ const fields = {
   serverPort: field.int({ key: 'ports.server', flag: 'server-port', usage: 'Port of the cross-datacenter federation API (mutual TLS only).', default: 8300, check: checks.port }),
   consensusAddrs: consensusAddrsField(),
   catalogAddrs: field.list({ key: 'catalog_addrs', flag: 'catalog-addr', usage: "A catalog's HTTP API of this datacenter, host:port (8500), that serves requests forwarded from other datacenters; repeatable.", default: [], check: checks.hostPorts }),
+  catalogGrpcAddrs: field.list({
+    key: 'catalog_grpc_addrs',
+    flag: 'catalog-grpc-addr',
+    usage: "A catalog's gRPC API of this datacenter, host:port (8502), that serves gRPC calls forwarded from other datacenters; repeatable. Default: each -catalog-addr's host on port 8502.",
+    default: [],
+    check: checks.hostPorts,
+  }),
   caFile: field.string({ key: 'ca_file', flag: 'ca-file', usage: 'The CA certificate that signs every router certificate (consulate tls ca create).', default: '' }),
   certFile: field.string({ key: 'cert_file', flag: 'cert-file', usage: "This router's certificate, server.<dc>.consulate (consulate tls cert create -server).", default: '' }),
   keyFile: field.string({ key: 'key_file', flag: 'key-file', usage: "The certificate's private key.", default: '' }),
@@ -69,7 +77,14 @@ export const federationRouterRole: RoleDefinition<typeof fields> = {
       store,
       peers,
     );
-    const forwarder = new Forwarder({ datacenter: config.datacenter, catalogAddrs: config.catalogAddrs, logger, metrics: registerRouterMetrics(context.metrics, federation, store) }, federation, store, peers);
+    // The catalog serves gRPC on 8502 beside its HTTP API unless told where else.
+    const catalogGrpcAddrs = config.catalogGrpcAddrs.length > 0 ? config.catalogGrpcAddrs : config.catalogAddrs.map(defaultCatalogGrpcAddr);
+    const forwarder = new Forwarder(
+      { datacenter: config.datacenter, catalogAddrs: config.catalogAddrs, catalogGrpcAddrs, logger, tracer, metrics: registerRouterMetrics(context.metrics, federation, store) },
+      federation,
+      store,
+      peers,
+    );
     federation.onRouterFailed((address) => forwarder.routerFailed(address));
 
     let listener: MutualTlsListener | undefined;

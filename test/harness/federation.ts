@@ -1,7 +1,7 @@
 /**
  * Federated datacenters as real processes, for the federation tests and the federation benchmark:
- * per datacenter one consensus server (or a Raft cluster of them), a catalog (HTTP 8500) that
- * forwards through its routers, and one or more routers (8330 in the datacenter, 8300 mutual TLS
+ * per datacenter one consensus server (or a Raft cluster of them), a catalog (HTTP 8500, gRPC 8502)
+ * that forwards through its routers, and one or more routers (8330 in the datacenter, 8300 mutual TLS
  * between datacenters), each on its own loopback address. Areas are not made here: the tests make
  * them, as an operator would.
  */
@@ -79,7 +79,7 @@ export async function startDatacenter(name: string, tls: RouterTls, options: Dat
         datacenter: name,
         node: `router-${i + 1}`,
         address,
-        args: [...consensusAddrArgs, `-catalog-addr=${catalogAddress}:8500`, `-gossip-profile=${options.gossipProfile ?? 'local'}`, ...tls.args(name), ...(options.routerArgs ?? [])],
+        args: [...consensusAddrArgs, `-catalog-addr=${catalogAddress}:8500`, `-catalog-grpc-addr=${catalogAddress}:8502`, `-gossip-profile=${options.gossipProfile ?? 'local'}`, ...tls.args(name), ...(options.routerArgs ?? [])],
         wrap: options.wrap,
         env: options.env,
         probeVia: options.wrap,

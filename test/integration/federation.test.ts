@@ -1,13 +1,18 @@
 /**
  * The network-areas seed guide end to end, with three datacenters as real processes in a hub and
  * spoke (dc1–dc2 and dc2–dc3), driven through the CLI as an operator would: reciprocal areas, a
- * join, members with RTT, a catalog query for dc2 answered by dc2. Then what Consul cannot do:
+ * join, members with RTT, a catalog query for dc2 answered by dc2, over HTTP and over the gRPC API
+ * (8502) with the generated stubs. Then what Consul cannot do:
  * dc1 → dc3 has no path until dc2 allows transit on both of its areas. Then a remote router is
  * killed and requests fail over to that datacenter's other router.
  */
-import { Metadata, credentials } from '@grpc/grpc-js';
+import { Metadata, ServiceError, credentials, status as GrpcStatus } from '@grpc/grpc-js';
 
+import { CatalogServiceClient } from '../../services/gen/consulate/catalog/v1/catalog';
+import { GetRequest, KVServiceClient, PutRequest, WatchPrefixResponse } from '../../services/gen/consulate/catalog/v1/kv';
+import { Consistency, QueryOptions } from '../../services/gen/consulate/catalog/v1/query';
 import { ForwardServiceClient, OperatorServiceClient, Route } from '../../services/gen/consulate/router/v1/operator';
+import { callUnary } from '../../services/lib/grpc-client';
 import { CliResult, FederatedDatacenter, consulate, createdAreaId, startDatacenter } from '../harness/federation';
 import { eventually, logRecords, stopAll } from '../harness/processes';
 import { makeRouterTls } from '../harness/tls';
@@ -91,6 +96,70 @@ describe('network areas, as the seed guide walks them', () => {
     expect((await http(dc1, 'PUT', '/v1/kv/from-dc1?dc=dc2', 'hello')).text).toBe('true');
     expect(JSON.parse((await http(dc2, 'GET', '/v1/kv/from-dc1')).text)[0].Value).toBe(Buffer.from('"hello"').toString('base64'));
     expect(JSON.parse((await http(dc1, 'GET', '/v1/catalog/datacenters')).text)).toEqual(['dc1', 'dc2']);
+  });
+
+  test("gRPC (8502): dc1's catalog forwards calls naming dc2 through the routers, answered by dc2", async () => {
+    // The areas of the test before: dc1 and dc2 reach each other; web-dc2 is registered in dc2 only.
+    const catalogApi = new CatalogServiceClient(dc1.catalog.grpc, credentials.createInsecure());
+    const kv = new KVServiceClient(dc1.catalog.grpc, credentials.createInsecure());
+    type Unary<Req, Res> = Parameters<typeof callUnary<Req, Res>>[0];
+    const call = <Req, Res>(method: Unary<Req, Res>, request: Req, timeoutMs = 15_000) => callUnary(method, request, { timeoutMs, idempotent: false });
+    const refusal = <Req, Res>(method: Unary<Req, Res>, request: Req) =>
+      call(method, request).then(
+        () => Promise.reject(new Error('the call succeeded; a refusal was expected')),
+        (err: ServiceError) => err,
+      );
+    const query = (datacenter: string, more: Partial<QueryOptions> = {}): QueryOptions => ({ consistency: Consistency.CONSISTENCY_DEFAULT, minIndex: 0n, maxStale: undefined, datacenter, ...more });
+    const get = (key: string, datacenter: string, more: Partial<QueryOptions> = {}, timeoutMs?: number) =>
+      call(kv.get.bind(kv), { query: query(datacenter, more), key, recurse: false, keys: false, separator: '' } satisfies GetRequest, timeoutMs);
+    const put = (key: string, value: string, datacenter: string) => call(kv.put.bind(kv), { key, value: Buffer.from(value), flags: 0n, condition: undefined, datacenter } satisfies PutRequest);
+    try {
+      // The datacenters the routers know, as /v1/catalog/datacenters lists them.
+      expect((await call(catalogApi.listDatacenters.bind(catalogApi), {})).datacenters).toEqual(['dc1', 'dc2']);
+
+      // A read: dc2's nodes, which dc1 does not have.
+      const remote = await call(catalogApi.listNodes.bind(catalogApi), { query: query('dc2'), nodeMeta: {} });
+      expect(remote.nodes.map((node) => [node.name, node.datacenter])).toContainEqual(['web-dc2', 'dc2']);
+      const local = await call(catalogApi.listNodes.bind(catalogApi), { query: query(''), nodeMeta: {} });
+      expect(local.nodes.map((node) => node.name)).not.toContain('web-dc2');
+
+      // A write lands in dc2, not in dc1; read back through dc1 and in dc2 itself.
+      const written = await put('grpc/from-dc1', 'over grpc', 'dc2');
+      expect(written.succeeded).toBe(true);
+      expect(JSON.parse((await http(dc2, 'GET', '/v1/kv/grpc/from-dc1')).text)[0].Value).toBe(Buffer.from('over grpc').toString('base64'));
+      expect((await http(dc1, 'GET', '/v1/kv/grpc/from-dc1')).status).toBe(404);
+      const [entry] = (await get('grpc/from-dc1', 'dc2')).entries;
+      expect([Buffer.from(entry.value).toString(), entry.modifyIndex]).toEqual(['over grpc', written.index]);
+
+      // dc2's NOT_FOUND comes back as dc2 gave it, its index in the trailer.
+      const missing = await refusal(kv.get.bind(kv), { query: query('dc2'), key: 'grpc/nope', recurse: false, keys: false, separator: '' });
+      expect({ code: missing.code, details: missing.details }).toEqual({ code: GrpcStatus.NOT_FOUND, details: 'key "grpc/nope" doesn\'t exist' });
+      expect(Number(missing.metadata.get('consulate-index')[0])).toBeGreaterThanOrEqual(Number(written.index));
+
+      // A blocking read through the routers waits in dc2 and wakes on dc2's write.
+      const blocked = get('grpc/from-dc1', 'dc2', { minIndex: written.index }, 30_000);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      expect((await http(dc2, 'PUT', '/v1/kv/grpc/from-dc1', 'changed in dc2')).text).toBe('true');
+      const woken = await blocked;
+      expect(Buffer.from(woken.entries[0].value).toString()).toBe('"changed in dc2"');
+      expect(woken.meta!.index).toBeGreaterThan(written.index);
+
+      // No route: the same error as HTTP's, as a status code.
+      const unknown = await refusal(catalogApi.listNodes.bind(catalogApi), { query: query('dc9'), nodeMeta: {} });
+      expect({ code: unknown.code, details: unknown.details }).toEqual({ code: GrpcStatus.NOT_FOUND, details: 'No path to datacenter' });
+
+      // Watches are not forwarded: a clear refusal, not a hang.
+      const watch = kv.watchPrefix({ prefix: 'grpc/', query: query('dc2') }, { deadline: Date.now() + 15_000 });
+      const ended = await new Promise<ServiceError>((resolve) => {
+        watch.on('data', (message: WatchPrefixResponse) => resolve(Object.assign(new Error(`unexpected message at index ${message.index}`), { code: -1 }) as unknown as ServiceError));
+        watch.on('error', resolve);
+      });
+      expect(ended.code).toBe(GrpcStatus.UNIMPLEMENTED);
+      expect(ended.details).toMatch(/^watches of another datacenter are not forwarded/);
+    } finally {
+      catalogApi.close();
+      kv.close();
+    }
   });
 
   test('dc1 → dc3 has no path until dc2 allows transit on both of its areas', async () => {

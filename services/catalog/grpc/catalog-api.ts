@@ -1,7 +1,8 @@
 /**
  * The catalog's public gRPC API on 8502 (`consulate.catalog.v1`): CatalogService, HealthService,
  * KVService and SessionService, thin adapters over the same state functions as the HTTP API
- * (decode, call state/, map the error, encode). What they share, and the list role.ts serves.
+ * (decode, call state/, map the error, encode). What they share, and the list role.ts serves:
+ * each service behind remote-datacenter.ts, which sends calls for another datacenter to it.
  */
 import { CatalogServiceService, protobufFileName as catalogProto } from '../../gen/consulate/catalog/v1/catalog';
 import { HealthServiceService, protobufFileName as healthProto } from '../../gen/consulate/catalog/v1/health';
@@ -11,11 +12,13 @@ import { ConsensusClient } from '../../lib/consensus-client';
 import { GrpcService } from '../../lib/grpc-server';
 import { Logger } from '../../lib/log';
 import { RoleContext } from '../../lib/role-process';
+import { ForwardSlots, NO_ROUTERS, RouterClient } from '../router-client';
 import { ReadDeps } from '../state/consistent-read';
 import { LockDelays } from '../state/lock-delay';
 import { catalogService } from './catalog-service';
 import { healthService } from './health-service';
 import { kvService } from './kv-service';
+import { GrpcDatacenterForwarding } from './remote-datacenter';
 import { sessionService } from './session-service';
 import { Watches } from './watches';
 
@@ -29,15 +32,20 @@ export interface CatalogApiDeps extends ReadDeps {
   readonly watches: Watches;
   readonly logger: Logger;
   readonly context: Pick<RoleContext<never>, 'roleInfo'>;
+  /** The datacenter's federation routers, for calls naming another datacenter; none: no path there. */
+  readonly routers?: Pick<RouterClient, 'configured' | 'forward' | 'datacenters'>;
+  /** Forwards in flight, shared with the HTTP API; this API's own when not given. */
+  readonly forwardSlots?: ForwardSlots;
 }
 
 /** The four services, for RoleGrpcServer. */
 export function catalogApiServices(deps: CatalogApiDeps): GrpcService[] {
+  const remote = new GrpcDatacenterForwarding({ datacenter: deps.datacenter, routers: deps.routers ?? NO_ROUTERS, logger: deps.logger, slots: deps.forwardSlots ?? new ForwardSlots() });
   return [
-    { definition: CatalogServiceService, implementation: catalogService(deps), protoFile: catalogProto },
-    { definition: HealthServiceService, implementation: healthService(deps), protoFile: healthProto },
-    { definition: KVServiceService, implementation: kvService(deps), protoFile: kvProto },
-    { definition: SessionServiceService, implementation: sessionService(deps), protoFile: sessionProto },
+    { definition: CatalogServiceService, implementation: remote.wrap(CatalogServiceService, catalogService(deps)), protoFile: catalogProto },
+    { definition: HealthServiceService, implementation: remote.wrap(HealthServiceService, healthService(deps)), protoFile: healthProto },
+    { definition: KVServiceService, implementation: remote.wrap(KVServiceService, kvService(deps)), protoFile: kvProto },
+    { definition: SessionServiceService, implementation: remote.wrap(SessionServiceService, sessionService(deps)), protoFile: sessionProto },
   ];
 }
 

@@ -18,6 +18,8 @@ import { goQuote } from '../../lib/go-text';
 import { LIST_SERVICES_TABLES, NODE_SERVICES_TABLES, SERVICE_NODES_TABLES, listNodes, listServices, nodeServices, serviceNodes } from '../state/catalog-reads';
 import { CheckRegistration as StateCheck, MAX_CATALOG_WRITE_BYTES, RegisterRequest as StateRegister, ServiceRegistration as StateService, deregister, register } from '../state/catalog-writes';
 import { refuseOtherDatacenter } from '../state/errors';
+import { knownDatacenters } from '../http/catalog-endpoint';
+import { NO_ROUTERS } from '../router-client';
 import { CatalogApiDeps, metaFilterOf } from './catalog-api';
 import { nodeMessage, serviceMessage, statusText } from './proto-shapes';
 import { queryRead } from './query';
@@ -43,7 +45,8 @@ export function catalogService(deps: CatalogApiDeps): CatalogServiceServer {
       return { index: BigInt(revision) };
     }),
 
-    listDatacenters: unary(logger, async () => ({ datacenters: [deps.datacenter] })),
+    // The routers' list, nearest first, as /v1/catalog/datacenters answers it.
+    listDatacenters: unary(logger, async () => ({ datacenters: await knownDatacenters({ datacenter: deps.datacenter, routers: deps.routers ?? NO_ROUTERS, logger }) })),
 
     listNodes: unary(logger, async (call): Promise<ListNodesResponse> => {
       const meta = metaFilterOf(call.request.nodeMeta);

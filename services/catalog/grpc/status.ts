@@ -9,11 +9,14 @@
  * |   service, a reserved node name, a session's missing node, a    |                     |
  * |   lock for a session that does not exist                        |                     |
  * | one named thing that does not exist (a node, a key, a session)  | NOT_FOUND + index   |
- * | another datacenter ("No path to datacenter")                    | NOT_FOUND           |
+ * | another datacenter with no path there ("No path to datacenter") | NOT_FOUND           |
  * | no consensus leader ("No cluster leader"), the view behind it,  | UNAVAILABLE         |
  * |   the catalog shutting down: retry the same call                |                     |
  * | a write whose rows kept changing under it: retry the write      | ABORTED             |
  * | a limit of this catalog (blocking queries, watches)             | RESOURCE_EXHAUSTED  |
+ *
+ * A call for another datacenter is forwarded before any handler runs (remote-datacenter.ts, which
+ * has the table of how forwarding fails: the same codes, with Consul's texts).
  *
  * A cas or lock that does not hold is no error: the answer says `succeeded: false`, as Consul's
  * `false` (kv.proto). A NOT_FOUND read carries its index in the `consulate-index` trailer, so a

@@ -263,7 +263,8 @@ async function knownRoutes(deps: DatacentersDeps): Promise<ApiRoute[]> {
   );
 }
 
-async function knownDatacenters(deps: DatacentersDeps): Promise<string[]> {
+/** The datacenters the routers know, nearest first; ours alone without a router or an answer. Both APIs list these. */
+export async function knownDatacenters(deps: DatacentersDeps): Promise<string[]> {
   if (!deps.routers.configured) return [deps.datacenter];
   try {
     const { datacenters } = await deps.routers.datacenters();

@@ -18,26 +18,17 @@ import { status as GrpcStatus } from '@grpc/grpc-js';
 
 import { GRPC_SERVER_DEFAULTS } from '../../lib/grpc-server';
 import { Logger } from '../../lib/log';
-import { NO_SERVER_REACHABLE, RouterAnswerError, RouterCallOptions, RouterClient, blockingTimeoutMs } from '../router-client';
+import { FORWARD_TIMEOUT_MS, ForwardSlots, NO_SERVER_REACHABLE, RouterAnswerError, RouterCallOptions, RouterClient, blockingTimeoutMs } from '../router-client';
 import { NoPathToDatacenterError } from '../state/errors';
 import { HttpError } from './http-errors';
 import { HttpRequest, HttpResult, MAX_BODY_BYTES, RemoteDatacenters } from './http-server';
 import { QueryOptions, parseQueryOptions } from './query-options';
 
-/**
- * A forwarded request that does not block: our router, the remote one, and the remote catalog,
- * which may itself wait for its view to catch up or plan a write again.
- */
-export const FORWARD_TIMEOUT_MS = 30_000;
+export { FORWARD_TIMEOUT_MS, MAX_FORWARDS_IN_FLIGHT } from '../router-client';
 
 /** A body, with room left in the gRPC message for the path, query and headers. */
 export const MAX_FORWARDED_BODY_BYTES = Math.min(MAX_BODY_BYTES, GRPC_SERVER_DEFAULTS.maxMessageBytes - 64 * 1024);
 
-/**
- * Forwards in flight at once (blocking queries hold theirs for minutes): half the streams a
- * router takes on one connection, the rest left to Operator calls. Past it, a 429 to retry later.
- */
-export const MAX_FORWARDS_IN_FLIGHT = GRPC_SERVER_DEFAULTS.maxConcurrentStreams / 2;
 
 /**
  * Routes Consul answers from the agent itself, whatever `dc` says: the agent's own endpoints, and
@@ -59,14 +50,20 @@ export interface DatacenterForwardingDeps {
   readonly datacenter: string;
   readonly routers: Pick<RouterClient, 'configured' | 'forward'>;
   readonly logger: Logger;
-  /** MAX_FORWARDS_IN_FLIGHT unless a test says otherwise. */
+  /**
+   * Forwards in flight, shared with the gRPC API (role.ts); past the limit, a 429 to retry later.
+   * Default: slots of this API's own, `maxInFlight` of them (MAX_FORWARDS_IN_FLIGHT).
+   */
+  readonly slots?: ForwardSlots;
   readonly maxInFlight?: number;
 }
 
 export class DatacenterForwarding implements RemoteDatacenters {
-  private inFlight = 0;
+  private readonly slots: ForwardSlots;
 
-  constructor(private readonly deps: DatacenterForwardingDeps) {}
+  constructor(private readonly deps: DatacenterForwardingDeps) {
+    this.slots = deps.slots ?? new ForwardSlots(deps.maxInFlight);
+  }
 
   targetOf(route: string, query: URLSearchParams): string | undefined {
     // Consul's parseDC: the first `dc`; empty means the agent's own.
@@ -78,18 +75,17 @@ export class DatacenterForwarding implements RemoteDatacenters {
 
   async forward(datacenter: string, request: HttpRequest): Promise<HttpResult> {
     if (!this.deps.routers.configured) throw this.noPath(datacenter, request, 'no federation router is configured (-router-addr)');
-    const limit = this.deps.maxInFlight ?? MAX_FORWARDS_IN_FLIGHT;
-    if (this.inFlight >= limit) throw new HttpError(429, `too many requests forwarded to other datacenters at once (${limit}); retry later`);
+    if (this.slots.inFlight >= this.slots.limit) throw this.tooMany();
     const body = await request.body(MAX_FORWARDED_BODY_BYTES);
     const forwarded = { method: request.method, path: request.path, rawQuery: withoutDatacenter(request.rawQuery), headers: forwardedHeaders(request.headers), body };
+    if (!this.slots.tryTake()) throw this.tooMany();
     let answer;
-    this.inFlight++;
     try {
       answer = await this.deps.routers.forward({ datacenter, request: forwarded }, forwardPolicy(request));
     } catch (err) {
       throw this.failed(datacenter, request, err);
     } finally {
-      this.inFlight--;
+      this.slots.release();
     }
     const response = answer.response;
     if (response === undefined || response.status < 100 || response.status > 599) {
@@ -98,6 +94,10 @@ export class DatacenterForwarding implements RemoteDatacenters {
     const headers: Record<string, string> = {};
     for (const [name, value] of Object.entries(response.headers)) if (!HOP_BY_HOP_HEADERS.has(name.toLowerCase())) headers[name] = value;
     return { status: response.status, headers, body: Buffer.from(response.body) };
+  }
+
+  private tooMany(): HttpError {
+    return new HttpError(429, `too many requests forwarded to other datacenters at once (${this.slots.limit}); retry later`);
   }
 
   /** Logs a failed forward (Consul's lines, §3.7) and gives its HTTP answer: always a 500, as Consul's. */

@@ -28,8 +28,10 @@ export class WriteConflictError extends Error {
 }
 
 /**
- * A datacenter other than ours: Consul forwards such requests (§3.9), and forwarding comes with
- * the federation router. Until then it is one we have no path to (structs.ErrNoDCPath).
+ * A datacenter we have no path to (structs.ErrNoDCPath): no route through the federation routers,
+ * or no router configured. Requests for other datacenters are forwarded before they reach the
+ * state functions (http/remote-datacenter.ts, grpc/remote-datacenter.ts, §3.9); one that gets here
+ * anyway is refused with it.
  */
 export class NoPathToDatacenterError extends Error {
   override readonly name = 'NoPathToDatacenterError';

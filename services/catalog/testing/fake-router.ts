@@ -77,6 +77,8 @@ export interface FakeRouter {
   forwardAnswer: (request: ForwardRequest) => ForwardResponse | Refusal | Promise<ForwardResponse | Refusal>;
   /** Every forwarded request, in order. */
   readonly forwarded: ForwardRequest[];
+  /** The deadline of each forwarded request (ms since the epoch; Infinity for none), in order. */
+  readonly forwardDeadlines: number[];
   /** Every call by method name, in order (`createArea`, `forward`, ...). */
   readonly calls: string[];
   /** The ReadOptions of the last ListAreas or GetArea. */
@@ -103,6 +105,7 @@ export async function startFakeRouter(datacenter: string): Promise<FakeRouter> {
     datacenters: { datacenters: [datacenter], routes: [{ datacenter, path: [], areaId: '', rttNs: 0n, reachable: true, nextHops: [] }] },
     forwardAnswer: () => NO_PATH,
     forwarded: [],
+    forwardDeadlines: [],
     calls: [],
     lastReadOptions: undefined,
     operatorRefusal: undefined,
@@ -137,8 +140,12 @@ export async function startFakeRouter(datacenter: string): Promise<FakeRouter> {
 
   /** A unary handler: its answer, or a Refusal as the call's error. */
   function unary<Req, Res>(name: string, answer: (request: Req) => Res | Refusal | Promise<Res | Refusal>, operator = true) {
-    return (call: { request: Req }, callback: (err: Partial<ServiceError> | null, response?: Res) => void) => {
+    return (call: { request: Req; getDeadline(): Date | number }, callback: (err: Partial<ServiceError> | null, response?: Res) => void) => {
       state.calls.push(name);
+      if (name === 'forward') {
+        const deadline = call.getDeadline();
+        state.forwardDeadlines.push(deadline instanceof Date ? deadline.getTime() : deadline);
+      }
       void (async () => {
         if (operator && state.operatorRefusal !== undefined) return callback(state.operatorRefusal);
         const result = await answer(call.request);

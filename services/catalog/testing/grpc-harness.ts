@@ -8,6 +8,8 @@
  *   await api.call(api.catalog.register.bind(api.catalog), { node: 'n1', address: '10.0.0.1', ... });
  *   const failure = await api.failure(api.kv.put.bind(api.kv), { key: '' });   // ServiceError
  *   await api.close();
+ *
+ * With `routerAddresses` (fake-router.ts), calls naming another datacenter go to those routers.
  */
 import { CallOptions, Metadata, ServiceError, credentials } from '@grpc/grpc-js';
 import { trace } from '@opentelemetry/api';
@@ -21,6 +23,7 @@ import { RoleGrpcServer } from '../../lib/grpc-server';
 import { createLogger } from '../../lib/log';
 import { CatalogApiDeps, catalogApiServices } from '../grpc/catalog-api';
 import { WATCH_DEFAULTS, Watches } from '../grpc/watches';
+import { ForwardSlots, RouterClient } from '../router-client';
 import { LockDelays } from '../state/lock-delay';
 import { LeasedFakeConsensus } from './kv-fake';
 
@@ -42,9 +45,25 @@ export interface CatalogGrpc {
   close(): Promise<void>;
 }
 
-export async function startCatalogGrpc(options: { consensus?: LeasedFakeConsensus; maxWatches?: number } = {}): Promise<CatalogGrpc> {
+export interface CatalogGrpcOptions {
+  readonly consensus?: LeasedFakeConsensus;
+  readonly maxWatches?: number;
+  /** Federation routers (fake-router.ts) for calls naming another datacenter; none by default. */
+  readonly routerAddresses?: readonly string[];
+  /** Forwards in flight at once (MAX_FORWARDS_IN_FLIGHT by default). */
+  readonly maxForwardsInFlight?: number;
+  /** Where the catalog's warnings go (silent by default). */
+  readonly logLines?: { msg: string; [field: string]: unknown }[];
+}
+
+export async function startCatalogGrpc(options: CatalogGrpcOptions = {}): Promise<CatalogGrpc> {
   const consensus = options.consensus ?? new LeasedFakeConsensus();
-  const logger = createLogger({ role: 'catalog', datacenter: 'dc1', node: 'catalog-1', level: 'silent' });
+  const lines = options.logLines;
+  const logger =
+    lines === undefined
+      ? createLogger({ role: 'catalog', datacenter: 'dc1', node: 'catalog-1', level: 'silent' })
+      : createLogger({ role: 'catalog', datacenter: 'dc1', node: 'catalog-1', level: 'warn', destination: { write: (line: string) => void lines.push(JSON.parse(line)) } });
+  const routers = new RouterClient(options.routerAddresses ?? [], trace.getTracer('test'));
   const base = { datacenter: 'dc1', view: consensus.view, sync: { lastContactMs: Date.now() }, consensus: { kv: consensus.kv, lease: consensus.lease, probe: async () => [] } };
   const watches = new Watches(base, logger, { ...WATCH_DEFAULTS, maxWatches: options.maxWatches ?? WATCH_DEFAULTS.maxWatches });
   const deps: CatalogApiDeps = {
@@ -54,6 +73,8 @@ export async function startCatalogGrpc(options: { consensus?: LeasedFakeConsensu
     watches,
     logger,
     context: { roleInfo: () => ({ role: 'catalog', datacenter: 'dc1', node: 'catalog-1', version: 'test', startedAtUnixMs: 0n, listeners: {} }) },
+    routers,
+    forwardSlots: new ForwardSlots(options.maxForwardsInFlight),
   };
   const server = new RoleGrpcServer({ logger, tracer: trace.getTracer('test'), services: catalogApiServices(deps), shutdownGraceMs: 200 });
   const address = await server.listen('127.0.0.1', 0);
@@ -85,6 +106,7 @@ export async function startCatalogGrpc(options: { consensus?: LeasedFakeConsensu
       watches.closeAll();
       for (const client of Object.values(clients)) client.close();
       await server.shutdown();
+      routers.close();
     },
   };
 }

@@ -282,8 +282,8 @@ export interface CheckRegistration {
  */
 export interface RegisterRequest {
   /**
-   * The datacenter to register in; "" is the catalog's own. Any other is NOT_FOUND
-   * "No path to datacenter".
+   * The datacenter to register in; "" is the catalog's own. Another is reached through the
+   * federation routers (NOT_FOUND "No path to datacenter" when there is no path).
    */
   datacenter: string;
   /** The node's ID, a UUID, or "" for none; a malformed one is INVALID_ARGUMENT "Bad node ID: ...". */
@@ -334,7 +334,7 @@ export interface RegisterResponse {
  * every service and check on it. Removing what is already gone is no error.
  */
 export interface DeregisterRequest {
-  /** The datacenter; "" is the catalog's own. */
+  /** The datacenter; "" is the catalog's own, another is reached through the federation routers. */
   datacenter: string;
   /** The node's name; required ("Must provide node"). */
   node: string;
@@ -357,8 +357,8 @@ export interface ListDatacentersRequest {
 /** ListDatacentersResponse lists the known datacenters. */
 export interface ListDatacentersResponse {
   /**
-   * The datacenters, nearest first. Until network areas route between datacenters, only the
-   * catalog's own.
+   * The datacenters the federation routers know, nearest first in Consul's RTT order (as
+   * `/v1/catalog/datacenters`); only the catalog's own without a router or an answer from one.
    */
   datacenters: string[];
 }
@@ -4847,9 +4847,18 @@ export const GetNodeResponse: MessageFns<GetNodeResponse> = {
  * Errors: INVALID_ARGUMENT with Consul's text for a request that can never succeed as sent;
  * FAILED_PRECONDITION when the catalog's current state refuses it (a check for a service that is
  * not registered, a node name reserved by a live node); NOT_FOUND for a read of one named thing
- * that does not exist (its index in the `consulate-index` trailer) and for another datacenter;
- * UNAVAILABLE "No cluster leader" when consensus has no leader (retry); RESOURCE_EXHAUSTED when a
- * limit of this catalog is reached.
+ * that does not exist (its index in the `consulate-index` trailer); UNAVAILABLE "No cluster
+ * leader" when consensus has no leader (retry); RESOURCE_EXHAUSTED when a limit of this catalog is
+ * reached.
+ *
+ * Other datacenters: a call whose datacenter (QueryOptions.datacenter, or a write's own
+ * `datacenter`) names another is forwarded through the federation routers to that datacenter's
+ * catalog, which answers it as its own: its answer, or its status with its text and trailers. When
+ * it cannot get there: NOT_FOUND "No path to datacenter" (no route, or no router configured),
+ * UNAVAILABLE "Remote DC has no server currently reachable", UNKNOWN when a write was lost on the
+ * way and may have been carried out. Watches (server streams) of another datacenter are
+ * UNIMPLEMENTED: use blocking reads (min_index), which are forwarded. The same holds for
+ * HealthService, KVService and SessionService.
  */
 export type CatalogServiceService = typeof CatalogServiceService;
 export const CatalogServiceService = {

@@ -135,7 +135,8 @@ export interface WatchServiceHealthRequest {
   /**
    * How fresh the first message must be; the later ones follow the catalog's view as consensus
    * feeds it. min_index is not used: the first message comes at once. The datacenter must be ""
-   * or the catalog's own.
+   * or the catalog's own: a watch of another datacenter is UNIMPLEMENTED (not forwarded; a
+   * blocking ServiceHealth with min_index is).
    */
   query?: QueryOptions | undefined;
 }

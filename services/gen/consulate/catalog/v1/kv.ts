@@ -225,7 +225,7 @@ export interface PutRequest {
     /** Release the key's lock held by this session, writing the value (Consul's `release`). */
     { $case: "release"; value: string }
     | undefined;
-  /** The datacenter; "" is the catalog's own. */
+  /** The datacenter; "" is the catalog's own, another is reached through the federation routers. */
   datacenter: string;
 }
 
@@ -253,7 +253,7 @@ export interface DeleteRequest {
   cas?:
     | bigint
     | undefined;
-  /** The datacenter; "" is the catalog's own. */
+  /** The datacenter; "" is the catalog's own, another is reached through the federation routers. */
   datacenter: string;
 }
 
@@ -322,7 +322,8 @@ export interface WatchPrefixRequest {
   prefix: string;
   /**
    * How fresh the first message must be; the later ones follow the catalog's view. min_index is
-   * not used: the first message comes at once. The datacenter must be "" or the catalog's own.
+   * not used: the first message comes at once. The datacenter must be "" or the catalog's own: a
+   * watch of another datacenter is UNIMPLEMENTED (not forwarded; a blocking Get with min_index is).
    */
   query?: QueryOptions | undefined;
 }

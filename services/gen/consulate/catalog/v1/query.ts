@@ -95,8 +95,10 @@ export interface QueryOptions {
     | Duration
     | undefined;
   /**
-   * The datacenter to read; "" is the catalog's own. Reads cannot leave the datacenter yet: any
-   * other is NOT_FOUND "No path to datacenter".
+   * The datacenter to read; "" is the catalog's own. Another is read through the federation
+   * routers, from that datacenter's catalog (a blocking read too: it waits there, until shortly
+   * before the call's deadline); NOT_FOUND "No path to datacenter" when there is no path,
+   * UNAVAILABLE "Remote DC has no server currently reachable" when nothing answers behind it.
    */
   datacenter: string;
 }

@@ -134,7 +134,7 @@ export interface CreateRequest {
     | undefined;
   /** Service checks (by check ID) the session depends on, none by default. */
   serviceChecks: string[];
-  /** The datacenter; "" is the catalog's own. */
+  /** The datacenter; "" is the catalog's own, another is reached through the federation routers. */
   datacenter: string;
 }
 
@@ -148,7 +148,7 @@ export interface CreateResponse {
 export interface DestroyRequest {
   /** The session's ID; required ("Missing session"). */
   id: string;
-  /** The datacenter; "" is the catalog's own. */
+  /** The datacenter; "" is the catalog's own, another is reached through the federation routers. */
   datacenter: string;
 }
 
@@ -160,7 +160,7 @@ export interface DestroyResponse {
 export interface RenewRequest {
   /** The session's ID; required ("Missing session"). */
   id: string;
-  /** The datacenter; "" is the catalog's own. */
+  /** The datacenter; "" is the catalog's own, another is reached through the federation routers. */
   datacenter: string;
 }
 

@@ -236,17 +236,65 @@ export interface HttpResponse_HeadersEntry {
   value: string;
 }
 
+/**
+ * GrpcRequest is one unary call to a catalog's gRPC API (consulate.catalog.v1, port 8502), as the
+ * catalog of the target datacenter will serve it.
+ */
+export interface GrpcRequest {
+  /**
+   * The full method path, e.g. /consulate.catalog.v1.CatalogService/ListNodes. Only unary methods
+   * of CatalogService, HealthService, KVService and SessionService are forwarded: any other is
+   * INVALID_ARGUMENT.
+   */
+  method: string;
+  /** The request message, serialized. */
+  message: Buffer;
+  /**
+   * The call changes nothing (a read): a router may send it to the next router of a datacenter
+   * when one fails mid-call, as it does with an HTTP GET. A write is sent again only when it
+   * provably never left.
+   */
+  readOnly: boolean;
+}
+
+/**
+ * GrpcResponse is how the target datacenter's catalog ended the call: its status, its trailers and,
+ * when OK, its answer.
+ */
+export interface GrpcResponse {
+  /** The catalog's gRPC status code (0 is OK). */
+  code: number;
+  /** The status message; empty when OK. */
+  details: string;
+  /** The response message, serialized; empty unless OK. */
+  message: Buffer;
+  /** The catalog's own trailers (`consulate-*`, e.g. `consulate-index` on a NOT_FOUND read). */
+  trailers: { [key: string]: string };
+}
+
+export interface GrpcResponse_TrailersEntry {
+  key: string;
+  value: string;
+}
+
+/** ForwardRequest holds one request: `request` (HTTP) or `grpc`, never both. */
 export interface ForwardRequest {
   datacenter: string;
   request?: HttpRequest | undefined;
+  grpc?: GrpcRequest | undefined;
 }
 
+/**
+ * ForwardResponse holds the answer in the shape of the request: `response` for an HTTP request,
+ * `grpc` for a gRPC one.
+ */
 export interface ForwardResponse {
   response?:
     | HttpResponse
     | undefined;
   /** The datacenters the request crossed, from the first remote one to the one that answered. */
   path: string[];
+  grpc?: GrpcResponse | undefined;
 }
 
 function createBaseStatusRequest(): StatusRequest {
@@ -3216,8 +3264,345 @@ export const HttpResponse_HeadersEntry: MessageFns<HttpResponse_HeadersEntry> = 
   },
 };
 
+function createBaseGrpcRequest(): GrpcRequest {
+  return { method: "", message: Buffer.alloc(0), readOnly: false };
+}
+
+export const GrpcRequest: MessageFns<GrpcRequest> = {
+  encode(message: GrpcRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.method !== "") {
+      writer.uint32(10).string(message.method);
+    }
+    if (message.message.length !== 0) {
+      writer.uint32(18).bytes(message.message);
+    }
+    if (message.readOnly !== false) {
+      writer.uint32(24).bool(message.readOnly);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GrpcRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGrpcRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.method = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.message = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.readOnly = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GrpcRequest {
+    return {
+      method: isSet(object.method) ? globalThis.String(object.method) : "",
+      message: isSet(object.message) ? Buffer.from(bytesFromBase64(object.message)) : Buffer.alloc(0),
+      readOnly: isSet(object.readOnly)
+        ? globalThis.Boolean(object.readOnly)
+        : isSet(object.read_only)
+        ? globalThis.Boolean(object.read_only)
+        : false,
+    };
+  },
+
+  toJSON(message: GrpcRequest): unknown {
+    const obj: any = {};
+    if (message.method !== "") {
+      obj.method = message.method;
+    }
+    if (message.message.length !== 0) {
+      obj.message = base64FromBytes(message.message);
+    }
+    if (message.readOnly !== false) {
+      obj.readOnly = message.readOnly;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GrpcRequest>): GrpcRequest {
+    return GrpcRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GrpcRequest>): GrpcRequest {
+    const message = createBaseGrpcRequest();
+    message.method = object.method ?? "";
+    message.message = object.message ?? Buffer.alloc(0);
+    message.readOnly = object.readOnly ?? false;
+    return message;
+  },
+};
+
+function createBaseGrpcResponse(): GrpcResponse {
+  return { code: 0, details: "", message: Buffer.alloc(0), trailers: {} };
+}
+
+export const GrpcResponse: MessageFns<GrpcResponse> = {
+  encode(message: GrpcResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.code !== 0) {
+      writer.uint32(8).uint32(message.code);
+    }
+    if (message.details !== "") {
+      writer.uint32(18).string(message.details);
+    }
+    if (message.message.length !== 0) {
+      writer.uint32(26).bytes(message.message);
+    }
+    globalThis.Object.entries(message.trailers).forEach(([key, value]: [string, string]) => {
+      GrpcResponse_TrailersEntry.encode({ key: key as any, value }, writer.uint32(34).fork()).join();
+    });
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GrpcResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGrpcResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.code = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.details = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.message = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            const entry4 = GrpcResponse_TrailersEntry.decode(reader, reader.uint32());
+            if (entry4.value !== undefined) {
+              message.trailers[entry4.key] = entry4.value;
+            }
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GrpcResponse {
+    return {
+      code: isSet(object.code) ? globalThis.Number(object.code) : 0,
+      details: isSet(object.details) ? globalThis.String(object.details) : "",
+      message: isSet(object.message) ? Buffer.from(bytesFromBase64(object.message)) : Buffer.alloc(0),
+      trailers: isObject(object.trailers)
+        ? (globalThis.Object.entries(object.trailers) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+    };
+  },
+
+  toJSON(message: GrpcResponse): unknown {
+    const obj: any = {};
+    if (message.code !== 0) {
+      obj.code = Math.round(message.code);
+    }
+    if (message.details !== "") {
+      obj.details = message.details;
+    }
+    if (message.message.length !== 0) {
+      obj.message = base64FromBytes(message.message);
+    }
+    if (message.trailers) {
+      const entries = globalThis.Object.entries(message.trailers) as [string, string][];
+      if (entries.length > 0) {
+        obj.trailers = {};
+        entries.forEach(([k, v]) => {
+          obj.trailers[k] = v;
+        });
+      }
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GrpcResponse>): GrpcResponse {
+    return GrpcResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GrpcResponse>): GrpcResponse {
+    const message = createBaseGrpcResponse();
+    message.code = object.code ?? 0;
+    message.details = object.details ?? "";
+    message.message = object.message ?? Buffer.alloc(0);
+    message.trailers = (globalThis.Object.entries(object.trailers ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseGrpcResponse_TrailersEntry(): GrpcResponse_TrailersEntry {
+  return { key: "", value: "" };
+}
+
+export const GrpcResponse_TrailersEntry: MessageFns<GrpcResponse_TrailersEntry> = {
+  encode(message: GrpcResponse_TrailersEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GrpcResponse_TrailersEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGrpcResponse_TrailersEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GrpcResponse_TrailersEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: GrpcResponse_TrailersEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GrpcResponse_TrailersEntry>): GrpcResponse_TrailersEntry {
+    return GrpcResponse_TrailersEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GrpcResponse_TrailersEntry>): GrpcResponse_TrailersEntry {
+    const message = createBaseGrpcResponse_TrailersEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
 function createBaseForwardRequest(): ForwardRequest {
-  return { datacenter: "", request: undefined };
+  return { datacenter: "", request: undefined, grpc: undefined };
 }
 
 export const ForwardRequest: MessageFns<ForwardRequest> = {
@@ -3227,6 +3612,9 @@ export const ForwardRequest: MessageFns<ForwardRequest> = {
     }
     if (message.request !== undefined) {
       HttpRequest.encode(message.request, writer.uint32(18).fork()).join();
+    }
+    if (message.grpc !== undefined) {
+      GrpcRequest.encode(message.grpc, writer.uint32(26).fork()).join();
     }
     return writer;
   },
@@ -3260,6 +3648,14 @@ export const ForwardRequest: MessageFns<ForwardRequest> = {
             message.request = HttpRequest.decode(reader, reader.uint32());
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.grpc = GrpcRequest.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3276,6 +3672,7 @@ export const ForwardRequest: MessageFns<ForwardRequest> = {
     return {
       datacenter: isSet(object.datacenter) ? globalThis.String(object.datacenter) : "",
       request: isSet(object.request) ? HttpRequest.fromJSON(object.request) : undefined,
+      grpc: isSet(object.grpc) ? GrpcRequest.fromJSON(object.grpc) : undefined,
     };
   },
 
@@ -3286,6 +3683,9 @@ export const ForwardRequest: MessageFns<ForwardRequest> = {
     }
     if (message.request !== undefined) {
       obj.request = HttpRequest.toJSON(message.request);
+    }
+    if (message.grpc !== undefined) {
+      obj.grpc = GrpcRequest.toJSON(message.grpc);
     }
     return obj;
   },
@@ -3299,12 +3699,15 @@ export const ForwardRequest: MessageFns<ForwardRequest> = {
     message.request = (object.request !== undefined && object.request !== null)
       ? HttpRequest.fromPartial(object.request)
       : undefined;
+    message.grpc = (object.grpc !== undefined && object.grpc !== null)
+      ? GrpcRequest.fromPartial(object.grpc)
+      : undefined;
     return message;
   },
 };
 
 function createBaseForwardResponse(): ForwardResponse {
-  return { response: undefined, path: [] };
+  return { response: undefined, path: [], grpc: undefined };
 }
 
 export const ForwardResponse: MessageFns<ForwardResponse> = {
@@ -3314,6 +3717,9 @@ export const ForwardResponse: MessageFns<ForwardResponse> = {
     }
     for (const v of message.path) {
       writer.uint32(18).string(v!);
+    }
+    if (message.grpc !== undefined) {
+      GrpcResponse.encode(message.grpc, writer.uint32(26).fork()).join();
     }
     return writer;
   },
@@ -3347,6 +3753,14 @@ export const ForwardResponse: MessageFns<ForwardResponse> = {
             message.path.push(reader.string());
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.grpc = GrpcResponse.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3363,6 +3777,7 @@ export const ForwardResponse: MessageFns<ForwardResponse> = {
     return {
       response: isSet(object.response) ? HttpResponse.fromJSON(object.response) : undefined,
       path: globalThis.Array.isArray(object?.path) ? object.path.map((e: any) => globalThis.String(e)) : [],
+      grpc: isSet(object.grpc) ? GrpcResponse.fromJSON(object.grpc) : undefined,
     };
   },
 
@@ -3373,6 +3788,9 @@ export const ForwardResponse: MessageFns<ForwardResponse> = {
     }
     if (message.path?.length) {
       obj.path = message.path;
+    }
+    if (message.grpc !== undefined) {
+      obj.grpc = GrpcResponse.toJSON(message.grpc);
     }
     return obj;
   },
@@ -3386,6 +3804,9 @@ export const ForwardResponse: MessageFns<ForwardResponse> = {
       ? HttpResponse.fromPartial(object.response)
       : undefined;
     message.path = object.path?.map((e) => e) || [];
+    message.grpc = (object.grpc !== undefined && object.grpc !== null)
+      ? GrpcResponse.fromPartial(object.grpc)
+      : undefined;
     return message;
   },
 };
@@ -3736,9 +4157,12 @@ export const OperatorServiceClient = makeGenericClientConstructor(
 export type ForwardServiceService = typeof ForwardServiceService;
 export const ForwardServiceService = {
   /**
-   * Forward sends one catalog HTTP request to the named datacenter and returns its answer. Fails
-   * with NOT_FOUND "No path to datacenter" when no route exists and with UNAVAILABLE "Remote DC
-   * has no server currently reachable" when one exists but no router behind it answers.
+   * Forward sends one catalog request (a call to its HTTP API, or to its gRPC API) to the named
+   * datacenter and returns its answer. Fails with NOT_FOUND "No path to datacenter" when no route
+   * exists and with UNAVAILABLE "Remote DC has no server currently reachable" when one exists but
+   * no router behind it answers; with INVALID_ARGUMENT for a gRPC method that is not forwarded.
+   * An error of the remote catalog is no failure of Forward: it is the answer (HttpResponse.status,
+   * GrpcResponse.code).
    */
   forward: {
     path: "/consulate.router.v1.ForwardService/Forward" as const,
@@ -3753,18 +4177,24 @@ export const ForwardServiceService = {
 
 export interface ForwardServiceServer extends UntypedServiceImplementation {
   /**
-   * Forward sends one catalog HTTP request to the named datacenter and returns its answer. Fails
-   * with NOT_FOUND "No path to datacenter" when no route exists and with UNAVAILABLE "Remote DC
-   * has no server currently reachable" when one exists but no router behind it answers.
+   * Forward sends one catalog request (a call to its HTTP API, or to its gRPC API) to the named
+   * datacenter and returns its answer. Fails with NOT_FOUND "No path to datacenter" when no route
+   * exists and with UNAVAILABLE "Remote DC has no server currently reachable" when one exists but
+   * no router behind it answers; with INVALID_ARGUMENT for a gRPC method that is not forwarded.
+   * An error of the remote catalog is no failure of Forward: it is the answer (HttpResponse.status,
+   * GrpcResponse.code).
    */
   forward: handleUnaryCall<ForwardRequest, ForwardResponse>;
 }
 
 export interface ForwardServiceClient extends Client {
   /**
-   * Forward sends one catalog HTTP request to the named datacenter and returns its answer. Fails
-   * with NOT_FOUND "No path to datacenter" when no route exists and with UNAVAILABLE "Remote DC
-   * has no server currently reachable" when one exists but no router behind it answers.
+   * Forward sends one catalog request (a call to its HTTP API, or to its gRPC API) to the named
+   * datacenter and returns its answer. Fails with NOT_FOUND "No path to datacenter" when no route
+   * exists and with UNAVAILABLE "Remote DC has no server currently reachable" when one exists but
+   * no router behind it answers; with INVALID_ARGUMENT for a gRPC method that is not forwarded.
+   * An error of the remote catalog is no failure of Forward: it is the answer (HttpResponse.status,
+   * GrpcResponse.code).
    */
   forward(
     request: ForwardRequest,

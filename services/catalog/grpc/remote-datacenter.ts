@@ -1,0 +1,210 @@
+/**
+ * The gRPC twin of http/remote-datacenter.ts (reference/consul-compat.md §3.9): a call naming
+ * another datacenter (its QueryOptions.datacenter for a read, its own `datacenter` field for a
+ * write, as the .proto files place them) is decided once, before any handler runs. Its request
+ * message is encoded again from the decoded one and handed to the datacenter's federation routers
+ * (ForwardService.Forward with a GrpcRequest), which call that datacenter's catalog on 8502 with
+ * it; the remote catalog's status, details, trailers (`consulate-index`) and answer come back as
+ * it gave them. Writes go too, as Consul forwards KV puts and registrations.
+ *
+ * Deadlines: the call's own deadline travels; a call without one gets FORWARD_TIMEOUT_MS, or for
+ * a blocking read (min_index) the wait one served here would have (DEFAULT_WAIT_MS) plus
+ * FORWARDED_WAIT_MARGIN_MS, since the remote catalog's wait ends a little before the deadline it
+ * sees. A read that does not block may go to the next router when one cannot be reached; a write
+ * or a blocking read only when it never left.
+ *
+ * Failures, with the codes the rest of the API uses (status.ts) and Consul's texts:
+ *
+ * | what happened                                                  | code               |
+ * |----------------------------------------------------------------|--------------------|
+ * | no route, or no router configured ("No path to datacenter")    | NOT_FOUND          |
+ * | a route, but nothing answers behind it ("Remote DC has no      | UNAVAILABLE        |
+ * |   server currently reachable"), or no router of ours answers   |                    |
+ * | lost on its way, and it may have been carried out (a write)    | UNKNOWN            |
+ * | too many forwards in flight on this catalog                    | RESOURCE_EXHAUSTED |
+ * | a watch (server stream) of another datacenter                  | UNIMPLEMENTED      |
+ *
+ * Each failed forward is logged with Consul's log text, and the call's span carries a
+ * `datacenter` attribute.
+ */
+import {
+  Metadata,
+  MethodDefinition,
+  ServerErrorResponse,
+  ServerUnaryCall,
+  ServerWritableStream,
+  ServiceDefinition,
+  UntypedServiceImplementation,
+  sendUnaryData,
+  status as GrpcStatus,
+} from '@grpc/grpc-js';
+import { trace } from '@opentelemetry/api';
+
+import { CatalogServiceService } from '../../gen/consulate/catalog/v1/catalog';
+import { HealthServiceService } from '../../gen/consulate/catalog/v1/health';
+import { KVServiceService } from '../../gen/consulate/catalog/v1/kv';
+import { SessionServiceService } from '../../gen/consulate/catalog/v1/session';
+import { ForwardResponse } from '../../gen/consulate/router/v1/operator';
+import { Logger } from '../../lib/log';
+import { FORWARD_TIMEOUT_MS, ForwardSlots, NO_SERVER_REACHABLE, RouterAnswerError, RouterCallOptions, RouterClient, RouterUnavailableError } from '../router-client';
+import { DEFAULT_WAIT_MS } from '../state/consistent-read';
+import { NoPathToDatacenterError } from '../state/errors';
+
+/**
+ * Added to DEFAULT_WAIT_MS for a blocking read forwarded without a deadline: the remote catalog
+ * keeps a second of it back from its wait, each router's last hop another, and the rest is the
+ * answer's way home.
+ */
+export const FORWARDED_WAIT_MARGIN_MS = 5_000;
+
+/** Methods that change nothing: a read that does not block may be sent to the next router. */
+const READ_METHODS = new Set<string>([
+  CatalogServiceService.listNodes.path,
+  CatalogServiceService.listServices.path,
+  CatalogServiceService.getService.path,
+  CatalogServiceService.getNode.path,
+  HealthServiceService.serviceHealth.path,
+  HealthServiceService.nodeHealth.path,
+  HealthServiceService.checksInState.path,
+  KVServiceService.get.path,
+  SessionServiceService.info.path,
+  SessionServiceService.list.path,
+]);
+
+/** What a forwarded gRPC trailer may be called: the catalog's own, never gRPC's reserved ones. */
+const ANSWER_TRAILERS = /^consulate-[a-z0-9-]+$/;
+
+const NO_PATH_TO_DATACENTER = new NoPathToDatacenterError().message;
+
+export interface GrpcForwardingDeps {
+  /** This catalog's datacenter: a call naming it (or none) is served here. */
+  readonly datacenter: string;
+  /** The datacenter's routers; without any (`configured` false), another datacenter has no path. */
+  readonly routers: Pick<RouterClient, 'configured' | 'forward'>;
+  readonly logger: Logger;
+  /** Forwards in flight, shared with the HTTP API (role.ts). */
+  readonly slots: ForwardSlots;
+}
+
+type Request = { readonly datacenter?: unknown; readonly query?: { readonly datacenter?: unknown; readonly minIndex?: unknown } };
+
+export class GrpcDatacenterForwarding {
+  constructor(private readonly deps: GrpcForwardingDeps) {}
+
+  /**
+   * `implementation` with every handler first asking which datacenter its call names: calls for
+   * this one reach the handler, unary calls for another are forwarded, streams refused.
+   */
+  wrap<S extends UntypedServiceImplementation>(definition: ServiceDefinition, implementation: S): S {
+    const wrapped: UntypedServiceImplementation = {};
+    for (const [name, method] of Object.entries(definition)) {
+      const handler = implementation[name];
+      if (handler === undefined) continue;
+      if (method.requestStream) {
+        wrapped[name] = handler;
+      } else if (method.responseStream) {
+        const serve = handler as (call: ServerWritableStream<unknown, unknown>) => void;
+        wrapped[name] = ((call: ServerWritableStream<unknown, unknown>) => {
+          const datacenter = this.remoteDatacenter(call.request);
+          if (datacenter === undefined) return serve(call);
+          trace.getActiveSpan()?.setAttribute('datacenter', datacenter);
+          call.emit('error', failure(GrpcStatus.UNIMPLEMENTED, `watches of another datacenter are not forwarded (datacenter "${datacenter}"): use blocking reads (QueryOptions.min_index), which are, or watch through a catalog of ${datacenter}`));
+        }) as never;
+      } else {
+        const serve = handler as (call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) => void;
+        wrapped[name] = ((call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) => {
+          const datacenter = this.remoteDatacenter(call.request);
+          if (datacenter === undefined) return serve(call, callback);
+          trace.getActiveSpan()?.setAttribute('datacenter', datacenter);
+          void this.forward(datacenter, method, call, callback);
+        }) as never;
+      }
+    }
+    return wrapped as S;
+  }
+
+  /** The datacenter a request names when it is not ours. */
+  private remoteDatacenter(request: unknown): string | undefined {
+    const datacenter = datacenterOf(request as Request);
+    return datacenter === '' || datacenter === this.deps.datacenter ? undefined : datacenter;
+  }
+
+  private async forward(datacenter: string, method: MethodDefinition<unknown, unknown>, call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>): Promise<void> {
+    const { routers, slots } = this.deps;
+    if (!routers.configured) return callback(this.noPath(datacenter, method.path, 'no federation router is configured (-router-addr)'));
+    if (!slots.tryTake()) return callback(failure(GrpcStatus.RESOURCE_EXHAUSTED, `too many requests forwarded to other datacenters at once (${slots.limit}); retry later`));
+    let answer: ForwardResponse;
+    try {
+      const policy = grpcForwardPolicy(method.path, call.request as Request, remainingMsOf(call));
+      const message = method.requestSerialize(call.request);
+      answer = await routers.forward({ datacenter, grpc: { method: method.path, message, readOnly: policy.repeatable } }, policy);
+    } catch (err) {
+      return callback(this.failed(datacenter, method.path, err));
+    } finally {
+      slots.release();
+    }
+    const response = answer.grpc;
+    if (response === undefined) return callback(this.failed(datacenter, method.path, new Error('the router answered without a gRPC response')));
+    const trailers = new Metadata();
+    for (const [name, value] of Object.entries(response.trailers)) if (ANSWER_TRAILERS.test(name)) trailers.set(name, value);
+    if (response.code !== GrpcStatus.OK) {
+      const code = response.code in GrpcStatus && response.code <= GrpcStatus.UNAUTHENTICATED ? (response.code as GrpcStatus) : GrpcStatus.UNKNOWN;
+      return callback({ ...failure(code, response.details), metadata: trailers });
+    }
+    let decoded: unknown;
+    try {
+      decoded = method.responseDeserialize(Buffer.from(response.message));
+    } catch (err) {
+      return callback(this.failed(datacenter, method.path, new Error(`the answer of ${datacenter} does not decode as ${method.path}'s response: ${(err as Error).message}`)));
+    }
+    callback(null, decoded, trailers);
+  }
+
+  /** Logs a failed forward (Consul's lines, §3.7) and gives its status. */
+  private failed(datacenter: string, path: string, err: unknown): ServerErrorResponse {
+    const reason = (err as Error)?.message ?? String(err);
+    if (err instanceof RouterAnswerError && err.code === GrpcStatus.NOT_FOUND) return this.noPath(datacenter, path, reason);
+    const fields = { datacenter, method: path, reason };
+    if (err instanceof RouterAnswerError && err.code === GrpcStatus.UNAVAILABLE) {
+      this.deps.logger.warn(fields, 'RPC request to DC is currently failing as no server can be reached');
+      return failure(GrpcStatus.UNAVAILABLE, NO_SERVER_REACHABLE);
+    }
+    this.deps.logger.warn(fields, `cannot forward ${path} to datacenter ${datacenter}: ${reason}`);
+    if (err instanceof RouterAnswerError) return failure(err.code, reason);
+    if (err instanceof RouterUnavailableError) return failure(err.mayHaveApplied ? GrpcStatus.UNKNOWN : GrpcStatus.UNAVAILABLE, reason);
+    return failure(GrpcStatus.INTERNAL, reason);
+  }
+
+  private noPath(datacenter: string, path: string, reason: string): ServerErrorResponse {
+    this.deps.logger.warn({ datacenter, method: path, reason }, 'RPC request for DC is currently failing as no path was found');
+    return failure(GrpcStatus.NOT_FOUND, NO_PATH_TO_DATACENTER);
+  }
+}
+
+/**
+ * How long a forwarded call may take and whether it may go to a second router. `remainingMs` is
+ * what is left of the call's deadline (undefined: it has none): it travels as it is, since the
+ * remote catalog reads a blocking read's wait from it as this one would.
+ */
+export function grpcForwardPolicy(path: string, request: Request, remainingMs: number | undefined): RouterCallOptions {
+  const read = READ_METHODS.has(path);
+  const blocking = read && typeof request.query?.minIndex === 'bigint' && request.query.minIndex > 0n;
+  const fallbackMs = blocking ? DEFAULT_WAIT_MS + FORWARDED_WAIT_MARGIN_MS : FORWARD_TIMEOUT_MS;
+  return { timeoutMs: remainingMs === undefined ? fallbackMs : Math.max(1, remainingMs), repeatable: read && !blocking };
+}
+
+/** The request's datacenter: its own field (writes), else its QueryOptions' (reads); "" for none. */
+function datacenterOf(request: Request): string {
+  if (typeof request.datacenter === 'string') return request.datacenter;
+  return typeof request.query?.datacenter === 'string' ? request.query.datacenter : '';
+}
+
+function remainingMsOf(call: ServerUnaryCall<unknown, unknown>): number | undefined {
+  const deadline = call.getDeadline();
+  const at = deadline instanceof Date ? deadline.getTime() : deadline;
+  return Number.isFinite(at) ? at - Date.now() : undefined;
+}
+
+function failure(code: GrpcStatus, details: string): ServerErrorResponse {
+  return { name: GrpcStatus[code], message: details, code, details, metadata: new Metadata() };
+}

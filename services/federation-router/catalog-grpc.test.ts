@@ -1,0 +1,34 @@
+// Which gRPC calls a router forwards to a catalog, and where it finds the catalog's gRPC API
+// (catalog-grpc.ts). The calls themselves are in forwarder.test.ts, on real gRPC servers.
+import { CATALOG_GRPC_PORT, defaultCatalogGrpcAddr, refusedMethod } from './catalog-grpc';
+
+test.each([
+  '/consulate.catalog.v1.CatalogService/ListNodes',
+  '/consulate.catalog.v1.CatalogService/Register',
+  '/consulate.catalog.v1.HealthService/ServiceHealth',
+  '/consulate.catalog.v1.KVService/Txn',
+  '/consulate.catalog.v1.SessionService/Create',
+  // A unary method a newer catalog may add: the services are allowed, not a list of methods.
+  '/consulate.catalog.v1.KVService/SomethingNew',
+])('forwards %s', (method) => {
+  expect(refusedMethod(method)).toBeUndefined();
+});
+
+test.each([
+  ['/consulate.catalog.v1.KVService/WatchPrefix', /streams: watches of another datacenter are not forwarded/],
+  ['/consulate.catalog.v1.HealthService/WatchServiceHealth', /streams/],
+  ['/consulate.router.v1.OperatorService/CreateArea', /is not forwarded/],
+  ['/consulate.consensus.v1.KVService/Put', /is not forwarded/],
+  ['/consulate.catalog.v1.KVServiceX/Get', /is not forwarded/],
+  ['/consulate.catalog.v1.KVService/', /is not forwarded/],
+  ['', /is not forwarded/],
+])('refuses %s', (method, why) => {
+  expect(refusedMethod(method)).toMatch(why);
+});
+
+test("the catalog's gRPC address defaults to its HTTP address's host on 8502", () => {
+  expect(CATALOG_GRPC_PORT).toBe(8502);
+  expect(defaultCatalogGrpcAddr('127.0.1.10:8500')).toBe('127.0.1.10:8502');
+  expect(defaultCatalogGrpcAddr('dc1-catalog:8500')).toBe('dc1-catalog:8502');
+  expect(defaultCatalogGrpcAddr('[::1]:8500')).toBe('[::1]:8502');
+});

@@ -1,0 +1,109 @@
+/**
+ * The catalog's gRPC API (consulate.catalog.v1, 8502) as a router calls it to serve a forwarded
+ * gRPC request (operator.proto GrpcRequest): the request's bytes go to the catalog as they came and
+ * its answer comes back as bytes, never decoded here, with its status and its own trailers. Only
+ * unary methods of the four catalog services cross; anything else is refused before it travels.
+ *
+ * A status the catalog ends the call with (NOT_FOUND for a missing key, UNAVAILABLE "No cluster
+ * leader", ...) is its answer, carried back like an HTTP 404. The call failed to reach the catalog
+ * only when it provably never left (no connection): then the router may ask another catalog.
+ */
+import { Client, Metadata, ServiceError, status as GrpcStatus } from '@grpc/grpc-js';
+import { Tracer } from '@opentelemetry/api';
+
+import { CatalogServiceService } from '../gen/consulate/catalog/v1/catalog';
+import { HealthServiceService } from '../gen/consulate/catalog/v1/health';
+import { KVServiceService } from '../gen/consulate/catalog/v1/kv';
+import { SessionServiceService } from '../gen/consulate/catalog/v1/session';
+import { GrpcRequest, GrpcResponse } from '../gen/consulate/router/v1/operator';
+import { createRoleClient } from '../lib/grpc-client';
+
+/** The catalog's public API on 8502 (DESIGN.md "Ports"): what `-catalog-grpc-addr` defaults to. */
+export const CATALOG_GRPC_PORT = 8502;
+
+/** The services whose unary methods are forwarded, by the prefix of their method paths. */
+const FORWARDED_SERVICES = [CatalogServiceService, HealthServiceService, KVServiceService, SessionServiceService].map((definition) => Object.values(definition)[0].path.split('/')[1]);
+
+/** The streaming methods of those services (watches): a unary call cannot carry them. */
+const STREAMING_METHODS = new Set(
+  [CatalogServiceService, HealthServiceService, KVServiceService, SessionServiceService].flatMap((definition) => Object.values(definition).filter((method) => method.requestStream || method.responseStream).map((method) => method.path)),
+);
+
+/** `/<package>.<Service>/<Method>`, nothing more. */
+const METHOD_PATH = /^\/([A-Za-z0-9_.]+)\/([A-Za-z0-9_]+)$/;
+
+/** Trailers of the catalog's answer that travel back: its own (`consulate-index`), text only. */
+const ANSWER_TRAILERS = /^consulate-[a-z0-9-]+$/;
+
+/** Why `method` is not forwarded, or undefined when it is. */
+export function refusedMethod(method: string): string | undefined {
+  const match = METHOD_PATH.exec(method);
+  if (match === null || !FORWARDED_SERVICES.includes(match[1])) {
+    return `gRPC method "${method}" is not forwarded: only the unary methods of ${FORWARDED_SERVICES.join(', ')} cross datacenters`;
+  }
+  if (STREAMING_METHODS.has(method)) return `gRPC method "${method}" streams: watches of another datacenter are not forwarded`;
+  return undefined;
+}
+
+/** The call never reached a catalog (no connection): another catalog may be asked. */
+export class CatalogUnreachableError extends Error {
+  override readonly name = 'CatalogUnreachableError';
+}
+
+const identity = (bytes: Buffer): Buffer => bytes;
+
+/** One client per catalog gRPC address, each call with the tracing interceptor and a deadline. */
+export class CatalogGrpcClients {
+  private readonly clients = new Map<string, Client>();
+
+  constructor(private readonly tracer: Tracer) {}
+
+  /**
+   * Calls `request.method` on the catalog at `address` with the request's bytes, by `deadlineMs`.
+   * Resolves with however the catalog ended the call; rejects with CatalogUnreachableError only
+   * when the call never left.
+   */
+  call(address: string, request: GrpcRequest, deadlineMs: number): Promise<GrpcResponse> {
+    const client = this.client(address);
+    return new Promise((resolve, reject) => {
+      let answer: Buffer | undefined;
+      let failure: ServiceError | undefined;
+      const call = client.makeUnaryRequest(request.method, identity, identity, Buffer.from(request.message), new Metadata(), { deadline: deadlineMs }, (err, value) => {
+        if (err !== null) failure = err;
+        else answer = value;
+      });
+      // grpc-js reports 'status' after the callback: the trailers of an OK answer come only here.
+      call.on('status', (status) => {
+        if (failure !== undefined && neverSent(failure)) return reject(new CatalogUnreachableError(failure.details || failure.message));
+        const trailers: Record<string, string> = {};
+        for (const [name, value] of Object.entries(status.metadata.getMap())) if (ANSWER_TRAILERS.test(name) && typeof value === 'string') trailers[name] = value;
+        if (failure !== undefined) resolve({ code: failure.code, details: failure.details ?? '', message: Buffer.alloc(0), trailers });
+        else resolve({ code: GrpcStatus.OK, details: '', message: answer ?? Buffer.alloc(0), trailers });
+      });
+    });
+  }
+
+  close(): void {
+    for (const client of this.clients.values()) client.close();
+    this.clients.clear();
+  }
+
+  private client(address: string): Client {
+    let client = this.clients.get(address);
+    if (client === undefined) {
+      client = createRoleClient(Client, address, { tracer: this.tracer });
+      this.clients.set(address, client);
+    }
+    return client;
+  }
+}
+
+/** The catalog's gRPC address beside its HTTP one: the same host, port 8502. */
+export function defaultCatalogGrpcAddr(httpAddress: string): string {
+  return httpAddress.replace(/:\d+$/, `:${CATALOG_GRPC_PORT}`);
+}
+
+/** grpc-js says so when the call never got a connection: nothing reached the other side. */
+export function neverSent(err: ServiceError): boolean {
+  return err.code === GrpcStatus.UNAVAILABLE && (err.details ?? '').includes('No connection established');
+}
