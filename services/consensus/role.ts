@@ -11,7 +11,6 @@ import { ClusterServiceService, protobufFileName as clusterProto } from '../gen/
 import { KVServiceService, protobufFileName as kvProto } from '../gen/consulate/consensus/v1/kv';
 import { LeaseServiceService, protobufFileName as leaseProto } from '../gen/consulate/consensus/v1/lease';
 import { RaftServiceService, protobufFileName as raftProto } from '../gen/consulate/consensus/v1/raft';
-import { WatchServiceService, protobufFileName as watchProto } from '../gen/consulate/consensus/v1/watch';
 import { checks, field } from '../lib/config';
 import { formatGoDuration } from '../lib/go-text';
 import { RoleGrpcServer } from '../lib/grpc-server';
@@ -26,7 +25,7 @@ import { Member } from './raft/types';
 import { raftService } from './raft-service';
 import { LmdbLogStore } from './storage/lmdb-log-store';
 import { RaftTransport, TRANSPORT_LIMITS } from './transport';
-import { watchService } from './watch-service';
+import { watchGrpcService } from './watch-service';
 
 const PEER = /^([A-Za-z0-9][A-Za-z0-9._-]*)=([^=\s]+:\d+)$/;
 
@@ -116,7 +115,7 @@ export const consensusRole: RoleDefinition<typeof fields> = {
       services: [
         { definition: ClusterServiceService, implementation: clusterService(context, node), protoFile: clusterProto },
         { definition: KVServiceService, implementation: kvService(node), protoFile: kvProto },
-        { definition: WatchServiceService, implementation: watchService(node), protoFile: watchProto },
+        watchGrpcService(node),
         { definition: LeaseServiceService, implementation: leaseService(node), protoFile: leaseProto },
         { definition: RaftServiceService, implementation: raftService(node, transport, config.node, logger), protoFile: raftProto, traced: false },
       ],

@@ -63,3 +63,35 @@ test('a watch from a compacted revision ends at once with OUT_OF_RANGE, etcd\'s 
   expect(error?.details).toBe('etcdserver: mvcc: required revision has been compacted (revisions up to 4 were compacted (compact revision 4); watch from 5 or later)');
   expect(error?.metadata.get('consulate-compact-revision')).toEqual(['4']);
 });
+
+test('one revision reaches watchers of the same key, of a prefix and with prev_kv, each with the events it asked for', async () => {
+  await put('/b/k', 'first');
+  const events = (stream: ClientReadableStream<WatchResponse>, count: number) =>
+    new Promise<WatchResponse[]>((resolve, reject) => {
+      const got: WatchResponse[] = [];
+      stream.on('data', (response: WatchResponse) => {
+        got.push(response);
+        if (got.length === count) {
+          stream.cancel();
+          resolve(got);
+        }
+      });
+      stream.on('error', (error: ServiceError) => (error.code === GrpcStatus.CANCELLED ? undefined : reject(error)));
+    });
+  const plain = [0, 1, 2].map(() => watchClient.watch({ key: Buffer.from('/b/k'), rangeEnd: Buffer.alloc(0), startRevision: 0n, prevKv: false }));
+  const withPrev = watchClient.watch({ key: Buffer.from('/b/k'), rangeEnd: Buffer.alloc(0), startRevision: 0n, prevKv: true });
+  const prefix = watchClient.watch({ key: Buffer.from('/b/'), rangeEnd: Buffer.from('/b0'), startRevision: 0n, prevKv: false });
+  const answers = Promise.all([...plain.map((s) => events(s, 2)), events(withPrev, 2), events(prefix, 3)]);
+  await new Promise((resolve) => setTimeout(resolve, 300)); // the streams are registered
+  const second = await put('/b/k', 'second');
+  const other = await put('/b/other', 'x');
+  const third = await put('/b/k', 'third');
+  const [p1, p2, p3, prev, pre] = await answers;
+  const shape = (responses: WatchResponse[]) => responses.map((r) => [Number(r.header?.revision), r.events.map((e) => [e.kv?.key.toString(), e.kv?.value.toString(), e.prevKv?.value.toString()])]);
+  const exact = [[second, [['/b/k', 'second', undefined]]], [third, [['/b/k', 'third', undefined]]]];
+  expect(shape(p1)).toEqual(exact);
+  expect(shape(p2)).toEqual(exact);
+  expect(shape(p3)).toEqual(exact);
+  expect(shape(prev)).toEqual([[second, [['/b/k', 'second', 'first']]], [third, [['/b/k', 'third', 'second']]]]);
+  expect(shape(pre)).toEqual([[second, [['/b/k', 'second', undefined]]], [other, [['/b/other', 'x', undefined]]], [third, [['/b/k', 'third', undefined]]]]);
+});

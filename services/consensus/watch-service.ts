@@ -10,7 +10,8 @@
  */
 import { ServerWritableStream } from '@grpc/grpc-js';
 
-import { WatchRequest, WatchResponse, WatchServiceServer } from '../gen/consulate/consensus/v1/watch';
+import { Event, WatchRequest, WatchResponse, WatchServiceServer, WatchServiceService, protobufFileName as protoFile } from '../gen/consulate/consensus/v1/watch';
+import { GrpcService } from '../lib/grpc-server';
 import { ConsensusNode } from './consensus-node';
 import { toServiceError } from './grpc-errors';
 import { KvError } from './kv/errors';
@@ -18,7 +19,52 @@ import { DEFAULT_KV_LIMITS } from './kv/limits';
 import { validateWatch } from './kv/validation';
 import { RevisionEvents } from './kv/watch-hub';
 
-export function watchService(node: ConsensusNode): WatchServiceServer {
+/**
+ * The service as a server registers it. Its definition passes a response that is already encoded
+ * (a Buffer) through as it is, so one revision's answer is encoded once for all the watchers it
+ * reaches; the implementation writes such Buffers, so the two go together.
+ */
+export function watchGrpcService(node: ConsensusNode): GrpcService {
+  return { definition: WATCH_SERVICE_DEFINITION, implementation: watchService(node), protoFile };
+}
+
+const WATCH_SERVICE_DEFINITION: typeof WatchServiceService = {
+  watch: {
+    ...WatchServiceService.watch,
+    responseSerialize: (value: WatchResponse | Buffer): Buffer => (Buffer.isBuffer(value) ? value : WatchServiceService.watch.responseSerialize(value)),
+  },
+};
+
+/**
+ * The last revision encoded: the hub gives every watcher of a key its own list of the same event
+ * objects, so a list with the same events (same objects, same order) has the same bytes.
+ */
+class LastEncoded {
+  private revision = -1n;
+  private term = -1;
+  private member = '';
+  private events: readonly Event[] = [];
+  private bytes: Buffer = Buffer.alloc(0);
+
+  encode(revision: bigint, term: number, member: string, events: readonly Event[]): Buffer {
+    if (revision === this.revision && term === this.term && member === this.member && sameEvents(events, this.events)) return this.bytes;
+    this.bytes = WatchServiceService.watch.responseSerialize({ header: { revision, raftTerm: BigInt(term), member }, events: [...events] });
+    this.revision = revision;
+    this.term = term;
+    this.member = member;
+    this.events = events;
+    return this.bytes;
+  }
+}
+
+function sameEvents(a: readonly Event[], b: readonly Event[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function watchService(node: ConsensusNode): WatchServiceServer {
+  const encoded = new LastEncoded();
   return {
     watch(call: ServerWritableStream<WatchRequest, WatchResponse>) {
       try {
@@ -46,7 +92,8 @@ export function watchService(node: ConsensusNode): WatchServiceServer {
       const send = (groups: readonly RevisionEvents[]) => {
         const { term, id } = node.headerInfo();
         for (const group of groups) {
-          writable = call.write({ header: { revision: group.revision, raftTerm: BigInt(term), member: id }, events: [...group.events] }) && writable;
+          // A Buffer, which WATCH_SERVICE_DEFINITION's serializer passes through.
+          writable = call.write(encoded.encode(group.revision, term, id, group.events) as unknown as WatchResponse) && writable;
         }
       };
       const drain = () => {

@@ -16,10 +16,9 @@ import { ConsensusNode } from '../../services/consensus/consensus-node';
 import { kvService, leaseService } from '../../services/consensus/kv-service';
 import { raftConfig } from '../../services/consensus/raft/config';
 import { MemoryLogStore } from '../../services/consensus/storage/memory-log-store';
-import { watchService } from '../../services/consensus/watch-service';
+import { watchGrpcService } from '../../services/consensus/watch-service';
 import { KVServiceService, protobufFileName as kvProto } from '../../services/gen/consulate/consensus/v1/kv';
 import { LeaseServiceService, protobufFileName as leaseProto } from '../../services/gen/consulate/consensus/v1/lease';
-import { WatchServiceService, protobufFileName as watchProto } from '../../services/gen/consulate/consensus/v1/watch';
 import { SystemClock } from '../../services/lib/clock';
 import { RoleGrpcServer } from '../../services/lib/grpc-server';
 import { createLogger } from '../../services/lib/log';
@@ -62,7 +61,7 @@ export async function startInProcessConsensus(): Promise<InProcessConsensus> {
       shutdownGraceMs: 0,
       services: [
         { definition: KVServiceService, implementation: kvService(node), protoFile: kvProto },
-        { definition: WatchServiceService, implementation: watchService(node), protoFile: watchProto },
+        watchGrpcService(node),
         { definition: LeaseServiceService, implementation: leaseService(node), protoFile: leaseProto },
       ],
     });
