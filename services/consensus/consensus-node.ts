@@ -185,6 +185,7 @@ export class ConsensusNode {
     this.stopped = true;
     for (const timer of this.timers) this.options.clock.clear(timer);
     this.wake?.();
+    this.wokenStreams.clear();
     await this.loopDone.catch(() => undefined);
     this.failPending(new OutcomeUnknownError('the server is shutting down; the write may or may not be applied'));
     await this.options.store.close();

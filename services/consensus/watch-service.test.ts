@@ -95,3 +95,26 @@ test('one revision reaches watchers of the same key, of a prefix and with prev_k
   expect(shape(prev)).toEqual([[second, [['/b/k', 'second', 'first']]], [third, [['/b/k', 'third', 'second']]]]);
   expect(shape(pre)).toEqual([[second, [['/b/k', 'second', undefined]]], [other, [['/b/other', 'x', undefined]]], [third, [['/b/k', 'third', undefined]]]]);
 });
+
+test('puts applied together reach every watcher in revision order, each revision once', async () => {
+  const collect = (stream: ClientReadableStream<WatchResponse>, events: number) =>
+    new Promise<string[]>((resolve, reject) => {
+      const got: string[] = [];
+      stream.on('data', (response: WatchResponse) => {
+        for (const event of response.events) got.push(`${Number(response.header?.revision)}:${event.kv?.value.toString()}`);
+        if (got.length >= events) {
+          stream.cancel();
+          resolve(got);
+        }
+      });
+      stream.on('error', (error: ServiceError) => (error.code === GrpcStatus.CANCELLED ? undefined : reject(error)));
+    });
+  const streams = [0, 1, 2, 3].map(() => watchClient.watch({ key: Buffer.from('/c/k'), rangeEnd: Buffer.alloc(0), startRevision: 0n, prevKv: false }));
+  const all = Promise.all(streams.map((stream) => collect(stream, 5)));
+  await new Promise((resolve) => setTimeout(resolve, 300)); // the streams are registered
+  const revisions = await Promise.all(['1', '2', '3', '4', '5'].map((value) => put('/c/k', value)));
+  const expected = revisions.map((revision, i) => [revision, String(i + 1)] as const).sort((a, b) => a[0] - b[0]).map(([revision]) => revision);
+  for (const got of await all) {
+    expect(got.map((entry) => Number(entry.split(':')[0]))).toEqual(expected);
+  }
+});

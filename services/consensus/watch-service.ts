@@ -36,24 +36,28 @@ const WATCH_SERVICE_DEFINITION: typeof WatchServiceService = {
 };
 
 /**
- * The last revision encoded: the hub gives every watcher of a key its own list of the same event
- * objects, so a list with the same events (same objects, same order) has the same bytes.
+ * Encoded answers of the latest revisions: the hub gives every watcher of a key its own list of the
+ * same event objects, so a list with the same events (same objects, same order) has the same bytes.
+ * Several revisions are kept, since one wake-up may carry a few to each watcher in turn; per revision,
+ * a few lists (watchers of different ranges see different events of one revision).
  */
-class LastEncoded {
-  private revision = -1n;
-  private term = -1;
-  private member = '';
-  private events: readonly Event[] = [];
-  private bytes: Buffer = Buffer.alloc(0);
+class EncodedRevisions {
+  private static readonly MAX_REVISIONS = 64;
+  private static readonly MAX_LISTS_PER_REVISION = 8;
+  private readonly byRevision = new Map<bigint, { term: number; member: string; events: readonly Event[]; bytes: Buffer }[]>();
 
   encode(revision: bigint, term: number, member: string, events: readonly Event[]): Buffer {
-    if (revision === this.revision && term === this.term && member === this.member && sameEvents(events, this.events)) return this.bytes;
-    this.bytes = WatchServiceService.watch.responseSerialize({ header: { revision, raftTerm: BigInt(term), member }, events: [...events] });
-    this.revision = revision;
-    this.term = term;
-    this.member = member;
-    this.events = events;
-    return this.bytes;
+    let lists = this.byRevision.get(revision);
+    const found = lists?.find((e) => e.term === term && e.member === member && sameEvents(e.events, events));
+    if (found !== undefined) return found.bytes;
+    const bytes = WatchServiceService.watch.responseSerialize({ header: { revision, raftTerm: BigInt(term), member }, events: [...events] });
+    if (lists === undefined) {
+      if (this.byRevision.size >= EncodedRevisions.MAX_REVISIONS) this.byRevision.delete(this.byRevision.keys().next().value!);
+      this.byRevision.set(revision, (lists = []));
+    }
+    if (lists.length >= EncodedRevisions.MAX_LISTS_PER_REVISION) lists.shift();
+    lists.push({ term, member, events, bytes });
+    return bytes;
   }
 }
 
@@ -64,7 +68,7 @@ function sameEvents(a: readonly Event[], b: readonly Event[]): boolean {
 }
 
 function watchService(node: ConsensusNode): WatchServiceServer {
-  const encoded = new LastEncoded();
+  const encoded = new EncodedRevisions();
   return {
     watch(call: ServerWritableStream<WatchRequest, WatchResponse>) {
       try {

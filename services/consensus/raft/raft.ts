@@ -293,11 +293,7 @@ export class Raft {
   }
 
   ready(): Ready {
-    if (this.broadcastOwed !== 'none') {
-      const sendIfEmpty = this.broadcastOwed === 'commit';
-      this.broadcastOwed = 'none';
-      if (this.role === 'leader') this.broadcastAppend(sendIfEmpty);
-    }
+    this.payBroadcast();
     if (this.readsAwaitingRound.length > 0) {
       // Every read asked for since the last Ready shares one quorum round (batched ReadIndex).
       const round = this.broadcastHeartbeat();
@@ -711,6 +707,8 @@ export class Raft {
     // Keep streaming what is left.
     while (!progress.isPaused() && progress.next <= this.log.lastIndex()) if (!this.sendAppend(m.from)) break;
     if (m.from === this.leadTransferee && progress.match === this.log.lastIndex()) {
+      // The transferee campaigns at once: it hears of the commit its acknowledgement made first.
+      this.payBroadcast();
       this.send(message({ type: 'timeout-now', from: this.id, to: m.from, term: this.term }));
     }
   }
@@ -790,7 +788,16 @@ export class Raft {
   }
 
   private owe(what: 'entries' | 'commit'): void {
+    if (this.role !== 'leader') return; // stepped down (our removal committed): nothing to send
     if (this.broadcastOwed !== 'commit') this.broadcastOwed = what;
+  }
+
+  /** Sends the appends owed (owe) now: when a Ready is cut, or before a message that must follow them. */
+  private payBroadcast(): void {
+    if (this.broadcastOwed === 'none') return;
+    const sendIfEmpty = this.broadcastOwed === 'commit';
+    this.broadcastOwed = 'none';
+    if (this.role === 'leader') this.broadcastAppend(sendIfEmpty);
   }
 
   /** Sends new entries to every follower; `sendIfEmpty` also tells them a new commit index. */
