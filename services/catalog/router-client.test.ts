@@ -65,20 +65,44 @@ describe('RouterClient', () => {
     expect(routers[0].forwarded.at(-1)).toEqual(FORWARD);
   });
 
-  test('a call lost on the way (no answer by its deadline) goes to the next router only when it may run twice', async () => {
+  test('a call lost on the way (a connection cut mid-call) goes to the next router only when it may run twice', async () => {
+    const [cut, other] = routers;
+    cut.forwardAnswer = () => ({ code: GrpcStatus.UNAVAILABLE, details: 'read ECONNRESET' });
+    other.forwardAnswer = () => ANSWER;
+    const before = other.forwarded.length;
+    const write = await client([cut.address, other.address])
+      .forward(FORWARD, { timeoutMs: 2_000, repeatable: false })
+      .catch((err: Error) => err);
+    expect(write).toBeInstanceOf(RouterUnavailableError);
+    expect((write as Error).message).toContain('it may have been carried out, so it was not sent to another router');
+    expect((write as RouterUnavailableError).mayHaveApplied).toBe(true);
+    expect(other.forwarded.length).toBe(before);
+    const read = await client([cut.address, other.address]).forward(FORWARD, { timeoutMs: 2_000, repeatable: true });
+    expect(read.response?.status).toBe(200);
+    expect(other.forwarded.length).toBe(before + 1);
+    cut.forwardAnswer = () => ANSWER;
+  });
+
+  test("one deadline for the whole call: a router that used it up leaves the next none, and a read that ran out says so, not that it may have been applied", async () => {
     const [silent, other] = routers;
     silent.forwardAnswer = () => new Promise(() => undefined);
     other.forwardAnswer = () => ANSWER;
     const before = other.forwarded.length;
-    const write = await client([silent.address, other.address])
-      .forward(FORWARD, { timeoutMs: 200, repeatable: false })
+    const started = Date.now();
+    const read = await client([silent.address, other.address])
+      .forward(FORWARD, { timeoutMs: 300, repeatable: true })
       .catch((err: Error) => err);
-    expect(write).toBeInstanceOf(RouterUnavailableError);
-    expect((write as Error).message).toContain('it may have been carried out, so it was not sent to another router');
+    expect(Date.now() - started).toBeLessThan(2_000);
+    expect(read).toBeInstanceOf(RouterUnavailableError);
+    expect((read as RouterUnavailableError).timedOut).toBe(true);
     expect(other.forwarded.length).toBe(before);
-    const read = await client([silent.address, other.address]).forward(FORWARD, { timeoutMs: 200, repeatable: true });
-    expect(read.response?.status).toBe(200);
-    expect(other.forwarded.length).toBe(before + 1);
+    const blocking = await client([silent.address, other.address])
+      .forward(FORWARD, { timeoutMs: 300, repeatable: false, readOnly: true })
+      .catch((err: Error) => err);
+    expect(blocking).toBeInstanceOf(RouterUnavailableError);
+    expect((blocking as RouterUnavailableError).mayHaveApplied).toBe(false);
+    expect((blocking as RouterUnavailableError).timedOut).toBe(true);
+    expect((blocking as Error).message).not.toContain('carried out');
     silent.forwardAnswer = () => ANSWER;
   });
 

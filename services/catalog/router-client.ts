@@ -41,6 +41,7 @@ import { Clock, systemClock } from '../lib/clock';
 import { checks, field } from '../lib/config';
 import { callUnary, createRoleClient } from '../lib/grpc-client';
 import { GRPC_SERVER_DEFAULTS } from '../lib/grpc-server';
+import { Logger } from '../lib/log';
 import { JITTER_FRACTION } from './state/consistent-read';
 
 /** An Operator call that reads or writes the areas in consensus. */
@@ -81,6 +82,8 @@ export class RouterUnavailableError extends Error {
     message: string,
     /** The request was lost on its way through a router, which may have carried it out. */
     readonly mayHaveApplied = false,
+    /** The call's deadline passed before an answer came. */
+    readonly timedOut = false,
   ) {
     super(message);
   }
@@ -132,9 +135,15 @@ export class RouterAnswerError extends Error {
 }
 
 export interface RouterCallOptions {
+  /** For the whole call, every router tried included. */
   readonly timeoutMs: number;
   /** Safe to send again to another router after a connection failed mid-call (reads, idempotent writes). */
   readonly repeatable: boolean;
+  /**
+   * Changes nothing, even when not repeatable (a blocking read is not sent twice, since a second
+   * one would wait again): lost on its way, it failed, and carried out nothing.
+   */
+  readonly readOnly?: boolean;
 }
 
 export class RouterClient {
@@ -224,11 +233,15 @@ export class RouterClient {
   private async call<Req, Res>(request: Req, options: RouterCallOptions, method: (address: string) => UnaryMethod<Req, Res>): Promise<Res> {
     this.requireRouters();
     const failures: string[] = [];
+    // One deadline for the call: a router that used some of it leaves the next only the rest.
+    const deadlineMs = this.clock.nowMs() + options.timeoutMs;
     for (let i = 0; i < this.addresses.length; i++) {
       const at = (this.preferred + i) % this.addresses.length;
       const address = this.addresses[at];
+      const remainingMs = deadlineMs - this.clock.nowMs();
+      if (remainingMs <= 0) break;
       try {
-        const response = await callUnary(method(address), request, { timeoutMs: options.timeoutMs, idempotent: true, maxAttempts: 1, clock: this.clock });
+        const response = await callUnary(method(address), request, { timeoutMs: remainingMs, idempotent: true, maxAttempts: 1, clock: this.clock });
         this.preferred = at;
         return response;
       } catch (err) {
@@ -236,12 +249,14 @@ export class RouterClient {
         const outcome = classify(failure);
         if (outcome === 'answer') throw new RouterAnswerError(failure.code, failure.details || failure.message);
         if (outcome === 'lost' && !options.repeatable) {
+          if (options.readOnly === true) throw new RouterUnavailableError(`No answer through the federation router ${describe(failure, address)}`, false, failure.code === GrpcStatus.DEADLINE_EXCEEDED);
           throw new RouterUnavailableError(`The request was lost on its way through the federation router ${describe(failure, address)}; it may have been carried out, so it was not sent to another router`, true);
         }
         failures.push(describe(failure, address));
       }
     }
-    throw new RouterUnavailableError(`No federation router could answer: ${failures.join('; ')}`);
+    if (failures.length === 0) throw new RouterUnavailableError('No federation router could answer before the deadline', false, true);
+    throw new RouterUnavailableError(`No federation router could answer: ${failures.join('; ')}`, false, this.clock.nowMs() >= deadlineMs);
   }
 
   private requireRouters(): void {
@@ -295,3 +310,20 @@ export const NO_ROUTERS: Pick<RouterClient, 'configured' | 'forward' | 'datacent
   forward: () => Promise.reject(new Error('no federation router is configured')),
   datacenters: () => Promise.reject(new Error('no federation router is configured')),
 };
+
+/**
+ * The datacenters the routers know, nearest first (Consul's order, §3.8); ours alone without a
+ * router or an answer from one: the list is a reachability probe and does not fail. Both APIs
+ * answer with it (/v1/catalog/datacenters, CatalogService.ListDatacenters).
+ */
+export async function knownDatacenters(datacenter: string, routers: Pick<RouterClient, 'configured' | 'datacenters'>, logger: Logger): Promise<string[]> {
+  if (!routers.configured) return [datacenter];
+  try {
+    const { datacenters } = await routers.datacenters();
+    if (datacenters.length > 0) return datacenters;
+    logger.warn('the federation router listed no datacenter: answering with ours alone');
+  } catch (err) {
+    logger.warn({ reason: (err as Error).message }, `no federation router answered for the list of datacenters, answering with ours alone: ${(err as Error).message}`);
+  }
+  return [datacenter];
+}

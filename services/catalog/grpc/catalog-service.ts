@@ -15,11 +15,10 @@ import {
 } from '../../gen/consulate/catalog/v1/catalog';
 import { statusWithConsensus } from '../../lib/consensus-client';
 import { goQuote } from '../../lib/go-text';
+import { NO_ROUTERS, knownDatacenters } from '../router-client';
 import { LIST_SERVICES_TABLES, NODE_SERVICES_TABLES, SERVICE_NODES_TABLES, listNodes, listServices, nodeServices, serviceNodes } from '../state/catalog-reads';
 import { CheckRegistration as StateCheck, MAX_CATALOG_WRITE_BYTES, RegisterRequest as StateRegister, ServiceRegistration as StateService, deregister, register } from '../state/catalog-writes';
 import { refuseOtherDatacenter } from '../state/errors';
-import { knownDatacenters } from '../http/catalog-endpoint';
-import { NO_ROUTERS } from '../router-client';
 import { CatalogApiDeps, metaFilterOf } from './catalog-api';
 import { nodeMessage, serviceMessage, statusText } from './proto-shapes';
 import { queryRead } from './query';
@@ -46,7 +45,7 @@ export function catalogService(deps: CatalogApiDeps): CatalogServiceServer {
     }),
 
     // The routers' list, nearest first, as /v1/catalog/datacenters answers it.
-    listDatacenters: unary(logger, async () => ({ datacenters: await knownDatacenters({ datacenter: deps.datacenter, routers: deps.routers ?? NO_ROUTERS, logger }) })),
+    listDatacenters: unary(logger, async () => ({ datacenters: await knownDatacenters(deps.datacenter, deps.routers ?? NO_ROUTERS, logger) })),
 
     listNodes: unary(logger, async (call): Promise<ListNodesResponse> => {
       const meta = metaFilterOf(call.request.nodeMeta);

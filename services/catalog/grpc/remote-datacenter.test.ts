@@ -148,17 +148,18 @@ describe('deadlines', () => {
     const sent = Date.now();
     await listNodes({ query: query('dc2', { minIndex: 5n }) }, 20_000);
     expect(Math.abs(router.forwardDeadlines[0] - (sent + 20_000))).toBeLessThan(1_000);
-    expect(router.forwarded[0].grpc?.readOnly).toBe(false);
+    // A read: a router may pass it to another router of dc2 (as an HTTP GET); this catalog does not resend it.
+    expect(router.forwarded[0].grpc?.readOnly).toBe(true);
   });
 
   test('without a deadline: 30 s for a plain read, a blocking read the wait it would have here and a margin', () => {
     const list = CatalogServiceService.listNodes.path;
-    expect(grpcForwardPolicy(list, { query: query('dc2') }, undefined)).toEqual({ timeoutMs: FORWARD_TIMEOUT_MS, repeatable: true });
-    expect(grpcForwardPolicy(list, { query: query('dc2', { minIndex: 3n }) }, undefined)).toEqual({ timeoutMs: DEFAULT_WAIT_MS + FORWARDED_WAIT_MARGIN_MS, repeatable: false });
-    expect(grpcForwardPolicy(list, { query: query('dc2', { minIndex: 3n }) }, 42_000)).toEqual({ timeoutMs: 42_000, repeatable: false });
+    expect(grpcForwardPolicy(list, { query: query('dc2') }, undefined)).toEqual({ timeoutMs: FORWARD_TIMEOUT_MS, repeatable: true, readOnly: true });
+    expect(grpcForwardPolicy(list, { query: query('dc2', { minIndex: 3n }) }, undefined)).toEqual({ timeoutMs: DEFAULT_WAIT_MS + FORWARDED_WAIT_MARGIN_MS, repeatable: false, readOnly: true });
+    expect(grpcForwardPolicy(list, { query: query('dc2', { minIndex: 3n }) }, 42_000)).toEqual({ timeoutMs: 42_000, repeatable: false, readOnly: true });
     // A write never goes to a second router once it may have left; a transaction may write.
-    expect(grpcForwardPolicy(KVServiceService.put.path, { datacenter: 'dc2' }, undefined)).toEqual({ timeoutMs: FORWARD_TIMEOUT_MS, repeatable: false });
-    expect(grpcForwardPolicy(KVServiceService.txn.path, { query: query('dc2', { minIndex: 3n }) }, undefined)).toEqual({ timeoutMs: FORWARD_TIMEOUT_MS, repeatable: false });
+    expect(grpcForwardPolicy(KVServiceService.put.path, { datacenter: 'dc2' }, undefined)).toEqual({ timeoutMs: FORWARD_TIMEOUT_MS, repeatable: false, readOnly: false });
+    expect(grpcForwardPolicy(KVServiceService.txn.path, { query: query('dc2', { minIndex: 3n }) }, undefined)).toEqual({ timeoutMs: FORWARD_TIMEOUT_MS, repeatable: false, readOnly: false });
   });
 });
 

@@ -137,7 +137,7 @@ export class GrpcDatacenterForwarding {
     try {
       const policy = grpcForwardPolicy(method.path, call.request as Request, remainingMsOf(call));
       const message = method.requestSerialize(call.request);
-      answer = await routers.forward({ datacenter, grpc: { method: method.path, message, readOnly: policy.repeatable } }, policy);
+      answer = await routers.forward({ datacenter, grpc: { method: method.path, message, readOnly: policy.readOnly === true } }, policy);
     } catch (err) {
       return callback(this.failed(datacenter, method.path, err));
     } finally {
@@ -171,7 +171,7 @@ export class GrpcDatacenterForwarding {
     }
     this.deps.logger.warn(fields, `cannot forward ${path} to datacenter ${datacenter}: ${reason}`);
     if (err instanceof RouterAnswerError) return failure(err.code, reason);
-    if (err instanceof RouterUnavailableError) return failure(err.mayHaveApplied ? GrpcStatus.UNKNOWN : GrpcStatus.UNAVAILABLE, reason);
+    if (err instanceof RouterUnavailableError) return failure(err.mayHaveApplied ? GrpcStatus.UNKNOWN : err.timedOut ? GrpcStatus.DEADLINE_EXCEEDED : GrpcStatus.UNAVAILABLE, reason);
     return failure(GrpcStatus.INTERNAL, reason);
   }
 
@@ -190,7 +190,7 @@ export function grpcForwardPolicy(path: string, request: Request, remainingMs: n
   const read = READ_METHODS.has(path);
   const blocking = read && typeof request.query?.minIndex === 'bigint' && request.query.minIndex > 0n;
   const fallbackMs = blocking ? DEFAULT_WAIT_MS + FORWARDED_WAIT_MARGIN_MS : FORWARD_TIMEOUT_MS;
-  return { timeoutMs: remainingMs === undefined ? fallbackMs : Math.max(1, remainingMs), repeatable: read && !blocking };
+  return { timeoutMs: remainingMs === undefined ? fallbackMs : Math.max(1, remainingMs), repeatable: read && !blocking, readOnly: read };
 }
 
 /** The request's datacenter: its own field (writes), else its QueryOptions' (reads); "" for none. */

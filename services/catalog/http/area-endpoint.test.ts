@@ -258,7 +258,7 @@ describe('/v1/catalog/datacenters (§3.8)', () => {
     const failing = await serve([router.address]);
     try {
       expect(await unreachable.http.request('GET', '/v1/catalog/datacenters')).toMatchObject({ status: 200, text: '["dc1"]' });
-      expect(unreachable.logs).toEqual([expect.stringMatching(/^no federation router answered for \/v1\/catalog\/datacenters, answering with ours alone: No federation router could answer: .*unreachable/)]);
+      expect(unreachable.logs).toEqual([expect.stringMatching(/^no federation router answered for the list of datacenters, answering with ours alone: No federation router could answer: .*unreachable/)]);
       expect(await failing.http.request('GET', '/v1/catalog/datacenters')).toMatchObject({ status: 200, text: '["dc1"]' });
       expect(failing.logs).toEqual([expect.stringContaining('route table not ready')]);
     } finally {

@@ -11,7 +11,7 @@
  */
 import { ConsensusClient } from '../../lib/consensus-client';
 import { Logger } from '../../lib/log';
-import { RouterClient } from '../router-client';
+import { RouterClient, knownDatacenters } from '../router-client';
 import { LIST_SERVICES_TABLES, NODE_SERVICES_TABLES, SERVICE_NODES_TABLES, listNodes, listServices, nodeServices, serviceNodes } from '../state/catalog-reads';
 import { CatalogWriteError, DeregisterRequest, MAX_CATALOG_WRITE_BYTES, RegisterRequest, deregister, register } from '../state/catalog-writes';
 import { refuseOtherDatacenter } from '../state/errors';
@@ -237,7 +237,7 @@ export interface DatacentersDeps {
  * areas): the endpoint is a reachability probe and does not fail.
  */
 export function registerDatacentersEndpoint(router: HttpRouter, deps: DatacentersDeps): void {
-  router.on(['GET'], '/v1/catalog/datacenters', async () => ({ body: await knownDatacenters(deps) }));
+  router.on(['GET'], '/v1/catalog/datacenters', async () => ({ body: await knownDatacenters(deps.datacenter, deps.routers, deps.logger) }));
   // Beyond Consul: how each datacenter is reached (adjacent, or through transit areas), nearest first.
   router.on(['GET'], '/v1/operator/routes', async () => ({ body: await knownRoutes(deps) }));
 }
@@ -261,17 +261,4 @@ async function knownRoutes(deps: DatacentersDeps): Promise<ApiRoute[]> {
       ? local
       : { Datacenter: route.datacenter, Path: [...route.path], AreaID: route.areaId, RTT: Number(route.rttNs), Reachable: route.reachable, NextHops: [...route.nextHops] },
   );
-}
-
-/** The datacenters the routers know, nearest first; ours alone without a router or an answer. Both APIs list these. */
-export async function knownDatacenters(deps: DatacentersDeps): Promise<string[]> {
-  if (!deps.routers.configured) return [deps.datacenter];
-  try {
-    const { datacenters } = await deps.routers.datacenters();
-    if (datacenters.length > 0) return datacenters;
-    deps.logger.warn('the federation router listed no datacenter: answering /v1/catalog/datacenters with ours alone');
-  } catch (err) {
-    deps.logger.warn({ reason: (err as Error).message }, `no federation router answered for /v1/catalog/datacenters, answering with ours alone: ${(err as Error).message}`);
-  }
-  return [deps.datacenter];
 }

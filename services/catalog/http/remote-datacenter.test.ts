@@ -226,10 +226,10 @@ describe('forwardPolicy: how long a forward may take, and whether a second route
   });
 
   test("a blocking read: its wait, Consul's wait/16 of jitter and the forward timeout; once only (the first may still wait)", () => {
-    expect(policy('GET', 'index=5&wait=16s')).toEqual({ timeoutMs: 16_000 + 1_000 + FORWARD_TIMEOUT_MS, repeatable: false });
+    expect(policy('GET', 'index=5&wait=16s')).toEqual({ timeoutMs: 16_000 + 1_000 + FORWARD_TIMEOUT_MS, repeatable: false, readOnly: true });
     // Consul's default 5 min, its cap of 10 min.
-    expect(policy('GET', 'index=5')).toEqual({ timeoutMs: 300_000 + 18_750 + FORWARD_TIMEOUT_MS, repeatable: false });
-    expect(policy('GET', 'index=5&wait=1h')).toEqual({ timeoutMs: 600_000 + 37_500 + FORWARD_TIMEOUT_MS, repeatable: false });
+    expect(policy('GET', 'index=5')).toEqual({ timeoutMs: 300_000 + 18_750 + FORWARD_TIMEOUT_MS, repeatable: false, readOnly: true });
+    expect(policy('GET', 'index=5&wait=1h')).toEqual({ timeoutMs: 600_000 + 37_500 + FORWARD_TIMEOUT_MS, repeatable: false, readOnly: true });
   });
 
   test('a write is carried once; options the remote refuses travel all the same (it answers the 400)', () => {

@@ -131,7 +131,7 @@ export function forwardPolicy(request: Pick<HttpRequest, 'method' | 'query'>): R
   } catch {
     options = undefined;
   }
-  if (options !== undefined && options.minIndex > 0) return { timeoutMs: blockingTimeoutMs(options.waitMs, FORWARD_TIMEOUT_MS), repeatable: false };
+  if (options !== undefined && options.minIndex > 0) return { timeoutMs: blockingTimeoutMs(options.waitMs, FORWARD_TIMEOUT_MS), repeatable: false, readOnly: request.method === 'GET' };
   return { timeoutMs: FORWARD_TIMEOUT_MS, repeatable: request.method === 'GET' };
 }
 
