@@ -144,6 +144,8 @@ export interface RouterCallOptions {
    * one would wait again): lost on its way, it failed, and carried out nothing.
    */
   readonly readOnly?: boolean;
+  /** Aborted when the caller is gone (its call cancelled): the call in flight is cancelled, no other router tried. */
+  readonly signal?: AbortSignal;
 }
 
 export class RouterClient {
@@ -240,8 +242,9 @@ export class RouterClient {
       const address = this.addresses[at];
       const remainingMs = deadlineMs - this.clock.nowMs();
       if (remainingMs <= 0) break;
+      if (options.signal?.aborted === true) throw new RouterUnavailableError('the call was cancelled by its caller');
       try {
-        const response = await callUnary(method(address), request, { timeoutMs: remainingMs, idempotent: true, maxAttempts: 1, clock: this.clock });
+        const response = await callUnary(method(address), request, { timeoutMs: remainingMs, idempotent: true, maxAttempts: 1, clock: this.clock, signal: options.signal });
         this.preferred = at;
         return response;
       } catch (err) {

@@ -61,9 +61,9 @@ export class CatalogGrpcClients {
   /**
    * Calls `request.method` on the catalog at `address` with the request's bytes, by `deadlineMs`.
    * Resolves with however the catalog ended the call; rejects with CatalogUnreachableError only
-   * when the call never left.
+   * when the call never left. Aborting `signal` cancels the call (it ends CANCELLED).
    */
-  call(address: string, request: GrpcRequest, deadlineMs: number): Promise<GrpcResponse> {
+  call(address: string, request: GrpcRequest, deadlineMs: number, signal?: AbortSignal): Promise<GrpcResponse> {
     const client = this.client(address);
     return new Promise((resolve, reject) => {
       let answer: Buffer | undefined;
@@ -72,8 +72,11 @@ export class CatalogGrpcClients {
         if (err !== null) failure = err;
         else answer = value;
       });
+      const cancel = () => call.cancel();
+      signal?.addEventListener('abort', cancel, { once: true });
       // grpc-js reports 'status' after the callback: the trailers of an OK answer come only here.
       call.on('status', (status) => {
+        signal?.removeEventListener('abort', cancel);
         if (failure !== undefined && neverSent(failure)) return reject(new CatalogUnreachableError(failure.details || failure.message));
         const trailers: Record<string, string> = {};
         for (const [name, value] of Object.entries(status.metadata.getMap())) if (ANSWER_TRAILERS.test(name) && typeof value === 'string') trailers[name] = value;

@@ -8,7 +8,7 @@ import { Metadata, ServerErrorResponse, ServerUnaryCall, sendUnaryData, status a
 import { FederationServiceServer } from '../gen/consulate/router/v1/federation';
 import { Logger } from '../lib/log';
 import { Federation } from './federation';
-import { ForwardError, Forwarder, answerMetadata, deadlineMsOf } from './forwarder';
+import { ForwardError, Forwarder, answerMetadata, cancelledSignal, deadlineMsOf } from './forwarder';
 import { DATACENTER_METADATA } from './peer-clients';
 import { MutualTlsListener } from './tls-listener';
 
@@ -65,10 +65,11 @@ export function federationService(deps: FederationServiceDeps): FederationServic
       const request = call.request.forward;
       if (request === undefined) return callback(refusal(GrpcStatus.INVALID_ARGUMENT, 'a forward needs a request'));
       const deadlineMs = deadlineMsOf(call);
-      deps.forwarder.forward(request, deadlineMs, call.request.visited, from).then(
+      const cancelled = cancelledSignal(call);
+      deps.forwarder.forward(request, deadlineMs, call.request.visited, from, cancelled.signal).then(
         (forward) => callback(null, { forward }),
         (err: Error) => callback(forwardFailure(err)),
-      );
+      ).finally(cancelled.done);
     },
     ping(call, callback) {
       if (caller(call, callback) === undefined) return;

@@ -347,6 +347,24 @@ describe('forwarding to another datacenter', () => {
     expect(r2.calls).toHaveLength(1);
   });
 
+  test('a caller that goes away cancels the call down the route; the router stays online and no other is tried', async () => {
+    const cancelled: string[] = [];
+    const r1 = await scriptedRouter((call) => void call.on('cancelled', () => cancelled.push('r1')));
+    const r2 = await scriptedRouter((_, callback) => callback(null, answered('dc2')));
+    const forwarder = newForwarder({ datacenter: 'dc1', routes: [route(['dc2'], [hop('r1.dc2', r1.address, 'dc2'), hop('r2.dc2', r2.address, 'dc2')])] });
+    const caller = new AbortController();
+    const pending = failure(forwarder.forward(request('dc2'), inSeconds(30), [], undefined, caller.signal));
+    while (r1.calls.length === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+    caller.abort();
+    const err = await pending;
+    expect(err.code).toBe(GrpcStatus.CANCELLED);
+    while (cancelled.length === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(cancelled).toEqual(['r1']);
+    expect(r2.calls).toHaveLength(0);
+    // Still first in line: a cancellation says nothing about the router.
+    expect(forwarder.tryOrder([hop('r1.dc2', r1.address, 'dc2'), hop('r2.dc2', r2.address, 'dc2')]).map((h) => h.name)).toEqual(['r1.dc2', 'r2.dc2']);
+  });
+
   test('a write that may have reached a router is not sent again to the next', async () => {
     const r1 = await scriptedRouter(() => undefined);
     const r2 = await scriptedRouter((_, callback) => callback(null, answered('dc2')));

@@ -105,12 +105,13 @@ export class Forwarder {
   /**
    * Serves `request` here if it is for this datacenter, or sends it on. `visited` are the
    * datacenters it has left (empty when it comes from our own catalog), `from` the datacenter of
-   * the router that sent it, if any.
+   * the router that sent it, if any. Aborting `signal` (the caller went away) cancels the calls
+   * it made, down the route.
    */
-  async forward(request: ForwardRequest, deadlineMs: number, visited: readonly string[], from: string | undefined): Promise<ForwardResponse> {
+  async forward(request: ForwardRequest, deadlineMs: number, visited: readonly string[], from: string | undefined, signal?: AbortSignal): Promise<ForwardResponse> {
     const done = this.options.metrics?.startForward();
     try {
-      const answer = await this.forwardAlongRoute(request, deadlineMs, visited, from);
+      const answer = await this.forwardAlongRoute(request, deadlineMs, visited, from, signal);
       done?.(this.datacenterLabel(request.datacenter), 'ok');
       return answer;
     } catch (err) {
@@ -119,15 +120,15 @@ export class Forwarder {
     }
   }
 
-  private async forwardAlongRoute(request: ForwardRequest, deadlineMs: number, visited: readonly string[], from: string | undefined): Promise<ForwardResponse> {
+  private async forwardAlongRoute(request: ForwardRequest, deadlineMs: number, visited: readonly string[], from: string | undefined, signal: AbortSignal | undefined): Promise<ForwardResponse> {
     const local = this.options.datacenter;
     // Refused wherever it arrives, so a request that will not be served never travels.
     const malformed = malformedRequest(request);
     if (malformed !== undefined) throw new ForwardError(malformed, GrpcStatus.INVALID_ARGUMENT);
     if (request.datacenter === local) {
       if (from === undefined) throw new ForwardError(`request is for this datacenter (${local}); serve it locally`, GrpcStatus.INVALID_ARGUMENT);
-      if (request.grpc !== undefined) return { grpc: await this.serveGrpcLocally(request.grpc, deadlineMs), path: [local] };
-      return { response: await this.serveLocally(request, deadlineMs), path: [local] };
+      if (request.grpc !== undefined) return { grpc: await this.serveGrpcLocally(request.grpc, deadlineMs, signal), path: [local] };
+      return { response: await this.serveLocally(request, deadlineMs, signal), path: [local] };
     }
     const route = this.federation.route(request.datacenter);
     if (route === undefined) throw this.noPath(request, 'no route');
@@ -145,13 +146,16 @@ export class Forwarder {
     const retriable = request.grpc !== undefined ? request.grpc.readOnly : SAFE_METHODS.has(request.request?.method ?? '');
     for (const hop of hops) {
       if (Date.now() >= deadlineMs) break;
+      if (aborted(signal)) throw cancelledByCaller();
       try {
-        const answer = await this.callRouter(hop, request, [...visited, local], deadlineMs);
+        const answer = await this.callRouter(hop, request, [...visited, local], deadlineMs, signal);
         this.offlineUntil.delete(hop.address);
         // ForwardResponse.path runs from the first remote datacenter: a transit one adds itself.
         return { response: answer.response, grpc: answer.grpc, path: from === undefined ? answer.path : [local, ...answer.path] };
       } catch (err) {
         const error = err as ServiceError;
+        // Cancelled for our caller, not because of the router: it stays online.
+        if (aborted(signal)) throw cancelledByCaller();
         if (isAnswer(error)) throw new ForwardError(error.details, error.code);
         const reason = error.details || error.message;
         failures.push(`${hop.name} (${hop.address}): ${reason}`);
@@ -187,17 +191,20 @@ export class Forwarder {
     return [...online, ...offline];
   }
 
-  private callRouter(hop: NextHop, request: ForwardRequest, visited: string[], deadlineMs: number): Promise<ForwardResponse> {
+  private callRouter(hop: NextHop, request: ForwardRequest, visited: string[], deadlineMs: number, signal: AbortSignal | undefined): Promise<ForwardResponse> {
     return new Promise((resolve, reject) => {
       const calls = this.inFlight.get(hop.address) ?? new Set<ClientUnaryCall>();
       this.inFlight.set(hop.address, calls);
+      const cancel = () => call.cancel();
       const call = this.peers.forwarding(hop.address, hop.datacenter).forward({ forward: request, visited }, this.peers.metadata(), { deadline: deadlineMs }, (err, answer) => {
+        signal?.removeEventListener('abort', cancel);
         calls.delete(call);
         if (calls.size === 0) this.inFlight.delete(hop.address);
         if (err !== null) reject(err);
         else resolve(answer.forward ?? { response: undefined, path: [] });
       });
       calls.add(call);
+      signal?.addEventListener('abort', cancel, { once: true });
     });
   }
 
@@ -206,7 +213,7 @@ export class Forwarder {
    * status the catalog ends the call with is its answer; the call's deadline is ours, less a
    * margin for the answer's way back (GRPC_RETURN_MARGIN_MS).
    */
-  private async serveGrpcLocally(grpc: GrpcRequest, deadlineMs: number): Promise<GrpcResponse> {
+  private async serveGrpcLocally(grpc: GrpcRequest, deadlineMs: number, signal: AbortSignal | undefined): Promise<GrpcResponse> {
     const addrs = this.options.catalogGrpcAddrs ?? [];
     if (addrs.length === 0) throw new ForwardError(`router has no catalog gRPC API to ask in ${this.options.datacenter} (-catalog-grpc-addr)`, GrpcStatus.UNAVAILABLE);
     const remainingMs = Math.max(0, deadlineMs - Date.now());
@@ -215,7 +222,7 @@ export class Forwarder {
     for (let i = 0; i < addrs.length; i++) {
       const address = addrs[(this.nextGrpcCatalog + i) % addrs.length];
       try {
-        const response = await this.catalogGrpc.call(address, grpc, catalogDeadlineMs);
+        const response = await this.catalogGrpc.call(address, grpc, catalogDeadlineMs, signal);
         this.nextGrpcCatalog = (this.nextGrpcCatalog + i) % addrs.length;
         return response;
       } catch (err) {
@@ -228,7 +235,7 @@ export class Forwarder {
   }
 
   /** Asks this datacenter's catalog, the next one on a connection failure. */
-  private async serveLocally(request: ForwardRequest, deadlineMs: number): Promise<HttpResponse> {
+  private async serveLocally(request: ForwardRequest, deadlineMs: number, signal: AbortSignal | undefined): Promise<HttpResponse> {
     const http = request.request;
     if (http === undefined) throw new ForwardError('a forwarded request needs an HTTP request', GrpcStatus.INVALID_ARGUMENT);
     const addrs = this.options.catalogAddrs;
@@ -237,7 +244,8 @@ export class Forwarder {
     for (let i = 0; i < addrs.length; i++) {
       const address = addrs[(this.nextCatalog + i) % addrs.length];
       try {
-        const response = await this.httpCall(address, http, deadlineMs);
+        if (aborted(signal)) throw cancelledByCaller();
+        const response = await this.httpCall(address, http, deadlineMs, signal);
         this.nextCatalog = (this.nextCatalog + i) % addrs.length;
         return response;
       } catch (err) {
@@ -248,14 +256,14 @@ export class Forwarder {
     throw new ForwardError(`${NO_SERVER}: no catalog of ${this.options.datacenter} answered (${failures.join('; ')})`, GrpcStatus.UNAVAILABLE);
   }
 
-  private httpCall(address: string, http: NonNullable<ForwardRequest['request']>, deadlineMs: number): Promise<HttpResponse> {
+  private httpCall(address: string, http: NonNullable<ForwardRequest['request']>, deadlineMs: number, signal: AbortSignal | undefined): Promise<HttpResponse> {
     const headers: Record<string, string> = {};
     for (const [name, value] of Object.entries(http.headers)) if (REQUEST_HEADERS.test(name.toLowerCase())) headers[name] = value;
     propagation.inject(otelContext.active(), headers);
     const [host, port] = address.split(/:(?=\d+$)/);
     const path = http.rawQuery === '' ? http.path : `${http.path}?${http.rawQuery}`;
     return new Promise((resolve, reject) => {
-      const req = httpRequest({ host, port: Number(port), method: http.method, path, headers: { ...headers, 'content-length': String(http.body.length) }, agent: this.agent, timeout: Math.max(1, deadlineMs - Date.now()) }, (res: IncomingMessage) => {
+      const req = httpRequest({ host, port: Number(port), method: http.method, path, headers: { ...headers, 'content-length': String(http.body.length) }, agent: this.agent, timeout: Math.max(1, deadlineMs - Date.now()), signal }, (res: IncomingMessage) => {
         const chunks: Buffer[] = [];
         res.on('data', (chunk: Buffer) => chunks.push(chunk));
         res.on('error', reject);
@@ -306,6 +314,26 @@ function forwardOutcome(err: unknown): ForwardOutcome {
   if (message === NO_PATH) return 'no_path';
   if (message.startsWith(NO_SERVER)) return 'no_server';
   return 'error';
+}
+
+/**
+ * A signal aborted when a server call is cancelled (its caller went away or gave up): passed to
+ * forward() so the calls made for it are cancelled too. `done` forgets the call once answered.
+ */
+export function cancelledSignal(call: { once(event: 'cancelled', listener: () => void): unknown; removeListener(event: 'cancelled', listener: () => void): unknown }): { signal: AbortSignal; done: () => void } {
+  const controller = new AbortController();
+  const abort = () => controller.abort();
+  call.once('cancelled', abort);
+  return { signal: controller.signal, done: () => void call.removeListener('cancelled', abort) };
+}
+
+/** Whether the caller went away (a function, so a check after an await is not narrowed away). */
+function aborted(signal: AbortSignal | undefined): boolean {
+  return signal?.aborted === true;
+}
+
+function cancelledByCaller(): ForwardError {
+  return new ForwardError('the request was cancelled by its caller', GrpcStatus.CANCELLED);
 }
 
 /** When a call must be answered by: its gRPC deadline, or a minute from now when it has none. */

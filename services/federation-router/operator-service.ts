@@ -11,7 +11,7 @@ import { ConsensusClient, statusWithConsensus } from '../lib/consensus-client';
 import { RoleContext } from '../lib/role-process';
 import { Area, AreaError, AreaStore } from './area-store';
 import { AreaMemberView, Federation, WAN_AREA } from './federation';
-import { Forwarder, deadlineMsOf } from './forwarder';
+import { Forwarder, cancelledSignal, deadlineMsOf } from './forwarder';
 import { forwardFailure } from './federation-service';
 
 /** Consul's blocking-query wait: 5 minutes by default, 10 at most. */
@@ -111,10 +111,11 @@ export function forwardService(forwarder: Forwarder): ForwardServiceServer {
   return {
     forward(call, callback) {
       const deadlineMs = deadlineMsOf(call);
-      forwarder.forward(call.request, deadlineMs, [], undefined).then(
+      const cancelled = cancelledSignal(call);
+      forwarder.forward(call.request, deadlineMs, [], undefined, cancelled.signal).then(
         (answer) => callback(null, answer),
         (err: Error) => callback(forwardFailure(err)),
-      );
+      ).finally(cancelled.done);
     },
   };
 }

@@ -51,6 +51,8 @@ export interface CallPolicy {
   readonly metadata?: Metadata;
   readonly clock?: Clock;
   readonly random?: () => number;
+  /** Aborting it cancels the call in flight (the server sees it cancelled) and stops the retries. */
+  readonly signal?: AbortSignal;
 }
 
 export const CALL_DEFAULTS = { maxAttempts: 5, backoffBaseMs: 25, backoffCapMs: 1_000 };
@@ -69,18 +71,33 @@ export async function callUnary<Req, Res>(method: UnaryMethod<Req, Res>, request
   const random = policy.random ?? Math.random;
   const maxAttempts = policy.idempotent ? (policy.maxAttempts ?? CALL_DEFAULTS.maxAttempts) : 1;
   const deadlineMs = clock.nowMs() + policy.timeoutMs;
+  const signal = policy.signal;
   for (let attempt = 1; ; attempt++) {
     try {
       return await new Promise<Res>((resolve, reject) => {
-        method(request, policy.metadata ?? new Metadata(), { deadline: new Date(deadlineMs) }, (err, response) => (err ? reject(err) : resolve(response)));
+        if (signal?.aborted === true) return reject(cancelledError());
+        const call = method(request, policy.metadata ?? new Metadata(), { deadline: new Date(deadlineMs) }, (err, response) => {
+          signal?.removeEventListener('abort', cancel);
+          if (err) reject(err);
+          else resolve(response);
+        }) as { cancel?: () => void } | undefined;
+        function cancel(): void {
+          call?.cancel?.();
+        }
+        signal?.addEventListener('abort', cancel, { once: true });
       });
     } catch (err) {
       const code = (err as ServiceError).code;
-      if (attempt >= maxAttempts || !RETRYABLE.has(code)) throw err;
+      if (attempt >= maxAttempts || !RETRYABLE.has(code) || signal?.aborted === true) throw err;
       const ceilingMs = Math.min(policy.backoffCapMs ?? CALL_DEFAULTS.backoffCapMs, (policy.backoffBaseMs ?? CALL_DEFAULTS.backoffBaseMs) * 2 ** (attempt - 1));
       const delayMs = Math.floor(random() * ceilingMs);
       if (clock.nowMs() + delayMs >= deadlineMs) throw err;
       await clock.sleep(delayMs);
     }
   }
+}
+
+/** What a call aborted before it started fails with: grpc-js's CANCELLED, as if cancelled in flight. */
+function cancelledError(): ServiceError {
+  return Object.assign(new Error('1 CANCELLED: Cancelled on client'), { code: GrpcStatus.CANCELLED, details: 'Cancelled on client', metadata: new Metadata() });
 }

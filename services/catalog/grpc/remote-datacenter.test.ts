@@ -143,6 +143,18 @@ describe('a call naming another datacenter goes through the routers', () => {
 });
 
 describe('deadlines', () => {
+  test('a client that cancels its call cancels the forward through the router', async () => {
+    router.forwardAnswer = () => new Promise(() => undefined); // dc2 keeps the blocking read waiting
+    const before = router.forwarded.length;
+    const call = api.catalog.listNodes({ query: query('dc2', { minIndex: 5n }), nodeMeta: {} }, () => undefined);
+    while (router.forwarded.length === before) await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(router.forwardsCancelled).toBe(0);
+    call.cancel();
+    const deadline = Date.now() + 5_000;
+    while (router.forwardsCancelled === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(router.forwardsCancelled).toBe(1);
+  });
+
   test("the call's deadline travels to the router", async () => {
     router.forwardAnswer = () => grpcAnswer(ListNodesResponse.encode({ nodes: [], meta: undefined }).finish());
     const sent = Date.now();

@@ -11,7 +11,8 @@
  * a blocking read (min_index) the wait one served here would have (DEFAULT_WAIT_MS) plus
  * FORWARDED_WAIT_MARGIN_MS, since the remote catalog's wait ends a little before the deadline it
  * sees. A read that does not block may go to the next router when one cannot be reached; a write
- * or a blocking read only when it never left.
+ * or a blocking read only when it never left. A client that cancels its call cancels the forward
+ * (the router cancels what it started in turn), so it holds no forward slot past its caller.
  *
  * Failures, with the codes the rest of the API uses (status.ts) and Consul's texts:
  *
@@ -134,13 +135,18 @@ export class GrpcDatacenterForwarding {
     if (!routers.configured) return callback(this.noPath(datacenter, method.path, 'no federation router is configured (-router-addr)'));
     if (!slots.tryTake()) return callback(failure(GrpcStatus.RESOURCE_EXHAUSTED, `too many requests forwarded to other datacenters at once (${slots.limit}); retry later`));
     let answer: ForwardResponse;
+    // A caller that goes away cancels the forward all the way down (router, remote router, remote catalog).
+    const cancelled = new AbortController();
+    const onCancelled = () => cancelled.abort();
+    call.once('cancelled', onCancelled);
     try {
-      const policy = grpcForwardPolicy(method.path, call.request as Request, remainingMsOf(call));
+      const policy = { ...grpcForwardPolicy(method.path, call.request as Request, remainingMsOf(call)), signal: cancelled.signal };
       const message = method.requestSerialize(call.request);
       answer = await routers.forward({ datacenter, grpc: { method: method.path, message, readOnly: policy.readOnly === true } }, policy);
     } catch (err) {
       return callback(this.failed(datacenter, method.path, err));
     } finally {
+      call.removeListener('cancelled', onCancelled);
       slots.release();
     }
     const response = answer.grpc;

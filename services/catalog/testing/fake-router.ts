@@ -77,6 +77,8 @@ export interface FakeRouter {
   forwardAnswer: (request: ForwardRequest) => ForwardResponse | Refusal | Promise<ForwardResponse | Refusal>;
   /** Every forwarded request, in order. */
   readonly forwarded: ForwardRequest[];
+  /** Forward calls whose caller cancelled them before they were answered. */
+  forwardsCancelled: number;
   /** The deadline of each forwarded request (ms since the epoch; Infinity for none), in order. */
   readonly forwardDeadlines: number[];
   /** Every call by method name, in order (`createArea`, `forward`, ...). */
@@ -106,6 +108,7 @@ export async function startFakeRouter(datacenter: string): Promise<FakeRouter> {
     forwardAnswer: () => NO_PATH,
     forwarded: [],
     forwardDeadlines: [],
+    forwardsCancelled: 0,
     calls: [],
     lastReadOptions: undefined,
     operatorRefusal: undefined,
@@ -140,11 +143,12 @@ export async function startFakeRouter(datacenter: string): Promise<FakeRouter> {
 
   /** A unary handler: its answer, or a Refusal as the call's error. */
   function unary<Req, Res>(name: string, answer: (request: Req) => Res | Refusal | Promise<Res | Refusal>, operator = true) {
-    return (call: { request: Req; getDeadline(): Date | number }, callback: (err: Partial<ServiceError> | null, response?: Res) => void) => {
+    return (call: { request: Req; getDeadline(): Date | number; on(event: 'cancelled', listener: () => void): unknown }, callback: (err: Partial<ServiceError> | null, response?: Res) => void) => {
       state.calls.push(name);
       if (name === 'forward') {
         const deadline = call.getDeadline();
         state.forwardDeadlines.push(deadline instanceof Date ? deadline.getTime() : deadline);
+        call.on('cancelled', () => state.forwardsCancelled++);
       }
       void (async () => {
         if (operator && state.operatorRefusal !== undefined) return callback(state.operatorRefusal);
