@@ -2,6 +2,7 @@
  * `consulate catalog datacenters|nodes|services`: Consul's `consul catalog` commands
  * (command/catalog/list/*) over the catalog's HTTP API, with their columns, messages and exit codes.
  */
+import type { ApiRoute } from '../../services/catalog/http/catalog-endpoint';
 import { FlagSpec, flagUsage } from '../../services/lib/flags';
 import { formatGoDuration } from '../../services/lib/go-text';
 import { columnize } from '../columns';
@@ -46,16 +47,6 @@ const DC_HELP = `Usage: consulate catalog datacenters [options]
 Options:
 
 ${flagUsage(DC_FLAGS)}`;
-
-/** `/v1/operator/routes`. */
-interface ApiRoute {
-  readonly Datacenter: string;
-  readonly Path: string[];
-  readonly AreaID: string;
-  readonly RTT: number;
-  readonly Reachable: boolean;
-  readonly NextHops: string[];
-}
 
 function routesTable(routes: readonly ApiRoute[]): string {
   const rows = [['Datacenter', 'Path', 'Area', 'RTT', 'Reachable', 'Routers']];

@@ -15,7 +15,7 @@ import { Tracer } from '@opentelemetry/api';
 import { JoinResponse, Member, MemberEvent, MembershipServiceClient, NodeCoordinate, WatchMembersResponse } from '../gen/consulate/gossip/v1/membership';
 import { Clock, TimerHandle, systemClock } from '../lib/clock';
 import { checks, field } from '../lib/config';
-import { callUnary, createRoleClient } from '../lib/grpc-client';
+import { RoleClients, callUnary } from '../lib/grpc-client';
 
 /** One attempt of a read on one agent. */
 export const GOSSIP_CALL_TIMEOUT_MS = 3_000;
@@ -68,16 +68,18 @@ export interface MemberWatch {
 }
 
 export class GossipClient {
-  private readonly clients = new Map<string, MembershipServiceClient>();
+  private readonly clients: RoleClients<MembershipServiceClient>;
   /** The agent that answered last: calls start there. */
   private preferred = 0;
   private closed = false;
 
   constructor(
     readonly addresses: readonly string[],
-    private readonly tracer: Tracer,
+    tracer: Tracer,
     private readonly clock: Clock = systemClock,
-  ) {}
+  ) {
+    this.clients = new RoleClients(MembershipServiceClient, { tracer });
+  }
 
   get configured(): boolean {
     return this.addresses.length > 0;
@@ -107,7 +109,7 @@ export class GossipClient {
   async agentKinds(): Promise<{ address: string; server: boolean | undefined }[]> {
     return Promise.all(
       this.addresses.map(async (address) => {
-        const client = this.client(address);
+        const client = this.clients.get(address);
         const status = await callUnary(client.status.bind(client), {}, { timeoutMs: GOSSIP_CALL_TIMEOUT_MS, idempotent: true, clock: this.clock }).catch(() => undefined);
         return { address, server: status?.server };
       }),
@@ -126,7 +128,7 @@ export class GossipClient {
       timer = undefined;
       if (cancelled || this.closed) return;
       const address = this.addresses[index % this.addresses.length];
-      const stream = this.client(address).watchMembers({ segment }, { deadline: new Date(this.clock.nowMs() + WATCH_MAX_MS) });
+      const stream = this.clients.get(address).watchMembers({ segment }, { deadline: new Date(this.clock.nowMs() + WATCH_MAX_MS) });
       current = stream;
       stream.on('data', (response: WatchMembersResponse) => {
         if (cancelled || current !== stream || response.event === undefined) return;
@@ -162,8 +164,7 @@ export class GossipClient {
 
   close(): void {
     this.closed = true;
-    for (const client of this.clients.values()) client.close();
-    this.clients.clear();
+    this.clients.close();
   }
 
   /** Calls one method on the agents in turn, from the one that answered last, until one answers. */
@@ -174,7 +175,7 @@ export class GossipClient {
       const at = (this.preferred + i) % this.addresses.length;
       const address = this.addresses[at];
       try {
-        const response = await callUnary(method(this.client(address)), request, { timeoutMs, idempotent: true, maxAttempts: 1, clock: this.clock });
+        const response = await callUnary(method(this.clients.get(address)), request, { timeoutMs, idempotent: true, maxAttempts: 1, clock: this.clock });
         this.preferred = at;
         return response;
       } catch (err) {
@@ -189,15 +190,6 @@ export class GossipClient {
   private requireAgents(): void {
     if (this.addresses.length === 0) throw new GossipUnavailableError('No gossip agent is configured for this catalog: start it with -gossip-addr=HOST:8320, once per server gossip agent of its datacenter');
     if (this.closed) throw new GossipUnavailableError('the gossip client is closed (the catalog is stopping)');
-  }
-
-  private client(address: string): MembershipServiceClient {
-    let client = this.clients.get(address);
-    if (client === undefined) {
-      client = createRoleClient(MembershipServiceClient, address, { tracer: this.tracer });
-      this.clients.set(address, client);
-    }
-    return client;
   }
 }
 

@@ -39,7 +39,7 @@ import {
 } from '../gen/consulate/router/v1/operator';
 import { Clock, systemClock } from '../lib/clock';
 import { checks, field } from '../lib/config';
-import { callUnary, createRoleClient } from '../lib/grpc-client';
+import { RoleClients, callUnary } from '../lib/grpc-client';
 import { GRPC_SERVER_DEFAULTS } from '../lib/grpc-server';
 import { Logger } from '../lib/log';
 import { JITTER_FRACTION } from './state/consistent-read';
@@ -149,17 +149,20 @@ export interface RouterCallOptions {
 }
 
 export class RouterClient {
-  private readonly operators = new Map<string, OperatorServiceClient>();
-  private readonly forwarders = new Map<string, ForwardServiceClient>();
+  private readonly operators: RoleClients<OperatorServiceClient>;
+  private readonly forwarders: RoleClients<ForwardServiceClient>;
   /** The router that answered last: calls start there. */
   private preferred = 0;
   private closed = false;
 
   constructor(
     readonly addresses: readonly string[],
-    private readonly tracer: Tracer,
+    tracer: Tracer,
     private readonly clock: Clock = systemClock,
-  ) {}
+  ) {
+    this.operators = new RoleClients(OperatorServiceClient, { tracer });
+    this.forwarders = new RoleClients(ForwardServiceClient, { tracer });
+  }
 
   get configured(): boolean {
     return this.addresses.length > 0;
@@ -215,20 +218,19 @@ export class RouterClient {
   /** One catalog request to another datacenter; the caller knows how long it may take and whether it may run twice. */
   forward(request: ForwardRequest, options: RouterCallOptions): Promise<ForwardResponse> {
     return this.call(request, options, (address) => {
-      const client = this.client(this.forwarders, ForwardServiceClient, address);
+      const client = this.forwarders.get(address);
       return client.forward.bind(client);
     });
   }
 
   close(): void {
     this.closed = true;
-    for (const client of [...this.operators.values(), ...this.forwarders.values()]) client.close();
-    this.operators.clear();
-    this.forwarders.clear();
+    this.operators.close();
+    this.forwarders.close();
   }
 
   private operator<Req, Res>(request: Req, options: RouterCallOptions, method: (client: OperatorServiceClient) => UnaryMethod<Req, Res>): Promise<Res> {
-    return this.call(request, options, (address) => method(this.client(this.operators, OperatorServiceClient, address)));
+    return this.call(request, options, (address) => method(this.operators.get(address)));
   }
 
   /** Calls one method on the routers in turn, from the one that answered last, until one answers. */
@@ -265,15 +267,6 @@ export class RouterClient {
   private requireRouters(): void {
     if (this.addresses.length === 0) throw new RouterUnavailableError('No federation router is configured for this catalog: start it with -router-addr=HOST:8330, once per federation router of its datacenter');
     if (this.closed) throw new RouterUnavailableError('the router client is closed (the catalog is stopping)');
-  }
-
-  private client<C extends OperatorServiceClient | ForwardServiceClient>(clients: Map<string, C>, Ctor: Parameters<typeof createRoleClient<C>>[0], address: string): C {
-    let client = clients.get(address);
-    if (client === undefined) {
-      client = createRoleClient(Ctor, address, { tracer: this.tracer });
-      clients.set(address, client);
-    }
-    return client;
   }
 }
 

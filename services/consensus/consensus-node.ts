@@ -129,9 +129,8 @@ export class ConsensusNode {
   private autoCompacting = false;
   /** One watch stream per watch id; a wake touches only the streams it names. */
   private readonly watchStreams = new Map<number, WatchStream>();
-  /** Streams with events to write at the next wake-up (notifyWake). */
+  /** Streams with events to write at the next turn of the loop (notifyWake). */
   private readonly wokenStreams = new Set<number>();
-  private wakeScheduled = false;
   private readonly roleListeners = new Set<() => void>();
   private membersSeen = -1;
   /** The hard state as last written to disk. */
@@ -492,15 +491,15 @@ export class ConsensusNode {
   private notifyWake(wake: WatchWake): void {
     for (const cancellation of wake.cancelled) this.watchStreams.get(cancellation.watchId)?.cancelled(cancellation.error);
     if (wake.woken.length === 0) return;
+    // An empty set has no flush scheduled yet; a non-empty one is written by the one already due.
+    if (this.wokenStreams.size === 0) setImmediate(() => this.writeWokenStreams());
     for (const watchId of wake.woken) this.wokenStreams.add(watchId);
-    if (this.wakeScheduled) return;
-    this.wakeScheduled = true;
-    setImmediate(() => {
-      this.wakeScheduled = false;
-      const woken = [...this.wokenStreams];
-      this.wokenStreams.clear();
-      for (const watchId of woken) this.watchStreams.get(watchId)?.woken();
-    });
+  }
+
+  private writeWokenStreams(): void {
+    const woken = [...this.wokenStreams];
+    this.wokenStreams.clear();
+    for (const watchId of woken) this.watchStreams.get(watchId)?.woken();
   }
 
   private trackLeaseChange(result: Extract<ApplyResult, { ok: true }>): void {

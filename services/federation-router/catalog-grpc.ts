@@ -16,7 +16,7 @@ import { HealthServiceService } from '../gen/consulate/catalog/v1/health';
 import { KVServiceService } from '../gen/consulate/catalog/v1/kv';
 import { SessionServiceService } from '../gen/consulate/catalog/v1/session';
 import { GrpcRequest, GrpcResponse } from '../gen/consulate/router/v1/operator';
-import { createRoleClient } from '../lib/grpc-client';
+import { RoleClients } from '../lib/grpc-client';
 
 /** The catalog's public API on 8502 (DESIGN.md "Ports"): what `-catalog-grpc-addr` defaults to. */
 export const CATALOG_GRPC_PORT = 8502;
@@ -54,9 +54,11 @@ const identity = (bytes: Buffer): Buffer => bytes;
 
 /** One client per catalog gRPC address, each call with the tracing interceptor and a deadline. */
 export class CatalogGrpcClients {
-  private readonly clients = new Map<string, Client>();
+  private readonly clients: RoleClients<Client>;
 
-  constructor(private readonly tracer: Tracer) {}
+  constructor(tracer: Tracer) {
+    this.clients = new RoleClients(Client, { tracer });
+  }
 
   /**
    * Calls `request.method` on the catalog at `address` with the request's bytes, by `deadlineMs`.
@@ -64,7 +66,7 @@ export class CatalogGrpcClients {
    * when the call never left. Aborting `signal` cancels the call (it ends CANCELLED).
    */
   call(address: string, request: GrpcRequest, deadlineMs: number, signal?: AbortSignal): Promise<GrpcResponse> {
-    const client = this.client(address);
+    const client = this.clients.get(address);
     return new Promise((resolve, reject) => {
       let answer: Buffer | undefined;
       let failure: ServiceError | undefined;
@@ -87,17 +89,7 @@ export class CatalogGrpcClients {
   }
 
   close(): void {
-    for (const client of this.clients.values()) client.close();
-    this.clients.clear();
-  }
-
-  private client(address: string): Client {
-    let client = this.clients.get(address);
-    if (client === undefined) {
-      client = createRoleClient(Client, address, { tracer: this.tracer });
-      this.clients.set(address, client);
-    }
-    return client;
+    this.clients.close();
   }
 }
 

@@ -23,6 +23,30 @@ export interface RoleClientOptions {
 
 type ClientConstructor<C extends Client> = new (address: string, credentials: ChannelCredentials, options?: Partial<ChannelOptions>) => C;
 
+/** One client per address, made on first use by createRoleClient; close() closes every one. */
+export class RoleClients<C extends Client> {
+  private readonly clients = new Map<string, C>();
+
+  constructor(
+    private readonly Ctor: ClientConstructor<C>,
+    private readonly options: RoleClientOptions,
+  ) {}
+
+  get(address: string): C {
+    let client = this.clients.get(address);
+    if (client === undefined) {
+      client = createRoleClient(this.Ctor, address, this.options);
+      this.clients.set(address, client);
+    }
+    return client;
+  }
+
+  close(): void {
+    for (const client of this.clients.values()) client.close();
+    this.clients.clear();
+  }
+}
+
 export function createRoleClient<C extends Client>(Ctor: ClientConstructor<C>, address: string, options: RoleClientOptions): C {
   const maxMessageBytes = options.maxMessageBytes ?? GRPC_SERVER_DEFAULTS.maxMessageBytes;
   return new Ctor(address, options.credentials ?? grpcCredentials.createInsecure(), {

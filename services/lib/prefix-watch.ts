@@ -12,7 +12,7 @@ import { Tracer } from '@opentelemetry/api';
 import { Consistency, KeyValue } from '../gen/consulate/consensus/v1/kv';
 import { Event, WatchResponse, WatchServiceClient } from '../gen/consulate/consensus/v1/watch';
 import { ConsensusClient } from './consensus-client';
-import { createRoleClient } from './grpc-client';
+import { RoleClients } from './grpc-client';
 import { Logger } from './log';
 
 const READ_TIMEOUT_MS = 10_000;
@@ -47,14 +47,16 @@ export interface PrefixWatchOptions {
 }
 
 export class PrefixWatch {
-  private readonly watchClients = new Map<string, WatchServiceClient>();
+  private readonly watchClients: RoleClients<WatchServiceClient>;
   private stream: ClientReadableStream<WatchResponse> | undefined;
   private stopped = false;
   private failures = 0;
   private next = 0;
   private heardAtMs = 0;
 
-  constructor(private readonly options: PrefixWatchOptions) {}
+  constructor(private readonly options: PrefixWatchOptions) {
+    this.watchClients = new RoleClients(WatchServiceClient, { tracer: options.tracer });
+  }
 
   /** When the mirror last heard from the store (a read applied or a watch message), for X-Consul-LastContact. */
   get lastContactMs(): number {
@@ -69,7 +71,7 @@ export class PrefixWatch {
   stop(): void {
     this.stopped = true;
     this.stream?.cancel();
-    for (const client of this.watchClients.values()) client.close();
+    this.watchClients.close();
   }
 
   /**
@@ -113,14 +115,9 @@ export class PrefixWatch {
   }
 
   private watchFrom(startRevision: number): void {
-    const { addresses, tracer, logger, texts, key, rangeEnd } = this.options;
+    const { addresses, logger, texts, key, rangeEnd } = this.options;
     const address = addresses[this.next++ % addresses.length];
-    let client = this.watchClients.get(address);
-    if (client === undefined) {
-      client = createRoleClient(WatchServiceClient, address, { tracer });
-      this.watchClients.set(address, client);
-    }
-    const stream = client.watch({ key, rangeEnd, startRevision: BigInt(startRevision), prevKv: false });
+    const stream = this.watchClients.get(address).watch({ key, rangeEnd, startRevision: BigInt(startRevision), prevKv: false });
     this.stream = stream;
     stream.on('data', (response: WatchResponse) => {
       this.heardAtMs = Date.now();
