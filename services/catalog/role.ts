@@ -22,6 +22,7 @@ import { RoleMetrics } from '../lib/metrics';
 import { persistentNodeId } from '../lib/node-id';
 import { RoleDefinition } from '../lib/role-process';
 import { catalogApiServices } from './grpc/catalog-api';
+import { forwardedHttpService } from './grpc/forwarded-http';
 import { WATCH_DEFAULTS, Watches } from './grpc/watches';
 import { GossipClient, gossipAddrsField } from './gossip-client';
 import { BlockingQueries } from './http/blocking';
@@ -62,11 +63,6 @@ export const catalogRole: RoleDefinition<typeof fields> = {
     const watches = new Watches({ datacenter: config.datacenter, view, sync, consensus }, logger, WATCH_DEFAULTS);
     // Both APIs forward other datacenters' requests through the same routers, within one limit.
     const forwardSlots = new ForwardSlots();
-    const server = new RoleGrpcServer({
-      logger,
-      tracer,
-      services: catalogApiServices({ datacenter: config.datacenter, node: config.node, view, sync, consensus, lockDelays, watches, logger, context, routers, forwardSlots }),
-    });
     // Releases the locks of sessions that end (TTL expiry, failed checks), from the view's changes.
     const sessionReaper = new SessionReaper({ view, consensus, lockDelays, logger });
     const blockingQueries = new BlockingQueries();
@@ -77,6 +73,15 @@ export const catalogRole: RoleDefinition<typeof fields> = {
       tracer,
       remote: new DatacenterForwarding({ datacenter: config.datacenter, routers, logger, slots: forwardSlots }),
       metrics: httpMetrics,
+    });
+    const server = new RoleGrpcServer({
+      logger,
+      tracer,
+      services: [
+        ...catalogApiServices({ datacenter: config.datacenter, node: config.node, view, sync, consensus, lockDelays, watches, logger, context, routers, forwardSlots }),
+        // What routers bring from other datacenters' `?dc=` requests, served by the HTTP API's handlers.
+        forwardedHttpService(http),
+      ],
     });
     const grpc = await server.listen(config.bind, config.grpcPort);
     const httpAddress = await http.listen(config.bind, config.httpPort);

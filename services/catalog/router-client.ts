@@ -9,6 +9,9 @@
  * A call that must not run twice (an area create, a forwarded write) moves on only when it
  * provably never left: a connection dropped mid-call may have been served, and Consul does not
  * retry a forwarded write on another server either (reference/consul-compat.md §3.6).
+ *
+ * Forwards travel on one `Calls` stream per router (lib/call-stream.ts): a unary call per
+ * request would cost grpc-js several times more on a path that crosses three processes.
  */
 import { ServiceError, status as GrpcStatus } from '@grpc/grpc-js';
 import { Tracer } from '@opentelemetry/api';
@@ -24,6 +27,7 @@ import {
   ForwardRequest,
   ForwardResponse,
   ForwardServiceClient,
+  ForwardServiceService,
   GetAreaRequest,
   GetAreaResponse,
   JoinAreaRequest,
@@ -37,6 +41,7 @@ import {
   UpdateAreaResponse,
   WanMembersResponse,
 } from '../gen/consulate/router/v1/operator';
+import { StreamedMethod } from '../lib/call-stream';
 import { Clock, systemClock } from '../lib/clock';
 import { checks, field } from '../lib/config';
 import { RoleClients, callUnary } from '../lib/grpc-client';
@@ -150,7 +155,7 @@ export interface RouterCallOptions {
 
 export class RouterClient {
   private readonly operators: RoleClients<OperatorServiceClient>;
-  private readonly forwarders: RoleClients<ForwardServiceClient>;
+  private readonly forwarders: StreamedMethod<ForwardServiceClient, ForwardRequest, ForwardResponse>;
   /** The router that answered last: calls start there. */
   private preferred = 0;
   private closed = false;
@@ -161,7 +166,7 @@ export class RouterClient {
     private readonly clock: Clock = systemClock,
   ) {
     this.operators = new RoleClients(OperatorServiceClient, { tracer });
-    this.forwarders = new RoleClients(ForwardServiceClient, { tracer });
+    this.forwarders = new StreamedMethod(new RoleClients(ForwardServiceClient, { tracer }), ForwardServiceService.forward, (client) => client.forward.bind(client), tracer);
   }
 
   get configured(): boolean {
@@ -217,10 +222,7 @@ export class RouterClient {
 
   /** One catalog request to another datacenter; the caller knows how long it may take and whether it may run twice. */
   forward(request: ForwardRequest, options: RouterCallOptions): Promise<ForwardResponse> {
-    return this.call(request, options, (address) => {
-      const client = this.forwarders.get(address);
-      return client.forward.bind(client);
-    });
+    return this.call(request, options, (address) => this.forwarders.get(address));
   }
 
   close(): void {

@@ -7,15 +7,20 @@
  * A status the catalog ends the call with (NOT_FOUND for a missing key, UNAVAILABLE "No cluster
  * leader", ...) is its answer, carried back like an HTTP 404. The call failed to reach the catalog
  * only when it provably never left (no connection): then the router may ask another catalog.
+ *
+ * Forwarded HTTP requests go to the same port: ForwardedHttpService runs them through the
+ * catalog's HTTP handlers, on one Calls stream per catalog (lib/call-stream.ts).
  */
 import { Client, Metadata, ServiceError, status as GrpcStatus } from '@grpc/grpc-js';
 import { Tracer } from '@opentelemetry/api';
 
 import { CatalogServiceService } from '../gen/consulate/catalog/v1/catalog';
+import { ForwardedHttpServiceClient, ForwardedHttpServiceService, ServeRequest, ServeResponse } from '../gen/consulate/catalog/v1/forwarded';
 import { HealthServiceService } from '../gen/consulate/catalog/v1/health';
 import { KVServiceService } from '../gen/consulate/catalog/v1/kv';
 import { SessionServiceService } from '../gen/consulate/catalog/v1/session';
-import { GrpcRequest, GrpcResponse } from '../gen/consulate/router/v1/operator';
+import { GrpcRequest, GrpcResponse, HttpRequest, HttpResponse } from '../gen/consulate/router/v1/operator';
+import { StreamedMethod } from '../lib/call-stream';
 import { RoleClients } from '../lib/grpc-client';
 
 /** The catalog's public API on 8502 (DESIGN.md "Ports"): what `-catalog-grpc-addr` defaults to. */
@@ -50,14 +55,42 @@ export class CatalogUnreachableError extends Error {
   override readonly name = 'CatalogUnreachableError';
 }
 
+/** The catalog has no ForwardedHttpService (an older version): ask its HTTP API. */
+export class NoForwardedHttpError extends Error {
+  override readonly name = 'NoForwardedHttpError';
+}
+
 const identity = (bytes: Buffer): Buffer => bytes;
 
 /** One client per catalog gRPC address, each call with the tracing interceptor and a deadline. */
 export class CatalogGrpcClients {
   private readonly clients: RoleClients<Client>;
+  private readonly forwardedHttp: StreamedMethod<ForwardedHttpServiceClient, ServeRequest, ServeResponse>;
 
   constructor(tracer: Tracer) {
     this.clients = new RoleClients(Client, { tracer });
+    this.forwardedHttp = new StreamedMethod(new RoleClients(ForwardedHttpServiceClient, { tracer }), ForwardedHttpServiceService.serve, (client) => client.serve.bind(client), tracer);
+  }
+
+  /**
+   * Serves a forwarded HTTP request on the catalog at `address` (ForwardedHttpService), by
+   * `deadlineMs`: resolves with the catalog's answer, whatever its status. Rejects with
+   * CatalogUnreachableError when the request never left, NoForwardedHttpError when the catalog
+   * does not serve them so, and the call's ServiceError when it was lost on the way.
+   */
+  serveHttp(address: string, request: HttpRequest, deadlineMs: number, signal?: AbortSignal): Promise<HttpResponse> {
+    const serve = this.forwardedHttp.get(address);
+    return new Promise((resolve, reject) => {
+      const call = serve({ request }, new Metadata(), { deadline: deadlineMs }, (err, answer) => {
+        signal?.removeEventListener('abort', cancel);
+        if (err === null) return resolve(answer.response ?? { status: 500, headers: {}, body: Buffer.from('the catalog sent no answer') });
+        if (neverSent(err)) return reject(new CatalogUnreachableError(err.details || err.message));
+        if (err.code === GrpcStatus.UNIMPLEMENTED) return reject(new NoForwardedHttpError(err.details));
+        reject(err);
+      });
+      const cancel = () => call.cancel();
+      signal?.addEventListener('abort', cancel, { once: true });
+    });
   }
 
   /**
@@ -89,6 +122,7 @@ export class CatalogGrpcClients {
   }
 
   close(): void {
+    this.forwardedHttp.close();
     this.clients.close();
   }
 }

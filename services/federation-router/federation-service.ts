@@ -5,6 +5,7 @@
  */
 import { Metadata, ServerErrorResponse, ServerUnaryCall, sendUnaryData, status as GrpcStatus } from '@grpc/grpc-js';
 
+import { WithoutCalls } from '../lib/call-stream';
 import { FederationServiceServer } from '../gen/consulate/router/v1/federation';
 import { Logger } from '../lib/log';
 import { Federation } from './federation';
@@ -21,7 +22,7 @@ export interface FederationServiceDeps {
   readonly logger: Logger;
 }
 
-export function federationService(deps: FederationServiceDeps): FederationServiceServer {
+export function federationService(deps: FederationServiceDeps): WithoutCalls<FederationServiceServer> {
   /** The caller's datacenter, checked; or undefined after answering the call with a refusal. */
   const caller = (call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<never>): string | undefined => {
     const peer = call.getPeer();

@@ -27,6 +27,9 @@ import { CatalogServiceService, ListNodesRequest, ListNodesResponse } from '../g
 import { GetRequest, KVServiceService, PutRequest } from '../gen/consulate/catalog/v1/kv';
 import { Consistency } from '../gen/consulate/catalog/v1/query';
 import { ForwardRequest, ForwardResponse, GrpcRequest } from '../gen/consulate/router/v1/operator';
+import { EncodedAnswer, RawRequest } from '../catalog/http/http-server';
+import { forwardedHttpService } from '../catalog/grpc/forwarded-http';
+import { RoleGrpcServer } from '../lib/grpc-server';
 import { createLogger } from '../lib/log';
 import { Area, AreaStore } from './area-store';
 import { Federation } from './federation';
@@ -269,6 +272,78 @@ describe('serving a request for this datacenter', () => {
 
 // ---------------------------------------------------------------------------------------------
 // Sending it on
+
+/** A catalog's ForwardedHttpService on its gRPC port, as the catalog serves it (its adapter), answering with `serve`. */
+async function fakeForwardedHttp(serve: (request: RawRequest) => Promise<EncodedAnswer> | undefined): Promise<{ address: string; seen: RawRequest[]; server: RoleGrpcServer }> {
+  const seen: RawRequest[] = [];
+  const server = new RoleGrpcServer({
+    logger,
+    tracer: trace.getTracer('test'),
+    services: [forwardedHttpService({ serve: (request) => (seen.push(request), serve(request) ?? new Promise<never>(() => undefined)) })],
+    shutdownGraceMs: 50,
+  });
+  const address = await server.listen('127.0.0.1', 0);
+  server.setServing(true);
+  cleanups.push(() => server.shutdown());
+  return { address, seen, server };
+}
+
+const answersWith = (servedBy: string) => () => Promise.resolve({ status: 200, headers: { 'Content-Type': 'application/json', 'Content-Length': 9 }, body: Buffer.from(JSON.stringify(servedBy)) });
+
+describe("serving a request for this datacenter on the catalog's gRPC port (ForwardedHttpService)", () => {
+  test('hands the request to the catalog and back its status, its Consul headers and its body', async () => {
+    const catalog = await fakeForwardedHttp(() => Promise.resolve({ status: 404, headers: { 'Content-Type': 'text/plain', 'X-Consul-Index': 42, 'Set-Cookie': 'a=b', 'Content-Length': 21 }, body: Buffer.from('Unknown service "web"') }));
+    const http = await fakeCatalog();
+    const forwarder = newForwarder({ datacenter: 'dc2', catalogGrpcAddrs: [catalog.address], catalogAddrs: [http.address] });
+
+    const answer = await forwarder.forward(
+      request('dc2', { method: 'PUT', path: '/v1/kv/config/web', rawQuery: 'cas=7', headers: { 'Content-Type': 'application/json', 'X-Consul-Token': 'secret', Cookie: 'c=d', Connection: 'upgrade' }, body: Buffer.from('{"a":1}') }),
+      inSeconds(5),
+      ['dc1'],
+      'dc1',
+    );
+
+    expect(answer.path).toEqual(['dc2']);
+    expect(answer.response?.status).toBe(404);
+    expect(answer.response?.headers).toEqual({ 'content-type': 'text/plain', 'x-consul-index': '42' });
+    expect(bodyOf(answer)).toBe('Unknown service "web"');
+    const [seen] = catalog.seen;
+    expect([seen.method, seen.url, (await seen.body(1024, () => new Error('too large') as never)).toString()]).toEqual(['PUT', '/v1/kv/config/web?cas=7', '{"a":1}']);
+    expect(seen.headers).toEqual({ 'content-type': 'application/json', 'x-consul-token': 'secret', 'content-length': '7' });
+    expect(http.seen).toEqual([]);
+  });
+
+  test('a catalog without the service (an older version): its HTTP API answers', async () => {
+    const older = await fakeCatalogGrpc({});
+    const http = await fakeCatalog((_, res) => res.end('"over http"'));
+    const forwarder = newForwarder({ datacenter: 'dc2', catalogGrpcAddrs: [older.address], catalogAddrs: [http.address] });
+    expect(bodyOf(await forwarder.forward(request('dc2'), inSeconds(5), ['dc1'], 'dc1'))).toBe('"over http"');
+    expect(bodyOf(await forwarder.forward(request('dc2'), inSeconds(5), ['dc1'], 'dc1'))).toBe('"over http"');
+    expect(http.seen).toHaveLength(2);
+  });
+
+  test('tries the next catalog when one cannot be reached', async () => {
+    const catalog = await fakeForwardedHttp(answersWith('second'));
+    const forwarder = newForwarder({ datacenter: 'dc2', catalogGrpcAddrs: [await deadAddress(), catalog.address] });
+    expect(bodyOf(await forwarder.forward(request('dc2'), inSeconds(5), ['dc1'], 'dc1'))).toBe('"second"');
+  });
+
+  test('a read lost on its way goes to the next catalog; a write is not sent again (it may have been applied)', async () => {
+    // The first catalog takes the request and goes away before it answers.
+    const vanishing = await fakeForwardedHttp(() => void setImmediate(() => vanishing.server.shutdown()) as undefined);
+    const other = await fakeForwardedHttp(answersWith('other'));
+    const forwarder = newForwarder({ datacenter: 'dc2', catalogGrpcAddrs: [vanishing.address, other.address] });
+    expect(bodyOf(await forwarder.forward(request('dc2'), inSeconds(5), ['dc1'], 'dc1'))).toBe('"other"');
+
+    const vanishingAgain = await fakeForwardedHttp(() => void setImmediate(() => vanishingAgain.server.shutdown()) as undefined);
+    const untouched = await fakeForwardedHttp(answersWith('untouched'));
+    const writer = newForwarder({ datacenter: 'dc2', catalogGrpcAddrs: [vanishingAgain.address, untouched.address] });
+    const err = await failure(writer.forward(request('dc2', { method: 'PUT', path: '/v1/kv/x' }), inSeconds(5), ['dc1'], 'dc1'));
+    expect(err.code).toBe(GrpcStatus.UNKNOWN);
+    expect(err.message).toMatch(/may or may not have been applied/);
+    expect(untouched.seen).toEqual([]);
+  });
+});
 
 describe('forwarding to another datacenter', () => {
   test('without a route: NOT_FOUND, No path to datacenter', async () => {

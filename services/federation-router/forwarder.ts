@@ -1,12 +1,12 @@
 /**
  * Cross-datacenter forwarding. A catalog hands its router a request for another datacenter
  * (ForwardService on 8330); the router sends it along its route to a router of the next
- * datacenter on 8300 (FederationService.Forward), which serves it from its own catalog, or,
- * through a transit area, passes it on. A request is either one to the catalog's HTTP API (served
- * from -catalog-addr) or a unary call to its gRPC API (served from -catalog-grpc-addr,
- * catalog-grpc.ts); both take the same path, failover and limits, and only the last hop tells them
- * apart. Deadlines shrink along the way, the trace context rides in gRPC metadata (and then in
- * the `traceparent` header for HTTP), and the answer comes back unchanged.
+ * datacenter on 8300 (FederationService.Forward, on one Calls stream per router), which serves it
+ * from its own catalog, or, through a transit area, passes it on. A request is either one to the
+ * catalog's HTTP API or a unary call to its gRPC API, both served on the catalog's gRPC port
+ * (-catalog-grpc-addr, catalog-grpc.ts; HTTP on -catalog-addr for a catalog too old for that); both
+ * take the same path, failover and limits, and only the last hop tells them apart. Deadlines shrink
+ * along the way, the trace context rides in gRPC metadata, and the answer comes back unchanged.
  *
  * Failover (beyond Consul, which returns the first error): a router that cannot be reached is
  * marked offline for a while, so later requests try the datacenter's other routers first, and
@@ -14,13 +14,13 @@
  */
 import { Agent, IncomingMessage, request as httpRequest } from 'node:http';
 
-import { ClientUnaryCall, Deadline, Metadata, ServiceError, status as GrpcStatus } from '@grpc/grpc-js';
+import { Deadline, Metadata, ServiceError, status as GrpcStatus } from '@grpc/grpc-js';
 import { Tracer, context as otelContext, propagation, trace } from '@opentelemetry/api';
 
-import { ForwardRequest, ForwardResponse, GrpcRequest, GrpcResponse, HttpResponse } from '../gen/consulate/router/v1/operator';
+import { ForwardRequest, ForwardResponse, GrpcRequest, GrpcResponse, HttpRequest, HttpResponse } from '../gen/consulate/router/v1/operator';
 import { Logger } from '../lib/log';
 import { AreaStore } from './area-store';
-import { CatalogGrpcClients, CatalogUnreachableError, neverSent, refusedMethod } from './catalog-grpc';
+import { CatalogGrpcClients, CatalogUnreachableError, NoForwardedHttpError, neverSent, refusedMethod } from './catalog-grpc';
 import { Federation } from './federation';
 import { PeerClients } from './peer-clients';
 import { MAX_HOPS, NextHop } from './routing/route-table';
@@ -32,6 +32,8 @@ export const NO_SERVER = 'Remote DC has no server currently reachable';
 export const ANSWER_TRAILER = 'consulate-router-answer';
 /** How long a router that could not be reached is tried after the others. */
 const OFFLINE_MS = 10_000;
+/** How long the catalogs' HTTP API is used after one had no ForwardedHttpService, before it is tried again. */
+const HTTP_ONLY_MS = 60_000;
 /** Methods that change nothing: sent again to the next router when one fails mid-call. */
 const SAFE_METHODS = new Set(['GET', 'HEAD']);
 /** Headers of the catalog's answer that travel back. */
@@ -82,11 +84,13 @@ export interface ForwardMetrics {
 
 export class Forwarder {
   private readonly offlineUntil = new Map<string, number>();
-  private readonly inFlight = new Map<string, Set<ClientUnaryCall>>();
+  private readonly inFlight = new Map<string, Set<{ cancel(): void }>>();
   private readonly agent = new Agent({ keepAlive: true, maxSockets: 256 });
   private readonly catalogGrpc: CatalogGrpcClients;
   private nextCatalog = 0;
   private nextGrpcCatalog = 0;
+  /** Until then, forwarded HTTP requests use the catalogs' HTTP API (one had no ForwardedHttpService). */
+  private httpOnlyUntil = 0;
 
   constructor(
     private readonly options: ForwarderOptions,
@@ -193,7 +197,7 @@ export class Forwarder {
 
   private callRouter(hop: NextHop, request: ForwardRequest, visited: string[], deadlineMs: number, signal: AbortSignal | undefined): Promise<ForwardResponse> {
     return new Promise((resolve, reject) => {
-      const calls = this.inFlight.get(hop.address) ?? new Set<ClientUnaryCall>();
+      const calls = this.inFlight.get(hop.address) ?? new Set<{ cancel(): void }>();
       this.inFlight.set(hop.address, calls);
       const cancel = () => call.cancel();
       const call = this.peers.forwarding(hop.address, hop.datacenter).forward({ forward: request, visited }, this.peers.metadata(), { deadline: deadlineMs }, (err, answer) => {
@@ -234,10 +238,46 @@ export class Forwarder {
     throw new ForwardError(`${NO_SERVER}: no catalog of ${this.options.datacenter} answered (${failures.join('; ')})`, GrpcStatus.UNAVAILABLE);
   }
 
-  /** Asks this datacenter's catalog, the next one on a connection failure. */
+  /**
+   * Asks this datacenter's catalog: on its gRPC port (ForwardedHttpService, one Calls stream per
+   * catalog), or on its HTTP API when it has no such service (an older version) or no gRPC address
+   * is known. The next catalog is asked when one cannot be reached, and, for a read, when the
+   * request was lost on the way; a write that may have been carried out is not sent again.
+   */
   private async serveLocally(request: ForwardRequest, deadlineMs: number, signal: AbortSignal | undefined): Promise<HttpResponse> {
     const http = request.request;
     if (http === undefined) throw new ForwardError('a forwarded request needs an HTTP request', GrpcStatus.INVALID_ARGUMENT);
+    const grpcAddrs = Date.now() < this.httpOnlyUntil ? [] : (this.options.catalogGrpcAddrs ?? []);
+    const failures: string[] = [];
+    for (let i = 0; i < grpcAddrs.length; i++) {
+      const address = grpcAddrs[(this.nextGrpcCatalog + i) % grpcAddrs.length];
+      if (aborted(signal)) throw cancelledByCaller();
+      try {
+        // The trace context travels in the call's metadata, not in a header.
+        const response = await this.catalogGrpc.serveHttp(address, { ...http, headers: travellingHeaders(http.headers) }, deadlineMs, signal);
+        this.nextGrpcCatalog = (this.nextGrpcCatalog + i) % grpcAddrs.length;
+        return { ...response, headers: returningHeaders(response.headers) };
+      } catch (err) {
+        if (aborted(signal)) throw cancelledByCaller();
+        if (err instanceof NoForwardedHttpError) {
+          this.httpOnlyUntil = Date.now() + HTTP_ONLY_MS;
+          this.options.logger.warn({ address }, `the catalog at ${address} does not serve forwarded requests on its gRPC port (an older version?): using the catalogs' HTTP API for ${HTTP_ONLY_MS / 1000} s`);
+          return this.serveOverHttp(http, deadlineMs, signal);
+        }
+        const reason = (err as ServiceError).details || (err as Error).message;
+        if (!(err instanceof CatalogUnreachableError) && !SAFE_METHODS.has(http.method)) {
+          throw new ForwardError(`rpc error: the request to the catalog at ${address} failed after it was sent and may or may not have been applied: ${reason}`, GrpcStatus.UNKNOWN);
+        }
+        failures.push(`${address}: ${reason}`);
+      }
+    }
+    if (grpcAddrs.length === 0) return this.serveOverHttp(http, deadlineMs, signal);
+    this.options.logger.warn({ failures }, `cannot reach a catalog of ${this.options.datacenter} for a forwarded request`);
+    throw new ForwardError(`${NO_SERVER}: no catalog of ${this.options.datacenter} answered (${failures.join('; ')})`, GrpcStatus.UNAVAILABLE);
+  }
+
+  /** Asks this datacenter's catalogs' HTTP API, the next one on a failure. */
+  private async serveOverHttp(http: HttpRequest, deadlineMs: number, signal: AbortSignal | undefined): Promise<HttpResponse> {
     const addrs = this.options.catalogAddrs;
     if (addrs.length === 0) throw new ForwardError(`router has no catalog to ask in ${this.options.datacenter} (-catalog-addr)`, GrpcStatus.UNAVAILABLE);
     const failures: string[] = [];
@@ -256,9 +296,8 @@ export class Forwarder {
     throw new ForwardError(`${NO_SERVER}: no catalog of ${this.options.datacenter} answered (${failures.join('; ')})`, GrpcStatus.UNAVAILABLE);
   }
 
-  private httpCall(address: string, http: NonNullable<ForwardRequest['request']>, deadlineMs: number, signal: AbortSignal | undefined): Promise<HttpResponse> {
-    const headers: Record<string, string> = {};
-    for (const [name, value] of Object.entries(http.headers)) if (REQUEST_HEADERS.test(name.toLowerCase())) headers[name] = value;
+  private httpCall(address: string, http: HttpRequest, deadlineMs: number, signal: AbortSignal | undefined): Promise<HttpResponse> {
+    const headers = travellingHeaders(http.headers);
     propagation.inject(otelContext.active(), headers);
     const [host, port] = address.split(/:(?=\d+$)/);
     const path = http.rawQuery === '' ? http.path : `${http.path}?${http.rawQuery}`;
@@ -269,8 +308,8 @@ export class Forwarder {
         res.on('error', reject);
         res.on('end', () => {
           const out: Record<string, string> = {};
-          for (const [name, value] of Object.entries(res.headers)) if (RESPONSE_HEADERS.test(name) && value !== undefined) out[name] = Array.isArray(value) ? value.join(', ') : value;
-          resolve({ status: res.statusCode ?? 500, headers: out, body: Buffer.concat(chunks) });
+          for (const [name, value] of Object.entries(res.headers)) if (value !== undefined) out[name] = Array.isArray(value) ? value.join(', ') : value;
+          resolve({ status: res.statusCode ?? 500, headers: returningHeaders(out), body: Buffer.concat(chunks) });
         });
       });
       req.on('timeout', () => req.destroy(new Error('deadline passed')));
@@ -294,6 +333,20 @@ export class Forwarder {
     this.options.logger.warn({ datacenter: request.datacenter, path: pathOf(request), why }, `RPC request to DC is currently failing as no server can be reached (${request.datacenter}: ${why})`);
     return new ForwardError(NO_SERVER, GrpcStatus.UNAVAILABLE);
   }
+}
+
+/** The request headers that reach the catalog; hop-by-hop ones and cookies never do. */
+function travellingHeaders(headers: Record<string, string>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(headers)) if (REQUEST_HEADERS.test(name.toLowerCase())) out[name] = value;
+  return out;
+}
+
+/** The headers of the catalog's answer that travel back (lower case, as node:http names them). */
+function returningHeaders(headers: Record<string, string>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(headers)) if (RESPONSE_HEADERS.test(name.toLowerCase())) out[name.toLowerCase()] = value;
+  return out;
 }
 
 /** What is wrong with the request's shape, or undefined: one HTTP request or one allowed gRPC call. */

@@ -6,6 +6,7 @@
  */
 import { ServerErrorResponse, status as GrpcStatus } from '@grpc/grpc-js';
 
+import { WithoutCalls } from '../lib/call-stream';
 import { Area as AreaMessage, AreaMember, ForwardServiceServer, OperatorServiceServer, ReadOptions } from '../gen/consulate/router/v1/operator';
 import { ConsensusClient, statusWithConsensus } from '../lib/consensus-client';
 import { RoleContext } from '../lib/role-process';
@@ -107,7 +108,7 @@ export function operatorService(deps: OperatorDeps): OperatorServiceServer {
   };
 }
 
-export function forwardService(forwarder: Forwarder): ForwardServiceServer {
+export function forwardService(forwarder: Forwarder): WithoutCalls<ForwardServiceServer> {
   return {
     forward(call, callback) {
       const deadlineMs = deadlineMsOf(call);

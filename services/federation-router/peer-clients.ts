@@ -4,6 +4,8 @@
  * when we know which datacenter we are calling (a forwarded request to a known member), it must
  * be that one, whatever address we dialled. Every call says which datacenter we are in, in the
  * `consulate-datacenter` metadata, which the other side checks against our certificate.
+ * Forwarded requests travel on one `Calls` stream per router (lib/call-stream.ts), on the same
+ * connection: a unary call per request costs grpc-js several times more.
  */
 import { X509Certificate } from 'node:crypto';
 import { PeerCertificate, checkServerIdentity } from 'node:tls';
@@ -11,7 +13,8 @@ import { PeerCertificate, checkServerIdentity } from 'node:tls';
 import { ChannelCredentials, Metadata, credentials as grpcCredentials } from '@grpc/grpc-js';
 import { Tracer } from '@opentelemetry/api';
 
-import { FederationServiceClient } from '../gen/consulate/router/v1/federation';
+import { FederationServiceClient, FederationServiceForwardRequest, FederationServiceForwardResponse, FederationServiceService, PingRequest, PingResponse } from '../gen/consulate/router/v1/federation';
+import { CallStreamClient, UnaryMethod } from '../lib/call-stream';
 import { createRoleClient } from '../lib/grpc-client';
 import { TlsMaterial, datacenterOf, serverName } from '../lib/tls';
 
@@ -19,8 +22,20 @@ export const DATACENTER_METADATA = 'consulate-datacenter';
 /** Clients kept open at most: members come and go, and a hostile one could name many addresses. */
 export const MAX_CLIENTS = 256;
 
+/** A router of a known datacenter, as forwarded requests call it: on its `Calls` stream. */
+export interface ForwardingPeer {
+  readonly forward: UnaryMethod<FederationServiceForwardRequest, FederationServiceForwardResponse>;
+  readonly ping: UnaryMethod<PingRequest, PingResponse>;
+}
+
+interface Entry {
+  readonly client: FederationServiceClient;
+  /** Made on the first forwarded request. */
+  forwarding?: { readonly calls: CallStreamClient; readonly peer: ForwardingPeer };
+}
+
 export class PeerClients {
-  private readonly clients = new Map<string, FederationServiceClient>();
+  private readonly clients = new Map<string, Entry>();
 
   constructor(
     private readonly material: TlsMaterial,
@@ -30,37 +45,50 @@ export class PeerClients {
 
   /** For gossip: any router of our CA, untraced (a span per SWIM packet would drown the traces). */
   gossip(address: string): FederationServiceClient {
-    return this.client(address, undefined, false);
+    return this.entry(address, undefined, false).client;
   }
 
   /** For forwarded requests: a router of `datacenter`, whatever address we dialled; traced. */
-  forwarding(address: string, datacenter: string): FederationServiceClient {
-    return this.client(address, datacenter, true);
+  forwarding(address: string, datacenter: string): ForwardingPeer {
+    const entry = this.entry(address, datacenter, true);
+    if (entry.forwarding === undefined) {
+      const client = entry.client;
+      const calls = new CallStreamClient({ client, tracer: this.tracer, peer: address });
+      entry.forwarding = {
+        calls,
+        peer: {
+          forward: calls.method(FederationServiceService.forward, client.forward.bind(client)),
+          ping: calls.method(FederationServiceService.ping, client.ping.bind(client)),
+        },
+      };
+    }
+    return entry.forwarding.peer;
   }
 
-  private client(address: string, datacenter: string | undefined, traced: boolean): FederationServiceClient {
+  private entry(address: string, datacenter: string | undefined, traced: boolean): Entry {
     const key = `${address}|${datacenter ?? '*'}|${traced}`;
-    let client = this.clients.get(key);
-    if (client !== undefined) {
+    let entry = this.clients.get(key);
+    if (entry !== undefined) {
       // Most recently used last, so the least recently used is the first to go.
       this.clients.delete(key);
-      this.clients.set(key, client);
+      this.clients.set(key, entry);
     } else {
       if (this.clients.size >= MAX_CLIENTS) {
         const [oldest, evicted] = this.clients.entries().next().value!;
         this.clients.delete(oldest);
-        evicted.close();
+        close(evicted);
       }
-      client = createRoleClient(FederationServiceClient, address, {
+      const client = createRoleClient(FederationServiceClient, address, {
         tracer: this.tracer,
         traced,
         credentials: routerCredentials(this.material, datacenter),
         // The name we ask for (SNI) and verify; the address we dial is only where it lives.
         channelOptions: { 'grpc.ssl_target_name_override': serverName(datacenter ?? this.datacenter), 'grpc.default_authority': serverName(datacenter ?? this.datacenter) },
       });
-      this.clients.set(key, client);
+      entry = { client };
+      this.clients.set(key, entry);
     }
-    return client;
+    return entry;
   }
 
   /** The metadata every call carries. */
@@ -71,9 +99,14 @@ export class PeerClients {
   }
 
   close(): void {
-    for (const client of this.clients.values()) client.close();
+    for (const entry of this.clients.values()) close(entry);
     this.clients.clear();
   }
+}
+
+function close(entry: Entry): void {
+  entry.forwarding?.calls.close();
+  entry.client.close();
 }
 
 function routerCredentials(material: TlsMaterial, expectedDatacenter: string | undefined): ChannelCredentials {

@@ -8,6 +8,7 @@
  */
 import { Tracer } from '@opentelemetry/api';
 
+import { WithoutCalls } from '../lib/call-stream';
 import { FederationServiceServer, FederationServiceService, protobufFileName as federationProto } from '../gen/consulate/router/v1/federation';
 import { ForwardServiceService, OperatorServiceService, protobufFileName as operatorProto } from '../gen/consulate/router/v1/operator';
 import { checks, field } from '../lib/config';
@@ -34,11 +35,11 @@ const fields = {
   grpcPort: field.int({ key: 'ports.grpc', flag: 'grpc-port', usage: 'Port of the in-datacenter Operator and Forward API.', default: 8330, check: checks.port }),
   serverPort: field.int({ key: 'ports.server', flag: 'server-port', usage: 'Port of the cross-datacenter federation API (mutual TLS only).', default: 8300, check: checks.port }),
   consensusAddrs: consensusAddrsField(),
-  catalogAddrs: field.list({ key: 'catalog_addrs', flag: 'catalog-addr', usage: "A catalog's HTTP API of this datacenter, host:port (8500), that serves requests forwarded from other datacenters; repeatable.", default: [], check: checks.hostPorts }),
+  catalogAddrs: field.list({ key: 'catalog_addrs', flag: 'catalog-addr', usage: "A catalog's HTTP API of this datacenter, host:port (8500); repeatable. Requests forwarded from other datacenters go to its gRPC port (-catalog-grpc-addr), and here only when a catalog is too old to serve them there.", default: [], check: checks.hostPorts }),
   catalogGrpcAddrs: field.list({
     key: 'catalog_grpc_addrs',
     flag: 'catalog-grpc-addr',
-    usage: "A catalog's gRPC API of this datacenter, host:port (8502), that serves gRPC calls forwarded from other datacenters; repeatable. Default: each -catalog-addr's host on port 8502.",
+    usage: "A catalog's gRPC API of this datacenter, host:port (8502), that serves the requests and gRPC calls forwarded from other datacenters; repeatable. Default: each -catalog-addr's host on port 8502.",
     default: [],
     check: checks.hostPorts,
   }),
@@ -92,14 +93,14 @@ export const federationRouterRole: RoleDefinition<typeof fields> = {
       logger,
       tracer,
       // Forwarded requests get spans; SWIM packets and pings would only drown them.
-      services: [{ definition: FederationServiceService, implementation: tracedForwardOnly(tracer, federationService({ datacenter: config.datacenter, node: config.node, federation, forwarder, listener: () => listener, logger })), protoFile: federationProto, traced: false }],
+      services: [{ definition: FederationServiceService, implementation: tracedForwardOnly(tracer, federationService({ datacenter: config.datacenter, node: config.node, federation, forwarder, listener: () => listener, logger })), protoFile: federationProto, traced: false, callStream: true }],
     });
     const operatorServer = new RoleGrpcServer({
       logger,
       tracer,
       services: [
         { definition: OperatorServiceService, implementation: operatorService({ context, consensus, datacenter: config.datacenter, store, federation, forwarder }), protoFile: operatorProto },
-        { definition: ForwardServiceService, implementation: forwardService(forwarder), protoFile: operatorProto },
+        { definition: ForwardServiceService, implementation: forwardService(forwarder), protoFile: operatorProto, callStream: true },
       ],
     });
     const opened = await MutualTlsListener.listen(config.bind, config.serverPort, federationServer.connectionInjector(), material, logger);
@@ -177,7 +178,7 @@ function registerRouterMetrics(metrics: RoleMetrics, federation: Federation, sto
   };
 }
 
-function tracedForwardOnly(tracer: Tracer, implementation: FederationServiceServer): FederationServiceServer {
+function tracedForwardOnly(tracer: Tracer, implementation: WithoutCalls<FederationServiceServer>): WithoutCalls<FederationServiceServer> {
   return { ...implementation, forward: traceServiceImplementation(tracer, FederationServiceService, { forward: implementation.forward }).forward };
 }
 

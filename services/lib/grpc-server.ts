@@ -12,6 +12,7 @@ import { ReflectionService } from '@grpc/reflection';
 import { Tracer } from '@opentelemetry/api';
 import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
 
+import { CallStreamServer } from './call-stream';
 import { traceServiceImplementation } from './grpc-tracing';
 import { Logger } from './log';
 import { PACKAGE_ROOT } from './version';
@@ -39,6 +40,11 @@ export interface GrpcService {
   readonly protoFile: string;
   /** false for internal chatter that would drown the traces (Raft's message streams). Default true. */
   readonly traced?: boolean;
+  /**
+   * The service has a `Calls` method (consulate/common/v1/call_stream.proto): its unary methods
+   * are served on it too, by the same handlers (call-stream.ts). `implementation` leaves it out.
+   */
+  readonly callStream?: boolean;
 }
 
 /** "consulate.consensus.v1.ClusterService", from the first method's path; health reports by it. */
@@ -61,6 +67,7 @@ export class RoleGrpcServer {
   private readonly server: Server;
   private readonly health = new HealthImplementation({ '': 'NOT_SERVING' });
   private readonly serviceNames: string[] = [];
+  private readonly callStreams: CallStreamServer[] = [];
   private boundAddress: string | undefined;
 
   constructor(private readonly options: RoleGrpcServerOptions) {
@@ -78,7 +85,13 @@ export class RoleGrpcServer {
     });
     this.health.addToServer(this.server);
     for (const service of options.services) {
-      const implementation = service.traced === false ? service.implementation : traceServiceImplementation(options.tracer, service.definition, service.implementation);
+      let implementation = service.traced === false ? service.implementation : traceServiceImplementation(options.tracer, service.definition, service.implementation);
+      if (service.callStream === true) {
+        // Not traced itself: a span as long as the stream would say nothing; each call has its own.
+        const callStream = new CallStreamServer(service.definition, implementation);
+        this.callStreams.push(callStream);
+        implementation = { ...implementation, calls: callStream.handler as never };
+      }
       this.server.addService(service.definition, implementation);
       const name = qualifiedServiceName(service.definition);
       this.serviceNames.push(name);
@@ -120,7 +133,11 @@ export class RoleGrpcServer {
     return this.boundAddress;
   }
 
-  /** NOT_SERVING, then a graceful drain bounded by the grace period, then a forced close. */
+  /**
+   * NOT_SERVING, then a graceful drain bounded by the grace period, then a forced close. Call
+   * streams end once their calls are answered; calls sent on them meanwhile are refused unrun, and
+   * their clients send them elsewhere.
+   */
   async shutdown(): Promise<void> {
     this.setServing(false);
     const graceMs = this.options.shutdownGraceMs ?? GRPC_SERVER_DEFAULTS.shutdownGraceMs;
@@ -130,6 +147,7 @@ export class RoleGrpcServer {
         clearTimeout(timer);
         resolve(true);
       });
+      for (const callStream of this.callStreams) callStream.drain();
     });
     if (!drained) {
       this.options.logger.warn({ grace_ms: graceMs }, 'calls still running after the shutdown grace period; closing them');

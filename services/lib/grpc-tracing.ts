@@ -67,22 +67,33 @@ function endSpan(span: Span, code: GrpcStatus, details: string): void {
   span.end();
 }
 
+/** A CLIENT span for one call to `path`, a child of the active context. */
+export interface ClientSpan {
+  /** Puts the span's context in the call's outgoing metadata, for the server to continue. */
+  inject(metadata: Metadata): void;
+  end(code: GrpcStatus, details: string): void;
+}
+
+export function startClientSpan(tracer: Tracer, path: string, peer: string): ClientSpan {
+  const { spanName, service, method } = rpcNames(path);
+  const parent = context.active();
+  const span = tracer.startSpan(spanName, { kind: SpanKind.CLIENT, attributes: { 'rpc.system': 'grpc', 'rpc.service': service, 'rpc.method': method, 'server.address': peer } }, parent);
+  return {
+    inject: (metadata) => propagation.inject(trace.setSpan(parent, span), metadata, metadataSetter),
+    end: (code, details) => endSpan(span, code, details),
+  };
+}
+
 /** A client interceptor that makes a CLIENT span per call and carries its context to the server. */
 export function tracingClientInterceptor(tracer: Tracer, peer: string): Interceptor {
   return (options, nextCall) => {
-    const { spanName, service, method } = rpcNames(options.method_definition.path);
-    const parent = context.active();
-    const span = tracer.startSpan(
-      spanName,
-      { kind: SpanKind.CLIENT, attributes: { 'rpc.system': 'grpc', 'rpc.service': service, 'rpc.method': method, 'server.address': peer } },
-      parent,
-    );
+    const span = startClientSpan(tracer, options.method_definition.path, peer);
     return new InterceptingCall(nextCall(options), {
       start(metadata, _listener, next) {
-        propagation.inject(trace.setSpan(parent, span), metadata, metadataSetter);
+        span.inject(metadata);
         next(metadata, {
           onReceiveStatus(status: StatusObject, nextStatus: (status: StatusObject) => void) {
-            endSpan(span, status.code, status.details);
+            span.end(status.code, status.details);
             nextStatus(status);
           },
         });

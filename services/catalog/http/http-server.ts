@@ -9,7 +9,7 @@
 import { IncomingHttpHeaders, IncomingMessage, Server, ServerResponse, createServer } from 'node:http';
 import { Socket } from 'node:net';
 
-import { ROOT_CONTEXT, SpanKind, SpanStatusCode, Tracer, context as otelContext, propagation } from '@opentelemetry/api';
+import { Context, ROOT_CONTEXT, SpanKind, SpanStatusCode, Tracer, context as otelContext, propagation } from '@opentelemetry/api';
 
 import { Logger } from '../../lib/log';
 import { HttpError, methodNotAllowed } from './http-errors';
@@ -154,12 +154,25 @@ export class CatalogHttpServer {
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://catalog');
-    const method = req.method ?? 'GET';
+    const answer = await this.serve({ method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headers, body: (limit, tooLarge) => readBody(req, limit, tooLarge) }, ROOT_CONTEXT);
+    if (res.headersSent || res.destroyed) return;
+    res.writeHead(answer.status, answer.headers);
+    res.end(answer.body);
+  }
+
+  /**
+   * Serves one request, whether it came on 8500 or from a router (ForwardedHttpService): the
+   * route, the span (under the caller's `traceparent` header, else under `caller`: a router's
+   * request comes inside its gRPC call's span), the handler or the forward to another datacenter,
+   * the metrics, and the answer as it goes on the wire.
+   */
+  async serve(raw: RawRequest, caller: Context = otelContext.active()): Promise<EncodedAnswer> {
+    const url = new URL(raw.url, 'http://catalog');
+    const method = raw.method;
     const found = this.options.router.match(url.pathname);
-    const parent = propagation.extract(ROOT_CONTEXT, req.headers);
+    const parent = propagation.extract(caller, raw.headers);
     const spanName = `HTTP ${method} ${found?.route.pattern ?? 'unknown'}`;
-    await this.options.tracer.startActiveSpan(spanName, { kind: SpanKind.SERVER, attributes: { 'http.request.method': method, 'url.path': url.pathname } }, parent, async (span) => {
+    return this.options.tracer.startActiveSpan(spanName, { kind: SpanKind.SERVER, attributes: { 'http.request.method': method, 'url.path': url.pathname } }, parent, async (span) => {
       let result: HttpResult;
       try {
         if (found === undefined) {
@@ -170,7 +183,7 @@ export class CatalogHttpServer {
         } else {
           const handler = found.route.handlers.get(method);
           if (handler === undefined) throw methodNotAllowed(method, [...found.route.handlers.keys()]);
-          const incoming = request(req, url, found.params);
+          const incoming = request(raw, url, found.params);
           const remote = this.options.remote;
           const datacenter = remote?.targetOf(found.route.pattern, url.searchParams);
           if (datacenter !== undefined) span.setAttribute('datacenter', datacenter);
@@ -186,22 +199,39 @@ export class CatalogHttpServer {
       this.options.metrics?.requestServed(method, found?.route.pattern ?? 'unknown', status);
       if (status >= 500) span.setStatus({ code: SpanStatusCode.ERROR, message: typeof result.body === 'string' ? result.body : undefined });
       span.end();
-      send(res, result, url.searchParams.has('pretty'));
+      return encode(result, url.searchParams.has('pretty'));
     });
   }
 }
 
-function request(req: IncomingMessage, url: URL, params: Record<string, string>): HttpRequest {
+/** A request as it arrived, before routing: from node:http, or from a router. */
+export interface RawRequest {
+  readonly method: string;
+  /** The path and the query string. */
+  readonly url: string;
+  readonly headers: IncomingHttpHeaders;
+  /** Reads the body, refusing it past `limit` bytes with `tooLarge(length)`. */
+  body(limit: number, tooLarge: (length: number) => HttpError): Promise<Buffer>;
+}
+
+/** An answer as it goes on the wire. */
+export interface EncodedAnswer {
+  readonly status: number;
+  readonly headers: Record<string, string | number>;
+  readonly body: Buffer;
+}
+
+function request(raw: RawRequest, url: URL, params: Record<string, string>): HttpRequest {
   let read: Promise<Buffer> | undefined;
   return {
-    method: req.method ?? 'GET',
+    method: raw.method,
     path: url.pathname,
     query: url.searchParams,
     rawQuery: url.search.slice(1),
-    headers: req.headers,
+    headers: raw.headers,
     params,
     body(limit = MAX_BODY_BYTES, tooLarge = (length) => new HttpError(413, `Request body(${length} bytes) too large, max size: ${limit} bytes`)) {
-      read ??= readBody(req, limit, tooLarge);
+      read ??= raw.body(limit, tooLarge);
       return read;
     },
   };
@@ -243,7 +273,7 @@ function errorResult(err: unknown, logger: Logger, method: string, path: string)
   return { status: 500, body: message, contentType: 'text/plain; charset=utf-8' };
 }
 
-function send(res: ServerResponse, result: HttpResult, pretty: boolean): void {
+function encode(result: HttpResult, pretty: boolean): EncodedAnswer {
   let body: Buffer;
   let contentType = result.contentType;
   if (Buffer.isBuffer(result.body)) body = result.body;
@@ -254,9 +284,7 @@ function send(res: ServerResponse, result: HttpResult, pretty: boolean): void {
   }
   const headers: Record<string, string | number> = { ...result.headers, 'Content-Length': body.length };
   if (contentType !== undefined && body.length > 0) headers['Content-Type'] = contentType;
-  if (res.headersSent || res.destroyed) return;
-  res.writeHead(result.status ?? 200, headers);
-  res.end(body);
+  return { status: result.status ?? 200, headers, body };
 }
 
 const BIGINT_MARK = '\u0000bigint:';

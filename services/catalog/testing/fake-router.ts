@@ -50,6 +50,7 @@ import {
   WanMembersResponse,
   protobufFileName,
 } from '../../gen/consulate/router/v1/operator';
+import { WithoutCalls } from '../../lib/call-stream';
 import { RoleGrpcServer } from '../../lib/grpc-server';
 import { createLogger } from '../../lib/log';
 
@@ -210,7 +211,7 @@ export async function startFakeRouter(datacenter: string): Promise<FakeRouter> {
     }),
     datacenters: unary<DatacentersRequest, DatacentersResponse>('datacenters', () => state.datacenters),
   };
-  const forward: ForwardServiceServer = {
+  const forward: WithoutCalls<ForwardServiceServer> = {
     forward: unary<ForwardRequest, ForwardResponse>(
       'forward',
       (request) => {
@@ -227,7 +228,7 @@ export async function startFakeRouter(datacenter: string): Promise<FakeRouter> {
     shutdownGraceMs: 100,
     services: [
       { definition: OperatorServiceService, implementation: operator as OperatorServiceServer, protoFile: protobufFileName },
-      { definition: ForwardServiceService, implementation: forward, protoFile: protobufFileName },
+      { definition: ForwardServiceService, implementation: forward, protoFile: protobufFileName, callStream: true },
     ],
   });
   const address = await server.listen('127.0.0.1', 0);

@@ -10,19 +10,30 @@ import {
   type CallOptions,
   type ChannelCredentials,
   Client,
+  type ClientDuplexStream,
   type ClientOptions,
   type ClientUnaryCall,
+  type handleBidiStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
+import { UnaryAnswer, UnaryCall } from "../../common/v1/call_stream";
 import { ForwardRequest, ForwardResponse } from "./operator";
 
 export const protobufPackage = "consulate.router.v1";
 
 export const protobufFileName = "consulate/router/v1/federation.proto";
+
+export interface FederationServiceCallsRequest {
+  call?: UnaryCall | undefined;
+}
+
+export interface FederationServiceCallsResponse {
+  answer?: UnaryAnswer | undefined;
+}
 
 export interface PacketRequest {
   /** The pool: an area ID, or "wan". */
@@ -66,6 +77,142 @@ export interface PingResponse {
   node: string;
   datacenter: string;
 }
+
+function createBaseFederationServiceCallsRequest(): FederationServiceCallsRequest {
+  return { call: undefined };
+}
+
+export const FederationServiceCallsRequest: MessageFns<FederationServiceCallsRequest> = {
+  encode(message: FederationServiceCallsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.call !== undefined) {
+      UnaryCall.encode(message.call, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FederationServiceCallsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFederationServiceCallsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.call = UnaryCall.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FederationServiceCallsRequest {
+    return { call: isSet(object.call) ? UnaryCall.fromJSON(object.call) : undefined };
+  },
+
+  toJSON(message: FederationServiceCallsRequest): unknown {
+    const obj: any = {};
+    if (message.call !== undefined) {
+      obj.call = UnaryCall.toJSON(message.call);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<FederationServiceCallsRequest>): FederationServiceCallsRequest {
+    return FederationServiceCallsRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<FederationServiceCallsRequest>): FederationServiceCallsRequest {
+    const message = createBaseFederationServiceCallsRequest();
+    message.call = (object.call !== undefined && object.call !== null) ? UnaryCall.fromPartial(object.call) : undefined;
+    return message;
+  },
+};
+
+function createBaseFederationServiceCallsResponse(): FederationServiceCallsResponse {
+  return { answer: undefined };
+}
+
+export const FederationServiceCallsResponse: MessageFns<FederationServiceCallsResponse> = {
+  encode(message: FederationServiceCallsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.answer !== undefined) {
+      UnaryAnswer.encode(message.answer, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FederationServiceCallsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFederationServiceCallsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.answer = UnaryAnswer.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FederationServiceCallsResponse {
+    return { answer: isSet(object.answer) ? UnaryAnswer.fromJSON(object.answer) : undefined };
+  },
+
+  toJSON(message: FederationServiceCallsResponse): unknown {
+    const obj: any = {};
+    if (message.answer !== undefined) {
+      obj.answer = UnaryAnswer.toJSON(message.answer);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<FederationServiceCallsResponse>): FederationServiceCallsResponse {
+    return FederationServiceCallsResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<FederationServiceCallsResponse>): FederationServiceCallsResponse {
+    const message = createBaseFederationServiceCallsResponse();
+    message.answer = (object.answer !== undefined && object.answer !== null)
+      ? UnaryAnswer.fromPartial(object.answer)
+      : undefined;
+    return message;
+  },
+};
 
 function createBasePacketRequest(): PacketRequest {
   return { pool: "", from: "", packet: Buffer.alloc(0) };
@@ -737,6 +884,22 @@ export const FederationServiceService = {
     responseSerialize: (value: PingResponse): Buffer => Buffer.from(PingResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): PingResponse => PingResponse.decode(value),
   },
+  /**
+   * Calls carries the unary methods above on one open stream (consulate/common/v1/call_stream.proto),
+   * over the same mutual TLS connection: how a router forwards to the next one.
+   */
+  calls: {
+    path: "/consulate.router.v1.FederationService/Calls" as const,
+    requestStream: true as const,
+    responseStream: true as const,
+    requestSerialize: (value: FederationServiceCallsRequest): Buffer =>
+      Buffer.from(FederationServiceCallsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): FederationServiceCallsRequest => FederationServiceCallsRequest.decode(value),
+    responseSerialize: (value: FederationServiceCallsResponse): Buffer =>
+      Buffer.from(FederationServiceCallsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): FederationServiceCallsResponse =>
+      FederationServiceCallsResponse.decode(value),
+  },
 } as const;
 
 export interface FederationServiceServer extends UntypedServiceImplementation {
@@ -751,6 +914,11 @@ export interface FederationServiceServer extends UntypedServiceImplementation {
   forward: handleUnaryCall<FederationServiceForwardRequest, FederationServiceForwardResponse>;
   /** Ping says which router and datacenter answered (route rebalancing, health checks). */
   ping: handleUnaryCall<PingRequest, PingResponse>;
+  /**
+   * Calls carries the unary methods above on one open stream (consulate/common/v1/call_stream.proto),
+   * over the same mutual TLS connection: how a router forwards to the next one.
+   */
+  calls: handleBidiStreamingCall<FederationServiceCallsRequest, FederationServiceCallsResponse>;
 }
 
 export interface FederationServiceClient extends Client {
@@ -818,6 +986,18 @@ export interface FederationServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: PingResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * Calls carries the unary methods above on one open stream (consulate/common/v1/call_stream.proto),
+   * over the same mutual TLS connection: how a router forwards to the next one.
+   */
+  calls(): ClientDuplexStream<FederationServiceCallsRequest, FederationServiceCallsResponse>;
+  calls(
+    options: Partial<CallOptions>,
+  ): ClientDuplexStream<FederationServiceCallsRequest, FederationServiceCallsResponse>;
+  calls(
+    metadata: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientDuplexStream<FederationServiceCallsRequest, FederationServiceCallsResponse>;
 }
 
 export const FederationServiceClient = makeGenericClientConstructor(

@@ -10,19 +10,30 @@ import {
   type CallOptions,
   type ChannelCredentials,
   Client,
+  type ClientDuplexStream,
   type ClientOptions,
   type ClientUnaryCall,
+  type handleBidiStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
+import { UnaryAnswer, UnaryCall } from "../../common/v1/call_stream";
 import { DependencyStatus, RoleInfo } from "../../common/v1/role";
 
 export const protobufPackage = "consulate.router.v1";
 
 export const protobufFileName = "consulate/router/v1/operator.proto";
+
+export interface ForwardServiceCallsRequest {
+  call?: UnaryCall | undefined;
+}
+
+export interface ForwardServiceCallsResponse {
+  answer?: UnaryAnswer | undefined;
+}
 
 export interface StatusRequest {
 }
@@ -296,6 +307,142 @@ export interface ForwardResponse {
   path: string[];
   grpc?: GrpcResponse | undefined;
 }
+
+function createBaseForwardServiceCallsRequest(): ForwardServiceCallsRequest {
+  return { call: undefined };
+}
+
+export const ForwardServiceCallsRequest: MessageFns<ForwardServiceCallsRequest> = {
+  encode(message: ForwardServiceCallsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.call !== undefined) {
+      UnaryCall.encode(message.call, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ForwardServiceCallsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseForwardServiceCallsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.call = UnaryCall.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ForwardServiceCallsRequest {
+    return { call: isSet(object.call) ? UnaryCall.fromJSON(object.call) : undefined };
+  },
+
+  toJSON(message: ForwardServiceCallsRequest): unknown {
+    const obj: any = {};
+    if (message.call !== undefined) {
+      obj.call = UnaryCall.toJSON(message.call);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ForwardServiceCallsRequest>): ForwardServiceCallsRequest {
+    return ForwardServiceCallsRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ForwardServiceCallsRequest>): ForwardServiceCallsRequest {
+    const message = createBaseForwardServiceCallsRequest();
+    message.call = (object.call !== undefined && object.call !== null) ? UnaryCall.fromPartial(object.call) : undefined;
+    return message;
+  },
+};
+
+function createBaseForwardServiceCallsResponse(): ForwardServiceCallsResponse {
+  return { answer: undefined };
+}
+
+export const ForwardServiceCallsResponse: MessageFns<ForwardServiceCallsResponse> = {
+  encode(message: ForwardServiceCallsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.answer !== undefined) {
+      UnaryAnswer.encode(message.answer, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ForwardServiceCallsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseForwardServiceCallsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.answer = UnaryAnswer.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ForwardServiceCallsResponse {
+    return { answer: isSet(object.answer) ? UnaryAnswer.fromJSON(object.answer) : undefined };
+  },
+
+  toJSON(message: ForwardServiceCallsResponse): unknown {
+    const obj: any = {};
+    if (message.answer !== undefined) {
+      obj.answer = UnaryAnswer.toJSON(message.answer);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ForwardServiceCallsResponse>): ForwardServiceCallsResponse {
+    return ForwardServiceCallsResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ForwardServiceCallsResponse>): ForwardServiceCallsResponse {
+    const message = createBaseForwardServiceCallsResponse();
+    message.answer = (object.answer !== undefined && object.answer !== null)
+      ? UnaryAnswer.fromPartial(object.answer)
+      : undefined;
+    return message;
+  },
+};
 
 function createBaseStatusRequest(): StatusRequest {
   return {};
@@ -4173,6 +4320,21 @@ export const ForwardServiceService = {
     responseSerialize: (value: ForwardResponse): Buffer => Buffer.from(ForwardResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ForwardResponse => ForwardResponse.decode(value),
   },
+  /**
+   * Calls carries Forward calls on one open stream (consulate/common/v1/call_stream.proto): the
+   * catalog's way to its routers, a tenth of a unary call's cost per request.
+   */
+  calls: {
+    path: "/consulate.router.v1.ForwardService/Calls" as const,
+    requestStream: true as const,
+    responseStream: true as const,
+    requestSerialize: (value: ForwardServiceCallsRequest): Buffer =>
+      Buffer.from(ForwardServiceCallsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ForwardServiceCallsRequest => ForwardServiceCallsRequest.decode(value),
+    responseSerialize: (value: ForwardServiceCallsResponse): Buffer =>
+      Buffer.from(ForwardServiceCallsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ForwardServiceCallsResponse => ForwardServiceCallsResponse.decode(value),
+  },
 } as const;
 
 export interface ForwardServiceServer extends UntypedServiceImplementation {
@@ -4185,6 +4347,11 @@ export interface ForwardServiceServer extends UntypedServiceImplementation {
    * GrpcResponse.code).
    */
   forward: handleUnaryCall<ForwardRequest, ForwardResponse>;
+  /**
+   * Calls carries Forward calls on one open stream (consulate/common/v1/call_stream.proto): the
+   * catalog's way to its routers, a tenth of a unary call's cost per request.
+   */
+  calls: handleBidiStreamingCall<ForwardServiceCallsRequest, ForwardServiceCallsResponse>;
 }
 
 export interface ForwardServiceClient extends Client {
@@ -4211,6 +4378,16 @@ export interface ForwardServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ForwardResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * Calls carries Forward calls on one open stream (consulate/common/v1/call_stream.proto): the
+   * catalog's way to its routers, a tenth of a unary call's cost per request.
+   */
+  calls(): ClientDuplexStream<ForwardServiceCallsRequest, ForwardServiceCallsResponse>;
+  calls(options: Partial<CallOptions>): ClientDuplexStream<ForwardServiceCallsRequest, ForwardServiceCallsResponse>;
+  calls(
+    metadata: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientDuplexStream<ForwardServiceCallsRequest, ForwardServiceCallsResponse>;
 }
 
 export const ForwardServiceClient = makeGenericClientConstructor(

@@ -1,0 +1,50 @@
+/**
+ * ForwardedHttpService (8502): the HTTP API requests a federation router brings from another
+ * datacenter, served by the HTTP API's own `serve` (routes, handlers, spans, metrics), in process.
+ * The router carries them on one Calls stream (lib/call-stream.ts) instead of an HTTP exchange
+ * each. The answer is the HTTP answer, whatever its status; a gRPC error means it was not served.
+ */
+import { ServiceError, status as GrpcStatus } from '@grpc/grpc-js';
+
+import { ForwardedHttpServiceServer, ForwardedHttpServiceService, protobufFileName } from '../../gen/consulate/catalog/v1/forwarded';
+import { HttpRequest as ForwardedRequest, HttpResponse as ForwardedResponse } from '../../gen/consulate/router/v1/operator';
+import { WithoutCalls } from '../../lib/call-stream';
+import { GrpcService } from '../../lib/grpc-server';
+import { EncodedAnswer, RawRequest } from '../http/http-server';
+
+export function forwardedHttpService(http: { serve(request: RawRequest): Promise<EncodedAnswer> }): GrpcService {
+  const implementation: WithoutCalls<ForwardedHttpServiceServer> = {
+    serve(call, callback) {
+      const request = call.request.request;
+      if (request === undefined) return callback(failure(GrpcStatus.INVALID_ARGUMENT, 'a ServeRequest needs an HTTP request'));
+      http.serve(rawRequest(request)).then(
+        (answer) => callback(null, { response: forwardedResponse(answer) }),
+        (err: Error) => callback(failure(GrpcStatus.INTERNAL, err.message)),
+      );
+    },
+  };
+  return { definition: ForwardedHttpServiceService, implementation, protoFile: protobufFileName, callStream: true };
+}
+
+function rawRequest(request: ForwardedRequest): RawRequest {
+  const headers: Record<string, string> = {};
+  for (const [name, value] of Object.entries(request.headers)) headers[name.toLowerCase()] = value;
+  headers['content-length'] = String(request.body.length);
+  return {
+    method: request.method,
+    url: request.rawQuery === '' ? request.path : `${request.path}?${request.rawQuery}`,
+    headers,
+    body: (limit, tooLarge) => (request.body.length > limit ? Promise.reject(tooLarge(request.body.length)) : Promise.resolve(request.body)),
+  };
+}
+
+/** Header names in lower case, as node:http gives them to a client. */
+function forwardedResponse(answer: EncodedAnswer): ForwardedResponse {
+  const headers: Record<string, string> = {};
+  for (const [name, value] of Object.entries(answer.headers)) headers[name.toLowerCase()] = String(value);
+  return { status: answer.status, headers, body: answer.body };
+}
+
+function failure(code: GrpcStatus, details: string): Partial<ServiceError> {
+  return { code, details, message: details };
+}

@@ -1,0 +1,276 @@
+import { Writable } from 'node:stream';
+
+import { Metadata, ServerUnaryCall, ServiceError, sendUnaryData, status as GrpcStatus } from '@grpc/grpc-js';
+import { SpanKind, context, trace } from '@opentelemetry/api';
+import { InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
+
+import { ForwardRequest, ForwardResponse, ForwardServiceClient, ForwardServiceServer, ForwardServiceService, protobufFileName } from '../gen/consulate/router/v1/operator';
+import { CallStreamClient, UnaryMethod, WithoutCalls } from './call-stream';
+import { createRoleClient } from './grpc-client';
+import { RoleGrpcServer } from './grpc-server';
+import { createLogger } from './log';
+import { Telemetry, setupTelemetry } from './telemetry';
+
+type Handler = (call: ServerUnaryCall<ForwardRequest, ForwardResponse>, callback: sendUnaryData<ForwardResponse>) => void;
+
+const answer = (datacenter: string): ForwardResponse => ({ response: { status: 200, headers: {}, body: Buffer.from(datacenter) }, path: [datacenter] });
+
+describe('unary calls on a Calls stream', () => {
+  const exporter = new InMemorySpanExporter();
+  let telemetry: Telemetry;
+  let handler: Handler;
+  let logged: string[];
+  const servers: RoleGrpcServer[] = [];
+  const clients: Array<{ close(): void }> = [];
+
+  beforeAll(() => {
+    telemetry = setupTelemetry({ role: 'federation-router', datacenter: 'dc1', node: 'router-1', env: {}, spanProcessors: [new SimpleSpanProcessor(exporter)] });
+  });
+
+  afterAll(() => telemetry.shutdown());
+
+  beforeEach(() => {
+    exporter.reset();
+    logged = [];
+    handler = (call, callback) => callback(null, answer(call.request.datacenter));
+  });
+
+  afterEach(async () => {
+    for (const client of clients.splice(0)) client.close();
+    await Promise.all(servers.splice(0).map((server) => server.shutdown()));
+  });
+
+  async function serve(options: { callStream?: boolean; port?: number; graceMs?: number } = {}): Promise<{ server: RoleGrpcServer; address: string }> {
+    const implementation: WithoutCalls<ForwardServiceServer> = { forward: (call, callback) => handler(call, callback) };
+    const destination = new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        logged.push(chunk.toString());
+        done();
+      },
+    });
+    const server = new RoleGrpcServer({
+      logger: createLogger({ role: 'federation-router', datacenter: 'dc2', node: 'router-1', level: 'info', destination }),
+      tracer: telemetry.tracer,
+      services: [{ definition: ForwardServiceService, implementation, protoFile: protobufFileName, callStream: options.callStream ?? true }],
+      shutdownGraceMs: options.graceMs ?? 60_000,
+    });
+    const address = await server.listen('127.0.0.1', options.port ?? 0);
+    server.setServing(true);
+    servers.push(server);
+    return { server, address };
+  }
+
+  function connect(address: string): { calls: CallStreamClient; forward: UnaryMethod<ForwardRequest, ForwardResponse>; opens: () => number; raw: ForwardServiceClient } {
+    const raw = createRoleClient(ForwardServiceClient, address, { tracer: telemetry.tracer });
+    let opens = 0;
+    const calls = new CallStreamClient({
+      client: {
+        calls: (options) => {
+          opens++;
+          return raw.calls(options);
+        },
+      },
+      tracer: telemetry.tracer,
+      peer: address,
+    });
+    clients.push(calls, raw);
+    return { calls, forward: calls.method(ForwardServiceService.forward, raw.forward.bind(raw)), opens: () => opens, raw };
+  }
+
+  function call(forward: UnaryMethod<ForwardRequest, ForwardResponse>, datacenter: string, options: { timeoutMs?: number; metadata?: Metadata } = {}): { done: Promise<ForwardResponse>; cancel(): void } {
+    let cancel = (): void => undefined;
+    const done = new Promise<ForwardResponse>((resolve, reject) => {
+      const started = forward({ datacenter }, options.metadata ?? new Metadata(), { deadline: Date.now() + (options.timeoutMs ?? 5_000) }, (err, response) => (err === null ? resolve(response) : reject(err)));
+      cancel = () => started.cancel();
+    });
+    return { done, cancel: () => cancel() };
+  }
+
+  test('concurrent calls share one stream and are answered out of order, each with its own answer', async () => {
+    const waiting: Array<() => void> = [];
+    handler = (call, callback) => {
+      waiting.push(() => callback(null, answer(call.request.datacenter)));
+      // Answer all at once, last first, when every call has arrived.
+      if (waiting.length === 40) for (const reply of waiting.reverse()) reply();
+    };
+    const { address } = await serve();
+    const { forward, opens } = connect(address);
+    const names = Array.from({ length: 40 }, (_, i) => `dc${i}`);
+    const answers = await Promise.all(names.map((name) => call(forward, name).done));
+    expect(answers.map((response) => response.path[0])).toEqual(names);
+    expect(opens()).toBe(1);
+    // And the stream stays open for the next call.
+    handler = (call, callback) => callback(null, answer(call.request.datacenter));
+    await call(forward, 'again').done;
+    expect(opens()).toBe(1);
+  });
+
+  test('an error keeps its code, details and trailers; metadata reaches the handler', async () => {
+    let seen: Metadata | undefined;
+    handler = (call, callback) => {
+      seen = call.metadata;
+      const trailers = new Metadata();
+      trailers.set('consulate-router-answer', '1');
+      callback(Object.assign(new Error('No path to datacenter'), { code: GrpcStatus.NOT_FOUND, details: 'No path to datacenter', metadata: trailers }));
+    };
+    const { address } = await serve();
+    const { forward } = connect(address);
+    const metadata = new Metadata();
+    metadata.set('consulate-datacenter', 'dc1');
+    const failure = (await call(forward, 'dc9', { metadata }).done.catch((err: ServiceError) => err)) as ServiceError;
+    expect(failure).toMatchObject({ code: GrpcStatus.NOT_FOUND, details: 'No path to datacenter', message: '5 NOT_FOUND: No path to datacenter' });
+    expect(failure.metadata.get('consulate-router-answer')).toEqual(['1']);
+    expect(seen?.get('consulate-datacenter')).toEqual(['dc1']);
+  });
+
+  test('a call makes the same CLIENT and SERVER spans as a unary call, in one trace', async () => {
+    const { address } = await serve();
+    const { forward } = connect(address);
+    const parent = telemetry.tracer.startSpan('caller');
+    await context.with(trace.setSpan(context.active(), parent), () => call(forward, 'dc2').done);
+    parent.end();
+    const spans = exporter.getFinishedSpans();
+    const clientSpan = spans.find((span) => span.kind === SpanKind.CLIENT)!;
+    const serverSpan = spans.find((span) => span.kind === SpanKind.SERVER)!;
+    expect(clientSpan.name).toBe('consulate.router.v1.ForwardService/Forward');
+    expect(serverSpan.name).toBe('consulate.router.v1.ForwardService/Forward');
+    expect(clientSpan.parentSpanContext?.spanId).toBe(parent.spanContext().spanId);
+    expect(serverSpan.parentSpanContext?.spanId).toBe(clientSpan.spanContext().spanId);
+    expect(serverSpan.spanContext().traceId).toBe(parent.spanContext().traceId);
+    // The stream itself makes no span, not even when it ends.
+    clients.splice(0).forEach((client) => client.close());
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(exporter.getFinishedSpans().filter((span) => span.name.endsWith('/Calls'))).toEqual([]);
+  });
+
+  test('the deadline ends the call on both sides; cancel does too; the stream lives on', async () => {
+    const cancelled: string[] = [];
+    let deadlineSeen: number | undefined;
+    handler = (call) => {
+      const deadline = call.getDeadline();
+      deadlineSeen = deadline instanceof Date ? deadline.getTime() : deadline;
+      call.on('cancelled', () => cancelled.push(call.request.datacenter));
+    };
+    const { address } = await serve();
+    const { forward, opens } = connect(address);
+    const sentAt = Date.now();
+    await expect(call(forward, 'slow', { timeoutMs: 200 }).done).rejects.toMatchObject({ code: GrpcStatus.DEADLINE_EXCEEDED });
+    expect(deadlineSeen).toBeGreaterThanOrEqual(sentAt + 150);
+    expect(deadlineSeen).toBeLessThanOrEqual(sentAt + 5_000);
+    const hanging = call(forward, 'cancelled');
+    await waitFor(() => cancelled.length === 1 || undefined);
+    hanging.cancel();
+    await expect(hanging.done).rejects.toMatchObject({ code: GrpcStatus.CANCELLED, details: 'Cancelled on client' });
+    await waitFor(() => cancelled.length === 2 || undefined);
+    expect(cancelled.sort()).toEqual(['cancelled', 'slow']);
+    handler = (call, callback) => callback(null, answer(call.request.datacenter));
+    await call(forward, 'after').done;
+    expect(opens()).toBe(1);
+  });
+
+  test('a server without Calls gets unary calls, from then on', async () => {
+    const { address } = await serve({ callStream: false });
+    const { forward, opens } = connect(address);
+    expect((await Promise.all([call(forward, 'a').done, call(forward, 'b').done])).map((response) => response.path[0])).toEqual(['a', 'b']);
+    expect((await call(forward, 'c').done).path).toEqual(['c']);
+    expect(opens()).toBe(1);
+  });
+
+  test('nothing listening: the call fails as never sent (grpc-js "No connection established")', async () => {
+    const { server, address } = await serve();
+    servers.splice(servers.indexOf(server), 1);
+    await server.shutdown();
+    const { forward } = connect(address);
+    await expect(call(forward, 'dc2').done).rejects.toMatchObject({ code: GrpcStatus.UNAVAILABLE, details: expect.stringContaining('No connection established') });
+  });
+
+  test('a broken connection fails the calls on it; the next call opens a new stream', async () => {
+    handler = () => undefined; // never answers
+    const first = await serve({ graceMs: 50 });
+    const port = Number(first.address.split(':')[1]);
+    const { forward, opens } = connect(first.address);
+    const lost = call(forward, 'lost');
+    await waitFor(() => (opens() === 1 ? true : undefined));
+    // The grace passes with the call unanswered: the server cuts the connection.
+    servers.splice(servers.indexOf(first.server), 1);
+    await first.server.shutdown();
+    await expect(lost.done).rejects.toMatchObject({ code: GrpcStatus.UNAVAILABLE });
+    handler = (call, callback) => callback(null, answer(call.request.datacenter));
+    await serve({ port });
+    // grpc-js may fail a call fast while its channel reconnects (as it does unary calls): try again.
+    const back = await waitForAsync(() => call(forward, 'back').done.catch(() => undefined));
+    expect(back.path).toEqual(['back']);
+    expect(opens()).toBeGreaterThanOrEqual(2);
+  });
+
+  test('a graceful shutdown answers the calls in flight, is not held up by the stream, and runs no new call', async () => {
+    let release: (() => void) | undefined;
+    let ran = 0;
+    handler = (call, callback) => {
+      ran++;
+      release = () => callback(null, answer(call.request.datacenter));
+    };
+    const { server, address } = await serve();
+    const { forward } = connect(address);
+    const inFlight = call(forward, 'in-flight');
+    await waitFor(() => release);
+    servers.splice(servers.indexOf(server), 1);
+    const stopped = server.shutdown();
+    // Sent while the server drains: refused unrun, sent again on a new stream, which finds no server.
+    const late = call(forward, 'late').done.catch((err: ServiceError) => err);
+    release!();
+    expect((await inFlight.done).path).toEqual(['in-flight']);
+    expect(await late).toMatchObject({ code: GrpcStatus.UNAVAILABLE, details: expect.stringContaining('No connection established') });
+    // A 60 s grace: the test's own timeout fails it if the idle stream held the shutdown up.
+    await stopped;
+    expect(ran).toBe(1);
+    expect(logged.join('')).not.toContain('calls still running after the shutdown grace period');
+  });
+
+  test('bad frames: an unknown method, a request that does not decode, a repeated id', async () => {
+    const { address } = await serve();
+    const { raw } = connect(address);
+    const stream = raw.calls();
+    const answers: Array<{ id: bigint; code: number; details: string }> = [];
+    const ended = new Promise<{ code: number; details: string }>((resolve) => stream.on('status', resolve));
+    stream.on('error', () => undefined);
+    stream.on('data', (frame: { answer?: { id: bigint; code: number; details: string } }) => answers.push(frame.answer!));
+    const frame = (id: bigint, method: string, message: Buffer) => ({ call: { id, method, message, metadata: {}, timeoutMs: 5_000n, cancel: false } });
+    stream.write(frame(1n, '/consulate.router.v1.ForwardService/Nope', Buffer.alloc(0)));
+    stream.write(frame(2n, '/consulate.router.v1.ForwardService/Forward', Buffer.from([0x0a, 0xff, 0xff])));
+    stream.write(frame(3n, '/consulate.router.v1.ForwardService/Forward', Buffer.from(ForwardRequest.encode({ datacenter: 'dc2' }).finish())));
+    await waitFor(() => answers.length === 3 || undefined);
+    expect(answers.map(({ id, code }) => [id, code])).toEqual([
+      [1n, GrpcStatus.UNIMPLEMENTED],
+      [2n, GrpcStatus.INTERNAL],
+      [3n, GrpcStatus.OK],
+    ]);
+    expect(answers[0].details).toBe('The server does not implement the method /consulate.router.v1.ForwardService/Nope');
+    expect(answers[1].details).toMatch(/^Error deserializing request: /);
+    // An id in flight used again ends the stream.
+    handler = () => undefined;
+    stream.write(frame(4n, '/consulate.router.v1.ForwardService/Forward', Buffer.alloc(0)));
+    stream.write(frame(4n, '/consulate.router.v1.ForwardService/Forward', Buffer.alloc(0)));
+    expect(await ended).toMatchObject({ code: GrpcStatus.INVALID_ARGUMENT, details: 'call 4 is already in flight on this stream' });
+  });
+});
+
+async function waitForAsync<T>(attempt: () => Promise<T | undefined>, timeoutMs = 5_000): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await attempt();
+    if (value !== undefined) return value;
+    if (Date.now() > until) throw new Error('timed out waiting');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+async function waitFor<T>(check: () => T | undefined, timeoutMs = 5_000): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const value = check();
+    if (value !== undefined) return value;
+    if (Date.now() > until) throw new Error('timed out waiting');
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
