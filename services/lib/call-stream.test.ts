@@ -246,7 +246,7 @@ describe('unary calls on a Calls stream', () => {
       [3n, GrpcStatus.OK],
     ]);
     expect(answers[0].details).toBe('The server does not implement the method /consulate.router.v1.ForwardService/Nope');
-    expect(answers[1].details).toMatch(/^Error deserializing request: /);
+    expect(answers[1].details).toBe('Error deserializing request');
     // An id in flight used again ends the stream.
     handler = () => undefined;
     stream.write(frame(4n, '/consulate.router.v1.ForwardService/Forward', Buffer.alloc(0)));

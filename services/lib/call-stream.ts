@@ -384,7 +384,7 @@ export class CallStreamServer {
     try {
       request = method.definition.requestDeserialize(frame.message);
     } catch (err) {
-      return answer(GrpcStatus.INTERNAL, `Error deserializing request: ${(err as Error).message}`);
+      return answer(GrpcStatus.INTERNAL, 'Error deserializing request');
     }
     const call = new StandInCall(frame, request, served.stream, () => {
       served.calls.delete(frame.id);

@@ -28,12 +28,23 @@ import { ChannelCredentials, Client, Metadata, ServiceError, credentials, status
 import fc from 'fast-check';
 
 import { createCertificate } from '../../cli/tls/make-certificates';
-import { FederationServiceForwardRequest, FederationServiceService, PacketRequest, PingResponse, PushPullRequest } from '../../services/gen/consulate/router/v1/federation';
+import { UnaryAnswer, UnaryCall } from '../../services/gen/consulate/common/v1/call_stream';
+import {
+  FederationServiceCallsRequest,
+  FederationServiceCallsResponse,
+  FederationServiceForwardRequest,
+  FederationServiceService,
+  PacketRequest,
+  PingResponse,
+  PushPullRequest,
+} from '../../services/gen/consulate/router/v1/federation';
 import {
   AreaMembersRequest,
   CreateAreaRequest,
   DeleteAreaRequest,
   ForwardRequest,
+  ForwardServiceCallsRequest,
+  ForwardServiceCallsResponse,
   ForwardServiceService,
   GetAreaRequest,
   JoinAreaRequest,
@@ -471,6 +482,117 @@ describe('S5: malformed protobuf to every unary method of the router (fast-check
     await expectRouterHealthy();
   });
 });
+
+// ---------------------------------------------------------------------------------------------
+// The same requests as frames on a Calls stream (services/lib/call-stream.ts)
+
+type CallsFrame = { call?: UnaryCall };
+type AnswersFrame = { answer?: UnaryAnswer };
+
+/** One Calls stream with raw frames: `call` sends one call and waits for its answer (or the stream's end). */
+function callsStream(client: Client, path: string): { call(method: string, payload: Uint8Array, metadata: Record<string, string>, deadlineMs: number): Promise<Answer>; end(): void } {
+  const codec = path === FederationServiceService.calls.path ? { encode: FederationServiceCallsRequest.encode, decode: FederationServiceCallsResponse.decode } : { encode: ForwardServiceCallsRequest.encode, decode: ForwardServiceCallsResponse.decode };
+  const stream = client.makeBidiStreamRequest(
+    path,
+    (frame: CallsFrame) => Buffer.from(codec.encode(frame).finish()),
+    (bytes: Buffer): AnswersFrame => codec.decode(bytes),
+    new Metadata(),
+  );
+  const waiting = new Map<bigint, (answer: Answer) => void>();
+  let ended: Answer | undefined;
+  stream.on('data', (frame: AnswersFrame) => {
+    const answer = frame.answer;
+    if (answer === undefined) return;
+    waiting.get(answer.id)?.({ code: answer.code, details: answer.details, body: answer.message });
+    waiting.delete(answer.id);
+  });
+  stream.on('error', () => undefined);
+  stream.on('status', (status: { code: GrpcStatus; details: string }) => {
+    ended = { code: status.code, details: `the stream ended: ${status.details}` };
+    for (const resolve of waiting.values()) resolve(ended);
+    waiting.clear();
+  });
+  let nextId = 1n;
+  return {
+    call(method, payload, metadata, deadlineMs) {
+      if (ended !== undefined) return Promise.resolve(ended);
+      const id = nextId++;
+      return new Promise((resolve) => {
+        const guard = setTimeout(() => resolve({ code: 'hung', details: `no answer ${HANG_MARGIN_MS} ms after the deadline` }), deadlineMs + HANG_MARGIN_MS);
+        waiting.set(id, (answer) => {
+          clearTimeout(guard);
+          resolve(answer);
+        });
+        stream.write({ call: { id, method, message: Buffer.from(payload), metadata, timeoutMs: BigInt(deadlineMs), cancel: false } });
+      });
+    },
+    end: () => stream.end(),
+  };
+}
+
+describe('S5 on the Calls streams: the same malformed requests as frames on one open stream', () => {
+  test.each([
+    { service: 'ForwardService' as const, methods: FORWARD_METHODS, calls: ForwardServiceService.calls.path },
+    { service: 'FederationService' as const, methods: FEDERATION_METHODS, calls: FederationServiceService.calls.path },
+  ])('$service.Calls: every call is answered on the stream, which stays open; the router survives', async ({ service, methods, calls }) => {
+    const { client } = clientFor(methods[0]);
+    const metadata: Record<string, string> = service === 'FederationService' ? { 'consulate-datacenter': 'dc2' } : {};
+    const stream = callsStream(client, calls);
+    const seed = SEEDS[service] + 0x100;
+    const outcomes = await inPool(cases(methods, seed), CONCURRENCY, async (fuzz): Promise<Outcome> => {
+      let decoded: unknown;
+      let decodes = true;
+      try {
+        decoded = fuzz.method.decode(Buffer.from(fuzz.bytes));
+      } catch {
+        decodes = false;
+      }
+      const blocking = decodes && fuzz.method.blocks?.(decoded) === true;
+      const answer = await stream.call(fuzz.method.path, fuzz.bytes, metadata, blocking ? BLOCKING_DEADLINE_MS : CALL_DEADLINE_MS);
+      return { fuzz, decodes, blocking, answer };
+    });
+    console.log(report(`${service}.Calls`, seed, outcomes));
+    expectRouterAlive();
+    const violations = outcomes.flatMap((outcome) => {
+      const problem = outcome.answer.details.startsWith('the stream ended') ? outcome.answer.details : violation(outcome);
+      return problem === undefined ? [] : [`${outcome.fuzz.method.name} [${outcome.fuzz.kind}] ${Buffer.from(outcome.fuzz.bytes.subarray(0, 64)).toString('hex')}: ${problem}`];
+    });
+    expect({ service, violations: violations.slice(0, 20), count: violations.length }).toEqual({ service, violations: [], count: 0 });
+    // The stream is still open and serves a valid call.
+    const base = methods.find((m) => m.name === 'Forward')!;
+    expect((await stream.call(base.path, base.base, metadata, CALL_DEADLINE_MS)).code).toBe(base.baseCode);
+    stream.end();
+    await expectRouterHealthy();
+  });
+
+  test.each([
+    { service: 'ForwardService' as const, calls: ForwardServiceService.calls.path, client: () => inDatacenter },
+    { service: 'FederationService' as const, calls: FederationServiceService.calls.path, client: () => fromDc2 },
+  ])('$service.Calls: frames that are not a Calls message end their stream with a status; the router survives', async ({ service, calls, client }) => {
+    const frames = fc.sample(fc.uint8Array({ minLength: 1, maxLength: 512 }), { seed: SEEDS[service] + 0x200, numRuns: 200 });
+    const ends = await inPool(frames, CONCURRENCY, (bytes) => rawStreamEnd(client(), calls, bytes));
+    const codes = countBy(ends, (end) => codeName(end.code));
+    console.log(`${service}.Calls, 200 random frames: ${JSON.stringify(codes)}`);
+    expect(ends.filter((end) => end.code === 'hung')).toEqual([]);
+    await expectRouterHealthy();
+  });
+});
+
+/** Sends `bytes` as the one frame of a fresh Calls stream, half-closes, and waits for the stream's status. */
+function rawStreamEnd(client: Client, path: string, bytes: Uint8Array): Promise<Answer> {
+  return new Promise((resolve) => {
+    const stream = client.makeBidiStreamRequest(path, (frame: Buffer) => frame, (answer: Buffer) => answer, path === FederationServiceService.calls.path ? claimingDc2() : new Metadata(), { deadline: Date.now() + CALL_DEADLINE_MS });
+    const guard = setTimeout(() => resolve({ code: 'hung', details: 'no status' }), CALL_DEADLINE_MS + HANG_MARGIN_MS);
+    stream.on('data', () => undefined);
+    stream.on('error', () => undefined);
+    stream.on('status', (status: { code: GrpcStatus; details: string }) => {
+      clearTimeout(guard);
+      resolve({ code: status.code, details: status.details });
+    });
+    stream.write(Buffer.from(bytes));
+    stream.end();
+  });
+}
 
 describe('S6: one 64 MiB message (grpc-js max receive 4 MiB, CVE-2024-37168)', () => {
   const body = Buffer.alloc(OVERSIZED_BYTES, 0x61);
