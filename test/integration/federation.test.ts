@@ -162,6 +162,23 @@ describe('network areas, as the seed guide walks them', () => {
     }
   });
 
+  test('an HTTP client that goes away ends the blocking query it left waiting in the other datacenter', async () => {
+    const waiting = async (dc: FederatedDatacenter): Promise<number> => {
+      const text = await (await fetch(`http://${dc.catalog.address}:9502/metrics`)).text();
+      return Number(/^consulate_catalog_blocking_queries_waiting (\d+)/m.exec(text)?.[1] ?? NaN);
+    };
+    expect((await http(dc1, 'PUT', '/v1/kv/http/parked?dc=dc2', 'v1')).text).toBe('true');
+    const index = Number((await fetch(`${dc1.httpAddr}/v1/kv/http/parked?dc=dc2`)).headers.get('x-consul-index'));
+    const client = new AbortController();
+    const parked = fetch(`${dc1.httpAddr}/v1/kv/http/parked?dc=dc2&index=${index}&wait=120s`, { signal: client.signal }).then(() => 'answered', (err: Error) => err.name);
+    await eventually('the forwarded query to wait in dc2', async () => ((await waiting(dc2)) === 1 ? true : undefined), 15_000);
+    client.abort();
+    expect(await parked).toBe('AbortError');
+    // Cancelled down the route: dc1's catalog, its router, dc2's router, dc2's catalog. Before, it
+    // waited out its 120 s.
+    await eventually('dc2 to stop waiting', async () => ((await waiting(dc2)) === 0 ? true : undefined), 15_000);
+  });
+
   test('dc1 → dc3 has no path until dc2 allows transit on both of its areas', async () => {
     createdAreaId(await consulate(dc2, ['operator', 'area', 'create', '-peer-datacenter=dc3']));
     // dc3 joins through RetryJoin, in the background, instead of an explicit join.

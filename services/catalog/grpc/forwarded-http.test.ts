@@ -21,6 +21,7 @@ describe('ForwardedHttpService', () => {
   let grpc: RoleGrpcServer;
   let client: ForwardedHttpServiceClient;
   let base: string;
+  let waiting: { signal: AbortSignal } | undefined;
 
   beforeAll(async () => {
     telemetry = setupTelemetry({ role: 'catalog', datacenter: 'dc2', node: 'catalog', env: {}, spanProcessors: [new SimpleSpanProcessor(exporter)] });
@@ -30,6 +31,10 @@ describe('ForwardedHttpService', () => {
       .on(['PUT'], '/v1/kv/*key', async (request) => ({ body: (await request.body(8)).length > 0 }))
       .on(['GET'], '/v1/fail', async () => {
         throw new HttpError(500, 'No cluster leader');
+      })
+      .on(['GET'], '/v1/wait', (request) => {
+        waiting = request;
+        return new Promise((resolve) => request.signal.addEventListener('abort', () => resolve({ body: 'gone' }), { once: true }));
       });
     http = new CatalogHttpServer({ router, logger, tracer: telemetry.tracer });
     base = `http://${await http.listen('127.0.0.1', 0)}`;
@@ -76,6 +81,15 @@ describe('ForwardedHttpService', () => {
     const httpSpan = spans.find((span) => span.name === 'HTTP GET /v1/catalog/service/:service')!;
     expect(httpSpan.parentSpanContext?.spanId).toBe(call.spanContext().spanId);
     expect(httpSpan.spanContext().traceId).toBe(parent.spanContext().traceId);
+  });
+
+  test("the router's call cancelled (its caller went away): the request's signal aborts, its wait ends", async () => {
+    const call = client.serve({ request: { method: 'GET', path: '/v1/wait', rawQuery: '', headers: {}, body: Buffer.alloc(0) } }, { deadline: Date.now() + 30_000 }, () => undefined);
+    for (let i = 0; i < 500 && waiting === undefined; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(waiting?.signal.aborted).toBe(false);
+    call.cancel();
+    for (let i = 0; i < 500 && waiting?.signal.aborted !== true; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(waiting?.signal.aborted).toBe(true);
   });
 
   test('a request without an HTTP request is refused', async () => {

@@ -17,7 +17,10 @@ export function forwardedHttpService(http: { serve(request: RawRequest): Promise
     serve(call, callback) {
       const request = call.request.request;
       if (request === undefined) return callback(failure(GrpcStatus.INVALID_ARGUMENT, 'a ServeRequest needs an HTTP request'));
-      http.serve(rawRequest(request)).then(
+      // The router's call cancelled (its caller went away): the request's blocking wait ends.
+      const cancelled = new AbortController();
+      call.once('cancelled', () => cancelled.abort());
+      http.serve(rawRequest(request, cancelled.signal)).then(
         (answer) => callback(null, { response: forwardedResponse(answer) }),
         (err: Error) => callback(failure(GrpcStatus.INTERNAL, err.message)),
       );
@@ -26,7 +29,7 @@ export function forwardedHttpService(http: { serve(request: RawRequest): Promise
   return { definition: ForwardedHttpServiceService, implementation, protoFile: protobufFileName, callStream: true };
 }
 
-function rawRequest(request: ForwardedRequest): RawRequest {
+function rawRequest(request: ForwardedRequest, signal: AbortSignal): RawRequest {
   const headers: Record<string, string> = {};
   for (const [name, value] of Object.entries(request.headers)) headers[name.toLowerCase()] = value;
   headers['content-length'] = String(request.body.length);
@@ -35,6 +38,7 @@ function rawRequest(request: ForwardedRequest): RawRequest {
     url: request.rawQuery === '' ? request.path : `${request.path}?${request.rawQuery}`,
     headers,
     body: (limit, tooLarge) => (request.body.length > limit ? Promise.reject(tooLarge(request.body.length)) : Promise.resolve(request.body)),
+    signal,
   };
 }
 

@@ -175,21 +175,21 @@ function readOptions(deps: CatalogEndpointDeps, query: URLSearchParams) {
   return options;
 }
 
-async function catalogNodes(deps: CatalogEndpointDeps, { query }: HttpRequest): Promise<HttpResult> {
+async function catalogNodes(deps: CatalogEndpointDeps, { query, signal }: HttpRequest): Promise<HttpResult> {
   const options = readOptions(deps, query);
   // `near` sorts by network distance; nodes have no coordinates here yet, so the order stays by name.
   const meta = parseNodeMetaFilter(query);
-  const read = await blockingRead(deps, options, ['nodes'], () => {
+  const read = await blockingRead(deps, { ...options, signal }, ['nodes'], () => {
     const { value, index } = listNodes(deps.view, meta);
     return { value: value.map(nodeJson), index };
   });
   return { body: read.value, headers: read.headers };
 }
 
-async function catalogServices(deps: CatalogEndpointDeps, { query }: HttpRequest): Promise<HttpResult> {
+async function catalogServices(deps: CatalogEndpointDeps, { query, signal }: HttpRequest): Promise<HttpResult> {
   const options = readOptions(deps, query);
   const meta = parseNodeMetaFilter(query);
-  const read = await blockingRead(deps, options, LIST_SERVICES_TABLES(meta), () => {
+  const read = await blockingRead(deps, { ...options, signal }, LIST_SERVICES_TABLES(meta), () => {
     const { value, index } = listServices(deps.view, meta);
     // A map in Go's order, the names sorted.
     return { value: Object.fromEntries(value.map(({ name, tags }) => [name, tags])), index };
@@ -197,24 +197,24 @@ async function catalogServices(deps: CatalogEndpointDeps, { query }: HttpRequest
   return { body: read.value, headers: read.headers };
 }
 
-async function catalogServiceNodes(deps: CatalogEndpointDeps, { query, params }: HttpRequest): Promise<HttpResult> {
+async function catalogServiceNodes(deps: CatalogEndpointDeps, { query, params, signal }: HttpRequest): Promise<HttpResult> {
   const options = readOptions(deps, query);
   const meta = parseNodeMetaFilter(query);
   const tags = query.getAll('tag');
   const name = params.service;
   if (name === '') throw badRequest('Missing service name');
-  const read = await blockingRead(deps, options, SERVICE_NODES_TABLES, () => {
+  const read = await blockingRead(deps, { ...options, signal }, SERVICE_NODES_TABLES, () => {
     const { value, index } = serviceNodes(deps.view, name, tags, meta);
     return { value: value.map(({ node, service }) => serviceNodeJson(node, service)), index };
   });
   return { body: read.value, headers: read.headers };
 }
 
-async function catalogNodeServices(deps: CatalogEndpointDeps, { query, params }: HttpRequest): Promise<HttpResult> {
+async function catalogNodeServices(deps: CatalogEndpointDeps, { query, params, signal }: HttpRequest): Promise<HttpResult> {
   const options = readOptions(deps, query);
   const name = params.node;
   if (name === '') throw badRequest('Missing node name');
-  const read = await blockingRead(deps, options, NODE_SERVICES_TABLES, () => {
+  const read = await blockingRead(deps, { ...options, signal }, NODE_SERVICES_TABLES, () => {
     const { value, index } = nodeServices(deps.view, name);
     // An unknown node: a null body with a 200, as Consul answers a nil NodeServices.
     if (value === undefined) return { value: null, index };

@@ -42,44 +42,44 @@ function passingParam(query: URLSearchParams): boolean {
   throw badRequest('Invalid value for ?passing');
 }
 
-async function healthServiceNodes(deps: HealthEndpointDeps, { query, params }: HttpRequest): Promise<HttpResult> {
+async function healthServiceNodes(deps: HealthEndpointDeps, { query, params, signal }: HttpRequest): Promise<HttpResult> {
   const options = readOptions(deps, query);
   const meta = parseNodeMetaFilter(query);
   const tags = query.getAll('tag');
   const name = params.service;
   if (name === '') throw badRequest('Missing service name');
   const onlyPassing = passingParam(query);
-  const read = await blockingRead(deps, options, SERVICE_HEALTH_TABLES, () => {
+  const read = await blockingRead(deps, { ...options, signal }, SERVICE_HEALTH_TABLES, () => {
     const { value, index } = serviceHealth(deps.view, name, tags, meta, onlyPassing);
     return { value: value.map((entry) => ({ Node: nodeJson(entry.node), Service: nodeServiceJson(entry.service), Checks: entry.checks.map(healthCheckJson) })), index };
   });
   return { body: read.value, headers: read.headers };
 }
 
-async function healthNodeChecks(deps: HealthEndpointDeps, { query, params }: HttpRequest): Promise<HttpResult> {
+async function healthNodeChecks(deps: HealthEndpointDeps, { query, params, signal }: HttpRequest): Promise<HttpResult> {
   const options = readOptions(deps, query);
   const name = params.node;
   if (name === '') throw badRequest('Missing node name');
-  const read = await blockingRead(deps, options, NODE_CHECKS_TABLES, () => checksJson(nodeChecks(deps.view, name)));
+  const read = await blockingRead(deps, { ...options, signal }, NODE_CHECKS_TABLES, () => checksJson(nodeChecks(deps.view, name)));
   return { body: read.value, headers: read.headers };
 }
 
-async function healthServiceChecks(deps: HealthEndpointDeps, { query, params }: HttpRequest): Promise<HttpResult> {
+async function healthServiceChecks(deps: HealthEndpointDeps, { query, params, signal }: HttpRequest): Promise<HttpResult> {
   const options = readOptions(deps, query);
   const meta = parseNodeMetaFilter(query);
   const name = params.service;
   if (name === '') throw badRequest('Missing service name');
-  const read = await blockingRead(deps, options, CHECKS_TABLES(meta), () => checksJson(serviceChecks(deps.view, name, meta)));
+  const read = await blockingRead(deps, { ...options, signal }, CHECKS_TABLES(meta), () => checksJson(serviceChecks(deps.view, name, meta)));
   return { body: read.value, headers: read.headers };
 }
 
 /** `any`, or a status; other states are an empty list, as Consul answers them (state/catalog-reads.ts). */
-async function healthChecksInState(deps: HealthEndpointDeps, { query, params }: HttpRequest): Promise<HttpResult> {
+async function healthChecksInState(deps: HealthEndpointDeps, { query, params, signal }: HttpRequest): Promise<HttpResult> {
   const options = readOptions(deps, query);
   const meta = parseNodeMetaFilter(query);
   const state = params.state;
   if (state === '') throw badRequest('Missing check state');
-  const read = await blockingRead(deps, options, CHECKS_TABLES(meta), () => checksJson(checksInState(deps.view, state, meta)));
+  const read = await blockingRead(deps, { ...options, signal }, CHECKS_TABLES(meta), () => checksJson(checksInState(deps.view, state, meta)));
   return { body: read.value, headers: read.headers };
 }
 

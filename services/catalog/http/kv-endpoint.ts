@@ -35,7 +35,7 @@ export function registerKvEndpoints(router: HttpRouter, deps: KvEndpointDeps): v
 
 const EMPTY = Buffer.alloc(0);
 
-async function getKv(deps: KvEndpointDeps, { query, params }: HttpRequest): Promise<HttpResult> {
+async function getKv(deps: KvEndpointDeps, { query, params, signal }: HttpRequest): Promise<HttpResult> {
   const options = parseQueryOptions(query, deps.datacenter);
   const key = params.key;
   if (query.has('keys')) {
@@ -43,18 +43,18 @@ async function getKv(deps: KvEndpointDeps, { query, params }: HttpRequest): Prom
     let separator = '';
     if (query.has('seperator')) separator = query.get('seperator')!;
     if (query.has('separator')) separator = query.get('separator')!;
-    const read = await blockingRead(deps, options, ['kvs'], () => listKvKeys(deps.view, key, separator));
+    const read = await blockingRead(deps, { ...options, signal }, ['kvs'], () => listKvKeys(deps.view, key, separator));
     // The root never 404s: it lists nothing.
     if (read.value.length === 0 && key !== '') return { status: 404, body: EMPTY, headers: read.headers };
     return { body: read.value, headers: read.headers };
   }
   if (query.has('recurse')) {
-    const read = await blockingRead(deps, options, ['kvs'], () => listKvEntries(deps.view, key));
+    const read = await blockingRead(deps, { ...options, signal }, ['kvs'], () => listKvEntries(deps.view, key));
     if (read.value.length === 0) return { status: 404, body: EMPTY, headers: read.headers };
     return { body: read.value, headers: read.headers };
   }
   if (key === '') throw badRequest('Missing key name');
-  const read = await blockingRead(deps, options, ['kvs'], () => readKvEntry(deps.view, key));
+  const read = await blockingRead(deps, { ...options, signal }, ['kvs'], () => readKvEntry(deps.view, key));
   const { entry, raw } = read.value;
   if (entry === undefined) return { status: 404, body: EMPTY, headers: read.headers };
   if (query.has('raw')) {

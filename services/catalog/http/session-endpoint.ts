@@ -60,21 +60,21 @@ export function registerSessionEndpoints(router: HttpRouter, deps: SessionEndpoi
     return { body: [session] };
   });
 
-  router.on(['GET'], '/v1/session/info/:id', async ({ query, params }) => {
+  router.on(['GET'], '/v1/session/info/:id', async ({ query, params, signal }) => {
     const options = parseQueryOptions(query, deps.datacenter);
     if (params.id === '') throw badRequest('Missing session');
-    return read(await blockingRead(deps, options, ['sessions'], () => readSession(deps.view, params.id)));
+    return read(await blockingRead(deps, { ...options, signal }, ['sessions'], () => readSession(deps.view, params.id)));
   });
 
-  router.on(['GET'], '/v1/session/node/:node', async ({ query, params }) => {
+  router.on(['GET'], '/v1/session/node/:node', async ({ query, params, signal }) => {
     const options = parseQueryOptions(query, deps.datacenter);
     if (params.node === '') throw badRequest('Missing node name');
-    return read(await blockingRead(deps, options, ['sessions'], () => nodeSessions(deps.view, params.node)));
+    return read(await blockingRead(deps, { ...options, signal }, ['sessions'], () => nodeSessions(deps.view, params.node)));
   });
 
-  router.on(['GET'], '/v1/session/list', async ({ query }) => {
+  router.on(['GET'], '/v1/session/list', async ({ query, signal }) => {
     const options = parseQueryOptions(query, deps.datacenter);
-    return read(await blockingRead(deps, options, ['sessions'], () => listSessions(deps.view)));
+    return read(await blockingRead(deps, { ...options, signal }, ['sessions'], () => listSessions(deps.view)));
   });
 }
 
