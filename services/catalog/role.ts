@@ -74,14 +74,12 @@ export const catalogRole: RoleDefinition<typeof fields> = {
       remote: new DatacenterForwarding({ datacenter: config.datacenter, routers, logger, slots: forwardSlots }),
       metrics: httpMetrics,
     });
+    // What routers bring from other datacenters' `?dc=` requests, served by the HTTP API's handlers.
+    const forwardedHttp = forwardedHttpService(http);
     const server = new RoleGrpcServer({
       logger,
       tracer,
-      services: [
-        ...catalogApiServices({ datacenter: config.datacenter, node: config.node, view, sync, consensus, lockDelays, watches, logger, context, routers, forwardSlots }),
-        // What routers bring from other datacenters' `?dc=` requests, served by the HTTP API's handlers.
-        forwardedHttpService(http),
-      ],
+      services: [...catalogApiServices({ datacenter: config.datacenter, node: config.node, view, sync, consensus, lockDelays, watches, logger, context, routers, forwardSlots }), forwardedHttp.service],
     });
     const grpc = await server.listen(config.bind, config.grpcPort);
     const httpAddress = await http.listen(config.bind, config.httpPort);
@@ -100,8 +98,10 @@ export const catalogRole: RoleDefinition<typeof fields> = {
         await election?.stop();
         await http.close();
         sessionReaper.stop();
-        // Watches never end on their own: end them (UNAVAILABLE), or shutdown waits out its grace.
+        // Watches never end on their own, nor do forwarded blocking queries before their wait:
+        // end them (UNAVAILABLE; the wait's answer), or shutdown waits out its grace.
         watches.closeAll();
+        forwardedHttp.closeAll();
         sync.stop();
         await server.shutdown();
         gossip.close();

@@ -279,7 +279,7 @@ async function fakeForwardedHttp(serve: (request: RawRequest) => Promise<Encoded
   const server = new RoleGrpcServer({
     logger,
     tracer: trace.getTracer('test'),
-    services: [forwardedHttpService({ serve: (request) => (seen.push(request), serve(request) ?? new Promise<never>(() => undefined)) })],
+    services: [forwardedHttpService({ serve: (request) => (seen.push(request), serve(request) ?? new Promise<never>(() => undefined)) }).service],
     shutdownGraceMs: 50,
   });
   const address = await server.listen('127.0.0.1', 0);
@@ -320,6 +320,13 @@ describe("serving a request for this datacenter on the catalog's gRPC port (Forw
     expect(bodyOf(await forwarder.forward(request('dc2'), inSeconds(5), ['dc1'], 'dc1'))).toBe('"over http"');
     expect(bodyOf(await forwarder.forward(request('dc2'), inSeconds(5), ['dc1'], 'dc1'))).toBe('"over http"');
     expect(http.seen).toHaveLength(2);
+  });
+
+  test("no catalog's gRPC port can be reached (a wrong -catalog-grpc-addr): their HTTP API answers, a write too", async () => {
+    const http = await fakeCatalog((request, res) => res.end(JSON.stringify(request.method)));
+    const forwarder = newForwarder({ datacenter: 'dc2', catalogGrpcAddrs: [await deadAddress()], catalogAddrs: [http.address] });
+    expect(bodyOf(await forwarder.forward(request('dc2', { method: 'PUT', path: '/v1/kv/x' }), inSeconds(5), ['dc1'], 'dc1'))).toBe('"PUT"');
+    expect(http.seen.map((seen) => seen.url)).toEqual(['/v1/kv/x']);
   });
 
   test('tries the next catalog when one cannot be reached', async () => {

@@ -249,6 +249,7 @@ export class Forwarder {
     if (http === undefined) throw new ForwardError('a forwarded request needs an HTTP request', GrpcStatus.INVALID_ARGUMENT);
     const grpcAddrs = Date.now() < this.httpOnlyUntil ? [] : (this.options.catalogGrpcAddrs ?? []);
     const failures: string[] = [];
+    let reachedOne = false;
     for (let i = 0; i < grpcAddrs.length; i++) {
       const address = grpcAddrs[(this.nextGrpcCatalog + i) % grpcAddrs.length];
       if (aborted(signal)) throw cancelledByCaller();
@@ -265,22 +266,25 @@ export class Forwarder {
           return this.serveOverHttp(http, deadlineMs, signal);
         }
         const reason = (err as ServiceError).details || (err as Error).message;
-        if (!(err instanceof CatalogUnreachableError) && !SAFE_METHODS.has(http.method)) {
-          throw new ForwardError(`rpc error: the request to the catalog at ${address} failed after it was sent and may or may not have been applied: ${reason}`, GrpcStatus.UNKNOWN);
+        if (!(err instanceof CatalogUnreachableError)) {
+          // It reached a catalog: not sent again unless it changes nothing, and never over HTTP.
+          if (!SAFE_METHODS.has(http.method)) throw new ForwardError(`rpc error: the request to the catalog at ${address} failed after it was sent and may or may not have been applied: ${reason}`, GrpcStatus.UNKNOWN);
+          reachedOne = true;
         }
         failures.push(`${address}: ${reason}`);
       }
     }
-    if (grpcAddrs.length === 0) return this.serveOverHttp(http, deadlineMs, signal);
+    // No gRPC port answered (a wrong -catalog-grpc-addr, say), and the request reached none: the
+    // catalogs' HTTP API may still serve it, writes included.
+    if (!reachedOne && (this.options.catalogAddrs.length > 0 || grpcAddrs.length === 0)) return this.serveOverHttp(http, deadlineMs, signal, failures);
     this.options.logger.warn({ failures }, `cannot reach a catalog of ${this.options.datacenter} for a forwarded request`);
     throw new ForwardError(`${NO_SERVER}: no catalog of ${this.options.datacenter} answered (${failures.join('; ')})`, GrpcStatus.UNAVAILABLE);
   }
 
-  /** Asks this datacenter's catalogs' HTTP API, the next one on a failure. */
-  private async serveOverHttp(http: HttpRequest, deadlineMs: number, signal: AbortSignal | undefined): Promise<HttpResponse> {
+  /** Asks this datacenter's catalogs' HTTP API, the next one on a failure; `failures` are the attempts before. */
+  private async serveOverHttp(http: HttpRequest, deadlineMs: number, signal: AbortSignal | undefined, failures: string[] = []): Promise<HttpResponse> {
     const addrs = this.options.catalogAddrs;
     if (addrs.length === 0) throw new ForwardError(`router has no catalog to ask in ${this.options.datacenter} (-catalog-addr)`, GrpcStatus.UNAVAILABLE);
-    const failures: string[] = [];
     for (let i = 0; i < addrs.length; i++) {
       const address = addrs[(this.nextCatalog + i) % addrs.length];
       try {

@@ -76,7 +76,9 @@ export class PeerClients {
       if (this.clients.size >= MAX_CLIENTS) {
         const [oldest, evicted] = this.clients.entries().next().value!;
         this.clients.delete(oldest);
-        close(evicted);
+        // Its forwarded requests in flight finish first.
+        if (evicted.forwarding === undefined) evicted.client.close();
+        else evicted.forwarding.calls.retire(() => evicted.client.close());
       }
       const client = createRoleClient(FederationServiceClient, address, {
         tracer: this.tracer,

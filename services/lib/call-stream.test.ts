@@ -168,12 +168,19 @@ describe('unary calls on a Calls stream', () => {
     expect(opens()).toBe(1);
   });
 
-  test('a server without Calls gets unary calls, from then on', async () => {
+  test('a server without Calls gets unary calls, from then on; cancelling one cancels the unary call', async () => {
     const { address } = await serve({ callStream: false });
     const { forward, opens } = connect(address);
     expect((await Promise.all([call(forward, 'a').done, call(forward, 'b').done])).map((response) => response.path[0])).toEqual(['a', 'b']);
     expect((await call(forward, 'c').done).path).toEqual(['c']);
     expect(opens()).toBe(1);
+    let cancelled = false;
+    handler = (c) => c.on('cancelled', () => (cancelled = true));
+    const hanging = call(forward, 'hangs');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    hanging.cancel();
+    await expect(hanging.done).rejects.toMatchObject({ code: GrpcStatus.CANCELLED });
+    await waitFor(() => cancelled || undefined);
   });
 
   test('nothing listening: the call fails as never sent (grpc-js "No connection established")', async () => {
@@ -225,6 +232,90 @@ describe('unary calls on a Calls stream', () => {
     await stopped;
     expect(ran).toBe(1);
     expect(logged.join('')).not.toContain('calls still running after the shutdown grace period');
+  });
+
+  test('an answer over the message limit fails alone; the stream and the other calls go on', async () => {
+    handler = (call, callback) => {
+      const body = call.request.datacenter === 'huge' ? Buffer.alloc(5 * 1024 * 1024, 0x61) : Buffer.from('small');
+      callback(null, { response: { status: 200, headers: {}, body }, path: [call.request.datacenter] });
+    };
+    const { address } = await serve();
+    const { forward, opens } = connect(address);
+    const [huge, small] = await Promise.all([call(forward, 'huge').done.catch((err: ServiceError) => err), call(forward, 'small').done]);
+    expect(huge).toMatchObject({ code: GrpcStatus.RESOURCE_EXHAUSTED, details: expect.stringMatching(/^Sent message larger than max/) });
+    expect(small.path).toEqual(['small']);
+    expect((await call(forward, 'after').done).path).toEqual(['after']);
+    expect(opens()).toBe(1);
+  });
+
+  test('a request over the message limit fails before it is sent, and not synchronously', async () => {
+    const { address } = await serve();
+    const { forward, opens } = connect(address);
+    let returned = false;
+    const failed = new Promise<ServiceError>((resolve) => {
+      forward({ datacenter: 'x'.repeat(5 * 1024 * 1024) }, new Metadata(), { deadline: Date.now() + 5_000 }, (err) => {
+        expect(returned).toBe(true);
+        resolve(err!);
+      });
+      returned = true;
+    });
+    expect(await failed).toMatchObject({ code: GrpcStatus.RESOURCE_EXHAUSTED });
+    expect(opens()).toBe(0);
+  });
+
+  test("the server's deadline answers the call (DEADLINE_EXCEEDED) as it cancels it", async () => {
+    handler = () => undefined;
+    const { address } = await serve();
+    const { raw } = connect(address);
+    const stream = raw.calls();
+    const answers: Array<{ id: bigint; code: number }> = [];
+    stream.on('error', () => undefined);
+    stream.on('data', (frame: { answer?: { id: bigint; code: number } }) => answers.push(frame.answer!));
+    stream.write({ call: { id: 7n, method: ForwardServiceService.forward.path, message: Buffer.from(ForwardRequest.encode({ datacenter: 'dc2' }).finish()), metadata: {}, timeoutMs: 100n, cancel: false } });
+    await waitFor(() => answers.length === 1 || undefined);
+    expect(answers).toEqual([{ id: 7n, code: GrpcStatus.DEADLINE_EXCEEDED, details: 'Deadline exceeded', message: Buffer.alloc(0), trailers: {} }]);
+    stream.end();
+  });
+
+  test('metadata grpc-js refuses fails that call (INVALID_ARGUMENT), never the process; the stream goes on', async () => {
+    const { address } = await serve();
+    const { raw } = connect(address);
+    const stream = raw.calls();
+    const answers: Array<{ id: bigint; code: number; details: string }> = [];
+    stream.on('error', () => undefined);
+    stream.on('data', (frame: { answer?: { id: bigint; code: number; details: string } }) => answers.push(frame.answer!));
+    const request = Buffer.from(ForwardRequest.encode({ datacenter: 'dc2' }).finish());
+    const frame = (id: bigint, metadata: Record<string, string>) => ({ call: { id, method: ForwardServiceService.forward.path, message: request, metadata, timeoutMs: 5_000n, cancel: false } });
+    stream.write(frame(1n, { 'A B': 'x' }));
+    stream.write(frame(2n, { 'trace-bin': 'x' }));
+    stream.write(frame(3n, { ok: 'caf\u00e9' }));
+    stream.write(frame(4n, { ok: 'fine' }));
+    await waitFor(() => answers.length === 4 || undefined);
+    expect(answers.map(({ id, code }) => [id, code])).toEqual([
+      [1n, GrpcStatus.INVALID_ARGUMENT],
+      [2n, GrpcStatus.INVALID_ARGUMENT],
+      [3n, GrpcStatus.INVALID_ARGUMENT],
+      [4n, GrpcStatus.OK],
+    ]);
+    stream.end();
+  });
+
+  test('retire(): the calls in flight finish, then the stream ends', async () => {
+    let release: (() => void) | undefined;
+    handler = (call, callback) => {
+      release = () => callback(null, answer(call.request.datacenter));
+    };
+    const { address } = await serve();
+    const { calls, forward } = connect(address);
+    const inFlight = call(forward, 'in-flight');
+    await waitFor(() => release);
+    let retired = false;
+    calls.retire(() => (retired = true));
+    expect(retired).toBe(false);
+    release!();
+    expect((await inFlight.done).path).toEqual(['in-flight']);
+    expect(retired).toBe(true);
+    await expect(call(forward, 'later').done).rejects.toMatchObject({ code: GrpcStatus.CANCELLED });
   });
 
   test('bad frames: an unknown method, a request that does not decode, a repeated id', async () => {

@@ -44,6 +44,7 @@ import { Tracer } from '@opentelemetry/api';
 
 import { UnaryAnswer, UnaryCall } from '../gen/consulate/common/v1/call_stream';
 import { RoleClients } from './grpc-client';
+import { GRPC_SERVER_DEFAULTS } from './grpc-limits';
 import { ClientSpan, startClientSpan } from './grpc-tracing';
 
 /** The frames of every service's `Calls` method: its request wraps a call, its response an answer. */
@@ -60,6 +61,12 @@ export const NOT_RUN_TRAILER = 'consulate-call-not-run';
 export const MAX_CALLS_PER_STREAM = 10_000;
 /** How many times a call a server did not run is sent again before it fails as never sent. */
 const MAX_RESENDS = 3;
+/** How long a server that answered UNIMPLEMENTED to `Calls` gets unary calls before a stream is tried again. */
+const UNSUPPORTED_RETRY_MS = 60_000;
+/** Room for a frame's id, method, metadata and timeout beside its message, under the message size limit. */
+const FRAME_OVERHEAD_BYTES = 16 * 1024;
+/** Node's timers fire at once past 2^31 - 1 ms (about 24 days): longer deadlines wait that long. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 /**
  * A stream opens without the client's interceptors (call interceptors replace them in grpc-js):
  * a span as long as the stream would say nothing, and each call on it makes its own.
@@ -80,27 +87,98 @@ export interface CallStreamClientOptions {
   readonly peer: string;
   /** false for calls that would drown the traces. Default true. */
   readonly traced?: boolean;
-}
-
-interface OpenCall {
-  readonly frame: UnaryCall;
-  readonly finish: (code: GrpcStatus, details: string, message: Buffer, trailers: Metadata) => void;
-  /** Runs the call as a plain unary call instead (the server has no `Calls`). */
-  readonly fallBack: () => void;
-  /** The stream it was last sent on. */
-  stream: Stream | undefined;
-  resends: number;
+  /** Largest request message sent (the channel's limit, which would end the whole stream). Default GRPC_SERVER_DEFAULTS. */
+  readonly maxMessageBytes?: number;
 }
 
 type Stream = ClientDuplexStream<CallFrame, AnswerFrame>;
 
+/** One call from its start to its answer: on a stream, or (the server has no `Calls`) as a unary call. */
+class ClientCall {
+  /** The stream it was last sent on. */
+  stream: Stream | undefined;
+  resends = 0;
+  private state: 'open' | 'unary' | 'done' = 'open';
+  private timer: NodeJS.Timeout | undefined;
+  private unaryCall: { cancel(): void } | undefined;
+
+  constructor(
+    readonly id: bigint,
+    private readonly method: string,
+    private readonly message: Buffer,
+    private readonly metadata: Record<string, string>,
+    /** Epoch ms, or undefined for none. */
+    private readonly deadlineMs: number | undefined,
+    private readonly span: ClientSpan | undefined,
+    private readonly onDone: (call: ClientCall) => void,
+    private readonly deliver: (err: ServiceError | null, message: Buffer) => void,
+    /** Starts the same call as a unary one; returns its handle. */
+    private readonly unary: () => { cancel(): void },
+  ) {}
+
+  get open(): boolean {
+    return this.state === 'open';
+  }
+
+  /** The frame as sent now: the timeout is what is left of the deadline (a resent call is not given more). */
+  frame(): UnaryCall {
+    const timeoutMs = this.deadlineMs === undefined ? 0 : Math.max(1, this.deadlineMs - Date.now());
+    return { id: this.id, method: this.method, message: this.message, metadata: this.metadata, timeoutMs: BigInt(timeoutMs), cancel: false };
+  }
+
+  /** Arms the deadline; false (and the call ended) when it has passed already. */
+  arm(onDeadline: () => void): boolean {
+    if (this.deadlineMs === undefined) return true;
+    const remainingMs = this.deadlineMs - Date.now();
+    if (remainingMs <= 0) return false;
+    this.timer = setTimeout(onDeadline, Math.min(remainingMs, MAX_TIMER_MS));
+    return true;
+  }
+
+  finish(code: GrpcStatus, details: string, message: Buffer, trailers: Metadata): void {
+    if (this.state !== 'open') return;
+    this.state = 'done';
+    this.clear();
+    this.span?.end(code, details);
+    this.deliver(code === GrpcStatus.OK ? null : serviceError(code, details, trailers), message);
+  }
+
+  /** The caller gave up (cancel, deadline): whatever carries the call is told. */
+  giveUp(code: GrpcStatus, details: string): void {
+    if (this.state === 'unary') {
+      this.state = 'done';
+      this.unaryCall?.cancel();
+      return;
+    }
+    if (this.state !== 'open') return;
+    this.finish(code, details, Buffer.alloc(0), new Metadata());
+    this.stream?.write({ call: { id: this.id, method: '', message: Buffer.alloc(0), metadata: {}, timeoutMs: 0n, cancel: true } });
+  }
+
+  /** The server has no `Calls`: the call goes as a plain unary call (its own span); this one ends saying why. */
+  fallBack(): void {
+    if (this.state !== 'open') return;
+    this.state = 'unary';
+    this.clear();
+    this.span?.end(GrpcStatus.UNIMPLEMENTED, 'the server has no call stream: sent as a unary call');
+    this.unaryCall = this.unary();
+  }
+
+  private clear(): void {
+    clearTimeout(this.timer);
+    this.onDone(this);
+  }
+}
+
 export class CallStreamClient {
   private stream: Stream | undefined;
-  private readonly open = new Map<bigint, OpenCall>();
+  private readonly open = new Map<bigint, ClientCall>();
   private nextId = 1n;
-  /** The server answered UNIMPLEMENTED to `Calls`: plain unary calls from now on. */
-  private unsupported = false;
+  /** Until then the server is taken to have no `Calls` (it answered UNIMPLEMENTED): plain unary calls. */
+  private unsupportedUntil = 0;
   private closed = false;
+  /** Set by retire(): run once the last call in flight has finished. */
+  private retired: (() => void) | undefined;
 
   constructor(private readonly options: CallStreamClientOptions) {}
 
@@ -110,7 +188,7 @@ export class CallStreamClient {
    */
   method<Req, Res>(definition: MethodDefinition<Req, Res>, fallback: UnaryMethod<Req, Res>): UnaryMethod<Req, Res> {
     return (request, metadata, options, callback) => {
-      if (this.unsupported) return fallback(request, metadata, options, callback);
+      if (Date.now() < this.unsupportedUntil) return fallback(request, metadata, options, callback);
       return this.call(definition, request, metadata, options.deadline, callback, fallback);
     };
   }
@@ -118,6 +196,15 @@ export class CallStreamClient {
   /** Calls in flight. */
   get inFlight(): number {
     return this.open.size;
+  }
+
+  /**
+   * Lets the calls in flight finish, then ends the stream and calls `then` (a client evicted from
+   * a cache: nobody starts calls on it any more).
+   */
+  retire(then: () => void): void {
+    this.retired = then;
+    if (this.open.size === 0) this.finishRetiring();
   }
 
   /** Fails the calls in flight (CANCELLED) and ends the stream; later calls fail at once. */
@@ -129,76 +216,61 @@ export class CallStreamClient {
   }
 
   private call<Req, Res>(definition: MethodDefinition<Req, Res>, request: Req, metadata: Metadata, deadline: Deadline | undefined, callback: (err: ServiceError | null, response: Res) => void, fallback: UnaryMethod<Req, Res>): { cancel(): void } {
-    const id = this.nextId++;
     const span: ClientSpan | undefined = this.options.traced === false ? undefined : startClientSpan(this.options.tracer, definition.path, this.options.peer);
     const outgoing = metadata.clone();
     span?.inject(outgoing);
-    const timeoutMs = deadline === undefined ? 0 : Math.max(0, deadlineMs(deadline) - Date.now());
-    let timer: NodeJS.Timeout | undefined;
-    let unaryCall: { cancel(): void } | undefined;
-    let done = false;
-    const finish = (code: GrpcStatus, details: string, message: Buffer, trailers: Metadata): void => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      this.open.delete(id);
-      span?.end(code, details);
-      if (code !== GrpcStatus.OK) return callback(serviceError(code, details, trailers), undefined as Res);
+    const message = definition.requestSerialize(request);
+    const deliver = (err: ServiceError | null, answer: Buffer): void => {
+      if (err !== null) return callback(err, undefined as Res);
       let response: Res;
       try {
-        response = definition.responseDeserialize(message);
-      } catch (err) {
-        return callback(serviceError(GrpcStatus.INTERNAL, `Failed to parse server response: ${(err as Error).message}`, trailers), undefined as Res);
+        response = definition.responseDeserialize(answer);
+      } catch (error) {
+        return callback(serviceError(GrpcStatus.INTERNAL, `Failed to parse server response: ${(error as Error).message}`, new Metadata()), undefined as Res);
       }
       callback(null, response);
     };
-    const giveUp = (code: GrpcStatus, details: string): void => {
-      if (done) return;
-      const wasOpen = this.open.has(id);
-      finish(code, details, Buffer.alloc(0), new Metadata());
-      unaryCall?.cancel();
-      if (wasOpen) this.stream?.write({ call: { id, method: '', message: Buffer.alloc(0), metadata: {}, timeoutMs: 0n, cancel: true } });
-    };
-    if (this.closed) {
-      finish(GrpcStatus.CANCELLED, 'the call stream was closed', Buffer.alloc(0), new Metadata());
-      return { cancel: () => undefined };
-    }
-    const frame: UnaryCall = { id, method: definition.path, message: definition.requestSerialize(request), metadata: asciiMap(outgoing), timeoutMs: BigInt(timeoutMs), cancel: false };
-    const call: OpenCall = {
-      frame,
-      finish,
-      stream: undefined,
-      resends: 0,
-      fallBack: () => {
-        // The unary call makes its own span; this one ends here, saying why.
-        this.open.delete(id);
-        span?.end(GrpcStatus.UNIMPLEMENTED, 'the server has no call stream: sent as a unary call');
-        done = true;
-        clearTimeout(timer);
-        unaryCall = fallback(request, metadata, { deadline }, callback);
+    const call = new ClientCall(
+      this.nextId++,
+      definition.path,
+      message,
+      asciiMap(outgoing),
+      deadline === undefined || !Number.isFinite(deadlineMs(deadline)) ? undefined : deadlineMs(deadline),
+      span,
+      (done) => {
+        this.open.delete(done.id);
+        if (this.retired !== undefined && this.open.size === 0) this.finishRetiring();
       },
-    };
-    if (deadline !== undefined) {
-      if (timeoutMs <= 0) {
-        finish(GrpcStatus.DEADLINE_EXCEEDED, 'Deadline exceeded', Buffer.alloc(0), new Metadata());
-        return { cancel: () => undefined };
-      }
-      timer = setTimeout(() => giveUp(GrpcStatus.DEADLINE_EXCEEDED, 'Deadline exceeded'), timeoutMs);
-    }
-    this.open.set(id, call);
-    this.send(call);
-    return { cancel: () => giveUp(GrpcStatus.CANCELLED, 'Cancelled on client') };
+      deliver,
+      () => fallback(request, metadata, { deadline }, callback),
+    );
+    this.open.set(call.id, call);
+    // A call that cannot start fails as grpc-js fails one: never within this function.
+    const failNow = (code: GrpcStatus, details: string) => process.nextTick(() => call.finish(code, details, Buffer.alloc(0), new Metadata()));
+    const maxBytes = this.options.maxMessageBytes ?? GRPC_SERVER_DEFAULTS.maxMessageBytes;
+    if (this.closed) failNow(GrpcStatus.CANCELLED, 'the call stream was closed');
+    else if (message.length + FRAME_OVERHEAD_BYTES > maxBytes) failNow(GrpcStatus.RESOURCE_EXHAUSTED, `Sent message larger than max (${message.length + FRAME_OVERHEAD_BYTES} vs ${maxBytes})`);
+    else if (!call.arm(() => call.giveUp(GrpcStatus.DEADLINE_EXCEEDED, 'Deadline exceeded'))) failNow(GrpcStatus.DEADLINE_EXCEEDED, 'Deadline exceeded');
+    else this.send(call);
+    return { cancel: () => call.giveUp(GrpcStatus.CANCELLED, 'Cancelled on client') };
   }
 
-  private send(call: OpenCall): void {
+  private finishRetiring(): void {
+    const then = this.retired;
+    this.retired = undefined;
+    this.close();
+    then?.();
+  }
+
+  private send(call: ClientCall): void {
     if (this.stream === undefined) this.stream = this.startStream();
     call.stream = this.stream;
-    this.stream.write({ call: call.frame });
+    this.stream.write({ call: call.frame() });
   }
 
   private startStream(): Stream {
     const stream = this.options.client.calls(STREAM_OPTIONS);
-    stream.on('data', (frame: AnswerFrame) => this.answered(frame.answer));
+    stream.on('data', (frame: AnswerFrame) => this.answered(stream, frame.answer));
     // 'status' follows every end, errors included; it can come before the last answers are read
     // (grpc-js emits it at once, and 'data' from the stream's buffer), so the calls still open
     // are settled once the reading side has ended too.
@@ -223,15 +295,15 @@ export class CallStreamClient {
     return stream;
   }
 
-  private answered(answer: UnaryAnswer | undefined): void {
+  private answered(stream: Stream, answer: UnaryAnswer | undefined): void {
     if (answer === undefined) return;
     const call = this.open.get(answer.id);
-    if (call === undefined) return; // cancelled or timed out meanwhile
-    const trailers = new Metadata();
-    for (const [name, value] of Object.entries(answer.trailers)) trailers.set(name, value);
+    if (call === undefined || call.stream !== stream) return; // cancelled, timed out, or sent again meanwhile
+    const trailers = textMetadata(answer.trailers, () => undefined);
     if (answer.code === GrpcStatus.UNAVAILABLE && trailers.get(NOT_RUN_TRAILER).length > 0) {
-      // A draining server: it did not run the call. Its stream ends soon; the next one goes elsewhere.
-      this.stream = undefined;
+      // A draining server did not run it; it ends this stream once its calls are answered, and
+      // the call goes on a new one (grpc-js's channel already knows the server is going away).
+      if (this.stream === stream) this.stream = undefined;
       this.resend(call);
       return;
     }
@@ -243,18 +315,20 @@ export class CallStreamClient {
     if (this.stream === stream) this.stream = undefined;
     const calls = [...this.open.values()].filter((call) => call.stream === stream);
     if (status.code === GrpcStatus.UNIMPLEMENTED) {
-      this.unsupported = true;
+      // An older server: unary calls for a while, then a stream is tried again (it may have been upgraded).
+      this.unsupportedUntil = Date.now() + UNSUPPORTED_RETRY_MS;
       for (const call of calls) call.fallBack();
       return;
     }
     for (const call of calls) {
-      // The server ended the stream itself (drained) after answering every call it had received.
+      // The server ended the stream itself (drained) after answering every call it had received,
+      // and a call it cancelled at its deadline it answered too: these never reached it.
       if (status.code === GrpcStatus.OK) this.resend(call);
       else call.finish(status.code, status.details, Buffer.alloc(0), status.metadata);
     }
   }
 
-  private resend(call: OpenCall): void {
+  private resend(call: ClientCall): void {
     if (++call.resends > MAX_RESENDS) {
       call.finish(GrpcStatus.UNAVAILABLE, 'No connection established: the server is shutting down and ran none of the attempts', Buffer.alloc(0), new Metadata());
       return;
@@ -300,6 +374,8 @@ export class StreamedMethod<C extends CallStreamClientOptions['client'] & Client
 export interface CallStreamServerOptions {
   /** Calls in flight on one stream at most. Default MAX_CALLS_PER_STREAM. */
   readonly maxCallsPerStream?: number;
+  /** Largest answer message sent (the server's limit, which would end the whole stream). Default GRPC_SERVER_DEFAULTS. */
+  readonly maxMessageBytes?: number;
 }
 
 interface ServedMethod {
@@ -314,6 +390,8 @@ interface ServedStream {
   ending: boolean;
   ended: boolean;
 }
+
+type Answer = (code: GrpcStatus, details: string, message?: Buffer, trailers?: Record<string, string>) => void;
 
 /** Serves a service's unary methods on its `Calls` streams. */
 export class CallStreamServer {
@@ -338,7 +416,14 @@ export class CallStreamServer {
   readonly handler = (stream: ServerDuplexStream<CallFrame, AnswerFrame>): void => {
     const served: ServedStream = { stream, calls: new Map(), ending: this.draining, ended: false };
     this.streams.add(served);
-    stream.on('data', (frame: CallFrame) => this.received(served, frame.call));
+    stream.on('data', (frame: CallFrame) => {
+      // What a peer sends must never take the process down: a frame we cannot handle ends its stream.
+      try {
+        this.received(served, frame.call);
+      } catch (err) {
+        this.fail(served, GrpcStatus.INTERNAL, `cannot serve a call frame: ${(err as Error).message}`);
+      }
+    });
     stream.on('end', () => {
       served.ending = true;
       this.endIfDone(served);
@@ -369,24 +454,30 @@ export class CallStreamServer {
     if (frame === undefined) return this.fail(served, GrpcStatus.INVALID_ARGUMENT, 'a Calls frame needs a call');
     if (frame.cancel) {
       served.calls.get(frame.id)?.cancel();
-      served.calls.delete(frame.id);
-      return this.endIfDone(served);
+      return;
     }
     if (served.calls.has(frame.id)) return this.fail(served, GrpcStatus.INVALID_ARGUMENT, `call ${frame.id} is already in flight on this stream`);
-    const answer = (code: GrpcStatus, details: string, message: Buffer = Buffer.alloc(0), trailers: Record<string, string> = {}): void => {
-      if (!served.ended) served.stream.write({ answer: { id: frame.id, code, details, message, trailers } });
+    const maxBytes = this.options.maxMessageBytes ?? GRPC_SERVER_DEFAULTS.maxMessageBytes;
+    const answer: Answer = (code, details, message = Buffer.alloc(0), trailers = {}) => {
+      if (served.ended) return;
+      // An answer past the limit would end the whole stream (grpc-js): it fails alone.
+      if (message.length + FRAME_OVERHEAD_BYTES > maxBytes) [code, details, message, trailers] = [GrpcStatus.RESOURCE_EXHAUSTED, `Sent message larger than max (${message.length + FRAME_OVERHEAD_BYTES} vs ${maxBytes})`, Buffer.alloc(0), {}];
+      served.stream.write({ answer: { id: frame.id, code, details, message, trailers } });
     };
     if (this.draining) return answer(GrpcStatus.UNAVAILABLE, 'the server is shutting down; the call did not run', undefined, { [NOT_RUN_TRAILER]: '1' });
     const method = this.methods.get(frame.method);
     if (method === undefined) return answer(GrpcStatus.UNIMPLEMENTED, `The server does not implement the method ${frame.method}`);
     if (served.calls.size >= (this.options.maxCallsPerStream ?? MAX_CALLS_PER_STREAM)) return answer(GrpcStatus.RESOURCE_EXHAUSTED, `more than ${served.calls.size} calls in flight on one stream`);
+    let bad: string | undefined;
+    const metadata = textMetadata(frame.metadata, (name) => (bad ??= name));
+    if (bad !== undefined) return answer(GrpcStatus.INVALID_ARGUMENT, `metadata key "${bad}" or its value is not valid gRPC metadata`);
     let request: unknown;
     try {
       request = method.definition.requestDeserialize(frame.message);
-    } catch (err) {
+    } catch {
       return answer(GrpcStatus.INTERNAL, 'Error deserializing request');
     }
-    const call = new StandInCall(frame, request, served.stream, () => {
+    const call = new StandInCall(frame, request, metadata, served.stream, answer, () => {
       served.calls.delete(frame.id);
       this.endIfDone(served);
     });
@@ -415,30 +506,36 @@ export class CallStreamServer {
 }
 
 /**
- * What a unary handler is given for a call that came on a stream: its request, metadata, deadline
- * and peer, and the 'cancelled' event.
+ * What a unary handler is given for a call that came on a stream: its request, metadata, deadline,
+ * peer and method, and the 'cancelled' event (a cancel frame, the stream's end, the deadline).
  */
 class StandInCall extends EventEmitter {
-  readonly request: unknown;
-  readonly metadata = new Metadata();
   cancelled = false;
-  private readonly deadline: Deadline;
-  private readonly timer: NodeJS.Timeout | undefined;
   /** Not answered nor cancelled yet. */
   open = true;
+  private readonly deadline: Deadline;
+  private readonly timer: NodeJS.Timeout | undefined;
 
   constructor(
-    frame: UnaryCall,
-    request: unknown,
+    private readonly frame: UnaryCall,
+    readonly request: unknown,
+    readonly metadata: Metadata,
     private readonly stream: ServerDuplexStream<CallFrame, AnswerFrame>,
+    answer: Answer,
     private readonly onDone: () => void,
   ) {
     super();
-    this.request = request;
-    for (const [name, value] of Object.entries(frame.metadata)) this.metadata.set(name, value);
     const timeoutMs = Number(frame.timeoutMs);
     this.deadline = timeoutMs > 0 ? Date.now() + timeoutMs : Infinity;
-    if (timeoutMs > 0) this.timer = setTimeout(() => this.cancel(), timeoutMs);
+    // At the deadline the call ends, answered, as grpc-js ends a unary call: had the stream ended
+    // unanswered instead (a drain), the client would take the call for one that never ran.
+    if (timeoutMs > 0) {
+      this.timer = setTimeout(() => {
+        if (!this.open) return;
+        answer(GrpcStatus.DEADLINE_EXCEEDED, 'Deadline exceeded');
+        this.cancel();
+      }, Math.min(timeoutMs, MAX_TIMER_MS));
+    }
   }
 
   getPeer(): string {
@@ -450,7 +547,7 @@ class StandInCall extends EventEmitter {
   }
 
   getPath(): string {
-    return this.stream.getPath();
+    return this.frame.method;
   }
 
   sendMetadata(): void {}
@@ -469,6 +566,23 @@ class StandInCall extends EventEmitter {
     this.cancelled = true;
     this.emit('cancelled');
   }
+}
+
+/**
+ * Text metadata from a frame's map; an entry grpc-js refuses (a bad key, a `-bin` key, a value
+ * that is not printable ASCII) is left out and reported to `refused`.
+ */
+function textMetadata(map: Record<string, string>, refused: (name: string) => void): Metadata {
+  const metadata = new Metadata();
+  for (const [name, value] of Object.entries(map)) {
+    try {
+      if (name.endsWith('-bin')) throw new Error('binary metadata does not travel on a Calls stream');
+      metadata.set(name, value);
+    } catch {
+      refused(name);
+    }
+  }
+  return metadata;
 }
 
 /** A handler's outcome as an answer's code, details, message and trailers. */

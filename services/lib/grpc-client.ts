@@ -8,7 +8,7 @@ import { CallOptions, ChannelCredentials, ChannelOptions, Client, Metadata, Serv
 import { Tracer } from '@opentelemetry/api';
 
 import { Clock, systemClock } from './clock';
-import { GRPC_SERVER_DEFAULTS } from './grpc-server';
+import { GRPC_SERVER_DEFAULTS } from './grpc-limits';
 import { tracingClientInterceptor } from './grpc-tracing';
 
 export interface RoleClientOptions {

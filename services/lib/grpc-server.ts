@@ -13,25 +13,12 @@ import { Tracer } from '@opentelemetry/api';
 import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
 
 import { CallStreamServer } from './call-stream';
+import { GRPC_SERVER_DEFAULTS } from './grpc-limits';
 import { traceServiceImplementation } from './grpc-tracing';
 import { Logger } from './log';
 import { PACKAGE_ROOT } from './version';
 
-/** Limits every role's server starts with; a role may raise the message size (snapshots). */
-export const GRPC_SERVER_DEFAULTS = {
-  /** Largest message accepted or sent. Consul caps RPC bodies similarly; KV values stay ≤ 512 KiB. */
-  maxMessageBytes: 4 * 1024 * 1024,
-  /** Streams one client connection may hold open at once (watches are streams). */
-  maxConcurrentStreams: 1024,
-  /** Ping an idle connection this often, to find dead peers behind silent networks. */
-  keepaliveTimeMs: 30_000,
-  /** And drop it when the ping is not answered within this long. */
-  keepaliveTimeoutMs: 10_000,
-  /** Refuse client pings more frequent than this (grpc-js answers GOAWAY "too_many_pings"). */
-  minPingIntervalMs: 10_000,
-  /** How long calls in flight may run after shutdown starts before they are cut. */
-  shutdownGraceMs: 5_000,
-};
+export { GRPC_SERVER_DEFAULTS } from './grpc-limits';
 
 export interface GrpcService {
   readonly definition: ServiceDefinition;
@@ -88,7 +75,7 @@ export class RoleGrpcServer {
       let implementation = service.traced === false ? service.implementation : traceServiceImplementation(options.tracer, service.definition, service.implementation);
       if (service.callStream === true) {
         // Not traced itself: a span as long as the stream would say nothing; each call has its own.
-        const callStream = new CallStreamServer(service.definition, implementation);
+        const callStream = new CallStreamServer(service.definition, implementation, { maxMessageBytes });
         this.callStreams.push(callStream);
         implementation = { ...implementation, calls: callStream.handler as never };
       }

@@ -19,6 +19,7 @@ describe('ForwardedHttpService', () => {
   let telemetry: Telemetry;
   let http: CatalogHttpServer;
   let grpc: RoleGrpcServer;
+  let forwarded: ReturnType<typeof forwardedHttpService>;
   let client: ForwardedHttpServiceClient;
   let base: string;
   let waiting: { signal: AbortSignal } | undefined;
@@ -38,7 +39,7 @@ describe('ForwardedHttpService', () => {
       });
     http = new CatalogHttpServer({ router, logger, tracer: telemetry.tracer });
     base = `http://${await http.listen('127.0.0.1', 0)}`;
-    grpc = new RoleGrpcServer({ logger, tracer: telemetry.tracer, services: [forwardedHttpService(http)], shutdownGraceMs: 100 });
+    grpc = new RoleGrpcServer({ logger, tracer: telemetry.tracer, services: [(forwarded = forwardedHttpService(http)).service], shutdownGraceMs: 100 });
     const address = await grpc.listen('127.0.0.1', 0);
     grpc.setServing(true);
     client = createRoleClient(ForwardedHttpServiceClient, address, { tracer: telemetry.tracer });
@@ -84,12 +85,20 @@ describe('ForwardedHttpService', () => {
   });
 
   test("the router's call cancelled (its caller went away): the request's signal aborts, its wait ends", async () => {
-    const call = client.serve({ request: { method: 'GET', path: '/v1/wait', rawQuery: '', headers: {}, body: Buffer.alloc(0) } }, { deadline: Date.now() + 30_000 }, () => undefined);
+    const call = client.serve({ request: { method: 'GET', path: '/v1/wait', rawQuery: '', headers: {}, body: Buffer.alloc(0) } }, new Metadata(), { deadline: Date.now() + 30_000 }, () => undefined);
     for (let i = 0; i < 500 && waiting === undefined; i++) await new Promise((resolve) => setTimeout(resolve, 10));
     expect(waiting?.signal.aborted).toBe(false);
     call.cancel();
     for (let i = 0; i < 500 && waiting?.signal.aborted !== true; i++) await new Promise((resolve) => setTimeout(resolve, 10));
     expect(waiting?.signal.aborted).toBe(true);
+  });
+
+  test('closeAll (the catalog stopping) ends the requests in flight', async () => {
+    waiting = undefined;
+    const answered = serve({ path: '/v1/wait' });
+    for (let i = 0; i < 500 && waiting === undefined; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+    forwarded.closeAll();
+    expect(Buffer.from((await answered).response!.body).toString()).toBe('"gone"');
   });
 
   test('a request without an HTTP request is refused', async () => {

@@ -12,21 +12,29 @@ import { WithoutCalls } from '../../lib/call-stream';
 import { GrpcService } from '../../lib/grpc-server';
 import { EncodedAnswer, RawRequest } from '../http/http-server';
 
-export function forwardedHttpService(http: { serve(request: RawRequest): Promise<EncodedAnswer> }): GrpcService {
+/** The service, and `closeAll` to end the requests in flight (their blocking waits) at shutdown. */
+export function forwardedHttpService(http: { serve(request: RawRequest): Promise<EncodedAnswer> }): { service: GrpcService; closeAll(): void } {
+  const inFlight = new Set<AbortController>();
   const implementation: WithoutCalls<ForwardedHttpServiceServer> = {
     serve(call, callback) {
       const request = call.request.request;
       if (request === undefined) return callback(failure(GrpcStatus.INVALID_ARGUMENT, 'a ServeRequest needs an HTTP request'));
-      // The router's call cancelled (its caller went away): the request's blocking wait ends.
+      // The router's call cancelled (its caller went away), or the catalog stopping: the request's blocking wait ends.
       const cancelled = new AbortController();
+      inFlight.add(cancelled);
       call.once('cancelled', () => cancelled.abort());
       http.serve(rawRequest(request, cancelled.signal)).then(
         (answer) => callback(null, { response: forwardedResponse(answer) }),
         (err: Error) => callback(failure(GrpcStatus.INTERNAL, err.message)),
-      );
+      ).finally(() => inFlight.delete(cancelled));
     },
   };
-  return { definition: ForwardedHttpServiceService, implementation, protoFile: protobufFileName, callStream: true };
+  return {
+    service: { definition: ForwardedHttpServiceService, implementation, protoFile: protobufFileName, callStream: true },
+    closeAll: () => {
+      for (const request of inFlight) request.abort();
+    },
+  };
 }
 
 function rawRequest(request: ForwardedRequest, signal: AbortSignal): RawRequest {
