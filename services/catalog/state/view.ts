@@ -33,6 +33,8 @@ interface Waiter {
 export const MAX_TOMBSTONES = 100_000;
 /** Blocking queries one catalog holds at once; more are refused, never queued without bound. */
 export const MAX_WAITERS = 50_000;
+/** Blocking queries woken per turn of the event loop when a change wakes many (wakeTable). */
+export const WAKE_BATCH = 64;
 
 export class CatalogView {
   /** Rows by table, so a scan of one table never walks another (a node list never walks the KV). */
@@ -192,11 +194,22 @@ export class CatalogView {
     if (this.tombstones.size > MAX_TOMBSTONES) this.tombstones.delete(this.tombstones.keys().next().value!);
   }
 
+  /**
+   * Wakes the waiters `table` has passed, WAKE_BATCH per turn of the event loop: each batch's
+   * answers are written before the next batch is computed, so the first go out at once and the
+   * clients read them while the rest are computed, rather than all 1,000 answers stepping through
+   * each `await` together and the first leaving only when the last is ready.
+   */
   private wakeTable(table: Table): void {
     const set = this.waiters.get(table);
     if (set === undefined) return;
     const index = this.tableIndex.get(table) ?? 0;
-    for (const waiter of [...set]) if (index > waiter.index) waiter.wake();
+    const due = [...set].filter((waiter) => index > waiter.index);
+    const wakeFrom = (start: number): void => {
+      for (const waiter of due.slice(start, start + WAKE_BATCH)) waiter.wake();
+      if (start + WAKE_BATCH < due.length) setImmediate(() => wakeFrom(start + WAKE_BATCH));
+    };
+    wakeFrom(0);
   }
 
   private wakeAll(): void {
