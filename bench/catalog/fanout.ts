@@ -75,6 +75,8 @@ export interface FanoutResult {
 export interface FanoutOptions {
   readonly n: number;
   readonly rounds: number;
+  /** Rounds run first and not recorded: a fresh process's code paths compile in them (both systems alike). */
+  readonly warmupRounds?: number;
   /** Bound on waiting for every delivery after a write. */
   readonly deliverTimeoutMs: number;
 }
@@ -95,6 +97,12 @@ const valueFor = (tag: string) => { const b = Buffer.alloc(VALUE_BYTES, ' '); b.
 function distribution(values: number[]): Distribution {
   const s = [...values].sort((a, b) => a - b);
   return { count: s.length, p50_ms: r2(pct(s, 50)), p90_ms: r2(pct(s, 90)), p99_ms: r2(pct(s, 99)), max_ms: r2(s[s.length - 1]) };
+}
+
+/** Drops what a warm-up round added to the pooled samples. */
+function forget(recorded: { fromPut: number; fromAck: number }, fromPut: number[], fromAck: number[]): void {
+  fromPut.length = recorded.fromPut;
+  fromAck.length = recorded.fromAck;
 }
 
 function median(xs: number[]): number | null {
@@ -166,7 +174,8 @@ export async function httpBlockingFanout(catalog: Endpoint, dc: DatacenterProbe,
   try {
     await httpOk(catalog, control, 'PUT', `/v1/kv/${key}`, valueFor('init'));
     let index = (await httpOk(catalog, control, 'GET', `/v1/kv/${key}`)).headers['x-consul-index'] as string;
-    for (let round = 1; round <= o.rounds; round++) {
+    for (let round = 1 - (o.warmupRounds ?? 0); round <= o.rounds; round++) {
+      const recorded = { fromPut: fromPut.length, fromAck: fromAck.length };
       const answers: (Answer | undefined)[] = new Array(o.n);
       const failed: (number | undefined)[] = new Array(o.n); // time of the error
       const failures: (string | undefined)[] = new Array(o.n);
@@ -253,11 +262,12 @@ export async function httpBlockingFanout(catalog: Endpoint, dc: DatacenterProbe,
         first_from_put_ms: woken ? r2(first) : null, last_from_put_ms: woken === o.n ? r2(last) : null, last_from_ack_ms: woken === o.n ? r2(last - (ackAt - writeSentAt)) : null,
         client_cpu_ms: Math.round((clientCpu.user + clientCpu.system) / 1000), catalog_cpu_ms: catalogCpu0 !== undefined && catalogCpu1 !== undefined ? catalogCpu1 - catalogCpu0 : null,
       };
-      rounds.push(r);
-      log(`  consulate N=${o.n} round ${round}: parked in ${r.park_ms} ms, early ${r.early}, woken ${r.woken}, missing ${r.missing}; put ack ${r.put_ack_ms} ms, first ${r.first_from_put_ms} ms, last ${r.last_from_put_ms ?? '-'} ms from put; cpu catalog ${r.catalog_cpu_ms} ms, client ${r.client_cpu_ms} ms; leader ${leaderBefore} -> ${leaderAfter}`);
+      if (round <= 0) forget(recorded, fromPut, fromAck);
+      else rounds.push(r);
+      log(`  consulate N=${o.n} ${round <= 0 ? 'warm-up ' : ''}round ${round}: parked in ${r.park_ms} ms, early ${r.early}, woken ${r.woken}, missing ${r.missing}; put ack ${r.put_ack_ms} ms, first ${r.first_from_put_ms} ms, last ${r.last_from_put_ms ?? '-'} ms from put; cpu catalog ${r.catalog_cpu_ms} ms, client ${r.client_cpu_ms} ms; leader ${leaderBefore} -> ${leaderAfter}`);
       if (r.early) log(`    early: ${r.early_reasons.join(' | ')}`);
       if (r.missing) log(`    missing: ${r.missing_reasons.join(' | ')}`);
-      for (const t of [...r.early_reasons, ...r.missing_reasons]) note(errors, `round ${round}: ${t}`);
+      if (round > 0) for (const t of [...r.early_reasons, ...r.missing_reasons]) note(errors, `round ${round}: ${t}`);
       // Anything still open (a straggler) is cut before the next round.
       for (const req of live) req.destroy();
       live.clear();
@@ -297,7 +307,8 @@ export async function etcdWatchFanout(members: EtcdClient[], leader: EtcdClient,
     }
     log(`  etcd N=${o.n}: ${handles.length} watch streams created in ${Math.round(performance.now() - o0)} ms`);
     await sleep(500);
-    for (let round = 1; round <= o.rounds; round++) {
+    for (let round = 1 - (o.warmupRounds ?? 0); round <= o.rounds; round++) {
+      const recorded = { fromPut: fromPut.length, fromAck: fromAck.length };
       const tag = `r${round}-${Date.now()}`;
       const got: number[] = [];
       arrivals.set(tag, got);
@@ -317,8 +328,9 @@ export async function etcdWatchFanout(members: EtcdClient[], leader: EtcdClient,
         first_from_put_ms: woken ? r2(Math.min(...got) - sentAt) : null, last_from_put_ms: woken === o.n ? r2(last) : null, last_from_ack_ms: woken === o.n ? r2(last! - (ackAt - sentAt)) : null,
         client_cpu_ms: Math.round((clientCpu.user + clientCpu.system) / 1000), catalog_cpu_ms: null,
       };
-      rounds.push(r);
-      log(`  etcd N=${o.n} round ${round}: woken ${r.woken}, missing ${r.missing}; put ack ${r.put_ack_ms} ms, first ${r.first_from_put_ms} ms, last ${r.last_from_put_ms ?? '-'} ms from put; cpu client ${r.client_cpu_ms} ms`);
+      if (round <= 0) forget(recorded, fromPut, fromAck);
+      else rounds.push(r);
+      log(`  etcd N=${o.n} ${round <= 0 ? 'warm-up ' : ''}round ${round}: woken ${r.woken}, missing ${r.missing}; put ack ${r.put_ack_ms} ms, first ${r.first_from_put_ms} ms, last ${r.last_from_put_ms ?? '-'} ms from put; cpu client ${r.client_cpu_ms} ms`);
       arrivals.delete(tag);
       await sleep(300);
     }

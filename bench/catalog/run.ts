@@ -34,6 +34,8 @@ const list = (k: string, d: string) => env(k, d).split(',').map((s) => s.trim())
 
 const FANOUT_SIZES = list('FANOUT_SIZES', '1000,10000').map(Number).filter((n) => n > 0 && n <= 20_000);
 const FANOUT_ROUNDS = num('FANOUT_ROUNDS', 5, 50);
+/** Unrecorded rounds first, for both systems: a fresh catalog compiles its 1,000-answer path in them. */
+const FANOUT_WARMUP_ROUNDS = num('FANOUT_WARMUP_ROUNDS', 2, 10);
 const FANOUT_WAIT_S = num('FANOUT_WAIT_S', 60, 300);
 const PER_ADDRESS = num('FANOUT_PER_ADDRESS', 150, 200);
 const FANOUT_CONSISTENCY = env('FANOUT_CONSISTENCY', 'default') === 'stale' ? 'stale' : 'default';
@@ -215,7 +217,7 @@ async function consulateFanoutAndThroughput(tmp: string): Promise<{ phase: Consu
       for (const n of FANOUT_SIZES) {
         log(`[consulate-1] blocking fan-out N=${n}, ${FANOUT_ROUNDS} rounds, from ${Math.ceil(n / PER_ADDRESS)} source addresses`);
         const r = await httpBlockingFanout(CATALOG_HTTP, { pids: [dc.catalogPid, ...dc.serverPids], catalogPid: dc.catalogPid, leader: () => dc.leader() }, CONTROL_IP, sourceIp,
-          { n, rounds: FANOUT_ROUNDS, deliverTimeoutMs: 30_000, waitS: FANOUT_WAIT_S, perAddress: PER_ADDRESS, batch: 250, settleMs: 300, parkTimeoutMs: 60_000, consistency: FANOUT_CONSISTENCY }, log);
+          { n, rounds: FANOUT_ROUNDS, warmupRounds: FANOUT_WARMUP_ROUNDS, deliverTimeoutMs: 30_000, waitS: FANOUT_WAIT_S, perAddress: PER_ADDRESS, batch: 250, settleMs: 300, parkTimeoutMs: 60_000, consistency: FANOUT_CONSISTENCY }, log);
         if (r.error) log(`[consulate-1] fan-out N=${n} ERROR ${r.error}`);
         if (r.error || r.rounds.some((x) => x.early || x.missing)) troubled = true;
         phase.fanout.push(r);
@@ -246,7 +248,7 @@ async function etcdFanout(tmp: string): Promise<EtcdPhase> {
     for (let i = 0; i < 3; i++) members.push(cluster.client(i) as EtcdClient);
     for (const n of FANOUT_SIZES) {
       log(`[etcd] watch fan-out N=${n}, ${FANOUT_ROUNDS} rounds`);
-      const r = await etcdWatchFanout(members, members[leader], { n, rounds: FANOUT_ROUNDS, deliverTimeoutMs: 30_000 }, log);
+      const r = await etcdWatchFanout(members, members[leader], { n, rounds: FANOUT_ROUNDS, warmupRounds: FANOUT_WARMUP_ROUNDS, deliverTimeoutMs: 30_000 }, log);
       if (r.error) log(`[etcd] fan-out N=${n} ERROR ${r.error}`);
       phase.fanout.push(r);
       await sleep(1_000);
@@ -447,7 +449,7 @@ async function main(): Promise<void> {
   const notes = [
     `machine: ${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), node ${process.version}; everything (3 servers, the catalog or node:http, this client) on one box, loopback; one system at a time`,
     `open files: ${limitNote}; now soft ${soft} / hard ${hard}`,
-    `fan-out: Consulate = N blocking GET /v1/kv/<key>?index=..&wait=${FANOUT_WAIT_S}s (${FANOUT_CONSISTENCY === 'stale' ? '?stale' : 'default consistency'}), one keep-alive connection each, <= ${PER_ADDRESS} per source address 127.0.17.x, parked until written and the catalog + servers quiet (3 x 200 ms under 30 % of a core) + 300 ms, woken by one PUT through the catalog; etcd = N gRPC Watch streams (round-robin over 3 members, 3 HTTP/2 connections), woken by one Put on the leader. ${FANOUT_ROUNDS} rounds each; 256-byte values; latency to this client having the whole answer/event, pooled over rounds`,
+    `fan-out: Consulate = N blocking GET /v1/kv/<key>?index=..&wait=${FANOUT_WAIT_S}s (${FANOUT_CONSISTENCY === 'stale' ? '?stale' : 'default consistency'}), one keep-alive connection each, <= ${PER_ADDRESS} per source address 127.0.17.x, parked until written and the catalog + servers quiet (3 x 200 ms under 30 % of a core) + 300 ms, woken by one PUT through the catalog; etcd = N gRPC Watch streams (round-robin over 3 members, 3 HTTP/2 connections), woken by one Put on the leader. ${FANOUT_ROUNDS} rounds each after ${FANOUT_WARMUP_ROUNDS} unrecorded warm-up rounds (a fresh process compiles its answer path in them); 256-byte values; latency to this client having the whole answer/event, pooled over rounds`,
     `throughput: closed loop, ${CELL.durationS} s after ${CELL.warmupS} s warm-up, one key (256-byte value, ${c1?.read_body_bytes ?? plain?.body_bytes ?? '?'}-byte JSON answer); node:http answers the same bytes with Content-Type/Length only (the catalog adds 4 X-Consul-* headers and a span per request)`,
     `burst: fresh datacenter warmed with ${FRESH_WARMUP_S} s of each read (unrecorded), ${AFTER_CONC}-way reads (stale: median of ${READ_REPEATS} cells), ${BURST_S} s of c${BURST_CONC} PUTs of distinct keys (${burst?.keys_written ?? '-'} keys), the same reads; data dirs after: ${burst ? Math.round(burst.data_bytes_after / 1048576) : '-'} MiB; RSS MiB catalog,server-1..3 before ${burst?.rss_mib_before.join('/') ?? '-'} after ${burst?.rss_mib_after.join('/') ?? '-'}`,
     `load average at phase starts: consulate-1 ${c1?.load_at_start.join(' ') ?? '-'}; plain ${plain?.load_at_start.join(' ') ?? '-'}; etcd ${etcd?.load_at_start.join(' ') ?? '-'}; consulate-2 ${burst?.load_at_start.join(' ') ?? '-'}`,
@@ -457,7 +459,7 @@ async function main(): Promise<void> {
   const file = join(RESULTS, `catalog-${stamp}.json`);
   writeFileSync(file, JSON.stringify({
     timestamp: new Date().toISOString(), notes,
-    options: { fanoutConsistency: FANOUT_CONSISTENCY, readRepeats: READ_REPEATS, freshWarmupS: FRESH_WARMUP_S, fanoutSizes: FANOUT_SIZES, fanoutRounds: FANOUT_ROUNDS, fanoutWaitS: FANOUT_WAIT_S, perAddress: PER_ADDRESS, cell: CELL, concs: CONCS, burstS: BURST_S, burstConc: BURST_CONC, afterConc: AFTER_CONC, phases: [...PHASES], systems: [...SYSTEMS] },
+    options: { fanoutConsistency: FANOUT_CONSISTENCY, readRepeats: READ_REPEATS, freshWarmupS: FRESH_WARMUP_S, fanoutSizes: FANOUT_SIZES, fanoutRounds: FANOUT_ROUNDS, fanoutWarmupRounds: FANOUT_WARMUP_ROUNDS, fanoutWaitS: FANOUT_WAIT_S, perAddress: PER_ADDRESS, cell: CELL, concs: CONCS, burstS: BURST_S, burstConc: BURST_CONC, afterConc: AFTER_CONC, phases: [...PHASES], systems: [...SYSTEMS] },
     table: rows, consulate_fanout_throughput: c1, plain_http: plain, etcd, burst, unexpected_exits: [...unexpectedExits, ...etcdExits],
   }, null, 2));
   process.stdout.write(`\n${table(rows)}\n\n${notes.join('\n')}\n`);

@@ -20,6 +20,7 @@ import { Logger } from '../lib/log';
 import { AutoCompactionPolicy } from './auto-compaction';
 import { KvError } from './kv/errors';
 import { ApplyResult, KvStateMachine } from './kv/kv-state-machine';
+import { encodeInSlices } from './kv/snapshot';
 import { WatchWake } from './kv/watch-hub';
 import { RaftConfig } from './raft/config';
 import { Message, sendableBeforePersist } from './raft/messages';
@@ -135,6 +136,17 @@ export class ConsensusNode {
   private membersSeen = -1;
   /** The hard state as last written to disk. */
   private synced: HardState = { term: 0, vote: '', commit: 0 };
+  /**
+   * A local snapshot off the loop: captured at once, encoded in slices between turns of the event
+   * loop ('encoding'), the log compacted by the loop at its top ('encoded'), then saved while the
+   * loop goes on ('saving'). Taken in one piece on the loop, 60,000 keys held it for 130 ms plus a
+   * 17 MB fsync, long enough for the followers (which snapshot at the same index) to miss the
+   * leader's heartbeats, or the leader its quorum, and a write burst lost its leader.
+   */
+  private snapshotting: Promise<void> | undefined;
+  private encodedSnapshot: { index: number; data: Uint8Array } | undefined;
+  /** A background snapshot's failure: the loop rethrows it (the server stops, as on any storage error). */
+  private snapshotError: Error | undefined;
 
   private constructor(
     private readonly options: ConsensusNodeOptions,
@@ -186,6 +198,8 @@ export class ConsensusNode {
     this.wake?.();
     this.wokenStreams.clear();
     await this.loopDone.catch(() => undefined);
+    // A snapshot being saved finishes first: the store closes after it.
+    await this.snapshotting;
     this.failPending(new OutcomeUnknownError('the server is shutting down; the write may or may not be applied'));
     await this.options.store.close();
   }
@@ -364,13 +378,20 @@ export class ConsensusNode {
       while (this.inputs.length > 0) this.inputs.shift()!();
       // stop() may have come between the setImmediate and here, when there was no wake to call.
       if (this.stopped) break;
+      if (this.snapshotError !== undefined) throw this.snapshotError;
+      // Between Readies: the only place the core's log is compacted.
+      this.compactEncodedSnapshot();
       if (!this.raft.hasReady()) {
         await new Promise<void>((resolve) => (this.wake = resolve));
         continue;
       }
       const rd = this.raft.ready();
       this.options.sender.send(rd.messages.filter(sendableBeforePersist));
-      if (rd.snapshot !== undefined) await this.options.store.saveSnapshot(rd.snapshot, { keepSuffix: false });
+      if (rd.snapshot !== undefined) {
+        // The leader's snapshot replaces the log: a local one still being saved goes first.
+        await this.snapshotting;
+        await this.options.store.saveSnapshot(rd.snapshot, { keepSuffix: false });
+      }
       if (this.mustSync(rd)) {
         const synced = this.options.metrics?.startSyncTimer();
         await this.options.store.save({ hardState: rd.hardState, entries: rd.entries });
@@ -382,7 +403,7 @@ export class ConsensusNode {
       this.raft.advance(rd);
       if (rd.softState !== undefined) this.roleChanged();
       this.syncMembers();
-      await this.maybeSnapshot();
+      this.maybeSnapshot();
     }
   }
 
@@ -476,11 +497,39 @@ export class ConsensusNode {
     this.reads.clear();
   }
 
-  private async maybeSnapshot(): Promise<void> {
+  /** Starts a local snapshot every `snapshotEntries` applied entries, one at a time, off the loop. */
+  private maybeSnapshot(): void {
+    if (this.snapshotting !== undefined || this.encodedSnapshot !== undefined) return;
     if (this.applied - this.raft.snapshotIndex < this.options.snapshotEntries) return;
-    const snapshot = this.raft.compact(this.applied, this.kv.snapshot());
-    await this.options.store.saveSnapshot(snapshot, { keepSuffix: true });
-    this.options.logger.info({ event: 'snapshot', index: snapshot.meta.index, bytes: snapshot.data.length }, `snapshot at index ${snapshot.meta.index} (${snapshot.data.length} bytes); log compacted`);
+    const index = this.applied;
+    const captured = this.kv.captureSnapshot();
+    const done = encodeInSlices(captured, () => new Promise<void>((resolve) => setImmediate(resolve))).then((data) => {
+      this.encodedSnapshot = { index, data };
+      this.snapshotting = undefined;
+      this.wake?.();
+    });
+    this.snapshotting = done.catch((err: Error) => this.snapshotFailed(err));
+  }
+
+  /** An encoded snapshot: the log is compacted to it now (between Readies) and the store saves it in the background. */
+  private compactEncodedSnapshot(): void {
+    const encoded = this.encodedSnapshot;
+    if (encoded === undefined) return;
+    this.encodedSnapshot = undefined;
+    // A snapshot from the leader installed meanwhile already covers it.
+    if (this.raft.snapshotIndex >= encoded.index) return;
+    const snapshot = this.raft.compact(encoded.index, encoded.data);
+    const done = this.options.store.saveSnapshot(snapshot, { keepSuffix: true }).then(() => {
+      this.snapshotting = undefined;
+      this.options.logger.info({ event: 'snapshot', index: snapshot.meta.index, bytes: snapshot.data.length }, `snapshot at index ${snapshot.meta.index} (${snapshot.data.length} bytes); log compacted`);
+    });
+    this.snapshotting = done.catch((err: Error) => this.snapshotFailed(err));
+  }
+
+  private snapshotFailed(err: Error): void {
+    this.snapshotting = undefined;
+    this.snapshotError = err;
+    this.wake?.();
   }
 
   /**

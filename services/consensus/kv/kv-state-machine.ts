@@ -37,7 +37,7 @@ import { bytesOf, keyOf, keyRangeOf } from './key-range';
 import { LeaseTable } from './leases';
 import { DEFAULT_KV_LIMITS, KvLimits } from './limits';
 import { LATEST, RevisionStore, eventOf } from './revision-store';
-import { decodeSnapshot, encodeSnapshot } from './snapshot';
+import { CapturedSnapshot, captureSnapshot, decodeSnapshot, encodeSnapshot } from './snapshot';
 import { hashState } from './state-hash';
 import { commandError } from './validation';
 import { NO_WAKE, WatchHub, WatchWake } from './watch-hub';
@@ -157,6 +157,11 @@ export class KvStateMachine {
   /** The whole replicated state, encoded (snapshot.ts). */
   snapshot(): Uint8Array {
     return encodeSnapshot(this.store, this.leaseTable);
+  }
+
+  /** The whole replicated state as of now, to encode later in slices (snapshot.ts encodeInSlices). */
+  captureSnapshot(): CapturedSnapshot {
+    return captureSnapshot(this.store, this.leaseTable);
   }
 
   /**

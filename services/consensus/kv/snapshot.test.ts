@@ -6,7 +6,7 @@
 import { KVSnapshot } from '../../gen/consulate/consensus/v1/snapshot';
 import { FROM_KEY, command, op, rangeRequest } from './command-builders';
 import { KvStateMachine } from './kv-state-machine';
-import { SNAPSHOT_FORMAT_VERSION, SnapshotError } from './snapshot';
+import { SNAPSHOT_FORMAT_VERSION, SnapshotError, encodeInSlices } from './snapshot';
 
 function busyStore(): KvStateMachine {
   const sm = new KvStateMachine();
@@ -97,5 +97,26 @@ describe('snapshot and restore', () => {
 
   test('bytes that are not a snapshot are refused', () => {
     expect(() => new KvStateMachine().restore(Buffer.from([0xff, 0xff, 0xff]))).toThrow(SnapshotError);
+  });
+});
+
+describe('encoding in slices (the consensus node, off its loop)', () => {
+  test('the bytes are encodeSnapshot\'s, whatever the slice; `between` runs between slices; later writes change nothing captured', async () => {
+    const sm = new KvStateMachine();
+    for (let i = 0; i < 250; i++) sm.apply(command.put(`k/${String(i).padStart(3, '0')}`, `v${i}`));
+    sm.apply(command.put('k/000', 'again'));
+    const whole = sm.snapshot();
+    for (const slice of [1, 7, 100, 1_000]) {
+      const captured = sm.captureSnapshot();
+      let turns = 0;
+      const sliced = await encodeInSlices(captured, async () => void turns++, slice);
+      expect({ slice, equal: Buffer.compare(Buffer.from(sliced), Buffer.from(whole)) === 0 }).toEqual({ slice, equal: true });
+      expect(turns).toBe(Math.ceil(250 / slice) - 1);
+    }
+    // Captured, then written to: the encoding is of the state when captured.
+    const captured = sm.captureSnapshot();
+    sm.apply(command.put('k/999', 'later'));
+    sm.apply(command.put('k/001', 'changed'));
+    expect(Buffer.compare(Buffer.from(await encodeInSlices(captured, async () => undefined, 10)), Buffer.from(whole))).toBe(0);
   });
 });

@@ -107,6 +107,8 @@ export class LmdbLogStore implements LogStore {
   private failure: StorageWriteError | undefined;
   /** The tail of the call queue: every call starts after the previous one settled. */
   private queue: Promise<unknown> = Promise.resolve();
+  /** Snapshot files being written beside the queue (saveSnapshot): no cleanup removes them. */
+  private readonly writingSnapshots = new Set<string>();
 
   private env: RootDatabase | undefined;
   private entriesDb: Database<Buffer, Buffer> | undefined;
@@ -181,12 +183,26 @@ export class LmdbLogStore implements LogStore {
   }
 
   saveSnapshot(snapshot: Snapshot, options: SaveSnapshotOptions): Promise<void> {
-    return this.serialized('saveSnapshot', async () => {
-      this.assertOpen('saveSnapshot');
+    // Not open (closed, or not loaded yet): refused in turn, as every other call is.
+    if (this.state !== 'open') return this.serialized('saveSnapshot', async () => this.assertOpen('saveSnapshot'));
+    try {
+      checkSnapshot(this.view(), snapshot, options.keepSuffix, this.limits);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    // The file is written (and fsynced) beside the queue: saves of the log go on meanwhile, for
+    // the 100 ms or more a large snapshot takes. No other write touches it (its name is its term
+    // and index), cleanups spare it, and until the pointer names it `load` deletes it as a stray.
+    const name = snapshotFileName(snapshot.meta.term, snapshot.meta.index);
+    this.writingSnapshots.add(name);
+    const written = this.durably('write a snapshot file', () => writeSnapshotFile(this.snapshotsDir, snapshot));
+    written.catch(() => undefined); // awaited below, in turn; not unhandled meanwhile
+    const saved = this.serialized('saveSnapshot', async () => {
+      // Checked again in turn: the log may have moved while the file was written.
       checkSnapshot(this.view(), snapshot, options.keepSuffix, this.limits);
       const { index, term } = snapshot.meta;
       const previous = this.pointer;
-      const file = await this.durably('write a snapshot file', () => writeSnapshotFile(this.snapshotsDir, snapshot));
+      const file = await written;
 
       // A local snapshot keeps the entries after the previous one, so either can start the server;
       // one from the leader replaces the log.
@@ -208,10 +224,11 @@ export class LmdbLogStore implements LogStore {
         this.lastStoredTerm = term;
       }
       this.assertShape();
-      const keep = new Set([file.name]);
+      const keep = new Set([file.name, ...this.writingSnapshots]);
       if (previous !== undefined) keep.add(snapshotFileName(previous.term, previous.index));
       await this.durably('remove old snapshot files', () => this.removeSnapshotFilesExcept(keep));
     });
+    return saved.finally(() => this.writingSnapshots.delete(name));
   }
 
   close(): Promise<void> {

@@ -164,6 +164,20 @@ describe.each(harnesses)('%s: the LogStore contract', (_name, makeHarness) => {
     expect(indexes((await restart()).entries)).toEqual([7, 8, 9, 10, 11]);
   });
 
+  it('saves the log while a local snapshot is being saved (the node does not wait for it)', async () => {
+    await store.load();
+    await store.save({ entries: run(1, 10, 1), hardState: { term: 1, vote: '', commit: 10 } });
+    const snapshotting = store.saveSnapshot(snapshotAt(8, 1), { keepSuffix: true });
+    // Not awaited: appends and a new commit go on meanwhile, and are durable when they resolve.
+    await store.save({ entries: run(11, 12, 1), hardState: { term: 1, vote: '', commit: 12 } });
+    await store.save({ entries: run(13, 13, 1) });
+    await snapshotting;
+    const loaded = await restart();
+    expect(loaded.snapshot).toEqual(snapshotAt(8, 1));
+    expect(indexes(loaded.entries)).toEqual([9, 10, 11, 12, 13]);
+    expect(loaded.hardState.commit).toBe(12);
+  });
+
   it('compacts twice: the newest snapshot wins and only entries after it are returned', async () => {
     await store.load();
     await store.save({ entries: run(1, 10, 1), hardState: { term: 1, vote: '', commit: 10 } });

@@ -1,0 +1,138 @@
+/**
+ * Three real ConsensusNodes in one process for tests of the node shell: messages passed between
+ * them on later turns of the event loop (as over a network), time on a ManualClock, stores in
+ * memory unless a test gives its own, every log line kept.
+ */
+import { expect } from '@jest/globals';
+
+import { Command } from '../../gen/consulate/consensus/v1/command';
+import { ManualClock } from '../../lib/clock';
+import { createLogger } from '../../lib/log';
+import { AutoCompactionPolicy, AutoCompactionSettings } from '../auto-compaction';
+import { ConsensusNode } from '../consensus-node';
+import { command } from '../kv/command-builders';
+import { raftConfig } from '../raft/config';
+import { Member } from '../raft/types';
+import { LogStore } from '../storage/log-store';
+import { MemoryLogStore } from '../storage/memory-log-store';
+
+export interface ClusterOptions {
+  readonly autoCompaction?: AutoCompactionSettings;
+  /** Applied entries between local snapshots. Default 10,000. */
+  readonly snapshotEntries?: number;
+  /** Each server's store. Default a MemoryLogStore. */
+  readonly storeFor?: (id: string) => LogStore;
+}
+
+export const TICK_MS = 10;
+export const IDS = ['server-1', 'server-2', 'server-3'];
+const MEMBERS: Member[] = IDS.map((id) => ({ id, address: `${id}:8310`, learner: false }));
+
+export interface LogLine {
+  readonly node: string;
+  readonly event?: string;
+  readonly msg: string;
+  readonly revision?: number;
+  readonly previous?: number;
+  readonly keyRevisionsDropped?: number;
+}
+
+/** A compaction proposed through `propose`, with the role the proposing node believed it had. */
+export interface CompactProposal {
+  readonly node: string;
+  readonly role: string;
+  readonly revision: bigint;
+}
+
+export class Cluster {
+  readonly clock = new ManualClock(1_700_000_000_000);
+  readonly nodes = new Map<string, ConsensusNode>();
+  /** Each node's role as the node itself last saw it (onRoleChange). */
+  readonly roles = new Map<string, string>();
+  readonly compactions: CompactProposal[] = [];
+  readonly logs: LogLine[] = [];
+  readonly autoCompacted = new Map<string, number>();
+
+  async start(options: ClusterOptions = {}): Promise<void> {
+    let seed = 7;
+    for (const id of IDS) {
+      const node = await ConsensusNode.open({
+        raft: raftConfig({ id, random: () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648), electionTicks: 10, heartbeatTicks: 1 }),
+        tickMs: TICK_MS,
+        store: options.storeFor?.(id) ?? new MemoryLogStore(),
+        sender: {
+          setMembers: () => undefined,
+          // Delivered on a later turn, as over a network; never inside the sender's own loop.
+          send: (messages) => {
+            for (const message of messages) setImmediate(() => this.nodes.get(message.to)?.receive(message));
+          },
+        },
+        clock: this.clock,
+        logger: createLogger({ role: 'consensus', datacenter: 'dc1', node: id, level: 'info', destination: { write: (line: string) => void this.logs.push(JSON.parse(line) as LogLine) } }),
+        initialMembers: MEMBERS,
+        snapshotEntries: options.snapshotEntries ?? 10_000,
+        maxPending: 1_000,
+        metrics: { startCommitTimer: () => () => undefined, startSyncTimer: () => () => undefined, leaderChanged: () => undefined, autoCompacted: () => this.autoCompacted.set(id, (this.autoCompacted.get(id) ?? 0) + 1) },
+        autoCompaction: options.autoCompaction === undefined ? undefined : new AutoCompactionPolicy(options.autoCompaction),
+      });
+      const propose = node.propose.bind(node);
+      node.propose = (cmd: Command, timeoutMs: number) => {
+        if (cmd.op?.$case === 'compact') this.compactions.push({ node: id, role: this.roles.get(id) ?? 'follower', revision: cmd.op.value.revision });
+        return propose(cmd, timeoutMs);
+      };
+      node.onRoleChange(() => this.roles.set(id, node.status().role));
+      this.nodes.set(id, node);
+    }
+    for (const node of this.nodes.values()) node.start();
+    await this.runUntil(() => this.leader() !== undefined, 'a leader is elected');
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all([...this.nodes.values()].map((node) => node.stop()));
+  }
+
+  leader(): ConsensusNode | undefined {
+    const leaders = [...this.nodes.values()].filter((node) => node.status().role === 'leader');
+    return leaders.length === 1 ? leaders[0] : undefined;
+  }
+
+  idOf(node: ConsensusNode): string {
+    return [...this.nodes].find(([, n]) => n === node)![0];
+  }
+
+  /** Lets every node's loop, store and deliveries run until nothing is left to do this instant. */
+  async settle(): Promise<void> {
+    for (let i = 0; i < 12; i++) await new Promise((resolve) => setImmediate(resolve));
+  }
+
+  /** Moves time on a tick at a time for `ms`. */
+  async run(ms: number): Promise<void> {
+    for (let t = 0; t < ms; t += TICK_MS) {
+      this.clock.advance(TICK_MS);
+      await this.settle();
+    }
+  }
+
+  async runUntil(condition: () => boolean, what: string, maxMs = 30_000): Promise<void> {
+    for (let t = 0; !condition(); t += TICK_MS) {
+      if (t > maxMs) throw new Error(`${what}: not within ${maxMs} ms of virtual time`);
+      this.clock.advance(TICK_MS);
+      await this.settle();
+    }
+  }
+
+  /** Puts on the leader, each applied there before the next. */
+  async write(count: number, key = 'node/1'): Promise<void> {
+    for (let i = 0; i < count; i++) {
+      const result = await this.leader()!.propose(command.put(key, `status ${i}`), 5_000);
+      expect(result.ok).toBe(true);
+    }
+  }
+
+  /** Every server's compact revision, once all have applied what the leader has. */
+  async compactRevisions(): Promise<bigint[]> {
+    const applied = this.leader()!.status().appliedIndex;
+    await this.runUntil(() => [...this.nodes.values()].every((node) => node.status().appliedIndex >= applied), 'every server applies the leader log');
+    return [...this.nodes.values()].map((node) => node.kv.compactRevision);
+  }
+}
