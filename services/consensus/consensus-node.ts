@@ -390,6 +390,7 @@ export class ConsensusNode {
       if (rd.snapshot !== undefined) {
         // The leader's snapshot replaces the log: a local one still being saved goes first.
         await this.snapshotting;
+        if (this.snapshotError !== undefined) throw this.snapshotError;
         await this.options.store.saveSnapshot(rd.snapshot, { keepSuffix: false });
       }
       if (this.mustSync(rd)) {

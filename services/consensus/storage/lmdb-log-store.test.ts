@@ -154,6 +154,32 @@ describe('LmdbLogStore durability', () => {
     }
   }, 30_000);
 
+  it('saves the log while a snapshot file is written: only the pointer waits its turn', async () => {
+    const store = newStore({ commitMode: 'sync' });
+    await store.load();
+    await store.save({ entries: run(1, 10, 1), hardState: { term: 1, vote: '', commit: 10 } });
+    // 32 MiB: its file takes several turns of the event loop to write and fsync.
+    const big: Snapshot = { ...snapshotAt(8, 1), data: new Uint8Array(32 * 1024 * 1024).fill(7) };
+    const order: string[] = [];
+    const snapshotting = store.saveSnapshot(big, { keepSuffix: true }).then(() => order.push('snapshot'));
+    await store.save({ entries: run(11, 11, 1) }).then(() => order.push('save'));
+    await snapshotting;
+    expect(order).toEqual(['save', 'snapshot']);
+    await expect(store.saveSnapshot(snapshotAt(9, 1), { keepSuffix: true })).resolves.toBeUndefined();
+    await store.close();
+    const loaded = await restart();
+    expect([loaded.snapshot?.meta.index, indexes(loaded.entries)]).toEqual([9, [10, 11]]);
+  });
+
+  it('one snapshot at a time: a second while one is being saved is refused', async () => {
+    const store = newStore();
+    await store.load();
+    await store.save({ entries: run(1, 10, 1), hardState: { term: 1, vote: '', commit: 10 } });
+    const first = store.saveSnapshot(snapshotAt(4, 1), { keepSuffix: true });
+    await expect(store.saveSnapshot(snapshotAt(8, 1), { keepSuffix: true })).rejects.toThrow(/one at a time/);
+    await first;
+  });
+
   it('refuses every call after a failed write (fsyncgate: a failed sync is not retried)', async () => {
     const store = newStore();
     await store.load();

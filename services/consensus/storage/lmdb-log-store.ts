@@ -109,6 +109,8 @@ export class LmdbLogStore implements LogStore {
   private queue: Promise<unknown> = Promise.resolve();
   /** Snapshot files being written beside the queue (saveSnapshot): no cleanup removes them. */
   private readonly writingSnapshots = new Set<string>();
+  /** The snapshot being saved (its file, then its commit in turn): one at a time; close() waits for it. */
+  private snapshotSaving: Promise<void> | undefined;
 
   private env: RootDatabase | undefined;
   private entriesDb: Database<Buffer, Buffer> | undefined;
@@ -183,64 +185,75 @@ export class LmdbLogStore implements LogStore {
   }
 
   saveSnapshot(snapshot: Snapshot, options: SaveSnapshotOptions): Promise<void> {
-    // Not open (closed, or not loaded yet): refused in turn, as every other call is.
-    if (this.state !== 'open') return this.serialized('saveSnapshot', async () => this.assertOpen('saveSnapshot'));
+    // Not open (closed, or not loaded yet) or failed: refused in turn, as every other call is.
+    if (this.state !== 'open' || this.failure !== undefined) return this.serialized('saveSnapshot', async () => this.assertOpen('saveSnapshot'));
     try {
+      invariant(this.snapshotSaving === undefined, () => 'saveSnapshot() while another snapshot is being saved: one at a time');
       checkSnapshot(this.view(), snapshot, options.keepSuffix, this.limits);
     } catch (err) {
       return Promise.reject(err);
     }
-    // The file is written (and fsynced) beside the queue: saves of the log go on meanwhile, for
-    // the 100 ms or more a large snapshot takes. No other write touches it (its name is its term
-    // and index), cleanups spare it, and until the pointer names it `load` deletes it as a stray.
+    // The file is written (and fsynced) first, outside the queue: saves of the log go on meanwhile,
+    // for the 100 ms or more a large snapshot takes; only then does the commit of its pointer take
+    // its turn. No other write touches the file (its name is its term and index), cleanups spare
+    // it, and until the pointer names it `load` deletes it as a stray.
     const name = snapshotFileName(snapshot.meta.term, snapshot.meta.index);
     this.writingSnapshots.add(name);
-    const written = this.durably('write a snapshot file', () => writeSnapshotFile(this.snapshotsDir, snapshot));
-    written.catch(() => undefined); // awaited below, in turn; not unhandled meanwhile
-    const saved = this.serialized('saveSnapshot', async () => {
-      // Checked again in turn: the log may have moved while the file was written.
-      checkSnapshot(this.view(), snapshot, options.keepSuffix, this.limits);
-      const { index, term } = snapshot.meta;
-      const previous = this.pointer;
-      const file = await written;
-
-      // A local snapshot keeps the entries after the previous one, so either can start the server;
-      // one from the leader replaces the log.
-      const dropThrough = options.keepSuffix ? (previous?.index ?? 0) : this.lastStored;
-      const dropFrom = this.firstStored;
-      const pointerRecord = encodeSnapshotPointer({ index, term });
-      await this.commit((txn) => {
-        for (let i = dropFrom; i <= dropThrough; i++) txn.removeEntry(entryKey(i));
-        txn.putMeta(META_SNAPSHOT, pointerRecord);
-      });
-
-      this.pointer = { index, term };
-      if (options.keepSuffix) {
-        this.firstStored = Math.max(this.firstStored, dropThrough + 1);
-      } else {
-        // Nothing stored: the log is the snapshot.
-        this.firstStored = index + 1;
-        this.lastStored = index;
-        this.lastStoredTerm = term;
-      }
-      this.assertShape();
-      const keep = new Set([file.name, ...this.writingSnapshots]);
-      if (previous !== undefined) keep.add(snapshotFileName(previous.term, previous.index));
-      await this.durably('remove old snapshot files', () => this.removeSnapshotFilesExcept(keep));
+    const saving = this.durably('write a snapshot file', () => writeSnapshotFile(this.snapshotsDir, snapshot)).then((file) =>
+      this.serialized('saveSnapshot', () => this.commitSnapshot(snapshot, options, file)),
+    );
+    this.snapshotSaving = saving.finally(() => {
+      this.writingSnapshots.delete(name);
+      this.snapshotSaving = undefined;
     });
-    return saved.finally(() => this.writingSnapshots.delete(name));
+    return this.snapshotSaving;
+  }
+
+  /** The commit point of a snapshot whose file is written: its pointer, and the entries it covers gone. */
+  private async commitSnapshot(snapshot: Snapshot, options: SaveSnapshotOptions, file: { name: string }): Promise<void> {
+    // Checked again in turn: the log may have moved while the file was written.
+    checkSnapshot(this.view(), snapshot, options.keepSuffix, this.limits);
+    const { index, term } = snapshot.meta;
+    const previous = this.pointer;
+
+    // A local snapshot keeps the entries after the previous one, so either can start the server;
+    // one from the leader replaces the log.
+    const dropThrough = options.keepSuffix ? (previous?.index ?? 0) : this.lastStored;
+    const dropFrom = this.firstStored;
+    const pointerRecord = encodeSnapshotPointer({ index, term });
+    await this.commit((txn) => {
+      for (let i = dropFrom; i <= dropThrough; i++) txn.removeEntry(entryKey(i));
+      txn.putMeta(META_SNAPSHOT, pointerRecord);
+    });
+
+    this.pointer = { index, term };
+    if (options.keepSuffix) {
+      this.firstStored = Math.max(this.firstStored, dropThrough + 1);
+    } else {
+      // Nothing stored: the log is the snapshot.
+      this.firstStored = index + 1;
+      this.lastStored = index;
+      this.lastStoredTerm = term;
+    }
+    this.assertShape();
+    const keep = new Set([file.name, ...this.writingSnapshots]);
+    if (previous !== undefined) keep.add(snapshotFileName(previous.term, previous.index));
+    await this.durably('remove old snapshot files', () => this.removeSnapshotFilesExcept(keep));
   }
 
   close(): Promise<void> {
-    const closing = this.queue.then(async () => {
-      if (this.state === 'closed') return;
-      this.state = 'closed';
-      const env = this.env;
-      this.env = this.entriesDb = this.metaDb = undefined;
-      if (env !== undefined) await env.close();
+    // A snapshot whose file is being written commits (or fails) first: its commit is not queued yet.
+    return (this.snapshotSaving ?? Promise.resolve()).catch(() => undefined).then(() => {
+      const closing = this.queue.then(async () => {
+        if (this.state === 'closed') return;
+        this.state = 'closed';
+        const env = this.env;
+        this.env = this.entriesDb = this.metaDb = undefined;
+        if (env !== undefined) await env.close();
+      });
+      this.queue = closing.catch(() => undefined);
+      return closing;
     });
-    this.queue = closing.catch(() => undefined);
-    return closing;
   }
 
   // ---- loading ---------------------------------------------------------------------------------
