@@ -116,10 +116,6 @@ class ClientCall {
     private readonly unary: () => { cancel(): void },
   ) {}
 
-  get open(): boolean {
-    return this.state === 'open';
-  }
-
   /** The frame as sent now: the timeout is what is left of the deadline (a resent call is not given more). */
   frame(): UnaryCall {
     const timeoutMs = this.deadlineMs === undefined ? 0 : Math.max(1, this.deadlineMs - Date.now());
@@ -191,11 +187,6 @@ export class CallStreamClient {
       if (Date.now() < this.unsupportedUntil) return fallback(request, metadata, options, callback);
       return this.call(definition, request, metadata, options.deadline, callback, fallback);
     };
-  }
-
-  /** Calls in flight. */
-  get inFlight(): number {
-    return this.open.size;
   }
 
   /**
