@@ -34,8 +34,8 @@ describe('ForwardedHttpService', () => {
         throw new HttpError(500, 'No cluster leader');
       })
       .on(['GET'], '/v1/wait', (request) => {
-        waiting = request;
-        return new Promise((resolve) => request.signal.addEventListener('abort', () => resolve({ body: 'gone' }), { once: true }));
+        waiting = { signal: request.signal() };
+        return new Promise((resolve) => waiting!.signal.addEventListener('abort', () => resolve({ body: 'gone' }), { once: true }));
       });
     http = new CatalogHttpServer({ router, logger, tracer: telemetry.tracer });
     base = `http://${await http.listen('127.0.0.1', 0)}`;

@@ -46,7 +46,7 @@ function rawRequest(request: ForwardedRequest, signal: AbortSignal): RawRequest 
     url: request.rawQuery === '' ? request.path : `${request.path}?${request.rawQuery}`,
     headers,
     body: (limit, tooLarge) => (request.body.length > limit ? Promise.reject(tooLarge(request.body.length)) : Promise.resolve(request.body)),
-    signal,
+    signal: () => signal,
   };
 }
 

@@ -38,13 +38,13 @@ export class BlockingQueries {
   }
 }
 
-/** A read's options, and its request's signal: a blocking wait ends when the client has gone away. */
-export type BlockingReadOptions = QueryOptions & { readonly signal?: AbortSignal };
+/** A read's options, and its request's signal (asked for only if the read blocks): a blocking wait ends when the client has gone away. */
+export type BlockingReadOptions = QueryOptions & { readonly signal?: () => AbortSignal };
 
 export async function blockingRead<T>(deps: ReadDeps & { readonly blockingQueries?: BlockingQueries }, options: BlockingReadOptions, tables: readonly Table[], compute: () => { value: T; index: number }): Promise<ReadResult<T>> {
   let read;
   try {
-    const run = () => consistentRead(deps, options, tables, compute, options.signal);
+    const run = () => consistentRead(deps, options, tables, compute, options.minIndex > 0 ? options.signal?.() : undefined);
     read = await (options.minIndex > 0 && deps.blockingQueries !== undefined ? deps.blockingQueries.around(run) : run());
   } catch (err) {
     if (err instanceof TooManyWaitersError) throw new HttpError(429, err.message);

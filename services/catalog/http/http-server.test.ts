@@ -14,15 +14,15 @@ describe('CatalogHttpServer: a request whose client goes away', () => {
   beforeAll(async () => {
     const router = new HttpRouter()
       .on(['GET'], '/v1/wait', (request) => {
-        seen.push({ path: request.path, aborted: () => request.signal.aborted });
+        seen.push({ path: request.path, aborted: () => request.signal().aborted });
         // Waits until the client is gone or the test releases it, as a blocking query does.
         return new Promise((resolve) => {
-          request.signal.addEventListener('abort', () => resolve({ body: 'gone' }), { once: true });
+          request.signal().addEventListener('abort', () => resolve({ body: 'gone' }), { once: true });
           release = () => resolve({ body: 'released' });
         });
       })
       .on(['GET'], '/v1/now', async (request) => {
-        seen.push({ path: request.path, aborted: () => request.signal.aborted });
+        seen.push({ path: request.path, aborted: () => request.signal().aborted });
         return { body: 'now' };
       });
     server = new CatalogHttpServer({ router, logger: createLogger({ role: 'catalog', datacenter: 'dc1', node: 'catalog', level: 'silent' }), tracer: trace.getTracer('test') });

@@ -27,8 +27,11 @@ export interface HttpRequest {
   readonly headers: IncomingHttpHeaders;
   /** Route parameters: `:name` segments and the `*rest` tail. */
   readonly params: Readonly<Record<string, string>>;
-  /** Aborted when the client goes away before its answer (its connection closed, the router's call cancelled). */
-  readonly signal: AbortSignal;
+  /**
+   * Aborted when the client goes away before its answer (its connection closed, the router's call
+   * cancelled). Made on first use: most requests never wait, and never ask.
+   */
+  signal(): AbortSignal;
   /** The body, read once, refused past `limit` bytes with `tooLarge(length)`'s error. */
   body(limit?: number, tooLarge?: (length: number) => HttpError): Promise<Buffer>;
 }
@@ -158,11 +161,16 @@ export class CatalogHttpServer {
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     // A client that closes its connection before the answer ends the request's blocking wait (and
     // cancels a forward to another datacenter), as Go's request context does for Consul.
-    const gone = new AbortController();
-    res.once('close', () => {
-      if (!res.writableFinished) gone.abort();
-    });
-    const answer = await this.serve({ method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headers, body: (limit, tooLarge) => readBody(req, limit, tooLarge), signal: gone.signal }, ROOT_CONTEXT);
+    let gone: AbortController | undefined;
+    const signal = (): AbortSignal => {
+      if (gone === undefined) {
+        const controller = (gone = new AbortController());
+        if (res.destroyed && !res.writableFinished) controller.abort();
+        else res.once('close', () => res.writableFinished || controller.abort());
+      }
+      return gone.signal;
+    };
+    const answer = await this.serve({ method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headers, body: (limit, tooLarge) => readBody(req, limit, tooLarge), signal }, ROOT_CONTEXT);
     if (res.headersSent || res.destroyed) return;
     res.writeHead(answer.status, answer.headers);
     res.end(answer.body);
@@ -220,8 +228,8 @@ export interface RawRequest {
   readonly headers: IncomingHttpHeaders;
   /** Reads the body, refusing it past `limit` bytes with `tooLarge(length)`. */
   body(limit: number, tooLarge: (length: number) => HttpError): Promise<Buffer>;
-  /** Aborted when the client goes away before its answer. */
-  readonly signal: AbortSignal;
+  /** Aborted when the client goes away before its answer; made on first use. */
+  signal(): AbortSignal;
 }
 
 /** An answer as it goes on the wire. */
@@ -240,7 +248,7 @@ function request(raw: RawRequest, url: URL, params: Record<string, string>): Htt
     rawQuery: url.search.slice(1),
     headers: raw.headers,
     params,
-    signal: raw.signal,
+    signal: () => raw.signal(),
     body(limit = MAX_BODY_BYTES, tooLarge = (length) => new HttpError(413, `Request body(${length} bytes) too large, max size: ${limit} bytes`)) {
       read ??= raw.body(limit, tooLarge);
       return read;

@@ -84,7 +84,7 @@ export class DatacenterForwarding implements RemoteDatacenters {
       answer = await this.deps.routers.forward({ datacenter, request: forwarded }, forwardPolicy(request));
     } catch (err) {
       // Nobody is waiting for the answer: nothing to log or to say.
-      if (request.signal.aborted) throw new HttpError(499, 'the client closed the request');
+      if (request.signal().aborted) throw new HttpError(499, 'the client closed the request');
       throw this.failed(datacenter, request, err);
     } finally {
       this.slots.release();
@@ -126,7 +126,7 @@ export class DatacenterForwarding implements RemoteDatacenters {
  * wait (and never twice: the first may still be waiting), a plain read for FORWARD_TIMEOUT_MS, a
  * write only once. Query options the remote catalog would refuse still travel: it answers the 400.
  */
-export function forwardPolicy(request: Pick<HttpRequest, 'method' | 'query'> & { readonly signal?: AbortSignal }): RouterCallOptions {
+export function forwardPolicy(request: Pick<HttpRequest, 'method' | 'query'> & { readonly signal?: () => AbortSignal }): RouterCallOptions {
   let options: QueryOptions | undefined;
   try {
     options = parseQueryOptions(request.query, '');
@@ -134,7 +134,7 @@ export function forwardPolicy(request: Pick<HttpRequest, 'method' | 'query'> & {
     options = undefined;
   }
   // The client gone, the call down the route is cancelled (a blocking read there stops waiting).
-  const signal = request.signal;
+  const signal = request.signal?.();
   if (options !== undefined && options.minIndex > 0) return { timeoutMs: blockingTimeoutMs(options.waitMs, FORWARD_TIMEOUT_MS), repeatable: false, readOnly: request.method === 'GET', signal };
   return { timeoutMs: FORWARD_TIMEOUT_MS, repeatable: request.method === 'GET', signal };
 }
