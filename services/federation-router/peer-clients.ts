@@ -4,8 +4,9 @@
  * when we know which datacenter we are calling (a forwarded request to a known member), it must
  * be that one, whatever address we dialled. Every call says which datacenter we are in, in the
  * `consulate-datacenter` metadata, which the other side checks against our certificate.
- * Forwarded requests travel on one `Calls` stream per router (lib/call-stream.ts), on the same
- * connection: a unary call per request costs grpc-js several times more.
+ * Forwarded requests and SWIM packets travel on one `Calls` stream per router (lib/call-stream.ts),
+ * on the same connection: a unary call each costs grpc-js several times more (an idle router's
+ * gossip alone took 4 % of a core as unary calls).
  */
 import { X509Certificate } from 'node:crypto';
 import { PeerCertificate, checkServerIdentity } from 'node:tls';
@@ -13,7 +14,18 @@ import { PeerCertificate, checkServerIdentity } from 'node:tls';
 import { ChannelCredentials, Metadata, credentials as grpcCredentials } from '@grpc/grpc-js';
 import { Tracer } from '@opentelemetry/api';
 
-import { FederationServiceClient, FederationServiceForwardRequest, FederationServiceForwardResponse, FederationServiceService, PingRequest, PingResponse } from '../gen/consulate/router/v1/federation';
+import {
+  FederationServiceClient,
+  FederationServiceForwardRequest,
+  FederationServiceForwardResponse,
+  FederationServiceService,
+  PacketRequest,
+  PacketResponse,
+  PingRequest,
+  PingResponse,
+  PushPullRequest,
+  PushPullResponse,
+} from '../gen/consulate/router/v1/federation';
 import { CallStreamClient, UnaryMethod } from '../lib/call-stream';
 import { createRoleClient } from '../lib/grpc-client';
 import { TlsMaterial, datacenterOf, serverName } from '../lib/tls';
@@ -22,16 +34,18 @@ export const DATACENTER_METADATA = 'consulate-datacenter';
 /** Clients kept open at most: members come and go, and a hostile one could name many addresses. */
 export const MAX_CLIENTS = 256;
 
-/** A router of a known datacenter, as forwarded requests call it: on its `Calls` stream. */
-export interface ForwardingPeer {
+/** Another router's FederationService, its unary methods carried on its `Calls` stream. */
+export interface Peer {
   readonly forward: UnaryMethod<FederationServiceForwardRequest, FederationServiceForwardResponse>;
+  readonly packet: UnaryMethod<PacketRequest, PacketResponse>;
+  readonly pushPull: UnaryMethod<PushPullRequest, PushPullResponse>;
   readonly ping: UnaryMethod<PingRequest, PingResponse>;
 }
 
 interface Entry {
   readonly client: FederationServiceClient;
-  /** Made on the first forwarded request. */
-  forwarding?: { readonly calls: CallStreamClient; readonly peer: ForwardingPeer };
+  readonly calls: CallStreamClient;
+  readonly peer: Peer;
 }
 
 export class PeerClients {
@@ -44,25 +58,13 @@ export class PeerClients {
   ) {}
 
   /** For gossip: any router of our CA, untraced (a span per SWIM packet would drown the traces). */
-  gossip(address: string): FederationServiceClient {
-    return this.entry(address, undefined, false).client;
+  gossip(address: string): Peer {
+    return this.entry(address, undefined, false).peer;
   }
 
   /** For forwarded requests: a router of `datacenter`, whatever address we dialled; traced. */
-  forwarding(address: string, datacenter: string): ForwardingPeer {
-    const entry = this.entry(address, datacenter, true);
-    if (entry.forwarding === undefined) {
-      const client = entry.client;
-      const calls = new CallStreamClient({ client, tracer: this.tracer, peer: address });
-      entry.forwarding = {
-        calls,
-        peer: {
-          forward: calls.method(FederationServiceService.forward, client.forward.bind(client)),
-          ping: calls.method(FederationServiceService.ping, client.ping.bind(client)),
-        },
-      };
-    }
-    return entry.forwarding.peer;
+  forwarding(address: string, datacenter: string): Peer {
+    return this.entry(address, datacenter, true).peer;
   }
 
   private entry(address: string, datacenter: string | undefined, traced: boolean): Entry {
@@ -76,9 +78,8 @@ export class PeerClients {
       if (this.clients.size >= MAX_CLIENTS) {
         const [oldest, evicted] = this.clients.entries().next().value!;
         this.clients.delete(oldest);
-        // Its forwarded requests in flight finish first.
-        if (evicted.forwarding === undefined) evicted.client.close();
-        else evicted.forwarding.calls.retire(() => evicted.client.close());
+        // Its calls in flight finish first.
+        evicted.calls.retire(() => evicted.client.close());
       }
       const client = createRoleClient(FederationServiceClient, address, {
         tracer: this.tracer,
@@ -87,7 +88,14 @@ export class PeerClients {
         // The name we ask for (SNI) and verify; the address we dial is only where it lives.
         channelOptions: { 'grpc.ssl_target_name_override': serverName(datacenter ?? this.datacenter), 'grpc.default_authority': serverName(datacenter ?? this.datacenter) },
       });
-      entry = { client };
+      const calls = new CallStreamClient({ client, tracer: this.tracer, peer: address, traced });
+      const peer: Peer = {
+        forward: calls.method(FederationServiceService.forward, client.forward.bind(client)),
+        packet: calls.method(FederationServiceService.packet, client.packet.bind(client)),
+        pushPull: calls.method(FederationServiceService.pushPull, client.pushPull.bind(client)),
+        ping: calls.method(FederationServiceService.ping, client.ping.bind(client)),
+      };
+      entry = { client, calls, peer };
       this.clients.set(key, entry);
     }
     return entry;
@@ -107,7 +115,7 @@ export class PeerClients {
 }
 
 function close(entry: Entry): void {
-  entry.forwarding?.calls.close();
+  entry.calls.close();
   entry.client.close();
 }
 

@@ -6,10 +6,9 @@
  */
 import { ServiceError, status as GrpcStatus } from '@grpc/grpc-js';
 
-import { FederationServiceClient } from '../gen/consulate/router/v1/federation';
 import { Logger } from '../lib/log';
 import { PoolTransport } from '../lib/swim-pool';
-import { PeerClients } from './peer-clients';
+import { Peer, PeerClients } from './peer-clients';
 
 /** A packet that cannot be delivered in this long is lost, as a datagram would be. */
 const PACKET_DEADLINE_MS = 2_000;
@@ -57,7 +56,7 @@ export class RpcPoolTransport implements PoolTransport {
 
   sendPacket(to: string, bytes: Uint8Array): void {
     if (this.closed) return;
-    let client: FederationServiceClient;
+    let client: Peer;
     try {
       client = this.peers.gossip(to);
     } catch (err) {
