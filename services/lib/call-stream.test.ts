@@ -234,6 +234,32 @@ describe('unary calls on a Calls stream', () => {
     expect(logged.join('')).not.toContain('calls still running after the shutdown grace period');
   });
 
+  test('a cancel goes to the stream its call is on, even after the client moved to a new one', async () => {
+    let cancelled = false;
+    let arrived = 0;
+    handler = (call) => {
+      arrived++;
+      call.on('cancelled', () => (cancelled = true));
+    };
+    const { server, address } = await serve();
+    const { forward, opens } = connect(address);
+    const first = call(forward, 'first');
+    const firstEnded = first.done.catch((err: ServiceError) => err);
+    await waitFor(() => (arrived === 1 ? true : undefined));
+    servers.splice(servers.indexOf(server), 1);
+    const stopped = server.shutdown();
+    // Refused by the draining server: the client drops this stream and sends it on a new one.
+    const second = call(forward, 'second').done.catch((err: ServiceError) => err);
+    expect(await second).toMatchObject({ code: GrpcStatus.UNAVAILABLE });
+    expect(opens()).toBeGreaterThanOrEqual(2);
+    // The first call is still on the first stream: its cancel must reach the server there, or the
+    // handler never learns of it and the shutdown waits out its 60 s grace (this test's timeout).
+    first.cancel();
+    expect(await firstEnded).toMatchObject({ code: GrpcStatus.CANCELLED });
+    await waitFor(() => cancelled || undefined);
+    await stopped;
+  });
+
   test('an answer over the message limit fails alone; the stream and the other calls go on', async () => {
     handler = (call, callback) => {
       const body = call.request.datacenter === 'huge' ? Buffer.alloc(5 * 1024 * 1024, 0x61) : Buffer.from('small');
