@@ -358,15 +358,19 @@ interface Outcome {
   readonly answer: Answer;
 }
 
-async function send(fuzz: FuzzCase): Promise<Outcome> {
+/** Whether the router's own decoder takes the payload, and whether it then is a blocking read. */
+function classify(fuzz: FuzzCase): { decodes: boolean; blocking: boolean } {
   let decoded: unknown;
-  let decodes = true;
   try {
     decoded = fuzz.method.decode(Buffer.from(fuzz.bytes));
   } catch {
-    decodes = false;
+    return { decodes: false, blocking: false };
   }
-  const blocking = decodes && fuzz.method.blocks?.(decoded) === true;
+  return { decodes: true, blocking: fuzz.method.blocks?.(decoded) === true };
+}
+
+async function send(fuzz: FuzzCase): Promise<Outcome> {
+  const { decodes, blocking } = classify(fuzz);
   const { client, metadata } = clientFor(fuzz.method);
   const answer = await rawCall(client, fuzz.method.path, fuzz.bytes, metadata(), blocking ? BLOCKING_DEADLINE_MS : CALL_DEADLINE_MS);
   return { fuzz, decodes, blocking, answer };
@@ -540,14 +544,7 @@ describe('S5 on the Calls streams: the same malformed requests as frames on one 
     const stream = callsStream(client, calls);
     const seed = SEEDS[service] + 0x100;
     const outcomes = await inPool(cases(methods, seed), CONCURRENCY, async (fuzz): Promise<Outcome> => {
-      let decoded: unknown;
-      let decodes = true;
-      try {
-        decoded = fuzz.method.decode(Buffer.from(fuzz.bytes));
-      } catch {
-        decodes = false;
-      }
-      const blocking = decodes && fuzz.method.blocks?.(decoded) === true;
+      const { decodes, blocking } = classify(fuzz);
       const answer = await stream.call(fuzz.method.path, fuzz.bytes, metadata, blocking ? BLOCKING_DEADLINE_MS : CALL_DEADLINE_MS);
       return { fuzz, decodes, blocking, answer };
     });
