@@ -173,6 +173,23 @@ function answered(servedBy: string, status = 200): FederationServiceForwardRespo
   return { forward: { response: { status, headers: { 'content-type': 'application/json' }, body: Buffer.from(JSON.stringify(servedBy)) }, path: [servedBy] } };
 }
 
+/**
+ * A write that reached the first of two routers, which is then declared failed: it fails as one
+ * that may have been applied, and the second router never sees it.
+ */
+async function expectNotSentAgain(write: ForwardRequest): Promise<void> {
+  const r1 = await scriptedRouter(() => undefined);
+  const r2 = await scriptedRouter((_, callback) => callback(null, answered('dc2')));
+  const forwarder = newForwarder({ datacenter: 'dc1', routes: [route(['dc2'], [hop('r1.dc2', r1.address, 'dc2'), hop('r2.dc2', r2.address, 'dc2')])] });
+  const pending = failure(forwarder.forward(write, inSeconds(30), [], undefined));
+  while (r1.calls.length === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+  forwarder.routerFailed(r1.address);
+  const err = await pending;
+  expect(err.code).toBe(GrpcStatus.UNKNOWN);
+  expect(err.message).toMatch(/^rpc error: the request to r1\.dc2 failed after it was sent and may or may not have been applied/);
+  expect(r2.calls).toHaveLength(0);
+}
+
 async function failure(promise: Promise<unknown>): Promise<ForwardError> {
   const err = await promise.then(
     () => undefined,
@@ -448,16 +465,7 @@ describe('forwarding to another datacenter', () => {
   });
 
   test('a write that may have reached a router is not sent again to the next', async () => {
-    const r1 = await scriptedRouter(() => undefined);
-    const r2 = await scriptedRouter((_, callback) => callback(null, answered('dc2')));
-    const forwarder = newForwarder({ datacenter: 'dc1', routes: [route(['dc2'], [hop('r1.dc2', r1.address, 'dc2'), hop('r2.dc2', r2.address, 'dc2')])] });
-    const pending = failure(forwarder.forward(request('dc2', { method: 'PUT', path: '/v1/kv/x' }), inSeconds(30), [], undefined));
-    while (r1.calls.length === 0) await new Promise((resolve) => setTimeout(resolve, 5));
-    forwarder.routerFailed(r1.address);
-    const err = await pending;
-    expect(err.code).toBe(GrpcStatus.UNKNOWN);
-    expect(err.message).toMatch(/^rpc error: the request to r1\.dc2 failed after it was sent and may or may not have been applied/);
-    expect(r2.calls).toHaveLength(0);
+    await expectNotSentAgain(request('dc2', { method: 'PUT', path: '/v1/kv/x' }));
   });
 
   test('a write that never reached a router (no connection) goes to the next', async () => {
@@ -805,15 +813,6 @@ describe('forwarding a gRPC call to another datacenter', () => {
   });
 
   test('a call that is not read-only, once it may have reached a router, is not sent again', async () => {
-    const r1 = await scriptedRouter(() => undefined);
-    const r2 = await scriptedRouter((_, callback) => callback(null, answered('dc2')));
-    const forwarder = newForwarder({ datacenter: 'dc1', routes: [route(['dc2'], [hop('r1.dc2', r1.address, 'dc2'), hop('r2.dc2', r2.address, 'dc2')])] });
-    const pending = failure(forwarder.forward(grpcRequest('dc2', putRequest()), inSeconds(30), [], undefined));
-    while (r1.calls.length === 0) await new Promise((resolve) => setTimeout(resolve, 5));
-    forwarder.routerFailed(r1.address);
-    const err = await pending;
-    expect(err.code).toBe(GrpcStatus.UNKNOWN);
-    expect(err.message).toMatch(/^rpc error: the request to r1\.dc2 failed after it was sent and may or may not have been applied/);
-    expect(r2.calls).toHaveLength(0);
+    await expectNotSentAgain(grpcRequest('dc2', putRequest()));
   });
 });

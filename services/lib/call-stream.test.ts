@@ -5,6 +5,7 @@ import { SpanKind, context, trace } from '@opentelemetry/api';
 import { InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 
 import { ForwardRequest, ForwardResponse, ForwardServiceClient, ForwardServiceServer, ForwardServiceService, protobufFileName } from '../gen/consulate/router/v1/operator';
+import { eventually } from '../../test/harness/processes';
 import { CallStreamClient, UnaryMethod, WithoutCalls } from './call-stream';
 import { createRoleClient } from './grpc-client';
 import { RoleGrpcServer } from './grpc-server';
@@ -158,10 +159,10 @@ describe('unary calls on a Calls stream', () => {
     expect(deadlineSeen).toBeGreaterThanOrEqual(sentAt + 150);
     expect(deadlineSeen).toBeLessThanOrEqual(sentAt + 5_000);
     const hanging = call(forward, 'cancelled');
-    await waitFor(() => cancelled.length === 1 || undefined);
+    await eventually('the handler to have the call', () => cancelled.length === 1);
     hanging.cancel();
     await expect(hanging.done).rejects.toMatchObject({ code: GrpcStatus.CANCELLED, details: 'Cancelled on client' });
-    await waitFor(() => cancelled.length === 2 || undefined);
+    await eventually('both calls cancelled at the server', () => cancelled.length === 2);
     expect(cancelled.sort()).toEqual(['cancelled', 'slow']);
     handler = (call, callback) => callback(null, answer(call.request.datacenter));
     await call(forward, 'after').done;
@@ -180,7 +181,7 @@ describe('unary calls on a Calls stream', () => {
     await new Promise((resolve) => setTimeout(resolve, 100));
     hanging.cancel();
     await expect(hanging.done).rejects.toMatchObject({ code: GrpcStatus.CANCELLED });
-    await waitFor(() => cancelled || undefined);
+    await eventually('the server to see the call cancelled', () => cancelled);
   });
 
   test('nothing listening: the call fails as never sent (grpc-js "No connection established")', async () => {
@@ -197,7 +198,7 @@ describe('unary calls on a Calls stream', () => {
     const port = Number(first.address.split(':')[1]);
     const { forward, opens } = connect(first.address);
     const lost = call(forward, 'lost');
-    await waitFor(() => (opens() === 1 ? true : undefined));
+    await eventually('the stream to open', () => opens() === 1);
     // The grace passes with the call unanswered: the server cuts the connection.
     servers.splice(servers.indexOf(first.server), 1);
     await first.server.shutdown();
@@ -205,7 +206,7 @@ describe('unary calls on a Calls stream', () => {
     handler = (call, callback) => callback(null, answer(call.request.datacenter));
     await serve({ port });
     // grpc-js may fail a call fast while its channel reconnects (as it does unary calls): try again.
-    const back = await waitForAsync(() => call(forward, 'back').done.catch(() => undefined));
+    const back = await eventually('a call to the restarted server', () => call(forward, 'back').done.catch(() => undefined));
     expect(back.path).toEqual(['back']);
     expect(opens()).toBeGreaterThanOrEqual(2);
   });
@@ -220,7 +221,7 @@ describe('unary calls on a Calls stream', () => {
     const { server, address } = await serve();
     const { forward } = connect(address);
     const inFlight = call(forward, 'in-flight');
-    await waitFor(() => release);
+    await eventually('the handler to have the call', () => release);
     servers.splice(servers.indexOf(server), 1);
     const stopped = server.shutdown();
     // Sent while the server drains: refused unrun, sent again on a new stream, which finds no server.
@@ -245,7 +246,7 @@ describe('unary calls on a Calls stream', () => {
     const { forward, opens } = connect(address);
     const first = call(forward, 'first');
     const firstEnded = first.done.catch((err: ServiceError) => err);
-    await waitFor(() => (arrived === 1 ? true : undefined));
+    await eventually('the first call to arrive', () => arrived === 1);
     servers.splice(servers.indexOf(server), 1);
     const stopped = server.shutdown();
     // Refused by the draining server: the client drops this stream and sends it on a new one.
@@ -256,7 +257,7 @@ describe('unary calls on a Calls stream', () => {
     // handler never learns of it and the shutdown waits out its 60 s grace (this test's timeout).
     first.cancel();
     expect(await firstEnded).toMatchObject({ code: GrpcStatus.CANCELLED });
-    await waitFor(() => cancelled || undefined);
+    await eventually('the server to see the call cancelled', () => cancelled);
     await stopped;
   });
 
@@ -298,7 +299,7 @@ describe('unary calls on a Calls stream', () => {
     stream.on('error', () => undefined);
     stream.on('data', (frame: { answer?: { id: bigint; code: number } }) => answers.push(frame.answer!));
     stream.write({ call: { id: 7n, method: ForwardServiceService.forward.path, message: Buffer.from(ForwardRequest.encode({ datacenter: 'dc2' }).finish()), metadata: {}, timeoutMs: 100n, cancel: false } });
-    await waitFor(() => answers.length === 1 || undefined);
+    await eventually('the answer', () => answers.length === 1);
     expect(answers).toEqual([{ id: 7n, code: GrpcStatus.DEADLINE_EXCEEDED, details: 'Deadline exceeded', message: Buffer.alloc(0), trailers: {} }]);
     stream.end();
   });
@@ -316,7 +317,7 @@ describe('unary calls on a Calls stream', () => {
     stream.write(frame(2n, { 'trace-bin': 'x' }));
     stream.write(frame(3n, { ok: 'caf\u00e9' }));
     stream.write(frame(4n, { ok: 'fine' }));
-    await waitFor(() => answers.length === 4 || undefined);
+    await eventually('four answers', () => answers.length === 4);
     expect(answers.map(({ id, code }) => [id, code])).toEqual([
       [1n, GrpcStatus.INVALID_ARGUMENT],
       [2n, GrpcStatus.INVALID_ARGUMENT],
@@ -334,7 +335,7 @@ describe('unary calls on a Calls stream', () => {
     const { address } = await serve();
     const { calls, forward } = connect(address);
     const inFlight = call(forward, 'in-flight');
-    await waitFor(() => release);
+    await eventually('the handler to have the call', () => release);
     let retired = false;
     calls.retire(() => (retired = true));
     expect(retired).toBe(false);
@@ -356,7 +357,7 @@ describe('unary calls on a Calls stream', () => {
     stream.write(frame(1n, '/consulate.router.v1.ForwardService/Nope', Buffer.alloc(0)));
     stream.write(frame(2n, '/consulate.router.v1.ForwardService/Forward', Buffer.from([0x0a, 0xff, 0xff])));
     stream.write(frame(3n, '/consulate.router.v1.ForwardService/Forward', Buffer.from(ForwardRequest.encode({ datacenter: 'dc2' }).finish())));
-    await waitFor(() => answers.length === 3 || undefined);
+    await eventually('three answers', () => answers.length === 3);
     expect(answers.map(({ id, code }) => [id, code])).toEqual([
       [1n, GrpcStatus.UNIMPLEMENTED],
       [2n, GrpcStatus.INTERNAL],
@@ -371,23 +372,3 @@ describe('unary calls on a Calls stream', () => {
     expect(await ended).toMatchObject({ code: GrpcStatus.INVALID_ARGUMENT, details: 'call 4 is already in flight on this stream' });
   });
 });
-
-async function waitForAsync<T>(attempt: () => Promise<T | undefined>, timeoutMs = 5_000): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await attempt();
-    if (value !== undefined) return value;
-    if (Date.now() > until) throw new Error('timed out waiting');
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
-async function waitFor<T>(check: () => T | undefined, timeoutMs = 5_000): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const value = check();
-    if (value !== undefined) return value;
-    if (Date.now() > until) throw new Error('timed out waiting');
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}

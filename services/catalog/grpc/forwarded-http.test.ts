@@ -4,6 +4,7 @@ import { InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-tr
 
 import { ForwardedHttpServiceClient, ServeResponse } from '../../gen/consulate/catalog/v1/forwarded';
 import { HttpRequest } from '../../gen/consulate/router/v1/operator';
+import { eventually } from '../../../test/harness/processes';
 import { callUnary, createRoleClient } from '../../lib/grpc-client';
 import { RoleGrpcServer } from '../../lib/grpc-server';
 import { createLogger } from '../../lib/log';
@@ -86,17 +87,17 @@ describe('ForwardedHttpService', () => {
 
   test("the router's call cancelled (its caller went away): the request's signal aborts, its wait ends", async () => {
     const call = client.serve({ request: { method: 'GET', path: '/v1/wait', rawQuery: '', headers: {}, body: Buffer.alloc(0) } }, new Metadata(), { deadline: Date.now() + 30_000 }, () => undefined);
-    for (let i = 0; i < 500 && waiting === undefined; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+    await eventually('the request to wait', () => waiting);
     expect(waiting?.signal.aborted).toBe(false);
     call.cancel();
-    for (let i = 0; i < 500 && waiting?.signal.aborted !== true; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+    await eventually('its signal to abort', () => waiting?.signal.aborted);
     expect(waiting?.signal.aborted).toBe(true);
   });
 
   test('closeAll (the catalog stopping) ends the requests in flight', async () => {
     waiting = undefined;
     const answered = serve({ path: '/v1/wait' });
-    for (let i = 0; i < 500 && waiting === undefined; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+    await eventually('the request to wait', () => waiting);
     forwarded.closeAll();
     expect(Buffer.from((await answered).response!.body).toString()).toBe('"gone"');
   });

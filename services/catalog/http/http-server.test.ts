@@ -2,6 +2,7 @@ import { request as httpRequest } from 'node:http';
 
 import { trace } from '@opentelemetry/api';
 
+import { eventually } from '../../../test/harness/processes';
 import { createLogger } from '../../lib/log';
 import { CatalogHttpServer, HttpRouter } from './http-server';
 
@@ -40,26 +41,18 @@ describe('CatalogHttpServer: a request whose client goes away', () => {
     const req = httpRequest({ host, port: Number(port), path: '/v1/wait' });
     req.on('error', () => undefined);
     req.end();
-    await until(() => seen.length === 1);
+    await eventually('the request to reach its handler', () => seen.length === 1);
     expect(seen[0].aborted()).toBe(false);
     req.destroy();
-    await until(() => seen[0].aborted());
+    await eventually('its signal to abort', () => seen[0].aborted());
   });
 
   test('an answered request is never aborted, its connection closed after or not', async () => {
     expect(await (await fetch(`http://${address}/v1/now`)).text()).toBe('"now"');
     const waiting = fetch(`http://${address}/v1/wait`).then((response) => response.text());
-    await until(() => seen.length === 2);
+    await eventually('the request to reach its handler', () => seen.length === 2);
     release();
     expect(await waiting).toBe('"released"');
     expect(seen.map((s) => s.aborted())).toEqual([false, false]);
   });
 });
-
-async function until(check: () => boolean, timeoutMs = 5_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > end) throw new Error('timed out');
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}

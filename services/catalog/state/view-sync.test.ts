@@ -7,6 +7,7 @@
 import { trace } from '@opentelemetry/api';
 
 import { InProcessConsensus, startInProcessConsensus } from '../../../test/harness/in-process-consensus';
+import { eventually } from '../../../test/harness/processes';
 import { ConsensusClient } from '../../lib/consensus-client';
 import { createLogger } from '../../lib/log';
 import { keys } from './keys';
@@ -34,13 +35,6 @@ async function put(key: string, value: string): Promise<number> {
   return Number(response.header?.revision ?? 0n);
 }
 
-async function eventually(condition: () => boolean, what: string, timeoutMs = 3_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
 
 const valueOf = (view: CatalogView, key: string) => {
   const row = view.get(key);
@@ -80,14 +74,14 @@ test('a watch refused as compacted: the view is loaded again, wakes its blocking
   // A blocking query parked on the KV table (Consul's ?index=) wakes when the view is reloaded.
   let woken = false;
   void view.waitForChange(['kvs'], view.index('kvs'), 30_000).then(() => (woken = true));
-  await eventually(() => view.revision >= compactedTo, 'the view is loaded again');
-  await eventually(() => woken, 'the blocking query wakes', 1_000);
+  await eventually('the view is loaded again', () => view.revision >= compactedTo);
+  await eventually('the blocking query wakes', () => woken, 1_000);
   expect(valueOf(view, keys.kv('web/config'))).toBe('v2');
   expect(valueOf(view, keys.kv('web/new'))).toBe('n1');
   expect(lines.filter((line) => line.level === 'warn').map((line) => line.msg)).toEqual([expect.stringMatching(/^catalog watch on .* ended \(11 OUT_OF_RANGE: etcdserver: mvcc: required revision has been compacted/)]);
 
   // And the new watch follows the store from the fresh read.
   const putAt = await put(keys.kv('web/after'), 'a1');
-  await eventually(() => view.revision >= putAt, 'the new watch delivers');
+  await eventually('the new watch delivers', () => view.revision >= putAt);
   expect(valueOf(view, keys.kv('web/after'))).toBe('a1');
 });
