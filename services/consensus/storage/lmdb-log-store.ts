@@ -54,7 +54,8 @@ import {
   entryKey,
   indexOfKey,
 } from './record-codec';
-import { SnapshotFileName, listSnapshotFiles, readSnapshotFile, snapshotFileName, writeSnapshotFile } from './snapshot-file';
+import { CORRUPT_SUFFIX, chooseSnapshot, removeSnapshotFilesExcept } from './snapshot-choice';
+import { snapshotFileName, writeSnapshotFile } from './snapshot-file';
 import { StorageLimits, StoredLogView, checkSaveBatch, checkSnapshot, withDefaultLimits } from './write-checks';
 
 export interface LmdbLogStoreConfig {
@@ -72,8 +73,6 @@ export interface LmdbLogStoreConfig {
 const META_FORMAT = 'format';
 const META_HARD_STATE = 'hardState';
 const META_SNAPSHOT = 'snapshot';
-/** A snapshot file that failed verification keeps its bytes under this suffix, for a post-mortem. */
-const CORRUPT_SUFFIX = '.corrupt';
 
 /** One stored entry as `load` found it. */
 type GoodRecord = { readonly index: number; readonly entry: Entry };
@@ -238,7 +237,7 @@ export class LmdbLogStore implements LogStore {
     this.assertShape();
     const keep = new Set([file.name, ...this.writingSnapshots]);
     if (previous !== undefined) keep.add(snapshotFileName(previous.term, previous.index));
-    await this.durably('remove old snapshot files', () => this.removeSnapshotFilesExcept(keep));
+    await this.durably('remove old snapshot files', () => removeSnapshotFilesExcept(this.snapshotsDir, keep));
   }
 
   close(): Promise<void> {
@@ -270,7 +269,18 @@ export class LmdbLogStore implements LogStore {
     if (meta.fresh) await this.commit((txn) => txn.putMeta(META_FORMAT, encodeFormatRecord(STORAGE_FORMAT_VERSION)));
     const hardState = meta.hardState;
 
-    const chosen = await this.chooseSnapshot(meta.pointer, scanned, warnings);
+    const byIndex = new Map(scanned.map((record) => [record.index, record]));
+    const chosen = await chooseSnapshot({
+      dataDir: this.dataDir,
+      snapshotsDir: this.snapshotsDir,
+      pointer: meta.pointer,
+      storedTermAt: (index) => {
+        const record = byIndex.get(index);
+        return record !== undefined && isGood(record) ? record.entry.term : undefined;
+      },
+      maxSnapshotBytes: this.limits.maxSnapshotBytes,
+      warnings,
+    });
     const base = { index: chosen.snapshot?.meta.index ?? 0, term: chosen.snapshot?.meta.term ?? 0 };
 
     // Entries the snapshot covers are only a spare for an older snapshot. A bad one is dropped,
@@ -433,71 +443,6 @@ export class LmdbLogStore implements LogStore {
     return { fresh: false, hardState, pointer };
   }
 
-  /**
-   * The snapshot the log continues from: the one the pointer names if its file verifies; else the
-   * newest older one (or none) that the stored entries continue from up to the pointer. Files
-   * newer than the pointer are what a crash left mid-`saveSnapshot`: removed.
-   */
-  private async chooseSnapshot(
-    pointer: SnapshotPointer | undefined,
-    scanned: readonly ScannedRecord[],
-    warnings: string[],
-  ): Promise<{ snapshot: Snapshot | undefined; fellBack: boolean; corruptFile?: string }> {
-    const listing = await listSnapshotFiles(this.snapshotsDir);
-    const stray = [
-      ...listing.temporary,
-      ...listing.snapshots
-        .filter((file) => pointer === undefined || file.index > pointer.index || (file.index === pointer.index && file.term !== pointer.term))
-        .map((file) => file.name),
-    ];
-    for (const name of stray) {
-      await fs.rm(path.join(this.snapshotsDir, name), { force: true });
-      warnings.push(`removed ${name} from ${this.snapshotsDir}: a snapshot write that did not finish before a crash`);
-    }
-    if (pointer === undefined) return { snapshot: undefined, fellBack: false };
-
-    const newestName = snapshotFileName(pointer.term, pointer.index);
-    const newest = listing.snapshots.find((file) => file.name === newestName);
-    const read = newest === undefined ? { ok: false as const, problem: 'the file is missing' } : await readSnapshotFile(this.snapshotsDir, newest, this.limits.maxSnapshotBytes);
-    if (read.ok) return { snapshot: read.value, fellBack: false };
-
-    const byIndex = new Map(scanned.map((record) => [record.index, record]));
-    // The entries after `base` up to the pointer must all be stored and good.
-    const continuesFrom = (base: { index: number; term: number }): boolean => {
-      for (let index = base.index + 1; index <= pointer.index; index++) {
-        const record = byIndex.get(index);
-        if (record === undefined || !isGood(record)) return false;
-      }
-      const atBase = byIndex.get(base.index);
-      return atBase === undefined || !isGood(atBase) || atBase.entry.term === base.term;
-    };
-    const older: Array<SnapshotFileName | undefined> = [...listing.snapshots.filter((file) => file.index < pointer.index), undefined];
-    for (const candidate of older) {
-      const base = candidate ?? { index: 0, term: 0 };
-      if (!continuesFrom(base)) continue;
-      let snapshot: Snapshot | undefined;
-      if (candidate !== undefined) {
-        const candidateRead = await readSnapshotFile(this.snapshotsDir, candidate, this.limits.maxSnapshotBytes);
-        if (!candidateRead.ok) {
-          warnings.push(`snapshot ${candidate.name} in ${this.snapshotsDir} is corrupt too (${candidateRead.problem})`);
-          continue;
-        }
-        snapshot = candidateRead.value;
-      }
-      warnings.push(
-        `snapshot ${newestName} in ${this.snapshotsDir} is unusable (${read.problem}); started from ` +
-          `${candidate === undefined ? 'the start of the log' : `the older snapshot ${candidate.name}`} and the log after it` +
-          (newest === undefined ? '' : `; the bad file is kept as ${newestName}${CORRUPT_SUFFIX}`),
-      );
-      return { snapshot, fellBack: true, corruptFile: newest?.name };
-    }
-    throw StorageCorruptionError.record(
-      this.dataDir,
-      `newest snapshot ${newestName}`,
-      `${read.problem}; no older snapshot that the stored log continues from`,
-    );
-  }
-
   // ---- plumbing --------------------------------------------------------------------------------
 
   private view(): StoredLogView {
@@ -544,13 +489,6 @@ export class LmdbLogStore implements LogStore {
     const verified = decodeEntryRecord(key, value);
     if (!verified.ok) throw StorageCorruptionError.entry(this.dataDir, index, verified.problem);
     return verified.value;
-  }
-
-  private async removeSnapshotFilesExcept(keep: ReadonlySet<string>): Promise<void> {
-    const listing = await listSnapshotFiles(this.snapshotsDir);
-    for (const file of listing.snapshots) {
-      if (!keep.has(file.name)) await fs.rm(path.join(this.snapshotsDir, file.name), { force: true });
-    }
   }
 
   /**
