@@ -1,7 +1,7 @@
 /**
- * A one-off measurement of LmdbLogStore, not a test: what a durable save costs on this machine,
- * next to the raw cost of one fdatasync, for both commit modes. It prints a table; README.md keeps
- * the numbers of the run that chose the default.
+ * A one-off measurement of the durable stores, not a test: what a save costs on this machine with
+ * LmdbLogStore and WalLogStore, next to the raw cost of one fdatasync, for both commit modes. It
+ * prints a table; README.md keeps the numbers of the run that chose the default.
  *
  *   make build && node dist/services/consensus/storage/bench-storage.js [directory]
  *
@@ -18,6 +18,8 @@ import { performance } from 'node:perf_hooks';
 
 import { Entry } from '../raft/types';
 import { LmdbLogStore } from './lmdb-log-store';
+import { LogStore } from './log-store';
+import { WalLogStore } from './wal-log-store';
 
 const PAYLOAD = new Uint8Array(256).fill(0x61);
 
@@ -74,28 +76,35 @@ async function fdatasyncAnchor(dir: string): Promise<Result> {
   }
 }
 
-async function storeRuns(dir: string, commitMode: 'async' | 'sync'): Promise<Result[]> {
-  const dataDir = path.join(dir, commitMode);
-  const store = new LmdbLogStore({ dataDir, commitMode });
+type StoreKind = 'lmdb' | 'wal';
+
+function openStore(kind: StoreKind, dataDir: string, commitMode: 'async' | 'sync'): LogStore {
+  return kind === 'lmdb' ? new LmdbLogStore({ dataDir, commitMode }) : new WalLogStore({ dataDir, commitMode });
+}
+
+async function storeRuns(dir: string, kind: StoreKind, commitMode: 'async' | 'sync'): Promise<Result[]> {
+  const dataDir = path.join(dir, `${kind}-${commitMode}`);
+  const name = `${kind} ${commitMode}`;
+  const store = openStore(kind, dataDir, commitMode);
   await store.load();
   let next = 1;
   const batch = (count: number): Entry[] =>
     Array.from({ length: count }, () => ({ index: next++, term: 1, kind: 'normal' as const, data: PAYLOAD }));
   const results = [
-    await timed(`${commitMode}: 1,000 saves x 1 entry`, 1000, 1, () =>
+    await timed(`${name}: 1,000 saves x 1 entry`, 1000, 1, () =>
       store.save({ entries: batch(1), hardState: { term: 1, vote: 'server-1', commit: next - 2 } }),
     ),
-    await timed(`${commitMode}: 100 saves x 100 entries`, 100, 100, () =>
+    await timed(`${name}: 100 saves x 100 entries`, 100, 100, () =>
       store.save({ entries: batch(100), hardState: { term: 1, vote: 'server-1', commit: next - 101 } }),
     ),
   ];
   await store.close();
-  const reopened = new LmdbLogStore({ dataDir, commitMode });
+  const reopened = openStore(kind, dataDir, commitMode);
   const loadStart = process.hrtime.bigint();
   const loaded = await reopened.load();
   const loadMs = Number(process.hrtime.bigint() - loadStart) / 1e6;
   await reopened.close();
-  results.push({ name: `${commitMode}: load() of ${loaded.entries.length} entries`, saves: 1, entries: loaded.entries.length, totalMs: loadMs, p50Ms: loadMs, p99Ms: loadMs, loopBusy: NaN });
+  results.push({ name: `${name}: load() of ${loaded.entries.length} entries`, saves: 1, entries: loaded.entries.length, totalMs: loadMs, p50Ms: loadMs, p99Ms: loadMs, loopBusy: NaN });
   return results;
 }
 
@@ -103,7 +112,10 @@ async function main(): Promise<void> {
   const parent = process.argv[2] ?? os.tmpdir();
   const dir = mkdtempSync(path.join(parent, 'consulate-bench-storage-'));
   try {
-    const results = [await fdatasyncAnchor(dir), ...(await storeRuns(dir, 'async')), ...(await storeRuns(dir, 'sync'))];
+    const results = [await fdatasyncAnchor(dir)];
+    for (const kind of ['lmdb', 'wal'] as const) {
+      for (const commitMode of ['async', 'sync'] as const) results.push(...(await storeRuns(dir, kind, commitMode)));
+    }
     const rows = results.map((r) => [
       r.name,
       (r.totalMs / r.saves).toFixed(3),

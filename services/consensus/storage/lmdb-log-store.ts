@@ -39,7 +39,7 @@ import { Database, RootDatabase, open } from 'lmdb';
 import { invariant } from '../../lib/invariant';
 import { EMPTY_HARD_STATE, Entry, HardState, Snapshot } from '../raft/types';
 import { fsyncDirectory, makeDirectoryDurably } from './durable-fs';
-import { LogStore, SaveBatch, SaveSnapshotOptions, StorageCorruptionError, StorageWriteError, StoredState } from './log-store';
+import { LogStore, SaveBatch, SaveSnapshotOptions, StorageCorruptionError, StoredState } from './log-store';
 import {
   STORAGE_FORMAT_VERSION,
   SnapshotPointer,
@@ -55,7 +55,8 @@ import {
   indexOfKey,
 } from './record-codec';
 import { CORRUPT_SUFFIX, chooseSnapshot, removeSnapshotFilesExcept } from './snapshot-choice';
-import { snapshotFileName, writeSnapshotFile } from './snapshot-file';
+import { snapshotFileName } from './snapshot-file';
+import { StoreCalls } from './store-calls';
 import { StorageLimits, StoredLogView, checkSaveBatch, checkSnapshot, withDefaultLimits } from './write-checks';
 
 export interface LmdbLogStoreConfig {
@@ -102,14 +103,7 @@ export class LmdbLogStore implements LogStore {
   private readonly limits: StorageLimits;
   private readonly commitMode: 'async' | 'sync';
 
-  private state: 'new' | 'loading' | 'open' | 'closed' = 'new';
-  private failure: StorageWriteError | undefined;
-  /** The tail of the call queue: every call starts after the previous one settled. */
-  private queue: Promise<unknown> = Promise.resolve();
-  /** Snapshot files being written beside the queue (saveSnapshot): no cleanup removes them. */
-  private readonly writingSnapshots = new Set<string>();
-  /** The snapshot being saved (its file, then its commit in turn): one at a time; close() waits for it. */
-  private snapshotSaving: Promise<void> | undefined;
+  private readonly calls: StoreCalls;
 
   private env: RootDatabase | undefined;
   private entriesDb: Database<Buffer, Buffer> | undefined;
@@ -135,30 +129,19 @@ export class LmdbLogStore implements LogStore {
     this.snapshotsDir = path.join(this.dataDir, 'snapshots');
     this.limits = withDefaultLimits(config.limits);
     this.commitMode = config.commitMode ?? 'async';
-  }
-
-  async load(): Promise<StoredState> {
-    invariant(this.state === 'new', () => `load() is called once, at start; the store in ${this.dataDir} is ${this.state}`);
-    this.state = 'loading';
-    return this.serialized('load', async () => {
-      try {
-        const loaded = await this.loadFromDisk();
-        this.state = 'open';
-        return loaded;
-      } catch (error) {
-        // A server that cannot load does not start; leave nothing open behind it.
-        this.state = 'closed';
-        const env = this.env;
-        this.env = this.entriesDb = this.metaDb = undefined;
-        if (env !== undefined) await env.close();
-        throw error;
-      }
+    this.calls = new StoreCalls(this.dataDir, this.snapshotsDir, async () => {
+      const env = this.env;
+      this.env = this.entriesDb = this.metaDb = undefined;
+      if (env !== undefined) await env.close();
     });
   }
 
+  load(): Promise<StoredState> {
+    return this.calls.load(() => this.loadFromDisk());
+  }
+
   save(batch: SaveBatch): Promise<void> {
-    return this.serialized('save', async () => {
-      this.assertOpen('save');
+    return this.calls.openCall('save', async () => {
       checkSaveBatch(this.view(), batch, this.limits);
       const records = batch.entries.map(encodeEntryRecord);
       const hardStateRecord = batch.hardState === undefined ? undefined : encodeHardStateRecord(batch.hardState);
@@ -184,34 +167,19 @@ export class LmdbLogStore implements LogStore {
   }
 
   saveSnapshot(snapshot: Snapshot, options: SaveSnapshotOptions): Promise<void> {
-    // Not open (closed, or not loaded yet) or failed: refused in turn, as every other call is.
-    if (this.state !== 'open' || this.failure !== undefined) return this.serialized('saveSnapshot', async () => this.assertOpen('saveSnapshot'));
-    try {
-      invariant(this.snapshotSaving === undefined, () => 'saveSnapshot() while another snapshot is being saved: one at a time');
-      checkSnapshot(this.view(), snapshot, options.keepSuffix, this.limits);
-    } catch (err) {
-      return Promise.reject(err);
-    }
-    // The file is written (and fsynced) first, outside the queue: saves of the log go on meanwhile,
-    // for the 100 ms or more a large snapshot takes; only then does the commit of its pointer take
-    // its turn. No other write touches the file (its name is its term and index), cleanups spare
-    // it, and until the pointer names it `load` deletes it as a stray.
-    const name = snapshotFileName(snapshot.meta.term, snapshot.meta.index);
-    this.writingSnapshots.add(name);
-    const saving = this.durably('write a snapshot file', () => writeSnapshotFile(this.snapshotsDir, snapshot)).then((file) =>
-      this.serialized('saveSnapshot', () => this.commitSnapshot(snapshot, options, file)),
+    return this.calls.saveSnapshot(
+      snapshot,
+      () => checkSnapshot(this.view(), snapshot, options.keepSuffix, this.limits),
+      (file) => this.commitSnapshot(snapshot, options, file),
     );
-    this.snapshotSaving = saving.finally(() => {
-      this.writingSnapshots.delete(name);
-      this.snapshotSaving = undefined;
-    });
-    return this.snapshotSaving;
+  }
+
+  close(): Promise<void> {
+    return this.calls.close();
   }
 
   /** The commit point of a snapshot whose file is written: its pointer, and the entries it covers gone. */
   private async commitSnapshot(snapshot: Snapshot, options: SaveSnapshotOptions, file: { name: string }): Promise<void> {
-    // Checked again in turn: the log may have moved while the file was written.
-    checkSnapshot(this.view(), snapshot, options.keepSuffix, this.limits);
     const { index, term } = snapshot.meta;
     const previous = this.pointer;
 
@@ -235,24 +203,9 @@ export class LmdbLogStore implements LogStore {
       this.lastStoredTerm = term;
     }
     this.assertShape();
-    const keep = new Set([file.name, ...this.writingSnapshots]);
+    const keep = new Set([file.name, ...this.calls.writingSnapshots]);
     if (previous !== undefined) keep.add(snapshotFileName(previous.term, previous.index));
-    await this.durably('remove old snapshot files', () => removeSnapshotFilesExcept(this.snapshotsDir, keep));
-  }
-
-  close(): Promise<void> {
-    // A snapshot whose file is being written commits (or fails) first: its commit is not queued yet.
-    return (this.snapshotSaving ?? Promise.resolve()).catch(() => undefined).then(() => {
-      const closing = this.queue.then(async () => {
-        if (this.state === 'closed') return;
-        this.state = 'closed';
-        const env = this.env;
-        this.env = this.entriesDb = this.metaDb = undefined;
-        if (env !== undefined) await env.close();
-      });
-      this.queue = closing.catch(() => undefined);
-      return closing;
-    });
+    await this.calls.durably('remove old snapshot files', () => removeSnapshotFilesExcept(this.snapshotsDir, keep));
   }
 
   // ---- loading ---------------------------------------------------------------------------------
@@ -501,7 +454,7 @@ export class LmdbLogStore implements LogStore {
     const entriesDb = this.entriesDb!;
     const metaDb = this.metaDb!;
     const env = this.env!;
-    return this.durably('commit to the Raft log', async () => {
+    return this.calls.durably('commit to the Raft log', async () => {
       if (this.commitMode === 'sync') {
         env.transactionSync(() =>
           writes({
@@ -525,32 +478,4 @@ export class LmdbLogStore implements LogStore {
     });
   }
 
-  /** Runs a write; if it fails, the store is failed for good. */
-  private async durably<T>(what: string, write: () => Promise<T>): Promise<T> {
-    try {
-      return await write();
-    } catch (error) {
-      this.failure = new StorageWriteError(
-        `could not ${what} in ${this.dataDir}: ${messageOf(error)}; stop this server and check the disk ` +
-          `(a failed write is not retried: the kernel may have dropped the unsynced pages)`,
-        error,
-      );
-      throw this.failure;
-    }
-  }
-
-  private serialized<T>(call: string, operation: () => Promise<T>): Promise<T> {
-    const run = (): Promise<T> => {
-      if (this.failure !== undefined) return Promise.reject(this.failure);
-      if (this.state === 'closed') return Promise.reject(new Error(`${call}() on the closed log store in ${this.dataDir}`));
-      return operation();
-    };
-    const result = this.queue.then(run, run);
-    this.queue = result.catch(() => undefined);
-    return result;
-  }
-
-  private assertOpen(call: string): void {
-    invariant(this.state === 'open', () => `${call}() on the log store in ${this.dataDir} while it is ${this.state}: call load() first`);
-  }
 }

@@ -1,7 +1,7 @@
 /**
- * The LogStore contract, run against both stores: what the node shell may rely on whichever one it
- * is given. "Reopen" is a restart: for lmdb a new instance over the same directory after close(),
- * for memory a crash() (which loses nothing).
+ * The LogStore contract, run against every store: what the node shell may rely on whichever one it
+ * is given. "Reopen" is a restart: for a durable store a new instance over the same directory after
+ * close(), for memory a crash() (which loses nothing).
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
@@ -10,10 +10,12 @@ import * as path from 'node:path';
 import fc from 'fast-check';
 
 import { InvariantViolation } from '../../lib/invariant';
-import { Entry, HardState, Snapshot } from '../raft/types';
+import { Entry, HardState } from '../raft/types';
+import { indexes, normal, run, snapshotAt } from '../testing/log-entries';
 import { LmdbLogStore } from './lmdb-log-store';
 import { LogStore, StorageCorruptionError, StorageLimitError, StoredState } from './log-store';
 import { MemoryLogStore } from './memory-log-store';
+import { WalLogStore } from './wal-log-store';
 import { snapshotFileName } from './snapshot-file';
 
 interface Harness {
@@ -24,6 +26,17 @@ interface Harness {
   cleanup(): void;
 }
 
+/** A store over a directory, as each durable kind is configured here. */
+type DurableStoreFactory = (dataDir: string) => LogStore;
+
+const durableStores: Array<[string, DurableStoreFactory]> = [
+  ['LmdbLogStore', (dataDir) => new LmdbLogStore({ dataDir })],
+  ['LmdbLogStore, commitMode sync', (dataDir) => new LmdbLogStore({ dataDir, commitMode: 'sync' })],
+  ['WalLogStore', (dataDir) => new WalLogStore({ dataDir })],
+  // Segments of 1 KiB (a dozen small frames): histories here begin new segments and remove old ones.
+  ['WalLogStore, commitMode async, 1 KiB segments', (dataDir) => new WalLogStore({ dataDir, commitMode: 'async', segmentBytes: 1024, allocateBytes: 512 })],
+];
+
 const harnesses: Array<[string, () => Harness]> = [
   [
     'MemoryLogStore',
@@ -33,54 +46,22 @@ const harnesses: Array<[string, () => Harness]> = [
       cleanup: () => undefined,
     }),
   ],
-  [
-    'LmdbLogStore',
+  ...durableStores.map(([name, open]): [string, () => Harness] => [
+    name,
     () => {
       const dir = mkdtempSync(path.join(os.tmpdir(), 'consulate-log-store-'));
       return {
-        fresh: () => new LmdbLogStore({ dataDir: dir }),
+        fresh: () => open(dir),
         reopen: async (store) => {
           await store.close();
-          return new LmdbLogStore({ dataDir: dir });
+          return open(dir);
         },
         cleanup: () => rmSync(dir, { recursive: true, force: true }),
       };
     },
-  ],
-  [
-    'LmdbLogStore, commitMode sync',
-    () => {
-      const dir = mkdtempSync(path.join(os.tmpdir(), 'consulate-log-store-'));
-      return {
-        fresh: () => new LmdbLogStore({ dataDir: dir, commitMode: 'sync' }),
-        reopen: async (store) => {
-          await store.close();
-          return new LmdbLogStore({ dataDir: dir, commitMode: 'sync' });
-        },
-        cleanup: () => rmSync(dir, { recursive: true, force: true }),
-      };
-    },
-  ],
+  ]),
 ];
 
-const bytes = (text: string): Uint8Array => new Uint8Array(Buffer.from(text, 'utf8'));
-
-function normal(index: number, term: number, text = `command ${index}`): Entry {
-  return { index, term, kind: 'normal', data: bytes(text) };
-}
-
-function run(from: number, to: number, term: number): Entry[] {
-  return Array.from({ length: to - from + 1 }, (_, i) => normal(from + i, term));
-}
-
-function snapshotAt(index: number, term: number, text = `state at ${index}`): Snapshot {
-  return {
-    meta: { index, term, members: [{ id: 'server-1', address: '127.0.1.1:8310', learner: false }] },
-    data: bytes(text),
-  };
-}
-
-const indexes = (entries: readonly Entry[]): number[] => entries.map((e) => e.index);
 
 describe.each(harnesses)('%s: the LogStore contract', (_name, makeHarness) => {
   let harness: Harness;
@@ -276,7 +257,7 @@ describe.each(harnesses)('%s: the LogStore contract', (_name, makeHarness) => {
  * leader and restarts leave both with the same loaded state. Each step is drawn as a few numbers
  * and made valid against the current state, so the history exercises the stores, not the checks.
  */
-describe('MemoryLogStore and LmdbLogStore agree on random histories', () => {
+describe.each(durableStores.filter(([name]) => name !== 'LmdbLogStore, commitMode sync'))('MemoryLogStore and %s agree on random histories', (_name, open) => {
   type Step =
     | { op: 'append'; back: number; count: number; bump: boolean }
     | { op: 'hardState'; bump: boolean; vote: number; commitFraction: number }
@@ -292,26 +273,26 @@ describe('MemoryLogStore and LmdbLogStore agree on random histories', () => {
     { weight: 1, arbitrary: fc.constant({ op: 'restart' as const }) },
   );
 
-  it('for 60 histories of up to 30 steps; then, with the newest snapshot file damaged, lmdb either refuses to start or rebuilds the same log', async () => {
+  it('for 60 histories of up to 30 steps; then, with the newest snapshot file damaged, the store either refuses to start or rebuilds the same log', async () => {
     await fc.assert(
       fc.asyncProperty(fc.array(step, { maxLength: 30 }), async (steps) => {
         const dir = mkdtempSync(path.join(os.tmpdir(), 'consulate-log-store-model-'));
         let memory = new MemoryLogStore();
-        let lmdb = new LmdbLogStore({ dataDir: dir });
+        let durable = open(dir);
         const both = async (action: (store: LogStore) => Promise<void>) => {
           await action(memory);
-          await action(lmdb);
+          await action(durable);
         };
         const restartBoth = async () => {
           memory = memory.crash();
-          await lmdb.close();
-          lmdb = new LmdbLogStore({ dataDir: dir });
-          const [fromMemory, fromLmdb] = [await memory.load(), await lmdb.load()];
-          expect(fromLmdb).toEqual(fromMemory);
+          await durable.close();
+          durable = open(dir);
+          const [fromMemory, fromDisk] = [await memory.load(), await durable.load()];
+          expect(fromDisk).toEqual(fromMemory);
         };
         try {
           await memory.load();
-          await lmdb.load();
+          await durable.load();
           let counter = 0;
           for (const s of steps) {
             const disk = memory.disk;
@@ -358,14 +339,14 @@ describe('MemoryLogStore and LmdbLogStore agree on random histories', () => {
           // R7: a damaged newest snapshot never yields a different log.
           const expected = memory.disk;
           if (expected.snapshot !== undefined) {
-            await lmdb.close();
+            await durable.close();
             const { term, index } = expected.snapshot.meta;
             const file = path.join(dir, 'snapshots', snapshotFileName(term, index));
             const content = readFileSync(file);
             content[content.length - 1] ^= 0x01;
             writeFileSync(file, content);
-            lmdb = new LmdbLogStore({ dataDir: dir });
-            const loading = lmdb.load();
+            durable = open(dir);
+            const loading = durable.load();
             const outcome = await loading.then(
               (state) => state,
               (error: unknown) => error,
@@ -379,7 +360,7 @@ describe('MemoryLogStore and LmdbLogStore agree on random histories', () => {
             expect(state.warnings).toEqual([expect.stringMatching(/is unusable \(body checksum mismatch\)/)]);
           }
         } finally {
-          await lmdb.close();
+          await durable.close();
           rmSync(dir, { recursive: true, force: true });
         }
       }),

@@ -1,0 +1,212 @@
+/**
+ * What only the write-ahead log store can show: one frame per save, segments that begin and go
+ * with the log, and load's answers to damaged segments (reliability.md R7: a torn write at the end
+ * is zeroed and the server recovers; damage anywhere else stops the server with the fix in the
+ * message). Damage is done the way a disk would do it: by rewriting the stored bytes.
+ */
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+import { indexes, normal, run, snapshotAt } from '../testing/log-entries';
+import { StorageCorruptionError, StorageWriteError, StoredState } from './log-store';
+import { WalLogStore, WalLogStoreConfig, segmentFileName } from './wal-log-store';
+import { FRAME_HEADER_BYTES, encodeHeader, frame, scanSegment } from './wal-record';
+
+
+let dir: string;
+let stores: WalLogStore[] = [];
+
+beforeEach(() => {
+  dir = mkdtempSync(path.join(os.tmpdir(), 'consulate-wal-store-'));
+  stores = [];
+});
+
+afterEach(async () => {
+  for (const store of stores) await store.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** Small segments, so a few saves fill one. */
+const SMALL: Partial<WalLogStoreConfig> = { segmentBytes: 1024, allocateBytes: 512 };
+
+function newStore(options: Partial<WalLogStoreConfig> = {}): WalLogStore {
+  const store = new WalLogStore({ dataDir: dir, ...options });
+  stores.push(store);
+  return store;
+}
+
+async function prepare(write: (store: WalLogStore) => Promise<void>, options: Partial<WalLogStoreConfig> = {}): Promise<void> {
+  const store = newStore(options);
+  await store.load();
+  await write(store);
+  await store.close();
+}
+
+async function restart(options: Partial<WalLogStoreConfig> = {}): Promise<StoredState> {
+  return newStore(options).load();
+}
+
+const walDir = () => path.join(dir, 'wal');
+const segmentFiles = () => readdirSync(walDir()).sort();
+const segmentPath = (seq: number) => path.join(walDir(), segmentFileName(seq));
+const framesOf = (seq: number) => scanSegment(seq, readFileSync(segmentPath(seq)));
+
+describe('WalLogStore writes', () => {
+  it('writes one frame per save, entries and hard state together, after the segment header', async () => {
+    await prepare(async (store) => {
+      await store.save({ entries: run(1, 100, 1), hardState: { term: 1, vote: 'server-1', commit: 0 } });
+      await store.save({ entries: run(101, 101, 1), hardState: { term: 1, vote: 'server-1', commit: 100 } });
+    });
+    const scan = framesOf(1);
+    expect(scan.bad).toBeUndefined();
+    expect(scan.records.map((r) => r.kind)).toEqual(['header', 'batch', 'batch']);
+    expect(scan.records[1]).toMatchObject({ kind: 'batch', hardState: { term: 1, vote: 'server-1', commit: 0 } });
+    // The space after the frames is zeros written ahead of them: the file does not grow with each save.
+    expect(readFileSync(segmentPath(1)).byteLength % (1024 * 1024)).toBe(0);
+  });
+
+  it('begins a new segment when one is full, each with a header of the state it starts from', async () => {
+    await prepare(async (store) => {
+      for (let i = 1; i <= 40; i++) await store.save({ entries: [normal(i, 1)], hardState: { term: 1, vote: '', commit: i - 1 } });
+    }, SMALL);
+    const files = segmentFiles();
+    expect(files.length).toBeGreaterThanOrEqual(3);
+    const second = framesOf(2).records[0];
+    expect(second).toMatchObject({ kind: 'header', seq: 2 });
+    expect(second.kind === 'header' && second.lastStored).toBeGreaterThan(0);
+    const loaded = await restart(SMALL);
+    expect(indexes(loaded.entries)).toEqual(run(1, 40, 1).map((e) => e.index));
+    expect(loaded.hardState.commit).toBe(39);
+  });
+
+  it('removes the segments whose entries are all at or below the previous snapshot', async () => {
+    await prepare(async (store) => {
+      for (let i = 1; i <= 60; i++) await store.save({ entries: [normal(i, 1)], hardState: { term: 1, vote: '', commit: i } });
+      await store.saveSnapshot(snapshotAt(30, 1), { keepSuffix: true });
+      expect(segmentFiles()[0]).toBe(segmentFileName(1)); // the first snapshot lets nothing go: the log back to the start stays
+      await store.saveSnapshot(snapshotAt(55, 1), { keepSuffix: true });
+    }, SMALL);
+    const oldest = parseInt(segmentFiles()[0], 16);
+    expect(oldest).toBeGreaterThan(1);
+    const header = framesOf(oldest).records[0];
+    expect(header.kind === 'header' && header.lastStored).toBeLessThanOrEqual(30);
+    const loaded = await restart(SMALL);
+    expect(loaded.snapshot?.meta.index).toBe(55);
+    expect(indexes(loaded.entries)).toEqual([56, 57, 58, 59, 60]);
+  });
+
+  it('begins a new segment at a snapshot from the leader and removes every older one', async () => {
+    await prepare(async (store) => {
+      for (let i = 1; i <= 30; i++) await store.save({ entries: [normal(i, 1)] });
+      await store.saveSnapshot(snapshotAt(100, 2), { keepSuffix: false });
+    }, SMALL);
+    expect(segmentFiles()).toHaveLength(1);
+    const [header, ...rest] = framesOf(parseInt(segmentFiles()[0], 16)).records;
+    expect(header).toMatchObject({ kind: 'header', lastStored: 100, lastStoredTerm: 2, pointer: { index: 100, term: 2 } });
+    expect(rest).toEqual([]);
+    const loaded = await restart(SMALL);
+    expect([loaded.snapshot?.meta.index, loaded.entries]).toEqual([100, []]);
+  });
+
+  it('refuses every call after a failed write (fsyncgate: a failed sync is not retried)', async () => {
+    const store = newStore({ commitMode: 'async' });
+    await store.load();
+    const handle = (store as unknown as { handle: { datasync: () => Promise<void> } }).handle;
+    jest.spyOn(handle, 'datasync').mockRejectedValueOnce(new Error('EIO: i/o error, fdatasync'));
+    const failed = store.save({ entries: run(1, 1, 1) });
+    await expect(failed).rejects.toBeInstanceOf(StorageWriteError);
+    await expect(failed).rejects.toThrow(/could not append to the write-ahead log in .*: EIO: i\/o error, fdatasync; stop this server/);
+    await expect(store.save({ entries: run(1, 1, 1) })).rejects.toBeInstanceOf(StorageWriteError);
+  });
+});
+
+describe('WalLogStore load: damaged segments', () => {
+  beforeEach(async () => {
+    await prepare(async (store) => {
+      for (let i = 1; i <= 10; i++) await store.save({ entries: [normal(i, 1)], hardState: { term: 1, vote: 'server-1', commit: i - 1 } });
+    });
+  });
+
+  const rewrite = (seq: number, change: (content: Buffer) => void) => {
+    const content = readFileSync(segmentPath(seq));
+    change(content);
+    writeFileSync(segmentPath(seq), content);
+  };
+
+  it('zeroes a torn write at the end (a frame cut short) with a warning, and carries on (R7)', async () => {
+    const { end } = framesOf(1);
+    // A frame of 200 bytes whose header reached the disk and whose body did not.
+    rewrite(1, (content) => {
+      content.writeUInt32BE(200, end);
+      content.writeUInt32BE(0xdeadbeef, end + 4);
+      content.fill(7, end + FRAME_HEADER_BYTES, end + FRAME_HEADER_BYTES + 50);
+    });
+    const loaded = await restart();
+    expect(indexes(loaded.entries)).toEqual(run(1, 10, 1).map((e) => e.index));
+    expect(loaded.warnings).toEqual([
+      expect.stringMatching(new RegExp(`^removed a torn write at the end of the write-ahead log in ${walDir()} \\(segment ${segmentFileName(1)}, byte ${end}: checksum mismatch`)),
+    ]);
+    const store = stores[stores.length - 1];
+    await store.save({ entries: [normal(11, 2)] });
+    await store.close();
+    const again = await restart();
+    expect(again.warnings).toEqual([]);
+    expect(again.entries.at(-1)).toEqual(normal(11, 2));
+  });
+
+  it('takes a frame whose own header is still zero, with its later bytes written, as torn too', async () => {
+    const { end } = framesOf(1);
+    rewrite(1, (content) => content.fill(9, end + 40, end + 90));
+    const loaded = await restart();
+    expect(loaded.entries).toHaveLength(10);
+    expect(loaded.warnings[0]).toMatch(/torn write .*data after the end of the written frames/);
+  });
+
+  it('stops on a bad frame in the middle, naming the segment, the byte, the directory and the fix', async () => {
+    const scan = framesOf(1);
+    const header = scan.headerEnd;
+    rewrite(1, (content) => (content[header + FRAME_HEADER_BYTES + 3] ^= 0x01));
+    const loading = restart();
+    await expect(loading).rejects.toBeInstanceOf(StorageCorruptionError);
+    await expect(loading).rejects.toThrow(
+      `this server's write-ahead log segment ${segmentFileName(1)} is corrupt in ${dir} (bad frame at byte ${header}: checksum mismatch`,
+    );
+    await expect(loading).rejects.toThrow(/: stop it, remove its data directory and let it rejoin from the leader's snapshot$/);
+  });
+
+  it('stops on a bad frame at the end of a segment that is not the newest: it was synced before the next began', async () => {
+    await prepare(async (store) => {
+      for (let i = 11; i <= 40; i++) await store.save({ entries: [normal(i, 1)] });
+    }, SMALL);
+    const last = framesOf(1).end;
+    rewrite(1, (content) => (content[last - 1] ^= 0x01));
+    await expect(restart(SMALL)).rejects.toThrow(/segment 0{15}1\.wal is corrupt .*bad frame at byte \d+: checksum mismatch/);
+  });
+
+  it('stops when a segment between two others is missing', async () => {
+    await prepare(async (store) => {
+      for (let i = 11; i <= 60; i++) await store.save({ entries: [normal(i, 1)] });
+    }, SMALL);
+    rmSync(segmentPath(2));
+    await expect(restart(SMALL)).rejects.toThrow(`segment ${segmentFileName(2)} is missing between ${segmentFileName(1)} and ${segmentFileName(3)}`);
+  });
+
+  it('stops on a segment written by a newer format, saying which', async () => {
+    const scan = framesOf(1);
+    const header = scan.records[0];
+    if (header.kind !== 'header') throw new Error('no header');
+    const body = encodeHeader(header);
+    body.writeUInt32BE(2, 1);
+    rewrite(1, (content) => frame(1, body).copy(content, 0));
+    await expect(restart()).rejects.toThrow(/write-ahead log format 2; this build reads format 1: run the version that wrote it/);
+  });
+
+  it('removes a segment that was being created when the server stopped, with a warning', async () => {
+    writeFileSync(path.join(walDir(), `${segmentFileName(2)}.tmp`), Buffer.alloc(512));
+    const loaded = await restart();
+    expect(loaded.entries).toHaveLength(10);
+    expect(loaded.warnings).toEqual([expect.stringMatching(/removed 0{15}2\.wal\.tmp .*a segment that was being created/)]);
+    expect(existsSync(path.join(walDir(), `${segmentFileName(2)}.tmp`))).toBe(false);
+  });
+});
