@@ -78,7 +78,7 @@ export class ConsulateClient implements KvClient {
 export class ConsulateCluster implements BenchCluster {
   readonly system = 'consulate' as const;
   readonly version = 'consulate 0.1.0 (dist/, this checkout)';
-  readonly timings = 'defaults: -raft-tick-ms=25, -raft-election-ticks=6 (randomized 150-300 ms), -raft-heartbeat-ticks=2 (50 ms); lmdb log store, sync commits';
+  readonly timings = 'defaults: -raft-tick-ms=25, -raft-election-ticks=6 (randomized 150-300 ms), -raft-heartbeat-ticks=2 (50 ms); write-ahead log store (-raft-log-store=wal), sync commits';
   readonly addresses = IPS.map((ip) => `${ip}:${PORT}`);
   private readonly procs: (ChildProcess | undefined)[] = [undefined, undefined, undefined];
   private readonly probes = this.addresses.map((a) => new ConsulateClient(a));

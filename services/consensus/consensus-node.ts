@@ -4,9 +4,9 @@
  *
  *   inputs (ticks, messages, proposals, reads) are queued and stepped in between Readies;
  *   a leader's appends leave at once (thesis §10.2.1), then the snapshot and the entries and hard
- *   state are fsynced (one lmdb transaction: one fsync per batch), then the other messages go
- *   (votes and acknowledgements promise what is on disk), then committed entries are applied to
- *   the KV state machine, reads waiting on them are released, and the core is advanced.
+ *   state are fsynced (one write-ahead log frame: one fdatasync per batch), then the other
+ *   messages go (votes and acknowledgements promise what is on disk), then committed entries are
+ *   applied to the KV state machine, reads waiting on them are released, and the core is advanced.
  *
  * While a batch is being written, new proposals queue up and all go into the next batch: that is
  * where batching comes from. A write on a follower is refused with the leader's address
@@ -36,7 +36,7 @@ import { LogStore } from './storage/log-store';
 export interface ConsensusNodeMetrics {
   /** A proposal (a write or a membership change) was made here; the stop runs once it is applied here. */
   startCommitTimer(): () => void;
-  /** Entries and hard state are being written (one lmdb transaction, one fsync); the stop runs once on disk. */
+  /** Entries and hard state are being written (one write-ahead log frame, one fdatasync); the stop runs once on disk. */
   startSyncTimer(): () => void;
   /** This server learned of a new leader (etcd's leader_changes_seen_total). */
   leaderChanged(leader: NodeId): void;

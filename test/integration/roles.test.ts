@@ -88,6 +88,18 @@ describe('each role process', () => {
     expect(output).toContain('-consensus-addr ("consensus_addrs"): at least one consensus server is needed');
   });
 
+  test('consensus: a data directory keeps the log store it was started with; an unknown store is refused', async () => {
+    const lmdb = await startRole({ role: 'consensus', node: 'server-1', args: ['-raft-log-store=lmdb'] });
+    expect(lmdb.lines.join('\n')).toContain(`raft log: lmdb in ${lmdb.dataDir}/raft`);
+    expect(await lmdb.stop()).toBe(0);
+    const wal = await startRole({ role: 'consensus', node: 'server-1', dataDir: lmdb.dataDir, waitHealthy: false });
+    expect(await wal.exited).toBe(1);
+    expect(wal.lines.join('\n')).toContain(`the Raft log in ${lmdb.dataDir}/raft was written by the lmdb store: start this server with -raft-log-store=lmdb`);
+    const unknown = await startRole({ role: 'consensus', node: 'server-1', args: ['-raft-log-store=btree'], waitHealthy: false });
+    expect(await unknown.exited).toBe(1);
+    expect(unknown.lines.join('\n')).toContain('-raft-log-store ("raft.log_store"): unknown log store "btree": use wal or lmdb');
+  });
+
   test('a port already taken fails the start with the address in the message', async () => {
     const second = await startRole({ role: 'consensus', address: consensus.address, waitHealthy: false });
     expect(await second.exited).toBe(1);
