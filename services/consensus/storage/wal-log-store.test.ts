@@ -9,9 +9,11 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 
 import { indexes, normal, run, snapshotAt } from '../testing/log-entries';
-import { StorageCorruptionError, StorageWriteError, StoredState } from './log-store';
+import { LogStore, StorageCorruptionError, StorageWriteError, StoredState } from './log-store';
+import { MemoryLogStore } from './memory-log-store';
+import { SNAPSHOT_HEADER_BYTES, snapshotFileName } from './snapshot-file';
 import { WalLogStore, WalLogStoreConfig, segmentFileName } from './wal-log-store';
-import { FRAME_HEADER_BYTES, encodeHeader, frame, scanSegment } from './wal-record';
+import { FRAME_HEADER_BYTES, encodeBatch, encodeHeader, frame, scanSegment } from './wal-record';
 
 
 let dir: string;
@@ -51,6 +53,13 @@ const walDir = () => path.join(dir, 'wal');
 const segmentFiles = () => readdirSync(walDir()).sort();
 const segmentPath = (seq: number) => path.join(walDir(), segmentFileName(seq));
 const framesOf = (seq: number) => scanSegment(seq, readFileSync(segmentPath(seq)));
+
+/** Where each frame of a segment starts, header first. */
+function frameOffsets(bytes: Buffer): number[] {
+  const offsets: number[] = [];
+  for (let at = 0; bytes.readUInt32BE(at) !== 0; at += FRAME_HEADER_BYTES + bytes.readUInt32BE(at)) offsets.push(at);
+  return offsets;
+}
 
 describe('WalLogStore writes', () => {
   it('writes one frame per save, entries and hard state together, after the segment header', async () => {
@@ -109,6 +118,56 @@ describe('WalLogStore writes', () => {
     expect([loaded.snapshot?.meta.index, loaded.entries]).toEqual([100, []]);
   });
 
+  it("loads a new leader's overwrite that reaches below the oldest segment's start once older segments are gone (§5.3)", async () => {
+    const store = newStore(SMALL);
+    const memory = new MemoryLogStore();
+    await store.load();
+    await memory.load();
+    const both = async (action: (s: LogStore) => Promise<void>) => {
+      await action(memory);
+      await action(store);
+    };
+    // One entry per save, committed two behind, until a save begins segment 2.
+    let last = 0;
+    while (segmentFiles().length < 2) {
+      const index = ++last;
+      await both((s) => s.save({ entries: [normal(index, 1)], hardState: { term: 1, vote: '', commit: Math.max(0, index - 2) } }));
+    }
+    const header = framesOf(2).records[0];
+    expect(header.kind === 'header' && header.lastStored).toBe(last - 1);
+    // A leader of term 2 replaces the two uncommitted entries: the first is below segment 2's start.
+    await both((s) => s.save({ entries: [normal(last - 1, 2), normal(last, 2)], hardState: { term: 2, vote: '', commit: last - 2 } }));
+    await both((s) => s.save({ entries: [normal(last + 1, 2), normal(last + 2, 2)], hardState: { term: 2, vote: '', commit: last + 2 } }));
+    await both((s) => s.saveSnapshot(snapshotAt(last, 2), { keepSuffix: true }));
+    await both((s) => s.saveSnapshot(snapshotAt(last + 2, 2), { keepSuffix: true }));
+    expect(segmentFiles()[0]).toBe(segmentFileName(2));
+    await store.close();
+    expect(await restart(SMALL)).toEqual(await memory.crash().load());
+  });
+
+  it('loads again after the frame that records a fallback to an older snapshot began a new segment', async () => {
+    await prepare(async (store) => {
+      await store.save({ entries: run(1, 12, 1), hardState: { term: 1, vote: '', commit: 12 } });
+      await store.saveSnapshot(snapshotAt(4, 1), { keepSuffix: true });
+      await store.saveSnapshot(snapshotAt(8, 1), { keepSuffix: true });
+      // Fill the newest segment to within a few bytes of its end: the fallback frame will not fit.
+      const seq = parseInt(segmentFiles().at(-1)!, 16);
+      const free = 1024 - framesOf(seq).end - FRAME_HEADER_BYTES - encodeBatch(undefined, [normal(13, 1, '')]).byteLength;
+      await store.save({ entries: [normal(13, 1, 'x'.repeat(free - 3))] });
+    }, SMALL);
+    const segmentsBefore = segmentFiles().length;
+    const snapshot = path.join(dir, 'snapshots', snapshotFileName(1, 8));
+    const content = readFileSync(snapshot);
+    content[SNAPSHOT_HEADER_BYTES + 2] ^= 0x40;
+    writeFileSync(snapshot, content);
+    const first = await restart(SMALL);
+    expect(first.snapshot?.meta.index).toBe(4);
+    expect(segmentFiles().length).toBe(segmentsBefore + 1);
+    await stores.pop()!.close();
+    const again = await restart(SMALL);
+    expect([again.snapshot?.meta.index, again.warnings, indexes(again.entries)]).toEqual([4, [], [5, 6, 7, 8, 9, 10, 11, 12, 13]]);
+  });
+
   it('refuses every call after a failed write (fsyncgate: a failed sync is not retried)', async () => {
     const store = newStore({ commitMode: 'async' });
     await store.load();
@@ -161,6 +220,28 @@ describe('WalLogStore load: damaged segments', () => {
     const loaded = await restart();
     expect(loaded.entries).toHaveLength(10);
     expect(loaded.warnings[0]).toMatch(/torn write .*data after the end of the written frames/);
+  });
+
+  it('zeroes a torn last write whose length field never reached the disk while the rest of its frame did', async () => {
+    const last = frameOffsets(readFileSync(segmentPath(1))).at(-1)!;
+    // The frame's first 4 bytes sit in one sector (lost), its crc and body in the next (written).
+    rewrite(1, (content) => content.fill(0, last, last + 4));
+    const loaded = await restart();
+    expect(indexes(loaded.entries)).toEqual(run(1, 9, 1).map((e) => e.index));
+    expect(loaded.warnings[0]).toMatch(/torn write .*checksum mismatch/);
+  });
+
+  // Damage that looks like a torn write but has good frames after it: acknowledged saves, not a crash.
+  const followedByGoodFrames: Array<[string, (content: Buffer, frameAt: number) => void, RegExp]> = [
+    ['a length field with a flipped high bit', (content, at) => (content[at] ^= 0x80), /bad frame at byte \d+: a frame of \d+ bytes runs past the end of the file/],
+    ['a frame header zeroed (a lost sector)', (content, at) => content.fill(0, at, at + FRAME_HEADER_BYTES), /bad frame at byte \d+: data after the end of the written frames/],
+  ];
+  it.each(followedByGoodFrames)('stops on %s followed by good frames, rather than drop acknowledged saves as torn', async (_what, damage, message) => {
+    const scan = framesOf(1);
+    const third = frameOffsets(readFileSync(segmentPath(1)))[3];
+    expect(third).toBeLessThan(scan.end);
+    rewrite(1, (content) => damage(content, third));
+    await expect(restart()).rejects.toThrow(message);
   });
 
   it('stops on a bad frame in the middle, naming the segment, the byte, the directory and the fix', async () => {

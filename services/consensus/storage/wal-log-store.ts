@@ -23,10 +23,14 @@
  * order: a batch overwrites the log from its first index (a follower's conflicting suffix, §5.3),
  * a snapshot frame moves the pointer (and, from the leader, empties the log). Every frame carries a
  * CRC-32C over its segment's number and body. A bad frame at the end of the newest segment with
- * only zeros after it (or with its own frame header still zero) is a torn write: zeroed, with a
- * warning, never acknowledged. Any other bad frame, a missing segment or a header that disagrees
- * is a `StorageCorruptionError`: the server does not start rather than serve or vote from a
- * damaged log.
+ * only zeros after it (or with its length field still zero) and no good frame after it is a torn
+ * write (wal-record.ts `scanSegment`): zeroed, with a warning, never acknowledged. Any other bad
+ * frame, a missing segment or a header that disagrees is a `StorageCorruptionError`: the server
+ * does not start rather than serve or vote from a damaged log. What load read is synced before it
+ * returns (a process killed between a write and its sync leaves it in the page cache only).
+ *
+ * A batch may overwrite entries below the oldest segment's start (uncommitted entries a new leader
+ * replaced, §5.3, once the segments holding them are gone): the stored log then starts at it.
  *
  * Snapshots. As in LmdbLogStore the file is written durably first, outside the queue; the snapshot
  * frame is the commit point; the log keeps its entries back to the previous snapshot, so the older
@@ -303,7 +307,9 @@ export class WalLogStore implements LogStore {
     }
 
     this.hardState = replay.hardState;
-    this.pointer = chosen.snapshot === undefined ? undefined : base;
+    // The pointer the segments hold until the fallback's frame is durable: a segment begun for
+    // that frame must start from the state replay reaches.
+    this.pointer = replay.pointer;
     this.termsFrom = Math.max(replay.from, base.index + 1);
     this.terms = entries.map((entry) => entry.term);
     this.lastStored = replay.lastStored;
@@ -316,7 +322,9 @@ export class WalLogStore implements LogStore {
     }
     // Repairs: the pointer after a fallback (a frame: the log records its own history), then the bad file's name.
     if (chosen.fellBack) {
-      await this.append(encodeSnapshotRecord(chosen.snapshot === undefined ? 'none' : 'keep', this.pointer));
+      const pointer = chosen.snapshot === undefined ? undefined : base;
+      await this.append(encodeSnapshotRecord(pointer === undefined ? 'none' : 'keep', pointer));
+      this.pointer = pointer;
     }
     if (chosen.corruptFile !== undefined) {
       await fs.rename(path.join(this.snapshotsDir, chosen.corruptFile), path.join(this.snapshotsDir, chosen.corruptFile + CORRUPT_SUFFIX));
@@ -352,10 +360,9 @@ export class WalLogStore implements LogStore {
       header.hardState.vote === replay.hardState.vote &&
       header.hardState.commit === replay.hardState.commit;
     if (!agrees) {
-      throw corrupt(
-        `it begins at log index ${header.lastStored} (term ${header.lastStoredTerm}, hard state term ${header.hardState.term}), ` +
-          `where the segments before it end at ${replay.lastStored} (term ${replay.lastStoredTerm}, hard state term ${replay.hardState.term})`,
-      );
+      const state = (at: { lastStored: number; lastStoredTerm: number; hardState: HardState; pointer: SnapshotPointer | undefined }) =>
+        `log index ${at.lastStored} (term ${at.lastStoredTerm}), hard state ${JSON.stringify(at.hardState)}, snapshot ${at.pointer === undefined ? 'none' : `${at.pointer.index} (term ${at.pointer.term})`}`;
+      throw corrupt(`it begins at ${state(header)}, where the segments before it end at ${state(replay)}`);
     }
   }
 
@@ -369,11 +376,18 @@ export class WalLogStore implements LogStore {
         if (entries.length > 0) {
           const first = entries[0].index;
           if (first > replay.lastStored + 1) throw StorageCorruptionError.entry(this.dataDir, replay.lastStored + 1, `missing: the log jumps from ${replay.lastStored} to ${first}`);
-          if (first < replay.from) throw corrupt(`a batch rewrites entry ${first}, below the oldest stored entry ${replay.from}`);
+          if (first <= (replay.pointer?.index ?? 0)) throw corrupt(`a batch rewrites entry ${first}, inside the snapshot at ${replay.pointer?.index}`);
           entries.forEach((entry, i) => {
             if (i > 0 && entry.index !== entries[i - 1].index + 1) throw corrupt(`a batch jumps from entry ${entries[i - 1].index} to ${entry.index}`);
             if (entry.term <= 0) throw StorageCorruptionError.entry(this.dataDir, entry.index, `entry has term ${entry.term}`);
           });
+          if (first < replay.from) {
+            // It overwrites entries the removed segments held (uncommitted ones a new leader
+            // replaced, §5.3): the stored log now starts at it, the term before it unknown.
+            replay.entries = [];
+            replay.from = first;
+            replay.fromTerm = 0;
+          }
           const termBefore = first > replay.from ? replay.entries[first - 1 - replay.from].term : replay.fromTerm;
           if (entries[0].term < termBefore) {
             throw StorageCorruptionError.entry(this.dataDir, first, `term ${entries[0].term} after term ${termBefore}: terms never decrease along a log`);
@@ -414,8 +428,10 @@ export class WalLogStore implements LogStore {
     if (tail.torn !== undefined) {
       const { offset, dirtyEnd } = tail.torn;
       await this.handle.write(Buffer.alloc(dirtyEnd - offset), 0, dirtyEnd - offset, offset);
-      await this.handle.datasync();
     }
+    // What load read may still be only in the page cache (a process killed between a frame's write
+    // and its sync): it is on disk before the server acts on it.
+    await this.handle.datasync();
   }
 
   /**
@@ -452,8 +468,10 @@ export class WalLogStore implements LogStore {
     if (keep <= 0) return;
     const gone = this.segments.slice(0, keep);
     await this.calls.durably('remove old write-ahead log segments', async () => {
-      for (const segment of gone) await fs.rm(path.join(this.walDir, segmentFileName(segment.seq)), { force: true });
-      await fsyncDirectory(this.walDir);
+      for (const segment of gone) {
+        await fs.rm(path.join(this.walDir, segmentFileName(segment.seq)), { force: true });
+        await fsyncDirectory(this.walDir);
+      }
     });
     this.segments = this.segments.slice(keep);
   }

@@ -257,8 +257,7 @@ export interface SegmentScan {
   readonly headerEnd: number;
   /**
    * The first bad frame, if any: where it starts, what is wrong, where the non-zero bytes from it
-   * end, and whether it looks like the last write cut short by a crash (`torn`): only zeros after
-   * the bytes it claims, or its frame header still zero with the rest of its sectors written.
+   * end, and whether it looks like the last write cut short by a crash (`torn`, see `scanSegment`).
    */
   readonly bad?: { readonly offset: number; readonly problem: string; readonly torn: boolean; readonly dirtyEnd: number };
 }
@@ -278,22 +277,55 @@ export function nonZeroEnd(bytes: Buffer, from: number): number {
   return end;
 }
 
-/** Reads the frames of segment `seq` in order, stopping at the written end or the first bad frame. */
+/** How far past a bad frame `scanSegment` looks for a good one. */
+const GOOD_FRAME_SEARCH_BYTES = 4 * 1024 * 1024;
+const TAGS = new Set([0x48, 0x42, 0x53]);
+
+/**
+ * Whether a good frame starts anywhere in bytes(from, dirtyEnd), within the search window: one
+ * whose length fits the file, whose body starts with a record tag, whose crc verifies and whose
+ * body decodes.
+ */
+function goodFrameAfter(bytes: Buffer, seed: number, from: number, dirtyEnd: number): boolean {
+  const last = Math.min(dirtyEnd, from + GOOD_FRAME_SEARCH_BYTES, bytes.byteLength - FRAME_HEADER_BYTES - 1);
+  for (let at = from + 1; at <= last; at++) {
+    const length = bytes.readUInt32BE(at);
+    if (length === 0 || !TAGS.has(bytes[at + FRAME_HEADER_BYTES])) continue;
+    const bodyEnd = at + FRAME_HEADER_BYTES + length;
+    // A good frame's body ends within the written bytes, give or take trailing zeros of its own.
+    if (bodyEnd > bytes.byteLength || bodyEnd > dirtyEnd + 64 * 1024) continue;
+    const body = bytes.subarray(at + FRAME_HEADER_BYTES, bodyEnd);
+    if (crc32c(body, seed) === bytes.readUInt32BE(at + 4) && decodeBody(body).ok) return true;
+  }
+  return false;
+}
+
+/**
+ * Reads the frames of segment `seq` in order, stopping at the written end or the first bad frame.
+ *
+ * A bad frame is `torn` (the last write, cut short by a crash) when both hold:
+ * - nothing is written past the bytes it claims, or its length field is zero (the sector holding
+ *   it never reached the disk while later sectors of the frame did);
+ * - no good frame follows it: each save is synced before the next is written, so a good frame
+ *   after a bad one means the disk damaged an acknowledged write, not that a write was cut short.
+ */
 export function scanSegment(seq: number, bytes: Buffer): SegmentScan {
   const seed = seqSeed(seq);
   const records: WalRecord[] = [];
   let offset = 0;
   let headerEnd = 0;
-  const stop = (problem: string, claimedEnd: number, headerZero = false): SegmentScan => {
+  const stop = (problem: string, claimedEnd: number): SegmentScan => {
     const dirtyEnd = nonZeroEnd(bytes, offset);
-    const zerosAfter = nonZeroEnd(bytes, Math.min(claimedEnd, bytes.byteLength)) <= claimedEnd;
-    return { records, end: offset, headerEnd, bad: { offset, problem, torn: zerosAfter || headerZero, dirtyEnd } };
+    const lengthLost = offset + 4 <= bytes.byteLength && bytes.readUInt32BE(offset) === 0;
+    const confined = lengthLost || nonZeroEnd(bytes, Math.min(claimedEnd, bytes.byteLength)) <= claimedEnd;
+    const torn = confined && !goodFrameAfter(bytes, seed, offset, dirtyEnd);
+    return { records, end: offset, headerEnd, bad: { offset, problem, torn, dirtyEnd } };
   };
   while (offset + FRAME_HEADER_BYTES <= bytes.byteLength) {
     const length = bytes.readUInt32BE(offset);
     const crc = bytes.readUInt32BE(offset + 4);
     if (length === 0 && crc === 0) {
-      if (nonZeroEnd(bytes, offset) > offset) return stop('data after the end of the written frames', offset + FRAME_HEADER_BYTES, true);
+      if (nonZeroEnd(bytes, offset) > offset) return stop('data after the end of the written frames', offset + FRAME_HEADER_BYTES);
       return { records, end: offset, headerEnd };
     }
     const bodyEnd = offset + FRAME_HEADER_BYTES + length;
