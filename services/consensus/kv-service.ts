@@ -4,6 +4,7 @@ import { ServerUnaryCall, sendUnaryData } from '@grpc/grpc-js';
 import { Command } from '../gen/consulate/consensus/v1/command';
 import { Consistency, KVServiceServer, ResponseHeader } from '../gen/consulate/consensus/v1/kv';
 import { LeaseServiceServer } from '../gen/consulate/consensus/v1/lease';
+import { WithoutCalls } from '../lib/call-stream';
 import { ConsensusNode } from './consensus-node';
 import { toServiceError, timeLeftMs } from './grpc-errors';
 import { DEFAULT_KV_LIMITS } from './kv/limits';
@@ -35,7 +36,7 @@ async function write<C extends NonNullable<Command['op']>['$case']>(node: Consen
   return { revision: result.revision, value: result.response.value as Extract<typeof result.response, { $case: C }>['value'] };
 }
 
-export function kvService(node: ConsensusNode): KVServiceServer {
+export function kvService(node: ConsensusNode): WithoutCalls<KVServiceServer> {
   return {
     range: unary(async (request, call) => {
       validateRange(request, DEFAULT_KV_LIMITS);

@@ -125,7 +125,7 @@ export const consensusRole: RoleDefinition<typeof fields> = {
       maxMessageBytes: TRANSPORT_LIMITS.maxMessageBytes,
       services: [
         { definition: ClusterServiceService, implementation: clusterService(context, node), protoFile: clusterProto },
-        { definition: KVServiceService, implementation: kvService(node), protoFile: kvProto },
+        { definition: KVServiceService, implementation: kvService(node), protoFile: kvProto, callStream: true },
         watchGrpcService(node),
         { definition: LeaseServiceService, implementation: leaseService(node), protoFile: leaseProto },
         { definition: RaftServiceService, implementation: raftService(node, transport, config.node, logger), protoFile: raftProto, traced: false },

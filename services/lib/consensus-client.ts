@@ -3,7 +3,9 @@
  * Writes and linearizable reads must reach the leader: a follower refuses them with UNAVAILABLE
  * and the leader in the `consulate-leader` trailer, and this client follows that hint, or tries
  * the next server when there is none, until the call's deadline. It never retries a write whose
- * outcome is unknown (leadership lost mid-commit): that error reaches the caller.
+ * outcome is unknown (leadership lost mid-commit): that error reaches the caller. KV calls travel
+ * as frames on one open Calls stream per server (call-stream.ts): a grpc-js unary round trip costs
+ * several times a frame each way here.
  */
 import { Metadata, ServiceError, handleUnaryCall, status as GrpcStatus } from '@grpc/grpc-js';
 import { Tracer } from '@opentelemetry/api';
@@ -16,6 +18,7 @@ import {
   DeleteRangeRequest,
   DeleteRangeResponse,
   KVServiceClient,
+  KVServiceService,
   PutRequest,
   PutResponse,
   RangeRequest,
@@ -34,6 +37,7 @@ import {
   LeaseTimeToLiveRequest,
   LeaseTimeToLiveResponse,
 } from '../gen/consulate/consensus/v1/lease';
+import { CallStreamClient, UnaryMethod } from './call-stream';
 import { Clock, systemClock } from './clock';
 import { checks, field } from './config';
 import { dependencyStatus } from './dependency-status';
@@ -58,6 +62,9 @@ interface Server {
   readonly cluster: ClusterServiceClient;
   readonly kv: KVServiceClient;
   readonly lease: LeaseServiceClient;
+  /** The KV methods on one open Calls stream to the server (unary calls to a server without it). */
+  readonly kvCalls: CallStreamClient;
+  readonly kvMethods: { readonly [M in KvMethod]: UnaryMethod<RequestOf<M>, ResponseOf<M>> };
 }
 
 interface KvCalls {
@@ -130,9 +137,9 @@ export class ConsensusClient {
     );
   }
 
-  /** Runs a KV call on the leader (see `onLeader`). */
+  /** Runs a KV call on the leader (see `onLeader`), on the Calls stream to it. */
   async kv<M extends KvMethod>(method: M, request: RequestOf<M>, options: { timeoutMs: number; idempotent: boolean }): Promise<ResponseOf<M>> {
-    return this.onLeader<RequestOf<M>, ResponseOf<M>>((server) => server.kv, method, request, options);
+    return this.onLeader<RequestOf<M>, ResponseOf<M>>((server) => server.kvMethods, method, request, options);
   }
 
   /** Runs a Lease call on the leader, as `kv` runs KV calls: only the leader keeps leases alive. */
@@ -205,6 +212,7 @@ export class ConsensusClient {
 
   close(): void {
     for (const server of this.servers.values()) {
+      server.kvCalls.close();
       server.cluster.close();
       server.kv.close();
       server.lease.close();
@@ -215,10 +223,20 @@ export class ConsensusClient {
   private server(address: string): Server {
     let server = this.servers.get(address);
     if (server === undefined) {
+      const kv = createRoleClient(KVServiceClient, address, { tracer: this.tracer });
+      const kvCalls = new CallStreamClient({ client: kv, tracer: this.tracer, peer: address });
       server = {
         cluster: createRoleClient(ClusterServiceClient, address, { tracer: this.tracer }),
-        kv: createRoleClient(KVServiceClient, address, { tracer: this.tracer }),
+        kv,
         lease: createRoleClient(LeaseServiceClient, address, { tracer: this.tracer }),
+        kvCalls,
+        kvMethods: {
+          range: kvCalls.method(KVServiceService.range, kv.range.bind(kv)),
+          put: kvCalls.method(KVServiceService.put, kv.put.bind(kv)),
+          deleteRange: kvCalls.method(KVServiceService.deleteRange, kv.deleteRange.bind(kv)),
+          txn: kvCalls.method(KVServiceService.txn, kv.txn.bind(kv)),
+          compact: kvCalls.method(KVServiceService.compact, kv.compact.bind(kv)),
+        },
       };
       this.servers.set(address, server);
     }

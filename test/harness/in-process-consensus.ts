@@ -38,7 +38,12 @@ export interface InProcessConsensus {
 const TICK_MS = 5;
 const LEADER_WAIT_MS = 5_000;
 
-export async function startInProcessConsensus(): Promise<InProcessConsensus> {
+export interface InProcessConsensusOptions {
+  /** Serve KV calls on a Calls stream too, as the consensus role does. Default true; false acts as an older server. */
+  readonly kvCallStream?: boolean;
+}
+
+export async function startInProcessConsensus(options: InProcessConsensusOptions = {}): Promise<InProcessConsensus> {
   const logger = createLogger({ role: 'consensus', datacenter: 'dc1', node: 'consensus-1', level: 'silent' });
   const node = await ConsensusNode.open({
     raft: raftConfig({ id: 'consensus-1', random: Math.random, electionTicks: 3, heartbeatTicks: 1 }),
@@ -60,7 +65,7 @@ export async function startInProcessConsensus(): Promise<InProcessConsensus> {
       tracer: trace.getTracer('test'),
       shutdownGraceMs: 0,
       services: [
-        { definition: KVServiceService, implementation: kvService(node), protoFile: kvProto },
+        { definition: KVServiceService, implementation: kvService(node), protoFile: kvProto, callStream: options.kvCallStream ?? true },
         watchGrpcService(node),
         { definition: LeaseServiceService, implementation: leaseService(node), protoFile: leaseProto },
       ],

@@ -10,14 +10,17 @@ import {
   type CallOptions,
   type ChannelCredentials,
   Client,
+  type ClientDuplexStream,
   type ClientOptions,
   type ClientUnaryCall,
+  type handleBidiStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
+import { UnaryAnswer, UnaryCall } from "../../common/v1/call_stream";
 
 export const protobufPackage = "consulate.consensus.v1";
 
@@ -71,6 +74,14 @@ export function consistencyToJSON(object: Consistency): string {
     default:
       return "UNRECOGNIZED";
   }
+}
+
+export interface KVServiceCallsRequest {
+  call?: UnaryCall | undefined;
+}
+
+export interface KVServiceCallsResponse {
+  answer?: UnaryAnswer | undefined;
 }
 
 /** ResponseHeader says what state an answer reflects. */
@@ -300,6 +311,142 @@ export interface CompactRequest {
 export interface CompactResponse {
   header?: ResponseHeader | undefined;
 }
+
+function createBaseKVServiceCallsRequest(): KVServiceCallsRequest {
+  return { call: undefined };
+}
+
+export const KVServiceCallsRequest: MessageFns<KVServiceCallsRequest> = {
+  encode(message: KVServiceCallsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.call !== undefined) {
+      UnaryCall.encode(message.call, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): KVServiceCallsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseKVServiceCallsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.call = UnaryCall.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): KVServiceCallsRequest {
+    return { call: isSet(object.call) ? UnaryCall.fromJSON(object.call) : undefined };
+  },
+
+  toJSON(message: KVServiceCallsRequest): unknown {
+    const obj: any = {};
+    if (message.call !== undefined) {
+      obj.call = UnaryCall.toJSON(message.call);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<KVServiceCallsRequest>): KVServiceCallsRequest {
+    return KVServiceCallsRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<KVServiceCallsRequest>): KVServiceCallsRequest {
+    const message = createBaseKVServiceCallsRequest();
+    message.call = (object.call !== undefined && object.call !== null) ? UnaryCall.fromPartial(object.call) : undefined;
+    return message;
+  },
+};
+
+function createBaseKVServiceCallsResponse(): KVServiceCallsResponse {
+  return { answer: undefined };
+}
+
+export const KVServiceCallsResponse: MessageFns<KVServiceCallsResponse> = {
+  encode(message: KVServiceCallsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.answer !== undefined) {
+      UnaryAnswer.encode(message.answer, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): KVServiceCallsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseKVServiceCallsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.answer = UnaryAnswer.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): KVServiceCallsResponse {
+    return { answer: isSet(object.answer) ? UnaryAnswer.fromJSON(object.answer) : undefined };
+  },
+
+  toJSON(message: KVServiceCallsResponse): unknown {
+    const obj: any = {};
+    if (message.answer !== undefined) {
+      obj.answer = UnaryAnswer.toJSON(message.answer);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<KVServiceCallsResponse>): KVServiceCallsResponse {
+    return KVServiceCallsResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<KVServiceCallsResponse>): KVServiceCallsResponse {
+    const message = createBaseKVServiceCallsResponse();
+    message.answer = (object.answer !== undefined && object.answer !== null)
+      ? UnaryAnswer.fromPartial(object.answer)
+      : undefined;
+    return message;
+  },
+};
 
 function createBaseResponseHeader(): ResponseHeader {
   return { revision: 0n, raftTerm: 0n, member: "" };
@@ -2231,6 +2378,21 @@ export const KVServiceService = {
     responseSerialize: (value: CompactResponse): Buffer => Buffer.from(CompactResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): CompactResponse => CompactResponse.decode(value),
   },
+  /**
+   * Calls carries the unary methods above on one open stream (consulate/common/v1/call_stream.proto):
+   * how the catalog and the router reach the leader, a frame each way instead of a call.
+   */
+  calls: {
+    path: "/consulate.consensus.v1.KVService/Calls" as const,
+    requestStream: true as const,
+    responseStream: true as const,
+    requestSerialize: (value: KVServiceCallsRequest): Buffer =>
+      Buffer.from(KVServiceCallsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): KVServiceCallsRequest => KVServiceCallsRequest.decode(value),
+    responseSerialize: (value: KVServiceCallsResponse): Buffer =>
+      Buffer.from(KVServiceCallsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): KVServiceCallsResponse => KVServiceCallsResponse.decode(value),
+  },
 } as const;
 
 export interface KVServiceServer extends UntypedServiceImplementation {
@@ -2244,6 +2406,11 @@ export interface KVServiceServer extends UntypedServiceImplementation {
   txn: handleUnaryCall<TxnRequest, TxnResponse>;
   /** Compact forgets the history before a revision. */
   compact: handleUnaryCall<CompactRequest, CompactResponse>;
+  /**
+   * Calls carries the unary methods above on one open stream (consulate/common/v1/call_stream.proto):
+   * how the catalog and the router reach the leader, a frame each way instead of a call.
+   */
+  calls: handleBidiStreamingCall<KVServiceCallsRequest, KVServiceCallsResponse>;
 }
 
 export interface KVServiceClient extends Client {
@@ -2321,6 +2488,16 @@ export interface KVServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: CompactResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * Calls carries the unary methods above on one open stream (consulate/common/v1/call_stream.proto):
+   * how the catalog and the router reach the leader, a frame each way instead of a call.
+   */
+  calls(): ClientDuplexStream<KVServiceCallsRequest, KVServiceCallsResponse>;
+  calls(options: Partial<CallOptions>): ClientDuplexStream<KVServiceCallsRequest, KVServiceCallsResponse>;
+  calls(
+    metadata: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientDuplexStream<KVServiceCallsRequest, KVServiceCallsResponse>;
 }
 
 export const KVServiceClient = makeGenericClientConstructor(

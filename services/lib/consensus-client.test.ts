@@ -1,0 +1,49 @@
+/**
+ * The consensus client's transport: KV calls ride one open Calls stream per server, and a server
+ * without one (an older version) is served unary calls instead. Against a real consensus server
+ * in this process (test/harness/in-process-consensus.ts).
+ */
+import { trace } from '@opentelemetry/api';
+
+import { InProcessConsensus, startInProcessConsensus } from '../../test/harness/in-process-consensus';
+import { Consistency, KVServiceClient } from '../gen/consulate/consensus/v1/kv';
+import { ConsensusClient } from './consensus-client';
+
+const range = (key: string) => ({ key: Buffer.from(key), rangeEnd: Buffer.alloc(0), limit: 0n, revision: 0n, consistency: Consistency.CONSISTENCY_LEASE, keysOnly: false, countOnly: false });
+const put = (key: string, value: string) => ({ key: Buffer.from(key), value: Buffer.from(value), lease: 0n, prevKv: false });
+
+describe('ConsensusClient KV calls', () => {
+  let consensus: InProcessConsensus | undefined;
+  let client: ConsensusClient | undefined;
+
+  afterEach(async () => {
+    client?.close();
+    await consensus?.stop();
+    jest.restoreAllMocks();
+  });
+
+  it('ride the Calls stream: no unary KV call is made, and answers and errors come back on it', async () => {
+    consensus = await startInProcessConsensus();
+    const unaryPut = jest.spyOn(KVServiceClient.prototype, 'put');
+    const unaryRange = jest.spyOn(KVServiceClient.prototype, 'range');
+    client = new ConsensusClient([consensus.address], trace.getTracer('test'));
+    await client.kv('put', put('a', '1'), { timeoutMs: 5_000, idempotent: false });
+    const read = await client.kv('range', range('a'), { timeoutMs: 5_000, idempotent: true });
+    expect(Buffer.from(read.kvs[0].value).toString()).toBe('1');
+    // A refusal travels as the call's status: an empty key is invalid.
+    await expect(client.kv('put', put('', 'x'), { timeoutMs: 5_000, idempotent: false })).rejects.toMatchObject({ code: 3 });
+    expect(unaryPut).not.toHaveBeenCalled();
+    expect(unaryRange).not.toHaveBeenCalled();
+  });
+
+  it('fall back to unary calls against a server without Calls (an older version)', async () => {
+    consensus = await startInProcessConsensus({ kvCallStream: false });
+    const unaryPut = jest.spyOn(KVServiceClient.prototype, 'put');
+    client = new ConsensusClient([consensus.address], trace.getTracer('test'));
+    await client.kv('put', put('a', '1'), { timeoutMs: 5_000, idempotent: false });
+    await client.kv('put', put('b', '2'), { timeoutMs: 5_000, idempotent: false });
+    const read = await client.kv('range', range('b'), { timeoutMs: 5_000, idempotent: true });
+    expect(Buffer.from(read.kvs[0].value).toString()).toBe('2');
+    expect(unaryPut).toHaveBeenCalledTimes(2);
+  });
+});
