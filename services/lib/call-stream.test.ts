@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import { Writable } from 'node:stream';
 
 import { Metadata, ServerUnaryCall, ServiceError, sendUnaryData, status as GrpcStatus } from '@grpc/grpc-js';
@@ -6,7 +7,7 @@ import { InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-tr
 
 import { ForwardRequest, ForwardResponse, ForwardServiceClient, ForwardServiceServer, ForwardServiceService, protobufFileName } from '../gen/consulate/router/v1/operator';
 import { eventually } from '../../test/harness/processes';
-import { CallStreamClient, UnaryMethod, WithoutCalls } from './call-stream';
+import { CallFrame, CallStreamClient, MAX_BUFFERED_FRAMES, UnaryMethod, WithoutCalls } from './call-stream';
 import { createRoleClient } from './grpc-client';
 import { RoleGrpcServer } from './grpc-server';
 import { createLogger } from './log';
@@ -370,5 +371,84 @@ describe('unary calls on a Calls stream', () => {
     stream.write(frame(4n, '/consulate.router.v1.ForwardService/Forward', Buffer.alloc(0)));
     stream.write(frame(4n, '/consulate.router.v1.ForwardService/Forward', Buffer.alloc(0)));
     expect(await ended).toMatchObject({ code: GrpcStatus.INVALID_ARGUMENT, details: 'call 4 is already in flight on this stream' });
+  });
+});
+
+/**
+ * A stream that stops taking frames (a stalled connection): what the client hands it would reach
+ * the server whenever the connection recovers, so calls wait in the client instead, and a call
+ * given up meanwhile is never written. A fake stream stands in for grpc-js's: "full" is
+ * MAX_BUFFERED_FRAMES frames not yet taken by the connection.
+ */
+describe('a Calls stream that is full', () => {
+  class FakeStream extends EventEmitter {
+    readonly frames: CallFrame[] = [];
+    full = false;
+    /** Frames not taken by the connection yet: a full stream has MAX_BUFFERED_FRAMES. */
+    get writableLength(): number {
+      return this.full ? MAX_BUFFERED_FRAMES : 0;
+    }
+    write(frame: CallFrame): boolean {
+      this.frames.push(frame);
+      return !this.full;
+    }
+    cancel(): void {
+      this.emit('status', { code: GrpcStatus.CANCELLED, details: 'Cancelled on client', metadata: new Metadata() });
+    }
+  }
+
+  function fakeClient(): { calls: CallStreamClient; stream: () => FakeStream; forward: UnaryMethod<ForwardRequest, ForwardResponse> } {
+    let stream: FakeStream | undefined;
+    const calls = new CallStreamClient({
+      client: { calls: () => (stream = new FakeStream()) as unknown as ReturnType<ForwardServiceClient['calls']> },
+      tracer: trace.getTracer('test'),
+      peer: 'fake:1',
+    });
+    const forward = calls.method(ForwardServiceService.forward, () => {
+      throw new Error('no unary fallback here');
+    });
+    return { calls, stream: () => stream!, forward };
+  }
+
+  const request: ForwardRequest = { datacenter: 'dc2', request: undefined, path: [], maxHops: 0, transit: false } as unknown as ForwardRequest;
+  const sentIds = (stream: FakeStream) => stream.frames.filter((f) => f.call !== undefined && !f.call.cancel).map((f) => Number(f.call!.id));
+
+  it('queues calls once the stream is backed up, never sends those given up meanwhile, and sends the rest on drain, in order', async () => {
+    const { calls, stream, forward } = fakeClient();
+    const results: Array<ServiceError | null> = [];
+    const start = (timeoutMs: number) => forward(request, new Metadata(), { deadline: Date.now() + timeoutMs }, (err) => results.push(err));
+    start(60_000);
+    stream().full = true;
+    start(60_000); // written: it is the write that found the stream full
+    start(20); // queued, then its deadline passes
+    const cancelled = start(60_000); // queued, then cancelled
+    start(60_000); // queued
+    expect(sentIds(stream())).toEqual([1, 2]);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    cancelled.cancel();
+    expect(results.map((err) => err?.code)).toEqual([GrpcStatus.DEADLINE_EXCEEDED, GrpcStatus.CANCELLED]);
+    stream().full = false;
+    stream().emit('drain');
+    expect(sentIds(stream())).toEqual([1, 2, 5]);
+    // No cancel frame for calls the server never saw.
+    expect(stream().frames.filter((f) => f.call?.cancel === true)).toEqual([]);
+    calls.close();
+  });
+
+  it('fails queued calls as never sent when the stream fails, and written ones with its status', async () => {
+    const { calls, stream, forward } = fakeClient();
+    const results = new Map<number, ServiceError | null>();
+    const start = (n: number) => forward(request, new Metadata(), { deadline: Date.now() + 60_000 }, (err) => results.set(n, err));
+    start(1);
+    stream().full = true;
+    start(2);
+    start(3);
+    stream().emit('status', { code: GrpcStatus.UNAVAILABLE, details: 'Connection dropped', metadata: new Metadata() });
+    stream().emit('end');
+    await eventually('all three settled', async () => results.size === 3 || undefined, 2_000);
+    expect(results.get(1)).toMatchObject({ code: GrpcStatus.UNAVAILABLE, details: 'Connection dropped' });
+    expect(results.get(2)).toMatchObject({ code: GrpcStatus.UNAVAILABLE, details: 'Connection dropped' });
+    expect(results.get(3)).toMatchObject({ code: GrpcStatus.UNAVAILABLE, details: expect.stringMatching(/^No connection established: the call stream ended before the call was sent/) });
+    calls.close();
   });
 });

@@ -57,6 +57,8 @@ export interface AnswerFrame {
 
 /** The trailer of a call a draining server did not run: the client sends it again on a new stream. */
 export const NOT_RUN_TRAILER = 'consulate-call-not-run';
+/** Frames a client leaves in grpc-js's buffer before later calls wait in its own backlog for 'drain'. */
+export const MAX_BUFFERED_FRAMES = 256;
 /** Calls in flight on one stream at most; past it a call is refused with RESOURCE_EXHAUSTED. */
 export const MAX_CALLS_PER_STREAM = 10_000;
 /** How many times a call a server did not run is sent again before it fails as never sent. */
@@ -97,6 +99,8 @@ type Stream = ClientDuplexStream<CallFrame, AnswerFrame>;
 class ClientCall {
   /** The stream it was last sent on. */
   stream: Stream | undefined;
+  /** Its frame was handed to that stream (not only queued behind a full one): the server may run it. */
+  written = false;
   resends = 0;
   private state: 'open' | 'unary' | 'done' = 'open';
   private timer: NodeJS.Timeout | undefined;
@@ -148,7 +152,12 @@ class ClientCall {
     }
     if (this.state !== 'open') return;
     this.finish(code, details, Buffer.alloc(0), new Metadata());
-    this.stream?.write({ call: { id: this.id, method: '', message: Buffer.alloc(0), metadata: {}, timeoutMs: 0n, cancel: true } });
+    // A call still queued behind a full stream is never sent at all.
+    if (this.written) this.stream?.write({ call: { id: this.id, method: '', message: Buffer.alloc(0), metadata: {}, timeoutMs: 0n, cancel: true } });
+  }
+
+  get isOpen(): boolean {
+    return this.state === 'open';
   }
 
   /** The server has no `Calls`: the call goes as a plain unary call (its own span); this one ends saying why. */
@@ -169,6 +178,12 @@ class ClientCall {
 export class CallStreamClient {
   private stream: Stream | undefined;
   private readonly open = new Map<bigint, ClientCall>();
+  /**
+   * Calls waiting for a backed-up stream's 'drain', per stream. Frames handed to grpc-js would still
+   * reach the server after the caller gave up (a stalled connection that recovers), and run then;
+   * a call given up while it waits here is never sent. So at most MAX_BUFFERED_FRAMES can.
+   */
+  private readonly backlog = new Map<Stream, ClientCall[]>();
   private nextId = 1n;
   /** Until then the server is taken to have no `Calls` (it answered UNIMPLEMENTED): plain unary calls. */
   private unsupportedUntil = 0;
@@ -255,8 +270,38 @@ export class CallStreamClient {
 
   private send(call: ClientCall): void {
     if (this.stream === undefined) this.stream = this.startStream();
-    call.stream = this.stream;
-    this.stream.write({ call: call.frame() });
+    const stream = this.stream;
+    call.stream = stream;
+    call.written = false;
+    const waiting = this.backlog.get(stream);
+    if (waiting !== undefined) waiting.push(call);
+    else this.write(stream, call);
+  }
+
+  private write(stream: Stream, call: ClientCall): void {
+    call.written = true;
+    stream.write({ call: call.frame() });
+    // grpc-js says "full" past 16 frames, which a burst of calls passes at once: the backlog starts
+    // where frames pile up because the connection does not take them.
+    if (stream.writableLength < MAX_BUFFERED_FRAMES) return;
+    this.backlog.set(stream, []);
+    stream.once('drain', () => this.drained(stream));
+  }
+
+  /** The stream took its buffer: the calls waiting for it go, in order, until it is full again. */
+  private drained(stream: Stream): void {
+    const waiting = this.backlog.get(stream) ?? [];
+    this.backlog.delete(stream);
+    for (let i = 0; i < waiting.length; i++) {
+      const call = waiting[i];
+      if (!call.isOpen || call.stream !== stream) continue;
+      this.write(stream, call);
+      const full = this.backlog.get(stream);
+      if (full !== undefined) {
+        full.push(...waiting.slice(i + 1));
+        return;
+      }
+    }
   }
 
   private startStream(): Stream {
@@ -274,6 +319,7 @@ export class CallStreamClient {
     stream.on('status', (received: StatusObject) => {
       status = received;
       if (this.stream === stream) this.stream = undefined;
+      this.backlog.delete(stream);
       settle();
     });
     const readDone = (): void => {
@@ -315,6 +361,8 @@ export class CallStreamClient {
       // The server ended the stream itself (drained) after answering every call it had received,
       // and a call it cancelled at its deadline it answered too: these never reached it.
       if (status.code === GrpcStatus.OK) this.resend(call);
+      // Queued behind a full stream when it failed: never sent, so safe to send elsewhere.
+      else if (!call.written) call.finish(GrpcStatus.UNAVAILABLE, `No connection established: the call stream ended before the call was sent (${status.details})`, Buffer.alloc(0), new Metadata());
       else call.finish(status.code, status.details, Buffer.alloc(0), status.metadata);
     }
   }

@@ -36,6 +36,22 @@ describe('ConsensusClient KV calls', () => {
     expect(unaryRange).not.toHaveBeenCalled();
   });
 
+  it('fail alone when an answer is over the 4 MiB a client receives; calls beside it are answered', async () => {
+    consensus = await startInProcessConsensus();
+    client = new ConsensusClient([consensus.address], trace.getTracer('test'));
+    const big = Buffer.alloc(500 * 1024, 'v').toString();
+    for (let i = 0; i < 9; i++) await client.kv('put', put(`big/${i}`, big), { timeoutMs: 5_000, idempotent: false });
+    const all = { ...range('big/'), rangeEnd: Buffer.from('big0') };
+    const [tooBig, ...puts] = await Promise.allSettled([
+      client.kv('range', all, { timeoutMs: 5_000, idempotent: true }),
+      ...Array.from({ length: 5 }, (_, i) => client!.kv('put', put(`small/${i}`, 'x'), { timeoutMs: 5_000, idempotent: false })),
+    ]);
+    expect(tooBig).toMatchObject({ status: 'rejected', reason: { code: 8 } });
+    expect(puts.map((p) => p.status)).toEqual(['fulfilled', 'fulfilled', 'fulfilled', 'fulfilled', 'fulfilled']);
+    // The stream is still up: the next call on it is answered.
+    expect((await client.kv('range', range('small/0'), { timeoutMs: 5_000, idempotent: true })).kvs).toHaveLength(1);
+  });
+
   it('fall back to unary calls against a server without Calls (an older version)', async () => {
     consensus = await startInProcessConsensus({ kvCallStream: false });
     const unaryPut = jest.spyOn(KVServiceClient.prototype, 'put');

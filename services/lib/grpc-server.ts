@@ -75,7 +75,10 @@ export class RoleGrpcServer {
       let implementation = service.traced === false ? service.implementation : traceServiceImplementation(options.tracer, service.definition, service.implementation);
       if (service.callStream === true) {
         // Not traced itself: a span as long as the stream would say nothing; each call has its own.
-        const callStream = new CallStreamServer(service.definition, implementation, { maxMessageBytes });
+        // Answers no larger than a role client receives (createRoleClient: the default limit):
+        // one larger would end the client's whole stream, failing every call on it. A server
+        // allowed more (consensus, for Raft snapshots) fails only that call.
+        const callStream = new CallStreamServer(service.definition, implementation, { maxMessageBytes: Math.min(maxMessageBytes, GRPC_SERVER_DEFAULTS.maxMessageBytes) });
         this.callStreams.push(callStream);
         implementation = { ...implementation, calls: callStream.handler as never };
       }

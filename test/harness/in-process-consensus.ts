@@ -16,6 +16,7 @@ import { ConsensusNode } from '../../services/consensus/consensus-node';
 import { kvService, leaseService } from '../../services/consensus/kv-service';
 import { raftConfig } from '../../services/consensus/raft/config';
 import { MemoryLogStore } from '../../services/consensus/storage/memory-log-store';
+import { TRANSPORT_LIMITS } from '../../services/consensus/transport';
 import { watchGrpcService } from '../../services/consensus/watch-service';
 import { KVServiceService, protobufFileName as kvProto } from '../../services/gen/consulate/consensus/v1/kv';
 import { LeaseServiceService, protobufFileName as leaseProto } from '../../services/gen/consulate/consensus/v1/lease';
@@ -63,6 +64,8 @@ export async function startInProcessConsensus(options: InProcessConsensusOptions
     const server = new RoleGrpcServer({
       logger,
       tracer: trace.getTracer('test'),
+      // The role's own limit (Raft snapshots travel on its port).
+      maxMessageBytes: TRANSPORT_LIMITS.maxMessageBytes,
       shutdownGraceMs: 0,
       services: [
         { definition: KVServiceService, implementation: kvService(node), protoFile: kvProto, callStream: options.kvCallStream ?? true },
