@@ -12,7 +12,7 @@ import { indexes, normal, run, snapshotAt } from '../testing/log-entries';
 import { LogStore, StorageCorruptionError, StorageWriteError, StoredState } from './log-store';
 import { MemoryLogStore } from './memory-log-store';
 import { SNAPSHOT_HEADER_BYTES, snapshotFileName } from './snapshot-file';
-import { WalLogStore, WalLogStoreConfig, segmentFileName } from './wal-log-store';
+import { WalLogStore, WalLogStoreConfig, segmentFileName, tornFileName } from './wal-log-store';
 import { FRAME_HEADER_BYTES, encodeBatch, encodeHeader, frame, scanSegment } from './wal-record';
 
 
@@ -50,7 +50,7 @@ async function restart(options: Partial<WalLogStoreConfig> = {}): Promise<Stored
 }
 
 const walDir = () => path.join(dir, 'wal');
-const segmentFiles = () => readdirSync(walDir()).sort();
+const segmentFiles = () => readdirSync(walDir()).filter((name) => name.endsWith('.wal')).sort();
 const segmentPath = (seq: number) => path.join(walDir(), segmentFileName(seq));
 const framesOf = (seq: number) => scanSegment(seq, readFileSync(segmentPath(seq)));
 
@@ -206,6 +206,8 @@ describe('WalLogStore load: damaged segments', () => {
     expect(loaded.warnings).toEqual([
       expect.stringMatching(new RegExp(`^removed a torn write at the end of the write-ahead log in ${walDir()} \\(segment ${segmentFileName(1)}, byte ${end}: checksum mismatch`)),
     ]);
+    // The damaged bytes are kept aside, and the next load ignores them.
+    expect(readFileSync(path.join(walDir(), tornFileName(1, end))).subarray(0, 4).readUInt32BE()).toBe(200);
     const store = stores[stores.length - 1];
     await store.save({ entries: [normal(11, 2)] });
     await store.close();

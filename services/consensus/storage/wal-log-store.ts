@@ -24,7 +24,8 @@
  * a snapshot frame moves the pointer (and, from the leader, empties the log). Every frame carries a
  * CRC-32C over its segment's number and body. A bad frame at the end of the newest segment with
  * only zeros after it (or with its length field still zero) and no good frame after it is a torn
- * write (wal-record.ts `scanSegment`): zeroed, with a warning, never acknowledged. Any other bad
+ * write (wal-record.ts `scanSegment`): zeroed, with a warning, never acknowledged; its bytes are
+ * kept beside the segment (`<seq>.wal.torn-<offset>`) for a post-mortem. Any other bad
  * frame, a missing segment or a header that disagrees is a `StorageCorruptionError`: the server
  * does not start rather than serve or vote from a damaged log. What load read is synced before it
  * returns (a process killed between a write and its sync leaves it in the page cache only).
@@ -47,7 +48,7 @@ import * as path from 'node:path';
 
 import { invariant } from '../../lib/invariant';
 import { EMPTY_HARD_STATE, Entry, HardState, Snapshot } from '../raft/types';
-import { fsyncDirectory, makeDirectoryDurably } from './durable-fs';
+import { fsyncDirectory, makeDirectoryDurably, writeFileDurably } from './durable-fs';
 import { LogStore, SaveBatch, SaveSnapshotOptions, StorageCorruptionError, StoredState } from './log-store';
 import { SnapshotPointer } from './record-codec';
 import { CORRUPT_SUFFIX, chooseSnapshot, removeSnapshotFilesExcept } from './snapshot-choice';
@@ -77,6 +78,11 @@ export function segmentFileName(seq: number): string {
   return `${seq.toString(16).padStart(16, '0')}.wal`;
 }
 
+/** Where the bytes of a torn write are kept once load has zeroed them in the segment (load ignores the file). */
+export function tornFileName(seq: number, offset: number): string {
+  return `${segmentFileName(seq)}.torn-${offset}`;
+}
+
 interface Segment {
   readonly seq: number;
   /** The log's last index when the segment began: every entry above it was written in this segment or a later one. */
@@ -89,7 +95,8 @@ interface SegmentTail {
   readonly end: number;
   readonly headerEnd: number;
   readonly size: number;
-  readonly torn?: { readonly offset: number; readonly dirtyEnd: number };
+  /** A torn write to zero first: where it starts and ends, and its bytes (kept aside for a post-mortem). */
+  readonly torn?: { readonly offset: number; readonly dirtyEnd: number; readonly bytes: Buffer };
 }
 
 /** The log as replay rebuilds it, segment by segment. */
@@ -269,11 +276,14 @@ export class WalLogStore implements LogStore {
       this.startReplay(name, seq, header, replay, i === 0);
       for (const record of records) this.replayRecord(name, record, replay);
       this.segments.push({ seq, lastStoredAtStart: header.kind === 'header' ? header.lastStored : 0 });
-      if (isLast) tail = { seq, end: scan.end, headerEnd: scan.headerEnd, size: bytes.byteLength, torn: scan.bad && { offset: scan.bad.offset, dirtyEnd: scan.bad.dirtyEnd } };
+      if (isLast) {
+        const torn = scan.bad && { offset: scan.bad.offset, dirtyEnd: scan.bad.dirtyEnd, bytes: bytes.subarray(scan.bad.offset, scan.bad.dirtyEnd) };
+        tail = { seq, end: scan.end, headerEnd: scan.headerEnd, size: bytes.byteLength, torn };
+      }
       if (scan.bad !== undefined) {
         warnings.push(
           `removed a torn write at the end of the write-ahead log in ${this.walDir} (segment ${name}, byte ${scan.bad.offset}: ${scan.bad.problem}): ` +
-            `it was never acknowledged; the leader sends its entries again if they were committed`,
+            `it was never acknowledged; the leader sends its entries again if they were committed; its bytes are kept in ${tornFileName(seq, scan.bad.offset)}`,
         );
       }
     }
@@ -426,7 +436,8 @@ export class WalLogStore implements LogStore {
     this.headerEnd = tail.headerEnd;
     this.allocated = tail.size;
     if (tail.torn !== undefined) {
-      const { offset, dirtyEnd } = tail.torn;
+      const { offset, dirtyEnd, bytes } = tail.torn;
+      await writeFileDurably(this.walDir, tornFileName(tail.seq, offset), [bytes]);
       await this.handle.write(Buffer.alloc(dirtyEnd - offset), 0, dirtyEnd - offset, offset);
     }
     // What load read may still be only in the page cache (a process killed between a frame's write
