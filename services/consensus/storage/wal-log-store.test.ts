@@ -8,6 +8,8 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSy
 import * as os from 'node:os';
 import * as path from 'node:path';
 
+import fc from 'fast-check';
+
 import { indexes, normal, run, snapshotAt } from '../testing/log-entries';
 import { LogStore, StorageCorruptionError, StorageWriteError, StoredState } from './log-store';
 import { MemoryLogStore } from './memory-log-store';
@@ -292,4 +294,68 @@ describe('WalLogStore load: damaged segments', () => {
     expect(loaded.warnings).toEqual([expect.stringMatching(/removed 0{15}2\.wal\.tmp .*a segment that was being created/)]);
     expect(existsSync(path.join(walDir(), `${segmentFileName(2)}.tmp`))).toBe(false);
   });
+});
+
+/**
+ * A torn last write, at random (reliability.md R7): a crash leaves some 512-byte sectors of the
+ * last frame written and the others still zero. Load must give back the log as it was before that
+ * save or after it, and nothing else.
+ */
+describe('WalLogStore load: a torn last write, anywhere in its frame', () => {
+  it('for 80 random logs and tears, loads the state before or after the last save, never another', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.record({ count: fc.integer({ min: 1, max: 6 }), size: fc.integer({ min: 0, max: 900 }), withHardState: fc.boolean() }), { minLength: 1, maxLength: 8 }),
+        fc.array(fc.boolean(), { minLength: 1, maxLength: 64 }),
+        async (saves, sectorsLost) => {
+          const dataDir = mkdtempSync(path.join(os.tmpdir(), 'consulate-wal-torn-'));
+          try {
+            const store = new WalLogStore({ dataDir });
+            let memory = new MemoryLogStore();
+            await store.load();
+            await memory.load();
+            const states: StoredState[] = [];
+            let next = 1;
+            for (const save of saves) {
+              const entries = Array.from({ length: save.count }, () => normal(next, 1, `${next++} ${'x'.repeat(save.size)}`));
+              const batch = { entries, hardState: save.withHardState ? { term: 1, vote: 'server-1', commit: Math.max(0, next - 1 - save.count) } : undefined };
+              await store.save(batch);
+              await memory.save(batch);
+              memory = memory.crash();
+              states.push(await memory.load());
+            }
+            await store.close();
+
+            // Tear the last frame: lose the sectors drawn (at least one), keep the others.
+            const file = path.join(dataDir, 'wal', segmentFileName(1));
+            const content = readFileSync(file);
+            const last = frameOffsets(content).at(-1)!;
+            const end = last + FRAME_HEADER_BYTES + content.readUInt32BE(last);
+            const sectors: number[] = [];
+            for (let sector = Math.floor(last / 512); sector * 512 < end; sector++) sectors.push(sector);
+            const lost = sectors.filter((_, i) => sectorsLost[i % sectorsLost.length]);
+            if (lost.length === 0) lost.push(sectors[sectors.length - 1]);
+            for (const sector of lost) content.fill(0, Math.max(last, sector * 512), Math.min(end, sector * 512 + 512));
+            writeFileSync(file, content);
+
+            const loaded = await new WalLogStore({ dataDir }).load();
+            const before = states.length >= 2 ? states[states.length - 2] : { hardState: { term: 0, vote: '', commit: 0 }, snapshot: undefined, entries: [], warnings: [] };
+            const after = states[states.length - 1];
+            // The save is whole (its lost sectors held zeros), or gone: with a warning, or without
+            // one when none of its bytes reached the disk (a write that never happened).
+            const state = { ...loaded, warnings: [] };
+            if (loaded.warnings.length > 0) {
+              expect(loaded.warnings).toEqual([expect.stringMatching(/^removed a torn write at the end of the write-ahead log/)]);
+              expect(state).toEqual({ ...before, warnings: [] });
+            } else {
+              expect([{ ...before, warnings: [] }, after]).toContainEqual(state);
+            }
+          } finally {
+            rmSync(dataDir, { recursive: true, force: true });
+          }
+        },
+      ),
+      { numRuns: 80 },
+    );
+  }, 60_000);
 });
