@@ -66,7 +66,7 @@ export function kvService(node: ConsensusNode): WithoutCalls<KVServiceServer> {
   };
 }
 
-export function leaseService(node: ConsensusNode): LeaseServiceServer {
+export function leaseService(node: ConsensusNode): WithoutCalls<LeaseServiceServer> {
   return {
     leaseGrant: unary(async (request, call) => {
       const { revision, value } = await write(node, { op: { $case: 'leaseGrant', value: request } }, 'leaseGrant', call.getDeadline());

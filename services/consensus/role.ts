@@ -127,7 +127,7 @@ export const consensusRole: RoleDefinition<typeof fields> = {
         { definition: ClusterServiceService, implementation: clusterService(context, node), protoFile: clusterProto },
         { definition: KVServiceService, implementation: kvService(node), protoFile: kvProto, callStream: true },
         watchGrpcService(node),
-        { definition: LeaseServiceService, implementation: leaseService(node), protoFile: leaseProto },
+        { definition: LeaseServiceService, implementation: leaseService(node), protoFile: leaseProto, callStream: true },
         { definition: RaftServiceService, implementation: raftService(node, transport, config.node, logger), protoFile: raftProto, traced: false },
       ],
     });

@@ -3,9 +3,9 @@
  * Writes and linearizable reads must reach the leader: a follower refuses them with UNAVAILABLE
  * and the leader in the `consulate-leader` trailer, and this client follows that hint, or tries
  * the next server when there is none, until the call's deadline. It never retries a write whose
- * outcome is unknown (leadership lost mid-commit): that error reaches the caller. KV calls travel
- * as frames on one open Calls stream per server (call-stream.ts): a grpc-js unary round trip costs
- * several times a frame each way here.
+ * outcome is unknown (leadership lost mid-commit): that error reaches the caller. KV and Lease calls
+ * travel as frames on one open Calls stream per service and server (call-stream.ts): a grpc-js unary
+ * round trip costs several times a frame each way here.
  */
 import { Metadata, ServiceError, handleUnaryCall, status as GrpcStatus } from '@grpc/grpc-js';
 import { Tracer } from '@opentelemetry/api';
@@ -34,6 +34,7 @@ import {
   LeaseRevokeRequest,
   LeaseRevokeResponse,
   LeaseServiceClient,
+  LeaseServiceService,
   LeaseTimeToLiveRequest,
   LeaseTimeToLiveResponse,
 } from '../gen/consulate/consensus/v1/lease';
@@ -62,9 +63,10 @@ interface Server {
   readonly cluster: ClusterServiceClient;
   readonly kv: KVServiceClient;
   readonly lease: LeaseServiceClient;
-  /** The KV methods on one open Calls stream to the server (unary calls to a server without it). */
-  readonly kvCalls: CallStreamClient;
+  /** The KV and Lease methods, each service on one open Calls stream to the server (unary calls to a server without it). */
+  readonly streams: readonly CallStreamClient[];
   readonly kvMethods: { readonly [M in KvMethod]: UnaryMethod<RequestOf<M>, ResponseOf<M>> };
+  readonly leaseMethods: { readonly [M in LeaseMethod]: UnaryMethod<LeaseCalls[M][0], LeaseCalls[M][1]> };
 }
 
 interface KvCalls {
@@ -142,9 +144,9 @@ export class ConsensusClient {
     return this.onLeader<RequestOf<M>, ResponseOf<M>>((server) => server.kvMethods, method, request, options);
   }
 
-  /** Runs a Lease call on the leader, as `kv` runs KV calls: only the leader keeps leases alive. */
+  /** Runs a Lease call on the leader, as `kv` runs KV calls (on the Lease Calls stream): only the leader keeps leases alive. */
   async lease<M extends LeaseMethod>(method: M, request: LeaseCalls[M][0], options: { timeoutMs: number; idempotent: boolean }): Promise<LeaseCalls[M][1]> {
-    return this.onLeader<LeaseCalls[M][0], LeaseCalls[M][1]>((server) => server.lease, method, request, options);
+    return this.onLeader<LeaseCalls[M][0], LeaseCalls[M][1]>((server) => server.leaseMethods, method, request, options);
   }
 
   /**
@@ -212,7 +214,7 @@ export class ConsensusClient {
 
   close(): void {
     for (const server of this.servers.values()) {
-      server.kvCalls.close();
+      for (const stream of server.streams) stream.close();
       server.cluster.close();
       server.kv.close();
       server.lease.close();
@@ -224,18 +226,26 @@ export class ConsensusClient {
     let server = this.servers.get(address);
     if (server === undefined) {
       const kv = createRoleClient(KVServiceClient, address, { tracer: this.tracer });
+      const lease = createRoleClient(LeaseServiceClient, address, { tracer: this.tracer });
       const kvCalls = new CallStreamClient({ client: kv, tracer: this.tracer, peer: address });
+      const leaseCalls = new CallStreamClient({ client: lease, tracer: this.tracer, peer: address });
       server = {
         cluster: createRoleClient(ClusterServiceClient, address, { tracer: this.tracer }),
         kv,
-        lease: createRoleClient(LeaseServiceClient, address, { tracer: this.tracer }),
-        kvCalls,
+        lease,
+        streams: [kvCalls, leaseCalls],
         kvMethods: {
           range: kvCalls.method(KVServiceService.range, kv.range.bind(kv)),
           put: kvCalls.method(KVServiceService.put, kv.put.bind(kv)),
           deleteRange: kvCalls.method(KVServiceService.deleteRange, kv.deleteRange.bind(kv)),
           txn: kvCalls.method(KVServiceService.txn, kv.txn.bind(kv)),
           compact: kvCalls.method(KVServiceService.compact, kv.compact.bind(kv)),
+        },
+        leaseMethods: {
+          leaseGrant: leaseCalls.method(LeaseServiceService.leaseGrant, lease.leaseGrant.bind(lease)),
+          leaseKeepAlive: leaseCalls.method(LeaseServiceService.leaseKeepAlive, lease.leaseKeepAlive.bind(lease)),
+          leaseRevoke: leaseCalls.method(LeaseServiceService.leaseRevoke, lease.leaseRevoke.bind(lease)),
+          leaseTimeToLive: leaseCalls.method(LeaseServiceService.leaseTimeToLive, lease.leaseTimeToLive.bind(lease)),
         },
       };
       this.servers.set(address, server);

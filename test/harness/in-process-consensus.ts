@@ -40,7 +40,7 @@ const TICK_MS = 5;
 const LEADER_WAIT_MS = 5_000;
 
 export interface InProcessConsensusOptions {
-  /** Serve KV calls on a Calls stream too, as the consensus role does. Default true; false acts as an older server. */
+  /** Serve KV and Lease calls on Calls streams too, as the consensus role does. Default true; false acts as an older server. */
   readonly kvCallStream?: boolean;
 }
 
@@ -70,7 +70,7 @@ export async function startInProcessConsensus(options: InProcessConsensusOptions
       services: [
         { definition: KVServiceService, implementation: kvService(node), protoFile: kvProto, callStream: options.kvCallStream ?? true },
         watchGrpcService(node),
-        { definition: LeaseServiceService, implementation: leaseService(node), protoFile: leaseProto },
+        { definition: LeaseServiceService, implementation: leaseService(node), protoFile: leaseProto, callStream: options.kvCallStream ?? true },
       ],
     });
     const address = await server.listen('127.0.0.1', 0);

@@ -10,19 +10,30 @@ import {
   type CallOptions,
   type ChannelCredentials,
   Client,
+  type ClientDuplexStream,
   type ClientOptions,
   type ClientUnaryCall,
+  type handleBidiStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
+import { UnaryAnswer, UnaryCall } from "../../common/v1/call_stream";
 import { ResponseHeader } from "./kv";
 
 export const protobufPackage = "consulate.consensus.v1";
 
 export const protobufFileName = "consulate/consensus/v1/lease.proto";
+
+export interface LeaseServiceCallsRequest {
+  call?: UnaryCall | undefined;
+}
+
+export interface LeaseServiceCallsResponse {
+  answer?: UnaryAnswer | undefined;
+}
 
 export interface LeaseGrantRequest {
   /** Seconds to live. */
@@ -68,6 +79,142 @@ export interface LeaseTimeToLiveResponse {
   grantedTtl: bigint;
   keys: Buffer[];
 }
+
+function createBaseLeaseServiceCallsRequest(): LeaseServiceCallsRequest {
+  return { call: undefined };
+}
+
+export const LeaseServiceCallsRequest: MessageFns<LeaseServiceCallsRequest> = {
+  encode(message: LeaseServiceCallsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.call !== undefined) {
+      UnaryCall.encode(message.call, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LeaseServiceCallsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLeaseServiceCallsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.call = UnaryCall.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LeaseServiceCallsRequest {
+    return { call: isSet(object.call) ? UnaryCall.fromJSON(object.call) : undefined };
+  },
+
+  toJSON(message: LeaseServiceCallsRequest): unknown {
+    const obj: any = {};
+    if (message.call !== undefined) {
+      obj.call = UnaryCall.toJSON(message.call);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<LeaseServiceCallsRequest>): LeaseServiceCallsRequest {
+    return LeaseServiceCallsRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<LeaseServiceCallsRequest>): LeaseServiceCallsRequest {
+    const message = createBaseLeaseServiceCallsRequest();
+    message.call = (object.call !== undefined && object.call !== null) ? UnaryCall.fromPartial(object.call) : undefined;
+    return message;
+  },
+};
+
+function createBaseLeaseServiceCallsResponse(): LeaseServiceCallsResponse {
+  return { answer: undefined };
+}
+
+export const LeaseServiceCallsResponse: MessageFns<LeaseServiceCallsResponse> = {
+  encode(message: LeaseServiceCallsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.answer !== undefined) {
+      UnaryAnswer.encode(message.answer, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LeaseServiceCallsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLeaseServiceCallsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.answer = UnaryAnswer.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LeaseServiceCallsResponse {
+    return { answer: isSet(object.answer) ? UnaryAnswer.fromJSON(object.answer) : undefined };
+  },
+
+  toJSON(message: LeaseServiceCallsResponse): unknown {
+    const obj: any = {};
+    if (message.answer !== undefined) {
+      obj.answer = UnaryAnswer.toJSON(message.answer);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<LeaseServiceCallsResponse>): LeaseServiceCallsResponse {
+    return LeaseServiceCallsResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<LeaseServiceCallsResponse>): LeaseServiceCallsResponse {
+    const message = createBaseLeaseServiceCallsResponse();
+    message.answer = (object.answer !== undefined && object.answer !== null)
+      ? UnaryAnswer.fromPartial(object.answer)
+      : undefined;
+    return message;
+  },
+};
 
 function createBaseLeaseGrantRequest(): LeaseGrantRequest {
   return { ttl: 0n, id: 0n };
@@ -868,6 +1015,21 @@ export const LeaseServiceService = {
       Buffer.from(LeaseTimeToLiveResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): LeaseTimeToLiveResponse => LeaseTimeToLiveResponse.decode(value),
   },
+  /**
+   * Calls carries the unary methods above on one open stream (consulate/common/v1/call_stream.proto),
+   * as KVService.Calls does.
+   */
+  calls: {
+    path: "/consulate.consensus.v1.LeaseService/Calls" as const,
+    requestStream: true as const,
+    responseStream: true as const,
+    requestSerialize: (value: LeaseServiceCallsRequest): Buffer =>
+      Buffer.from(LeaseServiceCallsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): LeaseServiceCallsRequest => LeaseServiceCallsRequest.decode(value),
+    responseSerialize: (value: LeaseServiceCallsResponse): Buffer =>
+      Buffer.from(LeaseServiceCallsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): LeaseServiceCallsResponse => LeaseServiceCallsResponse.decode(value),
+  },
 } as const;
 
 export interface LeaseServiceServer extends UntypedServiceImplementation {
@@ -875,6 +1037,11 @@ export interface LeaseServiceServer extends UntypedServiceImplementation {
   leaseRevoke: handleUnaryCall<LeaseRevokeRequest, LeaseRevokeResponse>;
   leaseKeepAlive: handleUnaryCall<LeaseKeepAliveRequest, LeaseKeepAliveResponse>;
   leaseTimeToLive: handleUnaryCall<LeaseTimeToLiveRequest, LeaseTimeToLiveResponse>;
+  /**
+   * Calls carries the unary methods above on one open stream (consulate/common/v1/call_stream.proto),
+   * as KVService.Calls does.
+   */
+  calls: handleBidiStreamingCall<LeaseServiceCallsRequest, LeaseServiceCallsResponse>;
 }
 
 export interface LeaseServiceClient extends Client {
@@ -938,6 +1105,16 @@ export interface LeaseServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: LeaseTimeToLiveResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * Calls carries the unary methods above on one open stream (consulate/common/v1/call_stream.proto),
+   * as KVService.Calls does.
+   */
+  calls(): ClientDuplexStream<LeaseServiceCallsRequest, LeaseServiceCallsResponse>;
+  calls(options: Partial<CallOptions>): ClientDuplexStream<LeaseServiceCallsRequest, LeaseServiceCallsResponse>;
+  calls(
+    metadata: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientDuplexStream<LeaseServiceCallsRequest, LeaseServiceCallsResponse>;
 }
 
 export const LeaseServiceClient = makeGenericClientConstructor(
