@@ -1,7 +1,8 @@
 /**
  * What the Raft node shell needs from durable storage, and how storage fails. The shell is the
- * consumer, so the interface lives with the storage it describes only because two implementations
- * share it: `MemoryLogStore` (unit tests of the shell, the simulator) and `LmdbLogStore` (servers).
+ * consumer, so the interface lives with the storage it describes only because several
+ * implementations share it: `MemoryLogStore` (unit tests of the shell, the simulator), and for
+ * servers `WalLogStore` (the default) and `LmdbLogStore` (`-raft-log-store=lmdb`).
  *
  * Raft's rule (§5.1, Figure 2): a server persists its term, its vote and its log entries before it
  * answers an RPC that depends on them. So every write here resolves only once it is on disk, and a

@@ -1,8 +1,8 @@
 /**
  * The checks every LogStore runs before it writes anything: the limits (TigerBeetle's "a limit on
- * everything") and the log invariants of the Raft paper that a storage layer can see. Both stores
- * run the same code, so a shell bug caught by `LmdbLogStore` is caught by `MemoryLogStore` in unit
- * tests first. A limit is a `StorageLimitError` (a too-large command, the caller's to refuse); a
+ * everything") and the log invariants of the Raft paper that a storage layer can see. Every store
+ * runs the same code, so a shell bug a server's store would catch is caught by `MemoryLogStore` in
+ * unit tests first. A limit is a `StorageLimitError` (a too-large command, the caller's to refuse); a
  * broken invariant is an `InvariantViolation` (a bug; the process must stop). Nothing is written
  * when a check fails.
  */
