@@ -58,7 +58,7 @@ describe('ConsensusClient KV calls', () => {
   });
 
   it('fall back to unary calls against a server without Calls (an older version)', async () => {
-    consensus = await startInProcessConsensus({ kvCallStream: false });
+    consensus = await startInProcessConsensus({ callStreams: false });
     const unaryPut = jest.spyOn(KVServiceClient.prototype, 'put');
     client = new ConsensusClient([consensus.address], trace.getTracer('test'));
     await client.kv('put', put('a', '1'), { timeoutMs: 5_000, idempotent: false });

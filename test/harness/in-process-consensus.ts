@@ -41,7 +41,7 @@ const LEADER_WAIT_MS = 5_000;
 
 export interface InProcessConsensusOptions {
   /** Serve KV and Lease calls on Calls streams too, as the consensus role does. Default true; false acts as an older server. */
-  readonly kvCallStream?: boolean;
+  readonly callStreams?: boolean;
 }
 
 export async function startInProcessConsensus(options: InProcessConsensusOptions = {}): Promise<InProcessConsensus> {
@@ -68,9 +68,9 @@ export async function startInProcessConsensus(options: InProcessConsensusOptions
       maxMessageBytes: TRANSPORT_LIMITS.maxMessageBytes,
       shutdownGraceMs: 0,
       services: [
-        { definition: KVServiceService, implementation: kvService(node), protoFile: kvProto, callStream: options.kvCallStream ?? true },
+        { definition: KVServiceService, implementation: kvService(node), protoFile: kvProto, callStream: options.callStreams ?? true },
         watchGrpcService(node),
-        { definition: LeaseServiceService, implementation: leaseService(node), protoFile: leaseProto, callStream: options.kvCallStream ?? true },
+        { definition: LeaseServiceService, implementation: leaseService(node), protoFile: leaseProto, callStream: options.callStreams ?? true },
       ],
     });
     const address = await server.listen('127.0.0.1', 0);

@@ -54,8 +54,7 @@ import {
   entryKey,
   indexOfKey,
 } from './record-codec';
-import { CORRUPT_SUFFIX, chooseSnapshot, removeSnapshotFilesExcept } from './snapshot-choice';
-import { snapshotFileName } from './snapshot-file';
+import { CORRUPT_SUFFIX, chooseSnapshot } from './snapshot-choice';
 import { StoreCalls } from './store-calls';
 import { StorageLimits, StoredLogView, checkSaveBatch, checkSnapshot, withDefaultLimits } from './write-checks';
 
@@ -170,7 +169,7 @@ export class LmdbLogStore implements LogStore {
     return this.calls.saveSnapshot(
       snapshot,
       () => checkSnapshot(this.view(), snapshot, options.keepSuffix, this.limits),
-      (file) => this.commitSnapshot(snapshot, options, file),
+      () => this.commitSnapshot(snapshot, options),
     );
   }
 
@@ -179,7 +178,7 @@ export class LmdbLogStore implements LogStore {
   }
 
   /** The commit point of a snapshot whose file is written: its pointer, and the entries it covers gone. */
-  private async commitSnapshot(snapshot: Snapshot, options: SaveSnapshotOptions, file: { name: string }): Promise<void> {
+  private async commitSnapshot(snapshot: Snapshot, options: SaveSnapshotOptions): Promise<SnapshotPointer | undefined> {
     const { index, term } = snapshot.meta;
     const previous = this.pointer;
 
@@ -203,9 +202,7 @@ export class LmdbLogStore implements LogStore {
       this.lastStoredTerm = term;
     }
     this.assertShape();
-    const keep = new Set([file.name, ...this.calls.writingSnapshots]);
-    if (previous !== undefined) keep.add(snapshotFileName(previous.term, previous.index));
-    await this.calls.durably('remove old snapshot files', () => removeSnapshotFilesExcept(this.snapshotsDir, keep));
+    return previous;
   }
 
   // ---- loading ---------------------------------------------------------------------------------

@@ -85,11 +85,3 @@ export async function chooseSnapshot(input: SnapshotChoiceInput): Promise<Chosen
   }
   throw StorageCorruptionError.record(dataDir, `newest snapshot ${newestName}`, `${read.problem}; no older snapshot that the stored log continues from`);
 }
-
-/** Removes every snapshot file in `snapshotsDir` not named in `keep`. */
-export async function removeSnapshotFilesExcept(snapshotsDir: string, keep: ReadonlySet<string>): Promise<void> {
-  const listing = await listSnapshotFiles(snapshotsDir);
-  for (const file of listing.snapshots) {
-    if (!keep.has(file.name)) await fs.rm(path.join(snapshotsDir, file.name), { force: true });
-  }
-}

@@ -7,11 +7,16 @@
  * - `load` once, before anything else; a store that failed to load is closed.
  * - A snapshot's file is written outside the queue (saves go on meanwhile, for the 100 ms or more a
  *   large one takes), and only its commit takes a turn. One snapshot at a time; `close` waits for it.
+ *   The newest two snapshot files are kept.
  */
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+
 import { invariant } from '../../lib/invariant';
 import { Snapshot } from '../raft/types';
 import { StorageWriteError } from './log-store';
-import { snapshotFileName, writeSnapshotFile } from './snapshot-file';
+import { SnapshotPointer } from './record-codec';
+import { listSnapshotFiles, snapshotFileName, writeSnapshotFile } from './snapshot-file';
 
 function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
@@ -33,11 +38,6 @@ export class StoreCalls {
     /** Releases what the store holds open (its files, its environment); called once, at close or after a failed load. */
     private readonly release: () => Promise<void>,
   ) {}
-
-  /** The names of snapshot files being written now, which a cleanup must spare. */
-  get writingSnapshots(): ReadonlySet<string> {
-    return this.writing;
-  }
 
   async load<T>(loadFromDisk: () => Promise<T>): Promise<T> {
     invariant(this.state === 'new', () => `load() is called once, at start; the store in ${this.dataDir} is ${this.state}`);
@@ -66,9 +66,11 @@ export class StoreCalls {
 
   /**
    * Saves a snapshot: `check` now, the file written beside the queue, then in turn `check` again
-   * (the log may have moved meanwhile) and `commit`.
+   * (the log may have moved meanwhile) and `commit`, which returns the snapshot the log continued
+   * from before. The newest two snapshot files stay (the older one plus the log can still rebuild
+   * the state if the newest goes bad), with any being written; older ones go.
    */
-  saveSnapshot(snapshot: Snapshot, check: () => void, commit: (file: { name: string }) => Promise<void>): Promise<void> {
+  saveSnapshot(snapshot: Snapshot, check: () => void, commit: (file: { name: string }) => Promise<SnapshotPointer | undefined>): Promise<void> {
     // Not open (closed, or not loaded yet) or failed: refused in turn, as every other call is.
     if (this.state !== 'open' || this.failure !== undefined) return this.openCall('saveSnapshot', async () => undefined);
     try {
@@ -82,9 +84,12 @@ export class StoreCalls {
     const name = snapshotFileName(snapshot.meta.term, snapshot.meta.index);
     this.writing.add(name);
     const saving = this.durably('write a snapshot file', () => writeSnapshotFile(this.snapshotsDir, snapshot)).then((file) =>
-      this.openCall('saveSnapshot', () => {
+      this.openCall('saveSnapshot', async () => {
         check();
-        return commit(file);
+        const previous = await commit(file);
+        const keep = new Set([file.name, ...this.writing]);
+        if (previous !== undefined) keep.add(snapshotFileName(previous.term, previous.index));
+        await this.durably('remove old snapshot files', () => removeSnapshotFilesExcept(this.snapshotsDir, keep));
       }),
     );
     this.snapshotSaving = saving.finally(() => {
@@ -130,5 +135,13 @@ export class StoreCalls {
     const result = this.queue.then(run, run);
     this.queue = result.catch(() => undefined);
     return result;
+  }
+}
+
+/** Removes every snapshot file in `snapshotsDir` not named in `keep`. */
+async function removeSnapshotFilesExcept(snapshotsDir: string, keep: ReadonlySet<string>): Promise<void> {
+  const listing = await listSnapshotFiles(snapshotsDir);
+  for (const file of listing.snapshots) {
+    if (!keep.has(file.name)) await fs.rm(path.join(snapshotsDir, file.name), { force: true });
   }
 }

@@ -51,8 +51,7 @@ import { EMPTY_HARD_STATE, Entry, HardState, Snapshot } from '../raft/types';
 import { fsyncDirectory, makeDirectoryDurably, writeFileDurably } from './durable-fs';
 import { LogStore, SaveBatch, SaveSnapshotOptions, StorageCorruptionError, StoredState } from './log-store';
 import { SnapshotPointer } from './record-codec';
-import { CORRUPT_SUFFIX, chooseSnapshot, removeSnapshotFilesExcept } from './snapshot-choice';
-import { snapshotFileName } from './snapshot-file';
+import { CORRUPT_SUFFIX, chooseSnapshot } from './snapshot-choice';
 import { StoreCalls } from './store-calls';
 import { FRAME_HEADER_BYTES, SegmentStart, WAL_FORMAT_VERSION, WalRecord, encodeBatch, encodeHeader, encodeSnapshotRecord, frame, scanSegment } from './wal-record';
 import { StorageLimits, StoredLogView, checkSaveBatch, checkSnapshot, withDefaultLimits } from './write-checks';
@@ -129,7 +128,6 @@ export class WalLogStore implements LogStore {
 
   // The segment frames are appended to.
   private segments: Segment[] = [];
-  private fd: number | undefined;
   private handle: fs.FileHandle | undefined;
   /** Where the next frame goes; `headerEnd` is where the current segment's first frame after its header would. */
   private offset = 0;
@@ -196,7 +194,7 @@ export class WalLogStore implements LogStore {
     return this.calls.saveSnapshot(
       snapshot,
       () => checkSnapshot(this.view(), snapshot, options.keepSuffix, this.limits),
-      (file) => this.commitSnapshot(snapshot, options, file),
+      () => this.commitSnapshot(snapshot, options),
     );
   }
 
@@ -205,7 +203,7 @@ export class WalLogStore implements LogStore {
   }
 
   /** The commit point of a snapshot whose file is written: its frame, then what it lets go. */
-  private async commitSnapshot(snapshot: Snapshot, options: SaveSnapshotOptions, file: { name: string }): Promise<void> {
+  private async commitSnapshot(snapshot: Snapshot, options: SaveSnapshotOptions): Promise<SnapshotPointer | undefined> {
     const { index, term } = snapshot.meta;
     const previous = this.pointer;
     await this.append(encodeSnapshotRecord(options.keepSuffix ? 'keep' : 'replace', { index, term }));
@@ -224,10 +222,6 @@ export class WalLogStore implements LogStore {
       this.lastStoredTerm = term;
     }
     this.assertShape();
-
-    const keep = new Set([file.name, ...this.calls.writingSnapshots]);
-    if (previous !== undefined) keep.add(snapshotFileName(previous.term, previous.index));
-    await this.calls.durably('remove old snapshot files', () => removeSnapshotFilesExcept(this.snapshotsDir, keep));
     if (options.keepSuffix) {
       // Segments whose every entry is at or below the previous snapshot hold nothing kept.
       let kept = this.segments.length - 1;
@@ -237,6 +231,7 @@ export class WalLogStore implements LogStore {
       await this.beginSegment();
       await this.removeSegmentsBefore(this.segments.length - 1);
     }
+    return previous;
   }
 
   // ---- loading ---------------------------------------------------------------------------------
@@ -431,7 +426,6 @@ export class WalLogStore implements LogStore {
   private async openSegment(tail: SegmentTail): Promise<void> {
     const file = path.join(this.walDir, segmentFileName(tail.seq));
     this.handle = await fs.open(file, 'r+');
-    this.fd = this.handle.fd;
     this.offset = tail.end;
     this.headerEnd = tail.headerEnd;
     this.allocated = tail.size;
@@ -467,8 +461,7 @@ export class WalLogStore implements LogStore {
       await fsyncDirectory(this.walDir);
       await this.closeSegment();
       this.handle = await fs.open(file, 'r+');
-      this.fd = this.handle.fd;
-    });
+      });
     this.segments.push({ seq, lastStoredAtStart: this.lastStored });
     this.offset = this.headerEnd = header.byteLength;
     this.allocated = Math.max(this.zeros.byteLength, header.byteLength);
@@ -489,7 +482,7 @@ export class WalLogStore implements LogStore {
 
   private async closeSegment(): Promise<void> {
     const handle = this.handle;
-    this.handle = this.fd = undefined;
+    this.handle = undefined;
     if (handle !== undefined) await handle.close();
   }
 
@@ -501,8 +494,8 @@ export class WalLogStore implements LogStore {
     await this.calls.durably('append to the write-ahead log', async () => {
       if (this.commitMode === 'sync') {
         this.allocateSync(at + framed.byteLength);
-        writeFullySync(this.fd!, framed, at);
-        fdatasyncSync(this.fd!);
+        writeFullySync(this.handle!.fd, framed, at);
+        fdatasyncSync(this.handle!.fd);
       } else {
         await this.allocateAsync(at + framed.byteLength);
         await writeFully(this.handle!, framed, at);
@@ -515,7 +508,7 @@ export class WalLogStore implements LogStore {
   /** Zeros from the allocated end up to past `end`, so the frame's sync has no size to update but this once. */
   private allocateSync(end: number): void {
     while (this.allocated < end) {
-      writeFullySync(this.fd!, this.zeros, this.allocated);
+      writeFullySync(this.handle!.fd, this.zeros, this.allocated);
       this.allocated += this.zeros.byteLength;
     }
   }

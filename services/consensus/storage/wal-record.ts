@@ -317,7 +317,7 @@ export function scanSegment(seq: number, bytes: Buffer): SegmentScan {
   const stop = (problem: string, claimedEnd: number): SegmentScan => {
     const dirtyEnd = nonZeroEnd(bytes, offset);
     const lengthLost = offset + 4 <= bytes.byteLength && bytes.readUInt32BE(offset) === 0;
-    const confined = lengthLost || nonZeroEnd(bytes, Math.min(claimedEnd, bytes.byteLength)) <= claimedEnd;
+    const confined = lengthLost || dirtyEnd <= claimedEnd;
     const torn = confined && !goodFrameAfter(bytes, seed, offset, dirtyEnd);
     return { records, end: offset, headerEnd, bad: { offset, problem, torn, dirtyEnd } };
   };
