@@ -100,7 +100,8 @@ describe('the WAN pool, run by the federation routers', () => {
     expect(JSON.parse((await http(dc1, 'GET', '/v1/catalog/datacenters')).text)).toEqual(['dc1', 'dc2']);
     expect((await routeFrom(dc1, 'dc2'))?.areaId).toBe('wan');
     // And the other way.
-    expect((await http(dc2, 'GET', '/v1/catalog/nodes?dc=dc1')).status).toBe(200);
+    // And the other way, once dc2's router has its route (route tables are recomputed every second).
+    await eventually('dc2 reaches dc1', async () => ((await http(dc2, 'GET', '/v1/catalog/nodes?dc=dc1')).status === 200 ? true : undefined), 10_000);
   });
 
   test('reciprocal areas too: WAN and an area at the same time, requests still answered (§3.5)', async () => {

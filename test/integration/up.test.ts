@@ -40,7 +40,9 @@ function freshCluster() {
   return { stateDir, subnet, args: [`--state-dir=${stateDir}`, `--subnet=${subnet}`] };
 }
 
-async function readHealthyTopology(stateDir: string, timeoutMs = 30_000): Promise<TopologyFile> {
+// The supervisor itself allows 60 s (deploy/up.ts HEALTHY_TIMEOUT_MS); on a loaded 2-core machine
+// starting 24 processes and two elections can take most of it.
+async function readHealthyTopology(stateDir: string, timeoutMs = 70_000): Promise<TopologyFile> {
   const file = join(stateDir, 'topology.json');
   return eventually(
     'a healthy topology file',
@@ -79,7 +81,7 @@ describe('dc1 and dc2 under one supervisor', () => {
     topology = await readHealthyTopology(cluster.stateDir);
   });
 
-  test('come up healthy within 30 s, every process answering', async () => {
+  test('come up healthy, every process answering', async () => {
     expect(topology.datacenters).toEqual(['dc1', 'dc2']);
     expect(topology.processes).toHaveLength(PROCESSES_IN_TWO_DCS);
     const roles = new Set(topology.processes.map((p) => `${p.datacenter}/${p.role}`));
