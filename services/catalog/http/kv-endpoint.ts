@@ -7,13 +7,13 @@
  */
 import { ConsensusClient } from '../../lib/consensus-client';
 import { MAX_KV_VALUE_BYTES } from '../state/model';
-import { listKvEntries, listKvKeys, readKvEntry } from '../state/kv-reads';
+import { DirEntry, listKvEntries, listKvKeys, readKvEntry } from '../state/kv-reads';
 import { KvDeleteOp, KvPutOp, deleteKv, putKv } from '../state/kv-apply';
 import { LockDelays } from '../state/lock-delay';
 import { ReadDeps, blockingRead } from './blocking';
 import { goValuesEncode, parseGoUint64 } from '../../lib/go-text';
 import { HttpError, badRequest } from './http-errors';
-import { HttpRequest, HttpResult, HttpRouter } from './http-server';
+import { HttpRequest, HttpResult, HttpRouter, toJson } from './http-server';
 import { parseQueryOptions } from './query-options';
 
 export interface KvEndpointDeps extends ReadDeps {
@@ -61,7 +61,17 @@ async function getKv(deps: KvEndpointDeps, { query, params, signal }: HttpReques
     // Consul's headers against a stored value being run as a page (agent/kvs_endpoint.go).
     return { body: Buffer.from(raw ?? EMPTY), contentType: 'text/plain', headers: { ...read.headers, 'Content-Type': 'text/plain', 'X-Content-Type-Options': 'nosniff', 'Content-Security-Policy': 'sandbox' } };
   }
-  return { body: [entry], headers: read.headers };
+  if (query.has('pretty')) return { body: [entry], headers: read.headers };
+  return { body: entryJson(entry), contentType: 'application/json', headers: read.headers };
+}
+
+/** An entry's JSON answer, encoded once for every read of it (entries are shared: readKvEntry). */
+const jsonOfEntry = new WeakMap<DirEntry, Buffer>();
+
+function entryJson(entry: DirEntry): Buffer {
+  let json = jsonOfEntry.get(entry);
+  if (json === undefined) jsonOfEntry.set(entry, (json = Buffer.from(toJson([entry]))));
+  return json;
 }
 
 /** conflictingFlags: two of `flags` at once is a 400 naming the whole query, as Consul does. */

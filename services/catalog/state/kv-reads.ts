@@ -65,11 +65,22 @@ export function listKv(view: CatalogView, prefix: string): { value: KvEntry[]; i
 }
 
 /** KVS.Get as Consul's JSON: the DirEntry and the bare value (undefined when absent), and the index. */
-export function readKvEntry(view: CatalogView, key: string): { value: { entry?: DirEntry; raw?: Uint8Array }; index: number } {
-  const { value, index } = getKv(view, key);
-  if (value === undefined) return { value: {}, index };
-  return { value: { entry: asDirEntry(value), raw: value.kv.Value }, index };
+export function readKvEntry(view: CatalogView, key: string): { value: { readonly entry?: DirEntry; readonly raw?: Uint8Array }; index: number } {
+  const row = view.get(keys.kv(key));
+  if (row === undefined) return { value: {}, index: view.index('kvs') };
+  let value = entryOfRow.get(row);
+  if (value === undefined) {
+    const kv = rowKv(row);
+    entryOfRow.set(row, (value = { entry: asDirEntry(kv), raw: kv.kv.Value }));
+  }
+  return { value, index: row.modRevision };
 }
+
+/**
+ * One key's entry as read from one stored row (rows are immutable: a write stores a new one).
+ * The blocking queries one write wakes on a key all read the same row: they share the decoding.
+ */
+const entryOfRow = new WeakMap<Row, { readonly entry: DirEntry; readonly raw: Uint8Array }>();
 
 /** KVS.List as Consul's JSON. */
 export function listKvEntries(view: CatalogView, prefix: string): { value: DirEntry[]; index: number } {
