@@ -15,6 +15,7 @@
 import { BinaryWriter } from '@bufbuild/protobuf/wire';
 
 import { KVSnapshot, KVSnapshotKey, KVSnapshotRevision } from '../../gen/consulate/consensus/v1/snapshot';
+import { invariant } from './errors';
 import { keyOf } from './key-range';
 import { LeaseTable } from './leases';
 import { MAX_LEASE_TTL_SECONDS, MIN_LEASE_TTL_SECONDS } from './limits';
@@ -37,32 +38,25 @@ export class SnapshotError extends Error {
 }
 
 /**
- * The state at one revision, taken at once (histories' metadata copied, values shared: a value
- * buffer is never changed once stored), to be encoded later while the store moves on.
+ * The state at one revision, taken at once and cheaply, to be encoded later while the store moves
+ * on: each key's bytes and its revisions array with how many of them are in the snapshot. The
+ * store only appends to a history's array or replaces the array (compaction), and revisions and
+ * values are never changed once stored, so the first `count` of a captured array stay as they were.
  */
 export interface CapturedSnapshot {
   readonly header: KVSnapshot;
-  readonly keys: readonly KVSnapshotKey[];
+  readonly keys: readonly CapturedKey[];
+}
+
+interface CapturedKey {
+  readonly bytes: Buffer;
+  readonly revisions: readonly KeyRevision[];
+  readonly count: number;
 }
 
 export function captureSnapshot(store: RevisionStore, leases: LeaseTable): CapturedSnapshot {
-  const keys: KVSnapshotKey[] = [];
-  store.forEachHistory((history) => {
-    keys.push({
-      key: history.bytes,
-      revisions: history.revisions.map(
-        (r): KVSnapshotRevision => ({
-          modRevision: BigInt(r.modRevision),
-          subRevision: BigInt(r.subRevision),
-          createRevision: BigInt(r.createRevision),
-          version: BigInt(r.version),
-          value: r.value,
-          lease: r.lease,
-          tombstone: r.tombstone,
-        }),
-      ),
-    });
-  });
+  const keys: CapturedKey[] = [];
+  store.forEachHistory((history) => keys.push({ bytes: history.bytes, revisions: history.revisions, count: history.revisions.length }));
   const header: KVSnapshot = {
     formatVersion: SNAPSHOT_FORMAT_VERSION,
     revision: BigInt(store.currentRevision),
@@ -74,29 +68,47 @@ export function captureSnapshot(store: RevisionStore, leases: LeaseTable): Captu
   return { header, keys };
 }
 
-export function encodeSnapshot(store: RevisionStore, leases: LeaseTable): Uint8Array {
-  const { header, keys } = captureSnapshot(store, leases);
-  return KVSnapshot.encode({ ...header, keys: [...keys] }).finish();
+function snapshotKey(captured: CapturedKey, revision: bigint): KVSnapshotKey {
+  const revisions: KVSnapshotRevision[] = [];
+  for (let i = 0; i < captured.count; i++) {
+    const r = captured.revisions[i];
+    revisions.push({ modRevision: BigInt(r.modRevision), subRevision: BigInt(r.subRevision), createRevision: BigInt(r.createRevision), version: BigInt(r.version), value: r.value, lease: r.lease, tombstone: r.tombstone });
+  }
+  invariant(revisions.length > 0 && revisions[revisions.length - 1].modRevision <= revision, () => `captured key ${captured.bytes.toString()} has a revision past the snapshot's ${revision}`);
+  return { key: captured.bytes, revisions };
 }
 
-/** Keys encoded between two turns of the event loop by encodeInSlices. */
-export const KEYS_PER_SLICE = 2_000;
+export function encodeSnapshot(store: RevisionStore, leases: LeaseTable): Uint8Array {
+  const { header, keys } = captureSnapshot(store, leases);
+  return KVSnapshot.encode({ ...header, keys: keys.map((key) => snapshotKey(key, header.revision)) }).finish();
+}
+
+/** Key revisions encoded between two turns of the event loop by encodeInSlices (about 1 MiB of 256-byte values). */
+export const REVISIONS_PER_SLICE = 4_000;
 
 /**
- * Encodes a captured snapshot a slice of keys at a time, awaiting `between()` after each (the
- * consensus node passes a turn of its event loop, so heartbeats and appends go on: 60,000 keys
- * took 130 ms in one piece). The bytes are those of encodeSnapshot: the fields before `keys`,
- * each key as field 5, then `leases`.
+ * Encodes a captured snapshot a slice at a time, awaiting `between()` after each (the consensus
+ * node passes a turn of its event loop, so heartbeats and appends go on: 60,000 keys took 130 ms
+ * in one piece). A slice ends with the key that takes it to `revisionsPerSlice` revisions: a
+ * slice's cost is its revisions', not its keys' (a key written 10,000 times is 10,000 to encode).
+ * The bytes are those of encodeSnapshot: the fields before `keys`, each key as field 5, then `leases`.
  */
-export async function encodeInSlices(captured: CapturedSnapshot, between: () => Promise<void>, keysPerSlice = KEYS_PER_SLICE): Promise<Uint8Array> {
+export async function encodeInSlices(captured: CapturedSnapshot, between: () => Promise<void>, revisionsPerSlice = REVISIONS_PER_SLICE): Promise<Uint8Array> {
   const { leases, ...fields } = captured.header;
   const chunks: Uint8Array[] = [KVSnapshot.encode({ ...fields, keys: [], leases: [] }).finish()];
-  for (let start = 0; start < captured.keys.length; start += keysPerSlice) {
-    if (start > 0) await between();
-    const writer = new BinaryWriter();
-    for (const key of captured.keys.slice(start, start + keysPerSlice)) KVSnapshotKey.encode(key, writer.uint32(KEYS_FIELD_TAG).fork()).join();
-    chunks.push(writer.finish());
+  let writer = new BinaryWriter();
+  let inSlice = 0;
+  for (const key of captured.keys) {
+    if (inSlice >= revisionsPerSlice) {
+      chunks.push(writer.finish());
+      writer = new BinaryWriter();
+      inSlice = 0;
+      await between();
+    }
+    KVSnapshotKey.encode(snapshotKey(key, fields.revision), writer.uint32(KEYS_FIELD_TAG).fork()).join();
+    inSlice += key.count;
   }
+  chunks.push(writer.finish());
   chunks.push(KVSnapshot.encode({ formatVersion: 0, revision: 0n, compactRevision: 0n, lastLeaseId: 0n, keys: [], leases }).finish());
   return Buffer.concat(chunks);
 }

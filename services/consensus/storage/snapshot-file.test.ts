@@ -5,9 +5,11 @@ import * as path from 'node:path';
 import { Snapshot } from '../raft/types';
 import { makeDirectoryDurably } from './durable-fs';
 import {
+  CHECKSUM_SLICE_BYTES,
   SNAPSHOT_HEADER_BYTES,
   decodeSnapshotFile,
   encodeSnapshotFile,
+  encodeSnapshotFileInSlices,
   listSnapshotFiles,
   parseSnapshotFileName,
   readSnapshotFile,
@@ -47,6 +49,15 @@ describe('snapshot files', () => {
     const file = await writeSnapshotFile(dir, snapshot);
     expect(existsSync(path.join(dir, `${file.name}.tmp`))).toBe(false);
     expect(await readSnapshotFile(dir, file, 1 << 20)).toEqual({ ok: true, value: snapshot });
+  });
+
+  it('checksummed a slice at a time, with a turn between slices: the same bytes', async () => {
+    const large: Snapshot = { meta: snapshot.meta, data: Uint8Array.from({ length: 2 * CHECKSUM_SLICE_BYTES + 5 }, (_, i) => (i * 7) & 0xff) };
+    let turns = 0;
+    const sliced = Buffer.concat(await encodeSnapshotFileInSlices(large, async () => void turns++));
+    expect(turns).toBe(2);
+    expect(sliced.equals(Buffer.concat(encodeSnapshotFile(large)))).toBe(true);
+    expect(decodeSnapshotFile(sliced, large.meta)).toEqual({ ok: true, value: large });
   });
 
   it('start with the magic, the version and the lengths', () => {

@@ -52,12 +52,38 @@ export function parseSnapshotFileName(name: string): SnapshotFileName | undefine
 /** The header and body of a snapshot file, ready to write. */
 export function encodeSnapshotFile(snapshot: Snapshot): Uint8Array[] {
   const metadata = encodeSnapshotMeta(snapshot.meta);
+  return snapshotFileParts(snapshot, metadata, crc32c(snapshot.data, crc32c(metadata)));
+}
+
+/** The body's checksum is taken this much at a time by writeSnapshotFile (about 3 ms of CPU). */
+export const CHECKSUM_SLICE_BYTES = 1 << 20;
+
+/**
+ * encodeSnapshotFile's bytes, the body's checksum taken a slice at a time with a turn of the
+ * event loop between slices: a server's heartbeats and appends go on while it checksums a large
+ * snapshot (a few MB took 15-22 ms in one piece, on every server at the same index).
+ */
+export async function encodeSnapshotFileInSlices(snapshot: Snapshot, between = nextTurn): Promise<Uint8Array[]> {
+  const metadata = encodeSnapshotMeta(snapshot.meta);
+  let crc = crc32c(metadata);
+  for (let at = 0; at < snapshot.data.byteLength; at += CHECKSUM_SLICE_BYTES) {
+    if (at > 0) await between();
+    crc = crc32c(snapshot.data.subarray(at, at + CHECKSUM_SLICE_BYTES), crc);
+  }
+  return snapshotFileParts(snapshot, metadata, crc);
+}
+
+function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+function snapshotFileParts(snapshot: Snapshot, metadata: Uint8Array, bodyChecksum: number): Uint8Array[] {
   const header = Buffer.alloc(SNAPSHOT_HEADER_BYTES);
   MAGIC.copy(header, 0);
   header.writeUInt16BE(FORMAT_VERSION, 4);
   header.writeUInt32BE(metadata.byteLength, 8);
   header.writeBigUInt64BE(BigInt(snapshot.data.byteLength), 12);
-  header.writeUInt32BE(crc32c(snapshot.data, crc32c(metadata)), 20);
+  header.writeUInt32BE(bodyChecksum, 20);
   header.writeUInt32BE(crc32c(header.subarray(0, 24)), 24);
   return [header, metadata, snapshot.data];
 }
@@ -91,7 +117,7 @@ export function decodeSnapshotFile(bytes: Buffer, expected: { term: number; inde
 
 export async function writeSnapshotFile(directory: string, snapshot: Snapshot): Promise<SnapshotFileName> {
   const name = snapshotFileName(snapshot.meta.term, snapshot.meta.index);
-  await writeFileDurably(directory, name, encodeSnapshotFile(snapshot));
+  await writeFileDurably(directory, name, await encodeSnapshotFileInSlices(snapshot));
   return { name, term: snapshot.meta.term, index: snapshot.meta.index };
 }
 
