@@ -7,13 +7,18 @@ import { InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-tr
 
 import { ForwardRequest, ForwardResponse, ForwardServiceClient, ForwardServiceServer, ForwardServiceService, protobufFileName } from '../gen/consulate/router/v1/operator';
 import { eventually } from '../../test/harness/processes';
-import { CallFrame, CallStreamClient, MAX_BUFFERED_FRAMES, UnaryMethod, WithoutCalls } from './call-stream';
+import { AnswerFrame, CallFrame, CallStreamClient, MAX_BUFFERED_FRAMES, UnaryMethod, WithoutCalls } from './call-stream';
 import { createRoleClient } from './grpc-client';
 import { RoleGrpcServer } from './grpc-server';
 import { createLogger } from './log';
 import { Telemetry, setupTelemetry } from './telemetry';
 
 type Handler = (call: ServerUnaryCall<ForwardRequest, ForwardResponse>, callback: sendUnaryData<ForwardResponse>) => void;
+
+/** A frame's answers, one or several. */
+const frameAnswers = (frame: AnswerFrame) => [...(frame.answer === undefined ? [] : [frame.answer]), ...frame.answers];
+/** The calls started so far are written at the end of the turn: after this, they have been. */
+const turn = () => new Promise((resolve) => setImmediate(resolve));
 
 const answer = (datacenter: string): ForwardResponse => ({ response: { status: 200, headers: {}, body: Buffer.from(datacenter) }, path: [datacenter] });
 
@@ -298,8 +303,8 @@ describe('unary calls on a Calls stream', () => {
     const stream = raw.calls();
     const answers: Array<{ id: bigint; code: number }> = [];
     stream.on('error', () => undefined);
-    stream.on('data', (frame: { answer?: { id: bigint; code: number } }) => answers.push(frame.answer!));
-    stream.write({ call: { id: 7n, method: ForwardServiceService.forward.path, message: Buffer.from(ForwardRequest.encode({ datacenter: 'dc2' }).finish()), metadata: {}, timeoutMs: 100n, cancel: false } });
+    stream.on('data', (frame: AnswerFrame) => answers.push(...frameAnswers(frame)));
+    stream.write({ call: { id: 7n, method: ForwardServiceService.forward.path, message: Buffer.from(ForwardRequest.encode({ datacenter: 'dc2' }).finish()), metadata: {}, timeoutMs: 100n, cancel: false }, calls: [] });
     await eventually('the answer', () => answers.length === 1);
     expect(answers).toEqual([{ id: 7n, code: GrpcStatus.DEADLINE_EXCEEDED, details: 'Deadline exceeded', message: Buffer.alloc(0), trailers: {} }]);
     stream.end();
@@ -311,9 +316,9 @@ describe('unary calls on a Calls stream', () => {
     const stream = raw.calls();
     const answers: Array<{ id: bigint; code: number; details: string }> = [];
     stream.on('error', () => undefined);
-    stream.on('data', (frame: { answer?: { id: bigint; code: number; details: string } }) => answers.push(frame.answer!));
+    stream.on('data', (frame: AnswerFrame) => answers.push(...frameAnswers(frame)));
     const request = Buffer.from(ForwardRequest.encode({ datacenter: 'dc2' }).finish());
-    const frame = (id: bigint, metadata: Record<string, string>) => ({ call: { id, method: ForwardServiceService.forward.path, message: request, metadata, timeoutMs: 5_000n, cancel: false } });
+    const frame = (id: bigint, metadata: Record<string, string>) => ({ call: { id, method: ForwardServiceService.forward.path, message: request, metadata, timeoutMs: 5_000n, cancel: false }, calls: [] });
     stream.write(frame(1n, { 'A B': 'x' }));
     stream.write(frame(2n, { 'trace-bin': 'x' }));
     stream.write(frame(3n, { ok: 'caf\u00e9' }));
@@ -353,8 +358,8 @@ describe('unary calls on a Calls stream', () => {
     const answers: Array<{ id: bigint; code: number; details: string }> = [];
     const ended = new Promise<{ code: number; details: string }>((resolve) => stream.on('status', resolve));
     stream.on('error', () => undefined);
-    stream.on('data', (frame: { answer?: { id: bigint; code: number; details: string } }) => answers.push(frame.answer!));
-    const frame = (id: bigint, method: string, message: Buffer) => ({ call: { id, method, message, metadata: {}, timeoutMs: 5_000n, cancel: false } });
+    stream.on('data', (frame: AnswerFrame) => answers.push(...frameAnswers(frame)));
+    const frame = (id: bigint, method: string, message: Buffer) => ({ call: { id, method, message, metadata: {}, timeoutMs: 5_000n, cancel: false }, calls: [] });
     stream.write(frame(1n, '/consulate.router.v1.ForwardService/Nope', Buffer.alloc(0)));
     stream.write(frame(2n, '/consulate.router.v1.ForwardService/Forward', Buffer.from([0x0a, 0xff, 0xff])));
     stream.write(frame(3n, '/consulate.router.v1.ForwardService/Forward', Buffer.from(ForwardRequest.encode({ datacenter: 'dc2' }).finish())));
@@ -411,27 +416,46 @@ describe('a Calls stream that is full', () => {
   }
 
   const request: ForwardRequest = { datacenter: 'dc2', request: undefined, path: [], maxHops: 0, transit: false } as unknown as ForwardRequest;
-  const sentIds = (stream: FakeStream) => stream.frames.filter((f) => f.call !== undefined && !f.call.cancel).map((f) => Number(f.call!.id));
+  const framesCalls = (frame: CallFrame) => [...(frame.call === undefined ? [] : [frame.call]), ...frame.calls];
+  const sentIds = (stream: FakeStream) => stream.frames.flatMap(framesCalls).filter((call) => !call.cancel).map((call) => Number(call.id));
+
+  it('writes the calls started in one turn in one frame', async () => {
+    const { calls, stream, forward } = fakeClient();
+    for (let i = 0; i < 5; i++) forward(request, new Metadata(), { deadline: Date.now() + 60_000 }, () => undefined);
+    await turn();
+    forward(request, new Metadata(), { deadline: Date.now() + 60_000 }, () => undefined);
+    await turn();
+    expect(stream().frames.map((frame) => framesCalls(frame).map((call) => Number(call.id)))).toEqual([[1, 2, 3, 4, 5], [6]]);
+    // One call alone goes as `call`, as to a server that reads only that.
+    expect(stream().frames[1]).toMatchObject({ call: { id: 6n }, calls: [] });
+    calls.close();
+  });
 
   it('queues calls once the stream is backed up, never sends those given up meanwhile, and sends the rest on drain, in order', async () => {
     const { calls, stream, forward } = fakeClient();
     const results: Array<ServiceError | null> = [];
     const start = (timeoutMs: number) => forward(request, new Metadata(), { deadline: Date.now() + timeoutMs }, (err) => results.push(err));
     start(60_000);
+    await turn();
     stream().full = true;
     start(60_000); // written: it is the write that found the stream full
+    await turn();
     start(20); // queued, then its deadline passes
     const cancelled = start(60_000); // queued, then cancelled
     start(60_000); // queued
+    const given = start(60_000); // started, and given up before the end of the turn: never written
+    given.cancel();
+    await turn();
     expect(sentIds(stream())).toEqual([1, 2]);
     await new Promise((resolve) => setTimeout(resolve, 50));
     cancelled.cancel();
-    expect(results.map((err) => err?.code)).toEqual([GrpcStatus.DEADLINE_EXCEEDED, GrpcStatus.CANCELLED]);
+    expect(results.map((err) => err?.code)).toEqual([GrpcStatus.CANCELLED, GrpcStatus.DEADLINE_EXCEEDED, GrpcStatus.CANCELLED]);
     stream().full = false;
     stream().emit('drain');
+    await turn();
     expect(sentIds(stream())).toEqual([1, 2, 5]);
     // No cancel frame for calls the server never saw.
-    expect(stream().frames.filter((f) => f.call?.cancel === true)).toEqual([]);
+    expect(stream().frames.flatMap(framesCalls).filter((call) => call.cancel)).toEqual([]);
     calls.close();
   });
 
@@ -440,9 +464,12 @@ describe('a Calls stream that is full', () => {
     const results = new Map<number, ServiceError | null>();
     const start = (n: number) => forward(request, new Metadata(), { deadline: Date.now() + 60_000 }, (err) => results.set(n, err));
     start(1);
+    await turn();
     stream().full = true;
     start(2);
+    await turn();
     start(3);
+    await turn();
     stream().emit('status', { code: GrpcStatus.UNAVAILABLE, details: 'Connection dropped', metadata: new Metadata() });
     stream().emit('end');
     await eventually('all three settled', async () => results.size === 3 || undefined, 2_000);

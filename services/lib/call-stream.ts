@@ -47,12 +47,18 @@ import { RoleClients } from './grpc-client';
 import { GRPC_SERVER_DEFAULTS } from './grpc-limits';
 import { ClientSpan, startClientSpan } from './grpc-tracing';
 
-/** The frames of every service's `Calls` method: its request wraps a call, its response an answer. */
+/**
+ * The frames of every service's `Calls` method: its request carries a call or several, its
+ * response an answer or several (the calls started, or answers ready, in one turn of the sender's
+ * event loop: grpc-js writes a stream's messages one at a time, each once the last is written).
+ */
 export interface CallFrame {
   call?: UnaryCall;
+  calls: UnaryCall[];
 }
 export interface AnswerFrame {
   answer?: UnaryAnswer;
+  answers: UnaryAnswer[];
 }
 
 /** The trailer of a call a draining server did not run: the client sends it again on a new stream. */
@@ -153,7 +159,7 @@ class ClientCall {
     if (this.state !== 'open') return;
     this.finish(code, details, Buffer.alloc(0), new Metadata());
     // A call still queued behind a full stream is never sent at all.
-    if (this.written) this.stream?.write({ call: { id: this.id, method: '', message: Buffer.alloc(0), metadata: {}, timeoutMs: 0n, cancel: true } });
+    if (this.written) this.stream?.write({ call: { id: this.id, method: '', message: Buffer.alloc(0), metadata: {}, timeoutMs: 0n, cancel: true }, calls: [] });
   }
 
   get isOpen(): boolean {
@@ -184,6 +190,8 @@ export class CallStreamClient {
    * a call given up while it waits here is never sent. So at most MAX_BUFFERED_FRAMES can.
    */
   private readonly backlog = new Map<Stream, ClientCall[]>();
+  /** Calls started this turn, per stream, written together at its end (`flush`). */
+  private readonly unsent = new Map<Stream, ClientCall[]>();
   private nextId = 1n;
   /** Until then the server is taken to have no `Calls` (it answered UNIMPLEMENTED): plain unary calls. */
   private unsupportedUntil = 0;
@@ -278,35 +286,59 @@ export class CallStreamClient {
     else this.write(stream, call);
   }
 
+  /** Queues a call for this turn's frame on `stream`; the first one queued schedules the write. */
   private write(stream: Stream, call: ClientCall): void {
-    call.written = true;
-    stream.write({ call: call.frame() });
-    // grpc-js says "full" past 16 frames, which a burst of calls passes at once: the backlog starts
-    // where frames pile up because the connection does not take them.
-    if (stream.writableLength < MAX_BUFFERED_FRAMES) return;
-    this.backlog.set(stream, []);
-    stream.once('drain', () => this.drained(stream));
+    const queued = this.unsent.get(stream);
+    if (queued !== undefined) return void queued.push(call);
+    this.unsent.set(stream, [call]);
+    process.nextTick(() => this.flush(stream));
   }
 
-  /** The stream took its buffer: the calls waiting for it go, in order, until it is full again. */
-  private drained(stream: Stream): void {
-    const waiting = this.backlog.get(stream) ?? [];
-    this.backlog.delete(stream);
-    for (let i = 0; i < waiting.length; i++) {
-      const call = waiting[i];
-      if (!call.isOpen || call.stream !== stream) continue;
-      this.write(stream, call);
-      const full = this.backlog.get(stream);
-      if (full !== undefined) {
-        full.push(...waiting.slice(i + 1));
+  /**
+   * Writes the calls queued this turn that are still waiting (one given up meanwhile is never
+   * sent), as few frames as the message size limit allows. Once the stream is backed up, the rest
+   * wait in the backlog.
+   */
+  private flush(stream: Stream): void {
+    const queued = this.unsent.get(stream) ?? [];
+    this.unsent.delete(stream);
+    const calls = queued.filter((call) => call.isOpen && call.stream === stream);
+    const limit = (this.options.maxMessageBytes ?? GRPC_SERVER_DEFAULTS.maxMessageBytes) - FRAME_OVERHEAD_BYTES;
+    let from = 0;
+    while (from < calls.length) {
+      const frames: UnaryCall[] = [];
+      let bytes = 0;
+      for (; from < calls.length; from++) {
+        const frame = calls[from].frame();
+        bytes += callBytes(frame);
+        if (frames.length > 0 && bytes > limit) break;
+        frames.push(frame);
+        calls[from].written = true;
+      }
+      stream.write(frames.length === 1 ? { call: frames[0], calls: [] } : { calls: frames });
+      // grpc-js says "full" past 16 frames, which a burst of calls passes at once: the backlog starts
+      // where frames pile up because the connection does not take them.
+      if (stream.writableLength >= MAX_BUFFERED_FRAMES && !this.backlog.has(stream)) {
+        this.backlog.set(stream, calls.slice(from));
+        stream.once('drain', () => this.drained(stream));
         return;
       }
     }
   }
 
+  /** The stream took its buffer: the calls waiting for it go, in order, in this turn's frames. */
+  private drained(stream: Stream): void {
+    const waiting = this.backlog.get(stream) ?? [];
+    this.backlog.delete(stream);
+    for (const call of waiting) if (call.isOpen && call.stream === stream) this.write(stream, call);
+  }
+
   private startStream(): Stream {
     const stream = this.options.client.calls(STREAM_OPTIONS);
-    stream.on('data', (frame: AnswerFrame) => this.answered(stream, frame.answer));
+    stream.on('data', (frame: AnswerFrame) => {
+      if (frame.answer !== undefined) this.answered(stream, frame.answer);
+      for (const answer of frame.answers) this.answered(stream, answer);
+    });
     // 'status' follows every end, errors included; it can come before the last answers are read
     // (grpc-js emits it at once, and 'data' from the stream's buffer), so the calls still open
     // are settled once the reading side has ended too.
@@ -332,8 +364,7 @@ export class CallStreamClient {
     return stream;
   }
 
-  private answered(stream: Stream, answer: UnaryAnswer | undefined): void {
-    if (answer === undefined) return;
+  private answered(stream: Stream, answer: UnaryAnswer): void {
     const call = this.open.get(answer.id);
     if (call === undefined || call.stream !== stream) return; // cancelled, timed out, or sent again meanwhile
     const trailers = textMetadata(answer.trailers, () => undefined);
@@ -425,6 +456,8 @@ interface ServedMethod {
 interface ServedStream {
   readonly stream: ServerDuplexStream<CallFrame, AnswerFrame>;
   readonly calls: Map<bigint, StandInCall>;
+  /** Answers given this turn, written together at its end (`flushAnswers`). */
+  unanswered: UnaryAnswer[];
   /** The client half-closed, or the server is draining: end once the calls are answered. */
   ending: boolean;
   ended: boolean;
@@ -453,12 +486,14 @@ export class CallStreamServer {
 
   /** The `Calls` handler. */
   readonly handler = (stream: ServerDuplexStream<CallFrame, AnswerFrame>): void => {
-    const served: ServedStream = { stream, calls: new Map(), ending: this.draining, ended: false };
+    const served: ServedStream = { stream, calls: new Map(), unanswered: [], ending: this.draining, ended: false };
     this.streams.add(served);
     stream.on('data', (frame: CallFrame) => {
       // What a peer sends must never take the process down: a frame we cannot handle ends its stream.
       try {
-        this.received(served, frame.call);
+        if (frame.call === undefined && frame.calls.length === 0) return this.fail(served, GrpcStatus.INVALID_ARGUMENT, 'a Calls frame needs a call');
+        if (frame.call !== undefined) this.received(served, frame.call);
+        for (const call of frame.calls) this.received(served, call);
       } catch (err) {
         this.fail(served, GrpcStatus.INTERNAL, `cannot serve a call frame: ${(err as Error).message}`);
       }
@@ -488,9 +523,8 @@ export class CallStreamServer {
     }
   }
 
-  private received(served: ServedStream, frame: UnaryCall | undefined): void {
+  private received(served: ServedStream, frame: UnaryCall): void {
     if (served.ended) return;
-    if (frame === undefined) return this.fail(served, GrpcStatus.INVALID_ARGUMENT, 'a Calls frame needs a call');
     if (frame.cancel) {
       served.calls.get(frame.id)?.cancel();
       return;
@@ -501,7 +535,7 @@ export class CallStreamServer {
       if (served.ended) return;
       // An answer past the limit would end the whole stream (grpc-js): it fails alone.
       if (message.length + FRAME_OVERHEAD_BYTES > maxBytes) [code, details, message, trailers] = [GrpcStatus.RESOURCE_EXHAUSTED, `Sent message larger than max (${message.length + FRAME_OVERHEAD_BYTES} vs ${maxBytes})`, Buffer.alloc(0), {}];
-      served.stream.write({ answer: { id: frame.id, code, details, message, trailers } });
+      this.queueAnswer(served, { id: frame.id, code, details, message, trailers });
     };
     if (this.draining) return answer(GrpcStatus.UNAVAILABLE, 'the server is shutting down; the call did not run', undefined, { [NOT_RUN_TRAILER]: '1' });
     const method = this.methods.get(frame.method);
@@ -530,8 +564,31 @@ export class CallStreamServer {
     method.handler(call as unknown as ServerUnaryCall<unknown, unknown>, callback);
   }
 
+  /** Queues an answer for this turn's frame; the first one queued schedules the write. */
+  private queueAnswer(served: ServedStream, answer: UnaryAnswer): void {
+    served.unanswered.push(answer);
+    if (served.unanswered.length === 1) process.nextTick(() => this.flushAnswers(served));
+  }
+
+  /** Writes the answers queued this turn, as few frames as the message size limit allows. */
+  private flushAnswers(served: ServedStream): void {
+    const answers = served.unanswered;
+    if (answers.length === 0 || served.ended) return;
+    served.unanswered = [];
+    const limit = (this.options.maxMessageBytes ?? GRPC_SERVER_DEFAULTS.maxMessageBytes) - FRAME_OVERHEAD_BYTES;
+    let from = 0;
+    while (from < answers.length) {
+      let to = from + 1;
+      for (let bytes = answerBytes(answers[from]); to < answers.length && (bytes += answerBytes(answers[to])) <= limit; to++);
+      served.stream.write(to - from === 1 ? { answer: answers[from], answers: [] } : { answers: answers.slice(from, to) });
+      from = to;
+    }
+  }
+
   private endIfDone(served: ServedStream): void {
     if (served.ending && !served.ended && served.calls.size === 0) {
+      // The last answers go before the end.
+      this.flushAnswers(served);
       served.ended = true;
       this.streams.delete(served);
       served.stream.end();
@@ -632,6 +689,19 @@ function encodeAnswer(definition: MethodDefinition<unknown, unknown>, err: Parti
   } catch (error) {
     return [GrpcStatus.INTERNAL, `Error serializing response: ${(error as Error).message}`, Buffer.alloc(0), {}];
   }
+}
+
+/** About what a call takes in a frame: its message, method and metadata, and room for the rest. */
+function callBytes(call: UnaryCall): number {
+  let bytes = call.message.length + call.method.length + 32;
+  for (const [name, value] of Object.entries(call.metadata)) bytes += name.length + value.length + 8;
+  return bytes;
+}
+
+function answerBytes(answer: UnaryAnswer): number {
+  let bytes = answer.message.length + answer.details.length + 32;
+  for (const [name, value] of Object.entries(answer.trailers)) bytes += name.length + value.length + 8;
+  return bytes;
 }
 
 function deadlineMs(deadline: Deadline): number {

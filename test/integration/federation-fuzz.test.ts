@@ -490,8 +490,8 @@ describe('S5: malformed protobuf to every unary method of the router (fast-check
 // ---------------------------------------------------------------------------------------------
 // The same requests as frames on a Calls stream (services/lib/call-stream.ts)
 
-type CallsFrame = { call?: UnaryCall };
-type AnswersFrame = { answer?: UnaryAnswer };
+type CallsFrame = { call?: UnaryCall; calls: UnaryCall[] };
+type AnswersFrame = { answer?: UnaryAnswer; answers: UnaryAnswer[] };
 
 /** One Calls stream with raw frames: `call` sends one call and waits for its answer (or the stream's end). */
 function callsStream(client: Client, path: string): { call(method: string, payload: Uint8Array, metadata: Record<string, string>, deadlineMs: number): Promise<Answer>; end(): void } {
@@ -505,10 +505,10 @@ function callsStream(client: Client, path: string): { call(method: string, paylo
   const waiting = new Map<bigint, (answer: Answer) => void>();
   let ended: Answer | undefined;
   stream.on('data', (frame: AnswersFrame) => {
-    const answer = frame.answer;
-    if (answer === undefined) return;
-    waiting.get(answer.id)?.({ code: answer.code, details: answer.details, body: answer.message });
-    waiting.delete(answer.id);
+    for (const answer of [...(frame.answer === undefined ? [] : [frame.answer]), ...frame.answers]) {
+      waiting.get(answer.id)?.({ code: answer.code, details: answer.details, body: answer.message });
+      waiting.delete(answer.id);
+    }
   });
   stream.on('error', () => undefined);
   stream.on('status', (status: { code: GrpcStatus; details: string }) => {
@@ -527,7 +527,7 @@ function callsStream(client: Client, path: string): { call(method: string, paylo
           clearTimeout(guard);
           resolve(answer);
         });
-        stream.write({ call: { id, method, message: Buffer.from(payload), metadata, timeoutMs: BigInt(deadlineMs), cancel: false } });
+        stream.write({ call: { id, method, message: Buffer.from(payload), metadata, timeoutMs: BigInt(deadlineMs), cancel: false }, calls: [] });
       });
     },
     end: () => stream.end(),

@@ -36,11 +36,19 @@ export interface ServeResponse {
 }
 
 export interface ForwardedHttpServiceCallsRequest {
-  call?: UnaryCall | undefined;
+  call?:
+    | UnaryCall
+    | undefined;
+  /** Several calls in one frame: those a client started in one turn of its event loop. */
+  calls: UnaryCall[];
 }
 
 export interface ForwardedHttpServiceCallsResponse {
-  answer?: UnaryAnswer | undefined;
+  answer?:
+    | UnaryAnswer
+    | undefined;
+  /** Several answers in one frame: those a server had ready in one turn of its event loop. */
+  answers: UnaryAnswer[];
 }
 
 function createBaseServeRequest(): ServeRequest {
@@ -182,13 +190,16 @@ export const ServeResponse: MessageFns<ServeResponse> = {
 };
 
 function createBaseForwardedHttpServiceCallsRequest(): ForwardedHttpServiceCallsRequest {
-  return { call: undefined };
+  return { call: undefined, calls: [] };
 }
 
 export const ForwardedHttpServiceCallsRequest: MessageFns<ForwardedHttpServiceCallsRequest> = {
   encode(message: ForwardedHttpServiceCallsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.call !== undefined) {
       UnaryCall.encode(message.call, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.calls) {
+      UnaryCall.encode(v!, writer.uint32(18).fork()).join();
     }
     return writer;
   },
@@ -214,6 +225,14 @@ export const ForwardedHttpServiceCallsRequest: MessageFns<ForwardedHttpServiceCa
             message.call = UnaryCall.decode(reader, reader.uint32());
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.calls.push(UnaryCall.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -227,13 +246,19 @@ export const ForwardedHttpServiceCallsRequest: MessageFns<ForwardedHttpServiceCa
   },
 
   fromJSON(object: any): ForwardedHttpServiceCallsRequest {
-    return { call: isSet(object.call) ? UnaryCall.fromJSON(object.call) : undefined };
+    return {
+      call: isSet(object.call) ? UnaryCall.fromJSON(object.call) : undefined,
+      calls: globalThis.Array.isArray(object?.calls) ? object.calls.map((e: any) => UnaryCall.fromJSON(e)) : [],
+    };
   },
 
   toJSON(message: ForwardedHttpServiceCallsRequest): unknown {
     const obj: any = {};
     if (message.call !== undefined) {
       obj.call = UnaryCall.toJSON(message.call);
+    }
+    if (message.calls?.length) {
+      obj.calls = message.calls.map((e) => UnaryCall.toJSON(e));
     }
     return obj;
   },
@@ -244,18 +269,22 @@ export const ForwardedHttpServiceCallsRequest: MessageFns<ForwardedHttpServiceCa
   fromPartial(object: DeepPartial<ForwardedHttpServiceCallsRequest>): ForwardedHttpServiceCallsRequest {
     const message = createBaseForwardedHttpServiceCallsRequest();
     message.call = (object.call !== undefined && object.call !== null) ? UnaryCall.fromPartial(object.call) : undefined;
+    message.calls = object.calls?.map((e) => UnaryCall.fromPartial(e)) || [];
     return message;
   },
 };
 
 function createBaseForwardedHttpServiceCallsResponse(): ForwardedHttpServiceCallsResponse {
-  return { answer: undefined };
+  return { answer: undefined, answers: [] };
 }
 
 export const ForwardedHttpServiceCallsResponse: MessageFns<ForwardedHttpServiceCallsResponse> = {
   encode(message: ForwardedHttpServiceCallsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.answer !== undefined) {
       UnaryAnswer.encode(message.answer, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.answers) {
+      UnaryAnswer.encode(v!, writer.uint32(18).fork()).join();
     }
     return writer;
   },
@@ -281,6 +310,14 @@ export const ForwardedHttpServiceCallsResponse: MessageFns<ForwardedHttpServiceC
             message.answer = UnaryAnswer.decode(reader, reader.uint32());
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.answers.push(UnaryAnswer.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -294,13 +331,19 @@ export const ForwardedHttpServiceCallsResponse: MessageFns<ForwardedHttpServiceC
   },
 
   fromJSON(object: any): ForwardedHttpServiceCallsResponse {
-    return { answer: isSet(object.answer) ? UnaryAnswer.fromJSON(object.answer) : undefined };
+    return {
+      answer: isSet(object.answer) ? UnaryAnswer.fromJSON(object.answer) : undefined,
+      answers: globalThis.Array.isArray(object?.answers) ? object.answers.map((e: any) => UnaryAnswer.fromJSON(e)) : [],
+    };
   },
 
   toJSON(message: ForwardedHttpServiceCallsResponse): unknown {
     const obj: any = {};
     if (message.answer !== undefined) {
       obj.answer = UnaryAnswer.toJSON(message.answer);
+    }
+    if (message.answers?.length) {
+      obj.answers = message.answers.map((e) => UnaryAnswer.toJSON(e));
     }
     return obj;
   },
@@ -313,6 +356,7 @@ export const ForwardedHttpServiceCallsResponse: MessageFns<ForwardedHttpServiceC
     message.answer = (object.answer !== undefined && object.answer !== null)
       ? UnaryAnswer.fromPartial(object.answer)
       : undefined;
+    message.answers = object.answers?.map((e) => UnaryAnswer.fromPartial(e)) || [];
     return message;
   },
 };

@@ -77,11 +77,19 @@ export function consistencyToJSON(object: Consistency): string {
 }
 
 export interface KVServiceCallsRequest {
-  call?: UnaryCall | undefined;
+  call?:
+    | UnaryCall
+    | undefined;
+  /** Several calls in one frame: those a client started in one turn of its event loop. */
+  calls: UnaryCall[];
 }
 
 export interface KVServiceCallsResponse {
-  answer?: UnaryAnswer | undefined;
+  answer?:
+    | UnaryAnswer
+    | undefined;
+  /** Several answers in one frame: those a server had ready in one turn of its event loop. */
+  answers: UnaryAnswer[];
 }
 
 /** ResponseHeader says what state an answer reflects. */
@@ -313,13 +321,16 @@ export interface CompactResponse {
 }
 
 function createBaseKVServiceCallsRequest(): KVServiceCallsRequest {
-  return { call: undefined };
+  return { call: undefined, calls: [] };
 }
 
 export const KVServiceCallsRequest: MessageFns<KVServiceCallsRequest> = {
   encode(message: KVServiceCallsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.call !== undefined) {
       UnaryCall.encode(message.call, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.calls) {
+      UnaryCall.encode(v!, writer.uint32(18).fork()).join();
     }
     return writer;
   },
@@ -345,6 +356,14 @@ export const KVServiceCallsRequest: MessageFns<KVServiceCallsRequest> = {
             message.call = UnaryCall.decode(reader, reader.uint32());
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.calls.push(UnaryCall.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -358,13 +377,19 @@ export const KVServiceCallsRequest: MessageFns<KVServiceCallsRequest> = {
   },
 
   fromJSON(object: any): KVServiceCallsRequest {
-    return { call: isSet(object.call) ? UnaryCall.fromJSON(object.call) : undefined };
+    return {
+      call: isSet(object.call) ? UnaryCall.fromJSON(object.call) : undefined,
+      calls: globalThis.Array.isArray(object?.calls) ? object.calls.map((e: any) => UnaryCall.fromJSON(e)) : [],
+    };
   },
 
   toJSON(message: KVServiceCallsRequest): unknown {
     const obj: any = {};
     if (message.call !== undefined) {
       obj.call = UnaryCall.toJSON(message.call);
+    }
+    if (message.calls?.length) {
+      obj.calls = message.calls.map((e) => UnaryCall.toJSON(e));
     }
     return obj;
   },
@@ -375,18 +400,22 @@ export const KVServiceCallsRequest: MessageFns<KVServiceCallsRequest> = {
   fromPartial(object: DeepPartial<KVServiceCallsRequest>): KVServiceCallsRequest {
     const message = createBaseKVServiceCallsRequest();
     message.call = (object.call !== undefined && object.call !== null) ? UnaryCall.fromPartial(object.call) : undefined;
+    message.calls = object.calls?.map((e) => UnaryCall.fromPartial(e)) || [];
     return message;
   },
 };
 
 function createBaseKVServiceCallsResponse(): KVServiceCallsResponse {
-  return { answer: undefined };
+  return { answer: undefined, answers: [] };
 }
 
 export const KVServiceCallsResponse: MessageFns<KVServiceCallsResponse> = {
   encode(message: KVServiceCallsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.answer !== undefined) {
       UnaryAnswer.encode(message.answer, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.answers) {
+      UnaryAnswer.encode(v!, writer.uint32(18).fork()).join();
     }
     return writer;
   },
@@ -412,6 +441,14 @@ export const KVServiceCallsResponse: MessageFns<KVServiceCallsResponse> = {
             message.answer = UnaryAnswer.decode(reader, reader.uint32());
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.answers.push(UnaryAnswer.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -425,13 +462,19 @@ export const KVServiceCallsResponse: MessageFns<KVServiceCallsResponse> = {
   },
 
   fromJSON(object: any): KVServiceCallsResponse {
-    return { answer: isSet(object.answer) ? UnaryAnswer.fromJSON(object.answer) : undefined };
+    return {
+      answer: isSet(object.answer) ? UnaryAnswer.fromJSON(object.answer) : undefined,
+      answers: globalThis.Array.isArray(object?.answers) ? object.answers.map((e: any) => UnaryAnswer.fromJSON(e)) : [],
+    };
   },
 
   toJSON(message: KVServiceCallsResponse): unknown {
     const obj: any = {};
     if (message.answer !== undefined) {
       obj.answer = UnaryAnswer.toJSON(message.answer);
+    }
+    if (message.answers?.length) {
+      obj.answers = message.answers.map((e) => UnaryAnswer.toJSON(e));
     }
     return obj;
   },
@@ -444,6 +487,7 @@ export const KVServiceCallsResponse: MessageFns<KVServiceCallsResponse> = {
     message.answer = (object.answer !== undefined && object.answer !== null)
       ? UnaryAnswer.fromPartial(object.answer)
       : undefined;
+    message.answers = object.answers?.map((e) => UnaryAnswer.fromPartial(e)) || [];
     return message;
   },
 };

@@ -28,11 +28,19 @@ export const protobufPackage = "consulate.consensus.v1";
 export const protobufFileName = "consulate/consensus/v1/lease.proto";
 
 export interface LeaseServiceCallsRequest {
-  call?: UnaryCall | undefined;
+  call?:
+    | UnaryCall
+    | undefined;
+  /** Several calls in one frame: those a client started in one turn of its event loop. */
+  calls: UnaryCall[];
 }
 
 export interface LeaseServiceCallsResponse {
-  answer?: UnaryAnswer | undefined;
+  answer?:
+    | UnaryAnswer
+    | undefined;
+  /** Several answers in one frame: those a server had ready in one turn of its event loop. */
+  answers: UnaryAnswer[];
 }
 
 export interface LeaseGrantRequest {
@@ -81,13 +89,16 @@ export interface LeaseTimeToLiveResponse {
 }
 
 function createBaseLeaseServiceCallsRequest(): LeaseServiceCallsRequest {
-  return { call: undefined };
+  return { call: undefined, calls: [] };
 }
 
 export const LeaseServiceCallsRequest: MessageFns<LeaseServiceCallsRequest> = {
   encode(message: LeaseServiceCallsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.call !== undefined) {
       UnaryCall.encode(message.call, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.calls) {
+      UnaryCall.encode(v!, writer.uint32(18).fork()).join();
     }
     return writer;
   },
@@ -113,6 +124,14 @@ export const LeaseServiceCallsRequest: MessageFns<LeaseServiceCallsRequest> = {
             message.call = UnaryCall.decode(reader, reader.uint32());
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.calls.push(UnaryCall.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -126,13 +145,19 @@ export const LeaseServiceCallsRequest: MessageFns<LeaseServiceCallsRequest> = {
   },
 
   fromJSON(object: any): LeaseServiceCallsRequest {
-    return { call: isSet(object.call) ? UnaryCall.fromJSON(object.call) : undefined };
+    return {
+      call: isSet(object.call) ? UnaryCall.fromJSON(object.call) : undefined,
+      calls: globalThis.Array.isArray(object?.calls) ? object.calls.map((e: any) => UnaryCall.fromJSON(e)) : [],
+    };
   },
 
   toJSON(message: LeaseServiceCallsRequest): unknown {
     const obj: any = {};
     if (message.call !== undefined) {
       obj.call = UnaryCall.toJSON(message.call);
+    }
+    if (message.calls?.length) {
+      obj.calls = message.calls.map((e) => UnaryCall.toJSON(e));
     }
     return obj;
   },
@@ -143,18 +168,22 @@ export const LeaseServiceCallsRequest: MessageFns<LeaseServiceCallsRequest> = {
   fromPartial(object: DeepPartial<LeaseServiceCallsRequest>): LeaseServiceCallsRequest {
     const message = createBaseLeaseServiceCallsRequest();
     message.call = (object.call !== undefined && object.call !== null) ? UnaryCall.fromPartial(object.call) : undefined;
+    message.calls = object.calls?.map((e) => UnaryCall.fromPartial(e)) || [];
     return message;
   },
 };
 
 function createBaseLeaseServiceCallsResponse(): LeaseServiceCallsResponse {
-  return { answer: undefined };
+  return { answer: undefined, answers: [] };
 }
 
 export const LeaseServiceCallsResponse: MessageFns<LeaseServiceCallsResponse> = {
   encode(message: LeaseServiceCallsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.answer !== undefined) {
       UnaryAnswer.encode(message.answer, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.answers) {
+      UnaryAnswer.encode(v!, writer.uint32(18).fork()).join();
     }
     return writer;
   },
@@ -180,6 +209,14 @@ export const LeaseServiceCallsResponse: MessageFns<LeaseServiceCallsResponse> = 
             message.answer = UnaryAnswer.decode(reader, reader.uint32());
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.answers.push(UnaryAnswer.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -193,13 +230,19 @@ export const LeaseServiceCallsResponse: MessageFns<LeaseServiceCallsResponse> = 
   },
 
   fromJSON(object: any): LeaseServiceCallsResponse {
-    return { answer: isSet(object.answer) ? UnaryAnswer.fromJSON(object.answer) : undefined };
+    return {
+      answer: isSet(object.answer) ? UnaryAnswer.fromJSON(object.answer) : undefined,
+      answers: globalThis.Array.isArray(object?.answers) ? object.answers.map((e: any) => UnaryAnswer.fromJSON(e)) : [],
+    };
   },
 
   toJSON(message: LeaseServiceCallsResponse): unknown {
     const obj: any = {};
     if (message.answer !== undefined) {
       obj.answer = UnaryAnswer.toJSON(message.answer);
+    }
+    if (message.answers?.length) {
+      obj.answers = message.answers.map((e) => UnaryAnswer.toJSON(e));
     }
     return obj;
   },
@@ -212,6 +255,7 @@ export const LeaseServiceCallsResponse: MessageFns<LeaseServiceCallsResponse> = 
     message.answer = (object.answer !== undefined && object.answer !== null)
       ? UnaryAnswer.fromPartial(object.answer)
       : undefined;
+    message.answers = object.answers?.map((e) => UnaryAnswer.fromPartial(e)) || [];
     return message;
   },
 };

@@ -28,11 +28,19 @@ export const protobufPackage = "consulate.router.v1";
 export const protobufFileName = "consulate/router/v1/federation.proto";
 
 export interface FederationServiceCallsRequest {
-  call?: UnaryCall | undefined;
+  call?:
+    | UnaryCall
+    | undefined;
+  /** Several calls in one frame: those a client started in one turn of its event loop. */
+  calls: UnaryCall[];
 }
 
 export interface FederationServiceCallsResponse {
-  answer?: UnaryAnswer | undefined;
+  answer?:
+    | UnaryAnswer
+    | undefined;
+  /** Several answers in one frame: those a server had ready in one turn of its event loop. */
+  answers: UnaryAnswer[];
 }
 
 export interface PacketRequest {
@@ -79,13 +87,16 @@ export interface PingResponse {
 }
 
 function createBaseFederationServiceCallsRequest(): FederationServiceCallsRequest {
-  return { call: undefined };
+  return { call: undefined, calls: [] };
 }
 
 export const FederationServiceCallsRequest: MessageFns<FederationServiceCallsRequest> = {
   encode(message: FederationServiceCallsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.call !== undefined) {
       UnaryCall.encode(message.call, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.calls) {
+      UnaryCall.encode(v!, writer.uint32(18).fork()).join();
     }
     return writer;
   },
@@ -111,6 +122,14 @@ export const FederationServiceCallsRequest: MessageFns<FederationServiceCallsReq
             message.call = UnaryCall.decode(reader, reader.uint32());
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.calls.push(UnaryCall.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -124,13 +143,19 @@ export const FederationServiceCallsRequest: MessageFns<FederationServiceCallsReq
   },
 
   fromJSON(object: any): FederationServiceCallsRequest {
-    return { call: isSet(object.call) ? UnaryCall.fromJSON(object.call) : undefined };
+    return {
+      call: isSet(object.call) ? UnaryCall.fromJSON(object.call) : undefined,
+      calls: globalThis.Array.isArray(object?.calls) ? object.calls.map((e: any) => UnaryCall.fromJSON(e)) : [],
+    };
   },
 
   toJSON(message: FederationServiceCallsRequest): unknown {
     const obj: any = {};
     if (message.call !== undefined) {
       obj.call = UnaryCall.toJSON(message.call);
+    }
+    if (message.calls?.length) {
+      obj.calls = message.calls.map((e) => UnaryCall.toJSON(e));
     }
     return obj;
   },
@@ -141,18 +166,22 @@ export const FederationServiceCallsRequest: MessageFns<FederationServiceCallsReq
   fromPartial(object: DeepPartial<FederationServiceCallsRequest>): FederationServiceCallsRequest {
     const message = createBaseFederationServiceCallsRequest();
     message.call = (object.call !== undefined && object.call !== null) ? UnaryCall.fromPartial(object.call) : undefined;
+    message.calls = object.calls?.map((e) => UnaryCall.fromPartial(e)) || [];
     return message;
   },
 };
 
 function createBaseFederationServiceCallsResponse(): FederationServiceCallsResponse {
-  return { answer: undefined };
+  return { answer: undefined, answers: [] };
 }
 
 export const FederationServiceCallsResponse: MessageFns<FederationServiceCallsResponse> = {
   encode(message: FederationServiceCallsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.answer !== undefined) {
       UnaryAnswer.encode(message.answer, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.answers) {
+      UnaryAnswer.encode(v!, writer.uint32(18).fork()).join();
     }
     return writer;
   },
@@ -178,6 +207,14 @@ export const FederationServiceCallsResponse: MessageFns<FederationServiceCallsRe
             message.answer = UnaryAnswer.decode(reader, reader.uint32());
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.answers.push(UnaryAnswer.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -191,13 +228,19 @@ export const FederationServiceCallsResponse: MessageFns<FederationServiceCallsRe
   },
 
   fromJSON(object: any): FederationServiceCallsResponse {
-    return { answer: isSet(object.answer) ? UnaryAnswer.fromJSON(object.answer) : undefined };
+    return {
+      answer: isSet(object.answer) ? UnaryAnswer.fromJSON(object.answer) : undefined,
+      answers: globalThis.Array.isArray(object?.answers) ? object.answers.map((e: any) => UnaryAnswer.fromJSON(e)) : [],
+    };
   },
 
   toJSON(message: FederationServiceCallsResponse): unknown {
     const obj: any = {};
     if (message.answer !== undefined) {
       obj.answer = UnaryAnswer.toJSON(message.answer);
+    }
+    if (message.answers?.length) {
+      obj.answers = message.answers.map((e) => UnaryAnswer.toJSON(e));
     }
     return obj;
   },
@@ -210,6 +253,7 @@ export const FederationServiceCallsResponse: MessageFns<FederationServiceCallsRe
     message.answer = (object.answer !== undefined && object.answer !== null)
       ? UnaryAnswer.fromPartial(object.answer)
       : undefined;
+    message.answers = object.answers?.map((e) => UnaryAnswer.fromPartial(e)) || [];
     return message;
   },
 };

@@ -28,11 +28,19 @@ export const protobufPackage = "consulate.router.v1";
 export const protobufFileName = "consulate/router/v1/operator.proto";
 
 export interface ForwardServiceCallsRequest {
-  call?: UnaryCall | undefined;
+  call?:
+    | UnaryCall
+    | undefined;
+  /** Several calls in one frame: those a client started in one turn of its event loop. */
+  calls: UnaryCall[];
 }
 
 export interface ForwardServiceCallsResponse {
-  answer?: UnaryAnswer | undefined;
+  answer?:
+    | UnaryAnswer
+    | undefined;
+  /** Several answers in one frame: those a server had ready in one turn of its event loop. */
+  answers: UnaryAnswer[];
 }
 
 export interface StatusRequest {
@@ -309,13 +317,16 @@ export interface ForwardResponse {
 }
 
 function createBaseForwardServiceCallsRequest(): ForwardServiceCallsRequest {
-  return { call: undefined };
+  return { call: undefined, calls: [] };
 }
 
 export const ForwardServiceCallsRequest: MessageFns<ForwardServiceCallsRequest> = {
   encode(message: ForwardServiceCallsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.call !== undefined) {
       UnaryCall.encode(message.call, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.calls) {
+      UnaryCall.encode(v!, writer.uint32(18).fork()).join();
     }
     return writer;
   },
@@ -341,6 +352,14 @@ export const ForwardServiceCallsRequest: MessageFns<ForwardServiceCallsRequest> 
             message.call = UnaryCall.decode(reader, reader.uint32());
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.calls.push(UnaryCall.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -354,13 +373,19 @@ export const ForwardServiceCallsRequest: MessageFns<ForwardServiceCallsRequest> 
   },
 
   fromJSON(object: any): ForwardServiceCallsRequest {
-    return { call: isSet(object.call) ? UnaryCall.fromJSON(object.call) : undefined };
+    return {
+      call: isSet(object.call) ? UnaryCall.fromJSON(object.call) : undefined,
+      calls: globalThis.Array.isArray(object?.calls) ? object.calls.map((e: any) => UnaryCall.fromJSON(e)) : [],
+    };
   },
 
   toJSON(message: ForwardServiceCallsRequest): unknown {
     const obj: any = {};
     if (message.call !== undefined) {
       obj.call = UnaryCall.toJSON(message.call);
+    }
+    if (message.calls?.length) {
+      obj.calls = message.calls.map((e) => UnaryCall.toJSON(e));
     }
     return obj;
   },
@@ -371,18 +396,22 @@ export const ForwardServiceCallsRequest: MessageFns<ForwardServiceCallsRequest> 
   fromPartial(object: DeepPartial<ForwardServiceCallsRequest>): ForwardServiceCallsRequest {
     const message = createBaseForwardServiceCallsRequest();
     message.call = (object.call !== undefined && object.call !== null) ? UnaryCall.fromPartial(object.call) : undefined;
+    message.calls = object.calls?.map((e) => UnaryCall.fromPartial(e)) || [];
     return message;
   },
 };
 
 function createBaseForwardServiceCallsResponse(): ForwardServiceCallsResponse {
-  return { answer: undefined };
+  return { answer: undefined, answers: [] };
 }
 
 export const ForwardServiceCallsResponse: MessageFns<ForwardServiceCallsResponse> = {
   encode(message: ForwardServiceCallsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.answer !== undefined) {
       UnaryAnswer.encode(message.answer, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.answers) {
+      UnaryAnswer.encode(v!, writer.uint32(18).fork()).join();
     }
     return writer;
   },
@@ -408,6 +437,14 @@ export const ForwardServiceCallsResponse: MessageFns<ForwardServiceCallsResponse
             message.answer = UnaryAnswer.decode(reader, reader.uint32());
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.answers.push(UnaryAnswer.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -421,13 +458,19 @@ export const ForwardServiceCallsResponse: MessageFns<ForwardServiceCallsResponse
   },
 
   fromJSON(object: any): ForwardServiceCallsResponse {
-    return { answer: isSet(object.answer) ? UnaryAnswer.fromJSON(object.answer) : undefined };
+    return {
+      answer: isSet(object.answer) ? UnaryAnswer.fromJSON(object.answer) : undefined,
+      answers: globalThis.Array.isArray(object?.answers) ? object.answers.map((e: any) => UnaryAnswer.fromJSON(e)) : [],
+    };
   },
 
   toJSON(message: ForwardServiceCallsResponse): unknown {
     const obj: any = {};
     if (message.answer !== undefined) {
       obj.answer = UnaryAnswer.toJSON(message.answer);
+    }
+    if (message.answers?.length) {
+      obj.answers = message.answers.map((e) => UnaryAnswer.toJSON(e));
     }
     return obj;
   },
@@ -440,6 +483,7 @@ export const ForwardServiceCallsResponse: MessageFns<ForwardServiceCallsResponse
     message.answer = (object.answer !== undefined && object.answer !== null)
       ? UnaryAnswer.fromPartial(object.answer)
       : undefined;
+    message.answers = object.answers?.map((e) => UnaryAnswer.fromPartial(e)) || [];
     return message;
   },
 };
