@@ -4,9 +4,11 @@ import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
 import { credentials, Metadata, ServiceError } from '@grpc/grpc-js';
+import { trace } from '@opentelemetry/api';
 
 import { ClusterServiceClient, RaftRole, StatusResponse } from '../../services/gen/consulate/consensus/v1/cluster';
-import { Consistency, KVServiceClient } from '../../services/gen/consulate/consensus/v1/kv';
+import { Consistency, KVServiceClient, KVServiceService } from '../../services/gen/consulate/consensus/v1/kv';
+import { CallStreamClient } from '../../services/lib/call-stream';
 import { WatchServiceClient, WatchResponse } from '../../services/gen/consulate/consensus/v1/watch';
 import { BenchCluster, KvClient, WatchHandle, isRunning, markExpectedExit, sleep, startProcess, stopProcess } from './types';
 
@@ -20,12 +22,13 @@ const DEADLINE_MS = 10_000;
 type Cb<T> = (err: ServiceError | null, res: T) => void;
 
 export class ConsulateClient implements KvClient {
-  private readonly kv: KVServiceClient;
+  protected readonly kv: KVServiceClient;
   private readonly watchClient: WatchServiceClient;
   private readonly cluster: ClusterServiceClient;
 
   constructor(readonly address: string) {
     this.kv = new KVServiceClient(address, credentials.createInsecure());
+    this.methods = this.kv;
     this.watchClient = new WatchServiceClient(address, credentials.createInsecure());
     this.cluster = new ClusterServiceClient(address, credentials.createInsecure());
   }
@@ -36,13 +39,16 @@ export class ConsulateClient implements KvClient {
     });
   }
 
+  /** The unary methods this client calls: the generated client's own here, carried on a stream in StreamClient. */
+  protected readonly methods: Pick<KVServiceClient, 'put' | 'range'>;
+
   async put(key: Buffer, value: Buffer, timeoutMs?: number): Promise<void> {
-    await this.unary((md, o, cb) => this.kv.put({ key, value, lease: 0n, prevKv: false }, md, o, cb), timeoutMs);
+    await this.unary((md, o, cb) => this.methods.put({ key, value, lease: 0n, prevKv: false }, md, o, cb), timeoutMs);
   }
 
   private async range(key: Buffer, consistency: Consistency): Promise<void> {
     await this.unary((md, o, cb) =>
-      this.kv.range({ key, rangeEnd: EMPTY, limit: 0n, revision: 0n, consistency, keysOnly: false, countOnly: false }, md, o, cb));
+      this.methods.range({ key, rangeEnd: EMPTY, limit: 0n, revision: 0n, consistency, keysOnly: false, countOnly: false }, md, o, cb));
   }
 
   rangeLinearizable(key: Buffer): Promise<void> {
@@ -72,6 +78,25 @@ export class ConsulateClient implements KvClient {
     this.kv.close();
     this.watchClient.close();
     this.cluster.close();
+  }
+}
+
+/** Puts and reads as frames on one KVService.Calls stream (services/lib/call-stream.ts), untraced like the unary client. */
+export class ConsulateStreamClient extends ConsulateClient {
+  private readonly stream: CallStreamClient;
+  protected override readonly methods: Pick<KVServiceClient, 'put' | 'range'>;
+
+  constructor(address: string) {
+    super(address);
+    this.stream = new CallStreamClient({ client: this.kv, tracer: trace.getTracer('bench'), peer: address, traced: false });
+    const put = this.stream.method(KVServiceService.put, this.kv.put.bind(this.kv));
+    const range = this.stream.method(KVServiceService.range, this.kv.range.bind(this.kv));
+    this.methods = { put, range } as unknown as Pick<KVServiceClient, 'put' | 'range'>;
+  }
+
+  override close(): void {
+    this.stream.close();
+    super.close();
   }
 }
 
@@ -116,6 +141,10 @@ export class ConsulateCluster implements BenchCluster {
 
   client(index: number): KvClient {
     return new ConsulateClient(this.addresses[index]);
+  }
+
+  streamClient(index: number): KvClient {
+    return new ConsulateStreamClient(this.addresses[index]);
   }
 
   kill9(index: number): void {

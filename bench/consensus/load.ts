@@ -19,6 +19,8 @@ export type Op = 'put' | 'range-l' | 'range-s';
 export interface CellResult {
   op: Op;
   conc: number;
+  /** How the client called: a unary call per request, or frames on a Calls stream. */
+  api?: 'unary' | 'calls';
   seconds: number;
   ok: number;
   errors: number;

@@ -5,7 +5,8 @@
  *
  * Environment knobs: BENCH_DURATION_S (4), BENCH_WARMUP_S (1), BENCH_CONCS (1,16,64),
  * BENCH_MAX_REQUESTS (200000), BENCH_WATCHERS (1,100,1000), BENCH_WATCH_PUTS (20),
- * BENCH_FAILOVER_ROUNDS (3), BENCH_SYSTEMS (etcd,consulate).
+ * BENCH_FAILOVER_ROUNDS (3), BENCH_SYSTEMS (etcd,consulate), BENCH_STREAM_CELLS (1: Consulate's cells
+ * again through its KVService.Calls stream, beside etcd's unary ones).
  */
 import { execSync, spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -28,6 +29,8 @@ const WATCHERS = list('BENCH_WATCHERS', '1,100,1000').map(Number);
 const WATCH_PUTS = Math.min(num('BENCH_WATCH_PUTS', 20), 200);
 const FAILOVER_ROUNDS = Math.min(num('BENCH_FAILOVER_ROUNDS', 3), 10);
 const SYSTEMS = list('BENCH_SYSTEMS', 'etcd,consulate') as ('etcd' | 'consulate')[];
+/** Also run every cell through Consulate's KVService.Calls stream (BENCH_STREAM_CELLS=0: unary only). */
+const STREAM_CELLS = env('BENCH_STREAM_CELLS', '1') !== '0';
 
 const REPO = resolve(__dirname, '..', '..', '..');
 const RESULTS = join(REPO, 'bench', 'results');
@@ -100,9 +103,23 @@ async function benchSystem(cluster: BenchCluster): Promise<SystemResult> {
       for (const conc of CONCS) {
         const cur = await cluster.leader();
         if (cur !== leader) { log(`[${cluster.system}] leader changed to ${cluster.addresses[cur]} during the run`); lc.close(); leader = cur; lc = cluster.client(leader); }
-        const cell = await runCell(lc, op, conc, OPTS);
+        const cell = { ...(await runCell(lc, op, conc, OPTS)), api: 'unary' as const };
         log(`[${cluster.system}] ${op} c${conc}: ${cell.rps}/s p50 ${cell.p50_ms} ms p99 ${cell.p99_ms} ms errors ${cell.errors}${cell.error_samples.length ? ' ' + cell.error_samples[0] : ''}`);
         res.cells.push(cell);
+      }
+    }
+    // The same cells through a Calls stream, where the system has one (Consulate's KVService.Calls).
+    if (cluster.streamClient !== undefined && STREAM_CELLS) {
+      for (const op of OPS) {
+        for (const conc of CONCS) {
+          const cur = await cluster.leader();
+          if (cur !== leader) { log(`[${cluster.system}] leader changed to ${cluster.addresses[cur]} during the run`); lc.close(); leader = cur; lc = cluster.client(leader); }
+          const sc = cluster.streamClient(leader);
+          const cell = { ...(await runCell(sc, op, conc, OPTS)), api: 'calls' as const };
+          sc.close();
+          log(`[${cluster.system}] ${op} c${conc} (Calls stream): ${cell.rps}/s p50 ${cell.p50_ms} ms p99 ${cell.p99_ms} ms errors ${cell.errors}${cell.error_samples.length ? ' ' + cell.error_samples[0] : ''}`);
+          res.cells.push(cell);
+        }
       }
     }
     const clients = [0, 1, 2].map((i) => (i === leader ? lc : cluster.client(i)));
@@ -133,18 +150,24 @@ interface Row { metric: string; better: 'higher' | 'lower'; etcd: number | null;
 
 function rows(by: Partial<Record<'etcd' | 'consulate', SystemResult>>): Row[] {
   const out: Row[] = [];
-  const add = (metric: string, better: Row['better'], f: (r: SystemResult) => number | null | undefined) => {
+  /** `fc` reads Consulate's figure when it differs from etcd's (`f`): its Calls stream against etcd's unary calls. */
+  const add = (metric: string, better: Row['better'], f: (r: SystemResult) => number | null | undefined, fc = f) => {
     const e = by.etcd ? f(by.etcd) ?? null : null;
-    const c = by.consulate ? f(by.consulate) ?? null : null;
+    const c = by.consulate ? fc(by.consulate) ?? null : null;
     out.push({ metric, better, etcd: e, consulate: c, ratio: e && c != null ? Math.round((c / e) * 100) / 100 : null });
   };
   const name: Record<Op, string> = { put: 'put', 'range-l': 'linearizable read', 'range-s': 'serializable read' };
-  for (const op of OPS) {
-    for (const conc of CONCS) {
-      const cell = (r: SystemResult) => r.cells.find((x) => x.op === op && x.conc === conc);
-      add(`${name[op]} c${conc} throughput (req/s)`, 'higher', (r) => cell(r)?.rps);
-      add(`${name[op]} c${conc} p50 (ms)`, 'lower', (r) => cell(r)?.p50_ms);
-      add(`${name[op]} c${conc} p99 (ms)`, 'lower', (r) => cell(r)?.p99_ms);
+  for (const api of ['unary', 'calls'] as const) {
+    if (api === 'calls' && !by.consulate?.cells.some((x) => x.api === 'calls')) continue;
+    const label = api === 'calls' ? ' [Consulate: Calls stream]' : '';
+    for (const op of OPS) {
+      for (const conc of CONCS) {
+        const cell = (r: SystemResult, which = api) => r.cells.find((x) => x.op === op && x.conc === conc && (x.api ?? 'unary') === which);
+        const etcdCell = (r: SystemResult) => cell(r, 'unary');
+        add(`${name[op]} c${conc} throughput (req/s)${label}`, 'higher', (r) => etcdCell(r)?.rps, (r) => cell(r)?.rps);
+        add(`${name[op]} c${conc} p50 (ms)${label}`, 'lower', (r) => etcdCell(r)?.p50_ms, (r) => cell(r)?.p50_ms);
+        add(`${name[op]} c${conc} p99 (ms)${label}`, 'lower', (r) => etcdCell(r)?.p99_ms, (r) => cell(r)?.p99_ms);
+      }
     }
   }
   for (const W of WATCHERS) {
@@ -183,6 +206,7 @@ async function main(): Promise<void> {
   const notes = [
     `machine: ${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), node ${process.version}; 3 servers + this client on one box, loopback`,
     `client: @grpc/grpc-js, one channel per server, closed loop, all ops to the leader; 10,000 8-byte keys, 256-byte values; ${OPTS.durationS} s per cell after ${OPTS.warmupS} s warm-up`,
+    `rows marked [Consulate: Calls stream]: Consulate's same cells with each request a frame on one KVService.Calls stream (the calls started in one turn share a frame), against etcd's unary calls (etcd has no such method)`,
     `watch: W streams spread round-robin over the 3 servers, ${WATCH_PUTS} sequential puts on the leader; latency from just before the put is sent to each watcher's event`,
     ...SYSTEMS.map((s) => `${s}: ${by[s]?.version}; raft ${by[s]?.raft_timings}`),
   ];

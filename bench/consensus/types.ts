@@ -30,6 +30,12 @@ export interface BenchCluster {
   /** Index of the current leader, waiting (bounded) until there is one. */
   leader(timeoutMs?: number): Promise<number>;
   client(index: number): KvClient;
+  /**
+   * A client whose puts and reads go as frames on one open stream (Consulate's KVService.Calls:
+   * the calls started in one turn share a frame) instead of a unary call each; none for etcd,
+   * whose API has no such method.
+   */
+  streamClient?(index: number): KvClient;
   kill9(index: number): void;
   restart(index: number): Promise<void>;
   /** Waits (bounded) until all three servers answer and agree on a leader. */
