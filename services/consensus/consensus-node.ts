@@ -386,7 +386,12 @@ export class ConsensusNode {
         continue;
       }
       const rd = this.raft.ready();
-      this.options.sender.send(rd.messages.filter(sendableBeforePersist));
+      const early = rd.messages.filter(sendableBeforePersist);
+      this.options.sender.send(early);
+      // grpc-js hands a stream's data to the socket on the next turn of the event loop, and our
+      // save's fsync blocks this one: the followers would get these appends only once our own copy
+      // is on disk, one fsync after another. Let them leave first, so the disks write together.
+      if (early.length > 0 && this.mustSync(rd)) await new Promise<void>((resolve) => setImmediate(resolve));
       if (rd.snapshot !== undefined) {
         // The leader's snapshot replaces the log: a local one still being saved goes first.
         await this.snapshotting;
