@@ -53,8 +53,8 @@ const fields = {
   snapshotEntries: field.int({
     key: 'raft.snapshot_entries',
     flag: 'raft-snapshot-entries',
-    usage: 'Applied entries between snapshots of the state machine (the log is compacted at each).',
-    default: 10_000,
+    usage: 'Applied entries between snapshots of the state machine (the log is compacted at each; etcd --snapshot-count).',
+    default: 100_000,
     check: (v) => (v >= 10 ? undefined : 'use at least 10'),
   }),
   logStore: field.string({
