@@ -402,12 +402,13 @@ describe('a Calls stream that is full', () => {
     }
   }
 
-  function fakeClient(): { calls: CallStreamClient; stream: () => FakeStream; forward: UnaryMethod<ForwardRequest, ForwardResponse> } {
+  function fakeClient(maxMessageBytes?: number): { calls: CallStreamClient; stream: () => FakeStream; forward: UnaryMethod<ForwardRequest, ForwardResponse> } {
     let stream: FakeStream | undefined;
     const calls = new CallStreamClient({
       client: { calls: () => (stream = new FakeStream()) as unknown as ReturnType<ForwardServiceClient['calls']> },
       tracer: trace.getTracer('test'),
       peer: 'fake:1',
+      maxMessageBytes,
     });
     const forward = calls.method(ForwardServiceService.forward, () => {
       throw new Error('no unary fallback here');
@@ -428,6 +429,19 @@ describe('a Calls stream that is full', () => {
     expect(stream().frames.map((frame) => framesCalls(frame).map((call) => Number(call.id)))).toEqual([[1, 2, 3, 4, 5], [6]]);
     // One call alone goes as `call`, as to a server that reads only that.
     expect(stream().frames[1]).toMatchObject({ call: { id: 6n }, calls: [] });
+    calls.close();
+  });
+
+  it('splits one turn\'s calls into frames that fit the message size limit, in order', async () => {
+    // 16 KiB of the limit is kept for each frame's own fields: about 4 KiB is left for the calls.
+    const { calls, stream, forward } = fakeClient(20 * 1024);
+    const big: ForwardRequest = { ...request, datacenter: 'x'.repeat(1_000) };
+    for (let i = 0; i < 10; i++) forward(big, new Metadata(), { deadline: Date.now() + 60_000 }, () => undefined);
+    await turn();
+    const frames = stream().frames.map((frame) => framesCalls(frame).map((call) => Number(call.id)));
+    expect(frames.flat()).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    expect(frames.length).toBeGreaterThanOrEqual(3);
+    expect(Math.max(...frames.map((ids) => ids.length))).toBeLessThanOrEqual(4);
     calls.close();
   });
 

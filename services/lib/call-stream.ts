@@ -302,24 +302,16 @@ export class CallStreamClient {
   private flush(stream: Stream): void {
     const queued = this.unsent.get(stream) ?? [];
     this.unsent.delete(stream);
-    const calls = queued.filter((call) => call.isOpen && call.stream === stream);
-    const limit = (this.options.maxMessageBytes ?? GRPC_SERVER_DEFAULTS.maxMessageBytes) - FRAME_OVERHEAD_BYTES;
-    let from = 0;
-    while (from < calls.length) {
-      const frames: UnaryCall[] = [];
-      let bytes = 0;
-      for (; from < calls.length; from++) {
-        const frame = calls[from].frame();
-        bytes += callBytes(frame);
-        if (frames.length > 0 && bytes > limit) break;
-        frames.push(frame);
-        calls[from].written = true;
-      }
-      stream.write(frames.length === 1 ? { call: frames[0], calls: [] } : { calls: frames });
+    const calls = queued.filter((call) => call.isOpen && call.stream === stream).map((call) => ({ call, frame: call.frame() }));
+    let sent = 0;
+    for (const group of inFrames(calls, ({ frame }) => frameBytes(frame.message, frame.method, frame.metadata), this.options.maxMessageBytes)) {
+      for (const { call } of group) call.written = true;
+      stream.write(group.length === 1 ? { call: group[0].frame, calls: [] } : { calls: group.map(({ frame }) => frame) });
+      sent += group.length;
       // grpc-js says "full" past 16 frames, which a burst of calls passes at once: the backlog starts
       // where frames pile up because the connection does not take them.
       if (stream.writableLength >= MAX_BUFFERED_FRAMES && !this.backlog.has(stream)) {
-        this.backlog.set(stream, calls.slice(from));
+        this.backlog.set(stream, calls.slice(sent).map(({ call }) => call));
         stream.once('drain', () => this.drained(stream));
         return;
       }
@@ -575,13 +567,8 @@ export class CallStreamServer {
     const answers = served.unanswered;
     if (answers.length === 0 || served.ended) return;
     served.unanswered = [];
-    const limit = (this.options.maxMessageBytes ?? GRPC_SERVER_DEFAULTS.maxMessageBytes) - FRAME_OVERHEAD_BYTES;
-    let from = 0;
-    while (from < answers.length) {
-      let to = from + 1;
-      for (let bytes = answerBytes(answers[from]); to < answers.length && (bytes += answerBytes(answers[to])) <= limit; to++);
-      served.stream.write(to - from === 1 ? { answer: answers[from], answers: [] } : { answers: answers.slice(from, to) });
-      from = to;
+    for (const group of inFrames(answers, (answer) => frameBytes(answer.message, answer.details, answer.trailers), this.options.maxMessageBytes)) {
+      served.stream.write(group.length === 1 ? { answer: group[0], answers: [] } : { answers: group });
     }
   }
 
@@ -691,16 +678,31 @@ function encodeAnswer(definition: MethodDefinition<unknown, unknown>, err: Parti
   }
 }
 
-/** About what a call takes in a frame: its message, method and metadata, and room for the rest. */
-function callBytes(call: UnaryCall): number {
-  let bytes = call.message.length + call.method.length + 32;
-  for (const [name, value] of Object.entries(call.metadata)) bytes += name.length + value.length + 8;
-  return bytes;
+/**
+ * `items` in order, in groups that each fit one message of the stream (`maxMessageBytes`, less the
+ * room FRAME_OVERHEAD_BYTES keeps): a message over the limit would end the whole stream. An item
+ * is never over it alone (calls and answers are checked before they are queued).
+ */
+function inFrames<T>(items: readonly T[], bytesOf: (item: T) => number, maxMessageBytes = GRPC_SERVER_DEFAULTS.maxMessageBytes): T[][] {
+  const limit = maxMessageBytes - FRAME_OVERHEAD_BYTES;
+  const groups: T[][] = [];
+  let bytes = Infinity;
+  for (const item of items) {
+    const size = bytesOf(item);
+    if (bytes + size > limit) {
+      groups.push([]);
+      bytes = 0;
+    }
+    groups[groups.length - 1].push(item);
+    bytes += size;
+  }
+  return groups;
 }
 
-function answerBytes(answer: UnaryAnswer): number {
-  let bytes = answer.message.length + answer.details.length + 32;
-  for (const [name, value] of Object.entries(answer.trailers)) bytes += name.length + value.length + 8;
+/** About what a call or an answer takes in a frame: its message, text and map, and room for the rest. */
+function frameBytes(message: Uint8Array, text: string, map: Record<string, string>): number {
+  let bytes = message.length + text.length + 32;
+  for (const [name, value] of Object.entries(map)) bytes += name.length + value.length + 8;
   return bytes;
 }
 
