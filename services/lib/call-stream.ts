@@ -187,7 +187,8 @@ export class CallStreamClient {
   /**
    * Calls waiting for a backed-up stream's 'drain', per stream. Frames handed to grpc-js would still
    * reach the server after the caller gave up (a stalled connection that recovers), and run then;
-   * a call given up while it waits here is never sent. So at most MAX_BUFFERED_FRAMES can.
+   * a call given up while it waits here is never sent. So only the calls in the last
+   * MAX_BUFFERED_FRAMES frames can (each frame one turn's calls, within the message size limit).
    */
   private readonly backlog = new Map<Stream, ClientCall[]>();
   /** Calls started this turn, per stream, written together at its end (`flush`). */
