@@ -52,6 +52,31 @@ describe('SWIM core', () => {
     for (const name of net.cores.keys()) if (name !== 'node-5') expect(net.view(name)['node-5']).toBe('left');
   });
 
+  test('a member that heard only the leave intent, and then fails the leaver, records a leave (Serf StatusLeaving)', () => {
+    const net = cluster(5);
+    net.run(2_000);
+    const intent = { type: 'leave-intent' as const, node: 'node-5', ltime: 100 };
+    net.cores.get('node-1')!.receivePacket(net.addressOf('node-5'), [intent]);
+    // The leaver goes before its dead message reaches anyone: each member fails it, or hears of the failure.
+    net.down.add('node-5');
+    net.run(30_000);
+    for (const name of net.cores.keys()) if (name !== 'node-5') expect({ name, state: net.view(name)['node-5'] }).toEqual({ name, state: 'left' });
+    expect(net.events.filter(({ event }) => event.type === 'member-leave' && event.member.name === 'node-5').length).toBeGreaterThan(0);
+  });
+
+  test('a leave intent about a member that lives on is refuted: its later failure is a failure', () => {
+    const net = cluster(4);
+    net.run(2_000);
+    net.cores.get('node-1')!.receivePacket(net.addressOf('node-2'), [{ type: 'leave-intent', node: 'node-4', ltime: 100 }]);
+    net.deliver();
+    // node-4 refutes (a higher incarnation), which clears the intent everywhere.
+    net.run(3_000);
+    expect(net.cores.get('node-4')!.localMember().incarnation).toBeGreaterThan(1);
+    net.down.add('node-4');
+    net.run(30_000);
+    for (const name of net.cores.keys()) if (name !== 'node-4') expect({ name, state: net.view(name)['node-4'] }).toEqual({ name, state: 'dead' });
+  });
+
   test('the merge delegate refuses a join and the joiner sees its text', () => {
     const net = new TinyNetwork();
     const segmentOf = (name: string) => (name === 'client' ? 'alpha' : 'beta');

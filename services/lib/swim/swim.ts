@@ -113,6 +113,8 @@ export class Swim {
   private eventLtime = 0;
   /** Last leave intent seen per node (Serf's recentIntents), so intents are applied once. */
   private readonly intentLtimes = new Map<string, number>();
+  /** Members whose leave intent came while they were alive (Serf's StatusLeaving): their failure is a leave. */
+  private readonly leaving = new Set<string>();
   /** User events seen, by Lamport time (Serf's eventBuffer), for de-duplication. */
   private readonly seenEvents = new Map<number, Set<string>>();
   private packets: OutgoingPacket[] = [];
@@ -215,6 +217,11 @@ export class Swim {
     const self = this.self();
     const others = [...this.table.values()].some((m) => m.name !== self.name && (m.state === 'alive' || m.state === 'suspect'));
     if (!others) this.leaveBroadcastSent = true;
+    // Serf's Leave broadcasts a leave intent first: a member that misses the dead message below,
+    // and fails us once we are gone, still records a leave (the intent makes failed left).
+    const intent: LeaveIntentMessage = { type: 'leave-intent', node: self.name, ltime: ++this.memberLtime };
+    this.intentLtimes.set(self.name, intent.ltime);
+    this.enqueue(intent);
     const dead: DeadMessage = { type: 'dead', node: self.name, incarnation: self.incarnation, from: self.name };
     this.enqueue(dead, () => (this.leaveBroadcastSent = true));
     this.setState(self, 'left', self.incarnation);
@@ -488,6 +495,8 @@ export class Swim {
     if (retagged && this.refused(alive)) return;
 
     this.suspicions.delete(member.name);
+    // A newer incarnation: a refuted leave intent (the member lives on), or a member back after one.
+    this.leaving.delete(member.name);
     this.enqueue(alive);
     const previous = member.state;
     member.address = alive.address;
@@ -575,7 +584,8 @@ export class Swim {
       }
     }
     this.enqueue(dead);
-    this.setState(member, dead.node === dead.from ? 'left' : 'dead', dead.incarnation);
+    this.setState(member, dead.node === dead.from || this.leaving.has(member.name) ? 'left' : 'dead', dead.incarnation);
+    this.leaving.delete(member.name);
   }
 
   /** A higher incarnation than the accusation, broadcast; being accused counts against our health. */
@@ -603,6 +613,7 @@ export class Swim {
     }
     this.enqueue(intent);
     if (member.state === 'dead') this.setState(member, 'left', member.incarnation);
+    else if (member.state === 'alive' || member.state === 'suspect') this.leaving.add(member.name);
   }
 
   private receiveUserEvent(event: UserEventMessage): void {
@@ -670,6 +681,7 @@ export class Swim {
     if (isLive(member.state)) this.liveCount--;
     this.table.delete(member.name);
     this.suspicions.delete(member.name);
+    this.leaving.delete(member.name);
     const at = this.probeOrder.indexOf(member.name);
     if (at >= 0) {
       this.probeOrder.splice(at, 1);
