@@ -64,6 +64,19 @@ describe('SWIM core', () => {
     expect(net.events.filter(({ event }) => event.type === 'member-leave' && event.member.name === 'node-5').length).toBeGreaterThan(0);
   });
 
+  test('a member we failed that a push/pull says left is left (Serf: left members travel as leave intents)', () => {
+    const net = cluster(4);
+    net.run(2_000);
+    net.down.add('node-4');
+    net.run(30_000);
+    const core = net.cores.get('node-1')!;
+    expect(net.view('node-1')['node-4']).toBe('dead');
+    const gone = core.member('node-4')!;
+    core.receiveStream(net.addressOf('node-2'), { join: false, memberLtime: 0, eventLtime: 0, members: [{ node: 'node-4', address: gone.address, incarnation: gone.incarnation, state: 'left', tags: gone.tags }] });
+    expect(net.view('node-1')['node-4']).toBe('left');
+    expect(core.ready().events).toContainEqual(expect.objectContaining({ type: 'member-leave', member: expect.objectContaining({ name: 'node-4' }) }));
+  });
+
   test('a leave intent about a member that lives on is refuted: its later failure is a failure', () => {
     const net = cluster(4);
     net.run(2_000);

@@ -713,9 +713,13 @@ export class Swim {
         case 'alive':
           this.aliveNode({ type: 'alive', node: remote.node, address: remote.address, incarnation: remote.incarnation, tags: remote.tags });
           break;
-        case 'left':
-          this.deadNode({ type: 'dead', node: remote.node, incarnation: remote.incarnation, from: remote.node });
+        case 'left': {
+          // Serf's push/pull carries its left members as leave intents: one we failed left gracefully.
+          const local = this.table.get(remote.node);
+          if (local?.state === 'dead' && remote.incarnation >= local.incarnation) this.setState(local, 'left', remote.incarnation);
+          else this.deadNode({ type: 'dead', node: remote.node, incarnation: remote.incarnation, from: remote.node });
           break;
+        }
         case 'dead':
         // Another member's "dead" only makes us suspect: we give the member its chance to refute.
         case 'suspect':
