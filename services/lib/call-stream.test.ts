@@ -7,7 +7,7 @@ import { InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-tr
 
 import { ForwardRequest, ForwardResponse, ForwardServiceClient, ForwardServiceServer, ForwardServiceService, protobufFileName } from '../gen/consulate/router/v1/operator';
 import { eventually } from '../../test/harness/processes';
-import { AnswerFrame, CallFrame, CallStreamClient, MAX_BUFFERED_FRAMES, UnaryMethod, WithoutCalls } from './call-stream';
+import { AnswerFrame, BATCH_HEADER, CallFrame, CallStreamClient, MAX_BUFFERED_FRAMES, UnaryMethod, WithoutCalls } from './call-stream';
 import { createRoleClient } from './grpc-client';
 import { RoleGrpcServer } from './grpc-server';
 import { createLogger } from './log';
@@ -72,9 +72,9 @@ describe('unary calls on a Calls stream', () => {
     let opens = 0;
     const calls = new CallStreamClient({
       client: {
-        calls: (options) => {
+        calls: (metadata, options) => {
           opens++;
-          return raw.calls(options);
+          return raw.calls(metadata, options);
         },
       },
       tracer: telemetry.tracer,
@@ -351,6 +351,34 @@ describe('unary calls on a Calls stream', () => {
     await expect(call(forward, 'later').done).rejects.toMatchObject({ code: GrpcStatus.CANCELLED });
   });
 
+  test('frames of several calls and answers only with a client that says it reads them (BATCH_HEADER); one a frame otherwise', async () => {
+    const { address } = await serve();
+    const { raw } = connect(address);
+    const request = Buffer.from(ForwardRequest.encode({ datacenter: 'dc2' }).finish());
+    const call = (id: bigint) => ({ id, method: ForwardServiceService.forward.path, message: request, metadata: {}, timeoutMs: 5_000n, cancel: false });
+    const run = async (headers: Metadata) => {
+      const stream = raw.calls(headers);
+      const frames: AnswerFrame[] = [];
+      let echoed = false;
+      stream.on('metadata', (metadata: Metadata) => (echoed = metadata.get(BATCH_HEADER).length > 0));
+      stream.on('error', () => undefined);
+      stream.on('data', (frame: AnswerFrame) => frames.push(frame));
+      // Three calls in one frame: a server of this version reads them whatever the header says.
+      stream.write({ calls: [call(1n), call(2n), call(3n)] });
+      await eventually('three answers', () => frames.flatMap(frameAnswers).length === 3);
+      stream.end();
+      return { echoed, answersPerFrame: frames.map((frame) => frameAnswers(frame).length) };
+    };
+    const batched = new Metadata();
+    batched.set(BATCH_HEADER, '1');
+    const withHeader = await run(batched);
+    expect(withHeader.echoed).toBe(true);
+    const without = await run(new Metadata());
+    expect(without).toEqual({ echoed: false, answersPerFrame: [1, 1, 1] });
+    // The handler answers each call on its own turn here; a frame holds what one turn has ready.
+    expect(withHeader.answersPerFrame.reduce((a, b) => a + b, 0)).toBe(3);
+  });
+
   test('bad frames: an unknown method, a request that does not decode, a repeated id', async () => {
     const { address } = await serve();
     const { raw } = connect(address);
@@ -389,6 +417,13 @@ describe('a Calls stream that is full', () => {
   class FakeStream extends EventEmitter {
     readonly frames: CallFrame[] = [];
     full = false;
+    /** A server that reads frames of several calls echoes BATCH_HEADER in its headers, once the stream opens. */
+    constructor(batching: boolean) {
+      super();
+      const headers = new Metadata();
+      if (batching) headers.set(BATCH_HEADER, '1');
+      process.nextTick(() => this.emit('metadata', headers));
+    }
     /** Frames not taken by the connection yet: a full stream has MAX_BUFFERED_FRAMES. */
     get writableLength(): number {
       return this.full ? MAX_BUFFERED_FRAMES : 0;
@@ -402,10 +437,10 @@ describe('a Calls stream that is full', () => {
     }
   }
 
-  function fakeClient(maxMessageBytes?: number): { calls: CallStreamClient; stream: () => FakeStream; forward: UnaryMethod<ForwardRequest, ForwardResponse> } {
+  function fakeClient(maxMessageBytes?: number, batching = true): { calls: CallStreamClient; stream: () => FakeStream; forward: UnaryMethod<ForwardRequest, ForwardResponse> } {
     let stream: FakeStream | undefined;
     const calls = new CallStreamClient({
-      client: { calls: () => (stream = new FakeStream()) as unknown as ReturnType<ForwardServiceClient['calls']> },
+      client: { calls: () => (stream = new FakeStream(batching)) as unknown as ReturnType<ForwardServiceClient['calls']> },
       tracer: trace.getTracer('test'),
       peer: 'fake:1',
       maxMessageBytes,
@@ -429,6 +464,14 @@ describe('a Calls stream that is full', () => {
     expect(stream().frames.map((frame) => framesCalls(frame).map((call) => Number(call.id)))).toEqual([[1, 2, 3, 4, 5], [6]]);
     // One call alone goes as `call`, as to a server that reads only that.
     expect(stream().frames[1]).toMatchObject({ call: { id: 6n }, calls: [] });
+    calls.close();
+  });
+
+  it('writes one call a frame to a server that does not say it reads more (an older version)', async () => {
+    const { calls, stream, forward } = fakeClient(undefined, false);
+    for (let i = 0; i < 3; i++) forward(request, new Metadata(), { deadline: Date.now() + 60_000 }, () => undefined);
+    await turn();
+    expect(stream().frames.map((frame) => [frame.call?.id, frame.calls.length])).toEqual([[1n, 0], [2n, 0], [3n, 0]]);
     calls.close();
   });
 

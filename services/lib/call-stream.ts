@@ -61,6 +61,11 @@ export interface AnswerFrame {
   answers: UnaryAnswer[];
 }
 
+/**
+ * Sent by a client as it opens a stream, and echoed in the server's headers: both read frames of
+ * several calls or answers. Without it each frame carries one (an older peer reads only that).
+ */
+export const BATCH_HEADER = 'consulate-calls-batch';
 /** The trailer of a call a draining server did not run: the client sends it again on a new stream. */
 export const NOT_RUN_TRAILER = 'consulate-call-not-run';
 /** Frames a client leaves in grpc-js's buffer before later calls wait in its own backlog for 'drain'. */
@@ -89,7 +94,7 @@ export type UnaryMethod<Req, Res> = (request: Req, metadata: Metadata, options: 
 
 export interface CallStreamClientOptions {
   /** The service's generated client: its `calls` opens the stream. */
-  readonly client: { calls(options: Partial<CallOptions>): ClientDuplexStream<CallFrame, AnswerFrame> };
+  readonly client: { calls(metadata: Metadata, options: Partial<CallOptions>): ClientDuplexStream<CallFrame, AnswerFrame> };
   readonly tracer: Tracer;
   /** The server's address, for the spans. */
   readonly peer: string;
@@ -193,6 +198,8 @@ export class CallStreamClient {
   private readonly backlog = new Map<Stream, ClientCall[]>();
   /** Calls started this turn, per stream, written together at its end (`flush`). */
   private readonly unsent = new Map<Stream, ClientCall[]>();
+  /** Streams whose server said it reads frames of several calls (BATCH_HEADER in its headers). */
+  private readonly batching = new WeakSet<Stream>();
   private nextId = 1n;
   /** Until then the server is taken to have no `Calls` (it answered UNIMPLEMENTED): plain unary calls. */
   private unsupportedUntil = 0;
@@ -305,7 +312,8 @@ export class CallStreamClient {
     this.unsent.delete(stream);
     const calls = queued.filter((call) => call.isOpen && call.stream === stream).map((call) => ({ call, frame: call.frame() }));
     let sent = 0;
-    for (const group of inFrames(calls, ({ frame }) => frameBytes(frame.message, frame.method, frame.metadata), this.options.maxMessageBytes)) {
+    const groups = this.batching.has(stream) ? inFrames(calls, ({ frame }) => frameBytes(frame.message, frame.method, frame.metadata), this.options.maxMessageBytes) : calls.map((call) => [call]);
+    for (const group of groups) {
       for (const { call } of group) call.written = true;
       stream.write(group.length === 1 ? { call: group[0].frame, calls: [] } : { calls: group.map(({ frame }) => frame) });
       sent += group.length;
@@ -327,7 +335,12 @@ export class CallStreamClient {
   }
 
   private startStream(): Stream {
-    const stream = this.options.client.calls(STREAM_OPTIONS);
+    const metadata = new Metadata();
+    metadata.set(BATCH_HEADER, '1');
+    const stream = this.options.client.calls(metadata, STREAM_OPTIONS);
+    stream.on('metadata', (headers: Metadata) => {
+      if (headers.get(BATCH_HEADER).length > 0) this.batching.add(stream);
+    });
     stream.on('data', (frame: AnswerFrame) => {
       if (frame.answer !== undefined) this.answered(stream, frame.answer);
       for (const answer of frame.answers) this.answered(stream, answer);
@@ -451,6 +464,8 @@ interface ServedStream {
   readonly calls: Map<bigint, StandInCall>;
   /** Answers given this turn, written together at its end (`flushAnswers`). */
   unanswered: UnaryAnswer[];
+  /** The client reads frames of several answers (BATCH_HEADER); else one answer a frame. */
+  readonly batching: boolean;
   /** The client half-closed, or the server is draining: end once the calls are answered. */
   ending: boolean;
   ended: boolean;
@@ -479,7 +494,14 @@ export class CallStreamServer {
 
   /** The `Calls` handler. */
   readonly handler = (stream: ServerDuplexStream<CallFrame, AnswerFrame>): void => {
-    const served: ServedStream = { stream, calls: new Map(), unanswered: [], ending: this.draining, ended: false };
+    // A client that reads frames of several answers says so; we say we read frames of several calls.
+    const batching = stream.metadata.get(BATCH_HEADER).length > 0;
+    if (batching) {
+      const headers = new Metadata();
+      headers.set(BATCH_HEADER, '1');
+      stream.sendMetadata(headers);
+    }
+    const served: ServedStream = { stream, calls: new Map(), unanswered: [], batching, ending: this.draining, ended: false };
     this.streams.add(served);
     stream.on('data', (frame: CallFrame) => {
       // What a peer sends must never take the process down: a frame we cannot handle ends its stream.
@@ -568,7 +590,8 @@ export class CallStreamServer {
     const answers = served.unanswered;
     if (answers.length === 0 || served.ended) return;
     served.unanswered = [];
-    for (const group of inFrames(answers, (answer) => frameBytes(answer.message, answer.details, answer.trailers), this.options.maxMessageBytes)) {
+    const groups = served.batching ? inFrames(answers, (answer) => frameBytes(answer.message, answer.details, answer.trailers), this.options.maxMessageBytes) : answers.map((answer) => [answer]);
+    for (const group of groups) {
       served.stream.write(group.length === 1 ? { answer: group[0], answers: [] } : { answers: group });
     }
   }
@@ -585,6 +608,8 @@ export class CallStreamServer {
 
   /** Ends the stream with an error status (grpc-js sends a server stream's 'error' as its status). */
   private fail(served: ServedStream, code: GrpcStatus, details: string): void {
+    // This turn's answers first: their calls ran.
+    this.flushAnswers(served);
     served.stream.emit('error', serviceError(code, details, new Metadata()));
   }
 }

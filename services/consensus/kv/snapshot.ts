@@ -40,8 +40,9 @@ export class SnapshotError extends Error {
 /**
  * The state at one revision, taken at once and cheaply, to be encoded later while the store moves
  * on: each key's bytes and its revisions array with how many of them are in the snapshot. The
- * store only appends to a history's array or replaces the array (compaction), and revisions and
- * values are never changed once stored, so the first `count` of a captured array stay as they were.
+ * store appends to a history's array or replaces the array (compaction); the one entry it replaces
+ * in place (compaction gives the oldest kept revision its own copy of a pooled value) holds the
+ * same bytes. So the first `count` of a captured array read as they did when captured.
  */
 export interface CapturedSnapshot {
   readonly header: KVSnapshot;

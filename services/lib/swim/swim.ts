@@ -83,6 +83,11 @@ const PER_MESSAGE_OVERHEAD = 3;
 const PUSH_PULL_SCALE_THRESHOLD = 32;
 /** After a join, the first push/pull comes this soon instead of a push/pull interval later. */
 const JOIN_SYNC_DELAY_MS = 1_000;
+/**
+ * How long a leave intent makes a member's failure a leave: a leaving agent is gone within its
+ * leave timeout (5 s), and failing it takes at most the suspicion's maximum (24-60 s on a LAN).
+ */
+const LEAVING_MS = 120_000;
 /** How often failed and left members are checked for reaping (Serf ReapInterval 15 s). */
 const REAP_INTERVAL_MS = 15_000;
 
@@ -113,8 +118,12 @@ export class Swim {
   private eventLtime = 0;
   /** Last leave intent seen per node (Serf's recentIntents), so intents are applied once. */
   private readonly intentLtimes = new Map<string, number>();
-  /** Members whose leave intent came while they were alive (Serf's StatusLeaving): their failure is a leave. */
-  private readonly leaving = new Set<string>();
+  /**
+   * Members whose leave intent came while they were alive (Serf's StatusLeaving), and when: their
+   * failure within LEAVING_MS is a leave. A newer incarnation clears it (the member refuted the
+   * intent); the bound covers an intent that arrives after the refutation (gossip keeps no order).
+   */
+  private readonly leaving = new Map<string, number>();
   /** User events seen, by Lamport time (Serf's eventBuffer), for de-duplication. */
   private readonly seenEvents = new Map<number, Set<string>>();
   private packets: OutgoingPacket[] = [];
@@ -584,7 +593,9 @@ export class Swim {
       }
     }
     this.enqueue(dead);
-    this.setState(member, dead.node === dead.from || this.leaving.has(member.name) ? 'left' : 'dead', dead.incarnation);
+    const announced = this.leaving.get(member.name);
+    const leaving = announced !== undefined && this.nowMs - announced <= LEAVING_MS;
+    this.setState(member, dead.node === dead.from || leaving ? 'left' : 'dead', dead.incarnation);
     this.leaving.delete(member.name);
   }
 
@@ -613,7 +624,7 @@ export class Swim {
     }
     this.enqueue(intent);
     if (member.state === 'dead') this.setState(member, 'left', member.incarnation);
-    else if (member.state === 'alive' || member.state === 'suspect') this.leaving.add(member.name);
+    else if (member.state === 'alive' || member.state === 'suspect') this.leaving.set(member.name, this.nowMs);
   }
 
   private receiveUserEvent(event: UserEventMessage): void {
