@@ -16,11 +16,13 @@ export function keyOf(i: number): Buffer {
 
 export type Op = 'put' | 'range-l' | 'range-s';
 
+/** How the client called: a unary call per request, or frames on a Calls stream. */
+export type CellApi = 'unary' | 'calls';
+
 export interface CellResult {
   op: Op;
   conc: number;
-  /** How the client called: a unary call per request, or frames on a Calls stream. */
-  api?: 'unary' | 'calls';
+  api?: CellApi;
   seconds: number;
   ok: number;
   errors: number;

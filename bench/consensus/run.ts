@@ -15,7 +15,7 @@ import { basename, join, resolve } from 'node:path';
 
 import { ConsulateCluster } from './consulate';
 import { EtcdCluster } from './etcd';
-import { CellOptions, CellResult, FailoverRound, Op, WatchResult, prepopulate, runCell, runFailover, runWatch } from './load';
+import { CellApi, CellOptions, CellResult, FailoverRound, Op, WatchResult, prepopulate, runCell, runFailover, runWatch } from './load';
 import { BenchCluster, killAllChildrenSync, tail, unexpectedExits } from './types';
 
 const env = (k: string, d: string) => process.env[k] ?? d;
@@ -99,25 +99,18 @@ async function benchSystem(cluster: BenchCluster): Promise<SystemResult> {
     log(`[${cluster.system}] leader: ${cluster.addresses[leader]}; pre-populating ${10_000} keys`);
     let lc = cluster.client(leader);
     await prepopulate(lc);
-    for (const op of OPS) {
-      for (const conc of CONCS) {
-        const cur = await cluster.leader();
-        if (cur !== leader) { log(`[${cluster.system}] leader changed to ${cluster.addresses[cur]} during the run`); lc.close(); leader = cur; lc = cluster.client(leader); }
-        const cell = { ...(await runCell(lc, op, conc, OPTS)), api: 'unary' as const };
-        log(`[${cluster.system}] ${op} c${conc}: ${cell.rps}/s p50 ${cell.p50_ms} ms p99 ${cell.p99_ms} ms errors ${cell.errors}${cell.error_samples.length ? ' ' + cell.error_samples[0] : ''}`);
-        res.cells.push(cell);
-      }
-    }
-    // The same cells through a Calls stream, where the system has one (Consulate's KVService.Calls).
-    if (cluster.streamClient !== undefined && STREAM_CELLS) {
+    // Each cell with a unary call per request, then again through a Calls stream where the system
+    // has one (Consulate's KVService.Calls).
+    const apis: CellApi[] = cluster.streamClient !== undefined && STREAM_CELLS ? ['unary', 'calls'] : ['unary'];
+    for (const api of apis) {
       for (const op of OPS) {
         for (const conc of CONCS) {
           const cur = await cluster.leader();
           if (cur !== leader) { log(`[${cluster.system}] leader changed to ${cluster.addresses[cur]} during the run`); lc.close(); leader = cur; lc = cluster.client(leader); }
-          const sc = cluster.streamClient(leader);
-          const cell = { ...(await runCell(sc, op, conc, OPTS)), api: 'calls' as const };
-          sc.close();
-          log(`[${cluster.system}] ${op} c${conc} (Calls stream): ${cell.rps}/s p50 ${cell.p50_ms} ms p99 ${cell.p99_ms} ms errors ${cell.errors}${cell.error_samples.length ? ' ' + cell.error_samples[0] : ''}`);
+          const client = api === 'calls' ? cluster.streamClient!(leader) : lc;
+          const cell = { ...(await runCell(client, op, conc, OPTS)), api };
+          if (client !== lc) client.close();
+          log(`[${cluster.system}] ${op} c${conc}${api === 'calls' ? ' (Calls stream)' : ''}: ${cell.rps}/s p50 ${cell.p50_ms} ms p99 ${cell.p99_ms} ms errors ${cell.errors}${cell.error_samples.length ? ' ' + cell.error_samples[0] : ''}`);
           res.cells.push(cell);
         }
       }
@@ -157,7 +150,7 @@ function rows(by: Partial<Record<'etcd' | 'consulate', SystemResult>>): Row[] {
     out.push({ metric, better, etcd: e, consulate: c, ratio: e && c != null ? Math.round((c / e) * 100) / 100 : null });
   };
   const name: Record<Op, string> = { put: 'put', 'range-l': 'linearizable read', 'range-s': 'serializable read' };
-  for (const api of ['unary', 'calls'] as const) {
+  for (const api of ['unary', 'calls'] as CellApi[]) {
     if (api === 'calls' && !by.consulate?.cells.some((x) => x.api === 'calls')) continue;
     const label = api === 'calls' ? ' [Consulate: Calls stream]' : '';
     for (const op of OPS) {

@@ -13,6 +13,8 @@
  * (NotLeaderError); the consensus client retries there. KV leases expire by the leader's clock:
  * it proposes the revoke, so every server deletes the same keys at the same index.
  */
+import { setImmediate as nextTurn } from 'node:timers/promises';
+
 import { Command } from '../gen/consulate/consensus/v1/command';
 import { Clock, TimerHandle } from '../lib/clock';
 import { invariant } from '../lib/invariant';
@@ -374,7 +376,7 @@ export class ConsensusNode {
       // Let every request that has already arrived reach the queue before the next batch is cut:
       // a resolved await continues as a microtask, right after the one callback that woke us,
       // which would make a batch (and an fsync) of every single request.
-      await new Promise<void>((resolve) => setImmediate(resolve));
+      await nextTurn();
       while (this.inputs.length > 0) this.inputs.shift()!();
       // stop() may have come between the setImmediate and here, when there was no wake to call.
       if (this.stopped) break;
@@ -391,7 +393,7 @@ export class ConsensusNode {
       // grpc-js hands a stream's data to the socket on the next turn of the event loop, and our
       // save's fsync blocks this one: the followers would get these appends only once our own copy
       // is on disk, one fsync after another. Let them leave first, so the disks write together.
-      if (early.length > 0 && this.mustSync(rd)) await new Promise<void>((resolve) => setImmediate(resolve));
+      if (early.length > 0 && this.mustSync(rd)) await nextTurn();
       if (rd.snapshot !== undefined) {
         // The leader's snapshot replaces the log: a local one still being saved goes first.
         await this.snapshotting;
@@ -509,7 +511,7 @@ export class ConsensusNode {
     if (this.applied - this.raft.snapshotIndex < this.options.snapshotEntries) return;
     const index = this.applied;
     const captured = this.kv.captureSnapshot();
-    const done = encodeInSlices(captured, () => new Promise<void>((resolve) => setImmediate(resolve))).then((data) => {
+    const done = encodeInSlices(captured, () => nextTurn()).then((data) => {
       this.encodedSnapshot = { index, data };
       this.snapshotting = undefined;
       this.wake?.();

@@ -51,11 +51,33 @@ function asDirEntry(entry: KvEntry): DirEntry {
   return dirEntry(entry.key, entry.kv, entry.createIndex, entry.modifyIndex);
 }
 
+/** An entry as a KV GET answers it: the DirEntry and the bare value. */
+interface KvRead {
+  readonly entry: DirEntry;
+  readonly raw: Uint8Array;
+}
+
+/**
+ * One key's entry, and its GET answer, made once per stored row (rows are immutable: a write
+ * stores a new one): the blocking queries one write wakes on a key all read the same row. Lists
+ * are not kept so: a recursive read of a large prefix would hold a decoded copy of all of it.
+ */
+const entryOfRow = new WeakMap<Row, KvEntry>();
+const readOf = new WeakMap<KvEntry, KvRead>();
+
+function kvRead(entry: KvEntry): KvRead {
+  let read = readOf.get(entry);
+  if (read === undefined) readOf.set(entry, (read = { entry: asDirEntry(entry), raw: entry.kv.Value }));
+  return read;
+}
+
 /** KVS.Get: the entry (undefined when absent) and its index. */
 export function getKv(view: CatalogView, key: string): { value: KvEntry | undefined; index: number } {
   const row = view.get(keys.kv(key));
   if (row === undefined) return { value: undefined, index: view.index('kvs') };
-  return { value: rowKv(row), index: row.modRevision };
+  let entry = entryOfRow.get(row);
+  if (entry === undefined) entryOfRow.set(row, (entry = rowKv(row)));
+  return { value: entry, index: row.modRevision };
 }
 
 /** KVS.List: every entry under `prefix`, in key order, and the list index. */
@@ -65,22 +87,10 @@ export function listKv(view: CatalogView, prefix: string): { value: KvEntry[]; i
 }
 
 /** KVS.Get as Consul's JSON: the DirEntry and the bare value (undefined when absent), and the index. */
-export function readKvEntry(view: CatalogView, key: string): { value: { readonly entry?: DirEntry; readonly raw?: Uint8Array }; index: number } {
-  const row = view.get(keys.kv(key));
-  if (row === undefined) return { value: {}, index: view.index('kvs') };
-  let value = entryOfRow.get(row);
-  if (value === undefined) {
-    const kv = rowKv(row);
-    entryOfRow.set(row, (value = { entry: asDirEntry(kv), raw: kv.kv.Value }));
-  }
-  return { value, index: row.modRevision };
+export function readKvEntry(view: CatalogView, key: string): { value: Partial<KvRead>; index: number } {
+  const { value, index } = getKv(view, key);
+  return { value: value === undefined ? {} : kvRead(value), index };
 }
-
-/**
- * One key's entry as read from one stored row (rows are immutable: a write stores a new one).
- * The blocking queries one write wakes on a key all read the same row: they share the decoding.
- */
-const entryOfRow = new WeakMap<Row, { readonly entry: DirEntry; readonly raw: Uint8Array }>();
 
 /** KVS.List as Consul's JSON. */
 export function listKvEntries(view: CatalogView, prefix: string): { value: DirEntry[]; index: number } {
