@@ -134,6 +134,32 @@ describe('SWIM core', () => {
     expect(net.cores.get('node-1')!.forceLeave('nobody')).toBe("agent: No node found with name 'nobody'");
   });
 
+  test('a warm start shares the given records: the pool probes them at once, and a change replaces a record, never edits it', () => {
+    const net = new TinyNetwork();
+    for (let i = 1; i <= 6; i++) net.add(`node-${i}`);
+    const records: MemberInfo[] = [...net.cores.keys()].map((name) => ({ name, address: net.addressOf(name), incarnation: 1, state: 'alive', tags: {}, stateChangeMs: 0 }));
+    const frozen = records.map((record) => Object.freeze({ ...record }));
+    for (const core of net.cores.values()) core.warmStart(frozen);
+    const first = net.cores.get('node-1')!;
+    expect(first.liveMembers()).toBe(6);
+    expect(first.member('node-2')).toBe(frozen[1]);
+    // Nothing to disseminate and nothing to report: the pool is as it would be long after the joins.
+    expect(first.pendingBroadcasts()).toBe(0);
+    expect(first.ready().events).toEqual([]);
+    const before = net.events.length;
+    net.run(2_000);
+    const after = net.events.slice(before);
+    expect(after.filter(({ event }) => event.type !== 'log' && event.type !== 'ping-complete')).toEqual([]);
+    expect(after.some(({ node, event }) => node === 'node-1' && event.type === 'ping-complete')).toBe(true);
+    // A failure changes every core's view through new records; the shared ones stay as they were.
+    net.down.add('node-6');
+    net.run(30_000);
+    for (const name of ['node-1', 'node-2', 'node-3', 'node-4', 'node-5']) expect(net.view(name)['node-6']).toBe('dead');
+    expect(frozen[5].state).toBe('alive');
+    // Only before the core has run.
+    expect(() => first.warmStart(frozen)).toThrow('warmStart is for a core that has not started');
+  });
+
   test('a failed member that comes back is alive again (the reconnector and refutation)', () => {
     const net = cluster(4);
     net.run(2_000);

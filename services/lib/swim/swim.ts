@@ -41,14 +41,11 @@ import {
 import { Suspicion, suspicionTimeoutMs } from './suspicion';
 import { MemberInfo, OutgoingPacket, OutgoingStream, Ready, StreamOutcome, SwimEvent } from './types';
 
-interface Member {
-  name: string;
-  address: string;
-  incarnation: number;
-  state: MemberInfo['state'];
-  tags: Readonly<Record<string, string>>;
-  stateChangeMs: number;
-}
+/**
+ * A member record never changes in place: a change replaces it in the table. So events hand
+ * records out as they are, and cores may share them (warmStart).
+ */
+type Member = MemberInfo;
 
 /** Our probe of one member, from the direct ping to the end of the protocol period. */
 interface Probe {
@@ -90,6 +87,7 @@ const JOIN_SYNC_DELAY_MS = 1_000;
 const LEAVING_MS = 120_000;
 /** How often failed and left members are checked for reaping (Serf ReapInterval 15 s). */
 const REAP_INTERVAL_MS = 15_000;
+const NOTHING_READY: Ready = Object.freeze({ packets: Object.freeze([]), streams: Object.freeze([]), events: Object.freeze([]) });
 
 export class Swim {
   private nowMs = 0;
@@ -137,7 +135,7 @@ export class Swim {
     this.table.set(self.name, self);
     this.probeOrder.push(self.name);
     // memberlist tells its delegate of the local member too, so a watcher sees the whole pool.
-    this.events.push({ type: 'member-join', member: this.info(self) });
+    this.events.push({ type: 'member-join', member: self });
     // Stagger the periodic work so that members started together do not act in lock step.
     this.nextProbeMs = this.randomMs(config.probeIntervalMs);
     this.nextGossipMs = this.randomMs(config.gossipIntervalMs);
@@ -211,6 +209,28 @@ export class Swim {
     return { id, address: pending.address, join: pending.join };
   }
 
+  /**
+   * Starts from a converged pool, for the scale simulation (bench/gossip/scale.ts): `members`
+   * become the table as if each had joined and its alive broadcast had run its course, so nothing
+   * is queued and no event is reported. The records are kept as they are (a change replaces a
+   * record, never edits it), so cores can share them: 10,000 cores of 10,000 members then fit one
+   * process, where a real mass join of 10,000 is out of its reach. Only for a core that has not
+   * started yet.
+   */
+  warmStart(members: readonly MemberInfo[]): void {
+    invariant(this.nowMs === 0 && this.table.size === 1 && this.streams.size === 0, 'warmStart is for a core that has not started');
+    for (const member of members) {
+      if (member.name === this.config.name) continue;
+      invariant(!this.table.has(member.name), () => `warmStart: ${member.name} is listed twice`);
+      this.table.set(member.name, member);
+      this.probeOrder.push(member.name);
+      if (isLive(member.state)) this.liveCount++;
+    }
+    this.shuffle(this.probeOrder);
+    // A converged pool's members sit at random phases of the push/pull interval for its size.
+    this.nextPushPullMs = this.randomMs(this.pushPullIntervalMs());
+  }
+
   /** Starts a join (a push/pull with `join` set) to each address; returns the stream ids. */
   join(addresses: readonly string[]): number[] {
     return addresses.map((address) => this.startStream(address, true));
@@ -268,14 +288,15 @@ export class Swim {
   /** Changes our tags (Serf SetTags): a higher incarnation and an alive broadcast. */
   setTags(tags: Readonly<Record<string, string>>): void {
     const self = this.self();
-    self.tags = { ...tags };
-    self.incarnation++;
-    this.enqueue(this.aliveMessage(self));
-    this.events.push({ type: 'member-update', member: this.info(self) });
+    const updated = this.replace(self, { tags: { ...tags }, incarnation: self.incarnation + 1 });
+    this.enqueue(this.aliveMessage(updated));
+    this.events.push({ type: 'member-update', member: updated });
   }
 
   /** Drains what the shell must do: packets, streams to open, events to report. */
   ready(): Ready {
+    // Most ticks have nothing for the shell: no three new arrays for them.
+    if (this.packets.length === 0 && this.outgoingStreams.length === 0 && this.events.length === 0) return NOTHING_READY;
     const ready: Ready = { packets: this.packets, streams: this.outgoingStreams, events: this.events };
     this.packets = [];
     this.outgoingStreams = [];
@@ -284,16 +305,15 @@ export class Swim {
   }
 
   members(): MemberInfo[] {
-    return [...this.table.values()].map((member) => this.info(member));
+    return [...this.table.values()];
   }
 
   member(name: string): MemberInfo | undefined {
-    const member = this.table.get(name);
-    return member === undefined ? undefined : this.info(member);
+    return this.table.get(name);
   }
 
   localMember(): MemberInfo {
-    return this.info(this.self());
+    return this.self();
   }
 
   /** Lifeguard's health score: 0 healthy, up to awarenessMaxMultiplier − 1. */
@@ -507,17 +527,11 @@ export class Swim {
     // A newer incarnation: a refuted leave intent (the member lives on), or a member back after one.
     this.leaving.delete(member.name);
     this.enqueue(alive);
-    const previous = member.state;
-    member.address = alive.address;
-    member.tags = alive.tags;
-    member.incarnation = alive.incarnation;
-    if (previous !== 'alive') {
-      if (gone) this.liveCount++;
-      member.state = 'alive';
-      member.stateChangeMs = this.nowMs;
-    }
-    if (gone) this.events.push({ type: 'member-join', member: this.info(member) });
-    else if (retagged || moved) this.events.push({ type: 'member-update', member: this.info(member) });
+    if (gone) this.liveCount++;
+    const revived = member.state === 'alive' ? {} : { state: 'alive' as const, stateChangeMs: this.nowMs };
+    const updated = this.replace(member, { address: alive.address, tags: alive.tags, incarnation: alive.incarnation, ...revived });
+    if (gone) this.events.push({ type: 'member-join', member: updated });
+    else if (retagged || moved) this.events.push({ type: 'member-update', member: updated });
   }
 
   private addMember(alive: AliveMessage): void {
@@ -536,7 +550,7 @@ export class Swim {
     const last = this.probeOrder.length - 1;
     [this.probeOrder[at], this.probeOrder[last]] = [this.probeOrder[last], this.probeOrder[at]];
     this.enqueue(alive);
-    this.events.push({ type: 'member-join', member: this.info(member) });
+    this.events.push({ type: 'member-join', member });
   }
 
   /** Serf's NotifyAlive: the merge delegate sees every member that arrives by gossip too. */
@@ -601,9 +615,9 @@ export class Swim {
 
   /** A higher incarnation than the accusation, broadcast; being accused counts against our health. */
   private refute(self: Member, accusedIncarnation: number): void {
-    self.incarnation = Math.max(self.incarnation, accusedIncarnation) + 1;
+    const refuted = this.replace(self, { incarnation: Math.max(self.incarnation, accusedIncarnation) + 1 });
     if (this.config.lifeguard) this.awareness.applyDelta(1);
-    this.enqueue(this.aliveMessage(self));
+    this.enqueue(this.aliveMessage(refuted));
   }
 
   private receiveLeaveIntent(intent: LeaveIntentMessage): void {
@@ -673,6 +687,8 @@ export class Swim {
 
   /** Serf's reconnector: a failed member might be back (a healed partition); a push/pull tells. */
   private reconnectToFailedMember(): void {
+    // Nobody failed or left, as is usual: no search (randomMembers would draw 3N times for nothing).
+    if (this.liveCount === this.table.size) return;
     const [peer] = this.randomMembers(1, (m) => m.state === 'dead');
     if (peer === undefined) return;
     this.log('info', `Attempting re-join to previously failed node: ${peer.name}`, { node: peer.name });
@@ -681,6 +697,7 @@ export class Swim {
 
   /** Serf's reaper: failed members are forgotten after reconnectTimeout, left ones after tombstoneTimeout. */
   private reap(): void {
+    if (this.liveCount === this.table.size) return;
     for (const member of [...this.table.values()]) {
       if (member.name === this.config.name) continue;
       const age = this.nowMs - member.stateChangeMs;
@@ -698,7 +715,7 @@ export class Swim {
       this.probeOrder.splice(at, 1);
       if (at < this.probeIndex) this.probeIndex--;
     }
-    this.events.push({ type: 'member-reap', member: this.info(member) });
+    this.events.push({ type: 'member-reap', member });
   }
 
   private startStream(address: string, join: boolean): number {
@@ -776,15 +793,15 @@ export class Swim {
 
   private setState(member: Member, state: MemberInfo['state'], incarnation: number): void {
     invariant(incarnation >= member.incarnation, () => `incarnation of ${member.name} would go back from ${member.incarnation} to ${incarnation}`);
-    member.incarnation = incarnation;
-    if (member.state === state) return;
+    if (member.state === state) {
+      if (incarnation !== member.incarnation) this.replace(member, { incarnation });
+      return;
+    }
     this.liveCount += Number(isLive(state)) - Number(isLive(member.state));
-    member.state = state;
-    member.stateChangeMs = this.nowMs;
-    const info = this.info(member);
-    if (state === 'dead') this.events.push({ type: 'member-failed', member: info });
-    else if (state === 'left') this.events.push({ type: 'member-leave', member: info });
-    else if (state === 'suspect') this.events.push({ type: 'member-suspect', member: info });
+    const updated = this.replace(member, { incarnation, state, stateChangeMs: this.nowMs });
+    if (state === 'dead') this.events.push({ type: 'member-failed', member: updated });
+    else if (state === 'left') this.events.push({ type: 'member-leave', member: updated });
+    else if (state === 'suspect') this.events.push({ type: 'member-suspect', member: updated });
   }
 
   /** Up to k distinct random members other than ourselves that pass `filter` (memberlist kRandomNodes). */
@@ -814,8 +831,11 @@ export class Swim {
     return self;
   }
 
-  private info(member: Member): MemberInfo {
-    return { name: member.name, address: member.address, incarnation: member.incarnation, state: member.state, tags: member.tags, stateChangeMs: member.stateChangeMs };
+  /** A member's record with `changes`, in its place in the table. */
+  private replace(member: Member, changes: Partial<Omit<Member, 'name'>>): Member {
+    const updated: Member = { ...member, ...changes };
+    this.table.set(member.name, updated);
+    return updated;
   }
 
   private infoOf(alive: AliveMessage, state: MemberInfo['state']): MemberInfo {

@@ -21,6 +21,7 @@ import {
   frameLength,
   lengthPrefixed,
   messageSize,
+  pushPullFrameSize,
   validateMessage,
   validatePushPull,
 } from './wire-codec';
@@ -184,6 +185,24 @@ describe('round trips', () => {
     shifted.set(onWire, 3);
     expect(frameLength(shifted.subarray(3, 7))).toEqual({ length: body.length });
     expect(decodeStreamFrame(shifted.subarray(7))).toEqual({ frame: { type: 'error', message: 'x' } });
+  });
+});
+
+describe('pushPullFrameSize: exact, without encoding', () => {
+  test('property: it is the length encodeStreamFrame gives, for requests and answers', () => {
+    fc.assert(
+      fc.property(pushPullArb(12), fc.boolean(), (state, request) => {
+        expect(pushPullFrameSize(state)).toBe(encodeStreamFrame({ type: request ? 'push-pull-request' : 'push-pull-response', state }).length);
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
+  test('across varint boundaries: a frame of 1,000 members, and members sharing one tags object', () => {
+    const tags = { role: 'node', dc: 'dc1', segment: '', id: '6e1d1b1c-44b1-4b5e-9f2a-0d6b3c1e2f40' };
+    const members: PushPullMember[] = Array.from({ length: 1000 }, (_, i) => ({ node: `node-${i}`, address: `10.0.${i >> 8}.${i & 255}:8301`, incarnation: i * 1000, state: 'alive', tags }));
+    const state: PushPull = { join: false, members, memberLtime: 2 ** 40, eventLtime: 0 };
+    expect(pushPullFrameSize(state)).toBe(encodeStreamFrame({ type: 'push-pull-request', state }).length);
   });
 });
 
