@@ -7,7 +7,7 @@ DETACH ?= 0
 BIN := node_modules/.bin
 NODE_MODULES_STAMP := node_modules/.package-lock.json
 
-.PHONY: help install proto proto-check build typecheck test test-unit test-integration test-sim soak bench-consensus bench-catalog bench-gossip bench-federation up down demo certs compose clean
+.PHONY: help install proto proto-check build typecheck test test-unit test-integration test-sim soak bench-consensus bench-catalog bench-gossip bench-gossip-sim bench-federation up down demo certs compose clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -67,6 +67,9 @@ bench-catalog: build ## By hand: blocking-query fan-out (1,000 / 10,000) beside 
 
 bench-gossip: build ## By hand: Consulate's gossip against Serf, N = 5, 10, 20 agents, taking turns (about 10 min; SIZES=, RUNS=, EVENTS=)
 	node dist/bench/gossip/run.js $(if $(SIZES),--sizes=$(SIZES),) $(if $(RUNS),--runs=$(RUNS),) $(if $(EVENTS),--events=$(EVENTS),)
+
+bench-gossip-sim: build ## By hand: gossip at 1,000 and 10,000 members in simulation (rounds against log2 N, bytes/member/s; about 12 min, 10 GB of memory)
+	node dist/bench/gossip/sim-scale.js
 
 bench-federation: build ## By hand: a read forwarded dc1 -> dc2 against the same read in dc2 (c1 latency, c16/c64 throughput), a killed remote router until marked failed (about 4 min; REQUESTS=, DURATION=, RUNS=, PROFILES=, PHASES=)
 	node dist/bench/federation/run.js $(if $(REQUESTS),--requests=$(REQUESTS),) $(if $(DURATION),--duration=$(DURATION),) $(if $(RUNS),--runs=$(RUNS),) $(if $(PROFILES),--profiles=$(PROFILES),) $(if $(PHASES),--phases=$(PHASES),)

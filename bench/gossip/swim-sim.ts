@@ -28,7 +28,7 @@ import { SwimTimings, swimConfig } from '../../services/lib/swim/config';
 import { Message, PushPull } from '../../services/lib/swim/messages';
 import { Swim } from '../../services/lib/swim/swim';
 import { StreamOutcome, SwimEvent } from '../../services/lib/swim/types';
-import { encodeStreamFrame, messageSize, STREAM_FRAME_HEADER_BYTES } from '../../services/lib/swim/wire-codec';
+import { messageSize, pushPullFrameSize, STREAM_FRAME_HEADER_BYTES } from '../../services/lib/swim/wire-codec';
 
 /** A seeded source of randomness: [0, 1) draws, and independent children. */
 export interface Rng {
@@ -323,7 +323,7 @@ export class SwimSim {
 
   private openStream(from: SimMember, id: number, to: string, state: PushPull): void {
     this.streamsOpened++;
-    if (this.countBytes) from.streamBytes += streamFrameBytes('push-pull-request', state);
+    if (this.countBytes) from.streamBytes += STREAM_FRAME_HEADER_BYTES + pushPullFrameSize(state);
     const opener = from.core;
     let settled = false;
     const settle = (outcome: PushPull | { readonly error: string }) => {
@@ -352,7 +352,7 @@ export class SwimSim {
       }
       this.arrive(target, (core) => {
         const { answer } = core.receiveStream(from.address, state);
-        if (this.countBytes) target.streamBytes += streamFrameBytes('push-pull-response', answer);
+        if (this.countBytes) target.streamBytes += STREAM_FRAME_HEADER_BYTES + pushPullFrameSize(answer);
         this.schedule(this.nowMs + this.faults.streamDelayMs(to, from.address), () => {
           if (!cut()) settle(answer);
         });
@@ -366,8 +366,4 @@ export class SwimSim {
     for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
     this.trace = Math.imul(h ^ this.nowMs, 0x01000193);
   }
-}
-
-function streamFrameBytes(type: 'push-pull-request' | 'push-pull-response', state: PushPull): number {
-  return STREAM_FRAME_HEADER_BYTES + encodeStreamFrame({ type, state }).length;
 }

@@ -224,6 +224,20 @@ test(`the Lifeguard property (G3): ${LIFEGUARD_SEEDS} seeds, 32 members, 10 % sl
   expect(on.detectionAllP50Ms).toBeLessThanOrEqual(1.5 * off.detectionAllP50Ms);
 });
 
+test('1,000 members from a converged start: a late joiner reaches all in O(log N) rounds, membership stays stable (performance.md G4)', () => {
+  const result = measureScale({ members: 1000, start: 'converged', rng: new Prng(1000) });
+  console.log(
+    `scale, 1,000 members started converged: a late joiner reached everyone in ${result.lateJoinerRounds} rounds (log2 N = ${result.log2N.toFixed(2)}); ` +
+      `steady state ${result.bytesPerMemberPerSecond?.total.toFixed(0)} B/member/s over ${result.steadyStateMs / 1000} s; ${(result.wallMs / 1000).toFixed(1)} s wall`,
+  );
+  expect(result.queuedAtWindowStart).toBe(0);
+  expect(result.memberFailedEvents).toBe(0);
+  expect(result.suspectEvents).toBe(0);
+  expect(result.lateJoinerRounds).toBeLessThanOrEqual(2 * result.log2N);
+  // Every member opens about one push/pull of the whole table per (scaled) interval, and answers one.
+  expect(result.bytesPerMemberPerSecond!.streams).toBeGreaterThan(0);
+});
+
 test('200 members join one member and converge with stable membership (performance.md G4)', () => {
   const result = measureScale({ members: 200, rng: new Prng(200) });
   console.log(
