@@ -90,6 +90,21 @@ describe('SWIM core', () => {
     for (const name of net.cores.keys()) if (name !== 'node-4') expect({ name, state: net.view(name)['node-4'] }).toEqual({ name, state: 'dead' });
   });
 
+  test('a leave intent that arrived after its refutation lapses: a failure more than 2 minutes later is a failure', () => {
+    const net = cluster(4);
+    net.run(2_000);
+    const core = net.cores.get('node-1')!;
+    // node-4 has refuted an intent (a newer incarnation), and only then does the old intent reach node-1.
+    const refuted = core.member('node-4')!;
+    core.receivePacket(net.addressOf('node-2'), [{ type: 'alive', node: 'node-4', address: refuted.address, incarnation: refuted.incarnation + 1, tags: refuted.tags }]);
+    core.receivePacket(net.addressOf('node-2'), [{ type: 'leave-intent', node: 'node-4', ltime: 100 }]);
+    net.deliver();
+    net.run(125_000);
+    net.down.add('node-4');
+    net.run(30_000);
+    expect(net.view('node-1')['node-4']).toBe('dead');
+  });
+
   test('the merge delegate refuses a join and the joiner sees its text', () => {
     const net = new TinyNetwork();
     const segmentOf = (name: string) => (name === 'client' ? 'alpha' : 'beta');
