@@ -175,6 +175,19 @@ describe('SWIM core', () => {
     expect(() => first.warmStart(frozen)).toThrow('warmStart is for a core that has not started');
   });
 
+  test('force-leave -prune forgets a failed member at once, with a reap event', () => {
+    const net = cluster(4);
+    net.run(2_000);
+    net.down.add('node-4');
+    net.run(30_000);
+    const core = net.cores.get('node-1')!;
+    expect(net.view('node-1')['node-4']).toBe('dead');
+    core.ready();
+    expect(core.forceLeave('node-4', true)).toBeUndefined();
+    expect(core.member('node-4')).toBeUndefined();
+    expect(core.ready().events).toContainEqual(expect.objectContaining({ type: 'member-reap', member: expect.objectContaining({ name: 'node-4' }) }));
+  });
+
   test('a failed member that comes back is alive again (the reconnector and refutation)', () => {
     const net = cluster(4);
     net.run(2_000);

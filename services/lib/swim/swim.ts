@@ -271,7 +271,9 @@ export class Swim {
     if (member === undefined) return `agent: No node found with name '${node}'`;
     const intent: LeaveIntentMessage = { type: 'leave-intent', node, ltime: ++this.memberLtime };
     this.applyLeaveIntent(intent);
-    if (prune && member.state === 'left' && member.name !== this.config.name) this.remove(member);
+    // The intent replaced the record (failed → left): judge the one in the table now.
+    const current = this.table.get(node);
+    if (prune && current?.state === 'left' && current.name !== this.config.name) this.remove(current);
     return undefined;
   }
 
