@@ -78,7 +78,7 @@ export class ConsulateSystem implements GossipSystem {
   /** `logLevel`: the agents' -log-level; debug shows dropped packets and failed push/pulls. */
   constructor(private readonly logLevel = 'info') {
     const t = lanDefaults();
-    this.timings = `-gossip-profile=lan (default): probe ${t.probeIntervalMs} ms, probe timeout ${t.probeTimeoutMs} ms, ${t.indirectChecks} indirect, suspicion mult ${t.suspicionMult} / max mult ${t.suspicionMaxTimeoutMult}, gossip ${t.gossipIntervalMs} ms to ${t.gossipNodes}, retransmit mult ${t.retransmitMult}, push/pull ${t.pushPullIntervalMs / 1000} s; all clients of the default segment`;
+    this.timings = `-gossip-profile=lan (default): probe ${t.probeIntervalMs} ms, probe timeout ${t.probeTimeoutMs} ms, ${t.indirectChecks} indirect, suspicion mult ${t.suspicionMult} / max mult ${t.suspicionMaxTimeoutMult}, gossip ${t.gossipIntervalMs} ms to ${t.gossipNodes}, retransmit mult ${t.retransmitMult}, push/pull ${t.pushPullIntervalMs / 1000} s, eager gossip ${t.eagerGossip ? "on" : "off"} (-gossip-eager); all clients of the default segment`;
   }
 
   prepare(): void {

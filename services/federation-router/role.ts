@@ -48,6 +48,7 @@ const fields = {
   keyFile: field.string({ key: 'key_file', flag: 'key-file', usage: "The certificate's private key.", default: '' }),
   retryJoinWan: field.list({ key: 'retry_join_wan', flag: 'retry-join-wan', usage: "Address of another datacenter's router to join the WAN pool through, retried until one accepts; repeatable.", default: [] }),
   gossipProfile: field.string({ key: 'gossip_profile', flag: 'gossip-profile', usage: "memberlist's timing profile for area and WAN pools: wan (Consul's), lan or local.", default: 'wan', check: (v) => (v in SWIM_PROFILES ? undefined : `unknown profile "${v}": use wan, lan or local`) }),
+  gossipEager: field.bool({ key: 'gossip_eager', flag: 'gossip-eager', usage: 'Pass new gossip on at once instead of at the next gossip round (same bytes, news in round trips); false keeps memberlist\'s timing.', default: true }),
 };
 
 export const federationRouterRole: RoleDefinition<typeof fields> = {
@@ -74,7 +75,7 @@ export const federationRouterRole: RoleDefinition<typeof fields> = {
     const peers = new PeerClients(material, config.datacenter, tracer);
     const rpcAddress = `${config.bind}:${config.serverPort}`;
     const federation = new Federation(
-      { datacenter: config.datacenter, node: config.node, nodeId: persistentNodeId(config.dataDir), version: VERSION, address: rpcAddress, timings: SWIM_PROFILES[config.gossipProfile](), logger },
+      { datacenter: config.datacenter, node: config.node, nodeId: persistentNodeId(config.dataDir), version: VERSION, address: rpcAddress, timings: { ...SWIM_PROFILES[config.gossipProfile](), eagerGossip: config.gossipEager }, logger },
       store,
       peers,
     );

@@ -38,6 +38,7 @@ const fields = {
   retryMax: field.int({ key: 'retry_max', flag: 'retry-max', usage: 'Join attempts before giving up; 0 retries forever.', default: 0, check: (v) => (v < 0 ? 'cannot be negative' : undefined) }),
   encrypt: field.string({ key: 'encrypt', flag: 'encrypt', usage: 'Key that encrypts gossip (base64; make one with `consulate keygen`). Off when empty.', default: '' }),
   gossipProfile: field.string({ key: 'gossip_profile', flag: 'gossip-profile', usage: "memberlist's timing profile: lan, local or wan.", default: 'lan', check: (v) => (v in PROFILES ? undefined : `unknown profile "${v}": use lan, local or wan`) }),
+  gossipEager: field.bool({ key: 'gossip_eager', flag: 'gossip-eager', usage: 'Pass new gossip on at once instead of at the next gossip round (same bytes, news in round trips); false keeps memberlist\'s timing.', default: true }),
 };
 
 type GossipConfig = RoleConfig<typeof fields>;
@@ -67,7 +68,7 @@ export const gossipRole: RoleDefinition<typeof fields> = {
       segment: config.segment,
       segments: parseSegments(config.segments).segments,
       lanPort: config.serfLanPort,
-      timings: PROFILES[config.gossipProfile](),
+      timings: { ...PROFILES[config.gossipProfile](), eagerGossip: config.gossipEager },
       keyring,
       version: VERSION,
       logger,

@@ -25,6 +25,14 @@ export interface SwimTimings {
   readonly gossipIntervalMs: number;
   /** Members gossiped to per round. LAN 3. */
   readonly gossipNodes: number;
+  /**
+   * A new broadcast leaves in a gossip round at once (at most one such round per tick), not at the
+   * next periodic round: news crosses a hop in a round trip, not in up to gossipIntervalMs. Each
+   * broadcast is still sent retransmitMult × ceil(log10(N + 1)) times, so the bytes are the same.
+   * Beyond memberlist, which waits for its ticker (false gives memberlist's timing). true in every
+   * profile.
+   */
+  readonly eagerGossip: boolean;
   /** A broadcast is sent retransmitMult × ceil(log10(N + 1)) times. LAN 4. */
   readonly retransmitMult: number;
   /** Time between full state syncs with one random member; scaled up past 32 members. LAN 30 s. */
@@ -90,6 +98,7 @@ export function lanDefaults(): SwimTimings {
     suspicionMaxTimeoutMult: 6,
     gossipIntervalMs: 200,
     gossipNodes: 3,
+    eagerGossip: true,
     retransmitMult: 4,
     pushPullIntervalMs: 30_000,
     gossipToTheDeadMs: 30_000,

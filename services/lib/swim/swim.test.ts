@@ -132,6 +132,28 @@ describe('SWIM core', () => {
     expect(got.map(({ node }) => node).sort()).toEqual([...net.cores.keys()].sort());
   });
 
+  test('eager gossip: a user event reaches every member within a few ticks; with memberlist\'s timing it waits for gossip rounds', () => {
+    const ticksToReachAll = (eagerGossip: boolean) => {
+      const net = new TinyNetwork();
+      for (let i = 1; i <= 10; i++) net.add(`node-${i}`, { eagerGossip });
+      for (let i = 2; i <= 10; i++) net.cores.get(`node-${i}`)!.join([net.addressOf('node-1')]);
+      net.deliver();
+      net.run(3_000);
+      const before = net.events.length;
+      net.cores.get('node-3')!.fireUserEvent('deploy', new Uint8Array(0));
+      for (let tick = 0; tick < 200; tick++) {
+        net.deliver();
+        if (net.events.slice(before).filter(({ event }) => event.type === 'user-event').length === 10) return tick;
+        net.tick();
+      }
+      return Infinity;
+    };
+    // Delivery is instant in this network, so an eager round crosses every hop before the next tick.
+    expect(ticksToReachAll(true)).toBeLessThanOrEqual(2);
+    // A periodic round comes up to 200 ms (20 ticks) later, hop after hop.
+    expect(ticksToReachAll(false)).toBeGreaterThan(2);
+  });
+
   test('a user event over the size limit is refused with Serf\'s text', () => {
     const net = cluster(1);
     expect(net.cores.get('node-1')!.fireUserEvent('big', new Uint8Array(600))).toEqual({ error: 'user event exceeds configured limit of 512 bytes before encoding' });

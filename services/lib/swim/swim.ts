@@ -124,6 +124,9 @@ export class Swim {
   private readonly leaving = new Map<string, number>();
   /** User events seen, by Lamport time (Serf's eventBuffer), for de-duplication. */
   private readonly seenEvents = new Map<number, Set<string>>();
+  /** A broadcast was queued since the last gossip round (eagerGossip): ready() runs one, at most once per tick. */
+  private eagerRoundDue = false;
+  private lastGossipRoundMs = -1;
   private packets: OutgoingPacket[] = [];
   private outgoingStreams: OutgoingStream[] = [];
   private events: SwimEvent[] = [];
@@ -156,7 +159,7 @@ export class Swim {
     // Gossip goes on after a leave, so the leave itself gets out (memberlist waits for it).
     if (this.nowMs >= this.nextGossipMs) {
       this.nextGossipMs = this.nowMs + this.config.gossipIntervalMs;
-      this.gossip();
+      this.gossipRound();
     }
     if (this.left) return;
     if (this.nowMs >= this.nextPushPullMs) {
@@ -297,6 +300,7 @@ export class Swim {
 
   /** Drains what the shell must do: packets, streams to open, events to report. */
   ready(): Ready {
+    if (this.eagerRoundDue && this.lastGossipRoundMs !== this.nowMs) this.gossipRound();
     // Most ticks have nothing for the shell: no three new arrays for them.
     if (this.packets.length === 0 && this.outgoingStreams.length === 0 && this.events.length === 0) return NOTHING_READY;
     const ready: Ready = { packets: this.packets, streams: this.outgoingStreams, events: this.events };
@@ -668,7 +672,15 @@ export class Swim {
   // ---------------------------------------------------------------------------------------------
   // Dissemination and state sync
 
-  private gossip(): void {
+  /**
+   * One gossip round. Periodic (every gossipIntervalMs), and with `eagerGossip` also as soon as
+   * a new broadcast is queued, at most once per tick: each member then passes news on within a
+   * round trip instead of up to a gossip interval later. The number of times each broadcast is
+   * sent (the retransmit limit) is the same, so only the timing changes, not the bytes.
+   */
+  private gossipRound(): void {
+    this.lastGossipRoundMs = this.nowMs;
+    this.eagerRoundDue = false;
     if (this.broadcasts.length === 0) return;
     const targets = this.randomMembers(this.config.gossipNodes, (m) => {
       if (m.state === 'alive' || m.state === 'suspect') return true;
@@ -778,6 +790,7 @@ export class Swim {
 
   private enqueue(broadcast: Broadcast, onFirstSend?: () => void): void {
     this.broadcasts.push(broadcast, this.config.messageSize(broadcast), onFirstSend);
+    if (this.config.eagerGossip) this.eagerRoundDue = true;
   }
 
   /** memberlist `retransmitLimit`: retransmitMult × ceil(log10(N + 1)). */
