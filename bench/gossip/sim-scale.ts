@@ -12,7 +12,7 @@
  *
  * It writes everything to bench/results/gossip-sim-<timestamp>.json. Environment besides the two
  * size lists: BENCH_GOSSIP_WALL_S (wall-clock budget per row: 360 s up to 2,000 members, 600 above),
- * BENCH_GOSSIP_HEAP_MB (heap budget, 12000: 10,000 tables of 10,000 members take about 8.5 GB),
+ * BENCH_GOSSIP_HEAP_MB (heap budget, 12000: 10,000 tables of 10,000 members take 8 to 10 GB),
  * BENCH_GOSSIP_SEED (1). The script runs itself again with a V8 heap limit above the budget when
  * Node's is lower.
  *
