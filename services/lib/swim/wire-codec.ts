@@ -296,7 +296,17 @@ function bytes(where: string, field: string, value: Uint8Array, maxBytes: number
   return undefined;
 }
 
+/** Tags objects already found valid: a member's tags go out in every alive message and push/pull, and are never changed in place. */
+const validTags = new WeakSet<Readonly<Record<string, string>>>();
+
 function tags(where: string, value: Readonly<Record<string, string>>): string | undefined {
+  if (validTags.has(value)) return undefined;
+  const problem = tagsProblem(where, value);
+  if (problem === undefined && typeof value === 'object' && value !== null) validTags.add(value);
+  return problem;
+}
+
+function tagsProblem(where: string, value: Readonly<Record<string, string>>): string | undefined {
   const entries = Object.entries(value);
   if (entries.length > WIRE_LIMITS.tagCount) return `${where}: ${entries.length} tags is above the limit of ${WIRE_LIMITS.tagCount}`;
   let total = 0;
