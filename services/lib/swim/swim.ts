@@ -17,7 +17,8 @@
  *   local health        missed acks and nacks raise the health score, which stretches our probe
  *                       interval (awareness.ts)
  *   dissemination       alive/suspect/dead piggybacked on every packet (broadcast-queue.ts) plus
- *                       gossip rounds to a few random members, and periodic push/pull full syncs
+ *                       gossip rounds to a few random members (periodic, and at once when there is
+ *                       news with eagerGossip), and periodic push/pull full syncs
  */
 import { invariant } from '../invariant';
 import { Awareness } from './awareness';
