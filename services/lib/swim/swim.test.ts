@@ -52,6 +52,17 @@ describe('SWIM core', () => {
     for (const name of net.cores.keys()) if (name !== 'node-5') expect(net.view(name)['node-5']).toBe('left');
   });
 
+  test('a leaving member tells every live member directly, not only by gossip', () => {
+    const net = cluster(6);
+    net.run(2_000);
+    const leaver = net.cores.get('node-6')!;
+    leaver.ready();
+    leaver.leave();
+    expect(leaver.leaveSent()).toBe(true);
+    const direct = leaver.ready().packets.filter((p) => p.messages.length === 2 && p.messages[0].type === 'leave-intent' && p.messages[1].type === 'dead');
+    expect(direct.map((p) => p.to).sort()).toEqual(['node-1', 'node-2', 'node-3', 'node-4', 'node-5'].map((name) => net.addressOf(name)).sort());
+  });
+
   test('a member that heard only the leave intent, and then fails the leaver, records a leave (Serf StatusLeaving)', () => {
     const net = cluster(5);
     net.run(2_000);
