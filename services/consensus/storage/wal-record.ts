@@ -300,12 +300,24 @@ function goodFrameAfter(bytes: Buffer, seed: number, from: number, dirtyEnd: num
   return false;
 }
 
+/** Disks write whole 512-byte sectors (4 KiB ones are whole 512-byte ones too). */
+const SECTOR_BYTES = 512;
+
+/** The bytes of the length field at `offset` that share its first sector are all zero. */
+function lengthFieldLost(bytes: Buffer, offset: number): boolean {
+  if (offset + 4 > bytes.byteLength) return false;
+  const firstSectorEnd = (Math.floor(offset / SECTOR_BYTES) + 1) * SECTOR_BYTES;
+  for (let at = offset; at < Math.min(offset + 4, firstSectorEnd); at++) if (bytes[at] !== 0) return false;
+  return true;
+}
+
 /**
  * Reads the frames of segment `seq` in order, stopping at the written end or the first bad frame.
  *
  * A bad frame is `torn` (the last write, cut short by a crash) when both hold:
- * - nothing is written past the bytes it claims, or its length field is zero (the sector holding
- *   it never reached the disk while later sectors of the frame did);
+ * - nothing is written past the bytes it claims, or its length field was lost: zero up to the first
+ *   sector boundary inside it, or whole (the sector holding it never reached the disk while later
+ *   sectors of the frame did; a frame starts anywhere in a sector, so a boundary can cut the field);
  * - no good frame follows it: each save is synced before the next is written, so a good frame
  *   after a bad one means the disk damaged an acknowledged write, not that a write was cut short.
  */
@@ -316,7 +328,7 @@ export function scanSegment(seq: number, bytes: Buffer): SegmentScan {
   let headerEnd = 0;
   const stop = (problem: string, claimedEnd: number): SegmentScan => {
     const dirtyEnd = nonZeroEnd(bytes, offset);
-    const lengthLost = offset + 4 <= bytes.byteLength && bytes.readUInt32BE(offset) === 0;
+    const lengthLost = lengthFieldLost(bytes, offset);
     const confined = lengthLost || dirtyEnd <= claimedEnd;
     const torn = confined && !goodFrameAfter(bytes, seed, offset, dirtyEnd);
     return { records, end: offset, headerEnd, bad: { offset, problem, torn, dirtyEnd } };
