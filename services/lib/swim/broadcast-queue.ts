@@ -26,7 +26,6 @@ export class BroadcastQueue {
   /** tiers[t]: the broadcasts sent t times, by id ascending (oldest first). */
   private tiers: Queued[][] = [[]];
   private readonly byKey = new Map<string, Queued>();
-  private readonly sentOnce = new Map<number, () => void>();
   private count = 0;
   private nextId = 0;
   /** No queued broadcast is smaller (a lower bound: it never grows), so a packet with less room left is full. */
@@ -34,8 +33,7 @@ export class BroadcastQueue {
 
   constructor(private readonly maxQueued: number) {}
 
-  /** `onFirstSend` runs when the broadcast first leaves in a packet (memberlist's leave uses it). */
-  push(broadcast: Broadcast, size: number, onFirstSend?: () => void): void {
+  push(broadcast: Broadcast, size: number): void {
     const key = broadcast.type === 'user-event' ? undefined : `${broadcast.type === 'leave-intent' ? 'intent' : 'member'}:${broadcast.node}`;
     if (key !== undefined) {
       const replaced = this.byKey.get(key);
@@ -46,7 +44,6 @@ export class BroadcastQueue {
     this.smallest = this.count === 0 ? size : Math.min(this.smallest, size);
     this.count++;
     if (key !== undefined) this.byKey.set(key, item);
-    if (onFirstSend !== undefined) this.sentOnce.set(item.id, onFirstSend);
     while (this.count > this.maxQueued) this.shedOne();
   }
 
@@ -72,11 +69,6 @@ export class BroadcastQueue {
         out.push(item.broadcast);
         tier.splice(i, 1);
         sent.push({ item, tier: t + 1 });
-        const notify = this.sentOnce.get(item.id);
-        if (notify !== undefined) {
-          this.sentOnce.delete(item.id);
-          notify();
-        }
       }
     }
     if (out.length === 0) return out;
@@ -120,7 +112,6 @@ export class BroadcastQueue {
   private forget(item: Queued): void {
     this.count--;
     if (item.key !== undefined && this.byKey.get(item.key) === item) this.byKey.delete(item.key);
-    this.sentOnce.delete(item.id);
   }
 }
 
