@@ -106,6 +106,7 @@ export function measureScale(options: ScaleOptions): ScaleResult {
   const heapLimitBytes = options.heapLimitBytes ?? Infinity;
   const progress = options.progress ?? (() => {});
   const started = Date.now();
+  const wallS = () => ((Date.now() - started) / 1000).toFixed(0);
 
   // known[i]: members that member i sees alive (or suspect: Serf shows those as alive), itself included.
   const known: number[] = [];
@@ -178,7 +179,7 @@ export function measureScale(options: ScaleOptions): ScaleResult {
     const converged = () => {
       if (Date.now() - lastReport > 10_000) {
         lastReport = Date.now();
-        progress(`N=${n}: ${(sim.now / 1000).toFixed(1)} s virtual, ${complete}/${n} members see everyone, ${((Date.now() - started) / 1000).toFixed(0)} s wall`);
+        progress(`N=${n}: ${(sim.now / 1000).toFixed(1)} s virtual, ${complete}/${n} members see everyone, ${wallS()} s wall`);
       }
       return (sim.now > lastJoinMs && complete === n) || overBudget();
     };
@@ -188,7 +189,7 @@ export function measureScale(options: ScaleOptions): ScaleResult {
     let knownPairs = 0;
     for (const count of known) knownPairs += count ?? 0;
     knownFraction = knownPairs / (n * n);
-    progress(`N=${n}: ${convergeMs !== undefined ? `converged ${convergeMs} ms after the last join` : `stopped (${stoppedBy}) with ${(knownFraction * 100).toFixed(1)} % of pairs known`}, ${((Date.now() - started) / 1000).toFixed(0)} s wall`);
+    progress(`N=${n}: ${convergeMs !== undefined ? `converged ${convergeMs} ms after the last join` : `stopped (${stoppedBy}) with ${(knownFraction * 100).toFixed(1)} % of pairs known`}, ${wallS()} s wall`);
   } else {
     const records: MemberInfo[] = members.map((member) => ({ name: member.name, address: member.address, incarnation: 1, state: 'alive', tags: SCALE_TAGS, stateChangeMs: 0 }));
     for (const member of members) {
@@ -196,7 +197,7 @@ export function measureScale(options: ScaleOptions): ScaleResult {
       known[member.index] = n;
     }
     complete = n;
-    progress(`N=${n}: every core starts with the ${n} members in its table, ${((Date.now() - started) / 1000).toFixed(0)} s wall`);
+    progress(`N=${n}: every core starts with the ${n} members in its table, ${wallS()} s wall`);
   }
   const isConverged = stoppedBy === 'converged';
 
@@ -211,7 +212,7 @@ export function measureScale(options: ScaleOptions): ScaleResult {
     sim.join(late, [members[Math.floor(joinRng.next() * n)]]);
     const seenAt = sim.runUntil(() => complete === n + 1 || overBudget(), convergeLimitMs, 1);
     if (seenAt !== undefined && complete === n + 1) lateJoinerRounds = (seenAt - joinedAt) / timings.gossipIntervalMs;
-    progress(`N=${n}: late joiner seen by all in ${lateJoinerRounds ?? '?'} rounds, ${((Date.now() - started) / 1000).toFixed(0)} s wall`);
+    progress(`N=${n}: late joiner seen by all in ${lateJoinerRounds ?? '?'} rounds, ${wallS()} s wall`);
   };
 
   const queued = () => sim.members.reduce((sum, member) => sum + member.core.pendingBroadcasts(), 0);
@@ -242,7 +243,7 @@ export function measureScale(options: ScaleOptions): ScaleResult {
     const perMemberSecond = (total: number) => total / sim.members.length / (steadyStateMs / 1000);
     bytes = { datagrams: perMemberSecond(datagramBytes), streams: perMemberSecond(streamBytes), total: perMemberSecond(datagramBytes + streamBytes) };
     datagramsPerMemberPerSecond = perMemberSecond(sim.datagramsSent - datagramsBefore);
-    progress(`N=${n}: steady state measured over ${steadyStateMs / 1000} s virtual, ${((Date.now() - started) / 1000).toFixed(0)} s wall`);
+    progress(`N=${n}: steady state measured over ${steadyStateMs / 1000} s virtual, ${wallS()} s wall`);
   };
 
   if (start === 'converged') {

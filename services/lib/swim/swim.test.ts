@@ -10,6 +10,15 @@ function cluster(n: number, validate?: (members: readonly MemberInfo[]) => strin
   return net;
 }
 
+/** Four members, converged; then node-4 stops answering and everyone declares it dead (LAN: within 30 s). */
+function clusterWithNode4Failed(): TinyNetwork {
+  const net = cluster(4);
+  net.run(2_000);
+  net.down.add('node-4');
+  net.run(30_000);
+  return net;
+}
+
 describe('SWIM core', () => {
   test('a join through one member converges to everyone alive (push/pull, then gossip)', () => {
     const net = cluster(8);
@@ -76,10 +85,7 @@ describe('SWIM core', () => {
   });
 
   test('a member we failed that a push/pull says left is left (Serf: left members travel as leave intents)', () => {
-    const net = cluster(4);
-    net.run(2_000);
-    net.down.add('node-4');
-    net.run(30_000);
+    const net = clusterWithNode4Failed();
     const core = net.cores.get('node-1')!;
     expect(net.view('node-1')['node-4']).toBe('dead');
     const gone = core.member('node-4')!;
@@ -171,10 +177,7 @@ describe('SWIM core', () => {
   });
 
   test('force-leave turns a failed member into left everywhere; an unknown one is Consul\'s error', () => {
-    const net = cluster(4);
-    net.run(2_000);
-    net.down.add('node-4');
-    net.run(30_000);
+    const net = clusterWithNode4Failed();
     expect(net.view('node-1')['node-4']).toBe('dead');
     expect(net.cores.get('node-1')!.forceLeave('node-4')).toBeUndefined();
     net.run(2_000);
@@ -209,10 +212,7 @@ describe('SWIM core', () => {
   });
 
   test('force-leave -prune forgets a failed member at once, with a reap event', () => {
-    const net = cluster(4);
-    net.run(2_000);
-    net.down.add('node-4');
-    net.run(30_000);
+    const net = clusterWithNode4Failed();
     const core = net.cores.get('node-1')!;
     expect(net.view('node-1')['node-4']).toBe('dead');
     core.ready();
@@ -222,10 +222,7 @@ describe('SWIM core', () => {
   });
 
   test('a failed member that comes back is alive again (the reconnector and refutation)', () => {
-    const net = cluster(4);
-    net.run(2_000);
-    net.down.add('node-4');
-    net.run(30_000);
+    const net = clusterWithNode4Failed();
     net.down.delete('node-4');
     net.run(lanDefaults().pushPullIntervalMs * 3);
     for (const name of net.cores.keys()) expect(net.view(name)['node-4']).toBe('alive');

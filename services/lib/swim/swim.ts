@@ -707,7 +707,7 @@ export class Swim {
   /** Serf's reconnector: a failed member might be back (a healed partition); a push/pull tells. */
   private reconnectToFailedMember(): void {
     // Nobody failed or left, as is usual: no search (randomMembers would draw 3N times for nothing).
-    if (this.liveCount === this.table.size) return;
+    if (this.allLive()) return;
     const [peer] = this.randomMembers(1, (m) => m.state === 'dead');
     if (peer === undefined) return;
     this.log('info', `Attempting re-join to previously failed node: ${peer.name}`, { node: peer.name });
@@ -716,7 +716,7 @@ export class Swim {
 
   /** Serf's reaper: failed members are forgotten after reconnectTimeout, left ones after tombstoneTimeout. */
   private reap(): void {
-    if (this.liveCount === this.table.size) return;
+    if (this.allLive()) return;
     for (const member of [...this.table.values()]) {
       if (member.name === this.config.name) continue;
       const age = this.nowMs - member.stateChangeMs;
@@ -822,6 +822,11 @@ export class Swim {
     if (state === 'dead') this.events.push({ type: 'member-failed', member: updated });
     else if (state === 'left') this.events.push({ type: 'member-leave', member: updated });
     else if (state === 'suspect') this.events.push({ type: 'member-suspect', member: updated });
+  }
+
+  /** No member is failed or left (liveCount counts alive and suspect ones, ourselves included). */
+  private allLive(): boolean {
+    return this.liveCount === this.table.size;
   }
 
   /** Up to k distinct random members other than ourselves that pass `filter` (memberlist kRandomNodes). */
