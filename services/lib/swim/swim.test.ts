@@ -1,18 +1,18 @@
-import { lanDefaults } from './config';
+import { lanDefaults, SwimConfig } from './config';
 import { MemberInfo } from './types';
 import { TinyNetwork } from './testing/tiny-network';
 
-function cluster(n: number, validate?: (members: readonly MemberInfo[]) => string | undefined): TinyNetwork {
+function cluster(n: number, overrides: Partial<SwimConfig> = {}): TinyNetwork {
   const net = new TinyNetwork();
-  for (let i = 1; i <= n; i++) net.add(`node-${i}`, validate === undefined ? {} : { validateMembers: validate });
+  for (let i = 1; i <= n; i++) net.add(`node-${i}`, overrides);
   for (let i = 2; i <= n; i++) net.cores.get(`node-${i}`)!.join([net.addressOf('node-1')]);
   net.deliver();
   return net;
 }
 
 /** Four members, converged; then node-4 stops answering and everyone declares it dead (LAN: within 30 s). */
-function clusterWithNode4Failed(): TinyNetwork {
-  const net = cluster(4);
+function clusterWithNode4Failed(overrides: Partial<SwimConfig> = {}): TinyNetwork {
+  const net = cluster(4, overrides);
   net.run(2_000);
   net.down.add('node-4');
   net.run(30_000);
@@ -209,6 +209,16 @@ describe('SWIM core', () => {
     expect(frozen[5].state).toBe('alive');
     // Only before the core has run.
     expect(() => first.warmStart(frozen)).toThrow('warmStart is for a core that has not started');
+  });
+
+  test('force-leave tells every live member directly, not only by gossip', () => {
+    // Without eager rounds, so that the only packets out at once are the direct ones.
+    const net = clusterWithNode4Failed({ eagerGossip: false });
+    const core = net.cores.get('node-1')!;
+    core.ready();
+    expect(core.forceLeave('node-4')).toBeUndefined();
+    const direct = core.ready().packets.filter((p) => p.messages.some((m) => m.type === 'leave-intent' && m.node === 'node-4'));
+    expect(direct.map((p) => p.to).sort()).toEqual(['node-2', 'node-3'].map((name) => net.addressOf(name)).sort());
   });
 
   test('force-leave -prune forgets a failed member at once, with a reap event', () => {

@@ -258,9 +258,7 @@ export class Swim {
     // Beyond memberlist: we also tell every live member directly, one datagram each. By gossip
     // alone, a member missed the leave in about 5 % of leaves in a simulated pool of 10 and saw
     // us alive, then suspect, then failed, long after we had gone.
-    for (const member of this.table.values()) {
-      if (member.name !== self.name && isLive(member.state)) this.packets.push({ to: member.address, messages: [intent, dead] });
-    }
+    this.tellEveryLiveMember([intent, dead]);
     this.setState(self, 'left', self.incarnation);
   }
 
@@ -279,10 +277,21 @@ export class Swim {
     if (member === undefined) return `agent: No node found with name '${node}'`;
     const intent: LeaveIntentMessage = { type: 'leave-intent', node, ltime: ++this.memberLtime };
     this.applyLeaveIntent(intent);
+    // Beyond Serf, as for our own leave: by gossip alone (4 sends each in a pool of 10), a
+    // member missed the intent in 21 of 300 simulated force-leaves and kept the member failed
+    // until the next push/pull, 30 s later.
+    this.tellEveryLiveMember([intent]);
     // The intent replaced the record (failed → left): judge the one in the table now.
     const current = this.table.get(node);
     if (prune && current?.state === 'left' && current.name !== this.config.name) this.remove(current);
     return undefined;
+  }
+
+  /** One datagram with `messages` to every live member but us, besides the gossip. */
+  private tellEveryLiveMember(messages: Message[]): void {
+    for (const member of this.table.values()) {
+      if (member.name !== this.config.name && isLive(member.state)) this.packets.push({ to: member.address, messages });
+    }
   }
 
   /** Serf's user event: Lamport-ordered, sent to every member (ourselves included). Returns an error text when too large. */
