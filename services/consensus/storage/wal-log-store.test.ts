@@ -235,6 +235,26 @@ describe('WalLogStore load: damaged segments', () => {
     expect(loaded.warnings[0]).toMatch(/torn write .*checksum mismatch/);
   });
 
+  it('zeroes a torn last write over 64 KiB whose length field lost its second half (a sector boundary inside the field)', async () => {
+    // Pad so that the big frame starts 2 bytes before a sector boundary: its length field's high
+    // bytes (nonzero past 64 KiB) share the sector before, its low bytes the sector after.
+    await restart();
+    const store = stores[stores.length - 1];
+    const { end } = framesOf(1);
+    const padding = Array.from({ length: 512 }, (_, n) => 200 + n).find((n) => (end + FRAME_HEADER_BYTES + encodeBatch(undefined, [normal(11, 1, 'x'.repeat(n))]).byteLength) % 512 === 510)!;
+    await store.save({ entries: [normal(11, 1, 'x'.repeat(padding))] });
+    await store.save({ entries: [normal(12, 1, 'y'.repeat(100_000))] });
+    await store.close();
+    const last = frameOffsets(readFileSync(segmentPath(1))).at(-1)!;
+    expect(last % 512).toBe(510);
+    expect(readFileSync(segmentPath(1)).readUInt32BE(last)).toBeGreaterThan(65_535);
+    // The crash lost that next sector (the field's low bytes, the crc, the body's start); later ones landed.
+    rewrite(1, (content) => content.fill(0, last + 2, last + 2 + 512));
+    const loaded = await restart();
+    expect(indexes(loaded.entries)).toEqual(run(1, 11, 1).map((e) => e.index));
+    expect(loaded.warnings).toEqual([expect.stringMatching(/^removed a torn write at the end of the write-ahead log/)]);
+  });
+
   // Damage that looks like a torn write but has good frames after it: acknowledged saves, not a crash.
   const followedByGoodFrames: Array<[string, (content: Buffer, frameAt: number) => void, RegExp]> = [
     ['a length field with a flipped high bit', (content, at) => (content[at] ^= 0x80), /bad frame at byte \d+: a frame of \d+ bytes runs past the end of the file/],
@@ -305,7 +325,15 @@ describe('WalLogStore load: a torn last write, anywhere in its frame', () => {
   it('for 80 random logs and tears, loads the state before or after the last save, never another', async () => {
     await fc.assert(
       fc.asyncProperty(
-        fc.array(fc.record({ count: fc.integer({ min: 1, max: 6 }), size: fc.integer({ min: 0, max: 900 }), withHardState: fc.boolean() }), { minLength: 1, maxLength: 8 }),
+        // Mostly frames of a few KiB; some over 64 KiB, whose length fields have nonzero high bytes.
+        fc.array(
+          fc.record({
+            count: fc.integer({ min: 1, max: 6 }),
+            size: fc.oneof({ arbitrary: fc.integer({ min: 0, max: 900 }), weight: 4 }, { arbitrary: fc.integer({ min: 11_000, max: 14_000 }), weight: 1 }),
+            withHardState: fc.boolean(),
+          }),
+          { minLength: 1, maxLength: 8 },
+        ),
         fc.array(fc.boolean(), { minLength: 1, maxLength: 64 }),
         async (saves, sectorsLost) => {
           const dataDir = mkdtempSync(path.join(os.tmpdir(), 'consulate-wal-torn-'));

@@ -303,11 +303,21 @@ function goodFrameAfter(bytes: Buffer, seed: number, from: number, dirtyEnd: num
 /** Disks write whole 512-byte sectors (4 KiB ones are whole 512-byte ones too). */
 const SECTOR_BYTES = 512;
 
-/** The bytes of the length field at `offset` that share its first sector are all zero. */
+/**
+ * Part of the length field at `offset` is in a sector that never reached the disk, so the length
+ * read is not the one written: the field's bytes in its first sector are all zero (what comes
+ * before them there was synced with earlier frames), or a sector boundary cuts the field and the
+ * whole sector after it is zero (a frame over 64 KiB has nonzero high bytes before the boundary).
+ */
 function lengthFieldLost(bytes: Buffer, offset: number): boolean {
   if (offset + 4 > bytes.byteLength) return false;
-  const firstSectorEnd = (Math.floor(offset / SECTOR_BYTES) + 1) * SECTOR_BYTES;
-  for (let at = offset; at < Math.min(offset + 4, firstSectorEnd); at++) if (bytes[at] !== 0) return false;
+  const boundary = (Math.floor(offset / SECTOR_BYTES) + 1) * SECTOR_BYTES;
+  if (allZero(bytes, offset, Math.min(offset + 4, boundary))) return true;
+  return boundary < offset + 4 && allZero(bytes, boundary, Math.min(boundary + SECTOR_BYTES, bytes.byteLength));
+}
+
+function allZero(bytes: Buffer, from: number, to: number): boolean {
+  for (let at = from; at < to; at++) if (bytes[at] !== 0) return false;
   return true;
 }
 
@@ -315,9 +325,9 @@ function lengthFieldLost(bytes: Buffer, offset: number): boolean {
  * Reads the frames of segment `seq` in order, stopping at the written end or the first bad frame.
  *
  * A bad frame is `torn` (the last write, cut short by a crash) when both hold:
- * - nothing is written past the bytes it claims, or its length field was lost: zero up to the first
- *   sector boundary inside it, or whole (the sector holding it never reached the disk while later
- *   sectors of the frame did; a frame starts anywhere in a sector, so a boundary can cut the field);
+ * - nothing is written past the bytes it claims, or its length field was lost (a sector holding
+ *   part of it never reached the disk while later sectors of the frame did; a frame starts
+ *   anywhere in a sector, so a boundary can cut the field: lengthFieldLost);
  * - no good frame follows it: each save is synced before the next is written, so a good frame
  *   after a bad one means the disk damaged an acknowledged write, not that a write was cut short.
  */
