@@ -109,6 +109,8 @@ interface PendingProposal {
 
 const LEASE_CHECK_MS = 250;
 const AUTO_COMPACTION_TIMEOUT_MS = 10_000;
+/** Ticks stepped at once after a stall, in election timeouts (catchUpTicks). */
+const MAX_CATCH_UP_ELECTIONS = 2;
 
 export class ConsensusNode {
   readonly kv = new KvStateMachine();
@@ -138,6 +140,8 @@ export class ConsensusNode {
   private membersSeen = -1;
   /** The hard state as last written to disk. */
   private synced: HardState = { term: 0, vote: '', commit: 0 };
+  /** How far the core's ticks have come, on the monotonic clock (catchUpTicks). */
+  private tickedToMs = 0;
   /**
    * A local snapshot off the loop: captured at once, encoded in slices between turns of the event
    * loop ('encoding'), the log compacted by the loop at its top ('encoded'), then saved while the
@@ -183,7 +187,8 @@ export class ConsensusNode {
   }
 
   start(): void {
-    this.timers.push(this.options.clock.setInterval(() => this.enqueue(() => this.raft.tick()), this.options.tickMs));
+    this.tickedToMs = this.options.clock.monotonicMs();
+    this.timers.push(this.options.clock.setInterval(() => this.enqueue(() => this.catchUpTicks()), this.options.tickMs));
     this.timers.push(this.options.clock.setInterval(() => this.expireLeases(), LEASE_CHECK_MS));
     const compaction = this.options.autoCompaction;
     if (compaction?.enabled) this.timers.push(this.options.clock.setInterval(() => this.autoCompact(compaction), compaction.checkIntervalMs));
@@ -313,6 +318,22 @@ export class ConsensusNode {
 
   // ---- the loop -----------------------------------------------------------------------------
 
+  /**
+   * Steps the core one tick for each tickMs that has passed, not one per timer callback. A process
+   * that was stopped (SIGSTOP, a paused VM) or whose loop was blocked gets one late callback for
+   * all that time; a leader that counted one tick would go on trusting a lease its followers
+   * stopped honouring long ago, and serve stale reads (etcd #20418). At most twice the election
+   * timeout at once: enough for the lease to lapse, CheckQuorum to run and an election to start.
+   */
+  private catchUpTicks(): void {
+    const now = this.options.clock.monotonicMs();
+    const due = Math.floor((now - this.tickedToMs) / this.options.tickMs);
+    if (due <= 0) return;
+    const steps = Math.min(due, MAX_CATCH_UP_ELECTIONS * this.options.raft.electionTicks);
+    for (let i = 0; i < steps; i++) this.raft.tick();
+    this.tickedToMs = steps < due ? now : this.tickedToMs + due * this.options.tickMs;
+  }
+
   private enqueue(fn: () => void): void {
     if (this.stopped) return;
     this.inputs.push(fn);
@@ -377,6 +398,8 @@ export class ConsensusNode {
       // a resolved await continues as a microtask, right after the one callback that woke us,
       // which would make a batch (and an fsync) of every single request.
       await nextTurn();
+      // Time first: a read that waited in a socket while we were stopped must see it (catchUpTicks).
+      this.catchUpTicks();
       while (this.inputs.length > 0) this.inputs.shift()!();
       // stop() may have come between the setImmediate and here, when there was no wake to call.
       if (this.stopped) break;

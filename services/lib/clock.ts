@@ -6,6 +6,8 @@
 export interface Clock {
   /** Milliseconds since the Unix epoch. */
   nowMs(): number;
+  /** Milliseconds on a clock that only goes forward (the wall can be stepped): for elapsed time. */
+  monotonicMs(): number;
   setTimeout(fn: () => void, delayMs: number): TimerHandle;
   setInterval(fn: () => void, periodMs: number): TimerHandle;
   clear(handle: TimerHandle): void;
@@ -23,6 +25,10 @@ export class SystemClock implements Clock {
 
   nowMs(): number {
     return Date.now();
+  }
+
+  monotonicMs(): number {
+    return performance.now();
   }
 
   setTimeout(fn: () => void, delayMs: number): TimerHandle {
@@ -78,6 +84,10 @@ export class ManualClock implements Clock {
   }
 
   nowMs(): number {
+    return this.now;
+  }
+
+  monotonicMs(): number {
     return this.now;
   }
 

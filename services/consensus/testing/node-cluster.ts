@@ -6,7 +6,7 @@
 import { expect } from '@jest/globals';
 
 import { Command } from '../../gen/consulate/consensus/v1/command';
-import { ManualClock } from '../../lib/clock';
+import { Clock, ManualClock, TimerHandle } from '../../lib/clock';
 import { createLogger } from '../../lib/log';
 import { AutoCompactionPolicy, AutoCompactionSettings } from '../auto-compaction';
 import { ConsensusNode } from '../consensus-node';
@@ -44,8 +44,46 @@ export interface CompactProposal {
   readonly revision: bigint;
 }
 
+/**
+ * One server's view of the shared clock: time passes for everyone, but while the server is paused
+ * (a stopped process, a blocked loop) its timers do not run. They run again on resume, each at its
+ * next due time, as Node's do once a stalled loop moves on.
+ */
+class PausableClock implements Clock {
+  paused = false;
+
+  constructor(private readonly shared: ManualClock) {}
+
+  nowMs(): number {
+    return this.shared.nowMs();
+  }
+
+  monotonicMs(): number {
+    return this.shared.monotonicMs();
+  }
+
+  setTimeout(fn: () => void, delayMs: number): TimerHandle {
+    return this.shared.setTimeout(() => this.paused || fn(), delayMs);
+  }
+
+  setInterval(fn: () => void, periodMs: number): TimerHandle {
+    return this.shared.setInterval(() => this.paused || fn(), periodMs);
+  }
+
+  clear(handle: TimerHandle): void {
+    this.shared.clear(handle);
+  }
+
+  sleep(delayMs: number): Promise<void> {
+    return new Promise((resolve) => this.setTimeout(resolve, delayMs));
+  }
+}
+
 export class Cluster {
   readonly clock = new ManualClock(1_700_000_000_000);
+  /** Servers cut off from the others: their messages, both ways, are lost. */
+  readonly partitioned = new Set<string>();
+  private readonly clocks = new Map<string, PausableClock>();
   readonly nodes = new Map<string, ConsensusNode>();
   /** Each node's role as the node itself last saw it (onRoleChange). */
   readonly roles = new Map<string, string>();
@@ -64,10 +102,13 @@ export class Cluster {
           setMembers: () => undefined,
           // Delivered on a later turn, as over a network; never inside the sender's own loop.
           send: (messages) => {
-            for (const message of messages) setImmediate(() => this.nodes.get(message.to)?.receive(message));
+            for (const message of messages) {
+              if (this.partitioned.has(id) || this.partitioned.has(message.to)) continue;
+              setImmediate(() => this.nodes.get(message.to)?.receive(message));
+            }
           },
         },
-        clock: this.clock,
+        clock: this.clocks.set(id, new PausableClock(this.clock)).get(id)!,
         logger: createLogger({ role: 'consensus', datacenter: 'dc1', node: id, level: 'info', destination: { write: (line: string) => void this.logs.push(JSON.parse(line) as LogLine) } }),
         initialMembers: MEMBERS,
         snapshotEntries: options.snapshotEntries ?? 10_000,
@@ -85,6 +126,11 @@ export class Cluster {
     }
     for (const node of this.nodes.values()) node.start();
     await this.runUntil(() => this.leader() !== undefined, 'a leader is elected');
+  }
+
+  /** Stops (or restarts) a server's timers while time goes on for the others: SIGSTOP, SIGCONT. */
+  setPaused(id: string, paused: boolean): void {
+    this.clocks.get(id)!.paused = paused;
   }
 
   async stop(): Promise<void> {
