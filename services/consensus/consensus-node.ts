@@ -128,6 +128,7 @@ export class ConsensusNode {
   private readSeq = 0;
   private role: RaftStatus['role'] = 'follower';
   private leaderId: NodeId = '';
+  /** When each KV lease expires, on the monotonic clock (a stepped wall clock must not end one early). */
   private leaseExpiry = new Map<bigint, number>();
   private readonly leasesRevoking = new Set<bigint>();
   /** An auto-compaction proposed and not yet applied (one at a time). */
@@ -282,7 +283,7 @@ export class ConsensusNode {
     if (this.role !== 'leader') throw this.notLeader();
     const lease = this.kv.lease(id);
     if (lease === undefined) return undefined;
-    this.leaseExpiry.set(id, this.options.clock.nowMs() + Number(lease.ttl) * 1000);
+    this.leaseExpiry.set(id, this.options.clock.monotonicMs() + Number(lease.ttl) * 1000);
     return lease.ttl;
   }
 
@@ -291,7 +292,7 @@ export class ConsensusNode {
     if (this.role !== 'leader') throw this.notLeader();
     const expiry = this.leaseExpiry.get(id);
     if (expiry === undefined) return undefined;
-    return BigInt(Math.max(0, Math.ceil((expiry - this.options.clock.nowMs()) / 1000)));
+    return BigInt(Math.max(0, Math.ceil((expiry - this.options.clock.monotonicMs()) / 1000)));
   }
 
   /** Registers the stream of watcher `watchId`; returns its unregistration. */
@@ -508,7 +509,7 @@ export class ConsensusNode {
     }
     if (!wasLeader && this.role === 'leader') {
       // A new leader does not know when leases were last renewed: it gives each a full TTL (etcd).
-      const now = this.options.clock.nowMs();
+      const now = this.options.clock.monotonicMs();
       this.leaseExpiry = new Map(this.kv.leases().map((lease) => [lease.id, now + Number(lease.ttl) * 1000]));
     }
     for (const listener of this.roleListeners) listener();
@@ -586,7 +587,7 @@ export class ConsensusNode {
     if (this.role !== 'leader') return;
     const response = result.response;
     if (response.$case === 'leaseGrant') {
-      this.leaseExpiry.set(response.value.id, this.options.clock.nowMs() + Number(response.value.ttl) * 1000);
+      this.leaseExpiry.set(response.value.id, this.options.clock.monotonicMs() + Number(response.value.ttl) * 1000);
     }
     // Revoked leases drop out at the next check, when the store no longer has them.
   }
@@ -594,7 +595,7 @@ export class ConsensusNode {
   /** The leader proposes the revoke of every lease past its expiry (one proposal in flight each). */
   private expireLeases(): void {
     if (this.role !== 'leader') return;
-    const now = this.options.clock.nowMs();
+    const now = this.options.clock.monotonicMs();
     for (const [id, expiry] of this.leaseExpiry) {
       if (this.kv.lease(id) === undefined) {
         this.leaseExpiry.delete(id);
