@@ -15,6 +15,7 @@ import { connect as tlsConnect } from 'node:tls';
 import { ChannelCredentials, Metadata, ServiceError, credentials, status as GrpcStatus } from '@grpc/grpc-js';
 
 import { CertificateAndKey, createCa, createCertificate } from '../../cli/tls/make-certificates';
+import { HANDSHAKE_TIMEOUT_MS } from '../../services/federation-router/tls-listener';
 import { FederationServiceClient } from '../../services/gen/consulate/router/v1/federation';
 import { FederatedDatacenter, startDatacenter } from '../harness/federation';
 import { RoleProcess, eventually, logRecords, stopAll } from '../harness/processes';
@@ -213,7 +214,8 @@ describe('8300 TLS matrix: every bad client is refused, logged with its reason, 
           socket.on('close', () => resolve());
         }),
     );
-    expect(refusal).toMatch(/^refused a connection on 8300 from 127\.[0-9.]+:\d+: no TLS handshake within \d+s$/);
+    expect(refusal).toMatch(new RegExp(`^refused a connection on 8300 from 127\\.[0-9.]+:\\d+: no TLS handshake within ${HANDSHAKE_TIMEOUT_MS / 1000}s$`));
+    expect(HANDSHAKE_TIMEOUT_MS).toBe(5_000); // Consul's rpc_handshake_timeout
   });
 
   test('TLS 1.1 with a valid dc2 router certificate: refused at the handshake (tls_min_version tls12)', async () => {

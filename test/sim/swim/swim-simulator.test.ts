@@ -182,6 +182,7 @@ test('a graceful leave and a force-leave reach every member of a pool of 10 with
 });
 
 test('a member paused for 2 s, below the suspicion timeout, is never declared dead and refutes (G4)', () => {
+  let refuted = 0;
   for (let seed = 1; seed <= 10; seed++) {
     const pool = healthyPool(seed, 16);
     const paused = pool.members[1 + (seed % 15)];
@@ -197,9 +198,14 @@ test('a member paused for 2 s, below the suspicion timeout, is never declared de
     pool.sim.runFor(10_000);
     expect({ seed, failed: pool.failed }).toEqual({ seed, failed: [] });
     // memberlist AliveNode_Refute: a suspicion that reached it was refuted with a higher incarnation.
-    if (suspectedWhilePaused) expect(paused.core.localMember().incarnation).toBeGreaterThan(before);
+    if (suspectedWhilePaused) {
+      expect(paused.core.localMember().incarnation).toBeGreaterThan(before);
+      refuted++;
+    }
     expect(pool.members.every((m) => m.core.member(paused.name)?.state === 'alive')).toBe(true);
   }
+  // Pauses of 2 s against 1 s probes: most seeds see the suspicion, so the refutation is checked.
+  expect(refuted).toBeGreaterThanOrEqual(5);
 });
 
 test(`the Lifeguard property (G3): ${LIFEGUARD_SEEDS} seeds, 32 members, 10 % slow, 5 % loss, healthy members declared dead ≥ 20× less often with Lifeguard`, () => {
