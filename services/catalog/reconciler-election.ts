@@ -55,7 +55,7 @@ export class ReconcilerElection {
   private state: State = 'stopped';
   private lease: bigint | undefined;
   /** We act as the holder until then; after it, the lease may be gone. */
-  private actUntilMs = 0;
+  private actUntilMs = 0; // on the monotonic clock
   private timer: TimerHandle | undefined;
   private deadline: TimerHandle | undefined;
   private lastHolder: string | undefined;
@@ -120,7 +120,7 @@ export class ReconcilerElection {
         this.schedule(this.config.retryIntervalMs, () => this.campaign());
         return;
       }
-      const sentAtMs = this.clock.nowMs();
+      const sentAtMs = this.clock.monotonicMs();
       lease = await this.store.grant(this.config.ttlSeconds);
       const won = this.state === 'standby' && (await this.store.acquire(this.config.key, this.config.candidate, lease));
       if (!won || this.state !== 'standby') {
@@ -149,7 +149,7 @@ export class ReconcilerElection {
   private async renew(): Promise<void> {
     const lease = this.lease;
     if (this.state !== 'active' || lease === undefined) return;
-    const sentAtMs = this.clock.nowMs();
+    const sentAtMs = this.clock.monotonicMs();
     try {
       const ttl = await this.store.keepAlive(lease);
       if (this.state !== 'active' || this.lease !== lease) return;
@@ -166,7 +166,7 @@ export class ReconcilerElection {
   private extend(sentAtMs: number, ttlSeconds: number): void {
     this.actUntilMs = sentAtMs + ttlSeconds * 1_000 - this.config.stepDownMarginMs;
     if (this.deadline !== undefined) this.clock.clear(this.deadline);
-    this.deadline = this.clock.setTimeout(() => this.stepDown(`lease ${this.lease} not renewed in time`), Math.max(0, this.actUntilMs - this.clock.nowMs()));
+    this.deadline = this.clock.setTimeout(() => this.stepDown(`lease ${this.lease} not renewed in time`), Math.max(0, this.actUntilMs - this.clock.monotonicMs()));
   }
 
   private stepDown(reason: string): void {

@@ -10,7 +10,7 @@ import { KvServed, LeasedFakeConsensus, kvTestDeps, registerNode, serveKv } from
 let consensus: LeasedFakeConsensus;
 let served: KvServed;
 let now = 1_000_000;
-const lockDelays = new LockDelays({ nowMs: () => now });
+const lockDelays = new LockDelays({ monotonicMs: () => now });
 
 beforeEach(async () => {
   consensus = new LeasedFakeConsensus();

@@ -3,7 +3,7 @@
 import { LockDelays, MAX_DELAYED_KEYS, MAX_LOCK_DELAY_MS } from './lock-delay';
 
 let now = 0;
-const delays = () => new LockDelays({ nowMs: () => now });
+const delays = () => new LockDelays({ monotonicMs: () => now });
 
 beforeEach(() => {
   now = 1_000;

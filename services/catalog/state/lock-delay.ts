@@ -17,12 +17,12 @@ export const MAX_DELAYED_KEYS = 100_000;
 export class LockDelays {
   private readonly expiries = new Map<string, number>();
 
-  constructor(private readonly clock: Pick<Clock, 'nowMs'> = systemClock) {}
+  constructor(private readonly clock: Pick<Clock, 'monotonicMs'> = systemClock) {}
 
   /** Starts (or extends) the delay of `key` by `delayMs` from now. */
   delay(key: string, delayMs: number): void {
     if (delayMs <= 0) return;
-    const until = this.clock.nowMs() + Math.min(delayMs, MAX_LOCK_DELAY_MS);
+    const until = this.clock.monotonicMs() + Math.min(delayMs, MAX_LOCK_DELAY_MS);
     if (until > (this.expiries.get(key) ?? 0)) this.expiries.set(key, until);
     if (this.expiries.size > MAX_DELAYED_KEYS) this.prune();
   }
@@ -31,7 +31,7 @@ export class LockDelays {
   isDelayed(key: string): boolean {
     const until = this.expiries.get(key);
     if (until === undefined) return false;
-    if (until > this.clock.nowMs()) return true;
+    if (until > this.clock.monotonicMs()) return true;
     this.expiries.delete(key);
     return false;
   }
@@ -41,7 +41,7 @@ export class LockDelays {
   }
 
   private prune(): void {
-    const now = this.clock.nowMs();
+    const now = this.clock.monotonicMs();
     for (const [key, until] of this.expiries) if (until <= now) this.expiries.delete(key);
     if (this.expiries.size <= MAX_DELAYED_KEYS) return;
     const soonest = [...this.expiries].sort((a, b) => a[1] - b[1]).slice(0, this.expiries.size - MAX_DELAYED_KEYS);

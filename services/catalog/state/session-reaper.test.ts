@@ -37,7 +37,7 @@ function stored(key: string) {
 beforeEach(() => {
   consensus = new LeasedFakeConsensus();
   now = 1_000_000;
-  lockDelays = new LockDelays({ nowMs: () => now });
+  lockDelays = new LockDelays({ monotonicMs: () => now });
   reaper = new SessionReaper({ view: consensus.view, consensus, lockDelays, logger });
   registerNode(consensus, 'web-1');
 });
@@ -107,7 +107,7 @@ test('when another catalog releases first, this one still delays the keys the se
   await acquire('leader', id);
   await reaper.reconcile(); // remembers what the session holds
   consensus.expire([...consensus.leases.keys()][0]);
-  const otherCatalog = new SessionReaper({ view: consensus.view, consensus, lockDelays: new LockDelays({ nowMs: () => now }), logger });
+  const otherCatalog = new SessionReaper({ view: consensus.view, consensus, lockDelays: new LockDelays({ monotonicMs: () => now }), logger });
   await otherCatalog.reconcile();
   expect(stored('leader')?.Session).toBe('');
 
