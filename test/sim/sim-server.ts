@@ -21,6 +21,8 @@ export interface Canaries {
   readonly readWithoutReadIndex?: boolean;
 }
 
+const ELECTION_TICKS = 10;
+
 export type KvCommand =
   | { readonly op: 'put'; readonly key: string; readonly value: string }
   | { readonly op: 'cas'; readonly key: string; readonly expected: string | null; readonly value: string }
@@ -66,6 +68,8 @@ export class SimServer {
   private writing: Ready | undefined;
   private readyScheduled = false;
   private inbox: (() => void)[] = [];
+  /** Ticks that fell due while paused: stepped first on resume, as the shell does (ConsensusNode.catchUpTicks). */
+  private ticksMissed = 0;
   /** Bumped at every crash: callbacks of an earlier life must not touch this one. */
   private life = 0;
   private readonly proposals = new Map<number, { term: number; done: Pending }>();
@@ -104,6 +108,7 @@ export class SimServer {
     if (this.up) return;
     this.up = true;
     this.paused = false;
+    this.ticksMissed = 0;
     this.raft = this.startRaft();
     this.kick();
   }
@@ -115,13 +120,20 @@ export class SimServer {
   resume(): void {
     if (!this.paused) return;
     this.paused = false;
+    const missed = Math.min(this.ticksMissed, 2 * ELECTION_TICKS);
+    this.ticksMissed = 0;
+    this.inbox.unshift(...Array.from({ length: missed }, () => () => this.raft.tick()));
     this.kick();
   }
 
   // ---- inputs -------------------------------------------------------------------------------
 
   tick(): void {
-    if (!this.up || this.paused) return; // a frozen process's clock does not run
+    if (!this.up) return;
+    if (this.paused) {
+      this.ticksMissed++; // a frozen process's timers do not run; its clock does
+      return;
+    }
     this.input(() => this.raft.tick());
   }
 
@@ -297,7 +309,7 @@ export class SimServer {
   private startRaft(): Raft {
     const prng = this.env.prng;
     const raft = new Raft({
-      config: raftConfig({ id: this.id, random: () => prng.next(), electionTicks: 10, heartbeatTicks: 1, maxInflightAppends: 8, maxEntriesPerAppend: 16 }),
+      config: raftConfig({ id: this.id, random: () => prng.next(), electionTicks: ELECTION_TICKS, heartbeatTicks: 1, maxInflightAppends: 8, maxEntriesPerAppend: 16 }),
       hardState: this.disk.hardState,
       snapshot: this.disk.snapshot,
       entries: this.disk.entries,
