@@ -2,7 +2,8 @@
  * The network-areas seed guide end to end, with three datacenters as real processes in a hub and
  * spoke (dc1–dc2 and dc2–dc3), driven through the CLI as an operator would: reciprocal areas, a
  * join, members with RTT, a catalog query for dc2 answered by dc2, over HTTP and over the gRPC API
- * (8502) with the generated stubs. Then what Consul cannot do:
+ * (8502) with the generated stubs; a service of the same name in both keeps each datacenter's rows
+ * apart. Then what Consul cannot do:
  * dc1 → dc3 has no path until dc2 allows transit on both of its areas. Then a remote router is
  * killed and requests fail over to that datacenter's other router.
  */
@@ -96,6 +97,23 @@ describe('network areas, as the seed guide walks them', () => {
     expect((await http(dc1, 'PUT', '/v1/kv/from-dc1?dc=dc2', 'hello')).text).toBe('true');
     expect(JSON.parse((await http(dc2, 'GET', '/v1/kv/from-dc1')).text)[0].Value).toBe(Buffer.from('"hello"').toString('base64'));
     expect(JSON.parse((await http(dc1, 'GET', '/v1/catalog/datacenters')).text)).toEqual(['dc1', 'dc2']);
+  });
+
+  test('a service of the same name in both datacenters: each answers with its own, and reads of the other leave the local rows untouched (S10)', async () => {
+    // web-dc2 is registered in dc2 by the test before; dc1 gets a web of its own.
+    expect((await http(dc1, 'PUT', '/v1/catalog/register', { Node: 'web-dc1', Address: '10.0.1.5', Service: { Service: 'web', Port: 8080 } })).status).toBe(200);
+    const localBefore = await http(dc1, 'GET', '/v1/catalog/service/web');
+    for (let i = 0; i < 5; i++) {
+      const remote = JSON.parse((await http(dc1, 'GET', '/v1/catalog/service/web?dc=dc2')).text) as { Node: string; Datacenter: string; ServicePort: number }[];
+      expect(remote.map((row) => [row.Node, row.Datacenter, row.ServicePort])).toEqual([['web-dc2', 'dc2', 80]]);
+    }
+    // The same rows, to their CreateIndex and ModifyIndex.
+    const localAfter = await http(dc1, 'GET', '/v1/catalog/service/web');
+    expect(localAfter.text).toBe(localBefore.text);
+    expect((JSON.parse(localAfter.text) as { Node: string; Datacenter: string }[]).map((row) => [row.Node, row.Datacenter])).toEqual([['web-dc1', 'dc1']]);
+    // And dc2's own catalog still has only its web.
+    expect((JSON.parse((await http(dc2, 'GET', '/v1/catalog/service/web')).text) as { Node: string }[]).map((row) => row.Node)).toEqual(['web-dc2']);
+    expect((await http(dc1, 'PUT', '/v1/catalog/deregister', { Node: 'web-dc1' })).status).toBe(200);
   });
 
   test("gRPC (8502): dc1's catalog forwards calls naming dc2 through the routers, answered by dc2", async () => {
