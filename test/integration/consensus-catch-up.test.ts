@@ -6,13 +6,13 @@
  * from its old state (a follower serves none: it refuses with a hint to the leader, which the client
  * follows); once caught up it holds exactly the leader's data.
  */
-import { ServiceError, credentials, status as GrpcStatus } from '@grpc/grpc-js';
+import { ServiceError, status as GrpcStatus } from '@grpc/grpc-js';
 import { trace } from '@opentelemetry/api';
 
-import { ClusterServiceClient, RaftRole, StatusResponse } from '../../services/gen/consulate/consensus/v1/cluster';
+import { RaftRole } from '../../services/gen/consulate/consensus/v1/cluster';
 import { Consistency } from '../../services/gen/consulate/consensus/v1/kv';
 import { ConsensusClient } from '../../services/lib/consensus-client';
-import { callUnary } from '../../services/lib/grpc-client';
+import { consensusStatus } from '../harness/consensus-status';
 import { RoleProcess, eventually, freeLoopbackAddress, startRole, stopAll } from '../harness/processes';
 
 const tracer = trace.getTracer('test');
@@ -22,14 +22,7 @@ const servers: { id: string; address: string; proc: RoleProcess }[] = [];
 
 const args = () => [...servers.map((s) => `-initial-peer=${s.id}=${s.address}:8310`), `-raft-snapshot-entries=${SNAPSHOT_ENTRIES}`];
 
-async function statusOf(address: string): Promise<StatusResponse> {
-  const client = new ClusterServiceClient(`${address}:8310`, credentials.createInsecure());
-  try {
-    return await callUnary(client.status.bind(client), {}, { timeoutMs: 1_000, idempotent: false });
-  } finally {
-    client.close();
-  }
-}
+const statusOf = (address: string) => consensusStatus(`${address}:8310`);
 
 /** The p6/ keys as one server has them: serializable, from its own state. */
 async function keysOn(address: string): Promise<Map<string, string>> {

@@ -9,10 +9,11 @@
 import { ServiceError, credentials, status as GrpcStatus } from '@grpc/grpc-js';
 import { trace } from '@opentelemetry/api';
 
-import { ClusterServiceClient, StatusResponse } from '../../services/gen/consulate/consensus/v1/cluster';
+import { ClusterServiceClient } from '../../services/gen/consulate/consensus/v1/cluster';
 import { Consistency } from '../../services/gen/consulate/consensus/v1/kv';
 import { ConsensusClient } from '../../services/lib/consensus-client';
 import { callUnary } from '../../services/lib/grpc-client';
+import { consensusStatus } from '../harness/consensus-status';
 import { RoleProcess, eventually, freeLoopbackAddress, startRole, stopAll } from '../harness/processes';
 
 const tracer = trace.getTracer('test');
@@ -23,14 +24,7 @@ function peersArgs(): string[] {
   return cluster.map((s) => `-initial-peer=${s.id}=${s.address}:8310`);
 }
 
-async function statusOf(address: string): Promise<StatusResponse> {
-  const c = new ClusterServiceClient(`${address}:8310`, credentials.createInsecure());
-  try {
-    return await callUnary(c.status.bind(c), {}, { timeoutMs: 1_000, idempotent: false });
-  } finally {
-    c.close();
-  }
-}
+const statusOf = (address: string) => consensusStatus(`${address}:8310`);
 
 /** No server may die on its own: a crash is a bug, shown with the server's last words. */
 function checkNoneCrashed(): void {

@@ -13,10 +13,8 @@
  *
  * Nothing here asserts a timing: the summary prints how long dc2 was without a leader as dc1 saw it.
  */
-import { credentials } from '@grpc/grpc-js';
-
-import { ClusterServiceClient, RaftRole, StatusResponse } from '../../services/gen/consulate/consensus/v1/cluster';
-import { callUnary } from '../../services/lib/grpc-client';
+import { RaftRole, StatusResponse } from '../../services/gen/consulate/consensus/v1/cluster';
+import { consensusStatus } from '../harness/consensus-status';
 import { FederatedDatacenter, startDatacenter } from '../harness/federation';
 import { RoleProcess, eventually, stopAll } from '../harness/processes';
 import { makeRouterTls } from '../harness/tls';
@@ -67,16 +65,7 @@ async function request(base: string, method: string, path: string, body?: string
 const keyOf = (n: number) => `f3/${n}`;
 const decoded = (entry: KvEntry) => (entry.Value === null ? '' : Buffer.from(entry.Value, 'base64').toString());
 
-async function statusOf(server: RoleProcess): Promise<StatusResponse | undefined> {
-  const client = new ClusterServiceClient(server.grpc, credentials.createInsecure());
-  try {
-    return await callUnary(client.status.bind(client), {}, { timeoutMs: 2_000, idempotent: true });
-  } catch {
-    return undefined;
-  } finally {
-    client.close();
-  }
-}
+const statusOf = (server: RoleProcess): Promise<StatusResponse | undefined> => consensusStatus(server.grpc, 2_000).catch(() => undefined);
 
 /** dc2's leader: the server that says it leads, found by asking each one (ClusterService Status). */
 async function dc2Leader(among: readonly RoleProcess[]): Promise<RoleProcess> {
