@@ -11,7 +11,8 @@ import { join, resolve } from 'node:path';
 import { ClientReadableStream } from '@grpc/grpc-js';
 import { trace } from '@opentelemetry/api';
 
-import { MembershipServiceClient, WatchEventsResponse } from '../../services/gen/consulate/gossip/v1/membership';
+import { JoinRequest, JoinResponse, MembersRequest, MembersResponse, MembershipServiceClient, MembershipServiceService, WatchEventsResponse } from '../../services/gen/consulate/gossip/v1/membership';
+import { CallStreamClient, UnaryMethod } from '../../services/lib/call-stream';
 import { callUnary, createRoleClient } from '../../services/lib/grpc-client';
 import { checkHealth } from '../../services/lib/health-probe';
 import { lanDefaults } from '../../services/lib/swim/config';
@@ -27,21 +28,43 @@ const CALL_TIMEOUT_MS = 10_000;
 
 export const consulateIp = (slot: number) => `127.0.15.${slot}`;
 
+/**
+ * How the harness calls an agent: `calls` (the default) as frames on the agent's open
+ * MembershipService.Calls stream, as Serf's RPC carries its requests on one open connection;
+ * `unary`, a gRPC call each (BENCH_GOSSIP_API=unary). Polling 20 agents every 15 ms with unary
+ * calls costs more than a core of this machine's two at both ends together.
+ */
+export const GOSSIP_BENCH_API = process.env.BENCH_GOSSIP_API === 'unary' ? 'unary' : 'calls';
+
 export class ConsulateAgentClient implements AgentClient {
   private readonly client: MembershipServiceClient;
+  private readonly calls: CallStreamClient | undefined;
+  private readonly membersMethod: UnaryMethod<MembersRequest, MembersResponse>;
+  private readonly joinMethod: UnaryMethod<JoinRequest, JoinResponse>;
   private readonly watches: ClientReadableStream<WatchEventsResponse>[] = [];
 
   constructor(readonly address: string) {
-    this.client = createRoleClient(MembershipServiceClient, address, { tracer: trace.getTracer('consulate-bench') });
+    const tracer = trace.getTracer('consulate-bench');
+    this.client = createRoleClient(MembershipServiceClient, address, { tracer });
+    const members = this.client.members.bind(this.client);
+    const join = this.client.join.bind(this.client);
+    if (GOSSIP_BENCH_API === 'calls') {
+      this.calls = new CallStreamClient({ client: this.client, tracer, peer: address });
+      this.membersMethod = this.calls.method(MembershipServiceService.members, members);
+      this.joinMethod = this.calls.method(MembershipServiceService.join, join);
+    } else {
+      this.membersMethod = members;
+      this.joinMethod = join;
+    }
   }
 
   async members(): Promise<MemberView[]> {
-    const res = await callUnary(this.client.members.bind(this.client), { segment: '' }, { timeoutMs: CALL_TIMEOUT_MS, idempotent: false });
+    const res = await callUnary(this.membersMethod, { segment: '' }, { timeoutMs: CALL_TIMEOUT_MS, idempotent: false });
     return res.members.map((m) => ({ name: m.name, status: m.status }));
   }
 
   async join(address: string): Promise<number> {
-    const res = await callUnary(this.client.join.bind(this.client), { addresses: [address], segment: '' }, { timeoutMs: CALL_TIMEOUT_MS, idempotent: false });
+    const res = await callUnary(this.joinMethod, { addresses: [address], segment: '' }, { timeoutMs: CALL_TIMEOUT_MS, idempotent: false });
     if (res.joined === 0) throw new Error(res.results.map((r) => r.error).join('; ') || 'joined no one');
     return res.joined;
   }
@@ -66,6 +89,7 @@ export class ConsulateAgentClient implements AgentClient {
 
   close(): void {
     for (const w of this.watches) w.cancel();
+    this.calls?.close();
     this.client.close();
   }
 }
@@ -78,7 +102,7 @@ export class ConsulateSystem implements GossipSystem {
   /** `logLevel`: the agents' -log-level; debug shows dropped packets and failed push/pulls. */
   constructor(private readonly logLevel = 'info') {
     const t = lanDefaults();
-    this.timings = `-gossip-profile=lan (default): probe ${t.probeIntervalMs} ms, probe timeout ${t.probeTimeoutMs} ms, ${t.indirectChecks} indirect, suspicion mult ${t.suspicionMult} / max mult ${t.suspicionMaxTimeoutMult}, gossip ${t.gossipIntervalMs} ms to ${t.gossipNodes}, retransmit mult ${t.retransmitMult}, push/pull ${t.pushPullIntervalMs / 1000} s, eager gossip ${t.eagerGossip ? "on" : "off"} (-gossip-eager); all clients of the default segment`;
+    this.timings = `-gossip-profile=lan (default): probe ${t.probeIntervalMs} ms, probe timeout ${t.probeTimeoutMs} ms, ${t.indirectChecks} indirect, suspicion mult ${t.suspicionMult} / max mult ${t.suspicionMaxTimeoutMult}, gossip ${t.gossipIntervalMs} ms to ${t.gossipNodes}, retransmit mult ${t.retransmitMult}, push/pull ${t.pushPullIntervalMs / 1000} s, eager gossip ${t.eagerGossip ? "on" : "off"} (-gossip-eager); all clients of the default segment; the harness calls them ${GOSSIP_BENCH_API === 'calls' ? 'as frames on MembershipService.Calls' : 'with unary gRPC calls'} (BENCH_GOSSIP_API)`;
   }
 
   prepare(): void {

@@ -10,6 +10,7 @@ import {
   WatchMembersRequest,
   WatchMembersResponse,
 } from '../gen/consulate/gossip/v1/membership';
+import { WithoutCalls } from '../lib/call-stream';
 import { MemberInfo, SERF_STATUS_CODE, SwimEvent, serfStatus } from '../lib/swim/types';
 import { RoleContext } from '../lib/role-process';
 import { GossipAgent } from './agent';
@@ -31,7 +32,7 @@ export interface MembershipDeps {
   readonly openStreams: Set<{ end(): void }>;
 }
 
-export function membershipService(deps: MembershipDeps): MembershipServiceServer {
+export function membershipService(deps: MembershipDeps): WithoutCalls<MembershipServiceServer> {
   const { agent } = deps;
   let watches = 0;
 

@@ -98,6 +98,7 @@ export const gossipRole: RoleDefinition<typeof fields> = {
             },
           }),
           protoFile: protobufFileName,
+          callStream: true,
         },
       ],
     });

@@ -3,12 +3,15 @@
  * serves its Status, and stops cleanly on SIGTERM. Bad configuration exits 1 with the reason.
  */
 import { credentials } from '@grpc/grpc-js';
+import { trace } from '@opentelemetry/api';
 
 import { CatalogServiceClient } from '../../services/gen/consulate/catalog/v1/catalog';
 import { ClusterServiceClient } from '../../services/gen/consulate/consensus/v1/cluster';
-import { MembershipServiceClient } from '../../services/gen/consulate/gossip/v1/membership';
+import { MembershipServiceClient, MembershipServiceService } from '../../services/gen/consulate/gossip/v1/membership';
 import { OperatorServiceClient } from '../../services/gen/consulate/router/v1/operator';
 import { makeRouterTls } from '../harness/tls';
+import { CallStreamClient } from '../../services/lib/call-stream';
+import { callUnary } from '../../services/lib/grpc-client';
 import { checkHealth } from '../../services/lib/health-probe';
 import { RoleProcess, freeLoopbackAddress, logRecords, startRole, stopAll } from '../harness/processes';
 
@@ -41,12 +44,17 @@ describe('each role process', () => {
     expect(status.info).toMatchObject({ role: 'consensus', node: 'server-1', listeners: { grpc: consensus.grpc } });
   });
 
-  test('gossip: server flag reported in Status', async () => {
+  test('gossip: server flag reported in Status; the Membership API on its Calls stream too', async () => {
     const gossip = await startRole({ role: 'gossip', node: 'server-1', args: ['-server'] });
     const client = new MembershipServiceClient(gossip.grpc, credentials.createInsecure());
     const status = await call(client.status as Unary<{ server: boolean; info?: { role: string } }>, client);
-    client.close();
     expect(status).toMatchObject({ server: true, info: { role: 'gossip' } });
+    const calls = new CallStreamClient({ client, tracer: trace.getTracer('test'), peer: gossip.grpc });
+    const members = calls.method(MembershipServiceService.members, client.members.bind(client));
+    const listed = await callUnary(members, { segment: '' }, { timeoutMs: 5_000, idempotent: false });
+    expect(listed.members.map((member) => [member.name, member.status])).toEqual([['server-1', 'alive']]);
+    calls.close();
+    client.close();
     expect(await gossip.stop()).toBe(0);
   });
 
