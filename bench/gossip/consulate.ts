@@ -8,7 +8,7 @@ import { ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
-import { ClientReadableStream } from '@grpc/grpc-js';
+import { ClientReadableStream, MethodDefinition } from '@grpc/grpc-js';
 import { trace } from '@opentelemetry/api';
 
 import { JoinRequest, JoinResponse, MembersRequest, MembersResponse, MembershipServiceClient, MembershipServiceService, WatchEventsResponse } from '../../services/gen/consulate/gossip/v1/membership';
@@ -46,16 +46,11 @@ export class ConsulateAgentClient implements AgentClient {
   constructor(readonly address: string) {
     const tracer = trace.getTracer('consulate-bench');
     this.client = createRoleClient(MembershipServiceClient, address, { tracer });
-    const members = this.client.members.bind(this.client);
-    const join = this.client.join.bind(this.client);
-    if (GOSSIP_BENCH_API === 'calls') {
-      this.calls = new CallStreamClient({ client: this.client, tracer, peer: address });
-      this.membersMethod = this.calls.method(MembershipServiceService.members, members);
-      this.joinMethod = this.calls.method(MembershipServiceService.join, join);
-    } else {
-      this.membersMethod = members;
-      this.joinMethod = join;
-    }
+    const calls = GOSSIP_BENCH_API === 'calls' ? new CallStreamClient({ client: this.client, tracer, peer: address }) : undefined;
+    this.calls = calls;
+    const api = <Req, Res>(definition: MethodDefinition<Req, Res>, unary: UnaryMethod<Req, Res>) => (calls === undefined ? unary : calls.method(definition, unary));
+    this.membersMethod = api(MembershipServiceService.members, this.client.members.bind(this.client));
+    this.joinMethod = api(MembershipServiceService.join, this.client.join.bind(this.client));
   }
 
   async members(): Promise<MemberView[]> {

@@ -54,8 +54,8 @@ type State = 'stopped' | 'standby' | 'active';
 export class ReconcilerElection {
   private state: State = 'stopped';
   private lease: bigint | undefined;
-  /** We act as the holder until then; after it, the lease may be gone. */
-  private actUntilMs = 0; // on the monotonic clock
+  /** We act as the holder until then (on the monotonic clock); after it, the lease may be gone. */
+  private actUntilMs = 0;
   private timer: TimerHandle | undefined;
   private deadline: TimerHandle | undefined;
   private lastHolder: string | undefined;

@@ -19,6 +19,7 @@ import { Logger } from '../lib/log';
 import { RoleMetrics, setCountsByStatus } from '../lib/metrics';
 import { persistentNodeId } from '../lib/node-id';
 import { RoleDefinition } from '../lib/role-process';
+import { GOSSIP_EAGER_FIELD } from '../lib/swim-pool';
 import { SWIM_PROFILES } from '../lib/swim/config';
 import { TlsConfigError, loadTlsMaterial } from '../lib/tls';
 import { VERSION } from '../lib/version';
@@ -48,7 +49,7 @@ const fields = {
   keyFile: field.string({ key: 'key_file', flag: 'key-file', usage: "The certificate's private key.", default: '' }),
   retryJoinWan: field.list({ key: 'retry_join_wan', flag: 'retry-join-wan', usage: "Address of another datacenter's router to join the WAN pool through, retried until one accepts; repeatable.", default: [] }),
   gossipProfile: field.string({ key: 'gossip_profile', flag: 'gossip-profile', usage: "memberlist's timing profile for area and WAN pools: wan (Consul's), lan or local.", default: 'wan', check: (v) => (v in SWIM_PROFILES ? undefined : `unknown profile "${v}": use wan, lan or local`) }),
-  gossipEager: field.bool({ key: 'gossip_eager', flag: 'gossip-eager', usage: 'Pass new gossip on at once instead of at the next gossip round (same bytes, news in round trips); false keeps memberlist\'s timing.', default: true }),
+  gossipEager: GOSSIP_EAGER_FIELD,
 };
 
 export const federationRouterRole: RoleDefinition<typeof fields> = {

@@ -17,6 +17,7 @@ import { Logger } from '../lib/log';
 import { RoleMetrics, setCountsByStatus } from '../lib/metrics';
 import { persistentNodeId } from '../lib/node-id';
 import { RoleConfig, RoleDefinition } from '../lib/role-process';
+import { GOSSIP_EAGER_FIELD } from '../lib/swim-pool';
 import { SWIM_PROFILES } from '../lib/swim/config';
 import { VERSION } from '../lib/version';
 import { GossipAgent } from './agent';
@@ -38,7 +39,7 @@ const fields = {
   retryMax: field.int({ key: 'retry_max', flag: 'retry-max', usage: 'Join attempts before giving up; 0 retries forever.', default: 0, check: (v) => (v < 0 ? 'cannot be negative' : undefined) }),
   encrypt: field.string({ key: 'encrypt', flag: 'encrypt', usage: 'Key that encrypts gossip (base64; make one with `consulate keygen`). Off when empty.', default: '' }),
   gossipProfile: field.string({ key: 'gossip_profile', flag: 'gossip-profile', usage: "memberlist's timing profile: lan, local or wan.", default: 'lan', check: (v) => (v in PROFILES ? undefined : `unknown profile "${v}": use lan, local or wan`) }),
-  gossipEager: field.bool({ key: 'gossip_eager', flag: 'gossip-eager', usage: 'Pass new gossip on at once instead of at the next gossip round (same bytes, news in round trips); false keeps memberlist\'s timing.', default: true }),
+  gossipEager: GOSSIP_EAGER_FIELD,
 };
 
 type GossipConfig = RoleConfig<typeof fields>;

@@ -12,6 +12,7 @@
  */
 import { randomInt } from 'node:crypto';
 
+import { field } from './config';
 import { Logger } from './log';
 import { SwimTimings, swimConfig } from './swim/config';
 import { Message, PushPull } from './swim/messages';
@@ -22,6 +23,14 @@ import { decodeCoordinate, encodeCoordinate } from './vivaldi/codec';
 import { defaultVivaldiConfig } from './vivaldi/config';
 import { Coordinate } from './vivaldi/coordinate';
 import { VivaldiClient } from './vivaldi/client';
+
+/** `-gossip-eager` (SwimTimings.eagerGossip), for every role that runs pools: the gossip agent and the router. */
+export const GOSSIP_EAGER_FIELD = field.bool({
+  key: 'gossip_eager',
+  flag: 'gossip-eager',
+  usage: "Pass new gossip on at once instead of at the next gossip round (same bytes, news in round trips); false keeps memberlist's timing.",
+  default: true,
+});
 
 const TICK_MS = 10;
 /** 60 s of ticks: a longer stall is not replayed tick by tick; the clock jumps instead. */

@@ -94,6 +94,8 @@ export class Cluster {
   async start(options: ClusterOptions = {}): Promise<void> {
     let seed = 7;
     for (const id of IDS) {
+      const clock = new PausableClock(this.clock);
+      this.clocks.set(id, clock);
       const node = await ConsensusNode.open({
         raft: raftConfig({ id, random: () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648), electionTicks: 10, heartbeatTicks: 1 }),
         tickMs: TICK_MS,
@@ -108,7 +110,7 @@ export class Cluster {
             }
           },
         },
-        clock: this.clocks.set(id, new PausableClock(this.clock)).get(id)!,
+        clock,
         logger: createLogger({ role: 'consensus', datacenter: 'dc1', node: id, level: 'info', destination: { write: (line: string) => void this.logs.push(JSON.parse(line) as LogLine) } }),
         initialMembers: MEMBERS,
         snapshotEntries: options.snapshotEntries ?? 10_000,
