@@ -55,9 +55,10 @@ test-integration: build ## Run the integration tests only (real processes)
 test-sim: install ## Run the seeded simulator (SEEDS=1000 by default)
 	SIM_SEEDS=$(or $(SEEDS),1000) $(BIN)/jest --selectProjects simulation
 
-soak: build ## By hand: SEEDS=20000 simulated clusters (about 12 min on 2 cores), then 20 leader SIGKILLs
+soak: build ## By hand: SEEDS=20000 simulated clusters (about 12 min on 2 cores), 20 leader SIGKILLs, then JEPSEN_RUNS=20 Jepsen-style runs per nemesis (about 2 h)
 	SIM_SEEDS=$(or $(SEEDS),20000) SIM_FROM=$(or $(FROM),1001) $(BIN)/jest --selectProjects simulation -t seeds
 	CONSENSUS_LEADER_KILLS=20 $(BIN)/jest --selectProjects integration --runInBand test/integration/consensus.test.ts -t SIGKILL
+	JEPSEN_RUNS=$(or $(JEPSEN_RUNS),20) $(BIN)/jest --selectProjects integration --runInBand test/integration/jepsen.test.ts
 
 bench-consensus: build ## By hand: Consulate against etcd 3.4, 3 servers each, back to back (about 3 min)
 	node dist/bench/consensus/run.js

@@ -4,7 +4,7 @@
  * until it answers gRPC health SERVING. Every process started here is stopped by its PID.
  */
 import { ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { chownSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -49,6 +49,8 @@ export interface StartOptions {
    * runs in this process otherwise.
    */
   readonly probeVia?: readonly string[];
+  /** Run as this user (and group) id, e.g. to tell processes apart in firewall rules; the data directory is given to it. */
+  readonly uid?: number;
 }
 
 export interface RoleProcess {
@@ -74,7 +76,9 @@ export async function startRole(options: StartOptions): Promise<RoleProcess> {
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), `consulate-${options.role}-`));
   const args = [CONSULATE_BIN, options.role, `-datacenter=${options.datacenter ?? 'dc1'}`, `-node=${options.node ?? `${options.role}-${address}`}`, `-bind=${address}`, `-data-dir=${dataDir}`, ...(options.args ?? [])];
   const command = [...(options.wrap ?? []), process.execPath, ...args];
-  const child = spawn(command[0], command.slice(1), { cwd: REPO_ROOT, env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const user = options.uid === undefined ? {} : { uid: options.uid, gid: options.uid };
+  if (options.uid !== undefined) chownSync(dataDir, options.uid, options.uid);
+  const child = spawn(command[0], command.slice(1), { cwd: REPO_ROOT, env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'], ...user });
   const lines: string[] = [];
   for (const stream of [child.stdout!, child.stderr!]) createInterface({ input: stream }).on('line', (line) => lines.push(line));
   const exited = new Promise<number | string>((resolve) => child.on('exit', (code, signal) => resolve(code ?? signal ?? 'unknown')));
