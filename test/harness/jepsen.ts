@@ -26,6 +26,7 @@
  */
 import { ServiceError, credentials } from '@grpc/grpc-js';
 import { trace } from '@opentelemetry/api';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -76,8 +77,7 @@ export interface JepsenReport {
 export function jepsenUnavailableReason(nemesis: Nemesis): string | undefined {
   if (process.platform !== 'linux' || process.getuid?.() !== 0) return 'needs Linux and root (servers run as their own user ids)';
   if (nemesis === 'partition') {
-    const probe = require('node:child_process').spawnSync('nft', ['--version'], { encoding: 'utf8' }) as { status: number | null };
-    if (probe.status !== 0) return '`nft` is not available';
+    if (spawnSync('nft', ['--version']).status !== 0) return '`nft` is not available';
   }
   if (nemesis === 'clock' && !existsSync(LIBFAKETIME)) return `libfaketime is not installed (${LIBFAKETIME}; Debian package faketime)`;
   return undefined;
