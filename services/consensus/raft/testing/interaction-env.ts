@@ -13,6 +13,8 @@
  *   transfer-leadership nX nY
  *   compact nX index
  *   isolate nX / heal                 drop every message to and from nX / stop dropping
+ *   drop-msgs [nX]                    lose the queued messages (to nX only)
+ *   restart nX                        a crash and restart: a new core from what nX persisted
  *   process-ready nX                  persist, apply and queue nX's Ready
  *   deliver-msgs [nX]                 deliver queued messages (to nX only)
  *   stabilize                         process-ready and deliver until nothing moves
@@ -42,12 +44,12 @@ export class InteractionEnv {
 
   run(script: string): string {
     const blocks: string[] = [];
-    // A transcript is "command\n----\noutput\n\n" repeated; we run the commands and rebuild it.
-    const commands = parseCommands(script);
-    for (const command of commands) {
+    // A transcript is "command\n----\noutput\n\n" repeated, each command perhaps after "#"
+    // comment lines (kept as they are); we run the commands and rebuild it.
+    for (const { comments, command } of parseCommands(script)) {
       this.out.length = 0;
       this.execute(command);
-      blocks.push(`${command}\n----\n${this.out.length === 0 ? 'ok' : this.out.join('\n')}`);
+      blocks.push([...comments, command, '----', this.out.length === 0 ? 'ok' : this.out.join('\n')].join('\n'));
     }
     return `${blocks.join('\n\n')}\n`;
   }
@@ -89,6 +91,14 @@ export class InteractionEnv {
       case 'heal':
         this.isolated.clear();
         return;
+      case 'drop-msgs': {
+        const lost = this.queue.filter((m) => args[0] === undefined || m.to === args[0]);
+        this.queue = this.queue.filter((m) => !lost.includes(m));
+        for (const m of lost) this.out.push(`lost: ${describeMessage(m)}`);
+        return;
+      }
+      case 'restart':
+        return this.restart(args[0]);
       case 'process-ready':
         this.processReady(args[0]);
         return;
@@ -115,10 +125,15 @@ export class InteractionEnv {
   }
 
   private createNode(id: string, hardState: HardState, entries: Entry[]): void {
-    // Fixed election timeouts, different per node: nK waits electionTicks + K - 1 ticks.
-    const k = Number(id.slice(1));
-    const raft = new Raft({ config: raftConfig({ id, random: () => (k - 1) / 10, electionTicks: 10, heartbeatTicks: 1 }), hardState, snapshot: undefined, entries });
-    this.nodes.set(id, { raft, hardState, entries: [...entries], snapshot: undefined, applied: [] });
+    this.nodes.set(id, { raft: newCore(id, hardState, undefined, entries), hardState, entries: [...entries], snapshot: undefined, applied: [] });
+  }
+
+  /** What a crash keeps is what was persisted: hard state, entries, snapshot; applied state is rebuilt from them. */
+  private restart(id: string): void {
+    const node = this.node(id);
+    const raft = newCore(id, node.hardState, node.snapshot, node.entries);
+    const applied = node.snapshot === undefined ? [] : Buffer.from(node.snapshot.data).toString('utf8').split(',').filter((x) => x !== '');
+    this.nodes.set(id, { ...node, raft, applied });
   }
 
   private node(id: string): SimNode {
@@ -195,6 +210,12 @@ export class InteractionEnv {
   }
 }
 
+/** Fixed election timeouts, different per node: nK waits electionTicks + K - 1 ticks. */
+function newCore(id: string, hardState: HardState, snapshot: Snapshot | undefined, entries: readonly Entry[]): Raft {
+  const k = Number(id.slice(1));
+  return new Raft({ config: raftConfig({ id, random: () => (k - 1) / 10, electionTicks: 10, heartbeatTicks: 1 }), hardState, snapshot, entries: [...entries] });
+}
+
 function describeReady(id: string, rd: Ready): string[] {
   const lines = [`> ${id} handling Ready`];
   if (rd.softState !== undefined) lines.push(`  Lead:${rd.softState.leader || '-'} State:${rd.softState.role}`);
@@ -208,13 +229,16 @@ function describeReady(id: string, rd: Ready): string[] {
 }
 
 /** The commands of a transcript: the first line of every block (blocks end with a blank line). */
-export function parseCommands(script: string): string[] {
-  const commands: string[] = [];
+export function parseCommands(script: string): { comments: string[]; command: string }[] {
+  const commands: { comments: string[]; command: string }[] = [];
+  let comments: string[] = [];
   let expectCommand = true;
   for (const line of script.split('\n')) {
     if (expectCommand) {
+      if (line.startsWith('#')) comments.push(line);
       if (line.trim() === '' || line.startsWith('#')) continue;
-      commands.push(line.trim());
+      commands.push({ comments, command: line.trim() });
+      comments = [];
       expectCommand = false;
     } else if (line.trim() === '') {
       expectCommand = true;
