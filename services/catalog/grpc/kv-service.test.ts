@@ -7,6 +7,7 @@
 import { ClientReadableStream, ServiceError, status as GrpcStatus } from '@grpc/grpc-js';
 
 import { KVVerb, PutRequest, TxnOp, WatchPrefixResponse } from '../../gen/consulate/catalog/v1/kv';
+import { goQuote } from '../../lib/go-text';
 import { registerKvEndpoints } from '../http/kv-endpoint';
 import { MAX_KV_VALUE_BYTES } from '../state/model';
 import { CatalogGrpc, startCatalogGrpc } from '../testing/grpc-harness';
@@ -105,6 +106,25 @@ test("bad input: INVALID_ARGUMENT with Consul's texts (missing key, oversized va
   expect({ code: huge.code, details: huge.details }).toEqual({ code: GrpcStatus.INVALID_ARGUMENT, details: `Value for key "big" is too large (${MAX_KV_VALUE_BYTES + 1} > ${MAX_KV_VALUE_BYTES} bytes)` });
   // Exactly the limit is fine.
   expect((await put('big', 'x'.repeat(MAX_KV_VALUE_BYTES))).succeeded).toBe(true);
+});
+
+test('keys the KV endpoint refuses (reliability.md S7): INVALID_ARGUMENT naming the key, for get, put and delete; nothing written', async () => {
+  const cases: [string, string][] = [
+    ['../etc/passwd', 'key contains invalid path traversal sequence'],
+    ['a/..\\b', 'key contains invalid path traversal sequence'],
+    ['/abs', "key must not begin with a '/'"],
+    ['a/%2e%2e%2fb', 'key contains encoded path traversal sequence'],
+    ['..', 'key contains path traversal sequence after normalization'],
+    ['a\0b', 'key must not contain a NUL character'],
+  ];
+  for (const [key, problem] of cases) {
+    const details = `key ${goQuote(key)}: ${problem}`;
+    const put = await api.failure(api.kv.put.bind(api.kv), { key, value: Buffer.from('x'), flags: 0n, condition: undefined, datacenter: '' });
+    const read = await api.failure(api.kv.get.bind(api.kv), { query: undefined, key, recurse: true, keys: false, separator: '' });
+    const del = await api.failure(api.kv.delete.bind(api.kv), { key, recurse: false, datacenter: '' });
+    for (const failure of [put, read, del]) expect([key, failure.code, failure.details]).toEqual([key, GrpcStatus.INVALID_ARGUMENT, details]);
+  }
+  expect(api.consensus.fake.keys('/kv/')).toEqual([]);
 });
 
 test('locks: acquire with a session, a second session is refused (false), release; an unknown session is FAILED_PRECONDITION', async () => {

@@ -13,7 +13,7 @@ import { KvPutOp, deleteKv, putKv } from '../state/kv-apply';
 import { getKv, listKv, listKvKeys } from '../state/kv-reads';
 import { KvVerb } from '../state/kv-writes';
 import { MAX_TXN_BYTES, MAX_TXN_OPS, TxnOp, TxnOutcome, readTxn, writeTxn, writesAnything } from '../state/kv-txn';
-import { MAX_KV_VALUE_BYTES } from '../state/model';
+import { MAX_KV_VALUE_BYTES, kvKeyProblem } from '../state/model';
 import { CatalogApiDeps } from './catalog-api';
 import { kvEntryMessage } from './proto-shapes';
 import { queryRead, readOptionsOf } from './query';
@@ -35,6 +35,12 @@ const VERBS: Readonly<Partial<Record<KVVerb, KvVerb>>> = {
   [KVVerb.KV_VERB_DELETE_TREE]: 'delete-tree',
 };
 
+/** A key Consul's KV endpoint refuses (path traversal, a leading '/', NUL): INVALID_ARGUMENT naming it. */
+function refuseBadKey(key: string): void {
+  const problem = key === '' ? undefined : kvKeyProblem(key);
+  if (problem !== undefined) throw invalidArgument(`key ${goQuote(key)}: ${problem}`);
+}
+
 /** Consul's text for a value over the limit (agent/txn_endpoint.go; KVSPut says it of the body). */
 function refuseLargeValue(key: string, value: Uint8Array): void {
   if (value.length > MAX_KV_VALUE_BYTES) throw invalidArgument(`Value for key ${goQuote(key)} is too large (${value.length} > ${MAX_KV_VALUE_BYTES} bytes)`);
@@ -45,6 +51,7 @@ export function kvService(deps: CatalogApiDeps): KVServiceServer {
   return {
     get: unary(logger, async (call): Promise<GetResponse> => {
       const { key, recurse, keys, separator, query } = call.request;
+      refuseBadKey(key);
       if (keys) {
         const read = await queryRead(deps, call, query, ['kvs'], () => listKvKeys(view, key, separator));
         return { entries: [], keys: read.value, meta: read.meta };
@@ -67,6 +74,7 @@ export function kvService(deps: CatalogApiDeps): KVServiceServer {
       const { key, value, flags, condition, datacenter } = call.request;
       refuseOtherDatacenter(datacenter, deps.datacenter);
       if (key === '') throw invalidArgument('Missing key name');
+      refuseBadKey(key);
       refuseLargeValue(key, value);
       let op: KvPutOp = { kind: 'set' };
       if (condition?.$case === 'cas') op = { kind: 'cas', index: condition.value };
@@ -81,6 +89,7 @@ export function kvService(deps: CatalogApiDeps): KVServiceServer {
       refuseOtherDatacenter(datacenter, deps.datacenter);
       if (recurse && cas !== undefined) throw invalidArgument('Conflicting flags: recurse and cas: delete a prefix, or one key by cas');
       if (!recurse && key === '') throw invalidArgument('Missing key name');
+      refuseBadKey(key);
       const op = cas !== undefined ? ({ kind: 'delete-cas', index: cas } as const) : recurse ? ({ kind: 'delete-tree' } as const) : ({ kind: 'delete' } as const);
       const { value: succeeded, revision } = await deleteKv(deps, key, op);
       return { succeeded, index: BigInt(revision) };

@@ -12,7 +12,7 @@ import { Socket } from 'node:net';
 import { Context, ROOT_CONTEXT, SpanKind, SpanStatusCode, Tracer, context as otelContext, propagation } from '@opentelemetry/api';
 
 import { Logger } from '../../lib/log';
-import { HttpError, methodNotAllowed } from './http-errors';
+import { HttpError, badRequest, methodNotAllowed } from './http-errors';
 
 /** Bodies larger than this are refused before they are read (the KV endpoint has its own, smaller, limit). */
 export const MAX_BODY_BYTES = 4 * 1024 * 1024;
@@ -183,6 +183,9 @@ export class CatalogHttpServer {
    * the metrics, and the answer as it goes on the wire.
    */
   async serve(raw: RawRequest, caller: Context = otelContext.active()): Promise<EncodedAnswer> {
+    // The URL parser resolves "..": /v1/kv/../agent/self would be served as /v1/agent/self.
+    const traversal = traversalProblem(raw.url);
+    if (traversal !== undefined) return encode(errorResult(badRequest(traversal), this.options.logger, raw.method, raw.url), false);
     const url = new URL(raw.url, 'http://catalog');
     const method = raw.method;
     const found = this.options.router.match(url.pathname);
@@ -313,6 +316,22 @@ export function toJson(value: unknown, pretty = false): string {
   const text = JSON.stringify(value, (_key, v: unknown) => (typeof v === 'bigint' ? `${BIGINT_MARK}${v}` : v), pretty ? 4 : undefined);
   const exact = text.replace(/"\\u0000bigint:(-?\d+)"/g, '$1');
   return pretty ? `${exact}\n` : exact;
+}
+
+/**
+ * Consul's 400 texts for a raw request path that would climb out of its route (agent/kvs_endpoint.go).
+ * The encoded forms are every segment that decodes to "..": the URL parser takes ".%2E" as ".." too.
+ */
+function traversalProblem(rawUrl: string): string | undefined {
+  const query = rawUrl.indexOf('?');
+  const path = query < 0 ? rawUrl : rawUrl.slice(0, query);
+  if (path.includes('../') || path.includes('..\\') || path.endsWith('/..')) return 'URL path contains invalid traversal sequence';
+  const climbs = (segment: string) => {
+    const decoded = decode(segment);
+    return decoded === '..' || decoded.includes('../') || decoded.includes('..\\');
+  };
+  if (path.toLowerCase().includes('%252e%252e%252f') || path.split('/').some(climbs)) return 'URL path contains encoded traversal sequence';
+  return undefined;
 }
 
 function decode(component: string): string {

@@ -1,5 +1,7 @@
 // /v1/kv (reference/consul-compat.md §4.3, §4.4, §4.8; agent/kvs_endpoint.go, state/kvs.go) over
 // real HTTP, on a fake consensus store.
+import { request as httpRequest } from 'node:http';
+
 import { DirEntry } from '../state/kv-reads';
 import { keys } from '../state/keys';
 import { KvServed, LeasedFakeConsensus, kvTestDeps, serveKv } from '../testing/kv-fake';
@@ -172,6 +174,56 @@ describe('DELETE', () => {
     expect((await served.call('DELETE', `/v1/kv/e?cas=${entry.ModifyIndex + 1}`)).text).toBe('false');
     expect((await served.call('DELETE', `/v1/kv/e?cas=${entry.ModifyIndex}`)).text).toBe('true');
     expect((await served.call('DELETE', '/v1/kv/e?cas=3')).text).toBe('true');
+  });
+});
+
+/** A request whose path goes on the wire as written: fetch would resolve "..". */
+function rawCall(method: string, path: string, body?: string): Promise<{ status: number; text: string }> {
+  const { hostname, port } = new URL(served.base);
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ host: hostname, port, method, path }, (res) => {
+      let text = '';
+      res.on('data', (chunk: Buffer) => (text += chunk.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+    });
+    req.on('error', reject);
+    if (body === undefined) req.end();
+    else req.end(body);
+  });
+}
+
+describe('path traversal (reliability.md S7; Consul\'s 2025 fix, agent/kvs_endpoint.go): a 400, nothing written', () => {
+  test('".." in the raw path, plain or percent-encoded, never reaches another route', async () => {
+    for (const [path, text] of [
+      ['/v1/kv/../session/list', 'URL path contains invalid traversal sequence'],
+      ['/v1/kv/a/../../txn', 'URL path contains invalid traversal sequence'],
+      ['/v1/kv/app/..', 'URL path contains invalid traversal sequence'],
+      ['/v1/kv/%2e%2e/session/list', 'URL path contains encoded traversal sequence'],
+      ['/v1/kv/%2E%2E%2Fsession', 'URL path contains encoded traversal sequence'],
+      ['/v1/kv/..%2fsession', 'URL path contains encoded traversal sequence'],
+      ['/v1/kv/%252e%252e%252fsession', 'URL path contains encoded traversal sequence'],
+      ['/v1/kv/.%2E/session/list', 'URL path contains encoded traversal sequence'],
+      ['/v1/kv/a%2F..%2F..%2Fb', 'URL path contains encoded traversal sequence'],
+      ['/v1/kv/a%5C..%5Cb', 'URL path contains encoded traversal sequence'],
+    ]) {
+      for (const method of ['GET', 'PUT', 'DELETE']) expect([path, method, await rawCall(method, path, method === 'PUT' ? 'x' : undefined)]).toEqual([path, method, { status: 400, text }]);
+    }
+    expect(consensus.fake.keys(keys.kv(''))).toEqual([]);
+  });
+
+  test('keys Consul refuses: a leading "/", a key that normalizes above its root, a key spelling an encoded "../"; and (ours) NUL', async () => {
+    for (const [path, text] of [
+      ['/v1/kv/%2Fetc/passwd', "key must not begin with a '/'"],
+      ['/v1/kv/..hidden', 'key contains path traversal sequence after normalization'],
+      ['/v1/kv/a%252e%252e%252fb', 'URL path contains encoded traversal sequence'],
+      ['/v1/kv/a%25%32e%25%32e%25%32fb', 'key contains encoded path traversal sequence'],
+      ['/v1/kv/a%00b', 'key must not contain a NUL character'],
+    ]) {
+      expect([path, await rawCall('PUT', path, 'x')]).toEqual([path, { status: 400, text }]);
+    }
+    expect(consensus.fake.keys(keys.kv(''))).toEqual([]);
+    // Dots that do not climb stay keys: Consul takes them too.
+    for (const path of ['/v1/kv/a..b', '/v1/kv/v1.2/config', '/v1/kv/.hidden', '/v1/kv/a/./b']) expect([path, (await rawCall('PUT', path, 'x')).status]).toEqual([path, 200]);
   });
 });
 

@@ -6,7 +6,7 @@
  * Txn (state/kv-apply.ts). Absent keys are a 404 with an empty body and the index headers.
  */
 import { ConsensusClient } from '../../lib/consensus-client';
-import { MAX_KV_VALUE_BYTES } from '../state/model';
+import { MAX_KV_VALUE_BYTES, kvKeyProblem } from '../state/model';
 import { DirEntry, listKvEntries, listKvKeys, readKvEntry } from '../state/kv-reads';
 import { KvDeleteOp, KvPutOp, deleteKv, putKv } from '../state/kv-apply';
 import { LockDelays } from '../state/lock-delay';
@@ -28,9 +28,16 @@ export function valueTooLarge(length: number): HttpError {
 }
 
 export function registerKvEndpoints(router: HttpRouter, deps: KvEndpointDeps): void {
-  router.on(['GET'], '/v1/kv/*key', (request) => getKv(deps, request));
-  router.on(['PUT'], '/v1/kv/*key', (request) => putKvEndpoint(deps, request));
-  router.on(['DELETE'], '/v1/kv/*key', (request) => deleteKvEndpoint(deps, request));
+  router.on(['GET'], '/v1/kv/*key', (request) => getKv(deps, checkKey(request)));
+  router.on(['PUT'], '/v1/kv/*key', (request) => putKvEndpoint(deps, checkKey(request)));
+  router.on(['DELETE'], '/v1/kv/*key', (request) => deleteKvEndpoint(deps, checkKey(request)));
+}
+
+/** Consul's 400 for a key its KV endpoint refuses (path traversal, a leading '/'; and NUL). */
+function checkKey(request: HttpRequest): HttpRequest {
+  const problem = request.params.key === '' ? undefined : kvKeyProblem(request.params.key);
+  if (problem !== undefined) throw badRequest(problem);
+  return request;
 }
 
 const EMPTY = Buffer.alloc(0);

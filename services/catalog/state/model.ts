@@ -3,6 +3,7 @@
  * and `/v1/kv` (reference/consul-compat.md §4), field names as Go writes them. CreateIndex and
  * ModifyIndex are not stored: they are the consensus revisions of the key (create and mod).
  */
+import { posix } from 'node:path';
 
 export type CheckStatus = 'passing' | 'warning' | 'critical';
 
@@ -81,3 +82,22 @@ export const META_SEGMENT_KEY = 'consul-network-segment';
 
 /** The largest KV value Consul accepts (raft.SuggestedMaxDataSize). */
 export const MAX_KV_VALUE_BYTES = 512 * 1024;
+
+/**
+ * Why a (non-empty) KV key is refused, with Consul's texts (agent/kvs_endpoint.go validateKVKey, the
+ * 2025 path traversal fix), or undefined. Consul's check for file-like suffixes (`.json`, `.txt` ...)
+ * is left out: it would refuse keys that existing users have. A NUL is refused too (Consul has no
+ * text for it): it ends the key in C and Go tools that read it back.
+ */
+export function kvKeyProblem(key: string): string | undefined {
+  if (key.startsWith('/')) return "key must not begin with a '/'";
+  if (key.includes('../') || key.includes('..\\')) return 'key contains invalid path traversal sequence';
+  if (ENCODED_TRAVERSAL.some((sequence) => key.toLowerCase().includes(sequence))) return 'key contains encoded path traversal sequence';
+  const normalized = posix.normalize(key);
+  if (normalized.startsWith('..') || normalized.includes('/..')) return 'key contains path traversal sequence after normalization';
+  if (key.includes('\0')) return 'key must not contain a NUL character';
+  return undefined;
+}
+
+/** Percent-encoded `../` and `..\\` as Consul looks for them in keys. */
+const ENCODED_TRAVERSAL = ['%2e%2e%2f', '%2e%2e/', '..%2f', '%2e%2e%5c'] as const;
