@@ -1,9 +1,8 @@
 // /v1/kv (reference/consul-compat.md §4.3, §4.4, §4.8; agent/kvs_endpoint.go, state/kvs.go) over
 // real HTTP, on a fake consensus store.
-import { request as httpRequest } from 'node:http';
-
 import { DirEntry } from '../state/kv-reads';
 import { keys } from '../state/keys';
+import { send } from '../testing/http-harness';
 import { KvServed, LeasedFakeConsensus, kvTestDeps, serveKv } from '../testing/kv-fake';
 
 let consensus: LeasedFakeConsensus;
@@ -177,19 +176,10 @@ describe('DELETE', () => {
   });
 });
 
-/** A request whose path goes on the wire as written: fetch would resolve "..". */
-function rawCall(method: string, path: string, body?: string): Promise<{ status: number; text: string }> {
-  const { hostname, port } = new URL(served.base);
-  return new Promise((resolve, reject) => {
-    const req = httpRequest({ host: hostname, port, method, path }, (res) => {
-      let text = '';
-      res.on('data', (chunk: Buffer) => (text += chunk.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
-    });
-    req.on('error', reject);
-    if (body === undefined) req.end();
-    else req.end(body);
-  });
+/** A request whose path goes on the wire as written (fetch would resolve ".."). */
+async function rawCall(method: string, path: string, body?: string): Promise<{ status: number; text: string }> {
+  const { status, text } = await send(new URL(served.base).host, method, path, body);
+  return { status, text };
 }
 
 describe('path traversal (reliability.md S7; Consul\'s 2025 fix, agent/kvs_endpoint.go): a 400, nothing written', () => {
