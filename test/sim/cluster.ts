@@ -1,7 +1,7 @@
 /**
  * A whole simulated cluster for one seed (TigerBeetle's VOPR, FoundationDB's simulation): servers
  * running the real Raft core, a network that loses, duplicates, delays and reorders messages and
- * partitions servers (symmetric and one-way), crashes that lose un-fsynced writes (sometimes a
+ * partitions servers (one cut off, two halves, one-way links, a bridge, a majorities ring), crashes that lose un-fsynced writes (sometimes a
  * torn tail), restarts, pauses, clients that record a history, and checkers:
  *
  *   election safety      at most one leader per term
@@ -240,8 +240,10 @@ export class SimCluster {
     }
     if (p.partitions) {
       choices.push(() => {
-        // Isolate one server, or cut the cluster in two, or a one-way link.
-        const shape = this.prng.int(3);
+        // Isolate one server, cut the cluster in two, a one-way link, a bridge (two halves that
+        // only one server joins), or Jepsen's majorities ring (each server sees its neighbours
+        // on a ring: a majority, but no two the same; 5 servers or more, a bridge with fewer).
+        const shape = this.prng.int(5);
         this.blocked.clear();
         if (shape === 0) {
           const alone = this.prng.pick(ids);
@@ -249,10 +251,25 @@ export class SimCluster {
         } else if (shape === 1) {
           const side = new Set(ids.filter(() => this.prng.chance(0.5)));
           for (const a of ids) for (const b of ids) if (side.has(a) !== side.has(b)) this.blocked.add(`${a}>${b}`);
-        } else {
+        } else if (shape === 2) {
           const a = this.prng.pick(ids);
           const b = this.prng.pick(ids.filter((id) => id !== a));
           this.blocked.add(`${a}>${b}`);
+        } else if (shape === 3 || ids.length < 5) {
+          const bridge = this.prng.pick(ids);
+          const rest = this.prng.shuffle(ids.filter((id) => id !== bridge));
+          const half = new Set(rest.slice(0, rest.length >> 1));
+          for (const a of rest) for (const b of rest) if (half.has(a) !== half.has(b)) this.blocked.add(`${a}>${b}`);
+        } else {
+          const ring = this.prng.shuffle(ids);
+          // Neighbours each side so that a server and its neighbours are a majority: 1 of 5.
+          const reach = Math.ceil(Math.floor(ids.length / 2) / 2);
+          ring.forEach((a, i) =>
+            ring.forEach((b, j) => {
+              const distance = Math.min(Math.abs(i - j), ring.length - Math.abs(i - j));
+              if (distance > reach) this.blocked.add(`${a}>${b}`);
+            }),
+          );
         }
         this.mix(`partition${[...this.blocked].join()}`);
       });

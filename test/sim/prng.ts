@@ -54,6 +54,16 @@ export class Prng {
     return this.next() < p;
   }
 
+  /** A new array with `items` in a random order (Fisher-Yates). */
+  shuffle<T>(items: readonly T[]): T[] {
+    const out = [...items];
+    for (let i = out.length - 1; i > 0; i--) {
+      const j = this.int(i + 1);
+      [out[i], out[j]] = [out[j], out[i]];
+    }
+    return out;
+  }
+
   pick<T>(items: readonly T[]): T {
     if (items.length === 0) throw new RangeError('pick from nothing');
     return items[this.int(items.length)];
