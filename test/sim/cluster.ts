@@ -1,8 +1,9 @@
 /**
  * A whole simulated cluster for one seed (TigerBeetle's VOPR, FoundationDB's simulation): servers
  * running the real Raft core, a network that loses, duplicates, delays and reorders messages and
- * partitions servers (one cut off, two halves, one-way links, a bridge, a majorities ring), crashes that lose un-fsynced writes (sometimes a
- * torn tail), restarts, pauses, clients that record a history, and checkers:
+ * partitions servers (one cut off, two halves, one-way links, a bridge, a majorities ring),
+ * crashes that lose un-fsynced writes (sometimes a torn tail), restarts, pauses, clients that
+ * record a history, and checkers:
  *
  *   election safety      at most one leader per term
  *   vote safety          a server grants at most one vote per term (Figure 2: votedFor is
