@@ -22,7 +22,6 @@
  * deadline, and only a blocking ListAreas/GetArea may reach it). Outcomes only, no timings: real
  * processes on 2 shared cores. Afterwards the router is the same process, alive, and answers.
  */
-import { readFileSync } from 'node:fs';
 
 import { ChannelCredentials, Client, Metadata, ServiceError, credentials, status as GrpcStatus } from '@grpc/grpc-js';
 import fc from 'fast-check';
@@ -58,7 +57,7 @@ import { checkHealth } from '../../services/lib/health-probe';
 import { Message, PushPullMember } from '../../services/lib/swim/messages';
 import { encodePacket, encodeStreamFrame } from '../../services/lib/swim/wire-codec';
 import { FederatedDatacenter, startDatacenter } from '../harness/federation';
-import { RoleProcess, logRecords, stopAll } from '../harness/processes';
+import { RoleProcess, logRecords, stopAll, vmKib } from '../harness/processes';
 import { RouterTls, makeRouterTls } from '../harness/tls';
 
 /** Cases per service (reliability.md asks 100,000 in the nightly run; this is the CI share). */
@@ -431,12 +430,6 @@ function report(service: string, seed: number, outcomes: readonly Outcome[]): st
 
 // ---------------------------------------------------------------------------------------------
 // The router, checked after each run
-
-function vmKib(pid: number, field: 'VmRSS' | 'VmHWM'): number {
-  const match = new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  if (match === null) throw new Error(`no ${field} in /proc/${pid}/status`);
-  return Number(match[1]);
-}
 
 /** The router that started is still running and logged no crash (role-process.ts logs one as fatal, then exits 1). */
 function expectRouterAlive(): void {

@@ -9,6 +9,7 @@
  *
  *   bad client ──8300 (mTLS)──▶ router-1 of dc1 ──HTTP──▶ catalog of dc1 (KV `secret`)
  */
+import { connect as http2Connect, constants as http2Constants } from 'node:http2';
 import { connect as netConnect } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 
@@ -18,7 +19,7 @@ import { CertificateAndKey, createCa, createCertificate } from '../../cli/tls/ma
 import { HANDSHAKE_TIMEOUT_MS } from '../../services/federation-router/tls-listener';
 import { FederationServiceClient } from '../../services/gen/consulate/router/v1/federation';
 import { FederatedDatacenter, startDatacenter } from '../harness/federation';
-import { RoleProcess, eventually, logRecords, stopAll } from '../harness/processes';
+import { RoleProcess, eventually, logRecords, stopAll, vmKib } from '../harness/processes';
 import { RouterTls, makeRouterTls } from '../harness/tls';
 
 const DAY_MS = 86_400_000;
@@ -277,6 +278,94 @@ describe('8300 under a connection flood (rpc_max_conns_per_client, rpc_handshake
     }
   });
 });
+
+describe('8300 under an HTTP/2 rapid reset (CVE-2023-44487, reliability.md S8)', () => {
+  /** CI's length; S8 asks for 30 s, which `RAPID_RESET_MS=30000` runs. */
+  const FLOOD_MS = Number(process.env.RAPID_RESET_MS ?? 5_000);
+
+  test(`a trusted peer opening and resetting streams as fast as it can for ${FLOOD_MS / 1000} s, reconnecting whenever it is sent away: the router stays up and another router's Pings keep succeeding`, async () => {
+    const pair = certificate('dc2');
+    const legit = federationClient(mutualTls(certificate('dc2')));
+    const pings: { ok: boolean; ms: number }[] = [];
+    let flooding = true;
+    const pinger = (async () => {
+      while (flooding) {
+        const started = performance.now();
+        const answer = await ping(legit, claiming('dc2'));
+        pings.push({ ok: answer.ok, ms: performance.now() - started });
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    })();
+    const rssBefore = vmKib(router.pid, 'VmRSS');
+    const floodStarted = Date.now();
+    const flood = { sessions: 0, stalled: 0, reset: 0, goaways: new Map<number, number>() };
+    while (Date.now() - floodStarted < FLOOD_MS && flood.sessions < 10_000) {
+      await floodOneSession(pair, floodStarted + FLOOD_MS, flood);
+    }
+    const floodMs = Date.now() - floodStarted;
+    flooding = false;
+    await pinger;
+    legit.close();
+    const latencies = pings.map((p) => p.ms).sort((a, b) => a - b);
+    const succeeded = pings.filter((p) => p.ok).length;
+    console.log(
+      `rapid reset: ${flood.reset} streams opened and reset at once in ${floodMs} ms (${Math.round(flood.reset / (floodMs / 1000))}/s) over ${flood.sessions} connections (${flood.stalled} of them left unread by the router); ` +
+        `GOAWAY codes the router sent: ${JSON.stringify(Object.fromEntries(flood.goaways))}; ` +
+        `another router's Pings meanwhile: ${succeeded} of ${pings.length} succeeded, p99 ${latencies[Math.floor(latencies.length * 0.99)]?.toFixed(0)} ms (S8: < 500); ` +
+        `router RSS ${rssBefore} → ${vmKib(router.pid, 'VmRSS')} KiB, peak ${vmKib(router.pid, 'VmHWM')} KiB`,
+    );
+    expect(router.child.exitCode).toBeNull();
+    expect(flood.reset).toBeGreaterThan(1_000);
+    expect(pings.length).toBeGreaterThan(0);
+    expect(succeeded / pings.length).toBeGreaterThanOrEqual(0.99);
+    // And the router still serves a fresh client.
+    const after = federationClient(mutualTls(certificate('dc2')));
+    try {
+      expect(await ping(after, claiming('dc2'))).toEqual({ ok: true, value: { node: 'router-1', datacenter: 'dc1' } });
+    } finally {
+      after.close();
+    }
+  });
+});
+
+/**
+ * One HTTP/2 connection to router-1's 8300 (from its own address: the connection cap is per client
+ * address) that opens Ping streams and resets each at once (HEADERS and RST_STREAM in one write),
+ * at most 100 in flight, until the router sends it away or stops reading it, or `until`.
+ */
+async function floodOneSession(pair: CertificateAndKey, until: number, flood: { sessions: number; stalled: number; reset: number; goaways: Map<number, number> }): Promise<void> {
+  const session = http2Connect(`https://${routerAddress}`, {
+    createConnection: () =>
+      tlsConnect({ socket: netConnect({ host: router.address, port: 8300, localAddress: '127.0.0.78' }), ca: tls.ca.certPem, cert: pair.certPem, key: pair.keyPem, servername: 'server.dc1.consulate', ALPNProtocols: ['h2'] }),
+  });
+  flood.sessions++;
+  session.on('goaway', (code: number) => flood.goaways.set(code, (flood.goaways.get(code) ?? 0) + 1));
+  session.on('error', () => undefined);
+  const usable = () => !session.destroyed && !session.closed;
+  const connected = await new Promise<boolean>((resolve) => {
+    session.once('connect', () => resolve(true));
+    session.once('close', () => resolve(false));
+  });
+  let inFlight = 0;
+  let lastProgress = Date.now();
+  // A connection the router stops reading (no stream closes for a second) is dropped for a new one.
+  while (connected && usable() && Date.now() < until && Date.now() - lastProgress < 1_000) {
+    while (inFlight < 100 && usable()) {
+      const stream = session.request({ ':method': 'POST', ':path': '/consulate.router.v1.FederationService/Ping', 'content-type': 'application/grpc', te: 'trailers', 'consulate-datacenter': 'dc2' });
+      inFlight++;
+      stream.on('error', () => undefined);
+      stream.once('close', () => {
+        inFlight--;
+        flood.reset++;
+        lastProgress = Date.now();
+      });
+      stream.close(http2Constants.NGHTTP2_CANCEL);
+    }
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  if (usable() && Date.now() - lastProgress >= 1_000) flood.stalled++;
+  session.destroy();
+}
 
 describe('8300 positive control', () => {
   test("(h) a dc2 router's certificate claiming dc2 is served: Ping, and the Forward every bad client was refused", async () => {
