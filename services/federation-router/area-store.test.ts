@@ -95,7 +95,7 @@ describe('create', () => {
     const store = await openStore('dc1');
     const err = await refusal(store.create(areaInput('dc1')));
     expect(err.message).toBe('Cannot create an area with the local datacenter "dc1"');
-    expect(err.kind).toBe('invalid');
+    expect(err.kind).toBe('precondition');
   });
 
   test.each(['DC2', 'dc 2', 'dc2/../x', 'd'.repeat(65)])('refuses the datacenter name %j', async (peer) => {

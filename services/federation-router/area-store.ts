@@ -37,7 +37,8 @@ export class AreaError extends Error {
   override readonly name = 'AreaError';
   constructor(
     message: string,
-    readonly kind: 'invalid' | 'exists' | 'not-found',
+    /** INVALID_ARGUMENT, ALREADY_EXISTS, NOT_FOUND, FAILED_PRECONDITION (an area with this datacenter itself). */
+    readonly kind: 'invalid' | 'exists' | 'not-found' | 'precondition',
   ) {
     super(message);
   }
@@ -168,7 +169,7 @@ export class AreaStore {
     const peer = input.peerDatacenter;
     if (peer === '') throw new AreaError('Must provide a peer datacenter', 'invalid');
     if (!DATACENTER_NAME.test(peer)) throw new AreaError(`Invalid peer datacenter "${peer}": use lower-case letters, digits, '-' or '_'`, 'invalid');
-    if (peer === this.datacenter) throw new AreaError(`Cannot create an area with the local datacenter "${peer}"`, 'invalid');
+    if (peer === this.datacenter) throw new AreaError(`Cannot create an area with the local datacenter "${peer}"`, 'precondition');
     const area: Area = { id: randomUUID(), peerDatacenter: peer, retryJoin: [...input.retryJoin], useTls: input.useTls, transit: input.transit };
     const response = await this.consensus.kv(
       'txn',

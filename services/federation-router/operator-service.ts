@@ -4,7 +4,7 @@
  * datacenter answers), area and WAN members and joins (this router's pools), the datacenters it
  * reaches, and forwarding.
  */
-import { ServerErrorResponse, status as GrpcStatus } from '@grpc/grpc-js';
+import { ServerErrorResponse, handleUnaryCall, status as GrpcStatus } from '@grpc/grpc-js';
 
 import { WithoutCalls } from '../lib/call-stream';
 import { Area as AreaMessage, AreaMember, ForwardServiceServer, OperatorServiceServer, ReadOptions } from '../gen/consulate/router/v1/operator';
@@ -18,6 +18,19 @@ import { forwardFailure } from './federation-service';
 /** Consul's blocking-query wait: 5 minutes by default, 10 at most. */
 const DEFAULT_WAIT_MS = 5 * 60_000;
 const MAX_WAIT_MS = 10 * 60_000;
+
+/** An area's ID as the store makes them (randomUUID): 8-4-4-4-12 hex digits. */
+const AREA_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** A handler of one area's calls, run only for an ID that can name an area: INVALID_ARGUMENT before anything is looked up otherwise (reliability.md S4). */
+function withAreaId<Request extends { id: string }, Response>(handler: handleUnaryCall<Request, Response>): handleUnaryCall<Request, Response> {
+  return (call, callback) => {
+    const id = call.request.id;
+    if (id === '') return callback(failure(GrpcStatus.INVALID_ARGUMENT, 'Missing area ID'));
+    if (!AREA_ID.test(id)) return callback(failure(GrpcStatus.INVALID_ARGUMENT, `Invalid area ID "${id}": an area ID is a UUID (8-4-4-4-12 hex digits)`));
+    handler(call, callback);
+  };
+}
 
 export interface OperatorDeps {
   readonly context: Pick<RoleContext<never>, 'roleInfo'>;
@@ -47,7 +60,7 @@ export function operatorService(deps: OperatorDeps): OperatorServiceServer {
         (err: Error) => callback(areaFailure(err)),
       );
     },
-    getArea(call, callback) {
+    getArea: withAreaId((call, callback) => {
       read(store, call.request.options).then(
         (meta) => {
           const area = store.area(call.request.id);
@@ -55,34 +68,34 @@ export function operatorService(deps: OperatorDeps): OperatorServiceServer {
         },
         (err: Error) => callback(areaFailure(err)),
       );
-    },
-    updateArea(call, callback) {
+    }),
+    updateArea: withAreaId((call, callback) => {
       store.update(call.request.id, { useTls: call.request.useTls, transit: call.request.transit }).then(
         (updated) => callback(null, { id: updated.id, index: BigInt(updated.index) }),
         (err: Error) => callback(areaFailure(err)),
       );
-    },
-    deleteArea(call, callback) {
+    }),
+    deleteArea: withAreaId((call, callback) => {
       store.delete(call.request.id).then(
         (deleted) => callback(null, { index: BigInt(deleted.index) }),
         (err: Error) => callback(areaFailure(err)),
       );
-    },
-    joinArea(call, callback) {
+    }),
+    joinArea: withAreaId((call, callback) => {
       if (store.area(call.request.id) === undefined) return callback(failure(GrpcStatus.NOT_FOUND, `Unknown area "${call.request.id}"`));
       federation.join(call.request.id, call.request.addresses).then(
         (results) => callback(null, { results }),
         (err: Error) => callback(areaFailure(err)),
       );
-    },
-    areaMembers(call, callback) {
+    }),
+    areaMembers: withAreaId((call, callback) => {
       if (store.area(call.request.id) === undefined) return callback(failure(GrpcStatus.NOT_FOUND, `Unknown area "${call.request.id}"`));
       try {
         callback(null, { members: federation.members(call.request.id).map(toMember) });
       } catch (err) {
         callback(areaFailure(err as Error));
       }
-    },
+    }),
     wanMembers(_call, callback) {
       callback(null, { members: federation.members(WAN_AREA).map(toMember) });
     },
@@ -139,7 +152,7 @@ function toMember(member: AreaMemberView): AreaMember {
 
 function areaFailure(err: Error): ServerErrorResponse {
   if (err instanceof AreaError) {
-    const code = { invalid: GrpcStatus.INVALID_ARGUMENT, exists: GrpcStatus.ALREADY_EXISTS, 'not-found': GrpcStatus.NOT_FOUND }[err.kind];
+    const code = { invalid: GrpcStatus.INVALID_ARGUMENT, exists: GrpcStatus.ALREADY_EXISTS, 'not-found': GrpcStatus.NOT_FOUND, precondition: GrpcStatus.FAILED_PRECONDITION }[err.kind];
     return failure(code, err.message);
   }
   return failure(GrpcStatus.UNAVAILABLE, err.message);

@@ -176,6 +176,7 @@ function decode<T>(body: Buffer, type: GoType): T {
 /** The refusals that are not Consul's 500 for an RPC error (§4.8): a request that can never succeed, ACLs, rate limits. */
 const REFUSAL_STATUS = new Map<GrpcStatus, number>([
   [GrpcStatus.INVALID_ARGUMENT, 400],
+  [GrpcStatus.FAILED_PRECONDITION, 400],
   [GrpcStatus.PERMISSION_DENIED, 403],
   [GrpcStatus.RESOURCE_EXHAUSTED, 429],
 ]);

@@ -164,7 +164,7 @@ export async function startFakeRouter(datacenter: string): Promise<FakeRouter> {
     createArea: unary<CreateAreaRequest, CreateAreaResponse>('createArea', ({ area }) => {
       if (area === undefined || area.peerDatacenter === '') return { code: GrpcStatus.INVALID_ARGUMENT, details: 'Missing peer datacenter' };
       if (area.id !== '') return { code: GrpcStatus.INVALID_ARGUMENT, details: 'An area ID cannot be given on create' };
-      if (area.peerDatacenter === datacenter) return { code: GrpcStatus.INVALID_ARGUMENT, details: `Cannot create an area with the local datacenter "${datacenter}"` };
+      if (area.peerDatacenter === datacenter) return { code: GrpcStatus.FAILED_PRECONDITION, details: `Cannot create an area with the local datacenter "${datacenter}"` };
       if ([...state.areas.values()].some((a) => a.peerDatacenter === area.peerDatacenter)) {
         return { code: GrpcStatus.ALREADY_EXISTS, details: `An area with peer datacenter "${area.peerDatacenter}" already exists` };
       }
