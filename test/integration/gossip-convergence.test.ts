@@ -1,9 +1,11 @@
 /**
  * reliability.md G1, after memberlist's integ_test.go: 16 gossip agents with encryption, chain-joined
  * (each joins the one before it), on memberlist's fast test timings (20 ms probe and gossip
- * intervals, 200 ms push/pull): every member must list all 16 alive. G1's bound is 250 ms after the
+ * intervals, 200 ms push/pull): every member must list all 16 alive (Serf's alive: alive or suspect,
+ * as memberlist's Members() counts them). G1's bound is 250 ms after the
  * last join; tests assert no timings (a slow CI machine is not a bug), so this one prints the time
- * against it and fails only past 5 s, where convergence has not happened. Measured 105-192 ms here.
+ * against it and fails only past 5 s, where convergence has not happened. Measured 16-400 ms under
+ * jest here, 12-90 ms in a plain Node process (the 16 agents share one event loop).
  * The agents run in this process, as memberlist's do, but over real UDP and TCP on their own
  * loopback addresses, sealed with AES-256-GCM.
  */
@@ -11,6 +13,7 @@ import { GossipAgent } from '../../services/gossip/agent';
 import { Keyring, generateKey } from '../../services/gossip/keyring';
 import { createLogger } from '../../services/lib/log';
 import { lanDefaults } from '../../services/lib/swim/config';
+import { serfStatus } from '../../services/lib/swim/types';
 import { freeLoopbackAddress } from '../harness/processes';
 
 const MEMBERS = 16;
@@ -55,7 +58,7 @@ test(`${MEMBERS} encrypted members chain-joined on 20 ms timings all list ${MEMB
     agents.forEach((agent, i) => {
       if (seenAt[i] !== undefined) return;
       const listed = agent.members('');
-      if (!('error' in listed) && listed.filter((m) => m.member.state === 'alive').length === MEMBERS) seenAt[i] = performance.now() - lastJoin;
+      if (!('error' in listed) && listed.filter((m) => serfStatus(m.member.state) === 'alive').length === MEMBERS) seenAt[i] = performance.now() - lastJoin;
     });
     await new Promise((resolve) => setTimeout(resolve, 2));
   }
