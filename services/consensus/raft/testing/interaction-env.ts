@@ -132,8 +132,7 @@ export class InteractionEnv {
   private restart(id: string): void {
     const node = this.node(id);
     const raft = newCore(id, node.hardState, node.snapshot, node.entries);
-    const applied = node.snapshot === undefined ? [] : Buffer.from(node.snapshot.data).toString('utf8').split(',').filter((x) => x !== '');
-    this.nodes.set(id, { ...node, raft, applied });
+    this.nodes.set(id, { ...node, raft, applied: node.snapshot === undefined ? [] : appliedIn(node.snapshot) });
   }
 
   private node(id: string): SimNode {
@@ -168,7 +167,7 @@ export class InteractionEnv {
     if (rd.snapshot !== undefined) {
       node.snapshot = rd.snapshot;
       node.entries = [];
-      node.applied = Buffer.from(rd.snapshot.data).toString('utf8').split(',').filter((x) => x !== '');
+      node.applied = appliedIn(rd.snapshot);
     }
     if (rd.entries.length > 0) {
       const first = rd.entries[0].index;
@@ -208,6 +207,11 @@ export class InteractionEnv {
       this.out.push(`${id}: ${s.role} term=${s.term} leader=${s.leader || '-'} commit=${s.commit} applied=${s.applied} last=${s.lastIndex} members=${s.members.map((m) => m.id + (m.learner ? '(learner)' : '')).join(',')} state=[${node.applied.join(',')}]`);
     }
   }
+}
+
+/** The state machine a snapshot holds: what `compact` saved, the applied data joined by commas. */
+function appliedIn(snapshot: Snapshot): string[] {
+  return Buffer.from(snapshot.data).toString('utf8').split(',').filter((x) => x !== '');
 }
 
 /** Fixed election timeouts, different per node: nK waits electionTicks + K - 1 ticks. */
