@@ -309,7 +309,7 @@ describe('8300 under an HTTP/2 rapid reset (CVE-2023-44487, reliability.md S8)',
     const latencies = pings.map((p) => p.ms).sort((a, b) => a - b);
     const succeeded = pings.filter((p) => p.ok).length;
     console.log(
-      `rapid reset: ${flood.reset} streams opened and reset at once in ${floodMs} ms (${Math.round(flood.reset / (floodMs / 1000))}/s) over ${flood.sessions} connections (${flood.stalled} of them left unread by the router); ` +
+      `rapid reset: ${flood.reset} streams opened and reset at once in ${floodMs} ms (${Math.round(flood.reset / (floodMs / 1000))}/s) over ${flood.sessions} connections (${flood.stalled} of them stalled); ` +
         `GOAWAY codes the router sent: ${JSON.stringify(Object.fromEntries(flood.goaways))}; ` +
         `another router's Pings meanwhile: ${succeeded} of ${pings.length} succeeded, p99 ${latencies[Math.floor(latencies.length * 0.99)]?.toFixed(0)} ms (S8: < 500); ` +
         `router RSS ${rssBefore} → ${vmKib(router.pid, 'VmRSS')} KiB, peak ${vmKib(router.pid, 'VmHWM')} KiB`,
@@ -331,7 +331,7 @@ describe('8300 under an HTTP/2 rapid reset (CVE-2023-44487, reliability.md S8)',
 /**
  * One HTTP/2 connection to router-1's 8300 (from its own address: the connection cap is per client
  * address) that opens Ping streams and resets each at once (HEADERS and RST_STREAM in one write),
- * at most 100 in flight, until the router sends it away or stops reading it, or `until`.
+ * at most 100 in flight, until the router sends it away or the connection stalls, or `until`.
  */
 async function floodOneSession(pair: CertificateAndKey, until: number, flood: { sessions: number; stalled: number; reset: number; goaways: Map<number, number> }): Promise<void> {
   const session = http2Connect(`https://${routerAddress}`, {
@@ -348,7 +348,9 @@ async function floodOneSession(pair: CertificateAndKey, until: number, flood: { 
   });
   let inFlight = 0;
   let lastProgress = Date.now();
-  // A connection the router stops reading (no stream closes for a second) is dropped for a new one.
+  // A connection that stops making progress (no stream closes for a second) is dropped for a new
+  // one. Each stalls after about 58,000 streams in this client's own nghttp2 (its outbound queue
+  // holds the last 100, its socket nothing), not because the router stopped reading.
   while (connected && usable() && Date.now() < until && Date.now() - lastProgress < 1_000) {
     while (inFlight < 100 && usable()) {
       const stream = session.request({ ':method': 'POST', ':path': '/consulate.router.v1.FederationService/Ping', 'content-type': 'application/grpc', te: 'trailers', 'consulate-datacenter': 'dc2' });
