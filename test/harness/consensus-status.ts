@@ -1,7 +1,7 @@
 /** A consensus server's own Status (ClusterService), asked of it alone: no leader-following, no retry. */
 import { credentials } from '@grpc/grpc-js';
 
-import { ClusterServiceClient, StatusResponse } from '../../services/gen/consulate/consensus/v1/cluster';
+import { ClusterServiceClient, RaftRole, StatusResponse } from '../../services/gen/consulate/consensus/v1/cluster';
 import { callUnary } from '../../services/lib/grpc-client';
 
 export async function consensusStatus(grpcAddress: string, timeoutMs = 1_000): Promise<StatusResponse> {
@@ -11,4 +11,13 @@ export async function consensusStatus(grpcAddress: string, timeoutMs = 1_000): P
   } finally {
     client.close();
   }
+}
+
+/** The first of the servers at `grpcAddresses` that says it leads (asked one by one), with its Status; undefined when none does. */
+export async function selfDeclaredLeader(grpcAddresses: readonly string[], timeoutMs = 1_000): Promise<{ index: number; status: StatusResponse } | undefined> {
+  for (const [index, address] of grpcAddresses.entries()) {
+    const status = await consensusStatus(address, timeoutMs).catch(() => undefined);
+    if (status?.role === RaftRole.RAFT_ROLE_LEADER) return { index, status };
+  }
+  return undefined;
 }

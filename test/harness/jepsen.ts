@@ -31,13 +31,13 @@ import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { ClusterServiceClient, RaftRole } from '../../services/gen/consulate/consensus/v1/cluster';
+import { ClusterServiceClient, StatusResponse } from '../../services/gen/consulate/consensus/v1/cluster';
 import { Compare_Result, Compare_Target, Consistency, TxnRequest } from '../../services/gen/consulate/consensus/v1/kv';
 import { ConsensusClient } from '../../services/lib/consensus-client';
 import { callUnary } from '../../services/lib/grpc-client';
 import { CheckResult, KvInput, KvOutput, Operation, checkOperations, kvModel } from '../checkers/linearizability';
 import { Prng } from '../sim/prng';
-import { consensusStatus } from './consensus-status';
+import { consensusStatus, selfDeclaredLeader } from './consensus-status';
 import { run, runOrThrow } from './netns';
 import { RoleProcess, freeLoopbackAddress, startRole } from './processes';
 
@@ -164,12 +164,14 @@ class JepsenCluster {
 
   /** The server the others follow, if one answers as leader within `timeoutMs`. */
   async leader(timeoutMs = 5_000): Promise<Server | undefined> {
+    return (await this.leaderStatus(timeoutMs))?.server;
+  }
+
+  private async leaderStatus(timeoutMs: number): Promise<{ server: Server; status: StatusResponse } | undefined> {
     const deadline = Date.now() + timeoutMs;
     do {
-      for (const server of this.servers) {
-        const status = await consensusStatus(`${server.address}:8310`, 500).catch(() => undefined);
-        if (status?.role === RaftRole.RAFT_ROLE_LEADER) return server;
-      }
+      const found = await selfDeclaredLeader(this.addresses, 500);
+      if (found !== undefined) return { server: this.servers[found.index], status: found.status };
       await sleep(100);
     } while (Date.now() < deadline);
     return undefined;
@@ -229,9 +231,8 @@ class JepsenCluster {
   }
 
   async isMember(server: Server): Promise<boolean> {
-    const leader = await this.leader(5_000);
-    const status = leader === undefined ? undefined : await consensusStatus(`${leader.address}:8310`).catch(() => undefined);
-    return status?.members.some((m) => m.id === server.id) ?? true;
+    const leader = await this.leaderStatus(5_000);
+    return leader?.status.members.some((m) => m.id === server.id) ?? true;
   }
 
   /** Lines where a server reported an uncaught error, whether or not it exited. */
@@ -260,7 +261,7 @@ interface Fault {
 
 function makeNemesis(kind: Nemesis, cluster: JepsenCluster, rng: Prng): Fault {
   const servers = cluster.servers;
-  const pick = <T>(from: readonly T[]): T => from[rng.int(from.length)];
+  const pick = <T>(from: readonly T[]): T => rng.pick(from);
   /** One server: the leader half the time (when one is known), any server otherwise. */
   const victim = async (): Promise<Server> => (rng.chance(0.5) ? ((await cluster.leader(1_000)) ?? pick(servers)) : pick(servers));
   /** One or two servers, the leader among them half the time. */
@@ -384,7 +385,9 @@ class Workload {
   readonly keys = new Set<string>();
   readonly setAcknowledged = new Set<string>();
   droppedReads = 0;
-  private readonly clients: ConsensusClient[] = [];
+  /** For the final reads of the registers and the set; close() closes it with the workers' clients. */
+  private readonly finalClient: ConsensusClient;
+  private readonly clients: ConsensusClient[];
   private readonly t0 = performance.now();
   private stopped = false;
 
@@ -392,7 +395,10 @@ class Workload {
     private readonly addresses: readonly string[],
     private readonly prefix: string,
     private readonly rng: Prng,
-  ) {}
+  ) {
+    this.finalClient = new ConsensusClient(addresses, trace.getTracer('jepsen'));
+    this.clients = [this.finalClient];
+  }
 
   /** Runs until stop(); resolves when every worker has finished its last operation. */
   async run(opsPerSecond: number): Promise<void> {
@@ -423,39 +429,29 @@ class Workload {
 
   /** A final linearizable read of every register, retried until it answers (the cluster is healed by now). */
   async finalReads(timeoutMs: number): Promise<void> {
-    const client = new ConsensusClient(this.addresses, trace.getTracer('jepsen'));
-    try {
-      for (const key of this.keys) {
-        const deadline = Date.now() + timeoutMs;
-        for (;;) {
-          const call = this.now();
-          try {
-            const value = await this.read(client, key);
-            this.history.push({ clientId: -1, input: { kind: 'get', key }, output: { kind: 'get', value }, call, return: this.now() });
-            break;
-          } catch (err) {
-            if (Date.now() > deadline) throw new Error(`the final read of ${key} never answered: ${(err as Error).message}`);
-            await sleep(200);
-          }
+    for (const key of this.keys) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const call = this.now();
+        try {
+          const value = await this.read(this.finalClient, key);
+          this.history.push({ clientId: -1, input: { kind: 'get', key }, output: { kind: 'get', value }, call, return: this.now() });
+          break;
+        } catch (err) {
+          if (Date.now() > deadline) throw new Error(`the final read of ${key} never answered: ${(err as Error).message}`);
+          await sleep(200);
         }
       }
-    } finally {
-      client.close();
     }
   }
 
   /** The acknowledged set adds the final read does not find. */
   async lostFromSet(): Promise<string[]> {
-    const client = new ConsensusClient(this.addresses, trace.getTracer('jepsen'));
-    try {
-      const from = Buffer.from(`${this.prefix}/set/`);
-      const to = Buffer.from(`${this.prefix}/set0`);
-      const response = await client.kv('range', { key: from, rangeEnd: to, limit: 0n, revision: 0n, consistency: Consistency.CONSISTENCY_LINEARIZABLE, keysOnly: true, countOnly: false }, { timeoutMs: 10_000, idempotent: true });
-      const present = new Set(response.kvs.map((kv) => kv.key.toString()));
-      return [...this.setAcknowledged].filter((key) => !present.has(key));
-    } finally {
-      client.close();
-    }
+    const from = Buffer.from(`${this.prefix}/set/`);
+    const to = Buffer.from(`${this.prefix}/set0`);
+    const response = await this.finalClient.kv('range', { key: from, rangeEnd: to, limit: 0n, revision: 0n, consistency: Consistency.CONSISTENCY_LINEARIZABLE, keysOnly: true, countOnly: false }, { timeoutMs: 10_000, idempotent: true });
+    const present = new Set(response.kvs.map((kv) => kv.key.toString()));
+    return [...this.setAcknowledged].filter((key) => !present.has(key));
   }
 
   private now(): number {

@@ -13,8 +13,7 @@
  *
  * Nothing here asserts a timing: the summary prints how long dc2 was without a leader as dc1 saw it.
  */
-import { RaftRole, StatusResponse } from '../../services/gen/consulate/consensus/v1/cluster';
-import { consensusStatus } from '../harness/consensus-status';
+import { selfDeclaredLeader } from '../harness/consensus-status';
 import { FederatedDatacenter, startDatacenter } from '../harness/federation';
 import { RoleProcess, eventually, stopAll } from '../harness/processes';
 import { makeRouterTls } from '../harness/tls';
@@ -65,15 +64,13 @@ async function request(base: string, method: string, path: string, body?: string
 const keyOf = (n: number) => `f3/${n}`;
 const decoded = (entry: KvEntry) => (entry.Value === null ? '' : Buffer.from(entry.Value, 'base64').toString());
 
-const statusOf = (server: RoleProcess): Promise<StatusResponse | undefined> => consensusStatus(server.grpc, 2_000).catch(() => undefined);
-
 /** dc2's leader: the server that says it leads, found by asking each one (ClusterService Status). */
 async function dc2Leader(among: readonly RoleProcess[]): Promise<RoleProcess> {
   return eventually(
     "dc2's Raft leader",
     async () => {
-      for (const server of among) if ((await statusOf(server))?.role === RaftRole.RAFT_ROLE_LEADER) return server;
-      return undefined;
+      const found = await selfDeclaredLeader(among.map((server) => server.grpc), 2_000);
+      return found === undefined ? undefined : among[found.index];
     },
     30_000,
   );

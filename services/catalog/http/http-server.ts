@@ -326,6 +326,8 @@ function traversalProblem(rawUrl: string): string | undefined {
   const query = rawUrl.indexOf('?');
   const path = query < 0 ? rawUrl : rawUrl.slice(0, query);
   if (path.includes('../') || path.includes('..\\') || path.endsWith('/..')) return 'URL path contains invalid traversal sequence';
+  // What is left is encoded; most paths have nothing encoded, and are not decoded here.
+  if (!path.includes('%')) return undefined;
   const climbs = (segment: string) => {
     const decoded = decode(segment);
     return decoded === '..' || decoded.includes('../') || decoded.includes('..\\');
