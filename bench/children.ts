@@ -13,6 +13,19 @@ const children = new Set<ChildProcess>();
 const expected = new WeakSet<ChildProcess>();
 export const unexpectedExits: string[] = [];
 
+/**
+ * Tracing in the Consulate roles a benchmark starts: off (OTEL_SDK_DISABLED=true: no spans, no
+ * trace context, no AsyncLocalStorage hook on every promise), as etcd 3.4 and Serf have none;
+ * BENCH_TRACING=on keeps a role's default (trace context carried, nothing exported), which costs
+ * a consensus server 5-8 % of its CPU per put.
+ */
+export function tracingEnv(): NodeJS.ProcessEnv {
+  return process.env.BENCH_TRACING === 'on' ? {} : { OTEL_SDK_DISABLED: 'true' };
+}
+
+/** For a benchmark's notes. */
+export const TRACING_NOTE = `Consulate roles with tracing ${process.env.BENCH_TRACING === 'on' ? 'on (trace context carried, no export; BENCH_TRACING=on)' : 'off (OTEL_SDK_DISABLED=true; BENCH_TRACING=on keeps it)'}`;
+
 export interface StartOptions {
   readonly logFile: string;
   readonly env?: NodeJS.ProcessEnv;

@@ -11,7 +11,7 @@ import { RaftRole } from '../../services/gen/consulate/consensus/v1/cluster';
 import { checkHealth } from '../../services/lib/health-probe';
 import { ConsulateClient } from '../consensus/consulate';
 import { VERSION } from '../../services/lib/version';
-import { isRunning, sleep, startChild, stopChild } from '../children';
+import { isRunning, sleep, startChild, stopChild, tracingEnv } from '../children';
 import { Endpoint, agentFrom, httpCall } from './http-client';
 
 const REPO = resolve(__dirname, '..', '..', '..');
@@ -46,9 +46,9 @@ export class ConsulateDatacenter {
   }
 
   private env(): NodeJS.ProcessEnv {
-    // No span export (the benchmark measures the catalog, not an OTLP exporter); supervised, so
-    // the roles stop when this process goes, however it goes.
-    const env: NodeJS.ProcessEnv = { ...process.env, OTEL_TRACES_EXPORTER: 'none', CONSULATE_SUPERVISED: '1' };
+    // No span export (the benchmark measures the catalog, not an OTLP exporter) and tracing as
+    // tracingEnv says; supervised, so the roles stop when this process goes, however it goes.
+    const env: NodeJS.ProcessEnv = { ...process.env, OTEL_TRACES_EXPORTER: 'none', CONSULATE_SUPERVISED: '1', ...tracingEnv() };
     delete env.OTEL_EXPORTER_OTLP_ENDPOINT;
     delete env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT;
     return env;

@@ -19,7 +19,7 @@ import { basename, join, resolve } from 'node:path';
 
 import { EtcdClient, EtcdCluster } from '../consensus/etcd';
 import { killAllChildrenSync as killEtcdSync, unexpectedExits as etcdExits } from '../consensus/types';
-import { cleanupSync, removeTempDir, rssMiB, sleep, startChild, stopChild, tail, trackTempDir, unexpectedExits } from '../children';
+import { TRACING_NOTE, cleanupSync, removeTempDir, rssMiB, sleep, startChild, stopChild, tail, trackTempDir, unexpectedExits } from '../children';
 import { CATALOG_HTTP, CONTROL_IP, ConsulateDatacenter } from './consulate';
 import { FanoutResult, etcdWatchFanout, httpBlockingFanout } from './fanout';
 import { CellOptions, CellResult, Endpoint, agentFrom, closedLoop, getOnce, httpCall, httpOk } from './http-client';
@@ -448,6 +448,7 @@ async function main(): Promise<void> {
   const { soft, hard } = openFileLimit();
   const notes = [
     `machine: ${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), node ${process.version}; everything (3 servers, the catalog or node:http, this client) on one box, loopback; one system at a time`,
+    TRACING_NOTE,
     `open files: ${limitNote}; now soft ${soft} / hard ${hard}`,
     `fan-out: Consulate = N blocking GET /v1/kv/<key>?index=..&wait=${FANOUT_WAIT_S}s (${FANOUT_CONSISTENCY === 'stale' ? '?stale' : 'default consistency'}), one keep-alive connection each, <= ${PER_ADDRESS} per source address 127.0.17.x, parked until written and the catalog + servers quiet (3 x 200 ms under 30 % of a core) + 300 ms, woken by one PUT through the catalog; etcd = N gRPC Watch streams (round-robin over 3 members, 3 HTTP/2 connections), woken by one Put on the leader. ${FANOUT_ROUNDS} rounds each after ${FANOUT_WARMUP_ROUNDS} unrecorded warm-up rounds (a fresh process compiles its answer path in them); 256-byte values; latency to this client having the whole answer/event, pooled over rounds`,
     `throughput: closed loop, ${CELL.durationS} s after ${CELL.warmupS} s warm-up, one key (256-byte value, ${c1?.read_body_bytes ?? plain?.body_bytes ?? '?'}-byte JSON answer); node:http answers the same bytes with Content-Type/Length only (the catalog adds 4 X-Consul-* headers and a span per request)`,

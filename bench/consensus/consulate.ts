@@ -10,6 +10,7 @@ import { ClusterServiceClient, RaftRole, StatusResponse } from '../../services/g
 import { Consistency, KVServiceClient, KVServiceService } from '../../services/gen/consulate/consensus/v1/kv';
 import { CallStreamClient } from '../../services/lib/call-stream';
 import { WatchServiceClient, WatchResponse } from '../../services/gen/consulate/consensus/v1/watch';
+import { tracingEnv } from '../children';
 import { BenchCluster, KvClient, WatchHandle, isRunning, markExpectedExit, sleep, startProcess, stopProcess } from './types';
 
 const REPO = resolve(__dirname, '..', '..', '..');
@@ -116,7 +117,7 @@ export class ConsulateCluster implements BenchCluster {
     mkdirSync(dataDir, { recursive: true });
     const args = [BIN, 'consensus', `-node=${name}`, `-bind=${IPS[i]}`, `-data-dir=${dataDir}`,
       ...IPS.map((ip, j) => `-initial-peer=server-${j + 1}=${ip}:${PORT}`), '-log-level=warn'];
-    this.procs[i] = startProcess(process.execPath, args, join(this.dir, `${name}.log`));
+    this.procs[i] = startProcess(process.execPath, args, join(this.dir, `${name}.log`), { ...process.env, ...tracingEnv() });
   }
 
   async start(): Promise<void> {

@@ -13,6 +13,7 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync
 import { cpus, tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 
+import { TRACING_NOTE } from '../children';
 import { ConsulateCluster } from './consulate';
 import { EtcdCluster } from './etcd';
 import { CellApi, CellOptions, CellResult, FailoverRound, Op, WatchResult, prepopulate, runCell, runFailover, runWatch } from './load';
@@ -198,6 +199,7 @@ async function main(): Promise<void> {
   const t = table(rs);
   const notes = [
     `machine: ${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), node ${process.version}; 3 servers + this client on one box, loopback`,
+    TRACING_NOTE,
     `client: @grpc/grpc-js, one channel per server, closed loop, all ops to the leader; 10,000 8-byte keys, 256-byte values; ${OPTS.durationS} s per cell after ${OPTS.warmupS} s warm-up`,
     `rows marked [Consulate: Calls stream]: Consulate's same cells with each request a frame on one KVService.Calls stream (the calls started in one turn share a frame), against etcd's unary calls (etcd has no such method)`,
     `watch: W streams spread round-robin over the 3 servers, ${WATCH_PUTS} sequential puts on the leader; latency from just before the put is sent to each watcher's event`,

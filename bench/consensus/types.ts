@@ -54,9 +54,9 @@ export function markExpectedExit(child: ChildProcess | undefined): void {
   if (child) expected.add(child);
 }
 
-export function startProcess(cmd: string, args: string[], logFile: string): ChildProcess {
+export function startProcess(cmd: string, args: string[], logFile: string, env: NodeJS.ProcessEnv = process.env): ChildProcess {
   const out = createWriteStream(logFile, { flags: 'a' });
-  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
   child.stdout?.pipe(out);
   child.stderr?.pipe(out);
   children.add(child);

@@ -12,6 +12,7 @@ import { Agent } from 'node:http';
 
 import { PACKAGE_ROOT } from '../../services/lib/version';
 import { Endpoint, agentFrom, httpCall, httpOk } from '../catalog/http-client';
+import { tracingEnv } from '../children';
 import { FederatedDatacenter, startDatacenter } from '../../test/harness/federation';
 import { RoleProcess, eventually, stopAll } from '../../test/harness/processes';
 import { RouterTls, makeRouterTls } from '../../test/harness/tls';
@@ -80,7 +81,7 @@ export async function startPair(profile: string, routers: number, log: (line: st
   const t0 = performance.now();
   tls ??= makeRouterTls(['dc1', 'dc2']);
   log(`[${profile}] starting dc1 and dc2: consensus x1, catalog x1, routers x${routers} each, -gossip-profile=${profile}`);
-  const [dc1, dc2] = await Promise.all([startDatacenter('dc1', tls, { routers, gossipProfile: profile }), startDatacenter('dc2', tls, { routers, gossipProfile: profile })]);
+  const [dc1, dc2] = await Promise.all([startDatacenter('dc1', tls, { routers, gossipProfile: profile, env: tracingEnv() }), startDatacenter('dc2', tls, { routers, gossipProfile: profile, env: tracingEnv() })]);
   for (const dc of [dc1, dc2]) for (const p of processesOf(dc)) { started.processes.push(p); started.dirs.push(p.dataDir); }
   const dc1Http = endpointOf(dc1);
   const dc2Http = endpointOf(dc2);

@@ -32,7 +32,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 
-import { cpuMs } from '../children';
+import { TRACING_NOTE, cpuMs } from '../children';
 import { CellResult, agentFrom, closedLoop, getOnce, httpOk } from '../catalog/http-client';
 import { VERSION } from '../../services/lib/version';
 import { DetectionRun, POLL_MS, detectFailure } from './failure';
@@ -400,6 +400,7 @@ async function main(): Promise<void> {
   const profileText = (p: string) => { const t = MEMBERLIST_PROFILES[p]; return `${p}: probe ${t.probeIntervalMs / 1000} s / timeout ${t.probeTimeoutMs} ms, SuspicionMult ${t.suspicionMult}`; };
   const notes = [
     `machine: ${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), node ${process.version}, consulate ${VERSION}; dc1 and dc2 (each 1 consensus server, 1 catalog, ${ROUTERS} routers) and this client on one box, loopback, one address per role (test/harness/federation.ts)`,
+    TRACING_NOTE,
     pairPhase ? `latency/throughput pair: -gossip-profile=${pairPhase.profile}, federated in ${pairPhase.setup_ms ?? '-'} ms; answer ${pairPhase.body_bytes ?? '-'} bytes, the same both ways; load average at start ${pairPhase.load_at_start.join(' ')}` : 'latency/throughput: not run',
     lat ? `latency: concurrency 1, one keep-alive connection per side, ${REQUESTS} requests per variant after ${WARMUP} warm-up, variants taking turns in blocks of ${BLOCK} (the first of each turn rotating); ${lat.seconds} s${lat.stopped_by_wall_limit ? ', STOPPED by the wall limit' : ''}. "local" = GET ${LOCAL_PATH} on dc2's catalog; "forwarded" = GET ${LOCAL_PATH}?dc=dc2 on dc1's catalog (catalog -> router :8330 -> dc2 router :8300 mutual TLS -> dc2 catalog :8502, each hop on an open Calls stream)` : '',
     pairPhase?.throughput.length ? `throughput: closed loop, ${DURATION_S} s per cell after ${WARMUP_S} s warm-up, local and forwarded back to back (order alternating); a forwarded read uses 4 processes' CPU (dc1 catalog, two routers, dc2 catalog) and a local one 1, on the same 2 cores` : '',

@@ -17,7 +17,7 @@ import { callUnary, createRoleClient } from '../../services/lib/grpc-client';
 import { checkHealth } from '../../services/lib/health-probe';
 import { lanDefaults } from '../../services/lib/swim/config';
 import { VERSION } from '../../services/lib/version';
-import { startChild } from '../children';
+import { startChild, tracingEnv } from '../children';
 import { AgentClient, GossipSystem, MemberView } from './types';
 
 const REPO = resolve(__dirname, '..', '..', '..');
@@ -111,7 +111,7 @@ export class ConsulateSystem implements GossipSystem {
   startAgent(slot: number, name: string, dir: string): ChildProcess {
     const dataDir = join(dir, name);
     mkdirSync(dataDir, { recursive: true });
-    const env: NodeJS.ProcessEnv = { ...process.env, CONSULATE_SUPERVISED: '1', OTEL_TRACES_EXPORTER: 'none' };
+    const env: NodeJS.ProcessEnv = { ...process.env, CONSULATE_SUPERVISED: '1', OTEL_TRACES_EXPORTER: 'none', ...tracingEnv() };
     return startChild(process.execPath, [BIN, 'gossip', `-node=${name}`, `-bind=${consulateIp(slot)}`, `-data-dir=${dataDir}`, '-datacenter=dc1', `-log-level=${this.logLevel}`], {
       logFile: join(dir, `${name}.log`),
       env,

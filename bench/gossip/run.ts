@@ -21,7 +21,7 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 
-import { cleanupSync, unexpectedExits } from '../children';
+import { TRACING_NOTE, cleanupSync, unexpectedExits } from '../children';
 import { ConsulateSystem } from './consulate';
 import { EVENT_TIMEOUT_MS, PHASE_TIMEOUT_MS, RunResult, SLOW_CONVERGENCE_MS, median, r1, runOnce, sleep } from './harness';
 import { scaleSeed, seededRng } from './rng';
@@ -251,6 +251,7 @@ async function main(): Promise<void> {
   const rs = rows(runs);
   const notes = [
     `machine: ${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), node ${process.version}; all agents and this harness on one box, loopback, one IP per agent`,
+    TRACING_NOTE,
     `harness: /work/shared/anchors/serf-bench.mjs definitions; members polled every 15 ms (join, late join) / 25 ms (failure); events 300 ms apart, a warm-up event first (not measured) so every stream is known open; phases bounded at ${PHASE_TIMEOUT_MS / 1000} s; agents started ${STAGGER_MS > 0 ? `at random moments over ${STAGGER_MS} ms` : 'all at once (as the anchor)'}; ${RUNS} runs per size per system, systems taking turns`,
     ...SYSTEMS.map((s) => `${s}: ${systems[s].version}; ${systems[s].timings}`),
   ];

@@ -6,11 +6,16 @@
  *   OTEL_EXPORTER_OTLP_ENDPOINT / OTEL_EXPORTER_OTLP_TRACES_ENDPOINT   where to send; unset = no export
  *   OTEL_EXPORTER_OTLP_TRACES_PROTOCOL / OTEL_EXPORTER_OTLP_PROTOCOL    grpc | http/protobuf | http/json
  *   OTEL_TRACES_EXPORTER=none                                          turn export off
+ *   OTEL_SDK_DISABLED=true                                             turn tracing off entirely
  *   OTEL_BSP_SCHEDULE_DELAY and friends                                batching, read by the SDK
  *
  * A role with nowhere to send spans starts no trace of its own, but records the spans of a trace
  * a caller sampled (W3C `sampled` flag), so a trace started elsewhere stays whole: about 5-10 us of
  * CPU per span saved on every request otherwise. Logs carry the trace IDs either way.
+ *
+ * With OTEL_SDK_DISABLED=true (the OpenTelemetry spec's switch) the role registers nothing: no
+ * spans, no trace IDs in logs, no trace context passed on, and no AsyncLocalStorage, whose async
+ * hook runs on every promise: 5-8 % of a consensus server's CPU per put (2026-12-02, c=1).
  *
  * Spans come from our own gRPC and HTTP interceptors (grpc-tracing.ts), not from
  * auto-instrumentation, which does nothing inside jest and needs load-order tricks elsewhere.
@@ -50,6 +55,7 @@ export function serviceName(role: string): string {
 
 export function setupTelemetry(options: TelemetryOptions): Telemetry {
   const env = options.env ?? process.env;
+  if (sdkDisabled(env)) return { tracer: trace.getTracer('consulate', VERSION), exportTarget: 'disabled (OTEL_SDK_DISABLED)', shutdown: async () => {} };
   const processors = [...(options.spanProcessors ?? [])];
   const exporter = exporterFromEnv(env);
   if (exporter !== undefined) processors.push(new BatchSpanProcessor(exporter.exporter));
@@ -81,6 +87,11 @@ export function setupTelemetry(options: TelemetryOptions): Telemetry {
       propagation.disable();
     },
   };
+}
+
+/** The spec's boolean: only a case-insensitive "true" disables. */
+function sdkDisabled(env: NodeJS.ProcessEnv): boolean {
+  return env.OTEL_SDK_DISABLED?.trim().toLowerCase() === 'true';
 }
 
 function exporterFromEnv(env: NodeJS.ProcessEnv): { exporter: SpanExporter; protocol: OtlpProtocol; endpoint: string } | undefined {
