@@ -47,6 +47,7 @@ import { checks, field } from '../lib/config';
 import { RoleClients, callUnary } from '../lib/grpc-client';
 import { GRPC_SERVER_DEFAULTS } from '../lib/grpc-server';
 import { Logger } from '../lib/log';
+import { WatchEnd, WatchSink, isRouterAnswer, relayWatch } from '../lib/watch-relay';
 import { JITTER_FRACTION } from './state/consistent-read';
 
 /** An Operator call that reads or writes the areas in consensus. */
@@ -156,6 +157,8 @@ export interface RouterCallOptions {
 export class RouterClient {
   private readonly operators: RoleClients<OperatorServiceClient>;
   private readonly forwarders: StreamedMethod<ForwardServiceClient, ForwardRequest, ForwardResponse>;
+  /** ForwardWatch streams, on a connection of their own: a watch holds its stream for as long as it lasts. */
+  private readonly watchers: RoleClients<ForwardServiceClient>;
   /** The router that answered last: calls start there. */
   private preferred = 0;
   private closed = false;
@@ -167,6 +170,7 @@ export class RouterClient {
   ) {
     this.operators = new RoleClients(OperatorServiceClient, { tracer });
     this.forwarders = new StreamedMethod(new RoleClients(ForwardServiceClient, { tracer }), ForwardServiceService.forward, (client) => client.forward.bind(client), tracer);
+    this.watchers = new RoleClients(ForwardServiceClient, { tracer });
   }
 
   get configured(): boolean {
@@ -225,10 +229,37 @@ export class RouterClient {
     return this.call(request, options, (address) => this.forwarders.get(address));
   }
 
+  /**
+   * A watch of another datacenter (ForwardService.ForwardWatch, lib/watch-relay.ts): its messages
+   * go to `sink` as they come, and it resolves with how the remote watch ended, as a router
+   * answered it. The next router is tried while none has answered and no message has come; a
+   * watch that breaks after its first message rejects with RouterUnavailableError (its caller
+   * watches again from the last index it saw). Aborting `signal` cancels it down the route.
+   */
+  async forwardWatch(request: ForwardRequest, sink: WatchSink, signal?: AbortSignal): Promise<WatchEnd> {
+    this.requireRouters();
+    const failures: string[] = [];
+    for (let i = 0; i < this.addresses.length; i++) {
+      const at = (this.preferred + i) % this.addresses.length;
+      const address = this.addresses[at];
+      if (signal?.aborted === true) break;
+      const end = await relayWatch(this.watchers.get(address).forwardWatch({ forward: request }), (message) => Buffer.from(message.message), sink, signal);
+      if (isRouterAnswer(end)) {
+        this.preferred = at;
+        return end;
+      }
+      if (end.messages > 0) throw new RouterUnavailableError(`The watch through the federation router ${address} broke (${end.details}): watch again from the last index`);
+      failures.push(`${address}: ${end.details}`);
+    }
+    if (signal?.aborted === true) throw new RouterUnavailableError('the watch was cancelled by its caller');
+    throw new RouterUnavailableError(`No federation router could answer: ${failures.join('; ')}`);
+  }
+
   close(): void {
     this.closed = true;
     this.operators.close();
     this.forwarders.close();
+    this.watchers.close();
   }
 
   private operator<Req, Res>(request: Req, options: RouterCallOptions, method: (client: OperatorServiceClient) => UnaryMethod<Req, Res>): Promise<Res> {
@@ -303,9 +334,10 @@ function describe(err: ServiceError, address: string): string {
 }
 
 /** No federation router (no -router-addr): every other datacenter has no path. */
-export const NO_ROUTERS: Pick<RouterClient, 'configured' | 'forward' | 'datacenters'> = {
+export const NO_ROUTERS: Pick<RouterClient, 'configured' | 'forward' | 'forwardWatch' | 'datacenters'> = {
   configured: false,
   forward: () => Promise.reject(new Error('no federation router is configured')),
+  forwardWatch: () => Promise.reject(new Error('no federation router is configured')),
   datacenters: () => Promise.reject(new Error('no federation router is configured')),
 };
 

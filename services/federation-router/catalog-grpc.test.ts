@@ -1,6 +1,6 @@
 // Which gRPC calls a router forwards to a catalog, and where it finds the catalog's gRPC API
 // (catalog-grpc.ts). The calls themselves are in forwarder.test.ts, on real gRPC servers.
-import { CATALOG_GRPC_PORT, defaultCatalogGrpcAddr, refusedMethod } from './catalog-grpc';
+import { CATALOG_GRPC_PORT, defaultCatalogGrpcAddr, refusedMethod, refusedWatch } from './catalog-grpc';
 
 test.each([
   '/consulate.catalog.v1.CatalogService/ListNodes',
@@ -15,7 +15,7 @@ test.each([
 });
 
 test.each([
-  ['/consulate.catalog.v1.KVService/WatchPrefix', /streams: watches of another datacenter are not forwarded/],
+  ['/consulate.catalog.v1.KVService/WatchPrefix', /streams: forward watches with ForwardWatch/],
   ['/consulate.catalog.v1.HealthService/WatchServiceHealth', /streams/],
   ['/consulate.router.v1.OperatorService/CreateArea', /is not forwarded/],
   ['/consulate.consensus.v1.KVService/Put', /is not forwarded/],
@@ -24,6 +24,19 @@ test.each([
   ['', /is not forwarded/],
 ])('refuses %s', (method, why) => {
   expect(refusedMethod(method)).toMatch(why);
+});
+
+test.each(['/consulate.catalog.v1.KVService/WatchPrefix', '/consulate.catalog.v1.HealthService/WatchServiceHealth'])('forwards the watch %s', (method) => {
+  expect(refusedWatch(method)).toBeUndefined();
+});
+
+test.each([
+  '/consulate.catalog.v1.KVService/Get',
+  '/consulate.catalog.v1.KVService/WatchSomethingNew',
+  '/consulate.consensus.v1.WatchService/Watch',
+  '',
+])('refuses %j as a watch', (method) => {
+  expect(refusedWatch(method)).toMatch(/is not a watch: only \/consulate\.catalog\.v1\.HealthService\/WatchServiceHealth, \/consulate\.catalog\.v1\.KVService\/WatchPrefix are forwarded as watches$/);
 });
 
 test("the catalog's gRPC address defaults to its HTTP address's host on 8502", () => {

@@ -22,6 +22,7 @@ import { SessionServiceService } from '../gen/consulate/catalog/v1/session';
 import { GrpcRequest, GrpcResponse, HttpRequest, HttpResponse } from '../gen/consulate/router/v1/operator';
 import { StreamedMethod } from '../lib/call-stream';
 import { RoleClients } from '../lib/grpc-client';
+import { WatchEnd, WatchSink, relayWatch } from '../lib/watch-relay';
 
 /** The catalog's public API on 8502 (DESIGN.md "Ports"): what `-catalog-grpc-addr` defaults to. */
 export const CATALOG_GRPC_PORT = 8502;
@@ -29,16 +30,19 @@ export const CATALOG_GRPC_PORT = 8502;
 /** The services whose unary methods are forwarded, by the prefix of their method paths. */
 const FORWARDED_SERVICES = [CatalogServiceService, HealthServiceService, KVServiceService, SessionServiceService].map((definition) => Object.values(definition)[0].path.split('/')[1]);
 
-/** The streaming methods of those services (watches): a unary call cannot carry them. */
-const STREAMING_METHODS = new Set(
-  [CatalogServiceService, HealthServiceService, KVServiceService, SessionServiceService].flatMap((definition) => Object.values(definition).filter((method) => method.requestStream || method.responseStream).map((method) => method.path)),
-);
+const CATALOG_METHODS = [CatalogServiceService, HealthServiceService, KVServiceService, SessionServiceService].flatMap((definition) => Object.values(definition));
+
+/** The streaming methods of those services: a unary call cannot carry them. */
+const STREAMING_METHODS = new Set(CATALOG_METHODS.filter((method) => method.requestStream || method.responseStream).map((method) => method.path));
+
+/** Their watches (server streams), which ForwardWatch carries. */
+const WATCH_METHODS = new Set(CATALOG_METHODS.filter((method) => method.responseStream && !method.requestStream).map((method) => method.path));
 
 /** `/<package>.<Service>/<Method>`, nothing more. */
 const METHOD_PATH = /^\/([A-Za-z0-9_.]+)\/([A-Za-z0-9_]+)$/;
 
 /** Trailers of the catalog's answer that travel back: its own (`consulate-index`), text only. */
-const ANSWER_TRAILERS = /^consulate-[a-z0-9-]+$/;
+export const CATALOG_TRAILERS = /^consulate-[a-z0-9-]+$/;
 
 /** Why `method` is not forwarded, or undefined when it is. */
 export function refusedMethod(method: string): string | undefined {
@@ -46,8 +50,14 @@ export function refusedMethod(method: string): string | undefined {
   if (match === null || !FORWARDED_SERVICES.includes(match[1])) {
     return `gRPC method "${method}" is not forwarded: only the unary methods of ${FORWARDED_SERVICES.join(', ')} cross datacenters`;
   }
-  if (STREAMING_METHODS.has(method)) return `gRPC method "${method}" streams: watches of another datacenter are not forwarded`;
+  if (STREAMING_METHODS.has(method)) return `gRPC method "${method}" streams: forward watches with ForwardWatch`;
   return undefined;
+}
+
+/** Why `method` is not forwarded as a watch, or undefined when it is. */
+export function refusedWatch(method: string): string | undefined {
+  if (WATCH_METHODS.has(method)) return undefined;
+  return `gRPC method "${method}" is not a watch: only ${[...WATCH_METHODS].join(', ')} are forwarded as watches`;
 }
 
 /** The call never reached a catalog (no connection): another catalog may be asked. */
@@ -114,11 +124,21 @@ export class CatalogGrpcClients {
         signal?.removeEventListener('abort', cancel);
         if (failure !== undefined && neverSent(failure)) return reject(new CatalogUnreachableError(failure.details || failure.message));
         const trailers: Record<string, string> = {};
-        for (const [name, value] of Object.entries(status.metadata.getMap())) if (ANSWER_TRAILERS.test(name) && typeof value === 'string') trailers[name] = value;
+        for (const [name, value] of Object.entries(status.metadata.getMap())) if (CATALOG_TRAILERS.test(name) && typeof value === 'string') trailers[name] = value;
         if (failure !== undefined) resolve({ code: failure.code, details: failure.details ?? '', message: Buffer.alloc(0), trailers });
         else resolve({ code: GrpcStatus.OK, details: '', message: answer ?? Buffer.alloc(0), trailers });
       });
     });
+  }
+
+  /**
+   * Opens the watch `request.method` on the catalog at `address` with the request's bytes, its
+   * messages written to `sink` as they come; resolves with however the stream ended (neverSent:
+   * it never reached the catalog). Aborting `signal` cancels it.
+   */
+  watch(address: string, request: GrpcRequest, sink: WatchSink, signal?: AbortSignal): Promise<WatchEnd> {
+    const stream = this.clients.get(address).makeServerStreamRequest(request.method, identity, identity, Buffer.from(request.message), new Metadata(), {});
+    return relayWatch(stream, identity, sink, signal);
   }
 
   close(): void {
@@ -133,6 +153,6 @@ export function defaultCatalogGrpcAddr(httpAddress: string): string {
 }
 
 /** grpc-js says so when the call never got a connection: nothing reached the other side. */
-export function neverSent(err: ServiceError): boolean {
+export function neverSent(err: Pick<ServiceError, 'code' | 'details'>): boolean {
   return err.code === GrpcStatus.UNAVAILABLE && (err.details ?? '').includes('No connection established');
 }

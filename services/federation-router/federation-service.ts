@@ -3,13 +3,16 @@
  * connection our TLS listener accepted, and the datacenter the caller claims must be the one its
  * certificate names (Consul's verify_server_hostname); otherwise the call is refused and logged.
  */
-import { Metadata, ServerErrorResponse, ServerUnaryCall, sendUnaryData, status as GrpcStatus } from '@grpc/grpc-js';
+import { Metadata, ServerErrorResponse, ServerUnaryCall, ServerWritableStream, status as GrpcStatus } from '@grpc/grpc-js';
 
 import { WithoutCalls } from '../lib/call-stream';
 import { FederationServiceServer } from '../gen/consulate/router/v1/federation';
+import { ForwardRequest } from '../gen/consulate/router/v1/operator';
 import { Logger } from '../lib/log';
+import { WatchSink, copyTrailers } from '../lib/watch-relay';
+import { CATALOG_TRAILERS } from './catalog-grpc';
 import { Federation } from './federation';
-import { ForwardError, Forwarder, answerMetadata, cancelledSignal, deadlineMsOf } from './forwarder';
+import { ANSWER_TRAILER, ForwardError, Forwarder, answerMetadata, cancelledSignal, deadlineMsOf } from './forwarder';
 import { DATACENTER_METADATA } from './peer-clients';
 import { MutualTlsListener } from './tls-listener';
 
@@ -23,18 +26,18 @@ export interface FederationServiceDeps {
 }
 
 export function federationService(deps: FederationServiceDeps): WithoutCalls<FederationServiceServer> {
-  /** The caller's datacenter, checked; or undefined after answering the call with a refusal. */
-  const caller = (call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<never>): string | undefined => {
+  /** The caller's datacenter, checked; or undefined after refusing the call. */
+  const caller = (call: Pick<ServerUnaryCall<unknown, unknown>, 'getPeer' | 'metadata'>, refuse: (error: ServerErrorResponse) => void): string | undefined => {
     const peer = call.getPeer();
     const certified = deps.listener()?.datacenterOf(peer);
     const claimed = String(call.metadata.get(DATACENTER_METADATA)[0] ?? '');
     if (certified === undefined) {
-      callback(refusal(GrpcStatus.UNAUTHENTICATED, 'not a mutual TLS connection'));
+      refuse(refusal(GrpcStatus.UNAUTHENTICATED, 'not a mutual TLS connection'));
       return undefined;
     }
     if (claimed !== certified) {
       deps.logger.warn({ peer, claimed, certified }, `refused a call from ${peer}: it claims datacenter "${claimed}" but its certificate is for "${certified}"`);
-      callback(refusal(GrpcStatus.PERMISSION_DENIED, `datacenter "${claimed}" does not match the certificate's datacenter "${certified}"`));
+      refuse(refusal(GrpcStatus.PERMISSION_DENIED, `datacenter "${claimed}" does not match the certificate's datacenter "${certified}"`));
       return undefined;
     }
     return certified;
@@ -72,11 +75,40 @@ export function federationService(deps: FederationServiceDeps): WithoutCalls<Fed
         (err: Error) => callback(forwardFailure(err)),
       ).finally(cancelled.done);
     },
+    forwardWatch(call) {
+      const from = caller(call, (error) => call.emit('error', error));
+      if (from === undefined) return;
+      serveForwardWatch(call, deps.forwarder, call.request.forward, call.request.visited, from);
+    },
     ping(call, callback) {
       if (caller(call, callback) === undefined) return;
       callback(null, { node: deps.node, datacenter: deps.datacenter });
     },
   };
+}
+
+/**
+ * Serves a ForwardWatch stream (ForwardService's, from our catalog; FederationService's, from
+ * another router): the watch's messages go to `call` as they come, and the stream ends as the
+ * watch ended, marked as this router's answer (lib/watch-relay.ts). A client that goes away
+ * cancels the watch down the route.
+ */
+export function serveForwardWatch(call: ServerWritableStream<unknown, { message: Buffer }>, forwarder: Forwarder, request: ForwardRequest | undefined, visited: readonly string[], from: string | undefined): void {
+  if (request === undefined) {
+    call.emit('error', refusal(GrpcStatus.INVALID_ARGUMENT, 'a forwarded watch needs a request'));
+    return;
+  }
+  const cancelled = cancelledSignal(call);
+  const sink: WatchSink = { write: (message) => call.write({ message }), once: (event, listener) => call.once(event, listener) };
+  forwarder.forwardWatch(request, visited, from, sink, cancelled.signal).then(
+    (end) => {
+      const trailers = copyTrailers(end.trailers, CATALOG_TRAILERS);
+      trailers.set(ANSWER_TRAILER, '1');
+      if (end.code === GrpcStatus.OK) call.end(trailers);
+      else call.emit('error', { code: end.code, details: end.details, metadata: trailers });
+    },
+    (err: Error) => call.emit('error', forwardFailure(err)),
+  ).finally(cancelled.done);
 }
 
 /** A ForwardError travels as the router's answer; anything else as an internal error. */

@@ -12,7 +12,7 @@
 import { IncomingHttpHeaders, IncomingMessage, Server as HttpServer, ServerResponse, createServer as createHttpServer } from 'node:http';
 import { AddressInfo, createServer as createTcpServer } from 'node:net';
 
-import { Metadata, Server as GrpcServer, ServerCredentials, ServerUnaryCall, credentials, sendUnaryData, status as GrpcStatus } from '@grpc/grpc-js';
+import { Metadata, Server as GrpcServer, ServerCredentials, ServerUnaryCall, ServerWritableStream, credentials, sendUnaryData, status as GrpcStatus } from '@grpc/grpc-js';
 import { ROOT_CONTEXT, TraceFlags, context as otelContext, propagation, trace } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
@@ -24,17 +24,18 @@ import {
   FederationServiceService,
 } from '../gen/consulate/router/v1/federation';
 import { CatalogServiceService, ListNodesRequest, ListNodesResponse } from '../gen/consulate/catalog/v1/catalog';
-import { GetRequest, KVServiceService, PutRequest } from '../gen/consulate/catalog/v1/kv';
+import { GetRequest, KVServiceService, PutRequest, WatchPrefixRequest, WatchPrefixResponse } from '../gen/consulate/catalog/v1/kv';
 import { Consistency } from '../gen/consulate/catalog/v1/query';
 import { ForwardRequest, ForwardResponse, GrpcRequest } from '../gen/consulate/router/v1/operator';
 import { EncodedAnswer, RawRequest } from '../catalog/http/http-server';
 import { forwardedHttpService } from '../catalog/grpc/forwarded-http';
 import { RoleGrpcServer } from '../lib/grpc-server';
+import { WatchSink } from '../lib/watch-relay';
 import { createLogger } from '../lib/log';
 import { Area, AreaStore } from './area-store';
 import { Federation } from './federation';
 import { federationService, forwardFailure } from './federation-service';
-import { ForwardError, Forwarder, GRPC_RETURN_MARGIN_MS, NO_PATH, NO_SERVER } from './forwarder';
+import { ANSWER_TRAILER, ForwardError, Forwarder, GRPC_RETURN_MARGIN_MS, NO_PATH, NO_SERVER } from './forwarder';
 import { DATACENTER_METADATA, PeerClients } from './peer-clients';
 import { MAX_HOPS, NextHop, Route } from './routing/route-table';
 import { MutualTlsListener } from './tls-listener';
@@ -755,7 +756,7 @@ describe('forwarding a gRPC call to another datacenter', () => {
     const forwarder = newForwarder({ datacenter: 'dc1', routes: [route(['dc2'], [hop('r1.dc2', router.address, 'dc2')])] });
     const err = await failure(forwarder.forward(grpcRequest('dc2', { method }), inSeconds(5), [], undefined));
     expect(err.code).toBe(GrpcStatus.INVALID_ARGUMENT);
-    expect(err.message).toMatch(/^gRPC method ".*" (is not forwarded: only the unary methods of consulate\.catalog\.v1\.CatalogService, consulate\.catalog\.v1\.HealthService, consulate\.catalog\.v1\.KVService, consulate\.catalog\.v1\.SessionService cross datacenters|streams: watches of another datacenter are not forwarded)$/);
+    expect(err.message).toMatch(/^gRPC method ".*" (is not forwarded: only the unary methods of consulate\.catalog\.v1\.CatalogService, consulate\.catalog\.v1\.HealthService, consulate\.catalog\.v1\.KVService, consulate\.catalog\.v1\.SessionService cross datacenters|streams: forward watches with ForwardWatch)$/);
     expect(router.calls).toHaveLength(0);
   });
 
@@ -814,5 +815,191 @@ describe('forwarding a gRPC call to another datacenter', () => {
 
   test('a call that is not read-only, once it may have reached a router, is not sent again', async () => {
     await expectNotSentAgain(grpcRequest('dc2', putRequest()));
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Watches (ForwardWatch, lib/watch-relay.ts): the same route, a stream at every hop
+//
+//   dc1 ──► r1.dc2 ──► dc2's catalog, WatchPrefix: each message as the catalog encoded it, then
+//                      its status and trailers, marked as the router's answer
+
+const WATCH_PREFIX = '/consulate.catalog.v1.KVService/WatchPrefix';
+
+type WatchCall = ServerWritableStream<WatchPrefixRequest, WatchPrefixResponse>;
+
+/** A catalog's gRPC API serving WatchPrefix with `serve`; every watch it got is kept. */
+async function fakeCatalogWatch(serve: (call: WatchCall) => void): Promise<{ address: string; calls: WatchCall[] }> {
+  const calls: WatchCall[] = [];
+  const server = new GrpcServer();
+  server.addService(KVServiceService, {
+    watchPrefix: (call: WatchCall) => {
+      calls.push(call);
+      serve(call);
+    },
+  } as never);
+  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound))));
+  cleanups.push(() => server.forceShutdown());
+  return { address: `127.0.0.1:${port}`, calls };
+}
+
+const watchAt = (index: bigint): WatchPrefixResponse => ({ entries: [{ key: `cfg/${index}`, value: Buffer.from('v'), flags: 0n, session: '', lockIndex: 0n, createIndex: index, modifyIndex: index }], index });
+
+function watchRequest(datacenter: string, method = WATCH_PREFIX): ForwardRequest {
+  const message = Buffer.from(WatchPrefixRequest.encode({ prefix: 'cfg/', query: { consistency: Consistency.CONSISTENCY_DEFAULT, minIndex: 0n, maxStale: undefined, datacenter } }).finish());
+  return { datacenter, grpc: { method, message, readOnly: true } };
+}
+
+/** A sink that keeps what it is given, decoded; `full` makes it report a reader that is behind. */
+function collectingSink(): WatchSink & { readonly got: WatchPrefixResponse[]; full: boolean; drain(): void } {
+  const drains: (() => void)[] = [];
+  const sink = {
+    got: [] as WatchPrefixResponse[],
+    full: false,
+    write(message: Buffer) {
+      sink.got.push(WatchPrefixResponse.decode(message));
+      return !sink.full;
+    },
+    once(_event: 'drain', listener: () => void) {
+      drains.push(listener);
+    },
+    drain() {
+      sink.full = false;
+      for (const listener of drains.splice(0)) listener();
+    },
+  };
+  return sink;
+}
+
+async function until(done: () => boolean): Promise<void> {
+  const deadline = Date.now() + 5_000;
+  while (!done()) {
+    if (Date.now() > deadline) throw new Error('timed out');
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+describe('forwarding a watch (ForwardWatch)', () => {
+  test("end to end: dc2's catalog's messages reach dc1 in order, as encoded there, then its status and trailers", async () => {
+    const catalog = await fakeCatalogWatch((call) => {
+      call.write(watchAt(7n));
+      call.write(watchAt(9n));
+      const trailers = new Metadata();
+      trailers.set('consulate-index', '9');
+      trailers.set('x-other', 'no');
+      call.emit('error', { code: GrpcStatus.UNAVAILABLE, details: 'this catalog is shutting down: watch again through another catalog', metadata: trailers });
+    });
+    const dc2 = await realRouter('dc2', [], { catalogGrpcAddrs: [catalog.address] });
+    const forwarder = newForwarder({ datacenter: 'dc1', routes: [route(['dc2'], [hop('r1.dc2', dc2.address, 'dc2')])] });
+    const sink = collectingSink();
+
+    const end = await forwarder.forwardWatch(watchRequest('dc2'), [], undefined, sink);
+
+    expect(sink.got.map((message) => message.index)).toEqual([7n, 9n]);
+    expect(sink.got[1]).toEqual(watchAt(9n));
+    expect([end.code, end.details, end.messages]).toEqual([GrpcStatus.UNAVAILABLE, 'this catalog is shutting down: watch again through another catalog', 2]);
+    expect(end.trailers.get('consulate-index')).toEqual(['9']);
+    expect(end.trailers.get('x-other')).toEqual([]);
+    expect(end.trailers.get(ANSWER_TRAILER)).toEqual(['1']);
+    expect(catalog.calls.map((call) => call.request.prefix)).toEqual(['cfg/']);
+  });
+
+  test('fails over while the watch has not started: the first router cannot be reached, the second opens it', async () => {
+    const catalog = await fakeCatalogWatch((call) => (call.write(watchAt(3n)), call.end()));
+    const r2 = await realRouter('dc2', [], { catalogGrpcAddrs: [catalog.address] });
+    const forwarder = newForwarder({ datacenter: 'dc1', routes: [route(['dc2'], [hop('r1.dc2', await deadAddress(), 'dc2'), hop('r2.dc2', r2.address, 'dc2')])] });
+    const sink = collectingSink();
+    const end = await forwarder.forwardWatch(watchRequest('dc2'), [], undefined, sink);
+    expect([end.code, end.messages]).toEqual([GrpcStatus.OK, 1]);
+    expect(sink.got.map((message) => message.index)).toEqual([3n]);
+  });
+
+  test('a watch that breaks after its first message is not opened again: UNAVAILABLE, watch again from the last index', async () => {
+    const catalog = await fakeCatalogWatch((call) => call.write(watchAt(3n)));
+    const r1 = await realRouter('dc2', [], { catalogGrpcAddrs: [catalog.address] });
+    const r2 = await realRouter('dc2', [], { catalogGrpcAddrs: [catalog.address] });
+    const forwarder = newForwarder({ datacenter: 'dc1', routes: [route(['dc2'], [hop('r1.dc2', r1.address, 'dc2'), hop('r2.dc2', r2.address, 'dc2')])] });
+    const sink = collectingSink();
+    const pending = failure(forwarder.forwardWatch(watchRequest('dc2'), [], undefined, sink));
+    await until(() => sink.got.length === 1);
+    forwarder.routerFailed(r1.address);
+    const err = await pending;
+    expect(err.code).toBe(GrpcStatus.UNAVAILABLE);
+    expect(err.message).toMatch(/^the watch through router r1\.dc2 of dc2 broke \(.*\): watch again from the last index$/);
+    expect(catalog.calls).toHaveLength(1);
+  });
+
+  test("a caller that goes away cancels the watch down to the remote catalog's stream", async () => {
+    const catalog = await fakeCatalogWatch((call) => call.write(watchAt(3n)));
+    const dc2 = await realRouter('dc2', [], { catalogGrpcAddrs: [catalog.address] });
+    const forwarder = newForwarder({ datacenter: 'dc1', routes: [route(['dc2'], [hop('r1.dc2', dc2.address, 'dc2')])] });
+    const sink = collectingSink();
+    const caller = new AbortController();
+    const pending = failure(forwarder.forwardWatch(watchRequest('dc2'), [], undefined, sink, caller.signal));
+    await until(() => sink.got.length === 1);
+    let cancelled = false;
+    catalog.calls[0].on('cancelled', () => (cancelled = true));
+    caller.abort();
+    expect((await pending).code).toBe(GrpcStatus.CANCELLED);
+    await until(() => cancelled);
+  });
+
+  test('a reader that is behind pauses the watch at every hop; draining resumes it, nothing lost', async () => {
+    const catalog = await fakeCatalogWatch((call) => {
+      for (let index = 1n; index <= 50n; index++) call.write(watchAt(index));
+      call.end();
+    });
+    const dc2 = await realRouter('dc2', [], { catalogGrpcAddrs: [catalog.address] });
+    const forwarder = newForwarder({ datacenter: 'dc1', routes: [route(['dc2'], [hop('r1.dc2', dc2.address, 'dc2')])] });
+    const sink = collectingSink();
+    sink.full = true;
+    const pending = forwarder.forwardWatch(watchRequest('dc2'), [], undefined, sink);
+    await until(() => sink.got.length === 1);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    // Paused after the first: nothing more was handed over while the reader was behind.
+    expect(sink.got).toHaveLength(1);
+    sink.drain();
+    const end = await pending;
+    expect(end.code).toBe(GrpcStatus.OK);
+    expect(sink.got.map((message) => message.index)).toEqual(Array.from({ length: 50 }, (_, i) => BigInt(i + 1)));
+  });
+
+  test('through a transit datacenter: dc1 → dc2 → dc3', async () => {
+    const catalog = await fakeCatalogWatch((call) => (call.write(watchAt(5n)), call.end()));
+    const dc3 = await realRouter('dc3', [], { caller: 'dc2', catalogGrpcAddrs: [catalog.address] });
+    const dc2 = await realRouter('dc2', [], {
+      caller: 'dc1',
+      routes: [route(['dc3'], [hop('r1.dc3', dc3.address, 'dc3', { areaId: 'area-dc3' })], 'area-dc3')],
+      areas: [area('area-dc1', 'dc1', true), area('area-dc3', 'dc3', true)],
+    });
+    const dc1 = newForwarder({ datacenter: 'dc1', routes: [route(['dc2', 'dc3'], [hop('r1.dc2', dc2.address, 'dc2', { areaId: 'area-dc2' })], 'area-dc2')] });
+    const sink = collectingSink();
+    const end = await dc1.forwardWatch(watchRequest('dc3'), [], undefined, sink);
+    expect([end.code, sink.got.map((message) => message.index)]).toEqual([GrpcStatus.OK, [5n]]);
+  });
+
+  test("a router's refusal further on is the answer: No path to datacenter from dc2, not tried elsewhere", async () => {
+    const dc2 = await realRouter('dc2', [], { caller: 'dc1' });
+    const forwarder = newForwarder({ datacenter: 'dc1', routes: [route(['dc2', 'dc3'], [hop('r1.dc2', dc2.address, 'dc2')])] });
+    const end = await forwarder.forwardWatch(watchRequest('dc3'), [], undefined, collectingSink());
+    expect([end.code, end.details, end.messages]).toEqual([GrpcStatus.NOT_FOUND, NO_PATH, 0]);
+  });
+
+  test.each([
+    ['a unary method', KV_GET],
+    ['a method of another service', '/consulate.consensus.v1.WatchService/Watch'],
+  ])('refuses %s as a watch with INVALID_ARGUMENT before it travels', async (_, method) => {
+    const forwarder = newForwarder({ datacenter: 'dc1', routes: [route(['dc2'], [hop('r1.dc2', await deadAddress(), 'dc2')])] });
+    const err = await failure(forwarder.forwardWatch(watchRequest('dc2', method), [], undefined, collectingSink()));
+    expect(err.code).toBe(GrpcStatus.INVALID_ARGUMENT);
+    expect(err.message).toMatch(/is not a watch/);
+  });
+
+  test('without a route: NOT_FOUND, No path to datacenter; no router of dc2 reachable: UNAVAILABLE', async () => {
+    const none = await failure(newForwarder({ datacenter: 'dc1' }).forwardWatch(watchRequest('dc2'), [], undefined, collectingSink()));
+    expect([none.code, none.message]).toEqual([GrpcStatus.NOT_FOUND, NO_PATH]);
+    const forwarder = newForwarder({ datacenter: 'dc1', routes: [route(['dc2'], [hop('r1.dc2', await deadAddress(), 'dc2')])] });
+    const dead = await failure(forwarder.forwardWatch(watchRequest('dc2'), [], undefined, collectingSink()));
+    expect([dead.code, dead.message]).toEqual([GrpcStatus.UNAVAILABLE, NO_SERVER]);
   });
 });

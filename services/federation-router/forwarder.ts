@@ -20,7 +20,8 @@ import { Tracer, context as otelContext, propagation, trace } from '@opentelemet
 import { ForwardRequest, ForwardResponse, GrpcRequest, GrpcResponse, HttpRequest, HttpResponse } from '../gen/consulate/router/v1/operator';
 import { Logger } from '../lib/log';
 import { AreaStore } from './area-store';
-import { CatalogGrpcClients, CatalogUnreachableError, NoForwardedHttpError, neverSent, refusedMethod } from './catalog-grpc';
+import { ROUTER_ANSWER_TRAILER, WatchEnd, WatchSink, copyTrailers, isRouterAnswer, relayWatch } from '../lib/watch-relay';
+import { CATALOG_TRAILERS, CatalogGrpcClients, CatalogUnreachableError, NoForwardedHttpError, neverSent, refusedMethod, refusedWatch } from './catalog-grpc';
 import { Federation } from './federation';
 import { PeerClients } from './peer-clients';
 import { MAX_HOPS, NextHop } from './routing/route-table';
@@ -29,7 +30,9 @@ import { MAX_HOPS, NextHop } from './routing/route-table';
 export const NO_PATH = 'No path to datacenter';
 export const NO_SERVER = 'Remote DC has no server currently reachable';
 /** Marks an error as a router's answer, not a failure to reach it: an answer is not retried elsewhere. */
-export const ANSWER_TRAILER = 'consulate-router-answer';
+export const ANSWER_TRAILER = ROUTER_ANSWER_TRAILER;
+/** Watches of other datacenters this router carries at once: each holds a stream at every hop it crosses. */
+export const MAX_FORWARDED_WATCHES = 1_024;
 /** How long a router that could not be reached is tried after the others. */
 const OFFLINE_MS = 10_000;
 /** How long the catalogs' HTTP API is used after one had no ForwardedHttpService, before it is tried again. */
@@ -89,6 +92,8 @@ export class Forwarder {
   private readonly catalogGrpc: CatalogGrpcClients;
   private nextCatalog = 0;
   private nextGrpcCatalog = 0;
+  /** Watches of other datacenters this router carries now. */
+  private watches = 0;
   /** Until then, forwarded HTTP requests use the catalogs' HTTP API (one had no ForwardedHttpService). */
   private httpOnlyUntil = 0;
 
@@ -129,23 +134,11 @@ export class Forwarder {
     // Refused wherever it arrives, so a request that will not be served never travels.
     const malformed = malformedRequest(request);
     if (malformed !== undefined) throw new ForwardError(malformed, GrpcStatus.INVALID_ARGUMENT);
-    if (request.datacenter === local) {
-      if (from === undefined) throw new ForwardError(`request is for this datacenter (${local}); serve it locally`, GrpcStatus.INVALID_ARGUMENT);
+    const hops = this.hopsFor(request, visited, from);
+    if (hops === 'here') {
       if (request.grpc !== undefined) return { grpc: await this.serveGrpcLocally(request.grpc, deadlineMs, signal), path: [local] };
       return { response: await this.serveLocally(request, deadlineMs, signal), path: [local] };
     }
-    const route = this.federation.route(request.datacenter);
-    if (route === undefined) throw this.noPath(request, 'no route');
-    if (from !== undefined) {
-      // Passing through: only between two transit areas, never back, never in a circle.
-      const inbound = this.store.areas().find((area) => area.peerDatacenter === from);
-      const outbound = this.store.area(route.areaId);
-      if (inbound === undefined || !inbound.transit) throw this.noPath(request, `the area with ${from} is not a transit area`);
-      if (outbound === undefined || !outbound.transit) throw this.noPath(request, `the route leaves through ${route.areaId}, not a transit area`);
-      if (visited.includes(local) || route.path.includes(from) || visited.length + route.path.length > MAX_HOPS) throw this.noPath(request, 'loop or hop limit');
-    }
-    const hops = this.tryOrder(route.nextHops);
-    if (hops.length === 0) throw this.noServer(request, 'every router of the next datacenter is failed');
     const failures: string[] = [];
     const retriable = request.grpc !== undefined ? request.grpc.readOnly : SAFE_METHODS.has(request.request?.method ?? '');
     for (const hop of hops) {
@@ -173,6 +166,100 @@ export class Forwarder {
       }
     }
     throw this.noServer(request, failures.join('; ') || 'deadline passed');
+  }
+
+  /**
+   * Where a request goes from here: 'here' when it is for this datacenter (and came from another
+   * router: our own catalog serves its own), else the routers of the next datacenter on its route,
+   * in the order to try them. Throws the refusals: no path, a transit the areas do not allow, a
+   * loop, no router of the next datacenter alive.
+   */
+  private hopsFor(request: ForwardRequest, visited: readonly string[], from: string | undefined): NextHop[] | 'here' {
+    const local = this.options.datacenter;
+    if (request.datacenter === local) {
+      if (from === undefined) throw new ForwardError(`request is for this datacenter (${local}); serve it locally`, GrpcStatus.INVALID_ARGUMENT);
+      return 'here';
+    }
+    const route = this.federation.route(request.datacenter);
+    if (route === undefined) throw this.noPath(request, 'no route');
+    if (from !== undefined) {
+      // Passing through: only between two transit areas, never back, never in a circle.
+      const inbound = this.store.areas().find((area) => area.peerDatacenter === from);
+      const outbound = this.store.area(route.areaId);
+      if (inbound === undefined || !inbound.transit) throw this.noPath(request, `the area with ${from} is not a transit area`);
+      if (outbound === undefined || !outbound.transit) throw this.noPath(request, `the route leaves through ${route.areaId}, not a transit area`);
+      if (visited.includes(local) || route.path.includes(from) || visited.length + route.path.length > MAX_HOPS) throw this.noPath(request, 'loop or hop limit');
+    }
+    const hops = this.tryOrder(route.nextHops);
+    if (hops.length === 0) throw this.noServer(request, 'every router of the next datacenter is failed');
+    return hops;
+  }
+
+  /**
+   * Opens the watch `request.grpc` names in its datacenter, or passes it on, writing each of its
+   * messages to `sink`; resolves with how the remote watch ended (the remote catalog's status, or
+   * a router's refusal further on), rejects with a ForwardError when no router or catalog could
+   * carry it (lib/watch-relay.ts). A router that cannot be reached is skipped, as for forward();
+   * a watch that breaks after its first message is not opened again: its caller does that, from
+   * the last index it saw. Aborting `signal` cancels it down the route.
+   */
+  async forwardWatch(request: ForwardRequest, visited: readonly string[], from: string | undefined, sink: WatchSink, signal?: AbortSignal): Promise<WatchEnd> {
+    const refused = request.grpc === undefined ? 'a forwarded watch needs a gRPC call' : refusedWatch(request.grpc.method);
+    if (refused !== undefined) throw new ForwardError(refused, GrpcStatus.INVALID_ARGUMENT);
+    if (this.watches >= MAX_FORWARDED_WATCHES) throw new ForwardError(`too many watches of other datacenters through this router (${MAX_FORWARDED_WATCHES}); close some, or retry later`, GrpcStatus.RESOURCE_EXHAUSTED);
+    this.watches++;
+    try {
+      const hops = this.hopsFor(request, visited, from);
+      if (hops === 'here') return await this.watchLocally(request.grpc!, sink, signal);
+      const failures: string[] = [];
+      for (const hop of hops) {
+        if (aborted(signal)) throw cancelledByCaller();
+        const stream = this.peers.forwarding(hop.address, hop.datacenter).forwardWatch({ forward: request, visited: [...visited, this.options.datacenter] }, this.peers.metadata());
+        const end = await this.tracked(hop.address, stream, relayWatch(stream, (message) => Buffer.from(message.message), sink, signal));
+        if (aborted(signal)) throw cancelledByCaller();
+        if (isRouterAnswer(end)) {
+          this.offlineUntil.delete(hop.address);
+          return end;
+        }
+        this.offlineUntil.set(hop.address, Date.now() + OFFLINE_MS);
+        if (end.messages > 0) throw new ForwardError(`the watch through router ${hop.name} of ${hop.datacenter} broke (${end.details}): watch again from the last index`, GrpcStatus.UNAVAILABLE);
+        failures.push(`${hop.name} (${hop.address}): ${end.details}`);
+        this.options.logger.warn({ datacenter: request.datacenter, router: hop.name, address: hop.address, code: end.code }, `router ${hop.name} of ${hop.datacenter} did not open a forwarded watch (${end.details}); trying the next`);
+      }
+      throw this.noServer(request, failures.join('; '));
+    } finally {
+      this.watches--;
+    }
+  }
+
+  /** Opens the watch on this datacenter's catalog (gRPC), the next catalog when one cannot be reached. */
+  private async watchLocally(grpc: GrpcRequest, sink: WatchSink, signal: AbortSignal | undefined): Promise<WatchEnd> {
+    const addrs = this.options.catalogGrpcAddrs ?? [];
+    if (addrs.length === 0) throw new ForwardError(`router has no catalog gRPC API to ask in ${this.options.datacenter} (-catalog-grpc-addr)`, GrpcStatus.UNAVAILABLE);
+    const failures: string[] = [];
+    for (let i = 0; i < addrs.length; i++) {
+      if (aborted(signal)) throw cancelledByCaller();
+      const address = addrs[(this.nextGrpcCatalog + i) % addrs.length];
+      const end = await this.catalogGrpc.watch(address, grpc, sink, signal);
+      if (aborted(signal)) throw cancelledByCaller();
+      if (end.messages > 0 || !neverSent(end)) return { ...end, trailers: copyTrailers(end.trailers, CATALOG_TRAILERS) };
+      failures.push(`${address}: ${end.details}`);
+    }
+    this.options.logger.warn({ failures, method: grpc.method }, `cannot reach a catalog's gRPC API of ${this.options.datacenter} for a forwarded watch`);
+    throw new ForwardError(`${NO_SERVER}: no catalog of ${this.options.datacenter} answered (${failures.join('; ')})`, GrpcStatus.UNAVAILABLE);
+  }
+
+  /** `done`, with `call` among the calls in flight to `address` meanwhile (routerFailed cancels them). */
+  private async tracked<T>(address: string, call: { cancel(): void }, done: Promise<T>): Promise<T> {
+    const calls = this.inFlight.get(address) ?? new Set<{ cancel(): void }>();
+    this.inFlight.set(address, calls);
+    calls.add(call);
+    try {
+      return await done;
+    } finally {
+      calls.delete(call);
+      if (calls.size === 0) this.inFlight.delete(address);
+    }
   }
 
   /**

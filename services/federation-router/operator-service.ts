@@ -13,7 +13,7 @@ import { RoleContext } from '../lib/role-process';
 import { Area, AreaError, AreaStore } from './area-store';
 import { AreaMemberView, Federation, WAN_AREA } from './federation';
 import { Forwarder, cancelledSignal, deadlineMsOf } from './forwarder';
-import { forwardFailure } from './federation-service';
+import { forwardFailure, serveForwardWatch } from './federation-service';
 
 /** Consul's blocking-query wait: 5 minutes by default, 10 at most. */
 const DEFAULT_WAIT_MS = 5 * 60_000;
@@ -130,6 +130,9 @@ export function forwardService(forwarder: Forwarder): WithoutCalls<ForwardServic
         (answer) => callback(null, answer),
         (err: Error) => callback(forwardFailure(err)),
       ).finally(cancelled.done);
+    },
+    forwardWatch(call) {
+      serveForwardWatch(call, forwarder, call.request.forward, [], undefined);
     },
   };
 }

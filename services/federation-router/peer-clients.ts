@@ -11,13 +11,15 @@
 import { X509Certificate } from 'node:crypto';
 import { PeerCertificate, checkServerIdentity } from 'node:tls';
 
-import { ChannelCredentials, Metadata, credentials as grpcCredentials } from '@grpc/grpc-js';
+import { ChannelCredentials, ClientReadableStream, Metadata, credentials as grpcCredentials } from '@grpc/grpc-js';
 import { Tracer } from '@opentelemetry/api';
 
 import {
   FederationServiceClient,
   FederationServiceForwardRequest,
   FederationServiceForwardResponse,
+  FederationServiceForwardWatchRequest,
+  FederationServiceForwardWatchResponse,
   FederationServiceService,
   PacketRequest,
   PacketResponse,
@@ -37,6 +39,8 @@ export const MAX_CLIENTS = 256;
 /** Another router's FederationService, its unary methods carried on its `Calls` stream. */
 export interface Peer {
   readonly forward: UnaryMethod<FederationServiceForwardRequest, FederationServiceForwardResponse>;
+  /** A stream of its own on the same connection. */
+  readonly forwardWatch: (request: FederationServiceForwardWatchRequest, metadata: Metadata) => ClientReadableStream<FederationServiceForwardWatchResponse>;
   readonly packet: UnaryMethod<PacketRequest, PacketResponse>;
   readonly pushPull: UnaryMethod<PushPullRequest, PushPullResponse>;
   readonly ping: UnaryMethod<PingRequest, PingResponse>;
@@ -91,6 +95,7 @@ export class PeerClients {
       const calls = new CallStreamClient({ client, tracer: this.tracer, peer: address, traced });
       const peer: Peer = {
         forward: calls.method(FederationServiceService.forward, client.forward.bind(client)),
+        forwardWatch: (request, metadata) => client.forwardWatch(request, metadata),
         packet: calls.method(FederationServiceService.packet, client.packet.bind(client)),
         pushPull: calls.method(FederationServiceService.pushPull, client.pushPull.bind(client)),
         ping: calls.method(FederationServiceService.ping, client.ping.bind(client)),

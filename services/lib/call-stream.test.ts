@@ -48,7 +48,7 @@ describe('unary calls on a Calls stream', () => {
   });
 
   async function serve(options: { callStream?: boolean; port?: number; graceMs?: number } = {}): Promise<{ server: RoleGrpcServer; address: string }> {
-    const implementation: WithoutCalls<ForwardServiceServer> = { forward: (call, callback) => handler(call, callback) };
+    const implementation: WithoutCalls<ForwardServiceServer> = { forward: (call, callback) => handler(call, callback), forwardWatch: (call) => call.end() };
     const destination = new Writable({
       write(chunk: Buffer, _encoding, done) {
         logged.push(chunk.toString());

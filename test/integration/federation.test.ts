@@ -166,14 +166,32 @@ describe('network areas, as the seed guide walks them', () => {
       const unknown = await refusal(catalogApi.listNodes.bind(catalogApi), { query: query('dc9'), nodeMeta: {} });
       expect({ code: unknown.code, details: unknown.details }).toEqual({ code: GrpcStatus.NOT_FOUND, details: 'No path to datacenter' });
 
-      // Watches are not forwarded: a clear refusal, not a hang.
-      const watch = kv.watchPrefix({ prefix: 'grpc/', query: query('dc2') }, { deadline: Date.now() + 15_000 });
-      const ended = await new Promise<ServiceError>((resolve) => {
-        watch.on('data', (message: WatchPrefixResponse) => resolve(Object.assign(new Error(`unexpected message at index ${message.index}`), { code: -1 }) as unknown as ServiceError));
-        watch.on('error', resolve);
-      });
-      expect(ended.code).toBe(GrpcStatus.UNIMPLEMENTED);
-      expect(ended.details).toMatch(/^watches of another datacenter are not forwarded/);
+      // A watch of dc2 through dc1's catalog: dc2's answer first, then dc2's writes as they land.
+      const watchesOpen = async (dc: FederatedDatacenter): Promise<number> => {
+        const text = await (await fetch(`http://${dc.catalog.address}:9502/metrics`)).text();
+        return Number(/^consulate_catalog_watches_open (\d+)/m.exec(text)?.[1] ?? NaN);
+      };
+      const watch = kv.watchPrefix({ prefix: 'grpc/', query: query('dc2') });
+      const seen: WatchPrefixResponse[] = [];
+      let ended: ServiceError | undefined;
+      watch.on('data', (message: WatchPrefixResponse) => seen.push(message));
+      watch.on('error', (err: ServiceError) => (ended = err));
+      await eventually("dc2's answer through the watch", async () => (seen.length >= 1 ? true : undefined), 15_000);
+      expect(seen[0].entries.map((e) => [e.key, Buffer.from(e.value).toString()])).toEqual([['grpc/from-dc1', '"changed in dc2"']]);
+      expect(await watchesOpen(dc2)).toBe(1);
+      expect((await http(dc2, 'PUT', '/v1/kv/grpc/second', 'written in dc2')).text).toBe('true');
+      await eventually("dc2's write through the watch", async () => (seen.length >= 2 ? true : undefined), 15_000);
+      expect(seen[1].entries.map((e) => e.key)).toEqual(['grpc/from-dc1', 'grpc/second']);
+      expect(seen[1].index).toBeGreaterThan(seen[0].index);
+      // A client that goes away ends the watch in dc2 too: cancelled down the route.
+      watch.cancel();
+      await eventually('dc2 to close the watch', async () => ((await watchesOpen(dc2)) === 0 ? true : undefined), 15_000);
+      expect(ended?.code).toBe(GrpcStatus.CANCELLED);
+
+      // No route for a watch either: the same status as a call's.
+      const nowhere = kv.watchPrefix({ prefix: 'grpc/', query: query('dc9') });
+      const refused = await new Promise<ServiceError>((resolve) => (nowhere.on('data', () => undefined), nowhere.on('error', resolve)));
+      expect({ code: refused.code, details: refused.details }).toEqual({ code: GrpcStatus.NOT_FOUND, details: 'No path to datacenter' });
     } finally {
       catalogApi.close();
       kv.close();

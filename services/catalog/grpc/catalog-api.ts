@@ -33,7 +33,7 @@ export interface CatalogApiDeps extends ReadDeps {
   readonly logger: Logger;
   readonly context: Pick<RoleContext<never>, 'roleInfo'>;
   /** The datacenter's federation routers, for calls naming another datacenter; none: no path there. */
-  readonly routers?: Pick<RouterClient, 'configured' | 'forward' | 'datacenters'>;
+  readonly routers?: Pick<RouterClient, 'configured' | 'forward' | 'forwardWatch' | 'datacenters'>;
   /** Forwards in flight, shared with the HTTP API; this API's own when not given. */
   readonly forwardSlots?: ForwardSlots;
 }

@@ -183,16 +183,15 @@ describe('WatchServiceHealth', () => {
     expect(late.error!.code).toBe(GrpcStatus.UNAVAILABLE);
   });
 
-  test('bad requests end the stream at once: no service name (INVALID_ARGUMENT), another datacenter (UNIMPLEMENTED)', async () => {
+  test('bad requests end the stream at once: no service name (INVALID_ARGUMENT), another datacenter without a router (NOT_FOUND)', async () => {
     api = await startCatalogGrpc();
     const unnamed = watch({ service: '' });
     await unnamed.until(() => unnamed.error !== undefined);
     expect({ code: unnamed.error!.code, details: unnamed.error!.details }).toEqual({ code: GrpcStatus.INVALID_ARGUMENT, details: 'Missing service name' });
     const remote = watch({ query: { consistency: 0, minIndex: 0n, maxStale: undefined, datacenter: 'dc2' } });
     await remote.until(() => remote.error !== undefined);
-    // Watches of another datacenter are not forwarded (grpc/remote-datacenter.ts), router or not.
-    expect(remote.error!.code).toBe(GrpcStatus.UNIMPLEMENTED);
-    expect(remote.error!.details).toMatch(/^watches of another datacenter are not forwarded \(datacenter "dc2"\)/);
+    // Forwarded through the routers (grpc/remote-datacenter.ts): without one, no path.
+    expect({ code: remote.error!.code, details: remote.error!.details }).toEqual({ code: GrpcStatus.NOT_FOUND, details: 'No path to datacenter' });
     expect(api.watches.count).toBe(0);
   });
 });

@@ -7,13 +7,14 @@ import { Client, Metadata, MethodDefinition, ServiceError, credentials, status a
 
 import { CatalogServiceService, ListNodesRequest, ListNodesResponse, Node } from '../../gen/consulate/catalog/v1/catalog';
 import { HealthServiceService } from '../../gen/consulate/catalog/v1/health';
-import { GetRequest, GetResponse, KVServiceService, PutRequest, PutResponse, WatchPrefixResponse } from '../../gen/consulate/catalog/v1/kv';
+import { GetRequest, GetResponse, KVServiceService, PutRequest, PutResponse, WatchPrefixRequest, WatchPrefixResponse } from '../../gen/consulate/catalog/v1/kv';
 import { Consistency, QueryOptions } from '../../gen/consulate/catalog/v1/query';
 import { SessionServiceService } from '../../gen/consulate/catalog/v1/session';
 import { ForwardResponse } from '../../gen/consulate/router/v1/operator';
 import { FORWARD_TIMEOUT_MS } from '../router-client';
 import { DEFAULT_WAIT_MS } from '../state/consistent-read';
-import { FakeRouter, Refusal, startFakeRouter } from '../testing/fake-router';
+import { ROUTER_ANSWER_TRAILER } from '../../lib/watch-relay';
+import { FakeRouter, Refusal, routerAnswer, startFakeRouter } from '../testing/fake-router';
 import { CatalogGrpc, startCatalogGrpc } from '../testing/grpc-harness';
 import { FORWARDED_WAIT_MARGIN_MS, grpcForwardPolicy } from './remote-datacenter';
 import { INDEX_TRAILER } from './status';
@@ -21,6 +22,8 @@ import { INDEX_TRAILER } from './status';
 const query = (datacenter: string, more: Partial<QueryOptions> = {}): QueryOptions => ({ consistency: Consistency.CONSISTENCY_DEFAULT, minIndex: 0n, maxStale: undefined, datacenter, ...more });
 
 const dc2Node: Node = { id: '', name: 'only-in-dc2', address: '10.0.2.5', datacenter: 'dc2', taggedAddresses: {}, meta: {}, createIndex: 7n, modifyIndex: 7n };
+
+const watchAt = (index: bigint): WatchPrefixResponse => ({ entries: [{ key: `cfg/${index}`, value: Buffer.from('v'), flags: 0n, session: '', lockIndex: 0n, createIndex: index, modifyIndex: index }], index });
 
 /** The remote catalog's answer to a gRPC call, as a router hands it back. */
 function grpcAnswer(message: Uint8Array, more: Partial<NonNullable<ForwardResponse['grpc']>> = {}): ForwardResponse {
@@ -130,15 +133,48 @@ describe('a call naming another datacenter goes through the routers', () => {
     expect(unary.map((method) => method.path).filter((path) => !forwardable.includes(path))).toEqual(['/consulate.catalog.v1.CatalogService/Status', '/consulate.catalog.v1.CatalogService/ListDatacenters']);
   });
 
-  test('a watch of another datacenter: UNIMPLEMENTED, saying to use blocking reads; nothing forwarded', async () => {
-    const stream = api.kv.watchPrefix({ prefix: '', query: query('dc2') });
-    const err = await new Promise<ServiceError>((resolve) => {
-      stream.on('data', (message: WatchPrefixResponse) => resolve(new Error(`unexpected message ${JSON.stringify(message)}`) as ServiceError));
-      stream.on('error', resolve);
-    });
-    expect(err.code).toBe(GrpcStatus.UNIMPLEMENTED);
-    expect(err.details).toBe('watches of another datacenter are not forwarded (datacenter "dc2"): use blocking reads (QueryOptions.min_index), which are, or watch through a catalog of dc2');
-    expect(router.forwarded).toEqual([]);
+  test("a watch of another datacenter goes to the routers' ForwardWatch: the remote messages as sent, then its status and own trailers", async () => {
+    router.forwardWatchAnswer = (_, call) => {
+      call.write({ message: Buffer.from(WatchPrefixResponse.encode(watchAt(7n)).finish()) });
+      call.write({ message: Buffer.from(WatchPrefixResponse.encode(watchAt(9n)).finish()) });
+      const trailers = routerAnswer();
+      trailers.set('consulate-index', '9');
+      call.emit('error', { code: GrpcStatus.UNAVAILABLE, details: 'this catalog is shutting down: watch again through another catalog', metadata: trailers });
+    };
+    const stream = api.kv.watchPrefix({ prefix: 'cfg/', query: query('dc2') });
+    const got: WatchPrefixResponse[] = [];
+    stream.on('data', (message: WatchPrefixResponse) => got.push(message));
+    const err = await new Promise<ServiceError>((resolve) => stream.on('error', resolve));
+
+    expect(got).toEqual([watchAt(7n), watchAt(9n)]);
+    expect([err.code, err.details]).toEqual([GrpcStatus.UNAVAILABLE, 'this catalog is shutting down: watch again through another catalog']);
+    expect(err.metadata.get('consulate-index')).toEqual(['9']);
+    expect(err.metadata.get(ROUTER_ANSWER_TRAILER)).toEqual([]);
+    const [watch] = router.watches;
+    expect([watch.datacenter, watch.grpc?.method, watch.grpc?.readOnly]).toEqual(['dc2', '/consulate.catalog.v1.KVService/WatchPrefix', true]);
+    expect(WatchPrefixRequest.decode(watch.grpc!.message)).toEqual({ prefix: 'cfg/', query: query('dc2') });
+  });
+
+  test("a watch the router refuses (No path to datacenter) ends NOT_FOUND with Consul's text and log line", async () => {
+    const stream = api.health.watchServiceHealth({ service: 'web', tags: [], nodeMeta: {}, passingOnly: false, query: query('dc9') });
+    const err = await new Promise<ServiceError>((resolve) => stream.on('error', resolve));
+    expect([err.code, err.details]).toEqual([GrpcStatus.NOT_FOUND, 'No path to datacenter']);
+    expect(logs.map((line) => line.msg)).toContain('RPC request for DC is currently failing as no path was found');
+  });
+
+  test('a client that cancels its watch cancels the forwarded one', async () => {
+    let cancelled = false;
+    router.forwardWatchAnswer = (_, call) => {
+      call.on('cancelled', () => (cancelled = true));
+      call.write({ message: Buffer.from(WatchPrefixResponse.encode(watchAt(7n)).finish()) });
+    };
+    const stream = api.kv.watchPrefix({ prefix: 'cfg/', query: query('dc2') });
+    stream.on('error', () => undefined);
+    await new Promise((resolve) => stream.once('data', resolve));
+    stream.cancel();
+    const deadline = Date.now() + 5_000;
+    while (!cancelled && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(cancelled).toBe(true);
   });
 });
 

@@ -7,6 +7,12 @@
  * it; the remote catalog's status, details, trailers (`consulate-index`) and answer come back as
  * it gave them. Writes go too, as Consul forwards KV puts and registrations.
  *
+ * Watches (WatchPrefix, WatchServiceHealth) of another datacenter go to the routers'
+ * ForwardWatch: the remote catalog serves the watch, and each of its messages comes back through
+ * the routers as it was encoded (lib/watch-relay.ts, backpressure included); the stream ends with
+ * the remote watch's status. A watch that breaks on the way ends UNAVAILABLE: watch again, from
+ * the last index, as after a catalog's restart. At most MAX_FORWARDED_WATCHES at once per catalog.
+ *
  * Deadlines: the call's own deadline travels; a call without one gets FORWARD_TIMEOUT_MS, or for
  * a blocking read (min_index) the wait one served here would have (DEFAULT_WAIT_MS) plus
  * FORWARDED_WAIT_MARGIN_MS, since the remote catalog's wait ends a little before the deadline it
@@ -22,8 +28,7 @@
  * | a route, but nothing answers behind it ("Remote DC has no      | UNAVAILABLE        |
  * |   server currently reachable"), or no router of ours answers   |                    |
  * | lost on its way, and it may have been carried out (a write)    | UNKNOWN            |
- * | too many forwards in flight on this catalog                    | RESOURCE_EXHAUSTED |
- * | a watch (server stream) of another datacenter                  | UNIMPLEMENTED      |
+ * | too many forwards (or forwarded watches) on this catalog       | RESOURCE_EXHAUSTED |
  *
  * Each failed forward is logged with Consul's log text, and the call's span carries a
  * `datacenter` attribute.
@@ -47,6 +52,7 @@ import { KVServiceService } from '../../gen/consulate/catalog/v1/kv';
 import { SessionServiceService } from '../../gen/consulate/catalog/v1/session';
 import { ForwardResponse } from '../../gen/consulate/router/v1/operator';
 import { Logger } from '../../lib/log';
+import { WatchSink, copyTrailers } from '../../lib/watch-relay';
 import { FORWARD_TIMEOUT_MS, ForwardSlots, NO_SERVER_REACHABLE, RouterAnswerError, RouterCallOptions, RouterClient, RouterUnavailableError } from '../router-client';
 import { DEFAULT_WAIT_MS } from '../state/consistent-read';
 import { NoPathToDatacenterError } from '../state/errors';
@@ -57,6 +63,9 @@ import { NoPathToDatacenterError } from '../state/errors';
  * answer's way home.
  */
 export const FORWARDED_WAIT_MARGIN_MS = 5_000;
+
+/** Watches of other datacenters one catalog carries at once (each holds a stream to a router). */
+export const MAX_FORWARDED_WATCHES = 256;
 
 /** Methods that change nothing: a read that does not block may be sent to the next router. */
 const READ_METHODS = new Set<string>([
@@ -72,8 +81,8 @@ const READ_METHODS = new Set<string>([
   SessionServiceService.list.path,
 ]);
 
-/** What a forwarded gRPC trailer may be called: the catalog's own, never gRPC's reserved ones. */
-const ANSWER_TRAILERS = /^consulate-[a-z0-9-]+$/;
+/** What a forwarded gRPC trailer may be called: the catalog's own, never gRPC's reserved ones nor the routers' mark. */
+const CATALOG_TRAILERS = /^consulate-(?!router-answer$)[a-z0-9-]+$/;
 
 const NO_PATH_TO_DATACENTER = new NoPathToDatacenterError().message;
 
@@ -81,7 +90,7 @@ export interface GrpcForwardingDeps {
   /** This catalog's datacenter: a call naming it (or none) is served here. */
   readonly datacenter: string;
   /** The datacenter's routers; without any (`configured` false), another datacenter has no path. */
-  readonly routers: Pick<RouterClient, 'configured' | 'forward'>;
+  readonly routers: Pick<RouterClient, 'configured' | 'forward' | 'forwardWatch'>;
   readonly logger: Logger;
   /** Forwards in flight, shared with the HTTP API (role.ts). */
   readonly slots: ForwardSlots;
@@ -90,11 +99,13 @@ export interface GrpcForwardingDeps {
 type Request = { readonly datacenter?: unknown; readonly query?: { readonly datacenter?: unknown; readonly minIndex?: unknown } };
 
 export class GrpcDatacenterForwarding {
+  private watches = 0;
+
   constructor(private readonly deps: GrpcForwardingDeps) {}
 
   /**
    * `implementation` with every handler first asking which datacenter its call names: calls for
-   * this one reach the handler, unary calls for another are forwarded, streams refused.
+   * this one reach the handler, calls and watches for another are forwarded.
    */
   wrap<S extends UntypedServiceImplementation>(definition: ServiceDefinition, implementation: S): S {
     const wrapped: UntypedServiceImplementation = {};
@@ -109,7 +120,7 @@ export class GrpcDatacenterForwarding {
           const datacenter = this.remoteDatacenter(call.request);
           if (datacenter === undefined) return serve(call);
           trace.getActiveSpan()?.setAttribute('datacenter', datacenter);
-          call.emit('error', failure(GrpcStatus.UNIMPLEMENTED, `watches of another datacenter are not forwarded (datacenter "${datacenter}"): use blocking reads (QueryOptions.min_index), which are, or watch through a catalog of ${datacenter}`));
+          void this.forwardWatch(datacenter, method, call);
         }) as never;
       } else {
         const serve = handler as (call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) => void;
@@ -152,7 +163,7 @@ export class GrpcDatacenterForwarding {
     const response = answer.grpc;
     if (response === undefined) return callback(this.failed(datacenter, method.path, new Error('the router answered without a gRPC response')));
     const trailers = new Metadata();
-    for (const [name, value] of Object.entries(response.trailers)) if (ANSWER_TRAILERS.test(name)) trailers.set(name, value);
+    for (const [name, value] of Object.entries(response.trailers)) if (CATALOG_TRAILERS.test(name)) trailers.set(name, value);
     if (response.code !== GrpcStatus.OK) {
       const code = response.code in GrpcStatus && response.code <= GrpcStatus.UNAUTHENTICATED ? (response.code as GrpcStatus) : GrpcStatus.UNKNOWN;
       return callback({ ...failure(code, response.details), metadata: trailers });
@@ -164,6 +175,46 @@ export class GrpcDatacenterForwarding {
       return callback(this.failed(datacenter, method.path, new Error(`the answer of ${datacenter} does not decode as ${method.path}'s response: ${(err as Error).message}`)));
     }
     callback(null, decoded, trailers);
+  }
+
+  private async forwardWatch(datacenter: string, method: MethodDefinition<unknown, unknown>, call: ServerWritableStream<unknown, unknown>): Promise<void> {
+    const { routers } = this.deps;
+    if (!routers.configured) return void call.emit('error', this.noPath(datacenter, method.path, 'no federation router is configured (-router-addr)'));
+    if (this.watches >= MAX_FORWARDED_WATCHES) return void call.emit('error', failure(GrpcStatus.RESOURCE_EXHAUSTED, `too many watches of other datacenters on this catalog (${MAX_FORWARDED_WATCHES}); close some, or retry later`));
+    this.watches++;
+    // A caller that goes away cancels the watch all the way down (routers, remote catalog).
+    const cancelled = new AbortController();
+    const onCancelled = () => cancelled.abort();
+    call.once('cancelled', onCancelled);
+    let undecodable: Error | undefined;
+    const sink: WatchSink = {
+      // Decoded once, for the typed stream to encode; a message that does not decode ends the watch.
+      write: (message) => {
+        try {
+          return call.write(method.responseDeserialize(message));
+        } catch (err) {
+          undecodable = err as Error;
+          cancelled.abort();
+          return true;
+        }
+      },
+      once: (event, listener) => call.once(event, listener),
+    };
+    try {
+      const message = method.requestSerialize(call.request);
+      const end = await routers.forwardWatch({ datacenter, grpc: { method: method.path, message, readOnly: true } }, sink, cancelled.signal);
+      if (undecodable !== undefined) throw new Error(`a message of ${datacenter}'s watch does not decode as ${method.path}'s response: ${undecodable.message}`);
+      if (end.code === GrpcStatus.NOT_FOUND && end.details === NO_PATH_TO_DATACENTER) throw new RouterAnswerError(end.code, end.details);
+      if (end.code === GrpcStatus.UNAVAILABLE && end.details.startsWith(NO_SERVER_REACHABLE)) throw new RouterAnswerError(end.code, end.details);
+      const trailers = copyTrailers(end.trailers, CATALOG_TRAILERS);
+      if (end.code === GrpcStatus.OK) call.end(trailers);
+      else call.emit('error', { ...failure(end.code, end.details), metadata: trailers });
+    } catch (err) {
+      if (!cancelled.signal.aborted || undecodable !== undefined) call.emit('error', this.failed(datacenter, method.path, err));
+    } finally {
+      call.removeListener('cancelled', onCancelled);
+      this.watches--;
+    }
   }
 
   /** Logs a failed forward (Consul's lines, §3.7) and gives its status. */

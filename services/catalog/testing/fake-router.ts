@@ -14,7 +14,7 @@
  */
 import { randomUUID } from 'node:crypto';
 
-import { ServiceError, status as GrpcStatus } from '@grpc/grpc-js';
+import { Metadata, ServerWritableStream, ServiceError, status as GrpcStatus } from '@grpc/grpc-js';
 import { trace } from '@opentelemetry/api';
 
 import {
@@ -32,6 +32,8 @@ import {
   ForwardResponse,
   ForwardServiceServer,
   ForwardServiceService,
+  ForwardWatchRequest,
+  ForwardWatchResponse,
   GetAreaRequest,
   GetAreaResponse,
   JoinAreaRequest,
@@ -53,6 +55,7 @@ import {
 import { WithoutCalls } from '../../lib/call-stream';
 import { RoleGrpcServer } from '../../lib/grpc-server';
 import { createLogger } from '../../lib/log';
+import { ROUTER_ANSWER_TRAILER } from '../../lib/watch-relay';
 
 /** A gRPC error as a handler answers it. */
 export interface Refusal {
@@ -78,6 +81,14 @@ export interface FakeRouter {
   forwardAnswer: (request: ForwardRequest) => ForwardResponse | Refusal | Promise<ForwardResponse | Refusal>;
   /** Every forwarded request, in order. */
   readonly forwarded: ForwardRequest[];
+  /**
+   * How ForwardWatch answers: the test writes the watch's messages to `call` and ends it (with
+   * ROUTER_ANSWER_TRAILER on a status that is the router's answer). Default: NOT_FOUND "No path to
+   * datacenter", as the router's answer.
+   */
+  forwardWatchAnswer: (request: ForwardRequest, call: ServerWritableStream<ForwardWatchRequest, ForwardWatchResponse>) => void;
+  /** Every forwarded watch, in order. */
+  readonly watches: ForwardRequest[];
   /** Forward calls whose caller cancelled them before they were answered. */
   forwardsCancelled: number;
   /** The deadline of each forwarded request (ms since the epoch; Infinity for none), in order. */
@@ -108,6 +119,8 @@ export async function startFakeRouter(datacenter: string): Promise<FakeRouter> {
     datacenters: { datacenters: [datacenter], routes: [{ datacenter, path: [], areaId: '', rttNs: 0n, reachable: true, nextHops: [] }] },
     forwardAnswer: () => NO_PATH,
     forwarded: [],
+    forwardWatchAnswer: (_, call) => call.emit('error', { ...NO_PATH, metadata: routerAnswer() }),
+    watches: [],
     forwardDeadlines: [],
     forwardsCancelled: 0,
     calls: [],
@@ -220,6 +233,11 @@ export async function startFakeRouter(datacenter: string): Promise<FakeRouter> {
       },
       false,
     ),
+    forwardWatch: (call) => {
+      const request = call.request.forward!;
+      state.watches.push(request);
+      state.forwardWatchAnswer(request, call);
+    },
   };
 
   const server = new RoleGrpcServer({
@@ -244,4 +262,11 @@ export async function startFakeRouter(datacenter: string): Promise<FakeRouter> {
 
 function isRefusal(value: unknown): value is Refusal {
   return typeof value === 'object' && value !== null && 'code' in value && 'details' in value && !('response' in value);
+}
+
+/** The trailers that mark a status as the router's answer (lib/watch-relay.ts). */
+export function routerAnswer(): Metadata {
+  const metadata = new Metadata();
+  metadata.set(ROUTER_ANSWER_TRAILER, '1');
+  return metadata;
 }

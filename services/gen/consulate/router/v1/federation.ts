@@ -12,8 +12,10 @@ import {
   Client,
   type ClientDuplexStream,
   type ClientOptions,
+  type ClientReadableStream,
   type ClientUnaryCall,
   type handleBidiStreamingCall,
+  type handleServerStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
@@ -76,6 +78,19 @@ export interface FederationServiceForwardRequest {
 
 export interface FederationServiceForwardResponse {
   forward?: ForwardResponse | undefined;
+}
+
+export interface FederationServiceForwardWatchRequest {
+  forward?:
+    | ForwardRequest
+    | undefined;
+  /** The datacenters this watch has left so far, the first one first (loop prevention). */
+  visited: string[];
+}
+
+export interface FederationServiceForwardWatchResponse {
+  /** One message of the watch, serialized as the catalog sent it. */
+  message: Buffer;
 }
 
 export interface PingRequest {
@@ -735,6 +750,160 @@ export const FederationServiceForwardResponse: MessageFns<FederationServiceForwa
   },
 };
 
+function createBaseFederationServiceForwardWatchRequest(): FederationServiceForwardWatchRequest {
+  return { forward: undefined, visited: [] };
+}
+
+export const FederationServiceForwardWatchRequest: MessageFns<FederationServiceForwardWatchRequest> = {
+  encode(message: FederationServiceForwardWatchRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.forward !== undefined) {
+      ForwardRequest.encode(message.forward, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.visited) {
+      writer.uint32(18).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FederationServiceForwardWatchRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFederationServiceForwardWatchRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.forward = ForwardRequest.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.visited.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FederationServiceForwardWatchRequest {
+    return {
+      forward: isSet(object.forward) ? ForwardRequest.fromJSON(object.forward) : undefined,
+      visited: globalThis.Array.isArray(object?.visited) ? object.visited.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: FederationServiceForwardWatchRequest): unknown {
+    const obj: any = {};
+    if (message.forward !== undefined) {
+      obj.forward = ForwardRequest.toJSON(message.forward);
+    }
+    if (message.visited?.length) {
+      obj.visited = message.visited;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<FederationServiceForwardWatchRequest>): FederationServiceForwardWatchRequest {
+    return FederationServiceForwardWatchRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<FederationServiceForwardWatchRequest>): FederationServiceForwardWatchRequest {
+    const message = createBaseFederationServiceForwardWatchRequest();
+    message.forward = (object.forward !== undefined && object.forward !== null)
+      ? ForwardRequest.fromPartial(object.forward)
+      : undefined;
+    message.visited = object.visited?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseFederationServiceForwardWatchResponse(): FederationServiceForwardWatchResponse {
+  return { message: Buffer.alloc(0) };
+}
+
+export const FederationServiceForwardWatchResponse: MessageFns<FederationServiceForwardWatchResponse> = {
+  encode(message: FederationServiceForwardWatchResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.message.length !== 0) {
+      writer.uint32(10).bytes(message.message);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FederationServiceForwardWatchResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFederationServiceForwardWatchResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.message = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FederationServiceForwardWatchResponse {
+    return { message: isSet(object.message) ? Buffer.from(bytesFromBase64(object.message)) : Buffer.alloc(0) };
+  },
+
+  toJSON(message: FederationServiceForwardWatchResponse): unknown {
+    const obj: any = {};
+    if (message.message.length !== 0) {
+      obj.message = base64FromBytes(message.message);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<FederationServiceForwardWatchResponse>): FederationServiceForwardWatchResponse {
+    return FederationServiceForwardWatchResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<FederationServiceForwardWatchResponse>): FederationServiceForwardWatchResponse {
+    const message = createBaseFederationServiceForwardWatchResponse();
+    message.message = object.message ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
 function createBasePingRequest(): PingRequest {
   return {};
 }
@@ -918,6 +1087,23 @@ export const FederationServiceService = {
     responseDeserialize: (value: Buffer): FederationServiceForwardResponse =>
       FederationServiceForwardResponse.decode(value),
   },
+  /**
+   * ForwardWatch opens a catalog watch in the receiving datacenter, or passes it on through a
+   * transit area (ForwardService.ForwardWatch's next hop).
+   */
+  forwardWatch: {
+    path: "/consulate.router.v1.FederationService/ForwardWatch" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: FederationServiceForwardWatchRequest): Buffer =>
+      Buffer.from(FederationServiceForwardWatchRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): FederationServiceForwardWatchRequest =>
+      FederationServiceForwardWatchRequest.decode(value),
+    responseSerialize: (value: FederationServiceForwardWatchResponse): Buffer =>
+      Buffer.from(FederationServiceForwardWatchResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): FederationServiceForwardWatchResponse =>
+      FederationServiceForwardWatchResponse.decode(value),
+  },
   /** Ping says which router and datacenter answered (route rebalancing, health checks). */
   ping: {
     path: "/consulate.router.v1.FederationService/Ping" as const,
@@ -956,6 +1142,11 @@ export interface FederationServiceServer extends UntypedServiceImplementation {
    * transit area toward the datacenter it is for.
    */
   forward: handleUnaryCall<FederationServiceForwardRequest, FederationServiceForwardResponse>;
+  /**
+   * ForwardWatch opens a catalog watch in the receiving datacenter, or passes it on through a
+   * transit area (ForwardService.ForwardWatch's next hop).
+   */
+  forwardWatch: handleServerStreamingCall<FederationServiceForwardWatchRequest, FederationServiceForwardWatchResponse>;
   /** Ping says which router and datacenter answered (route rebalancing, health checks). */
   ping: handleUnaryCall<PingRequest, PingResponse>;
   /**
@@ -1017,6 +1208,19 @@ export interface FederationServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: FederationServiceForwardResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * ForwardWatch opens a catalog watch in the receiving datacenter, or passes it on through a
+   * transit area (ForwardService.ForwardWatch's next hop).
+   */
+  forwardWatch(
+    request: FederationServiceForwardWatchRequest,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<FederationServiceForwardWatchResponse>;
+  forwardWatch(
+    request: FederationServiceForwardWatchRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<FederationServiceForwardWatchResponse>;
   /** Ping says which router and datacenter answered (route rebalancing, health checks). */
   ping(request: PingRequest, callback: (error: ServiceError | null, response: PingResponse) => void): ClientUnaryCall;
   ping(

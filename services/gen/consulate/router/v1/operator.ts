@@ -12,8 +12,10 @@ import {
   Client,
   type ClientDuplexStream,
   type ClientOptions,
+  type ClientReadableStream,
   type ClientUnaryCall,
   type handleBidiStreamingCall,
+  type handleServerStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
@@ -301,6 +303,16 @@ export interface ForwardRequest {
   datacenter: string;
   request?: HttpRequest | undefined;
   grpc?: GrpcRequest | undefined;
+}
+
+/** ForwardWatchRequest names the datacenter and the watch: `forward.grpc`, a streaming method. */
+export interface ForwardWatchRequest {
+  forward?: ForwardRequest | undefined;
+}
+
+/** ForwardWatchResponse is one message of the watch, serialized as the catalog sent it. */
+export interface ForwardWatchResponse {
+  message: Buffer;
 }
 
 /**
@@ -3897,6 +3909,142 @@ export const ForwardRequest: MessageFns<ForwardRequest> = {
   },
 };
 
+function createBaseForwardWatchRequest(): ForwardWatchRequest {
+  return { forward: undefined };
+}
+
+export const ForwardWatchRequest: MessageFns<ForwardWatchRequest> = {
+  encode(message: ForwardWatchRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.forward !== undefined) {
+      ForwardRequest.encode(message.forward, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ForwardWatchRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseForwardWatchRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.forward = ForwardRequest.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ForwardWatchRequest {
+    return { forward: isSet(object.forward) ? ForwardRequest.fromJSON(object.forward) : undefined };
+  },
+
+  toJSON(message: ForwardWatchRequest): unknown {
+    const obj: any = {};
+    if (message.forward !== undefined) {
+      obj.forward = ForwardRequest.toJSON(message.forward);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ForwardWatchRequest>): ForwardWatchRequest {
+    return ForwardWatchRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ForwardWatchRequest>): ForwardWatchRequest {
+    const message = createBaseForwardWatchRequest();
+    message.forward = (object.forward !== undefined && object.forward !== null)
+      ? ForwardRequest.fromPartial(object.forward)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseForwardWatchResponse(): ForwardWatchResponse {
+  return { message: Buffer.alloc(0) };
+}
+
+export const ForwardWatchResponse: MessageFns<ForwardWatchResponse> = {
+  encode(message: ForwardWatchResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.message.length !== 0) {
+      writer.uint32(10).bytes(message.message);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ForwardWatchResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseForwardWatchResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.message = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ForwardWatchResponse {
+    return { message: isSet(object.message) ? Buffer.from(bytesFromBase64(object.message)) : Buffer.alloc(0) };
+  },
+
+  toJSON(message: ForwardWatchResponse): unknown {
+    const obj: any = {};
+    if (message.message.length !== 0) {
+      obj.message = base64FromBytes(message.message);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ForwardWatchResponse>): ForwardWatchResponse {
+    return ForwardWatchResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ForwardWatchResponse>): ForwardWatchResponse {
+    const message = createBaseForwardWatchResponse();
+    message.message = object.message ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
 function createBaseForwardResponse(): ForwardResponse {
   return { response: undefined, path: [], grpc: undefined };
 }
@@ -4365,6 +4513,23 @@ export const ForwardServiceService = {
     responseDeserialize: (value: Buffer): ForwardResponse => ForwardResponse.decode(value),
   },
   /**
+   * ForwardWatch opens a watch (a server-streaming method of the catalog's gRPC API:
+   * KVService.WatchPrefix, HealthService.WatchServiceHealth) in the named datacenter: each message
+   * the remote catalog sends comes back as it encoded it, and the stream ends with the remote
+   * catalog's status and trailers. Route and refusals as for Forward; a watch that cannot start
+   * goes to the next router, one that breaks ends (UNAVAILABLE): watch again from its last index.
+   */
+  forwardWatch: {
+    path: "/consulate.router.v1.ForwardService/ForwardWatch" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: ForwardWatchRequest): Buffer => Buffer.from(ForwardWatchRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ForwardWatchRequest => ForwardWatchRequest.decode(value),
+    responseSerialize: (value: ForwardWatchResponse): Buffer =>
+      Buffer.from(ForwardWatchResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ForwardWatchResponse => ForwardWatchResponse.decode(value),
+  },
+  /**
    * Calls carries Forward calls on one open stream (consulate/common/v1/call_stream.proto): the
    * catalog's way to its routers, a tenth of a unary call's cost per request.
    */
@@ -4391,6 +4556,14 @@ export interface ForwardServiceServer extends UntypedServiceImplementation {
    * GrpcResponse.code).
    */
   forward: handleUnaryCall<ForwardRequest, ForwardResponse>;
+  /**
+   * ForwardWatch opens a watch (a server-streaming method of the catalog's gRPC API:
+   * KVService.WatchPrefix, HealthService.WatchServiceHealth) in the named datacenter: each message
+   * the remote catalog sends comes back as it encoded it, and the stream ends with the remote
+   * catalog's status and trailers. Route and refusals as for Forward; a watch that cannot start
+   * goes to the next router, one that breaks ends (UNAVAILABLE): watch again from its last index.
+   */
+  forwardWatch: handleServerStreamingCall<ForwardWatchRequest, ForwardWatchResponse>;
   /**
    * Calls carries Forward calls on one open stream (consulate/common/v1/call_stream.proto): the
    * catalog's way to its routers, a tenth of a unary call's cost per request.
@@ -4422,6 +4595,22 @@ export interface ForwardServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ForwardResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * ForwardWatch opens a watch (a server-streaming method of the catalog's gRPC API:
+   * KVService.WatchPrefix, HealthService.WatchServiceHealth) in the named datacenter: each message
+   * the remote catalog sends comes back as it encoded it, and the stream ends with the remote
+   * catalog's status and trailers. Route and refusals as for Forward; a watch that cannot start
+   * goes to the next router, one that breaks ends (UNAVAILABLE): watch again from its last index.
+   */
+  forwardWatch(
+    request: ForwardWatchRequest,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<ForwardWatchResponse>;
+  forwardWatch(
+    request: ForwardWatchRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<ForwardWatchResponse>;
   /**
    * Calls carries Forward calls on one open stream (consulate/common/v1/call_stream.proto): the
    * catalog's way to its routers, a tenth of a unary call's cost per request.
