@@ -106,6 +106,11 @@ export class Forwarder {
     this.catalogGrpc = new CatalogGrpcClients(options.tracer ?? trace.getTracer('consulate-federation-router'));
   }
 
+  /** Watches of other datacenters this router carries now. */
+  get watchesOpen(): number {
+    return this.watches;
+  }
+
   close(): void {
     this.agent.destroy();
     this.catalogGrpc.close();
@@ -283,20 +288,17 @@ export class Forwarder {
   }
 
   private callRouter(hop: NextHop, request: ForwardRequest, visited: string[], deadlineMs: number, signal: AbortSignal | undefined): Promise<ForwardResponse> {
-    return new Promise((resolve, reject) => {
-      const calls = this.inFlight.get(hop.address) ?? new Set<{ cancel(): void }>();
-      this.inFlight.set(hop.address, calls);
+    let call: { cancel(): void } = { cancel: () => undefined };
+    const answer = new Promise<ForwardResponse>((resolve, reject) => {
       const cancel = () => call.cancel();
-      const call = this.peers.forwarding(hop.address, hop.datacenter).forward({ forward: request, visited }, this.peers.metadata(), { deadline: deadlineMs }, (err, answer) => {
+      call = this.peers.forwarding(hop.address, hop.datacenter).forward({ forward: request, visited }, this.peers.metadata(), { deadline: deadlineMs }, (err, answer) => {
         signal?.removeEventListener('abort', cancel);
-        calls.delete(call);
-        if (calls.size === 0) this.inFlight.delete(hop.address);
         if (err !== null) reject(err);
         else resolve(answer.forward ?? { response: undefined, path: [] });
       });
-      calls.add(call);
       signal?.addEventListener('abort', cancel, { once: true });
     });
+    return this.tracked(hop.address, call, answer);
   }
 
   /**

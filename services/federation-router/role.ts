@@ -89,6 +89,7 @@ export const federationRouterRole: RoleDefinition<typeof fields> = {
       peers,
     );
     federation.onRouterFailed((address) => forwarder.routerFailed(address));
+    context.metrics.gauge({ name: 'consulate_router_forwarded_watches_open', help: 'Watches of another datacenter passing through this router now (ForwardWatch), from its catalogs, passing through, or opened on its catalog.', collect: (gauge) => gauge.set(forwarder.watchesOpen) });
 
     let listener: MutualTlsListener | undefined;
     const federationServer = new RoleGrpcServer({
