@@ -35,7 +35,7 @@ import { createLogger } from '../lib/log';
 import { Area, AreaStore } from './area-store';
 import { Federation } from './federation';
 import { federationService, forwardFailure } from './federation-service';
-import { ANSWER_TRAILER, ForwardError, Forwarder, GRPC_RETURN_MARGIN_MS, NO_PATH, NO_SERVER } from './forwarder';
+import { ANSWER_TRAILER, ForwardError, Forwarder, ForwarderOptions, GRPC_RETURN_MARGIN_MS, NO_PATH, NO_SERVER } from './forwarder';
 import { DATACENTER_METADATA, PeerClients } from './peer-clients';
 import { MAX_HOPS, NextHop, Route } from './routing/route-table';
 import { MutualTlsListener } from './tls-listener';
@@ -139,12 +139,12 @@ function plaintextPeers(datacenter: string): PeerClients {
 }
 
 /** A Forwarder of `datacenter` with these routes and areas. */
-function newForwarder(options: { datacenter: string; catalogAddrs?: string[]; catalogGrpcAddrs?: string[]; routes?: Route[]; areas?: Area[] }): Forwarder {
+function newForwarder(options: { datacenter: string; catalogAddrs?: string[]; catalogGrpcAddrs?: string[]; routes?: Route[]; areas?: Area[]; rebalancer?: ForwarderOptions['rebalancer'] }): Forwarder {
   const routes = new Map((options.routes ?? []).map((route) => [route.datacenter, route]));
   const areas = options.areas ?? [];
   const federation = { route: (datacenter: string) => routes.get(datacenter) } as unknown as Federation;
   const store = { areas: () => areas, area: (id: string) => areas.find((area) => area.id === id) } as unknown as AreaStore;
-  const forwarder = new Forwarder({ datacenter: options.datacenter, catalogAddrs: options.catalogAddrs ?? [], catalogGrpcAddrs: options.catalogGrpcAddrs ?? [], logger }, federation, store, plaintextPeers(options.datacenter));
+  const forwarder = new Forwarder({ datacenter: options.datacenter, catalogAddrs: options.catalogAddrs ?? [], catalogGrpcAddrs: options.catalogGrpcAddrs ?? [], logger, rebalancer: options.rebalancer }, federation, store, plaintextPeers(options.datacenter));
   cleanups.push(() => forwarder.close());
   return forwarder;
 }
@@ -510,6 +510,22 @@ describe('forwarding to another datacenter', () => {
     // r1 answered, so it is no longer marked; r2 now is.
     expect(bodyOf(await forwarder.forward(request('dc2'), inSeconds(5), [], undefined))).toBe('"r1"');
     expect([r1.calls.length, r2.calls.length]).toEqual([3, 3]);
+  });
+
+  test("routers are tried in the rebalancer's order (Consul's rebalancing), the failed ones still last", async () => {
+    const r1 = await scriptedRouter((_, callback) => callback(null, answered('r1')));
+    const r2 = await scriptedRouter((_, callback) => callback({ code: GrpcStatus.UNAVAILABLE, details: 'connection reset' }));
+    const forwarder = newForwarder({
+      datacenter: 'dc1',
+      routes: [route(['dc2'], [hop('r1.dc2', r1.address, 'dc2'), hop('r2.dc2', r2.address, 'dc2')])],
+      rebalancer: { order: (hops) => [...hops].reverse() },
+    });
+    // r2 first, as the rebalancer has it; it fails, so r1 answers.
+    expect(bodyOf(await forwarder.forward(request('dc2'), inSeconds(5), [], undefined))).toBe('"r1"');
+    expect([r1.calls.length, r2.calls.length]).toEqual([1, 1]);
+    // r2 is offline for a while: first in the rebalancer's order, but tried after r1.
+    expect(bodyOf(await forwarder.forward(request('dc2'), inSeconds(5), [], undefined))).toBe('"r1"');
+    expect([r1.calls.length, r2.calls.length]).toEqual([2, 1]);
   });
 
   test('tries no router once the deadline has passed', async () => {

@@ -24,6 +24,7 @@ import { ROUTER_ANSWER_TRAILER, WatchEnd, WatchSink, copyTrailers, isRouterAnswe
 import { CATALOG_TRAILERS, CatalogGrpcClients, CatalogUnreachableError, NoForwardedHttpError, neverSent, refusedMethod, refusedWatch } from './catalog-grpc';
 import { Federation } from './federation';
 import { PeerClients } from './peer-clients';
+import { Rebalancer } from './routing/rebalance';
 import { MAX_HOPS, NextHop } from './routing/route-table';
 
 /** Consul's texts (agent/structs/errors.go). */
@@ -71,6 +72,8 @@ export interface ForwarderOptions {
   readonly metrics?: ForwardMetrics;
   /** For the spans of calls to the catalog's gRPC API. */
   readonly tracer?: Tracer;
+  /** Which router of a datacenter comes first (Consul's rebalancing); without one, the route table's order. */
+  readonly rebalancer?: Pick<Rebalancer, 'order'>;
 }
 
 /** How a forward() ended: answered, no route (Consul's NO_PATH), no router or catalog reachable (NO_SERVER), or else. */
@@ -278,10 +281,13 @@ export class Forwarder {
     for (const call of calls) call.cancel();
   }
 
-  /** The living routers, those recently unreachable after the others (Consul's rotate-on-failure). */
+  /**
+   * The living routers in their datacenter's rebalanced order, those recently unreachable after
+   * the others (Consul's rotate-on-failure).
+   */
   tryOrder(hops: readonly NextHop[]): NextHop[] {
     const now = Date.now();
-    const alive = hops.filter((hop) => hop.alive);
+    const alive = (this.options.rebalancer?.order(hops) ?? hops).filter((hop) => hop.alive);
     const online = alive.filter((hop) => (this.offlineUntil.get(hop.address) ?? 0) <= now);
     const offline = alive.filter((hop) => (this.offlineUntil.get(hop.address) ?? 0) > now);
     return [...online, ...offline];

@@ -12,7 +12,9 @@ import { WithoutCalls } from '../lib/call-stream';
 import { FederationServiceServer, FederationServiceService, protobufFileName as federationProto } from '../gen/consulate/router/v1/federation';
 import { ForwardServiceService, OperatorServiceService, protobufFileName as operatorProto } from '../gen/consulate/router/v1/operator';
 import { checks, field } from '../lib/config';
+import { systemClock } from '../lib/clock';
 import { ConsensusClient, consensusAddrsField } from '../lib/consensus-client';
+import { callUnary } from '../lib/grpc-client';
 import { RoleGrpcServer } from '../lib/grpc-server';
 import { traceServiceImplementation } from '../lib/grpc-tracing';
 import { Logger } from '../lib/log';
@@ -24,10 +26,11 @@ import { SWIM_PROFILES } from '../lib/swim/config';
 import { TlsConfigError, loadTlsMaterial } from '../lib/tls';
 import { VERSION } from '../lib/version';
 import { AreaError, AreaStore } from './area-store';
-import { Federation, WAN_AREA, withDefaultPort } from './federation';
+import { AreaMemberView, Federation, WAN_AREA, withDefaultPort } from './federation';
 import { defaultCatalogGrpcAddr } from './catalog-grpc';
 import { federationService } from './federation-service';
 import { ForwardMetrics, Forwarder } from './forwarder';
+import { PING_TIMEOUT_MS, Rebalancer } from './routing/rebalance';
 import { forwardService, operatorService } from './operator-service';
 import { PeerClients } from './peer-clients';
 import { MutualTlsListener } from './tls-listener';
@@ -82,8 +85,16 @@ export const federationRouterRole: RoleDefinition<typeof fields> = {
     );
     // The catalog serves gRPC on 8502 beside its HTTP API unless told where else.
     const catalogGrpcAddrs = config.catalogGrpcAddrs.length > 0 ? config.catalogGrpcAddrs : config.catalogAddrs.map(defaultCatalogGrpcAddr);
+    const rebalancer = new Rebalancer({
+      clock: systemClock,
+      random: Math.random,
+      routersOf: (datacenter) => federation.route(datacenter)?.nextHops.filter((hop) => hop.datacenter === datacenter) ?? [],
+      poolMembers: () => openPools(federation, store).reduce((sum, pool) => sum + pool.members.length, 0),
+      ping: (hop) => callUnary(peers.forwarding(hop.address, hop.datacenter).ping, {}, { timeoutMs: PING_TIMEOUT_MS, idempotent: true, maxAttempts: 1 }).then(() => true, () => false),
+      logger,
+    });
     const forwarder = new Forwarder(
-      { datacenter: config.datacenter, catalogAddrs: config.catalogAddrs, catalogGrpcAddrs, logger, tracer, metrics: registerRouterMetrics(context.metrics, federation, store) },
+      { datacenter: config.datacenter, catalogAddrs: config.catalogAddrs, catalogGrpcAddrs, logger, tracer, metrics: registerRouterMetrics(context.metrics, federation, store), rebalancer },
       federation,
       store,
       peers,
@@ -128,6 +139,7 @@ export const federationRouterRole: RoleDefinition<typeof fields> = {
         store.stop();
         await listener?.close();
         await Promise.all([operatorServer.shutdown(), federationServer.shutdown()]);
+        rebalancer.close();
         forwarder.close();
         peers.close();
         consensus.close();
@@ -156,16 +168,7 @@ function registerRouterMetrics(metrics: RoleMetrics, federation: Federation, sto
     labelNames: ['area', 'peer_datacenter', 'status'],
     collect: (gauge) => {
       gauge.reset();
-      const areas = [{ id: WAN_AREA, peerDatacenter: '' }, ...store.areas()];
-      for (const area of areas) {
-        let members;
-        try {
-          members = federation.members(area.id);
-        } catch (err) {
-          // An area in the store whose pool is not open yet (or just closed): nothing to count.
-          if (err instanceof AreaError) continue;
-          throw err;
-        }
+      for (const { area, members } of openPools(federation, store)) {
         setCountsByStatus(gauge, { area: area.id, peer_datacenter: area.peerDatacenter }, AREA_MEMBER_STATUSES, members.map((member) => member.status));
       }
     },
@@ -186,6 +189,19 @@ function tracedForwardOnly(tracer: Tracer, implementation: WithoutCalls<Federati
 }
 
 /** Joins the WAN pool through any of `addresses`, every 30 s until one accepts (Consul's retry_join_wan). */
+/** The WAN pool and every area's pool with their members; an area in the store whose pool is not open yet (or just closed) is left out. */
+function openPools(federation: Federation, store: AreaStore): { area: { id: string; peerDatacenter: string }; members: AreaMemberView[] }[] {
+  const pools = [];
+  for (const area of [{ id: WAN_AREA, peerDatacenter: '' }, ...store.areas()]) {
+    try {
+      pools.push({ area, members: federation.members(area.id) });
+    } catch (err) {
+      if (!(err instanceof AreaError)) throw err;
+    }
+  }
+  return pools;
+}
+
 async function retryJoinWan(federation: Federation, addresses: readonly string[], stopped: () => boolean, logger: Logger): Promise<void> {
   while (!stopped()) {
     const results = await federation.join(WAN_AREA, addresses.map(withDefaultPort)).catch(() => []);
