@@ -99,7 +99,8 @@ export function serveForwardWatch(call: ServerWritableStream<unknown, { message:
     return;
   }
   const cancelled = cancelledSignal(call);
-  const sink: WatchSink = { write: (message) => call.write({ message }), once: (event, listener) => call.once(event, listener) };
+  // Nothing is written once the caller has gone (its cancel aborts the watch behind).
+  const sink: WatchSink = { write: (message) => call.cancelled || call.write({ message }), once: (event, listener) => call.once(event, listener) };
   forwarder.forwardWatch(request, visited, from, sink, cancelled.signal).then(
     (end) => {
       const trailers = copyTrailers(end.trailers, CATALOG_TRAILERS);

@@ -190,6 +190,7 @@ export class GrpcDatacenterForwarding {
     const sink: WatchSink = {
       // Decoded once, for the typed stream to encode; a message that does not decode ends the watch.
       write: (message) => {
+        if (call.cancelled) return true;
         try {
           return call.write(method.responseDeserialize(message));
         } catch (err) {
