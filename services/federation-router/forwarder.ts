@@ -19,8 +19,8 @@ import { Tracer, context as otelContext, propagation, trace } from '@opentelemet
 
 import { ForwardRequest, ForwardResponse, GrpcRequest, GrpcResponse, HttpRequest, HttpResponse } from '../gen/consulate/router/v1/operator';
 import { Logger } from '../lib/log';
-import { AreaStore } from './area-store';
 import { ROUTER_ANSWER_TRAILER, WatchEnd, WatchSink, copyTrailers, isRouterAnswer, relayWatch } from '../lib/watch-relay';
+import { AreaStore } from './area-store';
 import { CATALOG_TRAILERS, CatalogGrpcClients, CatalogUnreachableError, NoForwardedHttpError, neverSent, refusedMethod, refusedWatch } from './catalog-grpc';
 import { Federation } from './federation';
 import { PeerClients } from './peer-clients';

@@ -7,8 +7,9 @@
  *
  * Backpressure holds end to end: when a caller reads slowly its stream stops draining, the hop
  * pauses reading the next one, and so on down to the remote catalog, which computes no new answer
- * while its stream does not drain (catalog/grpc/watches.ts). No hop buffers more than a message or
- * two per watch however fast the watched keys change.
+ * while its stream does not drain (catalog/grpc/watches.ts). Each hop holds at most what its
+ * streams' own limits let in (a writable's high-water mark, HTTP/2's flow-control window), never
+ * a queue that grows with the rate the watched keys change at.
  *
  * A router marks a status it ends a stream with as its answer (ROUTER_ANSWER_TRAILER): the remote
  * catalog's status, or a refusal such as `No path to datacenter`. A status without the mark is a

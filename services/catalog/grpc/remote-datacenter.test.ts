@@ -162,6 +162,22 @@ describe('a call naming another datacenter goes through the routers', () => {
     expect(logs.map((line) => line.msg)).toContain('RPC request for DC is currently failing as no path was found');
   });
 
+  test('a message that does not decode ends the watch INTERNAL, saying so, and cancels the forwarded one', async () => {
+    let cancelled = false;
+    router.forwardWatchAnswer = (_, call) => {
+      call.on('cancelled', () => (cancelled = true));
+      call.write({ message: Buffer.from([0xff, 0xff, 0xff, 0xff]) });
+    };
+    const stream = api.kv.watchPrefix({ prefix: 'cfg/', query: query('dc2') });
+    stream.on('data', () => undefined);
+    const err = await new Promise<ServiceError>((resolve) => stream.on('error', resolve));
+    expect(err.code).toBe(GrpcStatus.INTERNAL);
+    expect(err.details).toMatch(/^a message of dc2's watch does not decode as \/consulate\.catalog\.v1\.KVService\/WatchPrefix's response: /);
+    const deadline = Date.now() + 5_000;
+    while (!cancelled && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(cancelled).toBe(true);
+  });
+
   test('a client that cancels its watch cancels the forwarded one', async () => {
     let cancelled = false;
     router.forwardWatchAnswer = (_, call) => {

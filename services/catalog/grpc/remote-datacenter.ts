@@ -204,14 +204,15 @@ export class GrpcDatacenterForwarding {
     try {
       const message = method.requestSerialize(call.request);
       const end = await routers.forwardWatch({ datacenter, grpc: { method: method.path, message, readOnly: true } }, sink, cancelled.signal);
-      if (undecodable !== undefined) throw new Error(`a message of ${datacenter}'s watch does not decode as ${method.path}'s response: ${undecodable.message}`);
+      if (undecodable !== undefined) throw undecodable;
       if (end.code === GrpcStatus.NOT_FOUND && end.details === NO_PATH_TO_DATACENTER) throw new RouterAnswerError(end.code, end.details);
       if (end.code === GrpcStatus.UNAVAILABLE && end.details.startsWith(NO_SERVER_REACHABLE)) throw new RouterAnswerError(end.code, end.details);
       const trailers = copyTrailers(end.trailers, CATALOG_TRAILERS);
       if (end.code === GrpcStatus.OK) call.end(trailers);
       else call.emit('error', { ...failure(end.code, end.details), metadata: trailers });
     } catch (err) {
-      if (!cancelled.signal.aborted || undecodable !== undefined) call.emit('error', this.failed(datacenter, method.path, err));
+      if (undecodable !== undefined) call.emit('error', this.failed(datacenter, method.path, new Error(`a message of ${datacenter}'s watch does not decode as ${method.path}'s response: ${undecodable.message}`)));
+      else if (!cancelled.signal.aborted) call.emit('error', this.failed(datacenter, method.path, err));
     } finally {
       call.removeListener('cancelled', onCancelled);
       this.watches--;
