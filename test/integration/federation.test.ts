@@ -10,7 +10,7 @@
 import { Metadata, ServiceError, credentials, status as GrpcStatus } from '@grpc/grpc-js';
 
 import { CatalogServiceClient } from '../../services/gen/consulate/catalog/v1/catalog';
-import { GetRequest, KVServiceClient, PutRequest, WatchPrefixResponse } from '../../services/gen/consulate/catalog/v1/kv';
+import { GetRequest, KVServiceClient, PutRequest, WatchPrefixRequest, WatchPrefixResponse } from '../../services/gen/consulate/catalog/v1/kv';
 import { Consistency, QueryOptions } from '../../services/gen/consulate/catalog/v1/query';
 import { ForwardServiceClient, OperatorServiceClient, Route } from '../../services/gen/consulate/router/v1/operator';
 import { callUnary } from '../../services/lib/grpc-client';
@@ -283,5 +283,28 @@ describe('network areas, as the seed guide walks them', () => {
     expect(failovers.length).toBeGreaterThan(0);
     // And the area shows it failed, once its peers' probes give up on it.
     await eventually(`dc1 to see ${firstChoice} failed`, async () => / failed /.test(ok(await consulate(dc1, ['operator', 'area', 'members', '-peer-datacenter=dc2'])).split('\n').find((row) => row.includes(firstChoice!)) ?? '') || undefined, 60_000);
+  });
+
+  test('a watch of dc2 through its last router: the router killed, the watch ends UNAVAILABLE saying to watch again', async () => {
+    // After the test before, one router of dc2 is left: every watch of dc2 goes through it.
+    const last = dc2.routers.find((router) => router.child.exitCode === null && router.child.signalCode === null)!;
+    const watchClient = new ForwardServiceClient(`${routerAddress(dc1, 0)}:8330`, credentials.createInsecure());
+    const message = Buffer.from(WatchPrefixRequest.encode({ prefix: 'failover/', query: { consistency: Consistency.CONSISTENCY_DEFAULT, minIndex: 0n, maxStale: undefined, datacenter: 'dc2' } }).finish());
+    const stream = watchClient.forwardWatch({ forward: { datacenter: 'dc2', grpc: { method: '/consulate.catalog.v1.KVService/WatchPrefix', message, readOnly: true } } });
+    let messages = 0;
+    let ended: ServiceError | undefined;
+    stream.on('data', () => messages++);
+    stream.on('error', (err: ServiceError) => (ended = err));
+    try {
+      await eventually('the watch to start', async () => (messages > 0 ? true : undefined), 15_000);
+      last.child.kill('SIGKILL');
+      await last.exited;
+      await eventually('the watch to end', async () => ended, 15_000);
+      expect(ended!.code).toBe(GrpcStatus.UNAVAILABLE);
+      expect(ended!.details).toMatch(/^the watch through router router-\d\.dc2 of dc2 broke \(.*\): watch again from the last index$/);
+    } finally {
+      stream.cancel();
+      watchClient.close();
+    }
   });
 });
