@@ -92,9 +92,9 @@ export class Rebalancer {
   async rebalance(datacenter: string): Promise<void> {
     const manager = this.managers.get(datacenter);
     if (manager === undefined || manager.running) return;
-    const known = new Set(this.deps.routersOf(datacenter).map((hop) => hop.address));
+    const known = new Map(this.deps.routersOf(datacenter).map((hop) => [hop.address, hop]));
     // Routers no longer in the pools leave the manager (Consul's RemoveServer); new ones join it.
-    manager.order = [...manager.order.filter((address) => known.has(address)), ...[...known].filter((address) => !manager.order.includes(address))];
+    manager.order = [...manager.order.filter((address) => known.has(address)), ...[...known.keys()].filter((address) => !manager.order.includes(address))];
     if (manager.order.length === 0) {
       this.drop(datacenter);
       return;
@@ -102,9 +102,8 @@ export class Rebalancer {
     manager.running = true;
     try {
       const shuffled = shuffle(manager.order, this.deps.random);
-      const hops = new Map(this.deps.routersOf(datacenter).map((hop) => [hop.address, hop]));
       for (let i = 0; i < shuffled.length; i++) {
-        const hop = hops.get(shuffled[0]);
+        const hop = known.get(shuffled[0]);
         if (hop !== undefined && (await this.deps.ping(hop))) {
           if (this.closed) return;
           if (manager.offline) this.deps.logger.info({ datacenter, router: hop.name }, `rebalanced the routers of ${datacenter}: ${hop.name} answers, no longer offline`);
