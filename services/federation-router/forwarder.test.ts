@@ -149,6 +149,20 @@ function newForwarder(options: { datacenter: string; catalogAddrs?: string[]; ca
   return forwarder;
 }
 
+/**
+ * dc1 → dc2 (transit) → dc3, dc2 and dc3 real routers, dc3 serving from the catalog `dc3Catalog`
+ * names; returns dc1's Forwarder.
+ */
+async function transitChain(dc3Catalog: { catalogAddrs?: string[]; catalogGrpcAddrs?: string[] }): Promise<Forwarder> {
+  const dc3 = await realRouter('dc3', dc3Catalog.catalogAddrs ?? [], { caller: 'dc2', catalogGrpcAddrs: dc3Catalog.catalogGrpcAddrs });
+  const dc2 = await realRouter('dc2', [], {
+    caller: 'dc1',
+    routes: [route(['dc3'], [hop('r1.dc3', dc3.address, 'dc3', { areaId: 'area-dc3' })], 'area-dc3')],
+    areas: [area('area-dc1', 'dc1', true), area('area-dc3', 'dc3', true)],
+  });
+  return newForwarder({ datacenter: 'dc1', routes: [route(['dc2', 'dc3'], [hop('r1.dc2', dc2.address, 'dc2', { areaId: 'area-dc2' })], 'area-dc2')] });
+}
+
 function hop(name: string, address: string, datacenter: string, more: { alive?: boolean; areaId?: string } = {}): NextHop {
   return { name, address, datacenter, areaId: more.areaId ?? 'wan', alive: more.alive ?? true };
 }
@@ -559,13 +573,7 @@ describe('passing a request through (transit)', () => {
 
   test('end to end: dc1 → dc2 (transit) → dc3, each a real router, dc3 serving from its catalog', async () => {
     const catalog = await fakeCatalog((_, res) => res.end('"dc3"'));
-    const dc3 = await realRouter('dc3', [catalog.address], { caller: 'dc2' });
-    const dc2 = await realRouter('dc2', [], {
-      caller: 'dc1',
-      routes: [route(['dc3'], [hop('r1.dc3', dc3.address, 'dc3', { areaId: 'area-dc3' })], 'area-dc3')],
-      areas: [area('area-dc1', 'dc1', true), area('area-dc3', 'dc3', true)],
-    });
-    const dc1 = newForwarder({ datacenter: 'dc1', routes: [route(['dc2', 'dc3'], [hop('r1.dc2', dc2.address, 'dc2', { areaId: 'area-dc2' })], 'area-dc2')] });
+    const dc1 = await transitChain({ catalogAddrs: [catalog.address] });
 
     const answer = await dc1.forward(request('dc3'), inSeconds(5), [], undefined);
     expect(bodyOf(answer)).toBe('"dc3"');
@@ -804,13 +812,7 @@ describe('forwarding a gRPC call to another datacenter', () => {
 
   test("end to end through transit: dc1 → dc2 → dc3's catalog, the catalog's error status intact", async () => {
     const catalog = await fakeCatalogGrpc({ [KV_GET]: () => ({ code: GrpcStatus.NOT_FOUND, details: 'key "x" doesn\'t exist', trailers: { 'consulate-index': '9' } }) });
-    const dc3 = await realRouter('dc3', [], { caller: 'dc2', catalogGrpcAddrs: [catalog.address] });
-    const dc2 = await realRouter('dc2', [], {
-      caller: 'dc1',
-      routes: [route(['dc3'], [hop('r1.dc3', dc3.address, 'dc3', { areaId: 'area-dc3' })], 'area-dc3')],
-      areas: [area('area-dc1', 'dc1', true), area('area-dc3', 'dc3', true)],
-    });
-    const dc1 = newForwarder({ datacenter: 'dc1', routes: [route(['dc2', 'dc3'], [hop('r1.dc2', dc2.address, 'dc2', { areaId: 'area-dc2' })], 'area-dc2')] });
+    const dc1 = await transitChain({ catalogGrpcAddrs: [catalog.address] });
     const get = Buffer.from(GetRequest.encode({ query: undefined, key: 'x', recurse: false, keys: false, separator: '' }).finish());
 
     const answer = await dc1.forward(grpcRequest('dc3', { method: KV_GET, message: get }), inSeconds(5), [], undefined);
@@ -982,13 +984,7 @@ describe('forwarding a watch (ForwardWatch)', () => {
 
   test('through a transit datacenter: dc1 → dc2 → dc3', async () => {
     const catalog = await fakeCatalogWatch((call) => (call.write(watchAt(5n)), call.end()));
-    const dc3 = await realRouter('dc3', [], { caller: 'dc2', catalogGrpcAddrs: [catalog.address] });
-    const dc2 = await realRouter('dc2', [], {
-      caller: 'dc1',
-      routes: [route(['dc3'], [hop('r1.dc3', dc3.address, 'dc3', { areaId: 'area-dc3' })], 'area-dc3')],
-      areas: [area('area-dc1', 'dc1', true), area('area-dc3', 'dc3', true)],
-    });
-    const dc1 = newForwarder({ datacenter: 'dc1', routes: [route(['dc2', 'dc3'], [hop('r1.dc2', dc2.address, 'dc2', { areaId: 'area-dc2' })], 'area-dc2')] });
+    const dc1 = await transitChain({ catalogGrpcAddrs: [catalog.address] });
     const sink = collectingSink();
     const end = await dc1.forwardWatch(watchRequest('dc3'), [], undefined, sink);
     expect([end.code, sink.got.map((message) => message.index)]).toEqual([GrpcStatus.OK, [5n]]);

@@ -19,9 +19,9 @@ import { Tracer, context as otelContext, propagation, trace } from '@opentelemet
 
 import { ForwardRequest, ForwardResponse, GrpcRequest, GrpcResponse, HttpRequest, HttpResponse } from '../gen/consulate/router/v1/operator';
 import { Logger } from '../lib/log';
-import { ROUTER_ANSWER_TRAILER, WatchEnd, WatchSink, copyTrailers, isRouterAnswer, relayWatch } from '../lib/watch-relay';
+import { ROUTER_ANSWER_TRAILER, WatchEnd, WatchSink, isRouterAnswer, relayWatch } from '../lib/watch-relay';
 import { AreaStore } from './area-store';
-import { CATALOG_TRAILERS, CatalogGrpcClients, CatalogUnreachableError, NoForwardedHttpError, neverSent, refusedMethod, refusedWatch } from './catalog-grpc';
+import { CatalogGrpcClients, CatalogUnreachableError, NoForwardedHttpError, neverSent, refusedMethod, refusedWatch } from './catalog-grpc';
 import { Federation } from './federation';
 import { PeerClients } from './peer-clients';
 import { Rebalancer } from './routing/rebalance';
@@ -250,7 +250,7 @@ export class Forwarder {
       const address = addrs[(this.nextGrpcCatalog + i) % addrs.length];
       const end = await this.catalogGrpc.watch(address, grpc, sink, signal);
       if (aborted(signal)) throw cancelledByCaller();
-      if (end.messages > 0 || !neverSent(end)) return { ...end, trailers: copyTrailers(end.trailers, CATALOG_TRAILERS) };
+      if (end.messages > 0 || !neverSent(end)) return end;
       failures.push(`${address}: ${end.details}`);
     }
     this.options.logger.warn({ failures, method: grpc.method }, `cannot reach a catalog's gRPC API of ${this.options.datacenter} for a forwarded watch`);

@@ -79,7 +79,11 @@ export class Rebalancer {
     const ranked = hops.map((hop) => ({ hop, rank: this.rank(hop) })).sort((a, b) => a.rank - b.rank);
     // Each datacenter's routers in its manager's order, in the places its routers had.
     const queues = new Map<string, NextHop[]>();
-    for (const { hop } of ranked) queues.set(hop.datacenter, [...(queues.get(hop.datacenter) ?? []), hop]);
+    for (const { hop } of ranked) {
+      const queue = queues.get(hop.datacenter);
+      if (queue === undefined) queues.set(hop.datacenter, [hop]);
+      else queue.push(hop);
+    }
     return hops.map((hop) => queues.get(hop.datacenter)!.shift()!);
   }
 
