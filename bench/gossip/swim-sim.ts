@@ -17,7 +17,8 @@
  *                    time passes for a starved process, its timers expire) or at most a number
  *   stream           request and answer each take a one-way delay; across a cut link (either
  *                    direction: TCP needs both) the dial hangs until streamTimeoutMs; to a crashed
- *                    member it is refused after one round trip
+ *                    member it is refused after one round trip. A TCP ping goes the same way,
+ *                    with the probe's own timeout; a blocked member answers it when it unblocks
  *
  * Time is whole milliseconds; the event queue is a timing wheel of one bucket per millisecond
  * (events at the same millisecond run in the order they were scheduled), which keeps the cost per
@@ -27,7 +28,7 @@
 import { SwimTimings, swimConfig } from '../../services/lib/swim/config';
 import { Message, PushPull } from '../../services/lib/swim/messages';
 import { Swim } from '../../services/lib/swim/swim';
-import { StreamOutcome, SwimEvent } from '../../services/lib/swim/types';
+import { OutgoingTcpPing, StreamOutcome, SwimEvent, TcpPingOutcome } from '../../services/lib/swim/types';
 import { messageSize, pushPullFrameSize, STREAM_FRAME_HEADER_BYTES } from '../../services/lib/swim/wire-codec';
 
 /** A seeded source of randomness: [0, 1) draws, and independent children. */
@@ -296,6 +297,7 @@ export class SwimSim {
     const ready = member.core.ready();
     for (const packet of ready.packets) this.sendDatagram(member, packet.to, packet.messages);
     for (const stream of ready.streams) this.openStream(member, stream.id, stream.to, stream.state);
+    for (const ping of ready.tcpPings) this.tcpPing(member, ping);
     if (ready.events.length > 0) {
       for (const event of ready.events) {
         if (event.type !== 'log' && event.type !== 'ping-complete' && event.type !== 'user-event') this.mix(`${member.name} ${event.type} ${event.member.name} ${event.member.incarnation}`);
@@ -324,37 +326,78 @@ export class SwimSim {
   private openStream(from: SimMember, id: number, to: string, state: PushPull): void {
     this.streamsOpened++;
     if (this.countBytes) from.streamBytes += STREAM_FRAME_HEADER_BYTES + pushPullFrameSize(state);
+    const settle = this.settleOnce(from, (core, outcome: PushPull | { readonly error: string }) => {
+      const result = core.streamCompleted(id, outcome);
+      this.options.onStreamOutcome?.(from, result);
+    });
+    this.schedule(this.nowMs + this.options.timings.streamTimeoutMs, () => settle({ error: `read tcp ${from.address}->${to}: i/o timeout` }));
+    this.dial(
+      from,
+      to,
+      (core, target) => {
+        const { answer } = core.receiveStream(from.address, state);
+        if (this.countBytes) target.streamBytes += STREAM_FRAME_HEADER_BYTES + pushPullFrameSize(answer);
+        return answer;
+      },
+      settle,
+      () => settle({ error: `dial tcp ${to}: connect: connection refused` }),
+    );
+  }
+
+  /** memberlist's TCP fallback ping: acked by a reachable member, refused by a crashed one, unanswered otherwise. */
+  private tcpPing(from: SimMember, { to, ping, timeoutMs }: OutgoingTcpPing): void {
+    if (this.countBytes) from.streamBytes += STREAM_FRAME_HEADER_BYTES + messageSize(ping);
+    const settle = this.settleOnce(from, (core, outcome: TcpPingOutcome) => core.tcpPingCompleted(ping.seqNo, outcome));
+    this.schedule(this.nowMs + timeoutMs, () => settle('no-answer'));
+    this.dial(
+      from,
+      to,
+      (core, target) => {
+        const ack = core.answerTcpPing(ping);
+        if (this.countBytes && ack !== undefined) target.streamBytes += STREAM_FRAME_HEADER_BYTES + messageSize(ack);
+        return ack === undefined ? 'no-answer' : 'ack';
+      },
+      settle,
+      () => settle('refused'),
+    );
+  }
+
+  /** Hands the first outcome of an exchange to the core that started it (a restarted member's new core hears nothing). */
+  private settleOnce<T>(from: SimMember, complete: (core: Swim, outcome: T) => void): (outcome: T) => void {
     const opener = from.core;
     let settled = false;
-    const settle = (outcome: PushPull | { readonly error: string }) => {
+    return (outcome) =>
       this.arrive(from, (core) => {
         if (settled || core !== opener) return;
         settled = true;
-        const result = core.streamCompleted(id, outcome);
-        this.options.onStreamOutcome?.(from, result);
+        complete(core, outcome);
       });
-    };
-    const timeoutMs = this.options.timings.streamTimeoutMs;
-    this.schedule(this.nowMs + timeoutMs, () => settle({ error: `read tcp ${from.address}->${to}: i/o timeout` }));
+  }
+
+  /**
+   * A TCP request/answer from `from` to `to`: the target `serve`s the request when it arrives and
+   * its answer comes back to `answered`; to a crashed member `refused` runs after a round trip;
+   * across a cut link nothing happens (the caller's timeout settles it).
+   */
+  private dial<T>(from: SimMember, to: string, serve: (core: Swim, target: SimMember) => T, answered: (answer: T) => void, refused: () => void): void {
     const target = this.byAddress.get(to);
     const cut = () => this.faults.cut(from.address, to) || this.faults.cut(to, from.address);
     if (cut()) return;
     const there = this.faults.streamDelayMs(from.address, to);
     if (target === undefined || !target.up) {
-      this.schedule(this.nowMs + 2 * there, () => settle({ error: `dial tcp ${to}: connect: connection refused` }));
+      this.schedule(this.nowMs + 2 * there, refused);
       return;
     }
     this.schedule(this.nowMs + there, () => {
       if (cut()) return;
       if (!target.up) {
-        this.schedule(this.nowMs + there, () => settle({ error: `dial tcp ${to}: connect: connection refused` }));
+        this.schedule(this.nowMs + there, refused);
         return;
       }
       this.arrive(target, (core) => {
-        const { answer } = core.receiveStream(from.address, state);
-        if (this.countBytes) target.streamBytes += STREAM_FRAME_HEADER_BYTES + pushPullFrameSize(answer);
+        const answer = serve(core, target);
         this.schedule(this.nowMs + this.faults.streamDelayMs(to, from.address), () => {
-          if (!cut()) settle(answer);
+          if (!cut()) answered(answer);
         });
       });
     });

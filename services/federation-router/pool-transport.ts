@@ -7,7 +7,7 @@
 import { ServiceError, status as GrpcStatus } from '@grpc/grpc-js';
 
 import { Logger } from '../lib/log';
-import { PoolTransport } from '../lib/swim-pool';
+import { ExchangeError, PoolTransport } from '../lib/swim-pool';
 import { Peer, PeerClients } from './peer-clients';
 
 /** A packet that cannot be delivered in this long is lost, as a datagram would be. */
@@ -74,7 +74,7 @@ export class RpcPoolTransport implements PoolTransport {
   exchange(to: string, request: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
     return new Promise((resolve, reject) => {
       this.peers.gossip(to).pushPull({ pool: this.pool, from: this.address, frame: Buffer.from(request) }, this.peers.metadata(), { deadline: Date.now() + timeoutMs }, (err, response) => {
-        if (err !== null) reject(new Error(connectError(to, err)));
+        if (err !== null) reject(new ExchangeError(connectError(to, err), /ECONNREFUSED/.test(err.details || err.message)));
         else resolve(new Uint8Array(response.frame));
       });
     });

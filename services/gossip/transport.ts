@@ -13,6 +13,7 @@ import { Socket as UdpSocket, createSocket } from 'node:dgram';
 import { Server, Socket, createConnection, createServer } from 'node:net';
 
 import { Logger } from '../lib/log';
+import { ExchangeError } from '../lib/swim-pool';
 import { MAX_PACKET_BYTES, STREAM_FRAME_HEADER_BYTES, decodeStreamFrame, encodeStreamFrame, frameLength, lengthPrefixed } from '../lib/swim/wire-codec';
 import { Keyring } from './keyring';
 
@@ -109,7 +110,7 @@ export class GossipTransport {
    */
   exchange(to: string, request: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
     const target = splitHostPort(to);
-    if (target === undefined) return Promise.reject(new Error(`"${to}" is not host:port`));
+    if (target === undefined) return Promise.reject(new ExchangeError(`"${to}" is not host:port`));
     return new Promise((resolve, reject) => {
       const socket = createConnection({ host: target.host, port: target.port, localAddress: this.options.host });
       this.openSockets.add(socket);
@@ -123,16 +124,16 @@ export class GossipTransport {
         if (err !== undefined) reject(err);
         else resolve(answer!);
       };
-      const timer = setTimeout(() => finish(new Error(`dial tcp ${to}: i/o timeout`)), timeoutMs);
-      socket.on('error', (err: NodeJS.ErrnoException) => finish(new Error(`dial tcp ${to}: ${describeSocketError(err)}`)));
+      const timer = setTimeout(() => finish(new ExchangeError(`dial tcp ${to}: i/o timeout`)), timeoutMs);
+      socket.on('error', (err: NodeJS.ErrnoException) => finish(new ExchangeError(`dial tcp ${to}: ${describeSocketError(err)}`, err.code === 'ECONNREFUSED')));
       socket.on('connect', () => socket.write(lengthPrefixed(this.seal(request))));
       readOneFrame(socket, (frame) => {
-        if ('error' in frame) return finish(new Error(`${frame.error} (from ${to})`));
+        if ('error' in frame) return finish(new ExchangeError(`${frame.error} (from ${to})`));
         const opened = this.open(frame.body, true);
-        if ('error' in opened) return finish(new Error(opened.error));
+        if ('error' in opened) return finish(new ExchangeError(opened.error));
         finish(undefined, opened.plaintext);
       });
-      socket.on('close', () => finish(new Error(`read tcp ${to}: connection closed before an answer (EOF)`)));
+      socket.on('close', () => finish(new ExchangeError(`read tcp ${to}: connection closed before an answer (EOF)`)));
     });
   }
 

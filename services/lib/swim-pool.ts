@@ -17,7 +17,7 @@ import { Logger } from './log';
 import { SwimTimings, swimConfig } from './swim/config';
 import { Message, PushPull } from './swim/messages';
 import { Swim } from './swim/swim';
-import { MemberInfo, StreamOutcome, SwimEvent } from './swim/types';
+import { MemberInfo, OutgoingTcpPing, StreamOutcome, SwimEvent, TcpPingOutcome } from './swim/types';
 import { decodePacket, decodeStreamFrame, encodePacket, encodeStreamFrame, messageSize } from './swim/wire-codec';
 import { decodeCoordinate, encodeCoordinate } from './vivaldi/codec';
 import { defaultVivaldiConfig } from './vivaldi/config';
@@ -38,6 +38,20 @@ const MAX_CATCH_UP_TICKS = 6_000;
 /** Probes whose send time we remember for the RTT; older ones are forgotten. */
 const MAX_PINGS_IN_FLIGHT = 1_024;
 
+/**
+ * Why a transport's `exchange` failed. `refused` when the connection itself was refused: the
+ * address's host answered, and nothing listens there (a TCP RST, ECONNREFUSED).
+ */
+export class ExchangeError extends Error {
+  constructor(
+    message: string,
+    readonly refused = false,
+  ) {
+    super(message);
+    this.name = 'ExchangeError';
+  }
+}
+
 /** What a pool needs from the network: datagrams and request/answer streams, to and from ip:port. */
 export interface PoolTransport {
   /** This member's ip:port in the pool. */
@@ -45,10 +59,11 @@ export interface PoolTransport {
   /** Frames that arrived and could not be read, counted by the transport and by the pool. */
   readonly dropped: { packets: number; streams: number };
   onPacket(handler: (from: string, bytes: Uint8Array) => void): void;
-  /** The handler answers a push/pull request frame with a response frame. */
+  /** The handler answers a request frame (a push/pull, a TCP ping) with a response frame. */
   onStream(handler: (from: string, request: Uint8Array) => Uint8Array): void;
   /** Best effort, as a datagram: a lost packet is what SWIM is built for. */
   sendPacket(to: string, bytes: Uint8Array): void;
+  /** One request frame and its answer; rejects with an ExchangeError. */
   exchange(to: string, request: Uint8Array, timeoutMs: number): Promise<Uint8Array>;
   close(): Promise<void>;
 }
@@ -217,6 +232,10 @@ export class SwimPool {
 
   private receiveStream(from: string, request: Uint8Array): Uint8Array {
     const decoded = decodeStreamFrame(request);
+    if ('frame' in decoded && decoded.frame.type === 'ping') {
+      const ack = this.core.answerTcpPing(decoded.frame.ping);
+      return encodeStreamFrame(ack === undefined ? { type: 'error', message: `ping for unexpected node '${decoded.frame.ping.node}'` } : { type: 'ack', ack });
+    }
     if ('error' in decoded || decoded.frame.type !== 'push-pull-request') {
       this.transport.dropped.streams++;
       const reason = 'error' in decoded ? decoded.error : `unexpected ${decoded.frame.type} frame`;
@@ -233,6 +252,7 @@ export class SwimPool {
     const ready = this.core.ready();
     for (const packet of ready.packets) this.sendPacket(packet.to, packet.messages);
     for (const stream of ready.streams) void this.runStream(stream.id, stream.to, stream.state);
+    for (const ping of ready.tcpPings) void this.runTcpPing(ping);
     for (const event of ready.events) this.handleEvent(event);
   }
 
@@ -268,6 +288,19 @@ export class SwimPool {
     if (result.error !== undefined && !result.join) this.options.logger.debug({ to, reason: result.error }, `push/pull with ${to} failed: ${result.error}`);
     this.streamWaiters.get(id)?.(result);
     this.streamWaiters.delete(id);
+    this.flush();
+  }
+
+  private async runTcpPing({ to, ping, timeoutMs }: OutgoingTcpPing): Promise<void> {
+    let outcome: TcpPingOutcome = 'no-answer';
+    try {
+      const answer = decodeStreamFrame(await this.transport.exchange(to, encodeStreamFrame({ type: 'ping', ping }), timeoutMs));
+      if ('frame' in answer && answer.frame.type === 'ack' && answer.frame.ack.seqNo === ping.seqNo) outcome = 'ack';
+    } catch (err) {
+      if (err instanceof ExchangeError && err.refused) outcome = 'refused';
+    }
+    if (this.stopped) return;
+    this.core.tcpPingCompleted(ping.seqNo, outcome);
     this.flush();
   }
 

@@ -33,6 +33,20 @@ export interface SwimTimings {
    * profile.
    */
   readonly eagerGossip: boolean;
+  /**
+   * memberlist's TCP fallback (on unless DisableTcpPings): a member that missed its direct ping
+   * is also pinged over TCP, beside the indirect pings; an ack that way spares it the suspicion
+   * (its UDP is blocked, it is not down). true in every profile.
+   */
+  readonly tcpPings: boolean;
+  /**
+   * Beyond memberlist: a TCP ping refused (the member's host answered, and nothing listens at the
+   * member's address: its process is gone) ends the probe at once, and the member is suspected
+   * then instead of at the end of the protocol period (up to half of it sooner with LAN timings).
+   * A stopped or overloaded process still accepts connections, and a lost host refuses none, so
+   * neither is suspected any sooner. true in every profile; false gives memberlist's timing.
+   */
+  readonly suspectOnRefusal: boolean;
   /** A broadcast is sent retransmitMult × ceil(log10(N + 1)) times. LAN 4. */
   readonly retransmitMult: number;
   /** Time between full state syncs with one random member; scaled up past 32 members. LAN 30 s. */
@@ -99,6 +113,8 @@ export function lanDefaults(): SwimTimings {
     gossipIntervalMs: 200,
     gossipNodes: 3,
     eagerGossip: true,
+    tcpPings: true,
+    suspectOnRefusal: true,
     retransmitMult: 4,
     pushPullIntervalMs: 30_000,
     gossipToTheDeadMs: 30_000,

@@ -238,3 +238,105 @@ describe('SWIM core', () => {
     for (const name of net.cores.keys()) expect(net.view(name)['node-4']).toBe('alive');
   });
 });
+
+describe('the TCP ping (memberlist\'s fallback probe, and a refusal ending the probe early)', () => {
+  /** When `observer` first saw `target` suspect, on its clock (ms), ticking the network one tick at a time. */
+  function firstSuspicionMs(net: TinyNetwork, observer: string, target: string, limitMs: number): number {
+    const core = net.cores.get(observer)!;
+    for (let ms = 0; ms < limitMs; ms += 10) {
+      net.tick();
+      if (net.events.some(({ node, event }) => node === observer && event.type === 'member-suspect' && event.member.name === target)) return core.now();
+    }
+    throw new Error(`${observer} did not suspect ${target} within ${limitMs} ms`);
+  }
+
+  test('it leaves with the indirect pings, at the probe timeout, with the probe\'s seqNo and the rest of the period', () => {
+    const net = cluster(2);
+    net.run(2_000);
+    net.down.add('node-2');
+    const prober = net.cores.get('node-1')!;
+    const sent: { atMs: number; pings: string[]; tcp: { to: string; seqNo: number; node: string; timeoutMs: number }[] }[] = [];
+    for (let i = 0; i < 200 && !sent.some((s) => s.tcp.length > 0); i++) {
+      prober.tick();
+      const ready = prober.ready();
+      sent.push({ atMs: prober.now(), pings: ready.packets.flatMap((p) => p.messages.filter((m) => m.type === 'ping').map((m) => `${p.to}#${m.type === 'ping' ? m.seqNo : 0}`)), tcp: ready.tcpPings.map((t) => ({ to: t.to, seqNo: t.ping.seqNo, node: t.ping.node, timeoutMs: t.timeoutMs })) });
+    }
+    const withTcp = sent.find((s) => s.tcp.length > 0)!;
+    const direct = sent.filter((s) => s.pings.length > 0).at(-1)!;
+    expect(withTcp.tcp).toEqual([{ to: net.addressOf('node-2'), seqNo: Number(direct.pings[0].split('#')[1]), node: 'node-2', timeoutMs: 500 }]);
+    expect(direct.pings[0].startsWith(`${net.addressOf('node-2')}#`)).toBe(true);
+    expect(withTcp.atMs - direct.atMs).toBe(lanDefaults().probeTimeoutMs);
+  });
+
+  test('none leaves with tcpPings off (memberlist\'s DisableTcpPings)', () => {
+    const net = cluster(2, { tcpPings: false });
+    net.run(2_000);
+    net.down.add('node-2');
+    const prober = net.cores.get('node-1')!;
+    for (let i = 0; i < 300; i++) {
+      prober.tick();
+      expect(prober.ready().tcpPings).toEqual([]);
+    }
+  });
+
+  test('a refused TCP ping suspects the member at the probe timeout, half a period before memberlist would, and costs no health', () => {
+    const suspectedAt = (suspectOnRefusal: boolean) => {
+      const net = cluster(4, { suspectOnRefusal });
+      net.run(2_000);
+      net.down.add('node-4');
+      const at = firstSuspicionMs(net, 'node-1', 'node-4', 20_000);
+      // The helpers' nacks for the ended probe arrive after it: they count neither way.
+      expect(net.cores.get('node-1')!.healthScore()).toBe(0);
+      return at;
+    };
+    // The same seeds, so the same probe order: only the refusal differs.
+    expect(suspectedAt(false) - suspectedAt(true)).toBe(lanDefaults().probeIntervalMs - lanDefaults().probeTimeoutMs);
+  });
+
+  test('a member whose datagrams are lost but whose TCP answers is never suspected, and the prober says why; without the TCP ping it is', () => {
+    const suspicionsOfNode4 = (tcpPings: boolean) => {
+      const net = cluster(4, { tcpPings });
+      net.run(2_000);
+      net.udpCut.add('node-4');
+      net.run(30_000);
+      const warned = net.events.some(({ event }) => event.type === 'log' && /^Was able to connect to node-4 over TCP but UDP probes failed, network may be misconfigured$/.test(event.message));
+      return { suspicions: net.events.filter(({ event }) => event.type === 'member-suspect' && event.member.name === 'node-4').length, warned };
+    };
+    expect(suspicionsOfNode4(true)).toEqual({ suspicions: 0, warned: true });
+    expect(suspicionsOfNode4(false).suspicions).toBeGreaterThan(0);
+  });
+
+  test('an outcome for a probe that is over, or no answer at all, changes nothing before the end of the period', () => {
+    const net = cluster(2);
+    net.run(2_000);
+    const prober = net.cores.get('node-1')!;
+    prober.tcpPingCompleted(999_999, 'refused');
+    net.deliver();
+    expect(net.view('node-1')['node-2']).toBe('alive');
+    // The TCP ping hangs (a lost host refuses nothing): the member is suspected at the end of the period, as memberlist does.
+    net.down.add('node-2');
+    let tcp: { seqNo: number; atMs: number } | undefined;
+    let direct = 0;
+    for (let i = 0; i < 300 && tcp === undefined; i++) {
+      prober.tick();
+      const ready = prober.ready();
+      if (ready.packets.some((p) => p.messages.some((m) => m.type === 'ping'))) direct = prober.now();
+      if (ready.tcpPings.length > 0) tcp = { seqNo: ready.tcpPings[0].ping.seqNo, atMs: prober.now() };
+    }
+    prober.tcpPingCompleted(tcp!.seqNo, 'no-answer');
+    let suspectedAt: number | undefined;
+    for (let i = 0; i < 100 && suspectedAt === undefined; i++) {
+      prober.tick();
+      if (prober.ready().events.some((e) => e.type === 'member-suspect')) suspectedAt = prober.now();
+    }
+    expect(suspectedAt! - direct).toBe(lanDefaults().probeIntervalMs);
+  });
+
+  test('a TCP ping is acked, with our coordinate payload, only when it names us (or no one)', () => {
+    const net = cluster(1, { ackPayload: () => Uint8Array.of(9, 9) });
+    const core = net.cores.get('node-1')!;
+    expect(core.answerTcpPing({ type: 'ping', seqNo: 7, node: 'node-1' })).toEqual({ type: 'ack', seqNo: 7, payload: Uint8Array.of(9, 9) });
+    expect(core.answerTcpPing({ type: 'ping', seqNo: 8, node: '' })).toEqual({ type: 'ack', seqNo: 8, payload: Uint8Array.of(9, 9) });
+    expect(core.answerTcpPing({ type: 'ping', seqNo: 9, node: 'node-7' })).toBeUndefined();
+  });
+});

@@ -9,8 +9,9 @@
  * instance is one pool: a LAN segment, an area or the WAN.
  *
  *   failure detection   round-robin probes in a shuffled order; a direct ping, then after
- *                       probeTimeout k indirect pings (SWIM §4.2); no ack by the end of the
- *                       (health-scaled) probe interval → suspect
+ *                       probeTimeout k indirect pings (SWIM §4.2) and a ping over TCP
+ *                       (memberlist's fallback); no ack by the end of the (health-scaled) probe
+ *                       interval → suspect, or at once when the TCP ping is refused
  *   suspicion           suspect → dead after a timeout that shrinks with independent
  *                       confirmations (suspicion.ts); the suspect refutes with a higher
  *                       incarnation; the buddy system tells it directly on the next ping
@@ -40,7 +41,7 @@ import {
   UserEventMessage,
 } from './messages';
 import { Suspicion, suspicionTimeoutMs } from './suspicion';
-import { MemberInfo, OutgoingPacket, OutgoingStream, Ready, StreamOutcome, SwimEvent } from './types';
+import { MemberInfo, OutgoingPacket, OutgoingStream, OutgoingTcpPing, Ready, StreamOutcome, SwimEvent, TcpPingOutcome } from './types';
 
 /**
  * A member record never changes in place: a change replaces it in the table. So events hand
@@ -60,6 +61,8 @@ interface Probe {
   indirect: boolean;
   expectedNacks: number;
   nacks: number;
+  /** The TCP fallback ping was acked: the member is up, its datagrams are not getting through. */
+  tcpContacted: boolean;
 }
 
 /** An indirect ping we forward for another member (we ping, they get the ack or a nack). */
@@ -88,7 +91,7 @@ const JOIN_SYNC_DELAY_MS = 1_000;
 const LEAVING_MS = 120_000;
 /** How often failed and left members are checked for reaping (Serf ReapInterval 15 s). */
 const REAP_INTERVAL_MS = 15_000;
-const NOTHING_READY: Ready = Object.freeze({ packets: Object.freeze([]), streams: Object.freeze([]), events: Object.freeze([]) });
+const NOTHING_READY: Ready = Object.freeze({ packets: Object.freeze([]), streams: Object.freeze([]), tcpPings: Object.freeze([]), events: Object.freeze([]) });
 
 export class Swim {
   private nowMs = 0;
@@ -129,6 +132,7 @@ export class Swim {
   private lastGossipRoundMs = -1;
   private packets: OutgoingPacket[] = [];
   private outgoingStreams: OutgoingStream[] = [];
+  private outgoingTcpPings: OutgoingTcpPing[] = [];
   private events: SwimEvent[] = [];
 
   constructor(private readonly config: SwimConfig) {
@@ -210,6 +214,29 @@ export class Swim {
     // that gap. memberlist has no such step; performance.md G3 asks for no such outliers.
     if (pending.join) this.nextPushPullMs = Math.min(this.nextPushPullMs, this.nowMs + JOIN_SYNC_DELAY_MS);
     return { id, address: pending.address, join: pending.join };
+  }
+
+  /**
+   * How a TCP ping this core asked for (`Ready.tcpPings`) ended. Only the probe still running
+   * hears it: the outcome of an older probe's ping changes nothing.
+   */
+  tcpPingCompleted(seqNo: number, outcome: TcpPingOutcome): void {
+    const probe = this.probe;
+    if (probe === undefined || probe.seqNo !== seqNo) return;
+    if (outcome === 'ack') probe.tcpContacted = true;
+    else if (outcome === 'refused' && this.config.suspectOnRefusal) this.probeRefused(probe);
+  }
+
+  /**
+   * The answer to a ping that came over TCP (memberlist's handleConn): our ack, or undefined for
+   * a ping meant for another member (one that used to live at our address).
+   */
+  answerTcpPing(ping: PingMessage): AckMessage | undefined {
+    if (ping.node !== '' && ping.node !== this.config.name) {
+      this.log('debug', `Got ping for unexpected node '${ping.node}' over TCP`);
+      return undefined;
+    }
+    return { type: 'ack', seqNo: ping.seqNo, payload: this.config.ackPayload() };
   }
 
   /**
@@ -315,11 +342,12 @@ export class Swim {
   /** Drains what the shell must do: packets, streams to open, events to report. */
   ready(): Ready {
     if (this.eagerRoundDue && this.lastGossipRoundMs !== this.nowMs) this.gossipRound();
-    // Most ticks have nothing for the shell: no three new arrays for them.
-    if (this.packets.length === 0 && this.outgoingStreams.length === 0 && this.events.length === 0) return NOTHING_READY;
-    const ready: Ready = { packets: this.packets, streams: this.outgoingStreams, events: this.events };
+    // Most ticks have nothing for the shell: no new arrays for them.
+    if (this.packets.length === 0 && this.outgoingStreams.length === 0 && this.outgoingTcpPings.length === 0 && this.events.length === 0) return NOTHING_READY;
+    const ready: Ready = { packets: this.packets, streams: this.outgoingStreams, tcpPings: this.outgoingTcpPings, events: this.events };
     this.packets = [];
     this.outgoingStreams = [];
+    this.outgoingTcpPings = [];
     this.events = [];
     return ready;
   }
@@ -385,6 +413,7 @@ export class Swim {
       indirect: false,
       expectedNacks: 0,
       nacks: 0,
+      tcpContacted: false,
     };
     const ping: PingMessage = { type: 'ping', seqNo, node: target.name };
     // The buddy system (Lifeguard): a suspect hears of its suspicion with the ping, so it can refute at once.
@@ -420,6 +449,8 @@ export class Swim {
       const message: IndirectPingMessage = { type: 'indirect-ping', seqNo: probe.seqNo, target: target.name, targetAddress: target.address, nack };
       this.send(helper.address, [message]);
     }
+    // memberlist's fallback: TCP may get through where UDP does not. It has until the end of the period.
+    if (this.config.tcpPings) this.outgoingTcpPings.push({ to: target.address, ping: { type: 'ping', seqNo: probe.seqNo, node: target.name }, timeoutMs: probe.deadlineMs - this.nowMs });
   }
 
   private probeFailed(probe: Probe): void {
@@ -430,7 +461,24 @@ export class Swim {
     else this.awareness.applyDelta(1);
     const target = this.table.get(probe.target);
     if (target === undefined || target.state === 'dead' || target.state === 'left') return;
+    if (probe.tcpContacted) {
+      this.log('warn', `Was able to connect to ${target.name} over TCP but UDP probes failed, network may be misconfigured`, { node: target.name });
+      return;
+    }
     this.log('info', `Suspect ${target.name} has failed, no acks received`, { node: target.name });
+    this.suspectNode({ type: 'suspect', node: target.name, incarnation: target.incarnation, from: this.config.name });
+  }
+
+  /**
+   * Our TCP ping was refused: the member's host is up and nothing listens at its address. No ack
+   * can come any more, so the member is suspected now. Our health is left as it is: the refusal
+   * came back, so our own network works, and the helpers' nacks are still on their way.
+   */
+  private probeRefused(probe: Probe): void {
+    this.probe = undefined;
+    const target = this.table.get(probe.target);
+    if (target === undefined || target.state === 'dead' || target.state === 'left') return;
+    this.log('info', `Suspect ${target.name} has failed, connection refused over TCP and no acks received`, { node: target.name });
     this.suspectNode({ type: 'suspect', node: target.name, incarnation: target.incarnation, from: this.config.name });
   }
 

@@ -1,5 +1,5 @@
 /** What the SWIM core hands its shell: members, events, and the packets and streams to send. */
-import { Message, MemberState, PushPull } from './messages';
+import { Message, MemberState, PingMessage, PushPull } from './messages';
 
 export interface MemberInfo {
   readonly name: string;
@@ -59,9 +59,27 @@ export interface OutgoingStream {
   readonly state: PushPull;
 }
 
+/**
+ * memberlist's TCP fallback ping: the shell dials `to`, sends `ping` as a stream frame, waits at
+ * most `timeoutMs` for the ack, and calls `tcpPingCompleted(ping.seqNo, outcome)`.
+ */
+export interface OutgoingTcpPing {
+  readonly to: string;
+  readonly ping: PingMessage;
+  readonly timeoutMs: number;
+}
+
+/**
+ * How a TCP ping ended: `ack` (the member answered), `refused` (the connection was refused: the
+ * host is up and nothing listens at the address), `no-answer` (anything else: a timeout, an
+ * error, an answer that is not the member's ack).
+ */
+export type TcpPingOutcome = 'ack' | 'refused' | 'no-answer';
+
 export interface Ready {
   readonly packets: readonly OutgoingPacket[];
   readonly streams: readonly OutgoingStream[];
+  readonly tcpPings: readonly OutgoingTcpPing[];
   readonly events: readonly SwimEvent[];
 }
 

@@ -82,6 +82,8 @@ const frameArb = (maxMembers: number): fc.Arbitrary<StreamFrame> =>
     anyText(80)
       .filter((s) => s.length > 0)
       .map((message): StreamFrame => ({ type: 'error', message })),
+    fc.record({ type: fc.constant('ping' as const), seqNo: wireNumber, node: optionalNodeName }).map((ping): StreamFrame => ({ type: 'ping', ping })),
+    fc.record({ type: fc.constant('ack' as const), seqNo: wireNumber, payload }).map((ack): StreamFrame => ({ type: 'ack', ack })),
   );
 
 // One of each, with the edges a hand-picked example shows best.
@@ -390,6 +392,8 @@ describe('stream limits (memberlist TestReadRemoteState_Limits)', () => {
     expectRefused(decodeStreamFrame(Uint8Array.from([0x7a, 0x00])), /empty or of a kind/);
     expectRefused(decodeStreamFrame(rawFrame({ $case: 'error', value: { message: 'e'.repeat(4097) } })), /4097 bytes is above the limit of 4096/);
     expectRefused(decodeStreamFrame(rawFrame({ $case: 'error', value: { message: '' } })), /message is empty/);
+    expectRefused(decodeStreamFrame(rawFrame({ $case: 'ping', value: { seqNo: 2n ** 53n, node: 'a' } })), /\(ping\): ping seqNo 9007199254740992 is above/);
+    expectRefused(decodeStreamFrame(rawFrame({ $case: 'ack', value: { seqNo: 1n, payload: Buffer.alloc(64 * 1024 + 1) } })), /\(ack\): ack: payload/);
     expectRefused(
       decodeStreamFrame(rawFrame({ $case: 'pushPullResponse', value: { ...wirePushPull([]), eventLtime: 2n ** 60n } })),
       /push\/pull response\): eventLtime 1152921504606846976 is above Number.MAX_SAFE_INTEGER/,

@@ -11,7 +11,7 @@
 import { BinaryReader, WireType } from '@bufbuild/protobuf/wire';
 import * as wire from '../../gen/consulate/gossip/v1/wire';
 import { invariant } from '../invariant';
-import { MemberState, Message, PushPull, PushPullMember } from './messages';
+import { AckMessage, MemberState, Message, PingMessage, PushPull, PushPullMember } from './messages';
 
 /** The largest UDP payload over IPv4 (65,535 − 8 UDP − 20 IP header bytes). */
 export const MAX_PACKET_BYTES = 65_507;
@@ -44,6 +44,9 @@ export const WIRE_LIMITS = {
 export type StreamFrame =
   | { readonly type: 'push-pull-request'; readonly state: PushPull }
   | { readonly type: 'push-pull-response'; readonly state: PushPull }
+  /** memberlist's TCP fallback probe, and its answer. */
+  | { readonly type: 'ping'; readonly ping: PingMessage }
+  | { readonly type: 'ack'; readonly ack: AckMessage }
   /** A refusal, with the text the opener shows (Consul's, where it has one). */
   | { readonly type: 'error'; readonly message: string };
 
@@ -264,6 +267,10 @@ function validateStreamFrame(frame: StreamFrame): string | undefined {
       return validatePushPull(frame.state);
     case 'error':
       return text('stream error', 'message', frame.message, WIRE_LIMITS.errorMessageBytes, true);
+    case 'ping':
+      return validateMessage(frame.ping);
+    case 'ack':
+      return validateMessage(frame.ack);
   }
 }
 
@@ -492,7 +499,7 @@ function fromWirePushPull(state: wire.PushPull): PushPull {
   return { join: state.join, members, memberLtime: safe(state.memberLtime, 'memberLtime'), eventLtime: safe(state.eventLtime, 'eventLtime') };
 }
 
-const FRAME_NAMES = { pushPullRequest: 'push/pull request', pushPullResponse: 'push/pull response', error: 'error' } as const;
+const FRAME_NAMES = { pushPullRequest: 'push/pull request', pushPullResponse: 'push/pull response', error: 'error', ping: 'ping', ack: 'ack' } as const;
 
 function fromWireFrame(frame: NonNullable<wire.StreamFrame['frame']>): StreamFrame {
   switch (frame.$case) {
@@ -502,6 +509,10 @@ function fromWireFrame(frame: NonNullable<wire.StreamFrame['frame']>): StreamFra
       return { type: 'push-pull-response', state: fromWirePushPull(frame.value) };
     case 'error':
       return { type: 'error', message: frame.value.message };
+    case 'ping':
+      return { type: 'ping', ping: { type: 'ping', seqNo: safe(frame.value.seqNo, 'ping seqNo'), node: frame.value.node } };
+    case 'ack':
+      return { type: 'ack', ack: { type: 'ack', seqNo: safe(frame.value.seqNo, 'ack seqNo'), payload: asUint8Array(frame.value.payload) } };
   }
 }
 
@@ -513,6 +524,10 @@ function toWireFrame(frame: StreamFrame): wire.StreamFrame['frame'] {
       return { $case: 'pushPullResponse', value: toWirePushPull(frame.state) };
     case 'error':
       return { $case: 'error', value: { message: frame.message } };
+    case 'ping':
+      return { $case: 'ping', value: { seqNo: BigInt(frame.ping.seqNo), node: frame.ping.node } };
+    case 'ack':
+      return { $case: 'ack', value: { seqNo: BigInt(frame.ack.seqNo), payload: asBuffer(frame.ack.payload) } };
   }
 }
 

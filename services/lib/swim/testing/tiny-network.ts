@@ -1,8 +1,10 @@
 /**
  * A lossless, instant, in-process network of SWIM cores for the core's unit tests: every tick,
  * each member ticks, then packets and streams are delivered until none are left. Faults here are
- * only "down" members (they neither tick nor receive); the seeded simulator in test/sim/swim has
- * the rest (loss, delay, partitions, slow members).
+ * only "down" members (they neither tick nor receive; their host refuses connections to them) and
+ * members whose datagrams are lost both ways ("udpCut": their streams and TCP pings still get
+ * through); the seeded simulator in test/sim/swim has the rest (loss, delay, partitions, slow
+ * members).
  */
 import { swimConfig, SwimConfigInput } from '../config';
 import { Message } from '../messages';
@@ -13,6 +15,7 @@ export class TinyNetwork {
   readonly cores = new Map<string, Swim>();
   private readonly byAddress = new Map<string, string>();
   readonly down = new Set<string>();
+  readonly udpCut = new Set<string>();
   readonly events: { node: string; event: SwimEvent }[] = [];
   readonly outcomes: { node: string; outcome: StreamOutcome }[] = [];
   private seed = 1;
@@ -62,7 +65,7 @@ export class TinyNetwork {
         const from = core.localMember().address;
         for (const packet of ready.packets) {
           const to = this.byAddress.get(packet.to);
-          if (to === undefined || this.down.has(to)) continue;
+          if (to === undefined || this.down.has(to) || this.udpCut.has(to) || this.udpCut.has(name)) continue;
           this.cores.get(to)!.receivePacket(from, packet.messages);
           moved = true;
         }
@@ -73,6 +76,12 @@ export class TinyNetwork {
               ? core.streamCompleted(stream.id, { error: `dial tcp ${stream.to}: connection refused` })
               : core.streamCompleted(stream.id, this.cores.get(to)!.receiveStream(from, stream.state).answer);
           this.outcomes.push({ node: name, outcome });
+          moved = true;
+        }
+        for (const { to: address, ping } of ready.tcpPings) {
+          const to = this.byAddress.get(address);
+          if (to === undefined || this.down.has(to)) core.tcpPingCompleted(ping.seqNo, 'refused');
+          else core.tcpPingCompleted(ping.seqNo, this.cores.get(to)!.answerTcpPing(ping) === undefined ? 'no-answer' : 'ack');
           moved = true;
         }
       }

@@ -255,7 +255,9 @@ export interface PushPull {
 
 /**
  * StreamFrame is one frame of a TCP stream, after its 4-byte big-endian length (at most 20 MiB).
- * The opener sends a push/pull request; the receiver answers with its own state or refuses.
+ * The opener sends a push/pull request, and the receiver answers with its own state or refuses;
+ * or the opener sends a ping (memberlist's TCP fallback probe, sent when a UDP probe went
+ * unanswered) and the receiver acks it, or refuses a ping meant for another member.
  */
 export interface StreamFrame {
   /** The frame's content. */
@@ -269,6 +271,12 @@ export interface StreamFrame {
     | //
     /** The receiver's refusal, in answer to a request. */
     { $case: "error"; value: StreamFrame_Error }
+    | //
+    /** A probe over TCP, in the same shape as the datagram's. */
+    { $case: "ping"; value: PingMessage }
+    | //
+    /** The receiver's answer to a ping addressed to it. */
+    { $case: "ack"; value: AckMessage }
     | undefined;
 }
 
@@ -2023,6 +2031,12 @@ export const StreamFrame: MessageFns<StreamFrame> = {
       case "error":
         StreamFrame_Error.encode(message.frame.value, writer.uint32(26).fork()).join();
         break;
+      case "ping":
+        PingMessage.encode(message.frame.value, writer.uint32(34).fork()).join();
+        break;
+      case "ack":
+        AckMessage.encode(message.frame.value, writer.uint32(42).fork()).join();
+        break;
     }
     return writer;
   },
@@ -2064,6 +2078,22 @@ export const StreamFrame: MessageFns<StreamFrame> = {
             message.frame = { $case: "error", value: StreamFrame_Error.decode(reader, reader.uint32()) };
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.frame = { $case: "ping", value: PingMessage.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.frame = { $case: "ack", value: AckMessage.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2088,6 +2118,10 @@ export const StreamFrame: MessageFns<StreamFrame> = {
         ? { $case: "pushPullResponse", value: PushPull.fromJSON(object.push_pull_response) }
         : isSet(object.error)
         ? { $case: "error", value: StreamFrame_Error.fromJSON(object.error) }
+        : isSet(object.ping)
+        ? { $case: "ping", value: PingMessage.fromJSON(object.ping) }
+        : isSet(object.ack)
+        ? { $case: "ack", value: AckMessage.fromJSON(object.ack) }
         : undefined,
     };
   },
@@ -2100,6 +2134,10 @@ export const StreamFrame: MessageFns<StreamFrame> = {
       obj.pushPullResponse = PushPull.toJSON(message.frame.value);
     } else if (message.frame?.$case === "error") {
       obj.error = StreamFrame_Error.toJSON(message.frame.value);
+    } else if (message.frame?.$case === "ping") {
+      obj.ping = PingMessage.toJSON(message.frame.value);
+    } else if (message.frame?.$case === "ack") {
+      obj.ack = AckMessage.toJSON(message.frame.value);
     }
     return obj;
   },
@@ -2125,6 +2163,18 @@ export const StreamFrame: MessageFns<StreamFrame> = {
       case "error": {
         if (object.frame?.value !== undefined && object.frame?.value !== null) {
           message.frame = { $case: "error", value: StreamFrame_Error.fromPartial(object.frame.value) };
+        }
+        break;
+      }
+      case "ping": {
+        if (object.frame?.value !== undefined && object.frame?.value !== null) {
+          message.frame = { $case: "ping", value: PingMessage.fromPartial(object.frame.value) };
+        }
+        break;
+      }
+      case "ack": {
+        if (object.frame?.value !== undefined && object.frame?.value !== null) {
+          message.frame = { $case: "ack", value: AckMessage.fromPartial(object.frame.value) };
         }
         break;
       }
