@@ -10,6 +10,7 @@ import { Metadata, Server as GrpcServer, ServerCredentials, ServerUnaryCall, Ser
 
 import { FederationServiceClient, FederationServiceService, PacketRequest, PushPullRequest } from '../gen/consulate/router/v1/federation';
 import { createLogger } from '../lib/log';
+import { ExchangeError } from '../lib/swim-pool';
 import { DATACENTER_METADATA, PeerClients } from './peer-clients';
 import { RpcPoolTransport, poolKey } from './pool-transport';
 
@@ -179,6 +180,13 @@ describe('a failed exchange, in Consul\'s words', () => {
   test('no route to the host', async () => {
     const peers = plaintextPeers(failingClient(GrpcStatus.UNAVAILABLE, 'No connection established. Last error: connect EHOSTUNREACH 10.9.9.9:8300'));
     expect(await rejection(transport(peers).exchange('10.9.9.9:8300', Buffer.from('x'), 2_000))).toBe('failed to connect to "10.9.9.9:8300": dial tcp 10.9.9.9:8300: connect: no route to host');
+  });
+
+  test('only a refused connection is an ExchangeError marked refused (the pool then suspects the member at once)', async () => {
+    const refused = await transport().exchange(await deadAddress(), Buffer.from('x'), 2_000).catch((err: unknown) => err);
+    const timedOut = await transport().exchange((await peerRouter('never')).address, Buffer.from('x'), 100).catch((err: unknown) => err);
+    const unreachable = await transport(plaintextPeers(failingClient(GrpcStatus.UNAVAILABLE, 'No connection established. Last error: connect EHOSTUNREACH 10.9.9.9:8300'))).exchange('10.9.9.9:8300', Buffer.from('x'), 2_000).catch((err: unknown) => err);
+    expect([refused, timedOut, unreachable].map((err) => err instanceof ExchangeError && err.refused)).toEqual([true, false, false]);
   });
 
   test('anything else keeps gRPC\'s details, without the resolver\'s note', async () => {

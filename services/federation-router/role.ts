@@ -21,7 +21,7 @@ import { Logger } from '../lib/log';
 import { RoleMetrics, setCountsByStatus } from '../lib/metrics';
 import { persistentNodeId } from '../lib/node-id';
 import { RoleDefinition } from '../lib/role-process';
-import { GOSSIP_EAGER_FIELD } from '../lib/swim-pool';
+import { GOSSIP_EAGER_FIELD, GOSSIP_SUSPECT_ON_REFUSAL_FIELD } from '../lib/swim-pool';
 import { SWIM_PROFILES } from '../lib/swim/config';
 import { TlsConfigError, loadTlsMaterial } from '../lib/tls';
 import { VERSION } from '../lib/version';
@@ -53,6 +53,7 @@ const fields = {
   retryJoinWan: field.list({ key: 'retry_join_wan', flag: 'retry-join-wan', usage: "Address of another datacenter's router to join the WAN pool through, retried until one accepts; repeatable.", default: [] }),
   gossipProfile: field.string({ key: 'gossip_profile', flag: 'gossip-profile', usage: "memberlist's timing profile for area and WAN pools: wan (Consul's), lan or local.", default: 'wan', check: (v) => (v in SWIM_PROFILES ? undefined : `unknown profile "${v}": use wan, lan or local`) }),
   gossipEager: GOSSIP_EAGER_FIELD,
+  gossipSuspectOnRefusal: GOSSIP_SUSPECT_ON_REFUSAL_FIELD,
 };
 
 export const federationRouterRole: RoleDefinition<typeof fields> = {
@@ -79,7 +80,7 @@ export const federationRouterRole: RoleDefinition<typeof fields> = {
     const peers = new PeerClients(material, config.datacenter, tracer);
     const rpcAddress = `${config.bind}:${config.serverPort}`;
     const federation = new Federation(
-      { datacenter: config.datacenter, node: config.node, nodeId: persistentNodeId(config.dataDir), version: VERSION, address: rpcAddress, timings: { ...SWIM_PROFILES[config.gossipProfile](), eagerGossip: config.gossipEager }, logger },
+      { datacenter: config.datacenter, node: config.node, nodeId: persistentNodeId(config.dataDir), version: VERSION, address: rpcAddress, timings: { ...SWIM_PROFILES[config.gossipProfile](), eagerGossip: config.gossipEager, suspectOnRefusal: config.gossipSuspectOnRefusal }, logger },
       store,
       peers,
     );

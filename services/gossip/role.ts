@@ -17,7 +17,7 @@ import { Logger } from '../lib/log';
 import { RoleMetrics, setCountsByStatus } from '../lib/metrics';
 import { persistentNodeId } from '../lib/node-id';
 import { RoleConfig, RoleDefinition } from '../lib/role-process';
-import { GOSSIP_EAGER_FIELD } from '../lib/swim-pool';
+import { GOSSIP_EAGER_FIELD, GOSSIP_SUSPECT_ON_REFUSAL_FIELD } from '../lib/swim-pool';
 import { SWIM_PROFILES } from '../lib/swim/config';
 import { VERSION } from '../lib/version';
 import { GossipAgent } from './agent';
@@ -40,6 +40,7 @@ const fields = {
   encrypt: field.string({ key: 'encrypt', flag: 'encrypt', usage: 'Key that encrypts gossip (base64; make one with `consulate keygen`). Off when empty.', default: '' }),
   gossipProfile: field.string({ key: 'gossip_profile', flag: 'gossip-profile', usage: "memberlist's timing profile: lan, local or wan.", default: 'lan', check: (v) => (v in PROFILES ? undefined : `unknown profile "${v}": use lan, local or wan`) }),
   gossipEager: GOSSIP_EAGER_FIELD,
+  gossipSuspectOnRefusal: GOSSIP_SUSPECT_ON_REFUSAL_FIELD,
 };
 
 type GossipConfig = RoleConfig<typeof fields>;
@@ -69,7 +70,7 @@ export const gossipRole: RoleDefinition<typeof fields> = {
       segment: config.segment,
       segments: parseSegments(config.segments).segments,
       lanPort: config.serfLanPort,
-      timings: { ...PROFILES[config.gossipProfile](), eagerGossip: config.gossipEager },
+      timings: { ...PROFILES[config.gossipProfile](), eagerGossip: config.gossipEager, suspectOnRefusal: config.gossipSuspectOnRefusal },
       keyring,
       version: VERSION,
       logger,

@@ -32,6 +32,14 @@ export const GOSSIP_EAGER_FIELD = field.bool({
   default: true,
 });
 
+/** `-gossip-suspect-on-refusal` (SwimTimings.suspectOnRefusal), for the same roles. */
+export const GOSSIP_SUSPECT_ON_REFUSAL_FIELD = field.bool({
+  key: 'gossip_suspect_on_refusal',
+  flag: 'gossip-suspect-on-refusal',
+  usage: "Suspect a member at once when its TCP fallback ping is refused (its host is up, its process is gone) instead of at the end of the probe period; false keeps memberlist's timing.",
+  default: true,
+});
+
 const TICK_MS = 10;
 /** 60 s of ticks: a longer stall is not replayed tick by tick; the clock jumps instead. */
 const MAX_CATCH_UP_TICKS = 6_000;
