@@ -87,6 +87,11 @@ export class BroadcastQueue {
     return this.count;
   }
 
+  /** Broadcasts not sent even once yet. */
+  get neverSent(): number {
+    return this.tiers[0].length;
+  }
+
   /** The most-sent tier's oldest broadcast goes. */
   private shedOne(): void {
     let t = this.tiers.length - 1;

@@ -171,6 +171,28 @@ describe('SWIM core', () => {
     expect(ticksToReachAll(false)).toBeGreaterThan(2);
   });
 
+  test('eager gossip: a burst of news larger than one round\'s packets leaves in the next ticks\' rounds, not the next periodic one', () => {
+    const ticksUntilAllSent = (eagerGossip: boolean) => {
+      // No periodic round within the window: only eager rounds (and probes) carry the burst.
+      const net = cluster(4, { eagerGossip, gossipIntervalMs: 60_000 });
+      net.run(3_000);
+      const core = net.cores.get('node-1')!;
+      core.ready();
+      // 40 events of about 330 bytes as the tiny network sizes them (JSON): four fit in a
+      // 1,400-byte packet, twelve in a round to three members.
+      for (let i = 0; i < 40; i++) core.fireUserEvent(`e${i}`, new Uint8Array(40));
+      const sent = new Set<string>();
+      for (let tick = 0; tick < 20; tick++) {
+        for (const packet of core.ready().packets) for (const m of packet.messages) if (m.type === 'user-event') sent.add(m.name);
+        if (sent.size === 40) return tick;
+        core.tick();
+      }
+      return Infinity;
+    };
+    expect(ticksUntilAllSent(true)).toBeLessThanOrEqual(5);
+    expect(ticksUntilAllSent(false)).toBe(Infinity);
+  });
+
   test('a user event over the size limit is refused with Serf\'s text', () => {
     const net = cluster(1);
     expect(net.cores.get('node-1')!.fireUserEvent('big', new Uint8Array(600))).toEqual({ error: 'user event exceeds configured limit of 512 bytes before encoding' });

@@ -749,11 +749,16 @@ export class Swim {
       // The dead still hear gossip for a while, so one that is alive after all learns it must refute.
       return m.state === 'dead' && this.nowMs - m.stateChangeMs < this.config.gossipToTheDeadMs;
     });
+    let sent = false;
     for (const target of targets) {
       const messages = this.takeBroadcasts(this.config.packetBudgetBytes);
-      if (messages.length === 0) return;
+      if (messages.length === 0) break;
       this.packets.push({ to: target.address, messages });
+      sent = true;
     }
+    // News that did not fit in this round's packets (a burst of joins fills them) leaves in the
+    // next tick's round, not the next periodic one.
+    if (sent && this.config.eagerGossip && this.broadcasts.neverSent > 0) this.eagerRoundDue = true;
   }
 
   private pushPullWithRandomMember(): void {
