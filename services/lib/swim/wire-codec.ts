@@ -56,9 +56,19 @@ export type StreamFrame =
 /** One datagram with `messages`, in order. Throws on an empty list, a message past a limit, or a packet over MAX_PACKET_BYTES. */
 export function encodePacket(messages: readonly Message[]): Uint8Array {
   invariant(messages.length > 0, 'a gossip packet needs at least one message');
-  for (const message of messages) assertValid(validateMessage(message));
-  const bytes = wire.Packet.encode({ messages: messages.map(toWireMessage) }).finish();
-  invariant(bytes.length <= MAX_PACKET_BYTES, () => `a gossip packet of ${bytes.length} bytes is above the ${MAX_PACKET_BYTES}-byte datagram limit: fill packets with messageSize()`);
+  // A repeated field's encoding is its elements' encodings one after another, so a packet is the
+  // concatenation of one-message packets.
+  const parts = messages.map(encodedMessage);
+  let length = 0;
+  for (const part of parts) length += part.length;
+  invariant(length <= MAX_PACKET_BYTES, () => `a gossip packet of ${length} bytes is above the ${MAX_PACKET_BYTES}-byte datagram limit: fill packets with messageSize()`);
+  if (parts.length === 1) return parts[0];
+  const bytes = new Uint8Array(length);
+  let at = 0;
+  for (const part of parts) {
+    bytes.set(part, at);
+    at += part.length;
+  }
   return bytes;
 }
 
@@ -88,8 +98,24 @@ export function decodePacket(bytes: Uint8Array): { messages: Message[] } | { err
  * a packet's size is the sum of its messages' sizes and the core can fill a datagram to a budget.
  */
 export function messageSize(message: Message): number {
-  assertValid(validateMessage(message));
-  return wire.Packet.encode({ messages: [toWireMessage(message)] }).finish().length;
+  return encodedMessage(message).length;
+}
+
+/**
+ * Each message's encoding as a one-message Packet, validated, made once per message object: the
+ * core's messages never change, and a broadcast rides 8 to 12 packets (its retransmit limit), each
+ * of which also sizes it (messageSize) before it is sent.
+ */
+const encodedMessages = new WeakMap<Message, Uint8Array>();
+
+function encodedMessage(message: Message): Uint8Array {
+  let bytes = encodedMessages.get(message);
+  if (bytes === undefined) {
+    assertValid(validateMessage(message));
+    bytes = wire.Packet.encode({ messages: [toWireMessage(message)] }).finish();
+    encodedMessages.set(message, bytes);
+  }
+  return bytes;
 }
 
 // ---------------------------------------------------------------------------------------------
