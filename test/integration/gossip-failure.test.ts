@@ -5,7 +5,8 @@
  * each joined to server-1, every member's WatchMembers stream held open by the test:
  *
  *   SIGSTOP node-3 for 2 s       shorter than the suspicion timeout: never declared dead
- *   SIGKILL node-5               every survivor marks it failed, within memberlist's bound
+ *   SIGKILL node-5               every survivor marks it failed, within memberlist's bound; the
+ *                                first suspicion comes from a TCP ping its closed port refused
  *   force-leave node-5           failed → left everywhere; an unknown name is Consul's error
  *   `consulate leave` on node-7  left (not failed) everywhere; the process exits 0
  *
@@ -38,6 +39,8 @@ const MAX_PAUSES = 8;
 const agents: Agent[] = [];
 const watches = new Map<string, MemberWatch>();
 const byName = (name: string): Agent => agents.find((a) => a.name === name)!;
+/** The core's log line when a member's TCP ping is refused (-gossip-suspect-on-refusal). */
+const refusalLine = (name: string) => `memberlist: Suspect ${name} has failed, connection refused over TCP and no acks received`;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 beforeAll(async () => {
@@ -85,11 +88,14 @@ test(`SIGSTOP of a member for ${PAUSE_MS / 1000} s (< the ${SUSPICION_MIN_MS / 1
   for (const agent of agents) expect({ seenBy: agent.name, status: (await statuses(agent)).get(paused.name) }).toEqual({ seenBy: agent.name, status: 'alive' });
   const views = await Promise.all(agents.filter((a) => a !== paused).map(async (a) => (await members(a)).find((m) => m.name === paused.name)!.incarnation));
   const suspectedBy = suspicionsOf();
+  // A stopped process still accepts connections (the kernel does), so no TCP ping of it is refused.
+  const refusedBy = agents.filter((a) => logRecords(a.proc).some((r) => r.msg === refusalLine(paused.name) && Date.parse(String(r.time)) >= since)).map((a) => a.name);
   const refutations = logRecords(paused.proc).filter((r) => typeof r.msg === 'string' && r.msg.startsWith('memberlist: Refuting') && Date.parse(String(r.time)) >= since);
   console.log(
     `gossip G4: ${paused.name} paused ${pauses} × ${PAUSE_MS} ms: suspected ${suspectedBy.length} times (by ${[...new Set(suspectedBy)].join(', ')}), ${refutations.length} refutations by it, incarnation ${incarnationBefore} → ${[...new Set(views.map(String))].join('/')} as the others see it, FAILED events on the ${watches.size} watches: ${failed.length}`,
   );
   expect(suspectedBy.length).toBeGreaterThan(0);
+  expect(refusedBy).toEqual([]);
   expect(failed).toEqual([]);
 });
 
@@ -109,9 +115,12 @@ test(`SIGKILL of a member of a ${POOL_SIZE}-member pool: every survivor marks it
     DETECTION_BOUND_MS,
   );
   const delays = detectedAt.map((t) => t - killedAt).sort((a, b) => a - b);
+  // Its port is closed, so the first survivor to probe it had its TCP ping refused and suspected it then.
+  const refusedBy = survivors.filter((a) => logRecords(a.proc).some((r) => r.msg === refusalLine(victim.name) && Date.parse(String(r.time)) >= killedAt)).map((a) => a.name);
   for (const agent of survivors) expect({ seenBy: agent.name, status: (await statuses(agent)).get(victim.name) }).toEqual({ seenBy: agent.name, status: 'failed' });
-  console.log(`gossip G2: ${victim.name} SIGKILLed in a pool of ${POOL_SIZE}: first survivor marked it failed after ${delays[0]} ms, all ${survivors.length} after ${delays[delays.length - 1]} ms (memberlist bound ${DETECTION_BOUND_MS} ms; suspicion ${SUSPICION_MIN_MS}..${SUSPICION_MAX_MS} ms)`);
+  console.log(`gossip G2: ${victim.name} SIGKILLed in a pool of ${POOL_SIZE}: first survivor marked it failed after ${delays[0]} ms, all ${survivors.length} after ${delays[delays.length - 1]} ms (memberlist bound ${DETECTION_BOUND_MS} ms; suspicion ${SUSPICION_MIN_MS}..${SUSPICION_MAX_MS} ms); suspected on a refused TCP ping by ${refusedBy.join(', ')}`);
   expect(delays[delays.length - 1]).toBeLessThanOrEqual(DETECTION_BOUND_MS);
+  expect(refusedBy.length).toBeGreaterThan(0);
 });
 
 test('`consulate force-leave` turns the killed member from failed to left on every member; an unknown name is Consul’s error', async () => {

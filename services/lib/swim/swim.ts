@@ -459,14 +459,11 @@ export class Swim {
     // that nack, any failed probe counts against our health (memberlist probeNode).
     if (probe.expectedNacks > 0) this.awareness.applyDelta(Math.max(0, probe.expectedNacks - probe.nacks));
     else this.awareness.applyDelta(1);
-    const target = this.table.get(probe.target);
-    if (target === undefined || target.state === 'dead' || target.state === 'left') return;
     if (probe.tcpContacted) {
-      this.log('warn', `Was able to connect to ${target.name} over TCP but UDP probes failed, network may be misconfigured`, { node: target.name });
+      this.log('warn', `Was able to connect to ${probe.target} over TCP but UDP probes failed, network may be misconfigured`, { node: probe.target });
       return;
     }
-    this.log('info', `Suspect ${target.name} has failed, no acks received`, { node: target.name });
-    this.suspectNode({ type: 'suspect', node: target.name, incarnation: target.incarnation, from: this.config.name });
+    this.suspectProbed(probe, 'no acks received');
   }
 
   /**
@@ -476,9 +473,14 @@ export class Swim {
    */
   private probeRefused(probe: Probe): void {
     this.probe = undefined;
+    this.suspectProbed(probe, 'connection refused over TCP and no acks received');
+  }
+
+  /** Suspects the member a failed probe was about, unless it is dead or gone already. */
+  private suspectProbed(probe: Probe, why: string): void {
     const target = this.table.get(probe.target);
     if (target === undefined || target.state === 'dead' || target.state === 'left') return;
-    this.log('info', `Suspect ${target.name} has failed, connection refused over TCP and no acks received`, { node: target.name });
+    this.log('info', `Suspect ${target.name} has failed, ${why}`, { node: target.name });
     this.suspectNode({ type: 'suspect', node: target.name, incarnation: target.incarnation, from: this.config.name });
   }
 
