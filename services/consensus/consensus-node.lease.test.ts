@@ -71,4 +71,6 @@ test('after a 60 s stall the first timer callback steps a cut-off leader down: i
   // CheckQuorum over the missed ticks; its own election, cut off, goes no further than PreVote.
   expect(leader.status().role).not.toBe('leader');
   expect(leader.status().term).toBe(termBefore);
-});
+  // 60 s of ticks for the two others: under a second alone, past jest's 5 s default on a slow,
+  // busy CI machine (2026-12-02).
+}, 30_000);
