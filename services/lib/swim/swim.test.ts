@@ -193,6 +193,24 @@ describe('SWIM core', () => {
     expect(ticksUntilAllSent(false)).toBe(Infinity);
   });
 
+  test('a member that takes a join in a pool of up to 32 tells every other live member of the newcomer directly, besides gossip', () => {
+    const directTells = (poolSize: number) => {
+      // Without eager gossip, ready() runs no gossip round: what leaves is the direct tells alone.
+      const net = cluster(poolSize, { eagerGossip: false });
+      net.run(3_000);
+      const joined = net.cores.get('node-1')!;
+      joined.ready();
+      joined.receiveStream('10.0.9.9:8301', { join: true, members: [{ node: 'newcomer', address: '10.0.9.9:8301', incarnation: 1, state: 'alive', tags: {} }], memberLtime: 0, eventLtime: 0 });
+      return joined
+        .ready()
+        .packets.filter((p) => p.messages.length === 1 && p.messages[0].type === 'alive' && p.messages[0].node === 'newcomer')
+        .map((p) => p.to)
+        .sort();
+    };
+    expect(directTells(4)).toEqual(['node-2', 'node-3', 'node-4'].map((name) => `10.0.0.${name.slice(5)}:8301`).sort());
+    expect(directTells(33)).toEqual([]);
+  });
+
   test('a user event over the size limit is refused with Serf\'s text', () => {
     const net = cluster(1);
     expect(net.cores.get('node-1')!.fireUserEvent('big', new Uint8Array(600))).toEqual({ error: 'user event exceeds configured limit of 512 bytes before encoding' });

@@ -89,6 +89,8 @@ const JOIN_SYNC_DELAY_MS = 1_000;
  * leave timeout (5 s), and failing it takes at most the suspicion's maximum (24-60 s on a LAN).
  */
 const LEAVING_MS = 120_000;
+/** Pools up to this many live members hear of a newcomer from the member it joined, directly (tellOfNewcomer). */
+const TELL_NEWCOMER_MAX_MEMBERS = 32;
 /** How often failed and left members are checked for reaping (Serf ReapInterval 15 s). */
 const REAP_INTERVAL_MS = 15_000;
 const NOTHING_READY: Ready = Object.freeze({ packets: Object.freeze([]), streams: Object.freeze([]), tcpPings: Object.freeze([]), events: Object.freeze([]) });
@@ -192,9 +194,30 @@ export class Swim {
    */
   receiveStream(from: string, state: PushPull): { answer: PushPull; error?: string } {
     const answer = this.localState(state.join);
+    const known = state.join && this.liveCount <= TELL_NEWCOMER_MAX_MEMBERS ? new Set(this.table.keys()) : undefined;
     const error = this.mergeRemoteState(state);
     if (error !== undefined) this.log('warn', `Failed push/pull merge: ${error}`, { from });
+    else if (known !== undefined) this.tellOfNewcomer(state, known);
     return error === undefined ? { answer } : { answer, error };
+  }
+
+  /**
+   * Beyond memberlist: a member that takes a join in a small pool tells every other live member
+   * of the newcomer directly, one datagram each, besides gossiping it. There an epidemic sends each
+   * piece of news only 4 times per member, some of them to the dead (gossiped to for 30 s) or to
+   * the newcomer itself: in simulation a late joiner stayed unknown to some member of a pool of 5
+   * until that member's next push/pull (up to 23 s) in 17 of 200 joins. Only for a join that brings
+   * one new member, the usual case (a merge of two pools goes by gossip and push/pull, as memberlist's).
+   */
+  private tellOfNewcomer(state: PushPull, known: ReadonlySet<string>): void {
+    const newcomers = state.members.filter((m) => !known.has(m.node));
+    if (newcomers.length !== 1) return;
+    const newcomer = this.table.get(newcomers[0].node);
+    if (newcomer === undefined || newcomer.state !== 'alive') return;
+    const alive = [this.aliveMessage(newcomer)];
+    for (const member of this.table.values()) {
+      if (member.name !== this.config.name && member.name !== newcomer.name && isLive(member.state)) this.packets.push({ to: member.address, messages: alive });
+    }
   }
 
   /** The outcome of a stream this core asked for: the peer's answer, or why there is none. */
