@@ -74,7 +74,7 @@ export class RpcPoolTransport implements PoolTransport {
   exchange(to: string, request: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
     return new Promise((resolve, reject) => {
       this.peers.gossip(to).pushPull({ pool: this.pool, from: this.address, frame: Buffer.from(request) }, this.peers.metadata(), { deadline: Date.now() + timeoutMs }, (err, response) => {
-        if (err !== null) reject(new ExchangeError(connectError(to, err), /ECONNREFUSED/.test(err.details || err.message)));
+        if (err !== null) reject(exchangeError(to, err));
         else resolve(new Uint8Array(response.frame));
       });
     });
@@ -86,10 +86,11 @@ export class RpcPoolTransport implements PoolTransport {
 }
 
 /** Consul's wording for a join that could not reach the address (`dial tcp ...` as Go says it). */
-function connectError(to: string, err: ServiceError): string {
+function exchangeError(to: string, err: ServiceError): ExchangeError {
   const details = (err.details || err.message).replace(/\.? ?Resolution note:.*$/s, '').trim();
-  if (/ECONNREFUSED/.test(details)) return `failed to connect to "${to}": dial tcp ${to}: connect: connection refused`;
-  if (/EHOSTUNREACH|ENETUNREACH/.test(details)) return `failed to connect to "${to}": dial tcp ${to}: connect: no route to host`;
-  if (err.code === GrpcStatus.DEADLINE_EXCEEDED) return `failed to connect to "${to}": dial tcp ${to}: i/o timeout`;
-  return `failed to connect to "${to}": ${details}`;
+  // Refused: the router's host answered and nothing listens on 8300 (the pool suspects it at once).
+  if (/ECONNREFUSED/.test(details)) return new ExchangeError(`failed to connect to "${to}": dial tcp ${to}: connect: connection refused`, true);
+  if (/EHOSTUNREACH|ENETUNREACH/.test(details)) return new ExchangeError(`failed to connect to "${to}": dial tcp ${to}: connect: no route to host`);
+  if (err.code === GrpcStatus.DEADLINE_EXCEEDED) return new ExchangeError(`failed to connect to "${to}": dial tcp ${to}: i/o timeout`);
+  return new ExchangeError(`failed to connect to "${to}": ${details}`);
 }

@@ -194,10 +194,10 @@ export class Swim {
    */
   receiveStream(from: string, state: PushPull): { answer: PushPull; error?: string } {
     const answer = this.localState(state.join);
-    const known = state.join && this.liveCount <= TELL_NEWCOMER_MAX_MEMBERS ? new Set(this.table.keys()) : undefined;
+    const unknown = state.join && this.liveCount <= TELL_NEWCOMER_MAX_MEMBERS ? state.members.filter((m) => !this.table.has(m.node)) : [];
     const error = this.mergeRemoteState(state);
     if (error !== undefined) this.log('warn', `Failed push/pull merge: ${error}`, { from });
-    else if (known !== undefined) this.tellOfNewcomer(state, known);
+    else if (unknown.length === 1) this.tellOfNewcomer(unknown[0].node);
     return error === undefined ? { answer } : { answer, error };
   }
 
@@ -209,15 +209,9 @@ export class Swim {
    * until that member's next push/pull (up to 23 s) in 17 of 200 joins. Only for a join that brings
    * one new member, the usual case (a merge of two pools goes by gossip and push/pull, as memberlist's).
    */
-  private tellOfNewcomer(state: PushPull, known: ReadonlySet<string>): void {
-    const newcomers = state.members.filter((m) => !known.has(m.node));
-    if (newcomers.length !== 1) return;
-    const newcomer = this.table.get(newcomers[0].node);
-    if (newcomer === undefined || newcomer.state !== 'alive') return;
-    const alive = [this.aliveMessage(newcomer)];
-    for (const member of this.table.values()) {
-      if (member.name !== this.config.name && member.name !== newcomer.name && isLive(member.state)) this.packets.push({ to: member.address, messages: alive });
-    }
+  private tellOfNewcomer(name: string): void {
+    const newcomer = this.table.get(name);
+    if (newcomer?.state === 'alive') this.tellEveryLiveMember([this.aliveMessage(newcomer)], newcomer.name);
   }
 
   /** The outcome of a stream this core asked for: the peer's answer, or why there is none. */
@@ -337,10 +331,10 @@ export class Swim {
     return undefined;
   }
 
-  /** One datagram with `messages` to every live member but us, besides the gossip. */
-  private tellEveryLiveMember(messages: Message[]): void {
+  /** One datagram with `messages` to every live member but us (and `except`), besides the gossip. */
+  private tellEveryLiveMember(messages: Message[], except?: string): void {
     for (const member of this.table.values()) {
-      if (member.name !== this.config.name && isLive(member.state)) this.packets.push({ to: member.address, messages });
+      if (member.name !== this.config.name && member.name !== except && isLive(member.state)) this.packets.push({ to: member.address, messages });
     }
   }
 
