@@ -119,6 +119,9 @@ export interface WatchResult {
   /** Per put: time until the last watcher had it. */
   last_watcher_p50_ms: number | null;
   last_watcher_p99_ms: number | null;
+  /** The same deliveries split by where the watcher's stream is: the leader applies first, followers once they learn the commit. */
+  on_leader_p99_ms: number | null;
+  on_followers_p99_ms: number | null;
   open_ms: number;
   error?: string;
 }
@@ -129,13 +132,13 @@ export interface WatchResult {
  */
 export async function runWatch(clients: KvClient[], leader: KvClient, W: number, puts: number): Promise<WatchResult> {
   const key = Buffer.from(`watch-bench-${W}-${Date.now()}`);
-  const arrivals = new Map<string, number[]>();
+  const arrivals = new Map<string, { atMs: number; onLeader: boolean }[]>();
   const handles: WatchHandle[] = [];
   const res: WatchResult = { watchers: W, puts, complete_puts: 0, deliveries: 0, missing_deliveries: 0, put_ack_p50_ms: null,
-    delivery_p50_ms: null, delivery_p99_ms: null, last_watcher_p50_ms: null, last_watcher_p99_ms: null, open_ms: 0 };
-  const onEvent = (v: Buffer, t: number) => {
+    delivery_p50_ms: null, delivery_p99_ms: null, last_watcher_p50_ms: null, last_watcher_p99_ms: null, on_leader_p99_ms: null, on_followers_p99_ms: null, open_ms: 0 };
+  const onEventFrom = (client: KvClient) => (v: Buffer, atMs: number) => {
     const tag = v.subarray(0, 16).toString().trim();
-    arrivals.get(tag)?.push(t);
+    arrivals.get(tag)?.push({ atMs, onLeader: client === leader });
   };
   const valueFor = (tag: string) => { const b = Buffer.alloc(256, ' '); b.write(tag.padEnd(16, ' ')); return b; };
   const waitAll = async (tag: string, ms: number) => {
@@ -147,7 +150,7 @@ export async function runWatch(clients: KvClient[], leader: KvClient, W: number,
     const o0 = performance.now();
     for (let i = 0; i < W; i += 50) {
       const batch = [];
-      for (let j = i; j < Math.min(W, i + 50); j++) batch.push(clients[j % clients.length].watch(key, onEvent));
+      for (let j = i; j < Math.min(W, i + 50); j++) batch.push(clients[j % clients.length].watch(key, onEventFrom(clients[j % clients.length])));
       handles.push(...(await Promise.all(batch)));
     }
     // warm-up put: confirms every stream is registered (Consulate's stream sends nothing on creation)
@@ -163,6 +166,7 @@ export async function runWatch(clients: KvClient[], leader: KvClient, W: number,
     const ack: number[] = [];
     const all: number[] = [];
     const last: number[] = [];
+    const byPlace = { leader: [] as number[], followers: [] as number[] };
     for (let p = 0; p < puts; p++) {
       const tag = `p${p}`;
       arrivals.set(tag, []);
@@ -170,10 +174,13 @@ export async function runWatch(clients: KvClient[], leader: KvClient, W: number,
       await leader.put(key, valueFor(tag));
       ack.push(performance.now() - t0);
       const a = await waitAll(tag, 10_000);
-      for (const t of a) all.push(t - t0);
+      for (const { atMs, onLeader } of a) {
+        all.push(atMs - t0);
+        byPlace[onLeader ? 'leader' : 'followers'].push(atMs - t0);
+      }
       res.deliveries += a.length;
       res.missing_deliveries += W - a.length;
-      if (a.length === W) { res.complete_puts++; last.push(Math.max(...a) - t0); }
+      if (a.length === W) { res.complete_puts++; last.push(Math.max(...a.map((d) => d.atMs)) - t0); }
       await sleep(50);
     }
     ack.sort((a, b) => a - b); all.sort((a, b) => a - b); last.sort((a, b) => a - b);
@@ -182,6 +189,9 @@ export async function runWatch(clients: KvClient[], leader: KvClient, W: number,
     res.delivery_p99_ms = r2(pct(all, 99));
     res.last_watcher_p50_ms = r2(pct(last, 50));
     res.last_watcher_p99_ms = r2(pct(last, 99));
+    for (const place of Object.values(byPlace)) place.sort((a, b) => a - b);
+    res.on_leader_p99_ms = r2(pct(byPlace.leader, 99));
+    res.on_followers_p99_ms = r2(pct(byPlace.followers, 99));
   } catch (e) {
     res.error = errText(e);
   } finally {

@@ -119,7 +119,7 @@ async function benchSystem(cluster: BenchCluster): Promise<SystemResult> {
     const clients = [0, 1, 2].map((i) => (i === leader ? lc : cluster.client(i)));
     for (const W of WATCHERS) {
       const w = await runWatch(clients, lc, W, WATCH_PUTS);
-      log(`[${cluster.system}] watch W=${W}: delivery p50 ${w.delivery_p50_ms} ms p99 ${w.delivery_p99_ms} ms, last watcher p50 ${w.last_watcher_p50_ms} ms, missing ${w.missing_deliveries}${w.error ? ' ERROR ' + w.error : ''}`);
+      log(`[${cluster.system}] watch W=${W}: delivery p50 ${w.delivery_p50_ms} ms p99 ${w.delivery_p99_ms} ms, last watcher p50 ${w.last_watcher_p50_ms} ms, p99 on the leader ${w.on_leader_p99_ms} ms and on followers ${w.on_followers_p99_ms} ms, missing ${w.missing_deliveries}${w.error ? ' ERROR ' + w.error : ''}`);
       res.watch.push(w);
     }
     for (const c of clients) c.close();
