@@ -65,7 +65,9 @@ export class ConsulateDatacenter {
     }
     const catalogDir = join(this.dir, 'catalog');
     mkdirSync(catalogDir, { recursive: true });
-    this.catalog = startChild(process.execPath, [BIN, 'catalog', '-node=catalog', `-bind=${CATALOG_IP}`, `-data-dir=${catalogDir}`,
+    // CATALOG_NODE_FLAGS: V8/Node flags for the catalog process alone (e.g. --max-semi-space-size=64), for A/B runs.
+    const catalogFlags = (process.env.CATALOG_NODE_FLAGS ?? '').split(' ').filter(Boolean);
+    this.catalog = startChild(process.execPath, [...catalogFlags, BIN, 'catalog', '-node=catalog', `-bind=${CATALOG_IP}`, `-data-dir=${catalogDir}`,
       ...SERVER_IPS.map((ip) => `-consensus-addr=${ip}:${CONSENSUS_PORT}`), '-log-level=warn'],
     { logFile: join(this.dir, 'catalog.log'), env: this.env(), stdinPipe: true });
     await this.waitReady(60_000);

@@ -59,7 +59,7 @@ export interface FanoutRound {
 }
 
 export interface FanoutResult {
-  readonly system: 'consulate' | 'etcd';
+  readonly system: 'consulate' | 'plain' | 'etcd' | 'etcd-gateway';
   readonly n: number;
   readonly rounds: FanoutRound[];
   readonly from_put: Distribution;
@@ -160,7 +160,7 @@ export interface DatacenterProbe {
   leader(): Promise<string | undefined>;
 }
 
-export async function httpBlockingFanout(catalog: Endpoint, dc: DatacenterProbe, controlIp: string, sourceIp: (i: number) => string, o: HttpFanoutOptions, log: (s: string) => void): Promise<FanoutResult> {
+export async function httpBlockingFanout(catalog: Endpoint, dc: DatacenterProbe, controlIp: string, sourceIp: (i: number) => string, o: HttpFanoutOptions, log: (s: string) => void, label: 'consulate' | 'plain' = 'consulate'): Promise<FanoutResult> {
   const key = `bench/fanout-${o.n}`;
   const control = agentFrom(controlIp, 2);
   const addresses = Math.ceil(o.n / o.perAddress);
@@ -264,7 +264,7 @@ export async function httpBlockingFanout(catalog: Endpoint, dc: DatacenterProbe,
       };
       if (round <= 0) forget(recorded, fromPut, fromAck);
       else rounds.push(r);
-      log(`  consulate N=${o.n} ${round <= 0 ? 'warm-up ' : ''}round ${round}: parked in ${r.park_ms} ms, early ${r.early}, woken ${r.woken}, missing ${r.missing}; put ack ${r.put_ack_ms} ms, first ${r.first_from_put_ms} ms, last ${r.last_from_put_ms ?? '-'} ms from put; cpu catalog ${r.catalog_cpu_ms} ms, client ${r.client_cpu_ms} ms; leader ${leaderBefore} -> ${leaderAfter}`);
+      log(`  ${label} N=${o.n} ${round <= 0 ? 'warm-up ' : ''}round ${round}: parked in ${r.park_ms} ms, early ${r.early}, woken ${r.woken}, missing ${r.missing}; put ack ${r.put_ack_ms} ms, first ${r.first_from_put_ms} ms, last ${r.last_from_put_ms ?? '-'} ms from put; cpu catalog ${r.catalog_cpu_ms} ms, client ${r.client_cpu_ms} ms; leader ${leaderBefore} -> ${leaderAfter}`);
       if (r.early) log(`    early: ${r.early_reasons.join(' | ')}`);
       if (r.missing) log(`    missing: ${r.missing_reasons.join(' | ')}`);
       if (round > 0) for (const t of [...r.early_reasons, ...r.missing_reasons]) note(errors, `round ${round}: ${t}`);
@@ -274,9 +274,9 @@ export async function httpBlockingFanout(catalog: Endpoint, dc: DatacenterProbe,
       index = newIndex;
       await sleep(300);
     }
-    result = summarize('consulate', o.n, rounds, fromPut, fromAck, errors);
+    result = summarize(label, o.n, rounds, fromPut, fromAck, errors);
   } catch (e) {
-    result = summarize('consulate', o.n, rounds, fromPut, fromAck, errors);
+    result = summarize(label, o.n, rounds, fromPut, fromAck, errors);
     result.error = String((e as Error)?.message ?? e);
   } finally {
     for (const req of live) req.destroy();
@@ -286,8 +286,50 @@ export async function httpBlockingFanout(catalog: Endpoint, dc: DatacenterProbe,
   return result;
 }
 
-/** N etcd Watch streams on one key, spread over the members, woken by one Put on the leader, `rounds` times. */
-export async function etcdWatchFanout(members: EtcdClient[], leader: EtcdClient, o: FanoutOptions, log: (s: string) => void): Promise<FanoutResult> {
+/** Opens watcher `i` on `key`; `onEvent` gets each PUT event's value and its arrival time; resolves once the watch is created. */
+export type OpenWatch = (i: number, key: Buffer, onEvent: (value: Buffer, atMs: number) => void) => Promise<{ close(): void }>;
+
+/** etcd's gRPC Watch: one bidi stream per watcher, round-robin over the members (3 HTTP/2 connections). */
+export const grpcWatches = (members: EtcdClient[]): OpenWatch => (i, key, onEvent) => members[i % members.length].watch(key, onEvent);
+
+/**
+ * etcd's HTTP/JSON gateway watch (POST /v3/watch, an answer that streams one JSON line per
+ * message), one connection per watcher, round-robin over the members: the anchor of
+ * performance.md §3b (anchors/etcd-watch.mjs), and the same shape as Consulate's blocking GETs:
+ * a connection per waiter, this node:http client reading each answer.
+ */
+export const gatewayWatches = (endpoints: Endpoint[]): OpenWatch => (i, key, onEvent) =>
+  new Promise((resolve, reject) => {
+    const to = endpoints[i % endpoints.length];
+    const body = Buffer.from(JSON.stringify({ create_request: { key: key.toString('base64') } }));
+    let created = false;
+    const req = request({ host: to.host, port: to.port, method: 'POST', path: '/v3/watch', agent: false, headers: { 'content-type': 'application/json', 'content-length': body.length } }, (res) => {
+      let pending = '';
+      res.on('data', (chunk: Buffer) => {
+        const at = performance.now();
+        pending += chunk.toString();
+        for (let nl = pending.indexOf('\n'); nl >= 0; nl = pending.indexOf('\n')) {
+          const line = pending.slice(0, nl).trim();
+          pending = pending.slice(nl + 1);
+          if (line === '') continue;
+          const message = (JSON.parse(line) as { result?: { created?: boolean; events?: { type?: string; kv?: { value?: string } }[] } }).result ?? {};
+          if (message.created === true && !created) {
+            created = true;
+            clearTimeout(timer);
+            resolve({ close: () => req.destroy() });
+          }
+          // The gateway leaves out a PUT event's type: it is the enum's zero value.
+          for (const event of message.events ?? []) if ((event.type ?? 'PUT') === 'PUT' && event.kv) onEvent(Buffer.from(event.kv.value ?? '', 'base64'), at);
+        }
+      });
+    });
+    const timer = setTimeout(() => { if (!created) { req.destroy(); reject(new Error('etcd gateway watch: not created within 20 s')); } }, 20_000);
+    req.on('error', (e) => { if (!created) { clearTimeout(timer); reject(e); } });
+    req.end(body);
+  });
+
+/** N etcd watches on one key (`open`), woken by one Put on the leader, `rounds` times. */
+export async function etcdWatchFanout(open: OpenWatch, leader: EtcdClient, o: FanoutOptions, log: (s: string) => void, label: 'etcd' | 'etcd-gateway' = 'etcd'): Promise<FanoutResult> {
   const key = Buffer.from(`bench/fanout-${o.n}-${Date.now()}`);
   const arrivals = new Map<string, number[]>();
   const handles: { close(): void }[] = [];
@@ -301,11 +343,11 @@ export async function etcdWatchFanout(members: EtcdClient[], leader: EtcdClient,
     for (let i = 0; i < o.n; i += 100) {
       const batch = [];
       for (let j = i; j < Math.min(o.n, i + 100); j++) {
-        batch.push(members[j % members.length].watch(key, (value, at) => arrivals.get(value.subarray(0, 32).toString().trim())?.push(at)));
+        batch.push(open(j, key, (value, at) => arrivals.get(value.subarray(0, 32).toString().trim())?.push(at)));
       }
       handles.push(...(await Promise.all(batch)));
     }
-    log(`  etcd N=${o.n}: ${handles.length} watch streams created in ${Math.round(performance.now() - o0)} ms`);
+    log(`  ${label} N=${o.n}: ${handles.length} watches created in ${Math.round(performance.now() - o0)} ms`);
     await sleep(500);
     for (let round = 1 - (o.warmupRounds ?? 0); round <= o.rounds; round++) {
       const recorded = { fromPut: fromPut.length, fromAck: fromAck.length };
@@ -330,14 +372,14 @@ export async function etcdWatchFanout(members: EtcdClient[], leader: EtcdClient,
       };
       if (round <= 0) forget(recorded, fromPut, fromAck);
       else rounds.push(r);
-      log(`  etcd N=${o.n} ${round <= 0 ? 'warm-up ' : ''}round ${round}: woken ${r.woken}, missing ${r.missing}; put ack ${r.put_ack_ms} ms, first ${r.first_from_put_ms} ms, last ${r.last_from_put_ms ?? '-'} ms from put; cpu client ${r.client_cpu_ms} ms`);
+      log(`  ${label} N=${o.n} ${round <= 0 ? 'warm-up ' : ''}round ${round}: woken ${r.woken}, missing ${r.missing}; put ack ${r.put_ack_ms} ms, first ${r.first_from_put_ms} ms, last ${r.last_from_put_ms ?? '-'} ms from put; cpu client ${r.client_cpu_ms} ms`);
       arrivals.delete(tag);
       await sleep(300);
     }
-    result = summarize('etcd', o.n, rounds, fromPut, fromAck, errors);
+    result = summarize(label, o.n, rounds, fromPut, fromAck, errors);
   } catch (e) {
     note(errors, e);
-    result = summarize('etcd', o.n, rounds, fromPut, fromAck, errors);
+    result = summarize(label, o.n, rounds, fromPut, fromAck, errors);
     result.error = String((e as Error)?.message ?? e);
   } finally {
     for (const h of handles) h.close();

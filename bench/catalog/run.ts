@@ -21,7 +21,7 @@ import { EtcdClient, EtcdCluster } from '../consensus/etcd';
 import { killAllChildrenSync as killEtcdSync, unexpectedExits as etcdExits } from '../consensus/types';
 import { TRACING_NOTE, cleanupSync, removeTempDir, rssMiB, sleep, startChild, stopChild, tail, trackTempDir, unexpectedExits } from '../children';
 import { CATALOG_HTTP, CONTROL_IP, ConsulateDatacenter } from './consulate';
-import { FanoutResult, etcdWatchFanout, httpBlockingFanout } from './fanout';
+import { FanoutResult, HttpFanoutOptions, etcdWatchFanout, gatewayWatches, grpcWatches, httpBlockingFanout } from './fanout';
 import { CellOptions, CellResult, Endpoint, agentFrom, closedLoop, getOnce, httpCall, httpOk } from './http-client';
 
 const env = (k: string, d: string) => process.env[`BENCH_${k}`] ?? process.env[k] ?? d;
@@ -38,6 +38,8 @@ const FANOUT_ROUNDS = num('FANOUT_ROUNDS', 5, 50);
 const FANOUT_WARMUP_ROUNDS = num('FANOUT_WARMUP_ROUNDS', 2, 10);
 const FANOUT_WAIT_S = num('FANOUT_WAIT_S', 60, 300);
 const PER_ADDRESS = num('FANOUT_PER_ADDRESS', 150, 200);
+/** Also measure etcd's HTTP-gateway watch (a connection per watcher; ETCD_GATEWAY=0 skips it). */
+const ETCD_GATEWAY = env('ETCD_GATEWAY', '1') !== '0';
 const FANOUT_CONSISTENCY = env('FANOUT_CONSISTENCY', 'default') === 'stale' ? 'stale' : 'default';
 const CELL: CellOptions = { durationS: num('DURATION_S', 5, 60), warmupS: num('WARMUP_S', 1, 10), maxRequests: num('MAX_REQUESTS', 500_000, 5_000_000) };
 const CONCS = list('CONCS', '1,16,64').map(Number).filter((c) => c >= 1 && c <= 190);
@@ -201,6 +203,10 @@ async function readCells(to: Endpoint, label: string, modes: ('default' | 'stale
   return out;
 }
 
+function fanoutOptions(n: number): HttpFanoutOptions {
+  return { n, rounds: FANOUT_ROUNDS, warmupRounds: FANOUT_WARMUP_ROUNDS, deliverTimeoutMs: 30_000, waitS: FANOUT_WAIT_S, perAddress: PER_ADDRESS, batch: 250, settleMs: 300, parkTimeoutMs: 60_000, consistency: FANOUT_CONSISTENCY };
+}
+
 async function consulateFanoutAndThroughput(tmp: string): Promise<{ phase: ConsulateFanoutPhase; body: Buffer | undefined }> {
   let body: Buffer | undefined;
   const phase: ConsulateFanoutPhase = { load_at_start: load(), leader: { at_start: undefined, at_end: undefined }, fanout: [], throughput: [], read_body_bytes: 0, catalog_rss_mib: { before: undefined, after_fanout: undefined }, log_errors: [] };
@@ -216,8 +222,7 @@ async function consulateFanoutAndThroughput(tmp: string): Promise<{ phase: Consu
     if (PHASES.has('fanout')) {
       for (const n of FANOUT_SIZES) {
         log(`[consulate-1] blocking fan-out N=${n}, ${FANOUT_ROUNDS} rounds, from ${Math.ceil(n / PER_ADDRESS)} source addresses`);
-        const r = await httpBlockingFanout(CATALOG_HTTP, { pids: [dc.catalogPid, ...dc.serverPids], catalogPid: dc.catalogPid, leader: () => dc.leader() }, CONTROL_IP, sourceIp,
-          { n, rounds: FANOUT_ROUNDS, warmupRounds: FANOUT_WARMUP_ROUNDS, deliverTimeoutMs: 30_000, waitS: FANOUT_WAIT_S, perAddress: PER_ADDRESS, batch: 250, settleMs: 300, parkTimeoutMs: 60_000, consistency: FANOUT_CONSISTENCY }, log);
+        const r = await httpBlockingFanout(CATALOG_HTTP, { pids: [dc.catalogPid, ...dc.serverPids], catalogPid: dc.catalogPid, leader: () => dc.leader() }, CONTROL_IP, sourceIp, fanoutOptions(n), log);
         if (r.error) log(`[consulate-1] fan-out N=${n} ERROR ${r.error}`);
         if (r.error || r.rounds.some((x) => x.early || x.missing)) troubled = true;
         phase.fanout.push(r);
@@ -231,11 +236,19 @@ async function consulateFanoutAndThroughput(tmp: string): Promise<{ phase: Consu
   return { phase, body };
 }
 
-interface EtcdPhase { version: string; load_at_start: number[]; fanout: FanoutResult[]; error?: string; log_errors: string[] }
+interface EtcdPhase {
+  version: string;
+  load_at_start: number[];
+  /** gRPC Watch streams, and the same through the HTTP/JSON gateway (a connection per watcher). */
+  fanout: FanoutResult[];
+  gateway_fanout: FanoutResult[];
+  error?: string;
+  log_errors: string[];
+}
 
 async function etcdFanout(tmp: string): Promise<EtcdPhase> {
   ensureEtcd();
-  const phase: EtcdPhase = { version: etcdVersion(), load_at_start: load(), fanout: [], log_errors: [] };
+  const phase: EtcdPhase = { version: etcdVersion(), load_at_start: load(), fanout: [], gateway_fanout: [], log_errors: [] };
   const dir = join(tmp, 'etcd');
   mkdirSync(dir, { recursive: true });
   const cluster = new EtcdCluster(dir);
@@ -248,9 +261,16 @@ async function etcdFanout(tmp: string): Promise<EtcdPhase> {
     for (let i = 0; i < 3; i++) members.push(cluster.client(i) as EtcdClient);
     for (const n of FANOUT_SIZES) {
       log(`[etcd] watch fan-out N=${n}, ${FANOUT_ROUNDS} rounds`);
-      const r = await etcdWatchFanout(members, members[leader], { n, rounds: FANOUT_ROUNDS, warmupRounds: FANOUT_WARMUP_ROUNDS, deliverTimeoutMs: 30_000 }, log);
+      const options = { n, rounds: FANOUT_ROUNDS, warmupRounds: FANOUT_WARMUP_ROUNDS, deliverTimeoutMs: 30_000 };
+      const r = await etcdWatchFanout(grpcWatches(members), members[leader], options, log);
       if (r.error) log(`[etcd] fan-out N=${n} ERROR ${r.error}`);
       phase.fanout.push(r);
+      await sleep(1_000);
+      if (!ETCD_GATEWAY) continue;
+      log(`[etcd] HTTP gateway watch fan-out N=${n}, ${FANOUT_ROUNDS} rounds`);
+      const g = await etcdWatchFanout(gatewayWatches(cluster.addresses.map((address) => ({ host: address.split(':')[0], port: Number(address.split(':')[1]) }))), members[leader], options, log, 'etcd-gateway');
+      if (g.error) log(`[etcd] gateway fan-out N=${n} ERROR ${g.error}`);
+      phase.gateway_fanout.push(g);
       await sleep(1_000);
     }
   } catch (e) {
@@ -267,10 +287,17 @@ async function etcdFanout(tmp: string): Promise<EtcdPhase> {
   return phase;
 }
 
-interface PlainPhase { load_at_start: number[]; body_bytes: number; throughput: CellResult[]; error?: string }
+interface PlainPhase {
+  load_at_start: number[];
+  body_bytes: number;
+  throughput: CellResult[];
+  /** The same blocking fan-out against node:http's minimal blocking KV (plain-http.ts): the floor on this machine. */
+  fanout: FanoutResult[];
+  error?: string;
+}
 
 async function plainHttp(tmp: string, body: Buffer): Promise<PlainPhase> {
-  const phase: PlainPhase = { load_at_start: load(), body_bytes: body.length, throughput: [] };
+  const phase: PlainPhase = { load_at_start: load(), body_bytes: body.length, throughput: [], fanout: [] };
   const bodyFile = join(tmp, 'plain-body.json');
   writeFileSync(bodyFile, body);
   let child: ChildProcess | undefined;
@@ -284,7 +311,17 @@ async function plainHttp(tmp: string, body: Buffer): Promise<PlainPhase> {
       child!.once('exit', () => { clearTimeout(timer); rej(new Error(`plain node:http exited: ${tail(join(tmp, 'plain-http.log'))}`)); });
     });
     log(`[plain] node:http on ${PLAIN.host}:${PLAIN.port} answering a fixed ${body.length}-byte JSON body`);
-    phase.throughput = await readCells(PLAIN, 'plain', ['plain'], CONCS);
+    if (PHASES.has('throughput')) phase.throughput = await readCells(PLAIN, 'plain', ['plain'], CONCS);
+    if (PHASES.has('fanout')) {
+      const pid = child.pid;
+      for (const n of FANOUT_SIZES) {
+        log(`[plain] blocking fan-out N=${n}, ${FANOUT_ROUNDS} rounds, against node:http's minimal blocking KV`);
+        const r = await httpBlockingFanout(PLAIN, { pids: [pid], catalogPid: pid, leader: async () => 'none' }, CONTROL_IP, sourceIp, fanoutOptions(n), log, 'plain');
+        if (r.error) log(`[plain] fan-out N=${n} ERROR ${r.error}`);
+        phase.fanout.push(r);
+        await sleep(1_000);
+      }
+    }
   } catch (e) {
     phase.error = String((e as Error)?.message ?? e);
     log(`[plain] ERROR ${phase.error}`);
@@ -388,6 +425,21 @@ function buildRows(c1: ConsulateFanoutPhase | undefined, etcd: EtcdPhase | undef
     add(`fan-out ${N}: write ack p50 (ms) [etcd put]`, c?.put_ack_p50_ms, e?.put_ack_p50_ms);
     const lost = (f: FanoutResult | undefined) => (f ? f.rounds.reduce((s, r) => s + r.early + r.missing, 0) + (f.rounds.length < FANOUT_ROUNDS ? (FANOUT_ROUNDS - f.rounds.length) * n : 0) : null);
     add(`fan-out ${N}: early or not woken, all rounds [etcd watch]`, lost(c), lost(e), '0', (v) => v === 0);
+    // The reference's own anchor (performance.md §3b): a connection per watcher, as per blocking query.
+    const g = etcd?.gateway_fanout.find((f) => f.n === n);
+    const p = plain?.fanout.find((f) => f.n === n);
+    if (g !== undefined) {
+      add(`fan-out ${N}: wake p50 from PUT sent (ms) [etcd gateway watch]`, c?.from_put.p50_ms, g.from_put.p50_ms);
+      add(`fan-out ${N}: wake p99 from PUT sent (ms) [etcd gateway watch]`, c?.from_put.p99_ms, g.from_put.p99_ms);
+      add(`fan-out ${N}: last woken, median round (ms) [etcd gateway watch]`, c?.last_from_put_median_ms, g.last_from_put_median_ms);
+      add(`fan-out ${N}: early or not woken, all rounds [etcd gateway watch]`, lost(c), lost(g), '0', (v) => v === 0);
+    }
+    // The floor: node:http alone, parking and answering the same blocking GETs.
+    if (p !== undefined) {
+      add(`fan-out ${N}: wake p50 from PUT sent (ms) [node:http blocking KV]`, c?.from_put.p50_ms, p.from_put.p50_ms);
+      add(`fan-out ${N}: wake p99 from PUT sent (ms) [node:http blocking KV]`, c?.from_put.p99_ms, p.from_put.p99_ms);
+      add(`fan-out ${N}: last woken, median round (ms) [node:http blocking KV]`, c?.last_from_put_median_ms, p.last_from_put_median_ms);
+    }
   }
   const plainCell = (conc: number) => plain?.throughput.find((x) => x.conc === conc);
   for (const mode of ['default', 'stale'] as const) {
@@ -435,7 +487,7 @@ async function main(): Promise<void> {
   let body: Buffer | undefined;
   if (SYSTEMS.has('consulate') && (PHASES.has('fanout') || PHASES.has('throughput'))) ({ phase: c1, body } = await consulateFanoutAndThroughput(tmp));
   let plain: PlainPhase | undefined;
-  if (SYSTEMS.has('plain') && PHASES.has('throughput')) {
+  if (SYSTEMS.has('plain') && (PHASES.has('throughput') || PHASES.has('fanout'))) {
     // Without a Consulate run, the catalog's usual answer for this key is about this size.
     plain = await plainHttp(tmp, body ?? Buffer.from(JSON.stringify([{ LockIndex: 0, Key: READ_KEY, Flags: 0, Value: READ_VALUE.toString('base64'), CreateIndex: 12, ModifyIndex: 12 }])));
   }
@@ -469,7 +521,7 @@ async function main(): Promise<void> {
     if (p?.error) problems.push(`${name} ERROR: ${p.error}`);
     if (p && 'log_errors' in p) for (const l of p.log_errors) problems.push(`${name} log: ${l}`);
   }
-  for (const f of [...(c1?.fanout ?? []), ...(etcd?.fanout ?? [])]) {
+  for (const f of [...(c1?.fanout ?? []), ...(plain?.fanout ?? []), ...(etcd?.fanout ?? []), ...(etcd?.gateway_fanout ?? [])]) {
     if (f.error) problems.push(`${f.system} fan-out N=${f.n}: ${f.error}`);
     if (f.errors.length) problems.push(`${f.system} fan-out N=${f.n} errors: ${f.errors.join(' | ')}`);
   }
