@@ -65,10 +65,12 @@ export class ConsulateDatacenter {
     }
     const catalogDir = join(this.dir, 'catalog');
     mkdirSync(catalogDir, { recursive: true });
-    // CATALOG_NODE_FLAGS: V8/Node flags for the catalog process alone (e.g. --max-semi-space-size=64), for A/B runs.
+    // For A/B runs: CATALOG_NODE_FLAGS, Node/V8 flags for the catalog process alone (e.g.
+    // --max-semi-space-size=64); CATALOG_ARGS, more catalog flags (e.g. -idle-gc=false).
     const catalogFlags = (process.env.CATALOG_NODE_FLAGS ?? '').split(' ').filter(Boolean);
+    const catalogArgs = (process.env.CATALOG_ARGS ?? '').split(' ').filter(Boolean);
     this.catalog = startChild(process.execPath, [...catalogFlags, BIN, 'catalog', '-node=catalog', `-bind=${CATALOG_IP}`, `-data-dir=${catalogDir}`,
-      ...SERVER_IPS.map((ip) => `-consensus-addr=${ip}:${CONSENSUS_PORT}`), '-log-level=warn'],
+      ...SERVER_IPS.map((ip) => `-consensus-addr=${ip}:${CONSENSUS_PORT}`), '-log-level=warn', ...catalogArgs],
     { logFile: join(this.dir, 'catalog.log'), env: this.env(), stdinPipe: true });
     await this.waitReady(60_000);
   }

@@ -18,6 +18,7 @@ import { checks, field } from '../lib/config';
 import { ConsensusClient, consensusAddrsField } from '../lib/consensus-client';
 import { RoleGrpcServer } from '../lib/grpc-server';
 import { Logger } from '../lib/log';
+import { IDLE_GC_DEFAULTS, IdleScavenger, processRuntime } from '../lib/idle-gc';
 import { RoleMetrics } from '../lib/metrics';
 import { persistentNodeId } from '../lib/node-id';
 import { RoleDefinition } from '../lib/role-process';
@@ -44,6 +45,12 @@ const fields = {
   consensusAddrs: consensusAddrsField(),
   gossipAddrs: gossipAddrsField(),
   routerAddrs: routerAddrsField(),
+  idleGc: field.bool({
+    key: 'idle_gc',
+    flag: 'idle-gc',
+    usage: "Promote the young generation's survivors (parked blocking queries) with minor GCs while the process is idle, rather than while it answers them (services/lib/idle-gc.ts).",
+    default: true,
+  }),
 };
 
 export const catalogRole: RoleDefinition<typeof fields> = {
@@ -67,6 +74,7 @@ export const catalogRole: RoleDefinition<typeof fields> = {
     const sessionReaper = new SessionReaper({ view, consensus, lockDelays, logger });
     const blockingQueries = new BlockingQueries();
     const httpMetrics = registerCatalogMetrics(context.metrics, blockingQueries, watches);
+    const idleGc = config.idleGc ? new IdleScavenger(IDLE_GC_DEFAULTS, processRuntime(), idleGcMetrics(context.metrics)) : undefined;
     const http = new CatalogHttpServer({
       router: catalogRouter({ datacenter: config.datacenter, node: config.node, nodeId, address: config.bind, view, sync, consensus, gossip, routers, lockDelays, logger, blockingQueries, metrics: context.metrics }),
       logger,
@@ -91,11 +99,13 @@ export const catalogRole: RoleDefinition<typeof fields> = {
     else logger.warn('no -gossip-addr: this catalog runs no reconciler (gossip changes do not reach the catalog) and /v1/agent/... answers 500; pass -gossip-addr=HOST:8320 once per server gossip agent');
     if (!routers.configured) logger.warn('no -router-addr: this catalog knows no other datacenter (?dc= of another, and a gRPC call naming one, answer No path to datacenter; /v1/operator/area answers 500); pass -router-addr=HOST:8330 once per federation router');
     server.setServing(true);
+    idleGc?.start();
     return {
       listeners: { grpc, http: httpAddress },
       async stop() {
         // First, so a standby catalog takes the reconciler over at once rather than after the TTL.
         await election?.stop();
+        idleGc?.stop();
         await http.close();
         sessionReaper.stop();
         // Watches never end on their own, nor do forwarded blocking queries before their wait:
@@ -112,6 +122,15 @@ export const catalogRole: RoleDefinition<typeof fields> = {
 
   },
 };
+
+function idleGcMetrics(metrics: RoleMetrics): (ms: number) => void {
+  const count = metrics.counter({ name: 'consulate_idle_gc_total', help: 'Idle-time collections (two minor GCs each) that promoted the young generation while the event loop was idle.' });
+  const seconds = metrics.counter({ name: 'consulate_idle_gc_seconds_total', help: 'Time spent in idle-time collections.' });
+  return (ms) => {
+    count.inc();
+    seconds.inc(ms / 1000);
+  };
+}
 
 /** Methods a label may name; Node's parser admits a few dozen more, which count as "other". */
 const HTTP_METHODS = new Set(['GET', 'HEAD', 'PUT', 'POST', 'DELETE', 'OPTIONS', 'PATCH']);

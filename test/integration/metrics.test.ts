@@ -124,6 +124,9 @@ test("catalog: Consul's /v1/agent/metrics?format=prometheus serves the same regi
   const metrics = parseExposition(answer.text);
   expect(sampleValue(metrics, 'consulate_build_info', { role: 'catalog', node: 'catalog' })).toBe(1);
   expect(sampleValue(metrics, 'consulate_catalog_blocking_queries_waiting')).toBe(0);
+  // The idle-time scavenger runs in every catalog (-idle-gc, on by default).
+  expect(sampleValue(metrics, 'consulate_idle_gc_total')).toBeGreaterThanOrEqual(0);
+  expect(sampleValue(metrics, 'consulate_idle_gc_seconds_total')).toBeGreaterThanOrEqual(0);
 });
 
 test('router: a ?dc= nobody knows is a no_path forward under "unknown"; the WAN pool has this router', async () => {
