@@ -9,7 +9,9 @@
  *   wakes them. Re-parked at the new index for every round.
  * - etcd 3.4: N gRPC Watch streams on one key (one stream per watcher, round-robin over the 3
  *   members, each confirmed by its `created` answer, the adapter of bench/consensus/etcd.ts),
- *   woken by one Put on the leader. The streams stay open across rounds.
+ *   woken by one Put on the leader. The streams stay open across rounds. The same through etcd's
+ *   HTTP/JSON gateway: a connection per watcher, as per blocking query (`gatewayWatches`).
+ * - node:http alone: the Consulate shape against plain-http.ts's blocking KV (the floor).
  *
  * Per delivery: the time from just before the write is sent ("from put", the definition of
  * /work/shared/anchors/etcd-watch.mjs) and from the write's acknowledgement ("from ack") to the

@@ -3,7 +3,9 @@
  * time (never two at once):
  *
  * 1. Blocking fan-out (performance.md C1): N = 1,000 and 10,000 blocking KV GETs woken by one
- *    PUT (fanout.ts), beside etcd 3.4's gRPC Watch with N streams woken by one Put.
+ *    PUT (fanout.ts), beside etcd 3.4's gRPC Watch with N streams woken by one Put, etcd's
+ *    HTTP-gateway watch with N connections (performance.md §3b's anchor), and node:http alone
+ *    parking the same GETs (plain-http.ts: the floor of any Node server read over N connections).
  * 2. HTTP read throughput: closed-loop GETs of one KV key (default consistency and `?stale`) at
  *    concurrency 1, 16, 64, against plain node:http answering the same bytes (plain-http.ts).
  * 3. Reads after a write burst (C2): `?stale` (and default) reads at c16 on a fresh datacenter,
@@ -268,7 +270,8 @@ async function etcdFanout(tmp: string): Promise<EtcdPhase> {
       await sleep(1_000);
       if (!ETCD_GATEWAY) continue;
       log(`[etcd] HTTP gateway watch fan-out N=${n}, ${FANOUT_ROUNDS} rounds`);
-      const g = await etcdWatchFanout(gatewayWatches(cluster.addresses.map((address) => ({ host: address.split(':')[0], port: Number(address.split(':')[1]) }))), members[leader], options, log, 'etcd-gateway');
+      const endpoints = cluster.addresses.map((address): Endpoint => ({ host: address.split(':')[0], port: Number(address.split(':')[1]) }));
+      const g = await etcdWatchFanout(gatewayWatches(endpoints), members[leader], options, log, 'etcd-gateway');
       if (g.error) log(`[etcd] gateway fan-out N=${n} ERROR ${g.error}`);
       phase.gateway_fanout.push(g);
       await sleep(1_000);
@@ -502,7 +505,7 @@ async function main(): Promise<void> {
     `machine: ${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), node ${process.version}; everything (3 servers, the catalog or node:http, this client) on one box, loopback; one system at a time`,
     TRACING_NOTE,
     `open files: ${limitNote}; now soft ${soft} / hard ${hard}`,
-    `fan-out: Consulate = N blocking GET /v1/kv/<key>?index=..&wait=${FANOUT_WAIT_S}s (${FANOUT_CONSISTENCY === 'stale' ? '?stale' : 'default consistency'}), one keep-alive connection each, <= ${PER_ADDRESS} per source address 127.0.17.x, parked until written and the catalog + servers quiet (3 x 200 ms under 30 % of a core) + 300 ms, woken by one PUT through the catalog; etcd = N gRPC Watch streams (round-robin over 3 members, 3 HTTP/2 connections), woken by one Put on the leader. ${FANOUT_ROUNDS} rounds each after ${FANOUT_WARMUP_ROUNDS} unrecorded warm-up rounds (a fresh process compiles its answer path in them); 256-byte values; latency to this client having the whole answer/event, pooled over rounds`,
+    `fan-out: Consulate = N blocking GET /v1/kv/<key>?index=..&wait=${FANOUT_WAIT_S}s (${FANOUT_CONSISTENCY === 'stale' ? '?stale' : 'default consistency'}), one keep-alive connection each, <= ${PER_ADDRESS} per source address 127.0.17.x, parked until written and the catalog + servers quiet (3 x 200 ms under 30 % of a core) + 300 ms, woken by one PUT through the catalog; etcd = N gRPC Watch streams (round-robin over 3 members, 3 HTTP/2 connections), woken by one Put on the leader${ETCD_GATEWAY ? ', then N HTTP-gateway watches (POST /v3/watch, a connection each)' : ''}; node:http = the same GETs parked in plain-http.ts's map, answered with one body encoded once. ${FANOUT_ROUNDS} rounds each after ${FANOUT_WARMUP_ROUNDS} unrecorded warm-up rounds (a fresh process compiles its answer path in them); 256-byte values; latency to this client having the whole answer/event, pooled over rounds`,
     `throughput: closed loop, ${CELL.durationS} s after ${CELL.warmupS} s warm-up, one key (256-byte value, ${c1?.read_body_bytes ?? plain?.body_bytes ?? '?'}-byte JSON answer); node:http answers the same bytes with Content-Type/Length only (the catalog adds 4 X-Consul-* headers and a span per request)`,
     `burst: fresh datacenter warmed with ${FRESH_WARMUP_S} s of each read (unrecorded), ${AFTER_CONC}-way reads (stale: median of ${READ_REPEATS} cells), ${BURST_S} s of c${BURST_CONC} PUTs of distinct keys (${burst?.keys_written ?? '-'} keys), the same reads; data dirs after: ${burst ? Math.round(burst.data_bytes_after / 1048576) : '-'} MiB; RSS MiB catalog,server-1..3 before ${burst?.rss_mib_before.join('/') ?? '-'} after ${burst?.rss_mib_after.join('/') ?? '-'}`,
     `load average at phase starts: consulate-1 ${c1?.load_at_start.join(' ') ?? '-'}; plain ${plain?.load_at_start.join(' ') ?? '-'}; etcd ${etcd?.load_at_start.join(' ') ?? '-'}; consulate-2 ${burst?.load_at_start.join(' ') ?? '-'}`,
