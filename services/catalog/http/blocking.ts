@@ -28,29 +28,40 @@ export class BlockingQueries {
     return this.count;
   }
 
-  async around<T>(read: () => Promise<T>): Promise<T> {
+  /**
+   * Counts `read` while it runs. Not an async function, nor is blockingRead: a parked query holds
+   * every suspended frame of its chain of awaits until it is answered (README: "Parked queries and
+   * the garbage collector").
+   */
+  around<T>(read: () => Promise<T>): Promise<T> {
     this.count++;
-    try {
-      return await read();
-    } finally {
+    const done = () => {
       this.count--;
+    };
+    let reading: Promise<T>;
+    try {
+      reading = read();
+    } catch (err) {
+      done();
+      return Promise.reject(err);
     }
+    reading.then(done, done);
+    return reading;
   }
 }
 
 /** A read's options, and its request's signal (asked for only if the read blocks): a blocking wait ends when the client has gone away. */
 export type BlockingReadOptions = QueryOptions & { readonly signal?: () => AbortSignal };
 
-export async function blockingRead<T>(deps: ReadDeps & { readonly blockingQueries?: BlockingQueries }, options: BlockingReadOptions, tables: readonly Table[], compute: () => { value: T; index: number }): Promise<ReadResult<T>> {
-  let read;
-  try {
-    const run = () => consistentRead(deps, options, tables, compute, options.minIndex > 0 ? options.signal?.() : undefined);
-    read = await (options.minIndex > 0 && deps.blockingQueries !== undefined ? deps.blockingQueries.around(run) : run());
-  } catch (err) {
-    if (err instanceof TooManyWaitersError) throw new HttpError(429, err.message);
-    throw err;
-  }
-  return { value: read.value, index: read.index, headers: queryMetaHeaders(read, options) };
+export function blockingRead<T>(deps: ReadDeps & { readonly blockingQueries?: BlockingQueries }, options: BlockingReadOptions, tables: readonly Table[], compute: () => { value: T; index: number }): Promise<ReadResult<T>> {
+  const run = () => consistentRead(deps, options, tables, compute, options.minIndex > 0 ? options.signal?.() : undefined);
+  const reading = options.minIndex > 0 && deps.blockingQueries !== undefined ? deps.blockingQueries.around(run) : run();
+  return reading.then(
+    (read) => ({ value: read.value, index: read.index, headers: queryMetaHeaders(read, options) }),
+    (err: unknown) => {
+      throw err instanceof TooManyWaitersError ? new HttpError(429, err.message) : err;
+    },
+  );
 }
 
 /** Consul's `setMeta` headers for a read answered at `meta` (the index never below 1, as setIndex). */
