@@ -62,12 +62,12 @@ describe('IdleScavenger', () => {
     expect(runtime.youngGenerationBytes()).toBeGreaterThan(0);
   });
 
-  test("the process's minor GC promotes a young object: after it, the young generation no longer holds it", () => {
+  test("the process's minor GC promotes young objects: after it, the young generation no longer holds them", () => {
     const runtime = processRuntime();
     runtime.minorGc();
     runtime.minorGc();
     const before = runtime.youngGenerationBytes();
-    // About 8 MB of live objects, all young.
+    // A few MB of live objects, all young.
     const live = Array.from({ length: 100_000 }, (_, i) => ({ i, text: `object ${i}` }));
     const grown = runtime.youngGenerationBytes();
     runtime.minorGc();

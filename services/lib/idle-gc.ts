@@ -3,8 +3,8 @@
  * to do, so that the burst of work that comes next does not pay for copying it.
  *
  * Why the catalog wants it: a blocking query lives for minutes. Parked, each one holds about
- * 140 objects, 9 KB (measured with 1,000 parked: the request and response, its chain of awaits,
- * its timer and abort listener), and they sit in V8's young generation until scavenges copy them
+ * 130-140 objects, 8-9 KB (heap snapshots with 1,000 parked: the request and response, its chain
+ * of awaits, its timer and abort listener), and they sit in V8's young generation until scavenges copy them
  * (twice, before promoting them). A quiet catalog allocates nothing, so those scavenges come with
  * the write that wakes the queries: answering 1,000 of them paid 24-57 ms of scavenging in the
  * middle of writing the answers. Chrome gives V8 idle time for such work; Node gives it none, so
