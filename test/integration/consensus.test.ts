@@ -9,11 +9,11 @@
 import { ServiceError, credentials, status as GrpcStatus } from '@grpc/grpc-js';
 import { trace } from '@opentelemetry/api';
 
-import { ClusterServiceClient, RaftRole } from '../../services/gen/consulate/consensus/v1/cluster';
+import { ClusterServiceClient } from '../../services/gen/consulate/consensus/v1/cluster';
 import { Consistency } from '../../services/gen/consulate/consensus/v1/kv';
 import { ConsensusClient } from '../../services/lib/consensus-client';
 import { callUnary } from '../../services/lib/grpc-client';
-import { consensusStatus } from '../harness/consensus-status';
+import { consensusStatus, selfDeclaredLeader } from '../harness/consensus-status';
 import { RoleProcess, eventually, freeLoopbackAddress, startRole, stopAll } from '../harness/processes';
 
 const tracer = trace.getTracer('test');
@@ -183,11 +183,8 @@ test('the leader frozen for 5 s (SIGSTOP), then resumed: a new leader commits wi
     await eventually(
       'a new leader that has committed in its term',
       async () => {
-        for (const server of others) {
-          const status = await consensusStatus(`${server.address}:8310`).catch(() => undefined);
-          if (status?.role === RaftRole.RAFT_ROLE_LEADER && status.term > before.term && status.commitIndex > before.commitIndex) return true;
-        }
-        return undefined;
+        const found = await selfDeclaredLeader(others.map((server) => `${server.address}:8310`));
+        return found !== undefined && found.status.term > before.term && found.status.commitIndex > before.commitIndex ? true : undefined;
       },
       10_000,
     ).catch((err: Error) => {
