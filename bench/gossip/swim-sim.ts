@@ -25,6 +25,7 @@
  * event constant with 10^5 datagrams in flight. bench/ does not import from test/, so randomness
  * comes in as an `Rng` (test/sim/prng.ts's Prng fits it).
  */
+import { invariant } from '../../services/lib/invariant';
 import { SwimTimings, swimConfig } from '../../services/lib/swim/config';
 import { Message, PushPull } from '../../services/lib/swim/messages';
 import { Swim } from '../../services/lib/swim/swim';
@@ -272,8 +273,10 @@ export class SwimSim {
           member.missedTicks++;
           continue;
         }
+        // The real shell (services/lib/swim-pool.ts) sleeps through the ticks before msUntilDue.
+        const quiet = member.core.msUntilDue() > this.tickMs;
         member.core.tick();
-        this.flush(member);
+        this.flush(member, quiet);
       }
       this.scheduleTick();
     });
@@ -293,8 +296,10 @@ export class SwimSim {
   // ---- the shell's part ---------------------------------------------------------------------
 
   /** Drains the core's ready(): datagrams and streams go on the network, events to the observer. */
-  private flush(member: SimMember): void {
+  /** `quiet`: the core said nothing was due in the tick just run, so it must have nothing to send. */
+  private flush(member: SimMember, quiet = false): void {
     const ready = member.core.ready();
+    invariant(!quiet || (ready.packets.length === 0 && ready.streams.length === 0 && ready.tcpPings.length === 0 && ready.events.length === 0), () => `${member.name}: a tick before msUntilDue() had work at ${member.core.now()} ms: ${JSON.stringify({ packets: ready.packets.length, streams: ready.streams.length, tcpPings: ready.tcpPings.length, events: ready.events.map((e) => e.type) })}`);
     for (const packet of ready.packets) this.sendDatagram(member, packet.to, packet.messages);
     for (const stream of ready.streams) this.openStream(member, stream.id, stream.to, stream.state);
     for (const ping of ready.tcpPings) this.tcpPing(member, ping);

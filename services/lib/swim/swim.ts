@@ -3,9 +3,11 @@
  * 2017), as hashicorp/memberlist runs it and with the parts of Serf that Consul relies on (member
  * events, reaping, reconnecting to failed members, leave intents, user events with Lamport time).
  *
- * Pure: no sockets, timers or clock. The shell calls `tick()` every `tickMs`, hands in packets
- * (`receivePacket`) and streams (`receiveStream`, `streamCompleted`), and drains `ready()` for the
- * packets and streams to send and the events to report. Randomness comes from the config. One
+ * Pure: no sockets, timers or clock. The shell calls `tick()` once per `tickMs` of its time, hands in
+ * packets (`receivePacket`) and streams (`receiveStream`, `streamCompleted`), and drains `ready()`
+ * for the packets and streams to send and the events to report. Ticks before `msUntilDue()` do
+ * nothing but move the clock, so the shell may sleep until then and run the missed ticks when it
+ * wakes or before it hands in anything. Randomness comes from the config. One
  * instance is one pool: a LAN segment, an area or the WAN.
  *
  *   failure detection   round-robin probes in a shuffled order; a direct ping, then after
@@ -180,6 +182,23 @@ export class Swim {
       this.nextReapMs = this.nowMs + REAP_INTERVAL_MS;
       this.reap();
     }
+  }
+
+  /**
+   * How long, on the core's clock, until a tick has something to do (at least one tick): the next
+   * probe or probe deadline, relay or suspicion deadline, gossip round (an eager one next tick),
+   * push/pull, reconnect or reap. Every tick before then only moves the clock; an input can bring
+   * the time forward, so the shell asks again after each.
+   */
+  msUntilDue(): number {
+    let dueMs = this.eagerRoundDue ? Math.min(this.nextGossipMs, this.nowMs + this.config.tickMs) : this.nextGossipMs;
+    if (!this.left) dueMs = Math.min(dueMs, this.nextPushPullMs, this.nextReconnectMs, this.nextReapMs);
+    const probe = this.probe;
+    if (probe !== undefined) dueMs = Math.min(dueMs, probe.indirect ? probe.deadlineMs : probe.directDeadlineMs, probe.deadlineMs);
+    else if (!this.left) dueMs = Math.min(dueMs, this.nextProbeMs);
+    for (const relay of this.relays.values()) dueMs = Math.min(dueMs, relay.deadlineMs);
+    for (const suspicion of this.suspicions.values()) dueMs = Math.min(dueMs, suspicion.deadlineMs);
+    return Math.max(this.config.tickMs, dueMs - this.nowMs);
   }
 
   /** One datagram from `from` ("ip:port"), decoded. */

@@ -11,6 +11,9 @@ import { Message } from '../messages';
 import { Swim } from '../swim';
 import { MemberInfo, StreamOutcome, SwimEvent } from '../types';
 
+/** The cores' tick: swimConfig's default. */
+const TICK_MS = 10;
+
 export class TinyNetwork {
   readonly cores = new Map<string, Swim>();
   private readonly byAddress = new Map<string, string>();
@@ -38,17 +41,25 @@ export class TinyNetwork {
     return this.cores.get(name)!.localMember().address;
   }
 
+  /**
+   * Ticks every member `times` times. A tick the core said had nothing due (`msUntilDue`), which
+   * the real shell sleeps through, is checked to leave it nothing to send or report.
+   */
   tick(times = 1): void {
     for (let i = 0; i < times; i++) {
-      for (const [name, core] of this.cores) if (!this.down.has(name)) core.tick();
+      for (const [name, core] of this.cores) {
+        if (this.down.has(name)) continue;
+        const quiet = core.msUntilDue() > TICK_MS;
+        core.tick();
+        if (quiet) assertNothingReady(name, core);
+      }
       this.deliver();
     }
   }
 
   /** Ticks for `ms` of the first core's clock. */
   run(ms: number): void {
-    const tickMs = 10;
-    this.tick(Math.ceil(ms / tickMs));
+    this.tick(Math.ceil(ms / TICK_MS));
   }
 
   view(name: string): Record<string, MemberInfo['state']> {
@@ -89,4 +100,10 @@ export class TinyNetwork {
     }
     throw new Error('the tiny network did not go quiet in 1,000 rounds');
   }
+}
+
+function assertNothingReady(name: string, core: Swim): void {
+  const ready = core.ready();
+  const work = ready.packets.length + ready.streams.length + ready.tcpPings.length + ready.events.length;
+  if (work > 0) throw new Error(`${name}: a tick before msUntilDue() had work at ${core.now()} ms (${ready.packets.length} packets, ${ready.streams.length} streams, ${ready.tcpPings.length} TCP pings, events ${ready.events.map((e) => e.type).join(', ')})`);
 }
