@@ -190,6 +190,45 @@ describe('round trips', () => {
   });
 });
 
+describe('broadcasts heard again', () => {
+  const messagesOf = (result: ReturnType<typeof decodePacket>): Message[] => {
+    if ('error' in result) throw new Error(result.error);
+    return result.messages;
+  };
+
+  test('a broadcast heard again is the object decoded the first time, equal to what was sent; pings and acks are decoded anew', () => {
+    const alive: Message = { type: 'alive', node: 'n-again', address: '10.0.0.9:8301', incarnation: 7, tags: { role: 'node', dc: 'dc1' } };
+    const ping: Message = { type: 'ping', seqNo: 41, node: 'n-again' };
+    // Two datagrams from two senders: the same broadcast, in another place in each packet.
+    const first = messagesOf(decodePacket(encodePacket([ping, alive])));
+    const second = messagesOf(decodePacket(encodePacket([alive, { type: 'ack', seqNo: 41, payload: new Uint8Array(0) }])));
+    expect(first).toEqual([ping, alive]);
+    expect(second[0]).toBe(first[1]);
+    expect(second[0]).toEqual(alive);
+    expect(messagesOf(decodePacket(encodePacket([ping])))[0]).not.toBe(first[0]);
+  });
+
+  test('a broadcast heard before does not save a packet whose other message is malformed or refused', () => {
+    const alive: Message = { type: 'alive', node: 'n-refused', address: '10.0.0.9:8301', incarnation: 1, tags: {} };
+    const aliveBytes = encodePacket([alive]);
+    messagesOf(decodePacket(aliveBytes));
+    expectRefused(decodePacket(Uint8Array.from([...aliveBytes, ...rawPacket([{ body: undefined }])])), /message 2 of 2: empty message/);
+    // A message whose length runs past the datagram's end.
+    expectRefused(decodePacket(Uint8Array.from([...aliveBytes, 0x0a, 0x7f, 0x2a])), /malformed gossip packet/);
+  });
+
+  test('property: a packet decodes to the same messages the first time and every time after', () => {
+    fc.assert(
+      fc.property(packetArb, (messages) => {
+        const bytes = encodePacket(messages);
+        const first = decodePacket(bytes);
+        expect(first).toEqual({ messages });
+        expect(decodePacket(bytes)).toEqual(first);
+      }),
+    );
+  });
+});
+
 describe('pushPullFrameSize: exact, without encoding', () => {
   test('property: it is the length encodeStreamFrame gives, for requests and answers', () => {
     fc.assert(

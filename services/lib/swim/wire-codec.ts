@@ -75,23 +75,94 @@ export function encodePacket(messages: readonly Message[]): Uint8Array {
 /** The messages of one datagram, or why it was refused. Never throws. */
 export function decodePacket(bytes: Uint8Array): { messages: Message[] } | { error: string } {
   if (bytes.length > MAX_PACKET_BYTES) return { error: `gossip packet of ${bytes.length} bytes is above the ${MAX_PACKET_BYTES}-byte limit` };
-  let packet: wire.Packet;
+  // Decoded in two steps, as one Packet.decode would be: every message's protobuf first (a
+  // malformed one refuses the packet), then each is converted and checked in order.
+  let bodies: Uint8Array[];
+  const messages: (Message | undefined)[] = [];
+  const decoded: wire.GossipMessage[] = [];
   try {
-    packet = wire.Packet.decode(bytes);
+    bodies = packetMessageBodies(bytes);
+    for (const [index, body] of bodies.entries()) {
+      messages[index] = recentBroadcasts.get(body);
+      if (messages[index] === undefined) decoded[index] = wire.GossipMessage.decode(body);
+    }
   } catch (cause) {
     return { error: `malformed gossip packet: ${reasonOf(cause)}` };
   }
-  if (packet.messages.length === 0) return { error: 'gossip packet carries no message' };
-  const messages: Message[] = [];
-  for (const [index, gossip] of packet.messages.entries()) {
+  if (bodies.length === 0) return { error: 'gossip packet carries no message' };
+  for (const [index, body] of bodies.entries()) {
+    if (messages[index] !== undefined) continue;
     try {
-      messages.push(fromWireMessage(gossip));
+      messages[index] = fromWireMessage(decoded[index]);
     } catch (cause) {
-      return { error: `gossip packet, message ${index + 1} of ${packet.messages.length}: ${reasonOf(cause)}` };
+      return { error: `gossip packet, message ${index + 1} of ${bodies.length}: ${reasonOf(cause)}` };
     }
+    recentBroadcasts.remember(body, messages[index]);
   }
-  return { messages };
+  return { messages: messages as Message[] };
 }
+
+/**
+ * The bytes of each `messages` entry of a Packet, in order, read the way the generated
+ * Packet.decode reads them (unknown fields skipped, an end-group tag or a zero tag ends it).
+ * Throws on malformed protobuf.
+ */
+function packetMessageBodies(bytes: Uint8Array): Uint8Array[] {
+  const reader = new BinaryReader(bytes);
+  const bodies: Uint8Array[] = [];
+  while (reader.pos < reader.len) {
+    const tag = reader.uint32();
+    if (tag === PACKET_MESSAGES_TAG) {
+      bodies.push(reader.bytes());
+      continue;
+    }
+    if ((tag & 7) === WireType.EndGroup || tag === 0) break;
+    reader.skip(tag & 7);
+  }
+  return bodies;
+}
+
+/** Field 1 (`messages`), length-delimited. */
+const PACKET_MESSAGES_TAG = (1 << 3) | WireType.LengthDelimited;
+
+/**
+ * Broadcasts decoded lately, by their bytes. Every member sends each alive, suspect, dead, leave
+ * intent and user event it learns retransmitMult × log10(N + 1) times, each copy the same bytes
+ * (`encodedMessage`), so a member receives most of them many times over: in a burst of joins,
+ * the decoding and checking of the same alive messages and their tags was the largest part of
+ * every member's CPU. A copy seen lately is now the same Message object, checked once, and when
+ * passed on, encoded once. Only broadcasts are kept (pings and acks are never repeated), and only
+ * small ones; the oldest goes when the map is full.
+ */
+class RecentBroadcasts {
+  private static readonly MAX_ENTRIES = 1_024;
+  private static readonly MAX_BYTES = 2_048;
+  private readonly byBytes = new Map<string, Message>();
+
+  get(body: Uint8Array): Message | undefined {
+    return RecentBroadcasts.isBroadcast(body) ? this.byBytes.get(RecentBroadcasts.key(body)) : undefined;
+  }
+
+  remember(body: Uint8Array, message: Message): void {
+    if (!RecentBroadcasts.isBroadcast(body)) return;
+    if (this.byBytes.size >= RecentBroadcasts.MAX_ENTRIES) this.byBytes.delete(this.byBytes.keys().next().value!);
+    this.byBytes.set(RecentBroadcasts.key(body), message);
+  }
+
+  /** A GossipMessage whose body is one of fields 5 (alive) to 9 (user event), by its first tag. */
+  private static isBroadcast(body: Uint8Array): boolean {
+    return body.length > 0 && body.length <= RecentBroadcasts.MAX_BYTES && body[0] >= BROADCAST_TAGS.first && body[0] <= BROADCAST_TAGS.last && (body[0] & 7) === WireType.LengthDelimited;
+  }
+
+  private static key(body: Uint8Array): string {
+    return Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('latin1');
+  }
+}
+
+/** The one-byte tags of GossipMessage's broadcast bodies: alive (5) to user_event (9), length-delimited. */
+const BROADCAST_TAGS = { first: (5 << 3) | WireType.LengthDelimited, last: (9 << 3) | WireType.LengthDelimited } as const;
+
+const recentBroadcasts = new RecentBroadcasts();
 
 /**
  * The exact number of bytes `message` adds to a Packet (its field tag, length and body), so that
