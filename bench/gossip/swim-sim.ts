@@ -25,10 +25,10 @@
  * event constant with 10^5 datagrams in flight. bench/ does not import from test/, so randomness
  * comes in as an `Rng` (test/sim/prng.ts's Prng fits it).
  */
-import { invariant } from '../../services/lib/invariant';
 import { SwimTimings, swimConfig } from '../../services/lib/swim/config';
 import { Message, PushPull } from '../../services/lib/swim/messages';
 import { Swim } from '../../services/lib/swim/swim';
+import { assertQuietTick } from '../../services/lib/swim/testing/quiet-tick';
 import { OutgoingTcpPing, StreamOutcome, SwimEvent, TcpPingOutcome } from '../../services/lib/swim/types';
 import { messageSize, pushPullFrameSize, STREAM_FRAME_HEADER_BYTES } from '../../services/lib/swim/wire-codec';
 
@@ -295,11 +295,13 @@ export class SwimSim {
 
   // ---- the shell's part ---------------------------------------------------------------------
 
-  /** Drains the core's ready(): datagrams and streams go on the network, events to the observer. */
-  /** `quiet`: the core said nothing was due in the tick just run, so it must have nothing to send. */
+  /**
+   * Drains the core's ready(): datagrams and streams go on the network, events to the observer.
+   * `quiet`: the core said nothing was due in the tick just run, so there must be nothing.
+   */
   private flush(member: SimMember, quiet = false): void {
     const ready = member.core.ready();
-    invariant(!quiet || (ready.packets.length === 0 && ready.streams.length === 0 && ready.tcpPings.length === 0 && ready.events.length === 0), () => `${member.name}: a tick before msUntilDue() had work at ${member.core.now()} ms: ${JSON.stringify({ packets: ready.packets.length, streams: ready.streams.length, tcpPings: ready.tcpPings.length, events: ready.events.map((e) => e.type) })}`);
+    if (quiet) assertQuietTick(member.name, member.core.now(), ready);
     for (const packet of ready.packets) this.sendDatagram(member, packet.to, packet.messages);
     for (const stream of ready.streams) this.openStream(member, stream.id, stream.to, stream.state);
     for (const ping of ready.tcpPings) this.tcpPing(member, ping);

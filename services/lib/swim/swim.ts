@@ -7,8 +7,8 @@
  * packets (`receivePacket`) and streams (`receiveStream`, `streamCompleted`), and drains `ready()`
  * for the packets and streams to send and the events to report. Ticks before `msUntilDue()` do
  * nothing but move the clock, so the shell may sleep until then and run the missed ticks when it
- * wakes or before it hands in anything. Randomness comes from the config. One
- * instance is one pool: a LAN segment, an area or the WAN.
+ * wakes or before it hands in anything. Randomness comes from the config. One instance is one
+ * pool: a LAN segment, an area or the WAN.
  *
  *   failure detection   round-robin probes in a shuffled order; a direct ping, then after
  *                       probeTimeout k indirect pings (SWIM §4.2) and a ping over TCP

@@ -10,6 +10,7 @@ import { swimConfig, SwimConfigInput } from '../config';
 import { Message } from '../messages';
 import { Swim } from '../swim';
 import { MemberInfo, StreamOutcome, SwimEvent } from '../types';
+import { assertQuietTick } from './quiet-tick';
 
 /** The cores' tick: swimConfig's default. */
 const TICK_MS = 10;
@@ -51,7 +52,7 @@ export class TinyNetwork {
         if (this.down.has(name)) continue;
         const quiet = core.msUntilDue() > TICK_MS;
         core.tick();
-        if (quiet) assertNothingReady(name, core);
+        if (quiet) assertQuietTick(name, core.now(), core.ready());
       }
       this.deliver();
     }
@@ -102,8 +103,3 @@ export class TinyNetwork {
   }
 }
 
-function assertNothingReady(name: string, core: Swim): void {
-  const ready = core.ready();
-  const work = ready.packets.length + ready.streams.length + ready.tcpPings.length + ready.events.length;
-  if (work > 0) throw new Error(`${name}: a tick before msUntilDue() had work at ${core.now()} ms (${ready.packets.length} packets, ${ready.streams.length} streams, ${ready.tcpPings.length} TCP pings, events ${ready.events.map((e) => e.type).join(', ')})`);
-}
