@@ -23,7 +23,7 @@ import { cpSync, mkdirSync, mkdtempSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { exited, isRunning, kill9, killAndWait, removeTempDir, trackTempDir } from '../children';
+import { cpuMs, exited, isRunning, kill9, killAndWait, removeTempDir, trackTempDir } from '../children';
 import { AgentClient, GossipSystem, MemberView } from './types';
 
 export const PHASE_TIMEOUT_MS = 90_000;
@@ -67,6 +67,11 @@ export interface RunResult {
   join_agent_ms: (number | null)[];
   /** Agents that took longer than SLOW_CONVERGENCE_MS, with whom they were still missing. */
   join_slow_agents: string[];
+  /**
+   * CPU the N agents used from t0 until the join phase ended (all list N alive), in all: the joins,
+   * the gossip they set off and the harness's polls every 15 ms (/proc, 10 ms per process).
+   */
+  join_cpu_ms: number | null;
   warmup_event_all_ms: number | null;
   event_all_ms_each: (number | null)[];
   event_all_ms_median: number | null;
@@ -120,13 +125,24 @@ async function allReceived(arrivals: (number | null)[], deadline: number): Promi
   return arrivals.includes(null) ? null : Math.max(...(arrivals as number[]));
 }
 
+/** The CPU the agents have used, in all; undefined when one is gone. */
+function agentsCpuMs(agents: readonly ChildProcess[]): number | undefined {
+  let total = 0;
+  for (const agent of agents) {
+    const used = cpuMs(agent.pid);
+    if (used === undefined) return undefined;
+    total += used;
+  }
+  return total;
+}
+
 export async function runOnce(system: GossipSystem, N: number, run: number, opts: RunOptions): Promise<RunResult> {
   const dir = mkdtempSync(join(tmpdir(), `gossipbench-${system.system}-${N}-`));
   trackTempDir(dir);
   const agents: ChildProcess[] = [];
   const clients: AgentClient[] = [];
   const res: RunResult = {
-    system: system.system, N, run, load_avg_1m: Math.round(loadavg()[0] * 100) / 100, spawn_to_rpc_ready_ms: null, join_all_ms: null, join_median_agent_ms: null, join_errors: [], join_rpc_ms: [], join_agent_ms: [], join_slow_agents: [],
+    system: system.system, N, run, load_avg_1m: Math.round(loadavg()[0] * 100) / 100, spawn_to_rpc_ready_ms: null, join_all_ms: null, join_median_agent_ms: null, join_errors: [], join_rpc_ms: [], join_agent_ms: [], join_slow_agents: [], join_cpu_ms: null,
     warmup_event_all_ms: null, event_all_ms_each: [], event_all_ms_median: null, event_agent_ms: [], events_lost: 0, fail_first_ms: null, fail_all_ms: null, fail_agent_ms: [], late_join_all_ms: null, late_join_rpc_ms: null, late_join_agent_ms: [],
   };
   const tag = `[${system.system} N=${N} run ${run}]`;
@@ -145,6 +161,7 @@ export async function runOnce(system: GossipSystem, N: number, run: number, opts
       if (!isRunning(agents[i - 1])) throw new Error(`agent n${i} exited at start; see its log`);
       clients.push(await system.connect(i, CONNECT_TIMEOUT_MS));
     }
+    const cpuAtT0 = agentsCpuMs(agents);
     const t0 = now();
     res.spawn_to_rpc_ready_ms = r1(t0 - tSpawn);
 
@@ -159,6 +176,8 @@ export async function runOnce(system: GossipSystem, N: number, run: number, opts
     const lastMiss: MemberView[][] = clients.map(() => []);
     const seen = await Promise.all(clients.map((c, k) => pollUntil(c, (m) => m.filter((x) => x.status === 'alive').length >= N, 15, dlA, (m) => { lastMiss[k] = m; })));
     await Promise.allSettled(joins);
+    const cpuAfterJoin = agentsCpuMs(agents);
+    res.join_cpu_ms = cpuAtT0 === undefined || cpuAfterJoin === undefined ? null : cpuAfterJoin - cpuAtT0;
     res.join_all_ms = seen.includes(null) ? null : r1(Math.max(...(seen as number[])) - t0);
     res.join_agent_ms = seen.map((t) => (t == null ? null : r1(t - t0)));
     res.join_median_agent_ms = r1(median(res.join_agent_ms));

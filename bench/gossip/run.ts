@@ -113,6 +113,7 @@ const LATENCY_METRICS: { key: keyof RunResult; name: string; goal: boolean }[] =
   { key: 'late_join_all_ms', name: 'late_join (new agent joins -> every survivor lists it alive)', goal: true },
   { key: 'fail_first_ms', name: 'fail_first (kill -9 -> first survivor lists it failed)', goal: false },
   { key: 'spawn_to_rpc_ready_ms', name: 'spawn -> all N RPC ready', goal: false },
+  { key: 'join_cpu_ms', name: "agents' CPU in the join phase, all N together", goal: false },
 ];
 
 function rows(runs: RunResult[]): Row[] {
