@@ -78,26 +78,30 @@ export function decodePacket(bytes: Uint8Array): { messages: Message[] } | { err
   // Decoded in two steps, as one Packet.decode would be: every message's protobuf first (a
   // malformed one refuses the packet), then each is converted and checked in order.
   let bodies: Uint8Array[];
+  const keys: (string | undefined)[] = [];
   const messages: (Message | undefined)[] = [];
   const decoded: wire.GossipMessage[] = [];
   try {
     bodies = packetMessageBodies(bytes);
     for (const [index, body] of bodies.entries()) {
-      messages[index] = recentBroadcasts.get(body);
+      keys[index] = RecentBroadcasts.keyOf(body);
+      messages[index] = recentBroadcasts.get(keys[index]);
       if (messages[index] === undefined) decoded[index] = wire.GossipMessage.decode(body);
     }
   } catch (cause) {
     return { error: `malformed gossip packet: ${reasonOf(cause)}` };
   }
   if (bodies.length === 0) return { error: 'gossip packet carries no message' };
-  for (const [index, body] of bodies.entries()) {
+  for (let index = 0; index < bodies.length; index++) {
     if (messages[index] !== undefined) continue;
+    let message: Message;
     try {
-      messages[index] = fromWireMessage(decoded[index]);
+      message = fromWireMessage(decoded[index]);
     } catch (cause) {
       return { error: `gossip packet, message ${index + 1} of ${bodies.length}: ${reasonOf(cause)}` };
     }
-    recentBroadcasts.remember(body, messages[index]);
+    messages[index] = message;
+    recentBroadcasts.remember(keys[index], message);
   }
   return { messages: messages as Message[] };
 }
@@ -139,23 +143,23 @@ class RecentBroadcasts {
   private static readonly MAX_BYTES = 2_048;
   private readonly byBytes = new Map<string, Message>();
 
-  get(body: Uint8Array): Message | undefined {
-    return RecentBroadcasts.isBroadcast(body) ? this.byBytes.get(RecentBroadcasts.key(body)) : undefined;
+  /**
+   * The key of a GossipMessage worth keeping: a small one whose body is one of fields 5 (alive) to
+   * 9 (user event), by its first tag; undefined for any other.
+   */
+  static keyOf(body: Uint8Array): string | undefined {
+    const broadcast = body.length > 0 && body.length <= RecentBroadcasts.MAX_BYTES && body[0] >= BROADCAST_TAGS.first && body[0] <= BROADCAST_TAGS.last && (body[0] & 7) === WireType.LengthDelimited;
+    return broadcast ? asBuffer(body).toString('latin1') : undefined;
   }
 
-  remember(body: Uint8Array, message: Message): void {
-    if (!RecentBroadcasts.isBroadcast(body)) return;
+  get(key: string | undefined): Message | undefined {
+    return key === undefined ? undefined : this.byBytes.get(key);
+  }
+
+  remember(key: string | undefined, message: Message): void {
+    if (key === undefined) return;
     if (this.byBytes.size >= RecentBroadcasts.MAX_ENTRIES) this.byBytes.delete(this.byBytes.keys().next().value!);
-    this.byBytes.set(RecentBroadcasts.key(body), message);
-  }
-
-  /** A GossipMessage whose body is one of fields 5 (alive) to 9 (user event), by its first tag. */
-  private static isBroadcast(body: Uint8Array): boolean {
-    return body.length > 0 && body.length <= RecentBroadcasts.MAX_BYTES && body[0] >= BROADCAST_TAGS.first && body[0] <= BROADCAST_TAGS.last && (body[0] & 7) === WireType.LengthDelimited;
-  }
-
-  private static key(body: Uint8Array): string {
-    return Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('latin1');
+    this.byBytes.set(key, message);
   }
 }
 

@@ -6,14 +6,14 @@
  * through); the seeded simulator in test/sim/swim has the rest (loss, delay, partitions, slow
  * members).
  */
-import { swimConfig, SwimConfigInput } from '../config';
+import { SWIM_DEFAULTS, swimConfig, SwimConfigInput } from '../config';
 import { Message } from '../messages';
 import { Swim } from '../swim';
 import { MemberInfo, StreamOutcome, SwimEvent } from '../types';
 import { assertQuietTick } from './quiet-tick';
 
 /** The cores' tick: swimConfig's default. */
-const TICK_MS = 10;
+const TICK_MS = SWIM_DEFAULTS.tickMs;
 
 export class TinyNetwork {
   readonly cores = new Map<string, Swim>();
