@@ -9,7 +9,7 @@ import { trace } from '@opentelemetry/api';
 import { ClusterServiceClient, RaftRole, StatusResponse } from '../../services/gen/consulate/consensus/v1/cluster';
 import { Consistency, KVServiceClient, KVServiceService } from '../../services/gen/consulate/consensus/v1/kv';
 import { CallStreamClient } from '../../services/lib/call-stream';
-import { WatchServiceClient, WatchResponse } from '../../services/gen/consulate/consensus/v1/watch';
+import { WatchManyResponse, WatchServiceClient, WatchResponse } from '../../services/gen/consulate/consensus/v1/watch';
 import { tracingEnv } from '../children';
 import { BenchCluster, KvClient, WatchHandle, isRunning, markExpectedExit, sleep, startProcess, stopProcess } from './types';
 
@@ -73,6 +73,28 @@ export class ConsulateClient implements KvClient {
     });
     call.on('error', () => { /* cancelled on close, or the server went away */ });
     return { close: () => call.cancel() };
+  }
+
+  /** One WatchMany stream with `count` watches (ids 1..count); resolves once all are created. */
+  watchShared(key: Buffer, count: number, onEvent: (value: Buffer, atMs: number) => void): Promise<WatchHandle> {
+    return new Promise<WatchHandle>((res, rej) => {
+      const call = this.watchClient.watchMany();
+      let created = 0;
+      const timer = setTimeout(() => { if (created < count) { call.cancel(); rej(new Error(`consulate: ${created}/${count} watches created in 20 s`)); } }, 20_000);
+      call.on('data', (msg: WatchManyResponse) => {
+        const t = performance.now();
+        for (const update of msg.updates) {
+          if (update.ended) { clearTimeout(timer); call.cancel(); rej(new Error(`consulate: watch ended: ${update.ended.message}`)); return; }
+          if (update.created && (created += update.watchIds.length) === count) {
+            clearTimeout(timer);
+            res({ close: () => call.cancel() });
+          }
+          for (let i = 0; i < update.watchIds.length; i++) for (const ev of update.events) if (ev.kv) onEvent(ev.kv.value, t);
+        }
+      });
+      call.on('error', (e: Error) => { if (created < count) { clearTimeout(timer); rej(e); } });
+      for (let id = 1; id <= count; id++) call.write({ action: { $case: 'create', value: { watchId: BigInt(id), request: { key, rangeEnd: EMPTY, startRevision: 0n, prevKv: false } } } });
+    });
   }
 
   close(): void {

@@ -93,6 +93,25 @@ export class EtcdClient implements KvClient {
     });
   }
 
+  /** One bidi Watch stream with `count` create requests, as clientv3 multiplexes them; resolves once all are `created`. */
+  watchShared(key: Buffer, count: number, onEvent: (value: Buffer, atMs: number) => void): Promise<WatchHandle> {
+    return new Promise<WatchHandle>((res, rej) => {
+      const call = this.w.Watch();
+      let created = 0;
+      const timer = setTimeout(() => { if (created < count) { call.cancel(); rej(new Error(`etcd: ${created}/${count} watches created in 20 s`)); } }, 20_000);
+      call.on('data', (msg: { created: boolean; canceled: boolean; events: { type: string; kv?: { value: Buffer } }[] }) => {
+        const t = performance.now();
+        if (msg.created && ++created === count) {
+          clearTimeout(timer);
+          res({ close: () => call.cancel() });
+        }
+        for (const ev of msg.events ?? []) if (ev.type === 'PUT' && ev.kv) onEvent(ev.kv.value, t);
+      });
+      call.on('error', (e: Error) => { if (created < count) { clearTimeout(timer); rej(e); } });
+      for (let i = 0; i < count; i++) call.write({ create_request: { key } });
+    });
+  }
+
   close(): void {
     this.kv.close();
     this.w.close();

@@ -106,8 +106,12 @@ export async function runCell(c: KvClient, op: Op, conc: number, o: CellOptions)
   };
 }
 
+/** How the watchers reach their server: a stream each, or all of a server's on one stream (clientv3's multiplexing). */
+export type WatchShape = 'stream-per-watcher' | 'shared-stream';
+
 export interface WatchResult {
   watchers: number;
+  shape: WatchShape;
   puts: number;
   complete_puts: number;
   deliveries: number;
@@ -127,14 +131,15 @@ export interface WatchResult {
 }
 
 /**
- * Opens W watch streams on one key, spread round-robin over the three servers, confirms every
- * one with a warm-up put (not recorded), then does `puts` sequential puts on the leader.
+ * Opens W watches on one key, spread round-robin over the three servers (a stream each, or each
+ * server's on one stream), confirms every one with a warm-up put (not recorded), then does `puts`
+ * sequential puts on the leader.
  */
-export async function runWatch(clients: KvClient[], leader: KvClient, W: number, puts: number): Promise<WatchResult> {
+export async function runWatch(clients: KvClient[], leader: KvClient, W: number, puts: number, shape: WatchShape = 'stream-per-watcher'): Promise<WatchResult> {
   const key = Buffer.from(`watch-bench-${W}-${Date.now()}`);
   const arrivals = new Map<string, { atMs: number; onLeader: boolean }[]>();
   const handles: WatchHandle[] = [];
-  const res: WatchResult = { watchers: W, puts, complete_puts: 0, deliveries: 0, missing_deliveries: 0, put_ack_p50_ms: null,
+  const res: WatchResult = { watchers: W, shape, puts, complete_puts: 0, deliveries: 0, missing_deliveries: 0, put_ack_p50_ms: null,
     delivery_p50_ms: null, delivery_p99_ms: null, last_watcher_p50_ms: null, last_watcher_p99_ms: null, on_leader_p99_ms: null, on_followers_p99_ms: null, open_ms: 0 };
   const onEventFrom = (client: KvClient) => (v: Buffer, atMs: number) => {
     const tag = v.subarray(0, 16).toString().trim();
@@ -148,10 +153,16 @@ export async function runWatch(clients: KvClient[], leader: KvClient, W: number,
   };
   try {
     const o0 = performance.now();
-    for (let i = 0; i < W; i += 50) {
-      const batch = [];
-      for (let j = i; j < Math.min(W, i + 50); j++) batch.push(clients[j % clients.length].watch(key, onEventFrom(clients[j % clients.length])));
-      handles.push(...(await Promise.all(batch)));
+    if (shape === 'shared-stream') {
+      const onServer = (i: number) => Math.floor(W / clients.length) + (i < W % clients.length ? 1 : 0);
+      const shared = clients.map((client, i) => (onServer(i) > 0 ? client.watchShared(key, onServer(i), onEventFrom(client)) : undefined));
+      for (const handle of await Promise.all(shared)) if (handle !== undefined) handles.push(handle);
+    } else {
+      for (let i = 0; i < W; i += 50) {
+        const batch = [];
+        for (let j = i; j < Math.min(W, i + 50); j++) batch.push(clients[j % clients.length].watch(key, onEventFrom(clients[j % clients.length])));
+        handles.push(...(await Promise.all(batch)));
+      }
     }
     // warm-up put: confirms every stream is registered (Consulate's stream sends nothing on creation)
     for (let attempt = 0; attempt < 3; attempt++) {

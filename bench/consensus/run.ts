@@ -4,7 +4,7 @@
  * a table with the ratio Consulate / etcd per row and writes bench/results/consensus-<ts>.json.
  *
  * Environment knobs: BENCH_DURATION_S (4), BENCH_WARMUP_S (1), BENCH_CONCS (1,16,64),
- * BENCH_MAX_REQUESTS (200000), BENCH_WATCHERS (1,100,1000), BENCH_WATCH_PUTS (20),
+ * BENCH_MAX_REQUESTS (200000), BENCH_WATCHERS (1,100,1000), BENCH_WATCH_SHAPES (stream-per-watcher,shared-stream), BENCH_WATCH_PUTS (20),
  * BENCH_FAILOVER_ROUNDS (3), BENCH_SYSTEMS (etcd,consulate), BENCH_STREAM_CELLS (1: Consulate's cells
  * again through its KVService.Calls stream, beside etcd's unary ones).
  */
@@ -16,7 +16,7 @@ import { basename, join, resolve } from 'node:path';
 import { TRACING_NOTE } from '../children';
 import { ConsulateCluster } from './consulate';
 import { EtcdCluster } from './etcd';
-import { CellApi, CellOptions, CellResult, FailoverRound, Op, WatchResult, prepopulate, runCell, runFailover, runWatch } from './load';
+import { CellApi, CellOptions, CellResult, FailoverRound, Op, WatchResult, prepopulate, runCell, runFailover, runWatch, WatchShape } from './load';
 import { BenchCluster, killAllChildrenSync, tail, unexpectedExits } from './types';
 
 const env = (k: string, d: string) => process.env[k] ?? d;
@@ -27,6 +27,7 @@ const OPTS: CellOptions = { durationS: Math.min(num('BENCH_DURATION_S', 4), 30),
 const CONCS = list('BENCH_CONCS', '1,16,64').map(Number);
 const OPS: Op[] = ['put', 'range-l', 'range-s'];
 const WATCHERS = list('BENCH_WATCHERS', '1,100,1000').map(Number);
+const WATCH_SHAPES = list('BENCH_WATCH_SHAPES', 'stream-per-watcher,shared-stream') as WatchShape[];
 const WATCH_PUTS = Math.min(num('BENCH_WATCH_PUTS', 20), 200);
 const FAILOVER_ROUNDS = Math.min(num('BENCH_FAILOVER_ROUNDS', 3), 10);
 const SYSTEMS = list('BENCH_SYSTEMS', 'etcd,consulate') as ('etcd' | 'consulate')[];
@@ -116,10 +117,13 @@ async function benchSystem(cluster: BenchCluster): Promise<SystemResult> {
         }
       }
     }
-    const clients = [0, 1, 2].map((i) => (i === leader ? lc : cluster.client(i)));
-    for (const W of WATCHERS) {
-      const w = await runWatch(clients, lc, W, WATCH_PUTS);
-      log(`[${cluster.system}] watch W=${W}: delivery p50 ${w.delivery_p50_ms} ms p99 ${w.delivery_p99_ms} ms, last watcher p50 ${w.last_watcher_p50_ms} ms, p99 on the leader ${w.on_leader_p99_ms} ms and on followers ${w.on_followers_p99_ms} ms, missing ${w.missing_deliveries}${w.error ? ' ERROR ' + w.error : ''}`);
+    lc.close();
+    const clients = [0, 1, 2].map((i) => cluster.client(i));
+    for (const shape of WATCH_SHAPES) for (const W of WATCHERS) {
+      const cur = await cluster.leader();
+      if (cur !== leader) { log(`[${cluster.system}] leader changed to ${cluster.addresses[cur]} during the run`); leader = cur; }
+      const w = await runWatch(clients, clients[leader], W, WATCH_PUTS, shape);
+      log(`[${cluster.system}] watch W=${W}, ${shape}: delivery p50 ${w.delivery_p50_ms} ms p99 ${w.delivery_p99_ms} ms, last watcher p50 ${w.last_watcher_p50_ms} ms, p99 on the leader ${w.on_leader_p99_ms} ms and on followers ${w.on_followers_p99_ms} ms, missing ${w.missing_deliveries}${w.error ? ' ERROR ' + w.error : ''}`);
       res.watch.push(w);
     }
     for (const c of clients) c.close();
@@ -164,11 +168,12 @@ function rows(by: Partial<Record<'etcd' | 'consulate', SystemResult>>): Row[] {
       }
     }
   }
-  for (const W of WATCHERS) {
-    const w = (r: SystemResult) => r.watch.find((x) => x.watchers === W);
-    add(`watch ${W} watchers: delivery p50 (ms)`, 'lower', (r) => w(r)?.delivery_p50_ms);
-    add(`watch ${W} watchers: delivery p99 (ms)`, 'lower', (r) => w(r)?.delivery_p99_ms);
-    add(`watch ${W} watchers: last watcher p50 (ms)`, 'lower', (r) => w(r)?.last_watcher_p50_ms);
+  for (const shape of WATCH_SHAPES) for (const W of WATCHERS) {
+    const w = (r: SystemResult) => r.watch.find((x) => x.watchers === W && x.shape === shape);
+    const label = shape === 'shared-stream' ? ', one stream per server' : '';
+    add(`watch ${W} watchers${label}: delivery p50 (ms)`, 'lower', (r) => w(r)?.delivery_p50_ms);
+    add(`watch ${W} watchers${label}: delivery p99 (ms)`, 'lower', (r) => w(r)?.delivery_p99_ms);
+    add(`watch ${W} watchers${label}: last watcher p50 (ms)`, 'lower', (r) => w(r)?.last_watcher_p50_ms);
   }
   add(`failover kill -9 leader -> put commits, median of ${FAILOVER_ROUNDS} (ms)`, 'lower', (r) => r.failover_median_ms);
   return out;
@@ -202,11 +207,11 @@ async function main(): Promise<void> {
     TRACING_NOTE,
     `client: @grpc/grpc-js, one channel per server, closed loop, all ops to the leader; 10,000 8-byte keys, 256-byte values; ${OPTS.durationS} s per cell after ${OPTS.warmupS} s warm-up`,
     `rows marked [Consulate: Calls stream]: Consulate's same cells with each request a frame on one KVService.Calls stream (the calls started in one turn share a frame), against etcd's unary calls (etcd has no such method)`,
-    `watch: W streams spread round-robin over the 3 servers, ${WATCH_PUTS} sequential puts on the leader; latency from just before the put is sent to each watcher's event`,
+    `watch: W watchers of one key spread round-robin over the 3 servers, ${WATCH_PUTS} sequential puts on the leader; latency from just before the put is sent to each watcher's event. A stream per watcher; or "one stream per server": each server's watchers on one stream, as etcd's clientv3 multiplexes a client's watches (etcd: one Watch stream with a create request per watcher, an event message per watcher; Consulate: WatchMany, one update per revision naming every watcher that got it)`,
     ...SYSTEMS.map((s) => `${s}: ${by[s]?.version}; raft ${by[s]?.raft_timings}`),
   ];
   const file = join(RESULTS, `consensus-${stamp}.json`);
-  writeFileSync(file, JSON.stringify({ timestamp: new Date().toISOString(), notes, options: { ...OPTS, concs: CONCS, watchers: WATCHERS, watchPuts: WATCH_PUTS, failoverRounds: FAILOVER_ROUNDS }, table: rs, systems: by, unexpected_exits: unexpectedExits }, null, 2));
+  writeFileSync(file, JSON.stringify({ timestamp: new Date().toISOString(), notes, options: { ...OPTS, concs: CONCS, watchers: WATCHERS, watchShapes: WATCH_SHAPES, watchPuts: WATCH_PUTS, failoverRounds: FAILOVER_ROUNDS }, table: rs, systems: by, unexpected_exits: unexpectedExits }, null, 2));
   process.stdout.write(`\n${t}\n\n${notes.join('\n')}\n`);
   for (const s of SYSTEMS) {
     const r = by[s];

@@ -12,6 +12,12 @@ export interface KvClient {
   rangeSerializable(key: Buffer): Promise<void>;
   /** Opens one watch stream on `key`; onEvent gets each PUT event's value and its arrival time. */
   watch(key: Buffer, onEvent: (value: Buffer, atMs: number) => void): Promise<WatchHandle>;
+  /**
+   * Opens `count` watches on `key`, all on one stream, as etcd's clientv3 multiplexes a client's
+   * watches (Consulate's WatchMany); resolves once every one is created. onEvent gets each PUT
+   * event once per watch that received it.
+   */
+  watchShared(key: Buffer, count: number, onEvent: (value: Buffer, atMs: number) => void): Promise<WatchHandle>;
   close(): void;
 }
 

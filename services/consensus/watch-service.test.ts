@@ -6,36 +6,12 @@
  * catalog's view would stay stale; prefix-watch.test.ts shows it recovering once told).
  */
 import { ClientReadableStream, ServiceError, status as GrpcStatus } from '@grpc/grpc-js';
-import { trace } from '@opentelemetry/api';
 
-import { InProcessConsensus, startInProcessConsensus } from '../../test/harness/in-process-consensus';
-import { WatchResponse, WatchServiceClient } from '../gen/consulate/consensus/v1/watch';
-import { ConsensusClient } from '../lib/consensus-client';
-import { createRoleClient } from '../lib/grpc-client';
+import { WatchResponse } from '../gen/consulate/consensus/v1/watch';
+import { useWatchFixture } from '../../test/harness/watch-fixture';
 
-const tracer = trace.getTracer('test');
-let consensus: InProcessConsensus;
-let client: ConsensusClient;
-let watchClient: WatchServiceClient;
-
-beforeEach(async () => {
-  consensus = await startInProcessConsensus();
-  client = new ConsensusClient([consensus.address], tracer);
-  watchClient = createRoleClient(WatchServiceClient, consensus.address, { tracer });
-});
-
-afterEach(async () => {
-  watchClient.close();
-  client.close();
-  await consensus.stop();
-});
-
-async function put(key: string, value: string): Promise<number> {
-  const response = await client.kv('put', { key: Buffer.from(key), value: Buffer.from(value), lease: 0n, prevKv: false }, { timeoutMs: 5_000, idempotent: true });
-  return Number(response.header?.revision ?? 0n);
-}
-
-const compact = (revision: number) => client.kv('compact', { revision: BigInt(revision) }, { timeoutMs: 5_000, idempotent: true });
+const fixture = useWatchFixture();
+const { put, compact } = fixture;
 
 /** How the stream ended (within `timeoutMs`), and how many events it delivered before. */
 function ending(stream: ClientReadableStream<WatchResponse>, timeoutMs = 5_000): Promise<{ error: ServiceError | undefined; events: number }> {
@@ -56,7 +32,7 @@ function ending(stream: ClientReadableStream<WatchResponse>, timeoutMs = 5_000):
 test('a watch from a compacted revision ends at once with OUT_OF_RANGE, etcd\'s text and the compact revision', async () => {
   for (let i = 0; i < 5; i++) await put('/a/x', String(i));
   await compact(4);
-  const stream = watchClient.watch({ key: Buffer.from('/a/'), rangeEnd: Buffer.from('/a0'), startRevision: 1n, prevKv: false });
+  const stream = fixture.watchClient.watch({ key: Buffer.from('/a/'), rangeEnd: Buffer.from('/a0'), startRevision: 1n, prevKv: false });
   const { error, events } = await ending(stream);
   expect(events).toBe(0);
   expect(error?.code).toBe(GrpcStatus.OUT_OF_RANGE);
@@ -78,9 +54,9 @@ test('one revision reaches watchers of the same key, of a prefix and with prev_k
       });
       stream.on('error', (error: ServiceError) => (error.code === GrpcStatus.CANCELLED ? undefined : reject(error)));
     });
-  const plain = [0, 1, 2].map(() => watchClient.watch({ key: Buffer.from('/b/k'), rangeEnd: Buffer.alloc(0), startRevision: 0n, prevKv: false }));
-  const withPrev = watchClient.watch({ key: Buffer.from('/b/k'), rangeEnd: Buffer.alloc(0), startRevision: 0n, prevKv: true });
-  const prefix = watchClient.watch({ key: Buffer.from('/b/'), rangeEnd: Buffer.from('/b0'), startRevision: 0n, prevKv: false });
+  const plain = [0, 1, 2].map(() => fixture.watchClient.watch({ key: Buffer.from('/b/k'), rangeEnd: Buffer.alloc(0), startRevision: 0n, prevKv: false }));
+  const withPrev = fixture.watchClient.watch({ key: Buffer.from('/b/k'), rangeEnd: Buffer.alloc(0), startRevision: 0n, prevKv: true });
+  const prefix = fixture.watchClient.watch({ key: Buffer.from('/b/'), rangeEnd: Buffer.from('/b0'), startRevision: 0n, prevKv: false });
   const answers = Promise.all([...plain.map((s) => events(s, 2)), events(withPrev, 2), events(prefix, 3)]);
   await new Promise((resolve) => setTimeout(resolve, 300)); // the streams are registered
   const second = await put('/b/k', 'second');
@@ -109,7 +85,7 @@ test('puts applied together reach every watcher in revision order, each revision
       });
       stream.on('error', (error: ServiceError) => (error.code === GrpcStatus.CANCELLED ? undefined : reject(error)));
     });
-  const streams = [0, 1, 2, 3].map(() => watchClient.watch({ key: Buffer.from('/c/k'), rangeEnd: Buffer.alloc(0), startRevision: 0n, prevKv: false }));
+  const streams = [0, 1, 2, 3].map(() => fixture.watchClient.watch({ key: Buffer.from('/c/k'), rangeEnd: Buffer.alloc(0), startRevision: 0n, prevKv: false }));
   const all = Promise.all(streams.map((stream) => collect(stream, 5)));
   await new Promise((resolve) => setTimeout(resolve, 300)); // the streams are registered
   const revisions = await Promise.all(['1', '2', '3', '4', '5'].map((value) => put('/c/k', value)));

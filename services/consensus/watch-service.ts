@@ -1,6 +1,6 @@
 /**
- * gRPC adapter for consulate.consensus.v1.WatchService: one server stream per watcher, fed from
- * the node's watch hub. Events go out a revision at a time, never split; when the stream cannot
+ * gRPC adapter for consulate.consensus.v1.WatchService: Watch is one server stream per watcher, fed
+ * from the node's watch hub (WatchMany, many watchers on one stream, is watch-many.ts). Events go out a revision at a time, never split; when the stream cannot
  * take more (write returns false) we stop pulling until it drains, and the hub's per-watcher
  * limit decides when a watcher that cannot keep up is cancelled (with the revision to resume from).
  *
@@ -14,6 +14,7 @@ import { Event, WatchRequest, WatchResponse, WatchServiceServer, WatchServiceSer
 import { GrpcService } from '../lib/grpc-server';
 import { ConsensusNode } from './consensus-node';
 import { toServiceError } from './grpc-errors';
+import { WatchManyStream } from './watch-many';
 import { KvError } from './kv/errors';
 import { DEFAULT_KV_LIMITS } from './kv/limits';
 import { validateWatch } from './kv/validation';
@@ -29,6 +30,7 @@ export function watchGrpcService(node: ConsensusNode): GrpcService {
 }
 
 const WATCH_SERVICE_DEFINITION: typeof WatchServiceService = {
+  ...WatchServiceService,
   watch: {
     ...WatchServiceService.watch,
     responseSerialize: (value: WatchResponse | Buffer): Buffer => (Buffer.isBuffer(value) ? value : WatchServiceService.watch.responseSerialize(value)),
@@ -117,6 +119,9 @@ function watchService(node: ConsensusNode): WatchServiceServer {
       call.on('close', () => close());
       send(created.groups);
       if (!created.caughtUp) drain();
+    },
+    watchMany(call) {
+      new WatchManyStream(node, call);
     },
   };
 }

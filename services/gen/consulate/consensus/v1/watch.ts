@@ -10,8 +10,10 @@ import {
   type CallOptions,
   type ChannelCredentials,
   Client,
+  type ClientDuplexStream,
   type ClientOptions,
   type ClientReadableStream,
+  type handleBidiStreamingCall,
   type handleServerStreamingCall,
   makeGenericClientConstructor,
   type Metadata,
@@ -82,6 +84,57 @@ export interface WatchResponse {
     | undefined;
   /** The events of one or more revisions, in revision order; a revision is never split. */
   events: Event[];
+}
+
+export interface WatchManyRequest {
+  action?: { $case: "create"; value: WatchCreate } | { $case: "cancel"; value: WatchCancel } | undefined;
+}
+
+export interface WatchCreate {
+  /** Chosen by the client: not 0, and not the id of a watch still open on this stream. */
+  watchId: bigint;
+  request?: WatchRequest | undefined;
+}
+
+export interface WatchCancel {
+  watchId: bigint;
+}
+
+export interface WatchManyResponse {
+  /**
+   * What the server had for this stream's watches at one turn of its loop, in order: a watch's
+   * `created` comes before its events, its events in revision order, its `ended` last.
+   */
+  updates: WatchUpdate[];
+}
+
+export interface WatchUpdate {
+  /** The watches this update is for. Every one of them gets all of it. */
+  watchIds: bigint[];
+  /** For events, their revision; for `created`, the store's revision when the watches began. */
+  header?:
+    | ResponseHeader
+    | undefined;
+  /** The watches were created: their events follow in later updates. */
+  created: boolean;
+  /** One revision's events, never split. */
+  events: Event[];
+  /**
+   * The watches ended: refused at creation, cancelled by the client (code 0, OK), or ended by the
+   * server (a compacted start revision, a watcher too slow to keep up). Their ids may be reused.
+   */
+  ended?: WatchEnded | undefined;
+}
+
+export interface WatchEnded {
+  /** The gRPC status code (google.rpc.Code) and text Watch would end its stream with. */
+  code: number;
+  message: string;
+  /**
+   * For OUT_OF_RANGE: the compact revision, to watch again after it (Watch's
+   * consulate-compact-revision trailer).
+   */
+  compactRevision: bigint;
 }
 
 function createBaseWatchRequest(): WatchRequest {
@@ -412,6 +465,606 @@ export const WatchResponse: MessageFns<WatchResponse> = {
   },
 };
 
+function createBaseWatchManyRequest(): WatchManyRequest {
+  return { action: undefined };
+}
+
+export const WatchManyRequest: MessageFns<WatchManyRequest> = {
+  encode(message: WatchManyRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.action?.$case) {
+      case "create":
+        WatchCreate.encode(message.action.value, writer.uint32(10).fork()).join();
+        break;
+      case "cancel":
+        WatchCancel.encode(message.action.value, writer.uint32(18).fork()).join();
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchManyRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchManyRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.action = { $case: "create", value: WatchCreate.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.action = { $case: "cancel", value: WatchCancel.decode(reader, reader.uint32()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WatchManyRequest {
+    return {
+      action: isSet(object.create)
+        ? { $case: "create", value: WatchCreate.fromJSON(object.create) }
+        : isSet(object.cancel)
+        ? { $case: "cancel", value: WatchCancel.fromJSON(object.cancel) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: WatchManyRequest): unknown {
+    const obj: any = {};
+    if (message.action?.$case === "create") {
+      obj.create = WatchCreate.toJSON(message.action.value);
+    } else if (message.action?.$case === "cancel") {
+      obj.cancel = WatchCancel.toJSON(message.action.value);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<WatchManyRequest>): WatchManyRequest {
+    return WatchManyRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<WatchManyRequest>): WatchManyRequest {
+    const message = createBaseWatchManyRequest();
+    switch (object.action?.$case) {
+      case "create": {
+        if (object.action?.value !== undefined && object.action?.value !== null) {
+          message.action = { $case: "create", value: WatchCreate.fromPartial(object.action.value) };
+        }
+        break;
+      }
+      case "cancel": {
+        if (object.action?.value !== undefined && object.action?.value !== null) {
+          message.action = { $case: "cancel", value: WatchCancel.fromPartial(object.action.value) };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseWatchCreate(): WatchCreate {
+  return { watchId: 0n, request: undefined };
+}
+
+export const WatchCreate: MessageFns<WatchCreate> = {
+  encode(message: WatchCreate, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.watchId !== 0n) {
+      if (BigInt.asUintN(64, message.watchId) !== message.watchId) {
+        throw new globalThis.Error("value provided for field message.watchId of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.watchId);
+    }
+    if (message.request !== undefined) {
+      WatchRequest.encode(message.request, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchCreate {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchCreate();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.watchId = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.request = WatchRequest.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WatchCreate {
+    return {
+      watchId: isSet(object.watchId) ? BigInt(object.watchId) : isSet(object.watch_id) ? BigInt(object.watch_id) : 0n,
+      request: isSet(object.request) ? WatchRequest.fromJSON(object.request) : undefined,
+    };
+  },
+
+  toJSON(message: WatchCreate): unknown {
+    const obj: any = {};
+    if (message.watchId !== 0n) {
+      obj.watchId = message.watchId.toString();
+    }
+    if (message.request !== undefined) {
+      obj.request = WatchRequest.toJSON(message.request);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<WatchCreate>): WatchCreate {
+    return WatchCreate.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<WatchCreate>): WatchCreate {
+    const message = createBaseWatchCreate();
+    message.watchId = (object.watchId !== undefined && object.watchId !== null) ? BigInt(object.watchId) : 0n;
+    message.request = (object.request !== undefined && object.request !== null)
+      ? WatchRequest.fromPartial(object.request)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseWatchCancel(): WatchCancel {
+  return { watchId: 0n };
+}
+
+export const WatchCancel: MessageFns<WatchCancel> = {
+  encode(message: WatchCancel, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.watchId !== 0n) {
+      if (BigInt.asUintN(64, message.watchId) !== message.watchId) {
+        throw new globalThis.Error("value provided for field message.watchId of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.watchId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchCancel {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchCancel();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.watchId = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WatchCancel {
+    return {
+      watchId: isSet(object.watchId) ? BigInt(object.watchId) : isSet(object.watch_id) ? BigInt(object.watch_id) : 0n,
+    };
+  },
+
+  toJSON(message: WatchCancel): unknown {
+    const obj: any = {};
+    if (message.watchId !== 0n) {
+      obj.watchId = message.watchId.toString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<WatchCancel>): WatchCancel {
+    return WatchCancel.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<WatchCancel>): WatchCancel {
+    const message = createBaseWatchCancel();
+    message.watchId = (object.watchId !== undefined && object.watchId !== null) ? BigInt(object.watchId) : 0n;
+    return message;
+  },
+};
+
+function createBaseWatchManyResponse(): WatchManyResponse {
+  return { updates: [] };
+}
+
+export const WatchManyResponse: MessageFns<WatchManyResponse> = {
+  encode(message: WatchManyResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.updates) {
+      WatchUpdate.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchManyResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchManyResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.updates.push(WatchUpdate.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WatchManyResponse {
+    return {
+      updates: globalThis.Array.isArray(object?.updates) ? object.updates.map((e: any) => WatchUpdate.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: WatchManyResponse): unknown {
+    const obj: any = {};
+    if (message.updates?.length) {
+      obj.updates = message.updates.map((e) => WatchUpdate.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<WatchManyResponse>): WatchManyResponse {
+    return WatchManyResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<WatchManyResponse>): WatchManyResponse {
+    const message = createBaseWatchManyResponse();
+    message.updates = object.updates?.map((e) => WatchUpdate.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseWatchUpdate(): WatchUpdate {
+  return { watchIds: [], header: undefined, created: false, events: [], ended: undefined };
+}
+
+export const WatchUpdate: MessageFns<WatchUpdate> = {
+  encode(message: WatchUpdate, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.watchIds.length !== 0) {
+      writer.uint32(10).fork();
+      for (const v of message.watchIds) {
+        if (BigInt.asUintN(64, v) !== v) {
+          throw new globalThis.Error("a value provided in array field watchIds of type uint64 is too large");
+        }
+        writer.uint64(v);
+      }
+      writer.join();
+    }
+    if (message.header !== undefined) {
+      ResponseHeader.encode(message.header, writer.uint32(18).fork()).join();
+    }
+    if (message.created !== false) {
+      writer.uint32(24).bool(message.created);
+    }
+    for (const v of message.events) {
+      Event.encode(v!, writer.uint32(34).fork()).join();
+    }
+    if (message.ended !== undefined) {
+      WatchEnded.encode(message.ended, writer.uint32(42).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchUpdate {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchUpdate();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag === 8) {
+              message.watchIds.push(reader.uint64() as bigint);
+
+              continue;
+            }
+
+            if (tag === 10) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.watchIds.push(reader.uint64() as bigint);
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.header = ResponseHeader.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.created = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.events.push(Event.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.ended = WatchEnded.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WatchUpdate {
+    return {
+      watchIds: globalThis.Array.isArray(object?.watchIds)
+        ? object.watchIds.map((e: any) => BigInt(e))
+        : globalThis.Array.isArray(object?.watch_ids)
+        ? object.watch_ids.map((e: any) => BigInt(e))
+        : [],
+      header: isSet(object.header) ? ResponseHeader.fromJSON(object.header) : undefined,
+      created: isSet(object.created) ? globalThis.Boolean(object.created) : false,
+      events: globalThis.Array.isArray(object?.events) ? object.events.map((e: any) => Event.fromJSON(e)) : [],
+      ended: isSet(object.ended) ? WatchEnded.fromJSON(object.ended) : undefined,
+    };
+  },
+
+  toJSON(message: WatchUpdate): unknown {
+    const obj: any = {};
+    if (message.watchIds?.length) {
+      obj.watchIds = message.watchIds.map((e) => e.toString());
+    }
+    if (message.header !== undefined) {
+      obj.header = ResponseHeader.toJSON(message.header);
+    }
+    if (message.created !== false) {
+      obj.created = message.created;
+    }
+    if (message.events?.length) {
+      obj.events = message.events.map((e) => Event.toJSON(e));
+    }
+    if (message.ended !== undefined) {
+      obj.ended = WatchEnded.toJSON(message.ended);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<WatchUpdate>): WatchUpdate {
+    return WatchUpdate.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<WatchUpdate>): WatchUpdate {
+    const message = createBaseWatchUpdate();
+    message.watchIds = object.watchIds?.map((e) => BigInt(e)) || [];
+    message.header = (object.header !== undefined && object.header !== null)
+      ? ResponseHeader.fromPartial(object.header)
+      : undefined;
+    message.created = object.created ?? false;
+    message.events = object.events?.map((e) => Event.fromPartial(e)) || [];
+    message.ended = (object.ended !== undefined && object.ended !== null)
+      ? WatchEnded.fromPartial(object.ended)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseWatchEnded(): WatchEnded {
+  return { code: 0, message: "", compactRevision: 0n };
+}
+
+export const WatchEnded: MessageFns<WatchEnded> = {
+  encode(message: WatchEnded, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.code !== 0) {
+      writer.uint32(8).int32(message.code);
+    }
+    if (message.message !== "") {
+      writer.uint32(18).string(message.message);
+    }
+    if (message.compactRevision !== 0n) {
+      if (BigInt.asIntN(64, message.compactRevision) !== message.compactRevision) {
+        throw new globalThis.Error("value provided for field message.compactRevision of type int64 too large");
+      }
+      writer.uint32(24).int64(message.compactRevision);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchEnded {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchEnded();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.code = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.compactRevision = reader.int64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WatchEnded {
+    return {
+      code: isSet(object.code) ? globalThis.Number(object.code) : 0,
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+      compactRevision: isSet(object.compactRevision)
+        ? BigInt(object.compactRevision)
+        : isSet(object.compact_revision)
+        ? BigInt(object.compact_revision)
+        : 0n,
+    };
+  },
+
+  toJSON(message: WatchEnded): unknown {
+    const obj: any = {};
+    if (message.code !== 0) {
+      obj.code = Math.round(message.code);
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    if (message.compactRevision !== 0n) {
+      obj.compactRevision = message.compactRevision.toString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<WatchEnded>): WatchEnded {
+    return WatchEnded.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<WatchEnded>): WatchEnded {
+    const message = createBaseWatchEnded();
+    message.code = object.code ?? 0;
+    message.message = object.message ?? "";
+    message.compactRevision = (object.compactRevision !== undefined && object.compactRevision !== null)
+      ? BigInt(object.compactRevision)
+      : 0n;
+    return message;
+  },
+};
+
 /**
  * WatchService streams changes to keys, from a revision on, with no event lost, repeated or
  * reordered. A start revision that was compacted away fails with OUT_OF_RANGE and the compact
@@ -429,11 +1082,35 @@ export const WatchServiceService = {
     responseSerialize: (value: WatchResponse): Buffer => Buffer.from(WatchResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): WatchResponse => WatchResponse.decode(value),
   },
+  /**
+   * WatchMany carries many watches on one stream, as etcd's clientv3 multiplexes a client's
+   * watches on one stream per server: the client creates and cancels watches by ids it picks, and
+   * each revision's events go out once for all the watches of the stream that have exactly those
+   * events. Every watch keeps Watch's guarantees; one that cannot go on ends alone, with the
+   * status Watch would end its stream with, and the others go on.
+   */
+  watchMany: {
+    path: "/consulate.consensus.v1.WatchService/WatchMany" as const,
+    requestStream: true as const,
+    responseStream: true as const,
+    requestSerialize: (value: WatchManyRequest): Buffer => Buffer.from(WatchManyRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): WatchManyRequest => WatchManyRequest.decode(value),
+    responseSerialize: (value: WatchManyResponse): Buffer => Buffer.from(WatchManyResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): WatchManyResponse => WatchManyResponse.decode(value),
+  },
 } as const;
 
 export interface WatchServiceServer extends UntypedServiceImplementation {
   /** Watch streams every change in [key, range_end) from start_revision (0: from now). */
   watch: handleServerStreamingCall<WatchRequest, WatchResponse>;
+  /**
+   * WatchMany carries many watches on one stream, as etcd's clientv3 multiplexes a client's
+   * watches on one stream per server: the client creates and cancels watches by ids it picks, and
+   * each revision's events go out once for all the watches of the stream that have exactly those
+   * events. Every watch keeps Watch's guarantees; one that cannot go on ends alone, with the
+   * status Watch would end its stream with, and the others go on.
+   */
+  watchMany: handleBidiStreamingCall<WatchManyRequest, WatchManyResponse>;
 }
 
 export interface WatchServiceClient extends Client {
@@ -444,6 +1121,19 @@ export interface WatchServiceClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<WatchResponse>;
+  /**
+   * WatchMany carries many watches on one stream, as etcd's clientv3 multiplexes a client's
+   * watches on one stream per server: the client creates and cancels watches by ids it picks, and
+   * each revision's events go out once for all the watches of the stream that have exactly those
+   * events. Every watch keeps Watch's guarantees; one that cannot go on ends alone, with the
+   * status Watch would end its stream with, and the others go on.
+   */
+  watchMany(): ClientDuplexStream<WatchManyRequest, WatchManyResponse>;
+  watchMany(options: Partial<CallOptions>): ClientDuplexStream<WatchManyRequest, WatchManyResponse>;
+  watchMany(
+    metadata: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientDuplexStream<WatchManyRequest, WatchManyResponse>;
 }
 
 export const WatchServiceClient = makeGenericClientConstructor(

@@ -1,0 +1,260 @@
+/**
+ * WatchService.WatchMany: many watches on one bidirectional stream, as etcd's clientv3 multiplexes
+ * a client's watches on one stream per server. Each watch is a watcher of the node's hub, exactly
+ * as a Watch stream's is, so it keeps Watch's guarantees (no event lost, repeated or reordered; a
+ * revision never split) and limits (the hub's per-watcher backlog, its watcher count).
+ *
+ * What the stream adds is delivery: the watches woken by one Ready are pulled together, and the
+ * watches with the same events of a revision (the hub hands each the same event objects) share
+ * one update naming all their ids. A thousand watchers of a key on one stream cost the client one
+ * message a revision, not a thousand (a message on a stream costs a Node client tens of µs).
+ *
+ * Order within a frame, per watch: `created`, then its events by revision, then `ended`. A watch
+ * that cannot go on ends alone with the status Watch would end its stream with; the stream and the
+ * other watches go on. A stream that cannot take more (write returns false) is pulled no further
+ * until it drains; a watch that falls too far behind meanwhile is ended by the hub's limit.
+ */
+import { ServerDuplexStream, status as GrpcStatus } from '@grpc/grpc-js';
+
+import { Event, WatchEnded, WatchManyRequest, WatchManyResponse, WatchRequest, WatchUpdate } from '../gen/consulate/consensus/v1/watch';
+import { ConsensusNode } from './consensus-node';
+import { StatusError, toServiceError } from './grpc-errors';
+import { DEFAULT_KV_LIMITS } from './kv/limits';
+import { validateWatch } from './kv/validation';
+import { RevisionEvents } from './kv/watch-hub';
+
+/** A frame is written once its events' keys and values pass this many bytes (whole updates). */
+export const WATCH_MANY_FRAME_BYTES = 1024 * 1024;
+
+/** The ending of a watch its client cancelled. */
+const CANCELLED_BY_CLIENT: WatchEnded = { code: GrpcStatus.OK, message: 'watch cancelled by the client', compactRevision: 0n };
+
+/** One stream's watches: client ids ↔ hub watcher ids, and what is due to be written. */
+export class WatchManyStream {
+  private readonly hubIdOf = new Map<bigint, number>();
+  private readonly clientIdOf = new Map<number, bigint>();
+  private readonly detachOf = new Map<number, () => void>();
+  /** Updates with no events to group (`created`, `ended`), in the order they happened. */
+  private queued: WatchUpdate[] = [];
+  /** Hub watchers with events to pull. */
+  private woken = new Set<number>();
+  /** The events a watch was created with (a start revision in the past), to go out before any it pulls. */
+  private readonly pending = new Map<number, readonly RevisionEvents[]>();
+  private writable = true;
+  private flushQueued = false;
+  private closed = false;
+
+  constructor(
+    private readonly node: ConsensusNode,
+    private readonly call: ServerDuplexStream<WatchManyRequest, WatchManyResponse>,
+  ) {
+    call.on('data', (request: WatchManyRequest) => this.onRequest(request));
+    call.on('drain', () => {
+      this.writable = true;
+      this.flush();
+    });
+    // The client closed its side: nothing more will be asked, so nothing more is owed.
+    call.on('end', () => this.close(true));
+    call.on('cancelled', () => this.close(false));
+    call.on('close', () => this.close(false));
+    call.on('error', () => this.close(false));
+  }
+
+  /** Open watches on this stream. */
+  get size(): number {
+    return this.hubIdOf.size;
+  }
+
+  private onRequest(request: WatchManyRequest): void {
+    if (this.closed) return;
+    const action = request.action;
+    if (action?.$case === 'create') this.create(action.value.watchId, action.value.request);
+    else if (action?.$case === 'cancel') this.cancel(action.value.watchId);
+    else this.refuse(new StatusError(GrpcStatus.INVALID_ARGUMENT, 'a WatchMany request needs a create or a cancel'));
+  }
+
+  private create(clientId: bigint, request: WatchRequest | undefined): void {
+    const end = (error: unknown) => this.queue({ watchIds: [clientId], header: undefined, created: false, events: [], ended: endedOf(error) });
+    if (clientId === 0n) return end(new StatusError(GrpcStatus.INVALID_ARGUMENT, 'watch id 0 is reserved: pick a non-zero id'));
+    if (this.hubIdOf.has(clientId)) return end(new StatusError(GrpcStatus.ALREADY_EXISTS, `watch id ${clientId} is already open on this stream: pick another or cancel it first`));
+    if (request === undefined) return end(new StatusError(GrpcStatus.INVALID_ARGUMENT, `watch ${clientId} has no request: set its key`));
+    try {
+      validateWatch(request, DEFAULT_KV_LIMITS);
+    } catch (err) {
+      return end(err);
+    }
+    const hub = this.node.kv.watches;
+    const created = hub.watch(request);
+    if (!created.ok) return end(created.error);
+    const hubId = created.watchId;
+    this.hubIdOf.set(clientId, hubId);
+    this.clientIdOf.set(hubId, clientId);
+    this.detachOf.set(hubId, this.node.attachWatchStream(hubId, { woken: () => this.wake(hubId), cancelled: (error) => this.ended(hubId, endedOf(error)) }));
+    const { term, id } = this.node.headerInfo();
+    this.queue({ watchIds: [clientId], header: { revision: this.node.kv.revision, raftTerm: BigInt(term), member: id }, created: true, events: [], ended: undefined });
+    // Its first events (a start revision in the past) come after `created`, pulled like any others.
+    if (created.groups.length > 0) this.pending.set(hubId, created.groups);
+    if (created.groups.length > 0 || !created.caughtUp) this.wake(hubId);
+  }
+
+  private cancel(clientId: bigint): void {
+    const hubId = this.hubIdOf.get(clientId);
+    if (hubId === undefined) return; // ended already (or never opened): etcd ignores it too
+    this.node.kv.watches.cancel(hubId);
+    this.ended(hubId, CANCELLED_BY_CLIENT);
+  }
+
+  /** A watch is over: forget it, and tell its client why. */
+  private ended(hubId: number, ended: WatchEnded): void {
+    const clientId = this.forget(hubId);
+    if (clientId !== undefined) this.queue({ watchIds: [clientId], header: undefined, created: false, events: [], ended });
+  }
+
+  private forget(hubId: number): bigint | undefined {
+    const clientId = this.clientIdOf.get(hubId);
+    if (clientId === undefined) return undefined;
+    this.detachOf.get(hubId)!();
+    this.detachOf.delete(hubId);
+    this.clientIdOf.delete(hubId);
+    this.hubIdOf.delete(clientId);
+    this.woken.delete(hubId);
+    this.pending.delete(hubId);
+    return clientId;
+  }
+
+  private queue(update: WatchUpdate): void {
+    this.queued.push(update);
+    this.scheduleFlush();
+  }
+
+  private wake(hubId: number): void {
+    this.woken.add(hubId);
+    this.scheduleFlush();
+  }
+
+  /** After the current job: every watcher one Ready wakes is woken in one synchronous pass. */
+  private scheduleFlush(): void {
+    if (this.flushQueued || this.closed) return;
+    this.flushQueued = true;
+    queueMicrotask(() => {
+      this.flushQueued = false;
+      this.flush();
+    });
+  }
+
+  private flush(): void {
+    if (this.closed || !this.writable) return;
+    const { term, id } = this.node.headerInfo();
+    // What happened before this pass (`created`, `ended`) leads, in order; a watch ended there is
+    // forgotten, so none of its events follow, and a created one's events follow its `created`.
+    const frame = new FrameBuilder(term, id, this.queued);
+    this.queued = [];
+    const hub = this.node.kv.watches;
+    const woken = this.woken;
+    this.woken = new Set();
+    for (const hubId of woken) {
+      const clientId = this.clientIdOf.get(hubId);
+      if (clientId === undefined) continue;
+      if (!this.writable) {
+        this.woken.add(hubId); // pulled once the stream drains
+        continue;
+      }
+      const first = this.pending.get(hubId);
+      this.pending.delete(hubId);
+      if (first !== undefined) frame.addEvents(clientId, first);
+      const pulled = hub.pull(hubId);
+      if (pulled.kind === 'cancelled') {
+        this.ended(hubId, endedOf(pulled.error)); // queued: it goes after this pass's events
+        continue;
+      }
+      frame.addEvents(clientId, pulled.groups);
+      if (!pulled.caughtUp) this.woken.add(hubId);
+      if (frame.bytes >= WATCH_MANY_FRAME_BYTES) this.write(frame.take([]));
+    }
+    this.write(frame.take(this.queued));
+    this.queued = [];
+    if (this.woken.size > 0 && this.writable) this.scheduleFlush();
+  }
+
+  private write(updates: WatchUpdate[]): void {
+    if (updates.length > 0) this.writable = this.call.write({ updates }) && this.writable;
+  }
+
+  /** A request the stream cannot serve at all: end the stream with its status. */
+  private refuse(error: StatusError): void {
+    this.close(false);
+    this.call.emit('error', toServiceError(error));
+  }
+
+  private close(endStream: boolean): void {
+    if (this.closed) return;
+    this.closed = true;
+    const hub = this.node.kv.watches;
+    for (const hubId of [...this.clientIdOf.keys()]) {
+      this.forget(hubId);
+      hub.cancel(hubId);
+    }
+    if (endStream) this.call.end();
+  }
+}
+
+/**
+ * One frame's updates: those that lead it, then events grouped by revision and by event list (the
+ * same objects in the same order), so the watches that saw the same events of a revision share one
+ * update. Updates with events go out in revision order, so each watch's events stay in order.
+ */
+class FrameBuilder {
+  private byRevision = new Map<bigint, { events: readonly Event[]; update: WatchUpdate }[]>();
+  bytes = 0;
+
+  constructor(
+    private readonly term: number,
+    private readonly member: string,
+    private lead: WatchUpdate[],
+  ) {}
+
+  addEvents(clientId: bigint, groups: readonly RevisionEvents[]): void {
+    for (const group of groups) {
+      let lists = this.byRevision.get(group.revision);
+      if (lists === undefined) this.byRevision.set(group.revision, (lists = []));
+      const found = lists.find((entry) => sameEvents(entry.events, group.events));
+      if (found !== undefined) {
+        found.update.watchIds.push(clientId);
+        this.bytes += 10;
+        continue;
+      }
+      const header = { revision: group.revision, raftTerm: BigInt(this.term), member: this.member };
+      lists.push({ events: group.events, update: { watchIds: [clientId], header, created: false, events: [...group.events], ended: undefined } });
+      this.bytes += eventBytes(group.events);
+    }
+  }
+
+  /** The updates so far, then `trailing`; the builder starts again empty. */
+  take(trailing: readonly WatchUpdate[]): WatchUpdate[] {
+    const revisions = [...this.byRevision.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    const updates = [...this.lead, ...revisions.flatMap((revision) => this.byRevision.get(revision)!.map((entry) => entry.update)), ...trailing];
+    this.lead = [];
+    this.byRevision = new Map();
+    this.bytes = 0;
+    return updates;
+  }
+}
+
+function sameEvents(a: readonly Event[], b: readonly Event[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function eventBytes(events: readonly Event[]): number {
+  let bytes = 0;
+  for (const event of events) bytes += 32 + (event.kv?.key.length ?? 0) + (event.kv?.value.length ?? 0) + (event.prevKv?.value.length ?? 0);
+  return bytes;
+}
+
+/** The status Watch would end its stream with, as a WatchEnded. */
+function endedOf(error: unknown): WatchEnded {
+  const status = toServiceError(error);
+  const compact = status.metadata?.get('consulate-compact-revision')[0];
+  return { code: status.code ?? GrpcStatus.UNKNOWN, message: status.details ?? status.message, compactRevision: compact === undefined ? 0n : BigInt(String(compact)) };
+}
