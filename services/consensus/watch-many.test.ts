@@ -6,11 +6,11 @@
  */
 import { EventEmitter } from 'node:events';
 
-import { ClientDuplexStream, ServerDuplexStream, ServiceError, status as GrpcStatus } from '@grpc/grpc-js';
+import { Client, ClientDuplexStream, ServerDuplexStream, ServiceError, credentials, status as GrpcStatus } from '@grpc/grpc-js';
 
 import { WatchManyRequest, WatchManyResponse, WatchRequest, WatchUpdate } from '../gen/consulate/consensus/v1/watch';
 import { useWatchFixture } from '../../test/harness/watch-fixture';
-import { WatchManyStream } from './watch-many';
+import { MAX_WATCHES_PER_STREAM, WatchManyStream } from './watch-many';
 
 const fixture = useWatchFixture();
 const { put, compact } = fixture;
@@ -210,5 +210,45 @@ test('a stream that cannot take more is not pulled until it drains, and then eve
   call.emit('end');
   expect(call.ended).toBe(true);
   expect(stream.size).toBe(0);
+  expect(fixture.consensus.node.kv.watches.size).toBe(0);
+});
+
+test('bytes that are not a WatchManyRequest end the stream with INTERNAL; its watches are freed and the server goes on', async () => {
+  const w = new Watches();
+  w.create(1, onKey('/z/k'));
+  await w.until(() => w.got(1).length === 1);
+  const raw = new Client(fixture.consensus.address, credentials.createInsecure());
+  const identity = (bytes: Buffer) => bytes;
+  const hostile = raw.makeBidiStreamRequest('/consulate.consensus.v1.WatchService/WatchMany', identity, identity);
+  const ended = new Promise<ServiceError>((resolve) => hostile.on('error', resolve));
+  let created = false;
+  hostile.on('data', () => (created = true));
+  hostile.write(Buffer.from(WatchManyRequest.encode({ action: { $case: 'create', value: { watchId: 1n, request: onKey('/z/k') } } }).finish()));
+  await w.until(() => created);
+  expect(fixture.consensus.node.kv.watches.size).toBe(2);
+  hostile.write(Buffer.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x01])); // field 1, a length past the end
+  const error = await ended;
+  raw.close();
+  expect(error.code).toBe(GrpcStatus.INTERNAL);
+  expect(error.details).toMatch(/deserializ/i);
+  await w.until(() => fixture.consensus.node.kv.watches.size === 1);
+  const r = await put('/z/k', 'still here');
+  await w.until(() => w.got(1).length === 2);
+  expect(w.got(1)[1]).toBe(`${r}:/z/k=still here`);
+  w.stream.cancel();
+  await w.until(() => fixture.consensus.node.kv.watches.size === 0);
+});
+
+test(`a stream holds at most ${MAX_WATCHES_PER_STREAM} watches; the next is refused alone with RESOURCE_EXHAUSTED`, async () => {
+  const call = new FakeCall();
+  const stream = new WatchManyStream(fixture.consensus.node, call as unknown as ServerDuplexStream<WatchManyRequest, WatchManyResponse>);
+  for (let id = 1; id <= MAX_WATCHES_PER_STREAM + 1; id++) call.emit('data', { action: { $case: 'create', value: { watchId: BigInt(id), request: onKey('/l/k') } } });
+  await new Promise((resolve) => setImmediate(resolve));
+  const updates = call.frames.flatMap((frame) => frame.updates);
+  expect(updates.filter((update) => update.created).flatMap((update) => update.watchIds)).toHaveLength(MAX_WATCHES_PER_STREAM);
+  const refused = updates.filter((update) => update.ended !== undefined);
+  expect(refused.map((update) => [update.watchIds, update.ended?.code])).toEqual([[[BigInt(MAX_WATCHES_PER_STREAM + 1)], GrpcStatus.RESOURCE_EXHAUSTED]]);
+  expect(stream.size).toBe(MAX_WATCHES_PER_STREAM);
+  call.emit('cancelled');
   expect(fixture.consensus.node.kv.watches.size).toBe(0);
 });

@@ -2,7 +2,8 @@
  * WatchService.WatchMany: many watches on one bidirectional stream, as etcd's clientv3 multiplexes
  * a client's watches on one stream per server. Each watch is a watcher of the node's hub, exactly
  * as a Watch stream's is, so it keeps Watch's guarantees (no event lost, repeated or reordered; a
- * revision never split) and limits (the hub's per-watcher backlog, its watcher count).
+ * revision never split) and limits (the hub's per-watcher backlog, its watcher count), and a stream
+ * holds at most MAX_WATCHES_PER_STREAM of them.
  *
  * What the stream adds is delivery: the watches woken by one Ready are pulled together, and the
  * watches with the same events of a revision (the hub hands each the same event objects) share
@@ -23,6 +24,8 @@ import { DEFAULT_KV_LIMITS } from './kv/limits';
 import { validateWatch } from './kv/validation';
 import { RevisionEvents } from './kv/watch-hub';
 
+/** Watches open on one stream at most (the hub's own limit is for all streams together). */
+export const MAX_WATCHES_PER_STREAM = 10_000;
 /** A frame is written once its events' keys and values pass this many bytes (whole updates). */
 export const WATCH_MANY_FRAME_BYTES = 1024 * 1024;
 
@@ -78,6 +81,7 @@ export class WatchManyStream {
     if (clientId === 0n) return end(new StatusError(GrpcStatus.INVALID_ARGUMENT, 'watch id 0 is reserved: pick a non-zero id'));
     if (this.hubIdOf.has(clientId)) return end(new StatusError(GrpcStatus.ALREADY_EXISTS, `watch id ${clientId} is already open on this stream: pick another or cancel it first`));
     if (request === undefined) return end(new StatusError(GrpcStatus.INVALID_ARGUMENT, `watch ${clientId} has no request: set its key`));
+    if (this.hubIdOf.size >= MAX_WATCHES_PER_STREAM) return end(new StatusError(GrpcStatus.RESOURCE_EXHAUSTED, `this stream already has ${MAX_WATCHES_PER_STREAM} watches open: cancel some or open another stream`));
     try {
       validateWatch(request, DEFAULT_KV_LIMITS);
     } catch (err) {

@@ -1087,7 +1087,8 @@ export const WatchServiceService = {
    * watches on one stream per server: the client creates and cancels watches by ids it picks, and
    * each revision's events go out once for all the watches of the stream that have exactly those
    * events. Every watch keeps Watch's guarantees; one that cannot go on ends alone, with the
-   * status Watch would end its stream with, and the others go on.
+   * status Watch would end its stream with, and the others go on. At most 10,000 watches are open
+   * on one stream; a request that does not decode ends the stream with INTERNAL.
    */
   watchMany: {
     path: "/consulate.consensus.v1.WatchService/WatchMany" as const,
@@ -1108,7 +1109,8 @@ export interface WatchServiceServer extends UntypedServiceImplementation {
    * watches on one stream per server: the client creates and cancels watches by ids it picks, and
    * each revision's events go out once for all the watches of the stream that have exactly those
    * events. Every watch keeps Watch's guarantees; one that cannot go on ends alone, with the
-   * status Watch would end its stream with, and the others go on.
+   * status Watch would end its stream with, and the others go on. At most 10,000 watches are open
+   * on one stream; a request that does not decode ends the stream with INTERNAL.
    */
   watchMany: handleBidiStreamingCall<WatchManyRequest, WatchManyResponse>;
 }
@@ -1126,7 +1128,8 @@ export interface WatchServiceClient extends Client {
    * watches on one stream per server: the client creates and cancels watches by ids it picks, and
    * each revision's events go out once for all the watches of the stream that have exactly those
    * events. Every watch keeps Watch's guarantees; one that cannot go on ends alone, with the
-   * status Watch would end its stream with, and the others go on.
+   * status Watch would end its stream with, and the others go on. At most 10,000 watches are open
+   * on one stream; a request that does not decode ends the stream with INTERNAL.
    */
   watchMany(): ClientDuplexStream<WatchManyRequest, WatchManyResponse>;
   watchMany(options: Partial<CallOptions>): ClientDuplexStream<WatchManyRequest, WatchManyResponse>;
