@@ -111,6 +111,8 @@ const LEASE_CHECK_MS = 250;
 const AUTO_COMPACTION_TIMEOUT_MS = 10_000;
 /** Ticks stepped at once after a stall, in election timeouts (catchUpTicks). */
 const MAX_CATCH_UP_ELECTIONS = 2;
+/** The longest a server sleeps when no tick has work (a learner): its clock is stepped then anyway. */
+const MAX_TICK_SLEEP_MS = 1_000;
 
 export class ConsensusNode {
   readonly kv = new KvStateMachine();
@@ -120,6 +122,9 @@ export class ConsensusNode {
   private stopped = false;
   private loopDone: Promise<void> = Promise.resolve();
   private readonly timers: TimerHandle[] = [];
+  /** The wake-up for the next tick with work (armTicks), and when it is due on the monotonic clock. */
+  private tickTimer: TimerHandle | undefined;
+  private tickTimerAt = Infinity;
 
   private applied = 0;
   private readonly proposals = new Map<number, PendingProposal>();
@@ -189,7 +194,6 @@ export class ConsensusNode {
 
   start(): void {
     this.tickedToMs = this.options.clock.monotonicMs();
-    this.timers.push(this.options.clock.setInterval(() => this.enqueue(() => this.catchUpTicks()), this.options.tickMs));
     this.timers.push(this.options.clock.setInterval(() => this.expireLeases(), LEASE_CHECK_MS));
     const compaction = this.options.autoCompaction;
     if (compaction?.enabled) this.timers.push(this.options.clock.setInterval(() => this.autoCompact(compaction), compaction.checkIntervalMs));
@@ -203,6 +207,7 @@ export class ConsensusNode {
   async stop(): Promise<void> {
     this.stopped = true;
     for (const timer of this.timers) this.options.clock.clear(timer);
+    if (this.tickTimer !== undefined) this.options.clock.clear(this.tickTimer);
     this.wake?.();
     this.wokenStreams.clear();
     await this.loopDone.catch(() => undefined);
@@ -335,6 +340,25 @@ export class ConsensusNode {
     this.tickedToMs = steps < due ? now : this.tickedToMs + due * this.options.tickMs;
   }
 
+  /**
+   * Sets the one timer of the core's time for the next tick that has work (Raft.ticksUntilDue): a
+   * heartbeat, an election, a probe. The ticks before it only count, and catchUpTicks steps them
+   * with it, or before any input that comes first. A follower that hears its leader every
+   * heartbeat never reaches its election tick, so it wakes for the heartbeats alone, not every
+   * tick; a leader wakes for its heartbeats. (With a timer every tick, 40 wake-ups a second.)
+   */
+  private armTicks(): void {
+    const ticks = this.raft.ticksUntilDue();
+    const at = ticks === Infinity ? this.tickedToMs + MAX_TICK_SLEEP_MS : this.tickedToMs + ticks * this.options.tickMs;
+    if (this.tickTimer !== undefined && this.tickTimerAt === at) return;
+    if (this.tickTimer !== undefined) this.options.clock.clear(this.tickTimer);
+    this.tickTimerAt = at;
+    this.tickTimer = this.options.clock.setTimeout(() => {
+      this.tickTimer = undefined;
+      this.enqueue(() => this.catchUpTicks());
+    }, Math.max(0, at - this.options.clock.monotonicMs()) + 1); // +1: libuv's millisecond clock may fire it a fraction early
+  }
+
   private enqueue(fn: () => void): void {
     if (this.stopped) return;
     this.inputs.push(fn);
@@ -408,6 +432,7 @@ export class ConsensusNode {
       // Between Readies: the only place the core's log is compacted.
       this.compactEncodedSnapshot();
       if (!this.raft.hasReady()) {
+        this.armTicks();
         await new Promise<void>((resolve) => (this.wake = resolve));
         continue;
       }

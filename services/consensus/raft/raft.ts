@@ -168,9 +168,30 @@ export class Raft {
   // ---- inputs -------------------------------------------------------------------------------
 
   tick(): void {
+    // A tick that ticksUntilDue says does nothing must do nothing: a shell sleeps through those.
+    const quiet = this.ticksUntilDue() > 1 && !this.hasReady();
     this.now++;
     if (this.role === 'leader') this.tickLeader();
     else this.tickElection();
+    if (quiet) invariant(!this.hasReady(), () => `${this.id} (${this.role}): a tick before the due one made a Ready`);
+  }
+
+  /**
+   * How many ticks until one that can do anything: a heartbeat, a CheckQuorum round or a transfer
+   * that times out, a lost snapshot or a stalled pipeline probed again, an election. The ticks
+   * before it only count, so a shell may sleep through them and step them all when it wakes, as
+   * long as it steps every tick due before any other input (ConsensusNode.catchUpTicks). At least 1;
+   * Infinity for a server that never campaigns (a learner) and does not lead.
+   */
+  ticksUntilDue(): number {
+    if (this.role !== 'leader') return this.membership.isVoter(this.id) ? Math.max(1, this.randomizedElectionTimeout - this.electionElapsed) : Infinity;
+    let due = Math.min(this.config.heartbeatTicks - this.heartbeatElapsed, this.config.electionTicks - this.electionElapsed);
+    for (const [id, progress] of this.progress) {
+      if (id === this.id) continue;
+      if (progress.state === 'snapshot') due = Math.min(due, this.config.electionTicks - progress.snapshotElapsed);
+      else if (progress.state === 'replicate' && progress.isPaused()) due = Math.min(due, Math.ceil(stalledTicks(this.config) - progress.stalledElapsed));
+    }
+    return Math.max(1, due);
   }
 
   step(m: Message): void {
@@ -511,7 +532,7 @@ export class Raft {
         // The snapshot or its answer was lost: probe again, which sends it again if still needed.
         progress.becomeProbe();
         this.sendAppend(id);
-      } else if (progress.state === 'replicate' && progress.isPaused() && ++progress.stalledElapsed >= Math.max(2, this.config.electionTicks / 2)) {
+      } else if (progress.state === 'replicate' && progress.isPaused() && ++progress.stalledElapsed >= stalledTicks(this.config)) {
         // A full pipeline that stopped moving: the appends or their answers were lost. The
         // transport does not always tell us (a silent network never does), so fall back to
         // probing from what is known to match.
@@ -895,4 +916,9 @@ function sameHardState(a: HardState, b: HardState): boolean {
 
 function sameSoftState(a: SoftState, b: SoftState): boolean {
   return a.role === b.role && a.leader === b.leader;
+}
+
+/** Ticks a full pipeline may stand still before the leader probes its follower again. */
+function stalledTicks(config: RaftConfig): number {
+  return Math.max(2, config.electionTicks / 2);
 }

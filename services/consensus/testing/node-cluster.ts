@@ -46,13 +46,24 @@ export interface CompactProposal {
 
 /**
  * One server's view of the shared clock: time passes for everyone, but while the server is paused
- * (a stopped process, a blocked loop) its timers do not run. They run again on resume, each at its
- * next due time, as Node's do once a stalled loop moves on.
+ * (a stopped process, a blocked loop) its timers do not run. They run again on resume, as Node's
+ * do once a stalled loop moves on: an interval at its next due time, a timeout that came due
+ * meanwhile at once (once, however late).
  */
 class PausableClock implements Clock {
-  paused = false;
+  private paused = false;
+  /** Timeouts that came due while paused, by handle: they run on resume unless cleared first. */
+  private readonly overdue = new Map<number, () => void>();
 
   constructor(private readonly shared: ManualClock) {}
+
+  setPaused(paused: boolean): void {
+    this.paused = paused;
+    if (paused) return;
+    const overdue = [...this.overdue.values()];
+    this.overdue.clear();
+    for (const fn of overdue) this.shared.setTimeout(fn, 0);
+  }
 
   nowMs(): number {
     return this.shared.nowMs();
@@ -63,7 +74,8 @@ class PausableClock implements Clock {
   }
 
   setTimeout(fn: () => void, delayMs: number): TimerHandle {
-    return this.shared.setTimeout(() => this.paused || fn(), delayMs);
+    const handle: TimerHandle = this.shared.setTimeout(() => (this.paused ? this.overdue.set(handle.id, fn) : fn()), delayMs);
+    return handle;
   }
 
   setInterval(fn: () => void, periodMs: number): TimerHandle {
@@ -71,6 +83,7 @@ class PausableClock implements Clock {
   }
 
   clear(handle: TimerHandle): void {
+    this.overdue.delete(handle.id);
     this.shared.clear(handle);
   }
 
@@ -132,7 +145,7 @@ export class Cluster {
 
   /** Stops (or restarts) a server's timers while time goes on for the others: SIGSTOP, SIGCONT. */
   setPaused(id: string, paused: boolean): void {
-    this.clocks.get(id)!.paused = paused;
+    this.clocks.get(id)!.setPaused(paused);
   }
 
   async stop(): Promise<void> {
