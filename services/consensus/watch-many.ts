@@ -56,11 +56,11 @@ export class WatchManyStream {
       this.writable = true;
       this.flush();
     });
-    // The client closed its side: nothing more will be asked, so nothing more is owed.
-    call.on('end', () => this.close(true));
-    call.on('cancelled', () => this.close(false));
-    call.on('close', () => this.close(false));
-    call.on('error', () => this.close(false));
+    // A client that closes its side has nothing more to ask, but its watches go on, as etcd's do
+    // (its recvLoop ends on EOF, the stream stays): they end when the client cancels the call.
+    call.on('cancelled', () => this.close());
+    call.on('close', () => this.close());
+    call.on('error', () => this.close());
   }
 
   /** Open watches on this stream. */
@@ -186,11 +186,11 @@ export class WatchManyStream {
 
   /** A request the stream cannot serve at all: end the stream with its status. */
   private refuse(error: StatusError): void {
-    this.close(false);
+    this.close();
     this.call.emit('error', toServiceError(error));
   }
 
-  private close(endStream: boolean): void {
+  private close(): void {
     if (this.closed) return;
     this.closed = true;
     const hub = this.node.kv.watches;
@@ -198,7 +198,6 @@ export class WatchManyStream {
       this.forget(hubId);
       hub.cancel(hubId);
     }
-    if (endStream) this.call.end();
   }
 }
 

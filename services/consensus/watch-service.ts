@@ -1,8 +1,9 @@
 /**
- * gRPC adapter for consulate.consensus.v1.WatchService: Watch is one server stream per watcher, fed
- * from the node's watch hub (WatchMany, many watchers on one stream, is watch-many.ts). Events go out a revision at a time, never split; when the stream cannot
- * take more (write returns false) we stop pulling until it drains, and the hub's per-watcher
- * limit decides when a watcher that cannot keep up is cancelled (with the revision to resume from).
+ * gRPC adapter for consulate.consensus.v1.WatchService. Watch is one server stream per watcher, fed
+ * from the node's watch hub (WatchMany, many watchers on one stream, is watch-many.ts). Events go
+ * out a revision at a time, never split; when the stream cannot take more (write returns false) we
+ * stop pulling until it drains, and the hub's per-watcher limit decides when a watcher that cannot
+ * keep up is cancelled (with the revision to resume from).
  *
  * A refusal or a cancellation ends the stream with its status through `call.emit('error')`, which
  * grpc-js sends as the trailers; `call.destroy(error)` sends the client nothing and leaves its
@@ -14,11 +15,11 @@ import { Event, WatchRequest, WatchResponse, WatchServiceServer, WatchServiceSer
 import { GrpcService } from '../lib/grpc-server';
 import { ConsensusNode } from './consensus-node';
 import { toServiceError } from './grpc-errors';
-import { WatchManyStream } from './watch-many';
 import { KvError } from './kv/errors';
 import { DEFAULT_KV_LIMITS } from './kv/limits';
 import { validateWatch } from './kv/validation';
 import { RevisionEvents } from './kv/watch-hub';
+import { WatchManyStream } from './watch-many';
 
 /**
  * The service as a server registers it. Its definition passes a response that is already encoded
@@ -121,7 +122,7 @@ function watchService(node: ConsensusNode): WatchServiceServer {
       if (!created.caughtUp) drain();
     },
     watchMany(call) {
-      new WatchManyStream(node, call);
+      new WatchManyStream(node, call); // lives as long as the call: its listeners hold it
     },
   };
 }

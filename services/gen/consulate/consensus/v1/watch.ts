@@ -1088,7 +1088,8 @@ export const WatchServiceService = {
    * each revision's events go out once for all the watches of the stream that have exactly those
    * events. Every watch keeps Watch's guarantees; one that cannot go on ends alone, with the
    * status Watch would end its stream with, and the others go on. At most 10,000 watches are open
-   * on one stream; a request that does not decode ends the stream with INTERNAL.
+   * on one stream; a request that does not decode ends the stream with INTERNAL. A client that
+   * closes its side keeps its watches (as etcd does): they end when it cancels the call.
    */
   watchMany: {
     path: "/consulate.consensus.v1.WatchService/WatchMany" as const,
@@ -1110,7 +1111,8 @@ export interface WatchServiceServer extends UntypedServiceImplementation {
    * each revision's events go out once for all the watches of the stream that have exactly those
    * events. Every watch keeps Watch's guarantees; one that cannot go on ends alone, with the
    * status Watch would end its stream with, and the others go on. At most 10,000 watches are open
-   * on one stream; a request that does not decode ends the stream with INTERNAL.
+   * on one stream; a request that does not decode ends the stream with INTERNAL. A client that
+   * closes its side keeps its watches (as etcd does): they end when it cancels the call.
    */
   watchMany: handleBidiStreamingCall<WatchManyRequest, WatchManyResponse>;
 }
@@ -1129,7 +1131,8 @@ export interface WatchServiceClient extends Client {
    * each revision's events go out once for all the watches of the stream that have exactly those
    * events. Every watch keeps Watch's guarantees; one that cannot go on ends alone, with the
    * status Watch would end its stream with, and the others go on. At most 10,000 watches are open
-   * on one stream; a request that does not decode ends the stream with INTERNAL.
+   * on one stream; a request that does not decode ends the stream with INTERNAL. A client that
+   * closes its side keeps its watches (as etcd does): they end when it cancels the call.
    */
   watchMany(): ClientDuplexStream<WatchManyRequest, WatchManyResponse>;
   watchMany(options: Partial<CallOptions>): ClientDuplexStream<WatchManyRequest, WatchManyResponse>;
