@@ -353,10 +353,11 @@ export class ConsensusNode {
     if (this.tickTimer !== undefined && this.tickTimerAt === at) return;
     if (this.tickTimer !== undefined) this.options.clock.clear(this.tickTimer);
     this.tickTimerAt = at;
-    this.tickTimer = this.options.clock.setTimeout(() => {
-      this.tickTimer = undefined;
+    const timer = this.options.clock.setTimeout(() => {
+      if (this.tickTimer === timer) this.tickTimer = undefined;
       this.enqueue(() => this.catchUpTicks());
     }, Math.max(0, at - this.options.clock.monotonicMs()) + 1); // +1: libuv's millisecond clock may fire it a fraction early
+    this.tickTimer = timer;
   }
 
   private enqueue(fn: () => void): void {

@@ -12,6 +12,11 @@ import { NotLeaderError, OutcomeUnknownError, OverloadedError } from './consensu
 import { KvError } from './kv/errors';
 import { ProposalError } from './raft/raft';
 
+/** On a watch ended by a compaction: the compact revision (watch again after it). */
+export const COMPACT_REVISION_TRAILER = 'consulate-compact-revision';
+/** On a watch cancelled for falling behind: the first revision it did not get (watch again from it). */
+export const RESUME_REVISION_TRAILER = 'consulate-resume-revision';
+
 /** An error that already knows its gRPC status. */
 export class StatusError extends Error {
   override readonly name = 'StatusError';
@@ -36,7 +41,8 @@ export function toServiceError(err: unknown): ServerErrorResponse {
   if (err instanceof OutcomeUnknownError) return error(GrpcStatus.UNAVAILABLE, err.message);
   if (err instanceof OverloadedError) return error(GrpcStatus.RESOURCE_EXHAUSTED, err.message);
   if (err instanceof KvError) {
-    if (err.compactRevision !== undefined) metadata.set('consulate-compact-revision', err.compactRevision.toString());
+    if (err.compactRevision !== undefined) metadata.set(COMPACT_REVISION_TRAILER, err.compactRevision.toString());
+    if (err.resumeRevision !== undefined) metadata.set(RESUME_REVISION_TRAILER, err.resumeRevision.toString());
     return error(GrpcStatus[err.code], err.detail === undefined ? err.message : `${err.message} (${err.detail})`);
   }
   if (err instanceof ProposalError) {

@@ -10,7 +10,7 @@ import { Client, ClientDuplexStream, ServerDuplexStream, ServiceError, credentia
 
 import { WatchManyRequest, WatchManyResponse, WatchRequest, WatchUpdate } from '../gen/consulate/consensus/v1/watch';
 import { useWatchFixture } from '../../test/harness/watch-fixture';
-import { MAX_WATCHES_PER_STREAM, WatchManyStream } from './watch-many';
+import { MAX_WATCHES_PER_STREAM, WATCH_MANY_FRAME_BYTES, WatchManyStream } from './watch-many';
 
 const fixture = useWatchFixture();
 const { put, compact } = fixture;
@@ -34,9 +34,11 @@ class Watches {
         for (const id of update.watchIds) {
           let got = this.byId.get(id);
           if (got === undefined) this.byId.set(id, (got = []));
-          if (update.created) got.push('created');
+          const ended = update.ended && `${GrpcStatus[update.ended.code]}: ${update.ended.message}${update.ended.compactRevision > 0n ? ` @${update.ended.compactRevision}` : ''}`;
+          if (update.created && ended) got.push(`refused ${ended}`);
+          else if (update.created) got.push('created');
           for (const event of update.events) got.push(`${update.header?.revision}:${event.kv?.key.toString()}=${event.kv?.value.toString()}${event.prevKv ? `<${event.prevKv.value.toString()}` : ''}`);
-          if (update.ended) got.push(`ended ${GrpcStatus[update.ended.code]}: ${update.ended.message}${update.ended.compactRevision > 0n ? ` @${update.ended.compactRevision}` : ''}`);
+          if (ended && !update.created) got.push(`ended ${ended}`);
         }
       }
       this.poke();
@@ -137,10 +139,11 @@ test('a refused or cancelled watch ends alone with its status; its id can be use
   w.create(3, onKey('/e/x', { startRevision: 2n }));
   w.create(4, onKey('/e/x'));
   await w.until(() => w.got(0).length === 1 && w.got(1).length === 2 && w.got(2).length === 1 && w.got(3).length === 1 && w.got(4).length === 1);
-  expect(w.got(0)).toEqual(['ended INVALID_ARGUMENT: watch id 0 is reserved: pick a non-zero id']);
-  expect(w.got(1)).toEqual(['created', 'ended ALREADY_EXISTS: watch id 1 is already open on this stream: pick another or cancel it first']);
-  expect(w.got(2)[0]).toMatch(/^ended INVALID_ARGUMENT: etcdserver: key is not provided/);
-  expect(w.got(3)).toEqual(['ended OUT_OF_RANGE: etcdserver: mvcc: required revision has been compacted (revisions up to 4 were compacted (compact revision 4); watch from 5 or later) @4']);
+  expect(w.got(0)).toEqual(['refused INVALID_ARGUMENT: watch id 0 is reserved: pick a non-zero id']);
+  // The second create of id 1 is refused; the watch open with id 1 goes on (its event below).
+  expect(w.got(1)).toEqual(['created', 'refused ALREADY_EXISTS: watch id 1 is already open on this stream: pick another or cancel it first']);
+  expect(w.got(2)[0]).toMatch(/^refused INVALID_ARGUMENT: etcdserver: key is not provided/);
+  expect(w.got(3)).toEqual(['refused OUT_OF_RANGE: etcdserver: mvcc: required revision has been compacted (revisions up to 4 were compacted (compact revision 4); watch from 5 or later) @4']);
   w.cancel(4);
   await w.until(() => w.got(4).length === 2);
   expect(w.got(4)).toEqual(['created', 'ended OK: watch cancelled by the client']);
@@ -173,6 +176,14 @@ test('a request with neither create nor cancel ends the stream with INVALID_ARGU
 class FakeCall extends EventEmitter {
   readonly frames: WatchManyResponse[] = [];
   room = Infinity;
+  /** Whether the stream reads requests (grpc-js's Readable side), as the server paused or resumed it. */
+  paused = false;
+  pause(): void {
+    this.paused = true;
+  }
+  resume(): void {
+    this.paused = false;
+  }
   write(frame: WatchManyResponse): boolean {
     this.frames.push(frame);
     return this.frames.length < this.room;
@@ -196,8 +207,11 @@ test('a stream that cannot take more is not pulled until it drains, and then eve
   const more = [await put('/b/k', '2'), await put('/b/other', '3'), await put('/b/k', '4')];
   await new Promise((resolve) => setTimeout(resolve, 50));
   expect(call.frames.length).toBe(2); // full: nothing pulled, the hub holds the events
+  expect(call.paused).toBe(true); // and no requests read, each of which could queue an answer
+  expect(fixture.consensus.node.kv.watches.size).toBe(2);
   call.room = Infinity;
   call.emit('drain');
+  expect(call.paused).toBe(false);
   await new Promise((resolve) => setImmediate(resolve));
   expect(call.got(1n)).toEqual([first, more[0], more[2]]);
   expect(call.got(2n)).toEqual([first, ...more]);
@@ -239,10 +253,58 @@ test(`a stream holds at most ${MAX_WATCHES_PER_STREAM} watches; the next is refu
   for (let id = 1; id <= MAX_WATCHES_PER_STREAM + 1; id++) call.emit('data', { action: { $case: 'create', value: { watchId: BigInt(id), request: onKey('/l/k') } } });
   await new Promise((resolve) => setImmediate(resolve));
   const updates = call.frames.flatMap((frame) => frame.updates);
-  expect(updates.filter((update) => update.created).flatMap((update) => update.watchIds)).toHaveLength(MAX_WATCHES_PER_STREAM);
+  expect(updates.filter((update) => update.created && !update.ended).flatMap((update) => update.watchIds)).toHaveLength(MAX_WATCHES_PER_STREAM);
   const refused = updates.filter((update) => update.ended !== undefined);
   expect(refused.map((update) => [update.watchIds, update.ended?.code])).toEqual([[[BigInt(MAX_WATCHES_PER_STREAM + 1)], GrpcStatus.RESOURCE_EXHAUSTED]]);
   expect(stream.size).toBe(MAX_WATCHES_PER_STREAM);
   call.emit('cancelled');
+  expect(fixture.consensus.node.kv.watches.size).toBe(0);
+});
+
+test(`events are cut into frames of about ${WATCH_MANY_FRAME_BYTES} bytes, whole revisions, each watch's in order`, async () => {
+  const call = new FakeCall();
+  new WatchManyStream(fixture.consensus.node, call as unknown as ServerDuplexStream<WatchManyRequest, WatchManyResponse>);
+  call.emit('data', { action: { $case: 'create', value: { watchId: 1n, request: onKey('/f/k') } } });
+  call.emit('data', { action: { $case: 'create', value: { watchId: 2n, request: onKey('/f/k', { prevKv: true }) } } });
+  await new Promise((resolve) => setImmediate(resolve));
+  call.room = call.frames.length; // full from now on: the puts' events wait in the hub
+  const big = (i: number) => String(i).repeat(400 * 1024);
+  const revisions: number[] = [];
+  for (let i = 1; i <= 4; i++) revisions.push(await put('/f/k', big(i)));
+  call.room = Infinity;
+  call.emit('drain');
+  await new Promise((resolve) => setImmediate(resolve));
+  expect(call.got(1n)).toEqual(revisions);
+  expect(call.got(2n)).toEqual(revisions);
+  // 4 x 400 KiB for watch 1 and 4 x 800 KiB for watch 2 (with the previous values): cut into frames,
+  // none past the budget by more than one revision's events.
+  const sizes = call.frames.slice(1).map((frame) => WatchManyResponse.encode(frame).finish().length);
+  expect(sizes.length).toBeGreaterThanOrEqual(4);
+  for (const size of sizes) expect(size).toBeLessThan(WATCH_MANY_FRAME_BYTES + 900 * 1024);
+  call.emit('cancelled');
+});
+
+test('a watch catching up that a compaction overtakes gets the events it was given, then ends with the compact revision', async () => {
+  const value = 'v'.repeat(4096); // 1,000 events (one pull) make 4 MiB: more than one frame
+  for (let i = 0; i < 12; i++) await Promise.all(Array.from({ length: 100 }, (_, j) => put(`/c/${i}-${j}`, value)));
+  const last = await put('/c/last', value);
+  const call = new FakeCall();
+  new WatchManyStream(fixture.consensus.node, call as unknown as ServerDuplexStream<WatchManyRequest, WatchManyResponse>);
+  call.room = 1; // the first frame fills it: the rest of the history stays in the hub
+  call.emit('data', { action: { $case: 'create', value: { watchId: 9n, request: { ...onPrefix('/c/'), startRevision: 2n } } } });
+  await new Promise((resolve) => setImmediate(resolve));
+  const given = call.got(9n);
+  expect(given.length).toBeGreaterThan(0);
+  expect(given.length).toBeLessThan(last - 1); // still catching up
+  await compact(last);
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  call.room = Infinity;
+  call.emit('drain');
+  await new Promise((resolve) => setImmediate(resolve));
+  const updates = call.frames.flatMap((frame) => frame.updates).filter((update) => update.watchIds.includes(9n));
+  expect(updates[0].created).toBe(true);
+  expect(updates.filter((update) => update.events.length > 0).map((update) => Number(update.header?.revision))).toEqual(given);
+  const ended = updates.at(-1)!.ended!;
+  expect([GrpcStatus[ended.code], ended.compactRevision]).toEqual(['OUT_OF_RANGE', BigInt(last)]);
   expect(fixture.consensus.node.kv.watches.size).toBe(0);
 });

@@ -19,7 +19,7 @@ import { ServerDuplexStream, status as GrpcStatus } from '@grpc/grpc-js';
 
 import { Event, WatchEnded, WatchManyRequest, WatchManyResponse, WatchRequest, WatchUpdate } from '../gen/consulate/consensus/v1/watch';
 import { ConsensusNode } from './consensus-node';
-import { StatusError, toServiceError } from './grpc-errors';
+import { COMPACT_REVISION_TRAILER, RESUME_REVISION_TRAILER, StatusError, toServiceError } from './grpc-errors';
 import { DEFAULT_KV_LIMITS } from './kv/limits';
 import { validateWatch } from './kv/validation';
 import { RevisionEvents } from './kv/watch-hub';
@@ -30,7 +30,7 @@ export const MAX_WATCHES_PER_STREAM = 10_000;
 export const WATCH_MANY_FRAME_BYTES = 1024 * 1024;
 
 /** The ending of a watch its client cancelled. */
-const CANCELLED_BY_CLIENT: WatchEnded = { code: GrpcStatus.OK, message: 'watch cancelled by the client', compactRevision: 0n };
+const CANCELLED_BY_CLIENT: WatchEnded = { code: GrpcStatus.OK, message: 'watch cancelled by the client', compactRevision: 0n, resumeRevision: 0n };
 
 /** One stream's watches: client ids ↔ hub watcher ids, and what is due to be written. */
 export class WatchManyStream {
@@ -41,10 +41,9 @@ export class WatchManyStream {
   private queued: WatchUpdate[] = [];
   /** Hub watchers with events to pull. */
   private woken = new Set<number>();
-  /** The events a watch was created with (a start revision in the past), to go out before any it pulls. */
-  private readonly pending = new Map<number, readonly RevisionEvents[]>();
   private writable = true;
   private flushQueued = false;
+  private flushing = false;
   private closed = false;
 
   constructor(
@@ -54,6 +53,7 @@ export class WatchManyStream {
     call.on('data', (request: WatchManyRequest) => this.onRequest(request));
     call.on('drain', () => {
       this.writable = true;
+      this.call.resume();
       this.flush();
     });
     // A client that closes its side has nothing more to ask, but its watches go on, as etcd's do
@@ -77,7 +77,9 @@ export class WatchManyStream {
   }
 
   private create(clientId: bigint, request: WatchRequest | undefined): void {
-    const end = (error: unknown) => this.queue({ watchIds: [clientId], header: undefined, created: false, events: [], ended: endedOf(error) });
+    // `created` and `ended` together: this create was refused, as etcd's created + canceled. A
+    // watch already open with that id is not touched.
+    const end = (error: unknown) => this.queue({ watchIds: [clientId], header: undefined, created: true, events: [], ended: endedOf(error) });
     if (clientId === 0n) return end(new StatusError(GrpcStatus.INVALID_ARGUMENT, 'watch id 0 is reserved: pick a non-zero id'));
     if (this.hubIdOf.has(clientId)) return end(new StatusError(GrpcStatus.ALREADY_EXISTS, `watch id ${clientId} is already open on this stream: pick another or cancel it first`));
     if (request === undefined) return end(new StatusError(GrpcStatus.INVALID_ARGUMENT, `watch ${clientId} has no request: set its key`));
@@ -96,9 +98,10 @@ export class WatchManyStream {
     this.detachOf.set(hubId, this.node.attachWatchStream(hubId, { woken: () => this.wake(hubId), cancelled: (error) => this.ended(hubId, endedOf(error)) }));
     const { term, id } = this.node.headerInfo();
     this.queue({ watchIds: [clientId], header: { revision: this.node.kv.revision, raftTerm: BigInt(term), member: id }, created: true, events: [], ended: undefined });
-    // Its first events (a start revision in the past) come after `created`, pulled like any others.
-    if (created.groups.length > 0) this.pending.set(hubId, created.groups);
-    if (created.groups.length > 0 || !created.caughtUp) this.wake(hubId);
+    // Its first events (a start revision in the past) follow `created` at once: the hub no longer
+    // holds them, so they must reach the client before anything that could end the watch.
+    for (const group of created.groups) this.queue({ watchIds: [clientId], header: { revision: group.revision, raftTerm: BigInt(term), member: id }, created: false, events: [...group.events], ended: undefined });
+    if (!created.caughtUp) this.wake(hubId);
   }
 
   private cancel(clientId: bigint): void {
@@ -122,13 +125,12 @@ export class WatchManyStream {
     this.clientIdOf.delete(hubId);
     this.hubIdOf.delete(clientId);
     this.woken.delete(hubId);
-    this.pending.delete(hubId);
     return clientId;
   }
 
   private queue(update: WatchUpdate): void {
     this.queued.push(update);
-    this.scheduleFlush();
+    if (!this.flushing) this.scheduleFlush(); // one queued while flushing goes out with it
   }
 
   private wake(hubId: number): void {
@@ -148,10 +150,12 @@ export class WatchManyStream {
 
   private flush(): void {
     if (this.closed || !this.writable) return;
+    this.flushing = true;
     const { term, id } = this.node.headerInfo();
-    // What happened before this pass (`created`, `ended`) leads, in order; a watch ended there is
-    // forgotten, so none of its events follow, and a created one's events follow its `created`.
-    const frame = new FrameBuilder(term, id, this.queued);
+    // What happened before this pass (`created`, first events, `ended`) leads, in order; a watch
+    // ended there is forgotten, so none of its events follow, and a created one's follow it.
+    const frame = new FrameBuilder(term, id, (updates) => this.write(updates));
+    for (const update of this.queued) frame.lead(update);
     this.queued = [];
     const hub = this.node.kv.watches;
     const woken = this.woken;
@@ -163,9 +167,6 @@ export class WatchManyStream {
         this.woken.add(hubId); // pulled once the stream drains
         continue;
       }
-      const first = this.pending.get(hubId);
-      this.pending.delete(hubId);
-      if (first !== undefined) frame.addEvents(clientId, first);
       const pulled = hub.pull(hubId);
       if (pulled.kind === 'cancelled') {
         this.ended(hubId, endedOf(pulled.error)); // queued: it goes after this pass's events
@@ -173,15 +174,20 @@ export class WatchManyStream {
       }
       frame.addEvents(clientId, pulled.groups);
       if (!pulled.caughtUp) this.woken.add(hubId);
-      if (frame.bytes >= WATCH_MANY_FRAME_BYTES) this.write(frame.take([]));
     }
-    this.write(frame.take(this.queued));
+    for (const update of this.queued) frame.trail(update);
     this.queued = [];
+    frame.flush();
+    this.flushing = false;
     if (this.woken.size > 0 && this.writable) this.scheduleFlush();
   }
 
   private write(updates: WatchUpdate[]): void {
-    if (updates.length > 0) this.writable = this.call.write({ updates }) && this.writable;
+    if (this.closed) return;
+    if (this.call.write({ updates })) return;
+    // Full: pull nothing more, and read no more requests (each could queue an answer), until it drains.
+    this.writable = false;
+    this.call.pause();
   }
 
   /** A request the stream cannot serve at all: end the stream with its status. */
@@ -202,44 +208,71 @@ export class WatchManyStream {
 }
 
 /**
- * One frame's updates: those that lead it, then events grouped by revision and by event list (the
+ * The frames of one flush: updates that lead, then events grouped by revision and by event list (the
  * same objects in the same order), so the watches that saw the same events of a revision share one
- * update. Updates with events go out in revision order, so each watch's events stay in order.
+ * update, then updates that trail. Updates with events go out in revision order, so each watch's
+ * events stay in order. A frame is written once the next update would take it past
+ * WATCH_MANY_FRAME_BYTES (gRPC refuses a message over 4 MiB, and would end the whole stream): each
+ * watch's updates are added in its order, so cutting between two keeps it.
  */
 class FrameBuilder {
-  private byRevision = new Map<bigint, { events: readonly Event[]; update: WatchUpdate }[]>();
-  bytes = 0;
+  private leading: WatchUpdate[] = [];
+  private trailing: WatchUpdate[] = [];
+  /** Per revision, per first event of the list: the updates with events, and the lists they carry. */
+  private byRevision = new Map<bigint, Map<Event, { events: readonly Event[]; update: WatchUpdate }[]>>();
+  private bytes = 0;
 
   constructor(
     private readonly term: number,
     private readonly member: string,
-    private lead: WatchUpdate[],
+    private readonly write: (updates: WatchUpdate[]) => void,
   ) {}
+
+  lead(update: WatchUpdate): void {
+    this.makeRoom(updateBytes(update));
+    this.leading.push(update);
+    this.bytes += updateBytes(update);
+  }
+
+  trail(update: WatchUpdate): void {
+    this.makeRoom(updateBytes(update));
+    this.trailing.push(update);
+    this.bytes += updateBytes(update);
+  }
 
   addEvents(clientId: bigint, groups: readonly RevisionEvents[]): void {
     for (const group of groups) {
-      let lists = this.byRevision.get(group.revision);
-      if (lists === undefined) this.byRevision.set(group.revision, (lists = []));
-      const found = lists.find((entry) => sameEvents(entry.events, group.events));
+      const found = this.byRevision.get(group.revision)?.get(group.events[0])?.find((entry) => sameEvents(entry.events, group.events));
       if (found !== undefined) {
         found.update.watchIds.push(clientId);
         this.bytes += 10;
         continue;
       }
+      this.makeRoom(eventBytes(group.events));
+      let byFirst = this.byRevision.get(group.revision);
+      if (byFirst === undefined) this.byRevision.set(group.revision, (byFirst = new Map()));
+      let lists = byFirst.get(group.events[0]);
+      if (lists === undefined) byFirst.set(group.events[0], (lists = []));
       const header = { revision: group.revision, raftTerm: BigInt(this.term), member: this.member };
       lists.push({ events: group.events, update: { watchIds: [clientId], header, created: false, events: [...group.events], ended: undefined } });
       this.bytes += eventBytes(group.events);
     }
   }
 
-  /** The updates so far, then `trailing`; the builder starts again empty. */
-  take(trailing: readonly WatchUpdate[]): WatchUpdate[] {
+  /** Writes what the frame holds, if anything; the builder starts again empty. */
+  flush(): void {
     const revisions = [...this.byRevision.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-    const updates = [...this.lead, ...revisions.flatMap((revision) => this.byRevision.get(revision)!.map((entry) => entry.update)), ...trailing];
-    this.lead = [];
+    const withEvents = revisions.flatMap((revision) => [...this.byRevision.get(revision)!.values()].flatMap((lists) => lists.map((entry) => entry.update)));
+    const updates = [...this.leading, ...withEvents, ...this.trailing];
+    this.leading = [];
+    this.trailing = [];
     this.byRevision = new Map();
     this.bytes = 0;
-    return updates;
+    if (updates.length > 0) this.write(updates);
+  }
+
+  private makeRoom(bytes: number): void {
+    if (this.bytes > 0 && this.bytes + bytes > WATCH_MANY_FRAME_BYTES) this.flush();
   }
 }
 
@@ -249,15 +282,23 @@ function sameEvents(a: readonly Event[], b: readonly Event[]): boolean {
   return true;
 }
 
+/** About what an update's events take on the wire: their keys and values, and a little for the rest. */
 function eventBytes(events: readonly Event[]): number {
   let bytes = 0;
-  for (const event of events) bytes += 32 + (event.kv?.key.length ?? 0) + (event.kv?.value.length ?? 0) + (event.prevKv?.value.length ?? 0);
+  for (const event of events) bytes += 32 + (event.kv?.key.length ?? 0) + (event.kv?.value.length ?? 0) + (event.prevKv === undefined ? 0 : event.prevKv.key.length + event.prevKv.value.length);
   return bytes;
 }
 
-/** The status Watch would end its stream with, as a WatchEnded. */
+function updateBytes(update: WatchUpdate): number {
+  return 64 + 10 * update.watchIds.length + eventBytes(update.events) + (update.ended?.message.length ?? 0);
+}
+
+/** The status Watch would end its stream with, as a WatchEnded (its trailers as fields). */
 function endedOf(error: unknown): WatchEnded {
   const status = toServiceError(error);
-  const compact = status.metadata?.get('consulate-compact-revision')[0];
-  return { code: status.code ?? GrpcStatus.UNKNOWN, message: status.details ?? status.message, compactRevision: compact === undefined ? 0n : BigInt(String(compact)) };
+  const trailer = (name: string) => {
+    const value = status.metadata?.get(name)[0];
+    return value === undefined ? 0n : BigInt(String(value));
+  };
+  return { code: status.code ?? GrpcStatus.UNKNOWN, message: status.details ?? status.message, compactRevision: trailer(COMPACT_REVISION_TRAILER), resumeRevision: trailer(RESUME_REVISION_TRAILER) };
 }

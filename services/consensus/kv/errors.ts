@@ -32,6 +32,8 @@ export class KvError extends Error {
     readonly detail?: string,
     /** For a compacted revision: the store's compact revision, for a watcher to resume after. */
     readonly compactRevision?: bigint,
+    /** For a watcher cancelled behind: the first revision it did not get, to watch again from. */
+    readonly resumeRevision?: bigint,
   ) {
     super(message);
   }
@@ -70,6 +72,8 @@ export const kvErrors = {
       'RESOURCE_EXHAUSTED',
       'etcdserver: watcher cancelled: it fell behind',
       `watch ${watchId} had more than ${limit} undelivered events (maxPendingEventsPerWatcher); watch again from revision ${resumeRevision}`,
+      undefined,
+      BigInt(resumeRevision),
     ),
 } as const;
 

@@ -54,15 +54,24 @@ class PausableClock implements Clock {
   private paused = false;
   /** Timeouts that came due while paused, by handle: they run on resume unless cleared first. */
   private readonly overdue = new Map<number, () => void>();
+  /** An overdue timeout's handle → the timer that runs it after a resume (clear() must reach it). */
+  private readonly rescheduled = new Map<number, TimerHandle>();
 
   constructor(private readonly shared: ManualClock) {}
 
   setPaused(paused: boolean): void {
     this.paused = paused;
     if (paused) return;
-    const overdue = [...this.overdue.values()];
+    const overdue = [...this.overdue];
     this.overdue.clear();
-    for (const fn of overdue) this.shared.setTimeout(fn, 0);
+    for (const [id, fn] of overdue) {
+      const timer = this.shared.setTimeout(() => {
+        this.rescheduled.delete(id);
+        if (this.paused) this.overdue.set(id, fn);
+        else fn();
+      }, 0);
+      this.rescheduled.set(id, timer);
+    }
   }
 
   nowMs(): number {
@@ -84,6 +93,9 @@ class PausableClock implements Clock {
 
   clear(handle: TimerHandle): void {
     this.overdue.delete(handle.id);
+    const rescheduled = this.rescheduled.get(handle.id);
+    if (rescheduled !== undefined) this.shared.clear(rescheduled);
+    this.rescheduled.delete(handle.id);
     this.shared.clear(handle);
   }
 

@@ -102,8 +102,9 @@ export interface WatchCancel {
 
 export interface WatchManyResponse {
   /**
-   * What the server had for this stream's watches at one turn of its loop, in order: a watch's
-   * `created` comes before its events, its events in revision order, its `ended` last.
+   * Updates in order: a watch's `created` comes before its events, its events in revision order,
+   * its `ended` last. What one turn of the server's loop had may be cut into several responses
+   * (each under about 1 MiB of events); the order holds across them.
    */
   updates: WatchUpdate[];
 }
@@ -115,13 +116,18 @@ export interface WatchUpdate {
   header?:
     | ResponseHeader
     | undefined;
-  /** The watches were created: their events follow in later updates. */
+  /**
+   * The watches were created: their events follow in later updates. With `ended` too, the create
+   * was refused (as etcd's created + canceled) and a watch already open with that id goes on.
+   */
   created: boolean;
   /** One revision's events, never split. */
   events: Event[];
   /**
-   * The watches ended: refused at creation, cancelled by the client (code 0, OK), or ended by the
-   * server (a compacted start revision, a watcher too slow to keep up). Their ids may be reused.
+   * The watches ended: cancelled by the client (code 0, OK), or by the server (a watcher that fell
+   * behind, or whose catch-up a compaction overtook); with `created`, a create refused (a bad
+   * request or id, a compacted start revision, too many watches). The ids may be used again. A
+   * cancel of an id not open is ignored, as etcd does. An update with `ended` carries no header.
    */
   ended?: WatchEnded | undefined;
 }
@@ -135,6 +141,11 @@ export interface WatchEnded {
    * consulate-compact-revision trailer).
    */
   compactRevision: bigint;
+  /**
+   * For a watch cancelled because it fell behind (RESOURCE_EXHAUSTED): the first revision it did
+   * not get, to watch again from (Watch's consulate-resume-revision trailer).
+   */
+  resumeRevision: bigint;
 }
 
 function createBaseWatchRequest(): WatchRequest {
@@ -956,7 +967,7 @@ export const WatchUpdate: MessageFns<WatchUpdate> = {
 };
 
 function createBaseWatchEnded(): WatchEnded {
-  return { code: 0, message: "", compactRevision: 0n };
+  return { code: 0, message: "", compactRevision: 0n, resumeRevision: 0n };
 }
 
 export const WatchEnded: MessageFns<WatchEnded> = {
@@ -972,6 +983,12 @@ export const WatchEnded: MessageFns<WatchEnded> = {
         throw new globalThis.Error("value provided for field message.compactRevision of type int64 too large");
       }
       writer.uint32(24).int64(message.compactRevision);
+    }
+    if (message.resumeRevision !== 0n) {
+      if (BigInt.asIntN(64, message.resumeRevision) !== message.resumeRevision) {
+        throw new globalThis.Error("value provided for field message.resumeRevision of type int64 too large");
+      }
+      writer.uint32(32).int64(message.resumeRevision);
     }
     return writer;
   },
@@ -1013,6 +1030,14 @@ export const WatchEnded: MessageFns<WatchEnded> = {
             message.compactRevision = reader.int64() as bigint;
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.resumeRevision = reader.int64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1034,6 +1059,11 @@ export const WatchEnded: MessageFns<WatchEnded> = {
         : isSet(object.compact_revision)
         ? BigInt(object.compact_revision)
         : 0n,
+      resumeRevision: isSet(object.resumeRevision)
+        ? BigInt(object.resumeRevision)
+        : isSet(object.resume_revision)
+        ? BigInt(object.resume_revision)
+        : 0n,
     };
   },
 
@@ -1048,6 +1078,9 @@ export const WatchEnded: MessageFns<WatchEnded> = {
     if (message.compactRevision !== 0n) {
       obj.compactRevision = message.compactRevision.toString();
     }
+    if (message.resumeRevision !== 0n) {
+      obj.resumeRevision = message.resumeRevision.toString();
+    }
     return obj;
   },
 
@@ -1060,6 +1093,9 @@ export const WatchEnded: MessageFns<WatchEnded> = {
     message.message = object.message ?? "";
     message.compactRevision = (object.compactRevision !== undefined && object.compactRevision !== null)
       ? BigInt(object.compactRevision)
+      : 0n;
+    message.resumeRevision = (object.resumeRevision !== undefined && object.resumeRevision !== null)
+      ? BigInt(object.resumeRevision)
       : 0n;
     return message;
   },
