@@ -10,10 +10,11 @@
  * one update naming all their ids. A thousand watchers of a key on one stream cost the client one
  * message a revision, not a thousand (a message on a stream costs a Node client tens of µs).
  *
- * Order within a frame, per watch: `created`, then its events by revision, then `ended`. A watch
- * that cannot go on ends alone with the status Watch would end its stream with; the stream and the
- * other watches go on. A stream that cannot take more (write returns false) is pulled no further
- * until it drains; a watch that falls too far behind meanwhile is ended by the hub's limit.
+ * Order per watch, within a frame and across frames: `created`, then its events by revision, then
+ * `ended`. A watch that cannot go on ends alone with the status Watch would end its stream with;
+ * the stream and the other watches go on. A stream that cannot take more (write returns false) is
+ * pulled no further, and its requests are not read, until it drains; a watch that falls too far
+ * behind meanwhile is ended by the hub's limit.
  */
 import { ServerDuplexStream, status as GrpcStatus } from '@grpc/grpc-js';
 
@@ -26,7 +27,7 @@ import { RevisionEvents } from './kv/watch-hub';
 
 /** Watches open on one stream at most (the hub's own limit is for all streams together). */
 export const MAX_WATCHES_PER_STREAM = 10_000;
-/** A frame is written once its events' keys and values pass this many bytes (whole updates). */
+/** A frame is cut before the update that would take it past about this many bytes (updates stay whole). */
 export const WATCH_MANY_FRAME_BYTES = 1024 * 1024;
 
 /** The ending of a watch its client cancelled. */
@@ -37,7 +38,7 @@ export class WatchManyStream {
   private readonly hubIdOf = new Map<bigint, number>();
   private readonly clientIdOf = new Map<number, bigint>();
   private readonly detachOf = new Map<number, () => void>();
-  /** Updates with no events to group (`created`, `ended`), in the order they happened. */
+  /** Updates that are not grouped (`created` with a watch's first events, `ended`), in the order they happened. */
   private queued: WatchUpdate[] = [];
   /** Hub watchers with events to pull. */
   private woken = new Set<number>();
