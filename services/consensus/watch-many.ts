@@ -23,7 +23,7 @@ import { ConsensusNode } from './consensus-node';
 import { COMPACT_REVISION_TRAILER, RESUME_REVISION_TRAILER, StatusError, toServiceError } from './grpc-errors';
 import { DEFAULT_KV_LIMITS } from './kv/limits';
 import { validateWatch } from './kv/validation';
-import { RevisionEvents } from './kv/watch-hub';
+import { RevisionEvents, sameEvents } from './kv/watch-hub';
 
 /** Watches open on one stream at most (the hub's own limit is for all streams together). */
 export const MAX_WATCHES_PER_STREAM = 10_000;
@@ -230,15 +230,18 @@ class FrameBuilder {
   ) {}
 
   lead(update: WatchUpdate): void {
-    this.makeRoom(updateBytes(update));
-    this.leading.push(update);
-    this.bytes += updateBytes(update);
+    this.addPlain('leading', update);
   }
 
   trail(update: WatchUpdate): void {
-    this.makeRoom(updateBytes(update));
-    this.trailing.push(update);
-    this.bytes += updateBytes(update);
+    this.addPlain('trailing', update);
+  }
+
+  private addPlain(where: 'leading' | 'trailing', update: WatchUpdate): void {
+    const bytes = updateBytes(update);
+    this.makeRoom(bytes); // may flush, which starts both lists anew
+    this[where].push(update);
+    this.bytes += bytes;
   }
 
   addEvents(clientId: bigint, groups: readonly RevisionEvents[]): void {
@@ -275,12 +278,6 @@ class FrameBuilder {
   private makeRoom(bytes: number): void {
     if (this.bytes > 0 && this.bytes + bytes > WATCH_MANY_FRAME_BYTES) this.flush();
   }
-}
-
-function sameEvents(a: readonly Event[], b: readonly Event[]): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }
 
 /** About what an update's events take on the wire: their keys and values, and a little for the rest. */

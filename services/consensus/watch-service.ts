@@ -18,7 +18,7 @@ import { toServiceError } from './grpc-errors';
 import { KvError } from './kv/errors';
 import { DEFAULT_KV_LIMITS } from './kv/limits';
 import { validateWatch } from './kv/validation';
-import { RevisionEvents } from './kv/watch-hub';
+import { RevisionEvents, sameEvents } from './kv/watch-hub';
 import { WatchManyStream } from './watch-many';
 
 /**
@@ -62,12 +62,6 @@ class EncodedRevisions {
     lists.push({ term, member, events, bytes });
     return bytes;
   }
-}
-
-function sameEvents(a: readonly Event[], b: readonly Event[]): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }
 
 function watchService(node: ConsensusNode): WatchServiceServer {

@@ -43,6 +43,16 @@ export interface RevisionEvents {
   readonly events: readonly Event[];
 }
 
+/**
+ * Whether two watchers got the same events: the hub hands every watcher of an event the same
+ * object, so the same objects in the same order are the same events (and the same bytes encoded).
+ */
+export function sameEvents(a: readonly Event[], b: readonly Event[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 export type WatchPull =
   /** `caughtUp`: nothing more to pull until a wake; otherwise pull again when the stream can take more. */
   | { readonly kind: 'events'; readonly groups: readonly RevisionEvents[]; readonly caughtUp: boolean }
