@@ -111,7 +111,9 @@ describe.each(kinds)('%s', (_name, kind) => {
       const loaded = await restart();
       await stores.pop()!.close();
       const last = loaded.entries.at(-1)?.index ?? 0;
-      expect(loaded.warnings).toEqual([]);
+      // The one trace a SIGKILL may leave: a segment killed between creating it and renaming it
+      // into place (WalLogStore). A torn frame or anything else would be a lost write.
+      expect(loaded.warnings.filter((w) => !/^removed \S+\.wal\.tmp .*a segment that was being created/.test(w))).toEqual([]);
       expect(last).toBeGreaterThanOrEqual(lastAcked);
       expect(indexes(loaded.entries)).toEqual(Array.from({ length: last }, (_, i) => i + 1));
       expect(loaded.entries.every((e) => e.kind === 'normal' && Buffer.from(e.data).toString() === `command ${e.index}`)).toBe(true);
