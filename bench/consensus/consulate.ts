@@ -17,6 +17,8 @@ const REPO = resolve(__dirname, '..', '..', '..');
 const BIN = join(REPO, 'bin', 'consulate');
 const IPS = ['127.0.12.1', '127.0.12.2', '127.0.12.3'];
 const PORT = 8310;
+/** BENCH_CONSULATE_ARGS: more server flags, space-separated, for an A/B of a setting (e.g. -raft-tick-ms=10). */
+export const EXTRA_ARGS = (process.env.BENCH_CONSULATE_ARGS ?? '').split(' ').filter((arg) => arg !== '');
 const EMPTY = Buffer.alloc(0);
 const DEADLINE_MS = 10_000;
 
@@ -126,7 +128,7 @@ export class ConsulateStreamClient extends ConsulateClient {
 export class ConsulateCluster implements BenchCluster {
   readonly system = 'consulate' as const;
   readonly version = 'consulate 0.1.0 (dist/, this checkout)';
-  readonly timings = 'defaults: -raft-tick-ms=25, -raft-election-ticks=6 (randomized 150-300 ms), -raft-heartbeat-ticks=2 (50 ms); write-ahead log store (-raft-log-store=wal), sync commits';
+  readonly timings = (EXTRA_ARGS.length > 0 ? `with ${EXTRA_ARGS.join(' ')}; ` : '') + 'defaults: -raft-tick-ms=25, -raft-election-ticks=6 (randomized 150-300 ms), -raft-heartbeat-ticks=2 (50 ms); write-ahead log store (-raft-log-store=wal), sync commits';
   readonly addresses = IPS.map((ip) => `${ip}:${PORT}`);
   private readonly procs: (ChildProcess | undefined)[] = [undefined, undefined, undefined];
   private readonly probes = this.addresses.map((a) => new ConsulateClient(a));
@@ -138,7 +140,7 @@ export class ConsulateCluster implements BenchCluster {
     const dataDir = join(this.dir, name);
     mkdirSync(dataDir, { recursive: true });
     const args = [BIN, 'consensus', `-node=${name}`, `-bind=${IPS[i]}`, `-data-dir=${dataDir}`,
-      ...IPS.map((ip, j) => `-initial-peer=server-${j + 1}=${ip}:${PORT}`), '-log-level=warn'];
+      ...IPS.map((ip, j) => `-initial-peer=server-${j + 1}=${ip}:${PORT}`), '-log-level=warn', ...EXTRA_ARGS];
     this.procs[i] = startProcess(process.execPath, args, join(this.dir, `${name}.log`), { ...process.env, ...tracingEnv() });
   }
 

@@ -126,6 +126,8 @@ export interface WatchResult {
   /** The same deliveries split by where the watcher's stream is: the leader applies first, followers once they learn the commit. */
   on_leader_p99_ms: number | null;
   on_followers_p99_ms: number | null;
+  /** Each put in order: when it was sent (wall clock, to line up with the servers' logs), its ack, its first and last watcher. */
+  per_put: { sent_at: string; ack_ms: number | null; first_ms: number | null; last_ms: number | null; delivered: number }[];
   open_ms: number;
   error?: string;
 }
@@ -140,7 +142,7 @@ export async function runWatch(clients: KvClient[], leader: KvClient, W: number,
   const arrivals = new Map<string, { atMs: number; onLeader: boolean }[]>();
   const handles: WatchHandle[] = [];
   const res: WatchResult = { watchers: W, shape, puts, complete_puts: 0, deliveries: 0, missing_deliveries: 0, put_ack_p50_ms: null,
-    delivery_p50_ms: null, delivery_p99_ms: null, last_watcher_p50_ms: null, last_watcher_p99_ms: null, on_leader_p99_ms: null, on_followers_p99_ms: null, open_ms: 0 };
+    delivery_p50_ms: null, delivery_p99_ms: null, last_watcher_p50_ms: null, last_watcher_p99_ms: null, on_leader_p99_ms: null, on_followers_p99_ms: null, per_put: [], open_ms: 0 };
   const onEventFrom = (client: KvClient) => (v: Buffer, atMs: number) => {
     const tag = v.subarray(0, 16).toString().trim();
     arrivals.get(tag)?.push({ atMs, onLeader: client === leader });
@@ -181,10 +183,14 @@ export async function runWatch(clients: KvClient[], leader: KvClient, W: number,
     for (let p = 0; p < puts; p++) {
       const tag = `p${p}`;
       arrivals.set(tag, []);
+      const sentAt = new Date().toISOString();
       const t0 = performance.now();
       await leader.put(key, valueFor(tag));
       ack.push(performance.now() - t0);
       const a = await waitAll(tag, 10_000);
+      const times = a.map((d) => d.atMs - t0);
+      res.per_put.push({ sent_at: sentAt, ack_ms: r2(ack.at(-1)!), first_ms: a.length > 0 ? r2(Math.min(...times)) : null,
+        last_ms: a.length > 0 ? r2(Math.max(...times)) : null, delivered: a.length });
       for (const { atMs, onLeader } of a) {
         all.push(atMs - t0);
         byPlace[onLeader ? 'leader' : 'followers'].push(atMs - t0);

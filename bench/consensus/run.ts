@@ -6,7 +6,8 @@
  * Environment knobs: BENCH_DURATION_S (4), BENCH_WARMUP_S (1), BENCH_CONCS (1,16,64),
  * BENCH_MAX_REQUESTS (200000), BENCH_WATCHERS (1,100,1000), BENCH_WATCH_SHAPES (stream-per-watcher,shared-stream), BENCH_WATCH_PUTS (20),
  * BENCH_FAILOVER_ROUNDS (3), BENCH_SYSTEMS (etcd,consulate), BENCH_STREAM_CELLS (1: Consulate's cells
- * again through its KVService.Calls stream, beside etcd's unary ones).
+ * again through its KVService.Calls stream, beside etcd's unary ones), BENCH_CONSULATE_ARGS (more
+ * Consulate server flags, space-separated, for an A/B of a setting).
  */
 import { execSync, spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
