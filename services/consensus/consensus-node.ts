@@ -276,7 +276,7 @@ export class ConsensusNode {
   }
 
   status(): RaftStatus & { appliedIndex: number } {
-    return { ...this.raft.status(), appliedIndex: this.applied };
+    return Object.assign(this.raft.status(), { appliedIndex: this.applied });
   }
 
   leaderAddress(): string {

@@ -18,7 +18,8 @@ const TO_WIRE: Record<MessageType, RaftMessage_MessageType> = {
 
 const FROM_WIRE = new Map<RaftMessage_MessageType, MessageType>(Object.entries(TO_WIRE).map(([type, wire]) => [wire, type as MessageType]));
 
-export function messageToWire(m: Message): RaftMessage {
+/** `fromAddress`: the sender's own address, for a receiver that does not know it yet (transport.ts). */
+export function messageToWire(m: Message, fromAddress = ''): RaftMessage {
   return {
     type: TO_WIRE[m.type],
     from: m.from,
@@ -34,7 +35,7 @@ export function messageToWire(m: Message): RaftMessage {
     round: BigInt(m.round),
     transfer: m.transfer,
     rejectTerm: BigInt(m.rejectTerm),
-    fromAddress: '',
+    fromAddress,
   };
 }
 

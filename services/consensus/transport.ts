@@ -120,7 +120,7 @@ export class RaftTransport implements MessageSender {
     const batch = peer.queue.splice(0, peer.queue.length);
     let request: SendRequest;
     try {
-      request = { messages: batch.map((message) => ({ ...messageToWire(message), fromAddress: this.selfAddress })) };
+      request = { messages: batch.map((message) => messageToWire(message, this.selfAddress)) };
     } catch (err) {
       this.logger.error({ err, event: 'raft-encode-failed' }, `cannot encode a Raft message for ${id}: ${(err as Error).message}`);
       return;

@@ -30,13 +30,11 @@ export function watchGrpcService(node: ConsensusNode): GrpcService {
   return { definition: WATCH_SERVICE_DEFINITION, implementation: watchService(node), protoFile };
 }
 
-const WATCH_SERVICE_DEFINITION: typeof WatchServiceService = {
-  ...WatchServiceService,
-  watch: {
-    ...WatchServiceService.watch,
+const WATCH_SERVICE_DEFINITION: typeof WatchServiceService = Object.assign({}, WatchServiceService, {
+  watch: Object.assign({}, WatchServiceService.watch, {
     responseSerialize: (value: WatchResponse | Buffer): Buffer => (Buffer.isBuffer(value) ? value : WatchServiceService.watch.responseSerialize(value)),
-  },
-};
+  }),
+});
 
 /**
  * Encoded answers of the latest revisions: the hub gives every watcher of a key its own list of the

@@ -350,9 +350,9 @@ export class Forwarder {
       if (aborted(signal)) throw cancelledByCaller();
       try {
         // The trace context travels in the call's metadata, not in a header.
-        const response = await this.catalogGrpc.serveHttp(address, { ...http, headers: travellingHeaders(http.headers) }, deadlineMs, signal);
+        const response = await this.catalogGrpc.serveHttp(address, Object.assign({}, http, { headers: travellingHeaders(http.headers) }), deadlineMs, signal);
         this.nextGrpcCatalog = (this.nextGrpcCatalog + i) % grpcAddrs.length;
-        return { ...response, headers: returningHeaders(response.headers) };
+        return Object.assign({}, response, { headers: returningHeaders(response.headers) });
       } catch (err) {
         if (aborted(signal)) throw cancelledByCaller();
         if (err instanceof NoForwardedHttpError) {
@@ -401,7 +401,7 @@ export class Forwarder {
     const [host, port] = address.split(/:(?=\d+$)/);
     const path = http.rawQuery === '' ? http.path : `${http.path}?${http.rawQuery}`;
     return new Promise((resolve, reject) => {
-      const req = httpRequest({ host, port: Number(port), method: http.method, path, headers: { ...headers, 'content-length': String(http.body.length) }, agent: this.agent, timeout: Math.max(1, deadlineMs - Date.now()), signal }, (res: IncomingMessage) => {
+      const req = httpRequest({ host, port: Number(port), method: http.method, path, headers: Object.assign({}, headers, { 'content-length': String(http.body.length) }), agent: this.agent, timeout: Math.max(1, deadlineMs - Date.now()), signal }, (res: IncomingMessage) => {
         const chunks: Buffer[] = [];
         res.on('data', (chunk: Buffer) => chunks.push(chunk));
         res.on('error', reject);

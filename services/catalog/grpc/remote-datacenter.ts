@@ -151,7 +151,7 @@ export class GrpcDatacenterForwarding {
     const onCancelled = () => cancelled.abort();
     call.once('cancelled', onCancelled);
     try {
-      const policy = { ...grpcForwardPolicy(method.path, call.request as Request, remainingMsOf(call)), signal: cancelled.signal };
+      const policy = Object.assign(grpcForwardPolicy(method.path, call.request as Request, remainingMsOf(call)), { signal: cancelled.signal });
       const message = method.requestSerialize(call.request);
       answer = await routers.forward({ datacenter, grpc: { method: method.path, message, readOnly: policy.readOnly === true } }, policy);
     } catch (err) {
@@ -166,7 +166,7 @@ export class GrpcDatacenterForwarding {
     for (const [name, value] of Object.entries(response.trailers)) if (CATALOG_TRAILERS.test(name)) trailers.set(name, value);
     if (response.code !== GrpcStatus.OK) {
       const code = response.code in GrpcStatus && response.code <= GrpcStatus.UNAUTHENTICATED ? (response.code as GrpcStatus) : GrpcStatus.UNKNOWN;
-      return callback({ ...failure(code, response.details), metadata: trailers });
+      return callback(Object.assign(failure(code, response.details), { metadata: trailers }));
     }
     let decoded: unknown;
     try {
@@ -209,7 +209,7 @@ export class GrpcDatacenterForwarding {
       if (end.code === GrpcStatus.UNAVAILABLE && end.details.startsWith(NO_SERVER_REACHABLE)) throw new RouterAnswerError(end.code, end.details);
       const trailers = copyTrailers(end.trailers, CATALOG_TRAILERS);
       if (end.code === GrpcStatus.OK) call.end(trailers);
-      else call.emit('error', { ...failure(end.code, end.details), metadata: trailers });
+      else call.emit('error', Object.assign(failure(end.code, end.details), { metadata: trailers }));
     } catch (err) {
       if (undecodable !== undefined) call.emit('error', this.failed(datacenter, method.path, new Error(`a message of ${datacenter}'s watch does not decode as ${method.path}'s response: ${undecodable.message}`)));
       else if (!cancelled.signal.aborted) call.emit('error', this.failed(datacenter, method.path, err));

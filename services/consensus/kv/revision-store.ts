@@ -231,7 +231,7 @@ export class RevisionStore {
           dropped += keepFrom;
         }
         const oldest = history.revisions[0];
-        if (oldest !== undefined && isPooled(oldest.value)) history.revisions[0] = { ...oldest, value: ownCopy(oldest.value) };
+        if (oldest !== undefined && isPooled(oldest.value)) history.revisions[0] = Object.assign({}, oldest, { value: ownCopy(oldest.value) });
       }
       if (history.revisions.length === 0) return;
       if (isPooled(history.bytes)) history.bytes = ownCopy(history.bytes);

@@ -215,7 +215,7 @@ export function validateTxn(request: TxnRequest, limits: KvLimits): void {
 /** Checks a grant and returns the one to propose: a TTL below `minLeaseTtlSeconds` raised to it, as etcd does. */
 export function validateLeaseGrant(request: LeaseGrantRequest, limits: KvLimits): LeaseGrantRequest {
   const minimum = BigInt(limits.minLeaseTtlSeconds);
-  const normalized = request.ttl < minimum ? { ...request, ttl: minimum } : request;
+  const normalized = request.ttl < minimum ? Object.assign({}, request, { ttl: minimum }) : request;
   fail(leaseGrantError(normalized));
   return normalized;
 }

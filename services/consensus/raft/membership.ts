@@ -64,13 +64,13 @@ export class Membership {
     const next = new Map(this.members);
     switch (change.kind) {
       case 'add-voter':
-        next.set(change.member.id, { ...change.member, learner: false });
+        next.set(change.member.id, { id: change.member.id, address: change.member.address, learner: false });
         break;
       case 'add-learner':
-        next.set(change.member.id, { ...change.member, learner: true });
+        next.set(change.member.id, { id: change.member.id, address: change.member.address, learner: true });
         break;
       case 'promote':
-        next.set(change.member.id, { ...next.get(change.member.id)!, learner: false });
+        next.set(change.member.id, { id: change.member.id, address: next.get(change.member.id)!.address, learner: false });
         break;
       case 'remove':
         next.delete(change.member.id);

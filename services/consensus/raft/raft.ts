@@ -93,7 +93,7 @@ export function bootstrapEntries(members: readonly Member[]): Entry[] {
   invariant(members.length > 0, 'a cluster needs at least one member');
   return [...members]
     .sort((a, b) => a.id.localeCompare(b.id))
-    .map((member, i) => ({ index: i + 1, term: 1, kind: 'config' as const, change: { kind: 'add-voter' as const, member: { ...member, learner: false } } }));
+    .map((member, i) => ({ index: i + 1, term: 1, kind: 'config' as const, change: { kind: 'add-voter' as const, member: { id: member.id, address: member.address, learner: false } } }));
 }
 
 interface PendingRead {
@@ -318,7 +318,7 @@ export class Raft {
     if (this.readsAwaitingRound.length > 0) {
       // Every read asked for since the last Ready shares one quorum round (batched ReadIndex).
       const round = this.broadcastHeartbeat();
-      for (const read of this.readsAwaitingRound) this.pendingReads.push({ ...read, round });
+      for (const read of this.readsAwaitingRound) this.pendingReads.push({ id: read.id, index: read.index, round });
       this.readsAwaitingRound = [];
     }
     const hardState = this.hardState();
@@ -780,7 +780,12 @@ export class Raft {
 
   private appendNew(body: { kind: 'normal'; data: Uint8Array } | { kind: 'config'; change: ConfChange } | { kind: 'noop' }): { index: number; term: number } {
     const index = this.log.lastIndex() + 1;
-    const entry = { ...body, index, term: this.term } as Entry;
+    const entry: Entry =
+      body.kind === 'normal'
+        ? { kind: 'normal', data: body.data, index, term: this.term }
+        : body.kind === 'config'
+          ? { kind: 'config', change: body.change, index, term: this.term }
+          : { kind: 'noop', index, term: this.term };
     this.log.append([entry]);
     if (entry.kind === 'config') {
       this.configEntries.push({ index, change: entry.change });
