@@ -186,18 +186,19 @@ export async function runWatch(clients: KvClient[], leader: KvClient, W: number,
       const sentAt = new Date().toISOString();
       const t0 = performance.now();
       await leader.put(key, valueFor(tag));
-      ack.push(performance.now() - t0);
+      const ackMs = performance.now() - t0;
+      ack.push(ackMs);
       const a = await waitAll(tag, 10_000);
       const times = a.map((d) => d.atMs - t0);
-      res.per_put.push({ sent_at: sentAt, ack_ms: r2(ack.at(-1)!), first_ms: a.length > 0 ? r2(Math.min(...times)) : null,
-        last_ms: a.length > 0 ? r2(Math.max(...times)) : null, delivered: a.length });
-      for (const { atMs, onLeader } of a) {
-        all.push(atMs - t0);
-        byPlace[onLeader ? 'leader' : 'followers'].push(atMs - t0);
-      }
+      const lastMs = a.length > 0 ? Math.max(...times) : null;
+      res.per_put.push({ sent_at: sentAt, ack_ms: r2(ackMs), first_ms: a.length > 0 ? r2(Math.min(...times)) : null, last_ms: r2(lastMs), delivered: a.length });
+      a.forEach(({ onLeader }, i) => {
+        all.push(times[i]);
+        byPlace[onLeader ? 'leader' : 'followers'].push(times[i]);
+      });
       res.deliveries += a.length;
       res.missing_deliveries += W - a.length;
-      if (a.length === W) { res.complete_puts++; last.push(Math.max(...a.map((d) => d.atMs)) - t0); }
+      if (a.length === W && lastMs !== null) { res.complete_puts++; last.push(lastMs); }
       await sleep(50);
     }
     ack.sort((a, b) => a - b); all.sort((a, b) => a - b); last.sort((a, b) => a - b);
