@@ -8,6 +8,12 @@
  *   messages go (votes and acknowledgements promise what is on disk), then committed entries are
  *   applied to the KV state machine, reads waiting on them are released, and the core is advanced.
  *
+ * A leader need not wait for its own disk (§10.2.1, `pipelineLeaderWrites`): its entries are
+ * written on libuv's pool while the loop goes on, and they commit once a quorum has them on disk,
+ * the leader's own copy counting only when its write is done (Raft.persisted). A slow fsync on
+ * the leader then delays no write that two followers have; the event loop is free meanwhile.
+ * Anything a follower or candidate writes, and a leader's new term or vote, still waits.
+ *
  * While a batch is being written, new proposals queue up and all go into the next batch: that is
  * where batching comes from. A write on a follower is refused with the leader's address
  * (NotLeaderError); the consensus client retries there. KV leases expire by the leader's clock:
@@ -69,6 +75,8 @@ export interface ConsensusNodeOptions {
   readonly metrics?: ConsensusNodeMetrics;
   /** When to compact the KV history on its own (auto-compaction.ts); none: only KV.Compact does. */
   readonly autoCompaction?: AutoCompactionPolicy;
+  /** A leader writes its log in the background (see the top of this file); default true. */
+  readonly pipelineLeaderWrites?: boolean;
 }
 
 /** A watcher's stream, as the watch service registers it. */
@@ -159,6 +167,12 @@ export class ConsensusNode {
   private encodedSnapshot: { index: number; data: Uint8Array } | undefined;
   /** A background snapshot's failure: the loop rethrows it (the server stops, as on any storage error). */
   private snapshotError: Error | undefined;
+  /** A leader's background write's failure: the loop rethrows it, as snapshotError. */
+  private writeError: Error | undefined;
+  /** A leader's background writes handed to the store and not yet done. */
+  private backgroundWrites = 0;
+  /** A leader's entries cut while a background write was in flight: the next write, one frame for all of them. */
+  private nextBackgroundWrite: { hardState: HardState | undefined; entries: Entry[] } | undefined;
 
   private constructor(
     private readonly options: ConsensusNodeOptions,
@@ -430,6 +444,7 @@ export class ConsensusNode {
       // stop() may have come between the setImmediate and here, when there was no wake to call.
       if (this.stopped) break;
       if (this.snapshotError !== undefined) throw this.snapshotError;
+      if (this.writeError !== undefined) throw this.writeError;
       // Between Readies: the only place the core's log is compacted.
       this.compactEncodedSnapshot();
       if (!this.raft.hasReady()) {
@@ -440,6 +455,16 @@ export class ConsensusNode {
       const rd = this.raft.ready();
       const early = rd.messages.filter(sendableBeforePersist);
       this.options.sender.send(early);
+      if (this.options.pipelineLeaderWrites !== false && this.raft.writableInBackground(rd)) {
+        this.writeInBackground(rd);
+        this.options.sender.send(rd.messages.filter((m) => !sendableBeforePersist(m)));
+        this.applyReady(rd);
+        this.raft.advanceWhileWriting(rd);
+        this.afterReady(rd);
+        continue;
+      }
+      // A write here must not overtake a leader's entries still waiting for their background write.
+      if (rd.snapshot !== undefined || this.mustSync(rd)) this.flushBackgroundWrite();
       // grpc-js hands a stream's data to the socket on the next turn of the event loop, and our
       // save's fsync blocks this one: the followers would get these appends only once our own copy
       // is on disk, one fsync after another. Let them leave first, so the disks write together.
@@ -459,10 +484,55 @@ export class ConsensusNode {
       this.options.sender.send(rd.messages.filter((m) => !sendableBeforePersist(m)));
       this.applyReady(rd);
       this.raft.advance(rd);
-      if (rd.softState !== undefined) this.roleChanged();
-      this.syncMembers();
-      this.maybeSnapshot();
+      this.afterReady(rd);
     }
+  }
+
+  private afterReady(rd: Ready): void {
+    if (rd.softState !== undefined) this.roleChanged();
+    this.syncMembers();
+    this.maybeSnapshot();
+  }
+
+  /**
+   * A leader's entries (and commit index) go to the store off the event loop; when they are on
+   * disk the core hears it as an input. While one such write is in flight, the entries of later
+   * Readies gather and go as the next write, one frame and one fdatasync for all, as a waiting
+   * leader batches them. The store runs saves in call order, so a later save (a follower's, after
+   * this leader stepped down) completes after these, and its acknowledgement promises them too.
+   */
+  private writeInBackground(rd: Ready): void {
+    if (this.backgroundWrites === 0) return this.startBackgroundWrite(rd.hardState, rd.entries);
+    const next = (this.nextBackgroundWrite ??= { hardState: undefined, entries: [] });
+    const last = next.entries[next.entries.length - 1];
+    invariant(last === undefined || rd.entries[0].index === last.index + 1, () => `background write of ${rd.entries[0].index} after ${last.index}`);
+    for (const entry of rd.entries) next.entries.push(entry);
+    if (rd.hardState !== undefined) next.hardState = rd.hardState;
+  }
+
+  /** The gathered entries go to the store now, behind the write in flight. */
+  private flushBackgroundWrite(): void {
+    const next = this.nextBackgroundWrite;
+    this.nextBackgroundWrite = undefined;
+    if (next !== undefined) this.startBackgroundWrite(next.hardState, next.entries);
+  }
+
+  private startBackgroundWrite(hardState: HardState | undefined, entries: readonly Entry[]): void {
+    const last = entries[entries.length - 1];
+    const synced = this.options.metrics?.startSyncTimer();
+    this.backgroundWrites++;
+    this.options.store.save({ hardState, entries }, { offThread: true }).then(
+      () => {
+        synced?.();
+        this.backgroundWrites--;
+        if (this.backgroundWrites === 0) this.flushBackgroundWrite();
+        this.enqueue(() => this.raft.persisted(last.index, last.term));
+      },
+      (err: Error) => {
+        this.writeError ??= err;
+        this.wake?.();
+      },
+    );
   }
 
   /**
@@ -573,9 +643,14 @@ export class ConsensusNode {
   private compactEncodedSnapshot(): void {
     const encoded = this.encodedSnapshot;
     if (encoded === undefined) return;
-    this.encodedSnapshot = undefined;
     // A snapshot from the leader installed meanwhile already covers it.
-    if (this.raft.snapshotIndex >= encoded.index) return;
+    if (this.raft.snapshotIndex >= encoded.index) {
+      this.encodedSnapshot = undefined;
+      return;
+    }
+    // Entries a leader is still writing stay in memory until they are on disk: at a later turn.
+    if (encoded.index > this.raft.stableIndex) return;
+    this.encodedSnapshot = undefined;
     const snapshot = this.raft.compact(encoded.index, encoded.data);
     const done = this.options.store.saveSnapshot(snapshot, { keepSuffix: true }).then(() => {
       this.snapshotting = undefined;

@@ -1,9 +1,10 @@
 /**
  * One consensus server inside the simulator: the real Raft core, driven the way the real shell
- * drives it (ready → persist → send → apply → advance), with a simulated disk whose writes become
- * durable only when their fsync completes, a small KV state machine, and the client-facing
- * handling of writes and linearizable reads. Canary bugs can be switched on to prove the checkers
- * catch them.
+ * drives it (ready → persist → send → apply → advance; a leader's entries written in the
+ * background, advanceWhileWriting then persisted), with a simulated disk that takes one write at a
+ * time, in order, each durable only when its fsync completes, a small KV state machine, and the
+ * client-facing handling of writes and linearizable reads. Canary bugs can be switched on to prove
+ * the checkers catch them.
  */
 import { raftConfig } from '../../services/consensus/raft/config';
 import { Message, sendableBeforePersist } from '../../services/consensus/raft/messages';
@@ -19,6 +20,8 @@ export interface Canaries {
   readonly voteBeforePersist?: boolean;
   /** A server that believes it leads answers reads from its own state, without ReadIndex. */
   readonly readWithoutReadIndex?: boolean;
+  /** A leader counts its own entries toward commit when its background write starts, not when it is done. */
+  readonly leaderCountsUnwrittenEntries?: boolean;
 }
 
 const ELECTION_TICKS = 10;
@@ -51,6 +54,8 @@ export interface ServerEnv {
   readonly fsyncMs: () => number;
   /** A write was handed to the disk and will be durable in `fsyncMs`; the nemesis may cut power in between. */
   readonly onWriteStarted: (server: SimServer, fsyncMs: number) => void;
+  /** A leader writes its entries in the background, as the real shell does by default (pipelineLeaderWrites). */
+  readonly pipelineLeaderWrites: boolean;
 }
 
 type Pending = (result: { ok: true; value: unknown } | { ok: false; definite: boolean; reason: string }) => void;
@@ -63,9 +68,13 @@ export class SimServer {
   /** The state machine: key → value, rebuilt from the snapshot and the log at every start. */
   kv = new Map<string, string>();
   private appliedIndex = 0;
+  /** A Ready is being written and nothing may be stepped until it is done (all but a leader's background writes). */
   private busy = false;
-  /** The Ready whose write is waiting for its fsync; a crash may leave part of it on disk. */
-  private writing: Ready | undefined;
+  /**
+   * Writes in call order, as the store runs them: the first is on its way to the disk (a crash may
+   * leave part of it there), the others wait their turn; `done` runs once one is durable.
+   */
+  private writes: { rd: Pick<Ready, 'hardState' | 'entries' | 'snapshot'>; done: () => void; background: boolean }[] = [];
   private readyScheduled = false;
   private inbox: (() => void)[] = [];
   /** Ticks that fell due while paused: stepped first on resume, as the shell does (ConsensusNode.catchUpTicks). */
@@ -207,17 +216,44 @@ export class SimServer {
       this.finishReady(rd, late);
       return;
     }
+    if (this.env.pipelineLeaderWrites && this.raft.writableInBackground(rd)) {
+      const last = rd.entries[rd.entries.length - 1];
+      const persisted = () => this.input(() => this.raft.persisted(last.index, last.term));
+      this.writeToDisk(rd, this.env.canaries.leaderCountsUnwrittenEntries ? () => undefined : persisted, true);
+      this.finishReady(rd, late, 'while-writing');
+      if (this.env.canaries.leaderCountsUnwrittenEntries) persisted();
+      return;
+    }
     this.busy = true;
-    this.writing = rd;
+    this.writeToDisk(rd, () => {
+      this.busy = false;
+      this.finishReady(rd, late);
+    });
+  }
+
+  /** A background write behind another gathers into the one waiting, one write for both (as the shell's). */
+  private writeToDisk(rd: Ready, done: () => void, background = false): void {
+    const waiting = this.writes.length > 1 ? this.writes[this.writes.length - 1] : undefined;
+    if (background && waiting?.background === true) {
+      waiting.rd = { hardState: rd.hardState ?? waiting.rd.hardState, entries: [...waiting.rd.entries, ...rd.entries], snapshot: undefined };
+      waiting.done = done;
+      return;
+    }
+    this.writes.push({ rd, done, background });
+    if (this.writes.length === 1) this.startWrite();
+  }
+
+  private startWrite(): void {
+    const head = this.writes[0];
     const life = this.life;
     const fsyncMs = this.env.fsyncMs();
     this.env.onWriteStarted(this, fsyncMs);
     this.env.schedule(fsyncMs, () => {
       if (life !== this.life) return; // crashed before the fsync completed: see tearWrite
-      this.persist(rd);
-      this.busy = false;
-      this.writing = undefined;
-      this.finishReady(rd, late);
+      this.writes.shift();
+      this.persist(head.rd);
+      head.done();
+      if (this.writes.length > 0) this.startWrite();
     });
   }
 
@@ -229,12 +265,13 @@ export class SimServer {
     return c.voteBeforePersist === true && m.type === 'vote-response';
   }
 
-  private finishReady(rd: Ready, messages: readonly Message[]): void {
+  private finishReady(rd: Ready, messages: readonly Message[], written: 'written' | 'while-writing' = 'written'): void {
     for (const m of messages) this.env.send(m);
     if (rd.snapshot !== undefined) this.restoreStateMachine(rd.snapshot);
     for (const entry of rd.committed) this.apply(entry);
     for (const read of rd.readStates) this.serveRead(read);
-    this.raft.advance(rd);
+    if (written === 'written') this.raft.advance(rd);
+    else this.raft.advanceWhileWriting(rd);
     this.maybeSnapshot();
     this.kick();
   }
@@ -242,18 +279,19 @@ export class SimServer {
   /**
    * A crash during a write: nothing of it may have reached the disk, or a prefix of its entries
    * (a torn tail, which storage/ cuts back to the last whole record). Never the hard state alone:
-   * it is written last, after the entries, in the same fsync.
+   * it is written last, after the entries, in the same fsync. The writes queued behind it never
+   * started.
    */
   private tearWrite(): void {
-    const rd = this.writing;
-    this.writing = undefined;
+    const rd = this.writes[0]?.rd;
+    this.writes = [];
     if (rd === undefined || rd.entries.length === 0 || !this.env.prng.chance(0.5)) return;
     const kept = rd.entries.slice(0, this.env.prng.between(1, rd.entries.length));
     const first = kept[0].index;
     this.disk.entries = [...this.disk.entries.filter((entry) => entry.index < first), ...kept];
   }
 
-  private persist(rd: Ready): void {
+  private persist(rd: Pick<Ready, 'hardState' | 'entries' | 'snapshot'>): void {
     if (rd.snapshot !== undefined) {
       // A snapshot from the leader replaces the whole log, as storage's saveSnapshot with
       // keepSuffix false: entries we stored after its index may be stale ones of an older term.
@@ -294,6 +332,8 @@ export class SimServer {
 
   private maybeSnapshot(): void {
     if (this.appliedIndex - this.raft.snapshotIndex < this.env.snapshotEvery) return;
+    // A leader may have applied entries it is still writing: they stay in its log until on disk.
+    if (this.appliedIndex > this.raft.stableIndex) return;
     const snapshot = this.raft.compact(this.appliedIndex, Buffer.from(JSON.stringify([...this.kv])));
     // The snapshot file is written and fsynced before the log is cut (as storage/ does).
     this.disk.snapshot = snapshot;

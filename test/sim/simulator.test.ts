@@ -2,7 +2,8 @@
  * The seeded simulator in CI (reference/reliability.md R1, R3, R5): SIM_SEEDS whole-cluster runs
  * (default 1,000) with zero violations; replay determinism; and each canary bug caught within
  * 1,000 seeds, which proves the checkers still bite. A failing seed prints the command that
- * replays it: SIM_SEED=<n> npx jest --selectProjects simulation -t replay
+ * replays it: SIM_SEED=<n> npx jest --selectProjects simulation -t replay (SIM_PIPELINE=0 for a
+ * seed of the run whose leaders wait for their own writes).
  */
 import { SimCluster, SimReport, SimulationFailure } from './cluster';
 import { Canaries } from './sim-server';
@@ -10,9 +11,9 @@ import { Canaries } from './sim-server';
 const SEEDS = Number(process.env.SIM_SEEDS ?? 1000);
 const FROM = Number(process.env.SIM_FROM ?? 1);
 
-function runSeed(seed: number, canaries: Canaries = {}): SimReport | SimulationFailure {
+function runSeed(seed: number, canaries: Canaries = {}, pipelineLeaderWrites = true): SimReport | SimulationFailure {
   try {
-    return new SimCluster({ seed, canaries }).run();
+    return new SimCluster({ seed, canaries, pipelineLeaderWrites }).run();
   } catch (err) {
     if (err instanceof SimulationFailure) return err;
     throw new Error(`seed ${seed} crashed the simulator: ${(err as Error).stack}\n  replay: SIM_SEED=${seed} npx jest --selectProjects simulation -t replay`);
@@ -21,7 +22,7 @@ function runSeed(seed: number, canaries: Canaries = {}): SimReport | SimulationF
 
 const replaySeed = process.env.SIM_SEED;
 (replaySeed === undefined ? test.skip : test)('replay SIM_SEED', () => {
-  const outcome = runSeed(Number(replaySeed));
+  const outcome = runSeed(Number(replaySeed), {}, process.env.SIM_PIPELINE !== '0');
   if (outcome instanceof SimulationFailure) throw outcome;
   console.log(JSON.stringify(outcome, null, 2));
 });
@@ -43,6 +44,16 @@ const replaySeed = process.env.SIM_SEED;
   expect(failures.map((failure) => failure.message)).toEqual([]);
 });
 
+// The shell's pipelineLeaderWrites=false: a leader waits for its own disk like everyone else.
+(replaySeed === undefined ? test : test.skip)(`${Math.ceil(SEEDS / 5)} seeds with leaders that wait for their own writes`, () => {
+  const failures: string[] = [];
+  for (let seed = FROM; seed < FROM + Math.ceil(SEEDS / 5); seed++) {
+    const outcome = runSeed(seed, {}, false);
+    if (outcome instanceof SimulationFailure) failures.push(`${outcome.message} (with SIM_PIPELINE=0)`);
+  }
+  expect(failures).toEqual([]);
+});
+
 test('replay determinism: a seed run twice gives the same event trace', () => {
   for (const seed of [7, 101, 2024, 31337, 65521]) {
     const first = runSeed(seed);
@@ -58,6 +69,7 @@ describe('canary bugs are caught within 1,000 seeds', () => {
     ['acknowledging before fsync', { ackBeforeFsync: true }],
     ['voting before persisting the term and vote', { voteBeforePersist: true }],
     ['reading without ReadIndex', { readWithoutReadIndex: true }],
+    ['a leader counting its own entries before they are on its disk', { leaderCountsUnwrittenEntries: true }],
   ];
   for (const [name, canary] of canaries) {
     test(name, () => {

@@ -3,11 +3,14 @@
  * memory. Which entries are durable (`stableIndex`), committed and applied is tracked here, with
  * the invariants of Figure 2 asserted on every change:
  *
- *   snapshotIndex <= applied <= commit <= lastIndex,   stableIndex <= lastIndex,
+ *   snapshotIndex <= applied <= commit <= lastIndex,   stableIndex <= writingIndex <= lastIndex,
  *   entries contiguous from snapshotIndex + 1, terms never decreasing along the log.
  *
  * Storage of the durable part is the shell's job (storage/); the core only says, through Ready,
- * which entries to write.
+ * which entries to write. A leader's write may still be in progress while the next Ready is cut
+ * (thesis §10.2.1): `writingIndex` is how far entries were handed to storage, `stableIndex` how far
+ * storage said they are on disk. On a follower, and on a leader whose shell waits, they are equal
+ * after every Ready.
  */
 import { invariant } from '../../lib/invariant';
 import { Entry, Snapshot } from './types';
@@ -20,6 +23,8 @@ export class RaftLog {
   snapshot: Snapshot | undefined;
   /** Entries up to here are on disk. */
   stableIndex = 0;
+  /** Entries up to here were handed to storage (in a Ready); those past stableIndex are being written. */
+  writingIndex = 0;
   commit = 0;
   /** Entries up to here were handed to the state machine. */
   applied = 0;
@@ -36,6 +41,7 @@ export class RaftLog {
     }
     log.entries = [...entries];
     log.stableIndex = log.lastIndex();
+    log.writingIndex = log.stableIndex;
     log.applied = log.snapIndex;
     log.commit = Math.max(log.snapIndex, Math.min(commit, log.lastIndex()));
     log.checkShape();
@@ -145,9 +151,22 @@ export class RaftLog {
     this.commit = index;
   }
 
-  /** Entries up to `index` with term `term` are on disk (after a Ready's save). */
+  /**
+   * Entries up to `index` with term `term` are on disk (after a Ready's save). A write that finishes
+   * after its entries were replaced (a leader stepped down and a new leader's entries truncated
+   * them) proves nothing about the ones now in the log: the term tells them apart.
+   */
   stableTo(index: number, term: number): void {
-    if (this.term(index) === term && index > this.stableIndex) this.stableIndex = index;
+    if (this.term(index) === term && index > this.stableIndex) {
+      this.stableIndex = index;
+      if (index > this.writingIndex) this.writingIndex = index;
+    }
+  }
+
+  /** The entries from `entriesToWrite()` were handed to storage. */
+  writingTo(index: number): void {
+    invariant(index <= this.lastIndex(), () => `writing to ${index}, past the last index ${this.lastIndex()}`);
+    if (index > this.writingIndex) this.writingIndex = index;
   }
 
   appliedTo(index: number): void {
@@ -156,9 +175,14 @@ export class RaftLog {
     this.applied = index;
   }
 
-  /** Entries not yet on disk. */
-  unstableEntries(): Entry[] {
-    return this.stableIndex >= this.lastIndex() ? [] : this.entries.slice(this.stableIndex - this.snapIndex);
+  /** Entries neither on disk nor being written: the next Ready's. */
+  entriesToWrite(): Entry[] {
+    return this.writingIndex >= this.lastIndex() ? [] : this.entries.slice(this.writingIndex - this.snapIndex);
+  }
+
+  /** Whether entries handed to storage are not yet known to be on disk. */
+  get writing(): boolean {
+    return this.writingIndex > this.stableIndex;
   }
 
   /** Committed entries not yet applied, at most `max`. */
@@ -178,12 +202,15 @@ export class RaftLog {
     this.commit = snapshot.meta.index;
     this.applied = snapshot.meta.index;
     this.stableIndex = snapshot.meta.index;
+    this.writingIndex = snapshot.meta.index;
   }
 
   /** After a local snapshot at `snapshot.meta.index` (<= applied): drop the entries it covers. */
   compact(snapshot: Snapshot): void {
     const index = snapshot.meta.index;
     invariant(index <= this.applied, () => `compacting to ${index} beyond applied ${this.applied}`);
+    // Entries still being written must stay: a crash before their fsync leaves only this copy.
+    invariant(index <= this.stableIndex, () => `compacting to ${index} beyond what is on disk (${this.stableIndex})`);
     invariant(index > this.snapIndex, () => `compacting to ${index}, not past the snapshot at ${this.snapIndex}`);
     invariant(this.term(index) === snapshot.meta.term, () => `snapshot term ${snapshot.meta.term} differs from the log's ${this.term(index)} at ${index}`);
     this.entries = this.entries.slice(index - this.snapIndex);
@@ -196,6 +223,7 @@ export class RaftLog {
     invariant(index > this.commit, () => `truncating committed entries from ${index} (commit ${this.commit})`);
     this.entries = this.entries.slice(0, index - this.snapIndex - 1);
     if (this.stableIndex >= index) this.stableIndex = index - 1;
+    if (this.writingIndex >= index) this.writingIndex = index - 1;
     this.truncations++;
   }
 

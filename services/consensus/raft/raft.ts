@@ -8,7 +8,9 @@
  *   3. apply `snapshot`, then `committed`, to the state machine; serve `readStates` once applied;
  *   4. call `advance(ready)`.
  *
- * No other call may come between `ready()` and `advance()`. What it implements, with the section
+ * No other call may come between `ready()` and `advance()`. A leader may instead hand its entries
+ * to the disk, send, apply and call `advanceWhileWriting(ready)`, then `persisted(index, term)`
+ * when the write is done (§10.2.1); see there. What it implements, with the section
  * of Ongaro's thesis ("Consensus: Bridging Theory and Practice", 2014) each part follows:
  *
  *   elections with randomized timeouts (§3.4), PreVote (§9.6) and CheckQuorum (§6.2);
@@ -306,7 +308,7 @@ export class Raft {
       this.readsAwaitingRound.length > 0 ||
       this.readStates.length > 0 ||
       this.pendingSnapshot !== undefined ||
-      this.log.unstableEntries().length > 0 ||
+      this.log.entriesToWrite().length > 0 ||
       this.log.commit > this.log.applied ||
       !sameHardState(this.hardState(), this.lastHardState) ||
       !sameSoftState(this.softState(), this.lastSoftState)
@@ -323,10 +325,12 @@ export class Raft {
     }
     const hardState = this.hardState();
     const softState = this.softState();
+    const entries = this.log.entriesToWrite();
+    if (entries.length > 0) this.log.writingTo(entries[entries.length - 1].index);
     const rd: Ready = {
       softState: sameSoftState(softState, this.lastSoftState) ? undefined : softState,
       hardState: sameHardState(hardState, this.lastHardState) ? undefined : hardState,
-      entries: this.log.unstableEntries(),
+      entries,
       snapshot: this.pendingSnapshot,
       committed: this.pendingSnapshot === undefined ? this.log.nextCommitted(this.config.maxCommittedPerReady) : [],
       messages: this.messages,
@@ -337,18 +341,51 @@ export class Raft {
     return rd;
   }
 
+  /** Everything `rd` asked for is done: its entries and hard state are on disk. */
   advance(rd: Ready): void {
+    this.finishReady(rd);
+    if (rd.entries.length > 0) {
+      const last = rd.entries[rd.entries.length - 1];
+      this.persisted(last.index, last.term);
+    } else if (this.role === 'leader' && this.maybeCommit()) this.owe('commit');
+  }
+
+  /** Whether `rd`, just cut, may be written in the background: advanceWhileWriting. */
+  writableInBackground(rd: Ready): boolean {
+    return (
+      this.role === 'leader' &&
+      rd.entries.length > 0 &&
+      rd.snapshot === undefined &&
+      (rd.hardState === undefined || (rd.hardState.term === this.lastHardState.term && rd.hardState.vote === this.lastHardState.vote))
+    );
+  }
+
+  /**
+   * A leader's Ready is done except that its entries (and the commit index with them) are still
+   * being written (thesis §10.2.1: the leader writes its log in parallel with the followers, and
+   * an entry commits once a quorum has it on disk, which need not include the leader). The shell
+   * calls `persisted` when the write ends. Only for a leader, with no snapshot and no new term or
+   * vote in `rd`: those promise something to others, so they are written before anything is sent.
+   * Steps may come in between; the next Ready holds only entries appended since.
+   */
+  advanceWhileWriting(rd: Ready): void {
+    invariant(this.writableInBackground(rd), () => `${this.id} (${this.role}): only a leader's entries, with no snapshot and no new term or vote, may be written in the background`);
+    this.finishReady(rd);
+  }
+
+  private finishReady(rd: Ready): void {
     if (rd.hardState !== undefined) this.lastHardState = rd.hardState;
     if (rd.softState !== undefined) this.lastSoftState = rd.softState;
     if (rd.snapshot !== undefined) {
       invariant(this.pendingSnapshot === rd.snapshot, 'advance with a snapshot that is no longer pending');
       this.pendingSnapshot = undefined;
     }
-    if (rd.entries.length > 0) {
-      const last = rd.entries[rd.entries.length - 1];
-      this.log.stableTo(last.index, last.term);
-    }
     if (rd.committed.length > 0) this.log.appliedTo(rd.committed[rd.committed.length - 1].index);
+  }
+
+  /** Storage has written the log up to `index`, an entry of `term`: it counts toward commit now. */
+  persisted(index: number, term: number): void {
+    this.log.stableTo(index, term);
     if (this.role === 'leader') {
       // Our own entries count toward commit only once they are on our disk.
       this.progress.get(this.id)?.maybeUpdate(this.log.stableIndex);
@@ -381,6 +418,11 @@ export class Raft {
 
   get snapshotIndex(): number {
     return this.log.snapshotIndex;
+  }
+
+  /** How far the log is known to be on disk (a leader's write may be in progress past it). */
+  get stableIndex(): number {
+    return this.log.stableIndex;
   }
 
   /** The current term, without building a whole status (response headers need only this). */

@@ -39,7 +39,7 @@ import { Database, RootDatabase, open } from 'lmdb';
 import { invariant } from '../../lib/invariant';
 import { EMPTY_HARD_STATE, Entry, HardState, Snapshot } from '../raft/types';
 import { fsyncDirectory, makeDirectoryDurably } from './durable-fs';
-import { LogStore, SaveBatch, SaveSnapshotOptions, StorageCorruptionError, StoredState } from './log-store';
+import { LogStore, SaveBatch, SaveOptions, SaveSnapshotOptions, StorageCorruptionError, StoredState } from './log-store';
 import {
   STORAGE_FORMAT_VERSION,
   SnapshotPointer,
@@ -139,7 +139,7 @@ export class LmdbLogStore implements LogStore {
     return this.calls.load(() => this.loadFromDisk());
   }
 
-  save(batch: SaveBatch): Promise<void> {
+  save(batch: SaveBatch, options?: SaveOptions): Promise<void> {
     return this.calls.openCall('save', async () => {
       checkSaveBatch(this.view(), batch, this.limits);
       const records = batch.entries.map(encodeEntryRecord);
@@ -150,7 +150,7 @@ export class LmdbLogStore implements LogStore {
       // Keys the batch puts are overwritten in place; a conflicting suffix past it goes.
       const removeFrom = last === undefined ? Infinity : last.index + 1;
       const removeThrough = this.lastStored;
-      await this.commit((txn) => {
+      await this.commit(options?.offThread === true ? 'async' : this.commitMode, (txn) => {
         for (let index = removeFrom; index <= removeThrough; index++) txn.removeEntry(entryKey(index));
         for (const record of records) txn.putEntry(record.key, record.value);
         if (hardStateRecord !== undefined) txn.putMeta(META_HARD_STATE, hardStateRecord);
@@ -187,7 +187,7 @@ export class LmdbLogStore implements LogStore {
     const dropThrough = options.keepSuffix ? (previous?.index ?? 0) : this.lastStored;
     const dropFrom = this.firstStored;
     const pointerRecord = encodeSnapshotPointer({ index, term });
-    await this.commit((txn) => {
+    await this.commit(this.commitMode, (txn) => {
       for (let i = dropFrom; i <= dropThrough; i++) txn.removeEntry(entryKey(i));
       txn.putMeta(META_SNAPSHOT, pointerRecord);
     });
@@ -216,7 +216,7 @@ export class LmdbLogStore implements LogStore {
 
     const scanned = this.scanEntries();
     const meta = this.readMeta(scanned.length > 0);
-    if (meta.fresh) await this.commit((txn) => txn.putMeta(META_FORMAT, encodeFormatRecord(STORAGE_FORMAT_VERSION)));
+    if (meta.fresh) await this.commit(this.commitMode, (txn) => txn.putMeta(META_FORMAT, encodeFormatRecord(STORAGE_FORMAT_VERSION)));
     const hardState = meta.hardState;
 
     const byIndex = new Map(scanned.map((record) => [record.index, record]));
@@ -288,7 +288,7 @@ export class LmdbLogStore implements LogStore {
     const removals = scanned.filter((r) => r.index <= dropBelow || r.index === tornTail).map((r) => r.index);
     const pointerChanged = chosen.fellBack;
     if (removals.length > 0 || pointerChanged) {
-      await this.commit((txn) => {
+      await this.commit(this.commitMode, (txn) => {
         for (const index of removals) txn.removeEntry(entryKey(index));
         if (pointerChanged) {
           if (chosen.snapshot === undefined) txn.removeMeta(META_SNAPSHOT);
@@ -447,12 +447,12 @@ export class LmdbLogStore implements LogStore {
    * thread); 'sync': `transactionSync` does it all here. Either way the promise resolves after the
    * synced commit.
    */
-  private commit(writes: (txn: WriteSet) => void): Promise<void> {
+  private commit(mode: 'async' | 'sync', writes: (txn: WriteSet) => void): Promise<void> {
     const entriesDb = this.entriesDb!;
     const metaDb = this.metaDb!;
     const env = this.env!;
     return this.calls.durably('commit to the Raft log', async () => {
-      if (this.commitMode === 'sync') {
+      if (mode === 'sync') {
         env.transactionSync(() =>
           writes({
             putEntry: (key, value) => entriesDb.putSync(key, value),

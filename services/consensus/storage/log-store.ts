@@ -31,6 +31,14 @@ export interface SaveBatch {
   entries: readonly Entry[];
 }
 
+export interface SaveOptions {
+  /**
+   * Write and sync on libuv's pool, the event loop free meanwhile, whatever the store's commit
+   * mode: a leader writing its log while it goes on serving (thesis §10.2.1).
+   */
+  readonly offThread?: boolean;
+}
+
 export interface SaveSnapshotOptions {
   /**
    * true for a snapshot of our own log (log compaction, §7): entries after it stay.
@@ -48,7 +56,7 @@ export interface LogStore {
    * appends `entries` (contiguous), then sets the hard state if given. Either all of it is durable
    * or, after a crash, none of it.
    */
-  save(batch: SaveBatch): Promise<void>;
+  save(batch: SaveBatch, options?: SaveOptions): Promise<void>;
   /**
    * Stores a snapshot durably; entries with index <= snapshot index are dropped; a stored suffix
    * after it is kept only when `keepSuffix` (a local snapshot of our own log), dropped otherwise (a

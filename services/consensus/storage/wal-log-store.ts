@@ -16,7 +16,8 @@
  * Durability. `save` is one frame: entries and hard state together. It resolves after the frame
  * and its fdatasync, so after a crash a save is all there or (torn) not at all. `commitMode`
  * 'sync' writes and syncs on the main thread (0.13 ms blocked per save here); 'async' on libuv's
- * pool, the event loop free meanwhile and two thread hand-offs slower.
+ * pool, the event loop free meanwhile and two thread hand-offs slower. A save asked `offThread`
+ * (a leader's, written while it goes on serving) takes the pool whatever the mode.
  *
  * Replay. `load` reads every segment from the oldest: the first header sets the state, every later
  * header must agree with the state replay reached (an assertion on the files), and frames apply in
@@ -49,7 +50,7 @@ import * as path from 'node:path';
 import { invariant } from '../../lib/invariant';
 import { EMPTY_HARD_STATE, Entry, HardState, Snapshot } from '../raft/types';
 import { fsyncDirectory, makeDirectoryDurably, writeFileDurably } from './durable-fs';
-import { LogStore, SaveBatch, SaveSnapshotOptions, StorageCorruptionError, StoredState } from './log-store';
+import { LogStore, SaveBatch, SaveOptions, SaveSnapshotOptions, StorageCorruptionError, StoredState } from './log-store';
 import { SnapshotPointer } from './record-codec';
 import { CORRUPT_SUFFIX, chooseSnapshot } from './snapshot-choice';
 import { StoreCalls } from './store-calls';
@@ -170,12 +171,12 @@ export class WalLogStore implements LogStore {
     return this.calls.load(() => this.loadFromDisk());
   }
 
-  save(batch: SaveBatch): Promise<void> {
+  save(batch: SaveBatch, options?: SaveOptions): Promise<void> {
     return this.calls.openCall('save', async () => {
       checkSaveBatch(this.view(), batch, this.limits);
       const { entries, hardState } = batch;
       if (entries.length === 0 && hardState === undefined) return;
-      await this.append(encodeBatch(hardState, entries));
+      await this.append(encodeBatch(hardState, entries), options?.offThread === true ? 'async' : this.commitMode);
 
       if (entries.length > 0) {
         const first = entries[0].index;
@@ -487,12 +488,12 @@ export class WalLogStore implements LogStore {
   }
 
   /** One frame, durable before this resolves: in the current segment, or a new one if it would overflow. */
-  private async append(body: Buffer): Promise<void> {
+  private async append(body: Buffer, mode: 'sync' | 'async' = this.commitMode): Promise<void> {
     if (this.offset + FRAME_HEADER_BYTES + body.byteLength > this.segmentBytes && this.offset > this.headerEnd) await this.beginSegment();
     const framed = frame(this.segments.at(-1)!.seq, body);
     const at = this.offset;
     await this.calls.durably('append to the write-ahead log', async () => {
-      if (this.commitMode === 'sync') {
+      if (mode === 'sync') {
         this.allocateSync(at + framed.byteLength);
         writeFullySync(this.handle!.fd, framed, at);
         fdatasyncSync(this.handle!.fd);

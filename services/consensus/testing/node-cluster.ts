@@ -22,6 +22,8 @@ export interface ClusterOptions {
   readonly snapshotEntries?: number;
   /** Each server's store. Default a MemoryLogStore. */
   readonly storeFor?: (id: string) => LogStore;
+  /** ConsensusNodeOptions.pipelineLeaderWrites; default true, as in a server. */
+  readonly pipelineLeaderWrites?: boolean;
 }
 
 export const TICK_MS = 10;
@@ -142,6 +144,7 @@ export class Cluster {
         maxPending: 1_000,
         metrics: { startCommitTimer: () => () => undefined, startSyncTimer: () => () => undefined, leaderChanged: () => undefined, autoCompacted: () => this.autoCompacted.set(id, (this.autoCompacted.get(id) ?? 0) + 1) },
         autoCompaction: options.autoCompaction === undefined ? undefined : new AutoCompactionPolicy(options.autoCompaction),
+        pipelineLeaderWrites: options.pipelineLeaderWrites,
       });
       const propose = node.propose.bind(node);
       node.propose = (cmd: Command, timeoutMs: number) => {

@@ -15,7 +15,11 @@
  *   isolate nX / heal                 drop every message to and from nX / stop dropping
  *   drop-msgs [nX]                    lose the queued messages (to nX only)
  *   restart nX                        a crash and restart: a new core from what nX persisted
- *   process-ready nX                  persist, apply and queue nX's Ready
+ *                                     (its background writes still in flight are lost)
+ *   process-ready nX [background]     persist, apply and queue nX's Ready; with background, a
+ *                                     leader's entries are handed to a write that `persist` ends
+ *                                     (advanceWhileWriting), as the real shell does (§10.2.1)
+ *   persist nX                        nX's oldest background write reaches the disk (persisted)
  *   deliver-msgs [nX]                 deliver queued messages (to nX only)
  *   stabilize                         process-ready and deliver until nothing moves
  *   status                            each server's role, term, commit, applied, last index
@@ -34,6 +38,8 @@ interface SimNode {
   snapshot: Snapshot | undefined;
   /** The "state machine": the data of every applied normal entry, in order. */
   applied: string[];
+  /** Background writes not yet on disk, oldest first. */
+  writing: Ready[];
 }
 
 export class InteractionEnv {
@@ -100,8 +106,10 @@ export class InteractionEnv {
       case 'restart':
         return this.restart(args[0]);
       case 'process-ready':
-        this.processReady(args[0]);
+        this.processReady(args[0], args[1] === 'background');
         return;
+      case 'persist':
+        return this.persistBackground(args[0]);
       case 'deliver-msgs':
         this.deliver(args[0]);
         return;
@@ -125,14 +133,14 @@ export class InteractionEnv {
   }
 
   private createNode(id: string, hardState: HardState, entries: Entry[]): void {
-    this.nodes.set(id, { raft: newCore(id, hardState, undefined, entries), hardState, entries: [...entries], snapshot: undefined, applied: [] });
+    this.nodes.set(id, { raft: newCore(id, hardState, undefined, entries), hardState, entries: [...entries], snapshot: undefined, applied: [], writing: [] });
   }
 
   /** What a crash keeps is what was persisted: hard state, entries, snapshot; applied state is rebuilt from them. */
   private restart(id: string): void {
     const node = this.node(id);
     const raft = newCore(id, node.hardState, node.snapshot, node.entries);
-    this.nodes.set(id, { ...node, raft, applied: node.snapshot === undefined ? [] : appliedIn(node.snapshot) });
+    this.nodes.set(id, { ...node, raft, applied: node.snapshot === undefined ? [] : appliedIn(node.snapshot), writing: [] });
   }
 
   private node(id: string): SimNode {
@@ -151,15 +159,38 @@ export class InteractionEnv {
     }
   }
 
-  private processReady(id: string): boolean {
+  private processReady(id: string, background = false): boolean {
     const node = this.node(id);
     if (!node.raft.hasReady()) return false;
     const rd = node.raft.ready();
+    if (background && node.raft.writableInBackground(rd)) {
+      node.writing.push(rd);
+      this.apply(node, rd);
+      this.out.push(...describeReady(id, rd), '  (entries and hard state written in the background)');
+      this.queue.push(...rd.messages);
+      node.raft.advanceWhileWriting(rd);
+      return true;
+    }
     this.persist(node, rd);
+    this.apply(node, rd);
     this.out.push(...describeReady(id, rd));
     this.queue.push(...rd.messages);
     node.raft.advance(rd);
     return true;
+  }
+
+  private persistBackground(id: string): void {
+    const node = this.node(id);
+    const rd = node.writing.shift();
+    if (rd === undefined) throw new Error(`${id} has no background write`);
+    this.persist(node, rd);
+    const last = rd.entries[rd.entries.length - 1];
+    node.raft.persisted(last.index, last.term);
+    this.out.push(`${id}: on disk up to ${last.index}/${last.term}`);
+  }
+
+  private apply(node: SimNode, rd: Ready): void {
+    for (const entry of rd.committed) if (entry.kind === 'normal') node.applied.push(Buffer.from(entry.data).toString('utf8'));
   }
 
   private persist(node: SimNode, rd: Ready): void {
@@ -173,7 +204,6 @@ export class InteractionEnv {
       const first = rd.entries[0].index;
       node.entries = [...node.entries.filter((entry) => entry.index < first), ...rd.entries];
     }
-    for (const entry of rd.committed) if (entry.kind === 'normal') node.applied.push(Buffer.from(entry.data).toString('utf8'));
   }
 
   private deliver(to?: string): boolean {
