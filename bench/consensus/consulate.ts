@@ -128,7 +128,7 @@ export class ConsulateStreamClient extends ConsulateClient {
 export class ConsulateCluster implements BenchCluster {
   readonly system = 'consulate' as const;
   readonly version = 'consulate 0.1.0 (dist/, this checkout)';
-  readonly timings = (EXTRA_ARGS.length > 0 ? `with ${EXTRA_ARGS.join(' ')}; ` : '') + 'defaults: -raft-tick-ms=25, -raft-election-ticks=6 (randomized 150-300 ms), -raft-heartbeat-ticks=2 (50 ms); write-ahead log store (-raft-log-store=wal), sync commits';
+  readonly timings = (EXTRA_ARGS.length > 0 ? `with ${EXTRA_ARGS.join(' ')}; ` : '') + 'defaults: -raft-tick-ms=25, -raft-election-ticks=6 (randomized 150-300 ms), -raft-heartbeat-ticks=2 (50 ms); write-ahead log store (-raft-log-store=wal), followers sync on the main thread, the leader in the background (-raft-pipeline-leader-writes)';
   readonly addresses = IPS.map((ip) => `${ip}:${PORT}`);
   private readonly procs: (ChildProcess | undefined)[] = [undefined, undefined, undefined];
   private readonly probes = this.addresses.map((a) => new ConsulateClient(a));
@@ -170,6 +170,11 @@ export class ConsulateCluster implements BenchCluster {
 
   streamClient(index: number): KvClient {
     return new ConsulateStreamClient(this.addresses[index]);
+  }
+
+  pid(index: number): number | undefined {
+    const p = this.procs[index];
+    return isRunning(p) ? p?.pid : undefined;
   }
 
   kill9(index: number): void {

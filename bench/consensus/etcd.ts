@@ -168,6 +168,11 @@ export class EtcdCluster implements BenchCluster {
     return new EtcdClient(this.addresses[index]);
   }
 
+  pid(index: number): number | undefined {
+    const p = this.procs[index];
+    return isRunning(p) ? p?.pid : undefined;
+  }
+
   kill9(index: number): void {
     const p = this.procs[index];
     markExpectedExit(p);

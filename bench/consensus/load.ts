@@ -23,6 +23,8 @@ export interface CellResult {
   op: Op;
   conc: number;
   api?: CellApi;
+  /** Set when the leader's disk was throttled to this many write operations a second (slow-disk.ts). */
+  leader_disk_iops?: number;
   seconds: number;
   ok: number;
   errors: number;

@@ -7,7 +7,9 @@
  * BENCH_MAX_REQUESTS (200000), BENCH_WATCHERS (1,100,1000), BENCH_WATCH_SHAPES (stream-per-watcher,shared-stream), BENCH_WATCH_PUTS (20),
  * BENCH_FAILOVER_ROUNDS (3), BENCH_SYSTEMS (etcd,consulate), BENCH_STREAM_CELLS (1: Consulate's cells
  * again through its KVService.Calls stream, beside etcd's unary ones), BENCH_CONSULATE_ARGS (more
- * Consulate server flags, space-separated, for an A/B of a setting).
+ * Consulate server flags, space-separated, for an A/B of a setting), BENCH_SLOW_LEADER_IOPS (50;
+ * 0 skips: the put cells again with the leader's disk throttled to this many writes a second,
+ * slow-disk.ts, where root and cgroup v1 blkio allow).
  */
 import { execSync, spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -16,6 +18,7 @@ import { basename, join, resolve } from 'node:path';
 
 import { TRACING_NOTE } from '../children';
 import { ConsulateCluster } from './consulate';
+import { SlowDisk } from './slow-disk';
 import { EtcdCluster } from './etcd';
 import { CellApi, CellOptions, CellResult, FailoverRound, Op, WatchResult, prepopulate, runCell, runFailover, runWatch, WatchShape } from './load';
 import { BenchCluster, killAllChildrenSync, tail, unexpectedExits } from './types';
@@ -34,6 +37,9 @@ const FAILOVER_ROUNDS = Math.min(num('BENCH_FAILOVER_ROUNDS', 3), 10);
 const SYSTEMS = list('BENCH_SYSTEMS', 'etcd,consulate') as ('etcd' | 'consulate')[];
 /** Also run every cell through Consulate's KVService.Calls stream (BENCH_STREAM_CELLS=0: unary only). */
 const STREAM_CELLS = env('BENCH_STREAM_CELLS', '1') !== '0';
+/** The put cells again with the leader's disk at this many write operations a second; 0: not run. */
+const SLOW_LEADER_IOPS = num('BENCH_SLOW_LEADER_IOPS', 50);
+const SLOW_LEADER_CONCS = CONCS.filter((conc) => conc === 1 || conc === 64);
 
 const REPO = resolve(__dirname, '..', '..', '..');
 const RESULTS = join(REPO, 'bench', 'results');
@@ -128,6 +134,7 @@ async function benchSystem(cluster: BenchCluster): Promise<SystemResult> {
       res.watch.push(w);
     }
     for (const c of clients) c.close();
+    if (SLOW_LEADER_IOPS > 0) await slowLeaderCells(cluster, res, apis);
     res.failover = await runFailover(cluster, FAILOVER_ROUNDS, (s) => log(`[${cluster.system}]${s}`));
     res.failover_median_ms = median(res.failover.filter((r) => r.ok).map((r) => r.recovery_ms));
   } catch (e) {
@@ -143,6 +150,39 @@ async function benchSystem(cluster: BenchCluster): Promise<SystemResult> {
     live.delete(cluster);
   }
   return res;
+}
+
+/**
+ * The put cells with the leader's disk throttled: a leader that waits for its own fsync before a
+ * write commits (etcd 3.4; Consulate with -raft-pipeline-leader-writes=false) goes at the slow
+ * disk's pace, one that writes in the background (Raft thesis §10.2.1) at its followers'.
+ */
+async function slowLeaderCells(cluster: BenchCluster, res: SystemResult, apis: CellApi[]): Promise<void> {
+  const disk = SlowDisk.create(`consulate-bench-${process.pid}-${cluster.system}`, tmp!);
+  if (typeof disk === 'string') {
+    log(`[${cluster.system}] slow leader disk: skipped (${disk})`);
+    return;
+  }
+  try {
+    for (const api of apis) {
+      for (const conc of SLOW_LEADER_CONCS) {
+        const leader = await cluster.leader();
+        const pid = cluster.pid(leader)!;
+        disk.throttle(pid, SLOW_LEADER_IOPS);
+        const client = api === 'calls' ? cluster.streamClient!(leader) : cluster.client(leader);
+        try {
+          const cell = { ...(await runCell(client, 'put', conc, OPTS)), api, leader_disk_iops: SLOW_LEADER_IOPS };
+          log(`[${cluster.system}] put c${conc}${api === 'calls' ? ' (Calls stream)' : ''}, leader's disk at ${SLOW_LEADER_IOPS} write IOPS: ${cell.rps}/s p50 ${cell.p50_ms} ms p99 ${cell.p99_ms} ms errors ${cell.errors}`);
+          res.cells.push(cell);
+        } finally {
+          client.close();
+          disk.release(pid);
+        }
+      }
+    }
+  } finally {
+    disk.remove();
+  }
 }
 
 interface Row { metric: string; better: 'higher' | 'lower'; etcd: number | null; consulate: number | null; ratio: number | null }
@@ -161,7 +201,7 @@ function rows(by: Partial<Record<'etcd' | 'consulate', SystemResult>>): Row[] {
     const label = api === 'calls' ? ' [Consulate: Calls stream]' : '';
     for (const op of OPS) {
       for (const conc of CONCS) {
-        const cell = (r: SystemResult, which = api) => r.cells.find((x) => x.op === op && x.conc === conc && (x.api ?? 'unary') === which);
+        const cell = (r: SystemResult, which = api) => r.cells.find((x) => x.op === op && x.conc === conc && (x.api ?? 'unary') === which && x.leader_disk_iops === undefined);
         const etcdCell = (r: SystemResult) => cell(r, 'unary');
         add(`${name[op]} c${conc} throughput (req/s)${label}`, 'higher', (r) => etcdCell(r)?.rps, (r) => cell(r)?.rps);
         add(`${name[op]} c${conc} p50 (ms)${label}`, 'lower', (r) => etcdCell(r)?.p50_ms, (r) => cell(r)?.p50_ms);
@@ -175,6 +215,18 @@ function rows(by: Partial<Record<'etcd' | 'consulate', SystemResult>>): Row[] {
     add(`watch ${W} watchers${label}: delivery p50 (ms)`, 'lower', (r) => w(r)?.delivery_p50_ms);
     add(`watch ${W} watchers${label}: delivery p99 (ms)`, 'lower', (r) => w(r)?.delivery_p99_ms);
     add(`watch ${W} watchers${label}: last watcher p50 (ms)`, 'lower', (r) => w(r)?.last_watcher_p50_ms);
+  }
+  if (SLOW_LEADER_IOPS > 0) {
+    for (const api of ['unary', 'calls'] as CellApi[]) {
+      const label = api === 'calls' ? ' [Consulate: Calls stream]' : '';
+      for (const conc of SLOW_LEADER_CONCS) {
+        const cell = (r: SystemResult, which = api) => r.cells.find((x) => x.op === 'put' && x.conc === conc && (x.api ?? 'unary') === which && x.leader_disk_iops !== undefined);
+        if (!by.consulate?.cells.some((x) => x.leader_disk_iops !== undefined && x.api === api)) continue;
+        const disk = `, leader's disk at ${SLOW_LEADER_IOPS} write IOPS`;
+        add(`put c${conc} throughput (req/s)${disk}${label}`, 'higher', (r) => cell(r, 'unary')?.rps, (r) => cell(r)?.rps);
+        add(`put c${conc} p50 (ms)${disk}${label}`, 'lower', (r) => cell(r, 'unary')?.p50_ms, (r) => cell(r)?.p50_ms);
+      }
+    }
   }
   add(`failover kill -9 leader -> put commits, median of ${FAILOVER_ROUNDS} (ms)`, 'lower', (r) => r.failover_median_ms);
   return out;

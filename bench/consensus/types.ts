@@ -42,6 +42,8 @@ export interface BenchCluster {
    * whose API has no such method.
    */
   streamClient?(index: number): KvClient;
+  /** The server's process id, while it runs. */
+  pid(index: number): number | undefined;
   kill9(index: number): void;
   restart(index: number): Promise<void>;
   /** Waits (bounded) until all three servers answer and agree on a leader. */
