@@ -80,3 +80,20 @@ test("after a restart, a server's store holds its snapshot and only the entries 
   // What a restart would restore: the snapshot's state plus the entries after it.
   expect(stored.entries.every((entry) => entry.index > stored.snapshot!.meta.index)).toBe(true);
 });
+
+test('with a spread, the servers snapshot at different indexes (not all encoding at once)', async () => {
+  await cluster.stop();
+  cluster = new Cluster();
+  stores = new Map(IDS.map((id) => [id, new HeldSnapshotStore()]));
+  // server-1 draws no extra entries, server-2 half the spread, server-3 nearly all of it.
+  const draws: Record<string, number> = { 'server-1': 0, 'server-2': 0.5, 'server-3': 0.99 };
+  await cluster.start({ snapshotEntries: SNAPSHOT_ENTRIES, storeFor: (id) => stores.get(id)!, snapshotSpread: { fraction: 0.5, random: (id) => draws[id] } });
+  await cluster.write(SNAPSHOT_ENTRIES * 1.5 + 5);
+  const applied = cluster.leader()!.status().appliedIndex;
+  await cluster.runUntil(() => [...stores.values()].every((store) => store.saved.length > 0) && [...cluster.nodes.values()].every((node) => node.status().appliedIndex >= applied), 'every server snapshots');
+  const first = IDS.map((id) => stores.get(id)!.saved[0]);
+  // Each at its own threshold past the last snapshot (0): 40, 50 and 59 applied entries or just after.
+  expect(first[0]).toBeLessThan(first[1]);
+  expect(first[1]).toBeLessThan(first[2]);
+  expect(first[2]).toBeGreaterThanOrEqual(SNAPSHOT_ENTRIES + Math.floor(SNAPSHOT_ENTRIES * 0.5 * 0.99));
+});

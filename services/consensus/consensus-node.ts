@@ -70,6 +70,14 @@ export interface ConsensusNodeOptions {
   readonly initialMembers: readonly Member[];
   /** Applied entries between two snapshots of the state machine. */
   readonly snapshotEntries: number;
+  /**
+   * Each snapshot waits for snapshotEntries plus a random share of up to this fraction more (default
+   * 0): every server applies the same entries, and without it all of them encode at the same index
+   * at once, on the same cores in a test or bench, each loop stalled meanwhile.
+   */
+  readonly snapshotSpread?: number;
+  /** [0, 1), for snapshotSpread; default Math.random. */
+  readonly random?: () => number;
   /** Proposals and reads waiting at once before new ones are refused. */
   readonly maxPending: number;
   readonly metrics?: ConsensusNodeMetrics;
@@ -165,6 +173,8 @@ export class ConsensusNode {
    */
   private snapshotting: Promise<void> | undefined;
   private encodedSnapshot: { index: number; data: Uint8Array } | undefined;
+  /** Applied entries past the last snapshot that start the next one (snapshotEntries and its spread). */
+  private snapshotAfter: number | undefined;
   /** A background snapshot's failure: the loop rethrows it (the server stops, as on any storage error). */
   private snapshotError: Error | undefined;
   /** A leader's background write's failure: the loop rethrows it, as snapshotError. */
@@ -625,10 +635,12 @@ export class ConsensusNode {
     this.reads.clear();
   }
 
-  /** Starts a local snapshot every `snapshotEntries` applied entries, one at a time, off the loop. */
+  /** Starts a local snapshot every `snapshotEntries` (and a spread) applied entries, one at a time, off the loop. */
   private maybeSnapshot(): void {
     if (this.snapshotting !== undefined || this.encodedSnapshot !== undefined) return;
-    if (this.applied - this.raft.snapshotIndex < this.options.snapshotEntries) return;
+    this.snapshotAfter ??= this.options.snapshotEntries + Math.floor(this.options.snapshotEntries * (this.options.snapshotSpread ?? 0) * (this.options.random ?? Math.random)());
+    if (this.applied - this.raft.snapshotIndex < this.snapshotAfter) return;
+    this.snapshotAfter = undefined;
     const index = this.applied;
     const captured = this.kv.captureSnapshot();
     const done = encodeInSlices(captured, () => nextTurn()).then((data) => {

@@ -122,6 +122,8 @@ export const consensusRole: RoleDefinition<typeof fields> = {
       logger,
       initialMembers,
       snapshotEntries: config.snapshotEntries,
+      // The servers of a cluster would otherwise all encode a snapshot at the same index at once.
+      snapshotSpread: 0.25,
       maxPending: 10_000,
       metrics: raftMetrics.hooks,
       autoCompaction: new AutoCompactionPolicy(autoCompaction.settings),

@@ -24,6 +24,8 @@ export interface ClusterOptions {
   readonly storeFor?: (id: string) => LogStore;
   /** ConsensusNodeOptions.pipelineLeaderWrites; default true, as in a server. */
   readonly pipelineLeaderWrites?: boolean;
+  /** ConsensusNodeOptions.snapshotSpread and each server's random draw for it. Default none. */
+  readonly snapshotSpread?: { readonly fraction: number; readonly random: (id: string) => number };
 }
 
 export const TICK_MS = 10;
@@ -145,6 +147,8 @@ export class Cluster {
         metrics: { startCommitTimer: () => () => undefined, startSyncTimer: () => () => undefined, leaderChanged: () => undefined, autoCompacted: () => this.autoCompacted.set(id, (this.autoCompacted.get(id) ?? 0) + 1) },
         autoCompaction: options.autoCompaction === undefined ? undefined : new AutoCompactionPolicy(options.autoCompaction),
         pipelineLeaderWrites: options.pipelineLeaderWrites,
+        snapshotSpread: options.snapshotSpread?.fraction,
+        random: options.snapshotSpread === undefined ? undefined : () => options.snapshotSpread!.random(id),
       });
       const propose = node.propose.bind(node);
       node.propose = (cmd: Command, timeoutMs: number) => {
