@@ -196,12 +196,15 @@ function rows(by: Partial<Record<'etcd' | 'consulate', SystemResult>>): Row[] {
     out.push({ metric, better, etcd: e, consulate: c, ratio: e && c != null ? Math.round((c / e) * 100) / 100 : null });
   };
   const name: Record<Op, string> = { put: 'put', 'range-l': 'linearizable read', 'range-s': 'serializable read' };
+  /** A system's cell; `slowDisk`: one of the cells run with the leader's disk throttled. */
+  const find = (r: SystemResult, op: Op, conc: number, api: CellApi, slowDisk: boolean) =>
+    r.cells.find((x) => x.op === op && x.conc === conc && (x.api ?? 'unary') === api && (x.leader_disk_iops !== undefined) === slowDisk);
   for (const api of ['unary', 'calls'] as CellApi[]) {
     if (api === 'calls' && !by.consulate?.cells.some((x) => x.api === 'calls')) continue;
     const label = api === 'calls' ? ' [Consulate: Calls stream]' : '';
     for (const op of OPS) {
       for (const conc of CONCS) {
-        const cell = (r: SystemResult, which = api) => r.cells.find((x) => x.op === op && x.conc === conc && (x.api ?? 'unary') === which && x.leader_disk_iops === undefined);
+        const cell = (r: SystemResult, which = api) => find(r, op, conc, which, false);
         const etcdCell = (r: SystemResult) => cell(r, 'unary');
         add(`${name[op]} c${conc} throughput (req/s)${label}`, 'higher', (r) => etcdCell(r)?.rps, (r) => cell(r)?.rps);
         add(`${name[op]} c${conc} p50 (ms)${label}`, 'lower', (r) => etcdCell(r)?.p50_ms, (r) => cell(r)?.p50_ms);
@@ -220,7 +223,7 @@ function rows(by: Partial<Record<'etcd' | 'consulate', SystemResult>>): Row[] {
     for (const api of ['unary', 'calls'] as CellApi[]) {
       const label = api === 'calls' ? ' [Consulate: Calls stream]' : '';
       for (const conc of SLOW_LEADER_CONCS) {
-        const cell = (r: SystemResult, which = api) => r.cells.find((x) => x.op === 'put' && x.conc === conc && (x.api ?? 'unary') === which && x.leader_disk_iops !== undefined);
+        const cell = (r: SystemResult, which = api) => find(r, 'put', conc, which, true);
         if (!by.consulate?.cells.some((x) => x.leader_disk_iops !== undefined && x.api === api)) continue;
         const disk = `, leader's disk at ${SLOW_LEADER_IOPS} write IOPS`;
         add(`put c${conc} throughput (req/s)${disk}${label}`, 'higher', (r) => cell(r, 'unary')?.rps, (r) => cell(r)?.rps);

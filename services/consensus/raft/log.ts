@@ -180,10 +180,6 @@ export class RaftLog {
     return this.writingIndex >= this.lastIndex() ? [] : this.entries.slice(this.writingIndex - this.snapIndex);
   }
 
-  /** Whether entries handed to storage are not yet known to be on disk. */
-  get writing(): boolean {
-    return this.writingIndex > this.stableIndex;
-  }
 
   /** Committed entries not yet applied, at most `max`. */
   nextCommitted(max: number): Entry[] {

@@ -344,10 +344,9 @@ export class Raft {
   /** Everything `rd` asked for is done: its entries and hard state are on disk. */
   advance(rd: Ready): void {
     this.finishReady(rd);
-    if (rd.entries.length > 0) {
-      const last = rd.entries[rd.entries.length - 1];
-      this.persisted(last.index, last.term);
-    } else if (this.role === 'leader' && this.maybeCommit()) this.owe('commit');
+    const last = rd.entries[rd.entries.length - 1];
+    if (last !== undefined) this.log.stableTo(last.index, last.term);
+    this.countOwnCopy();
   }
 
   /** Whether `rd`, just cut, may be written in the background: advanceWhileWriting. */
@@ -386,11 +385,14 @@ export class Raft {
   /** Storage has written the log up to `index`, an entry of `term`: it counts toward commit now. */
   persisted(index: number, term: number): void {
     this.log.stableTo(index, term);
-    if (this.role === 'leader') {
-      // Our own entries count toward commit only once they are on our disk.
-      this.progress.get(this.id)?.maybeUpdate(this.log.stableIndex);
-      if (this.maybeCommit()) this.owe('commit');
-    }
+    this.countOwnCopy();
+  }
+
+  /** A leader's own entries count toward commit only once they are on its disk. */
+  private countOwnCopy(): void {
+    if (this.role !== 'leader') return;
+    this.progress.get(this.id)?.maybeUpdate(this.log.stableIndex);
+    if (this.maybeCommit()) this.owe('commit');
   }
 
   status(): RaftStatus {
