@@ -49,7 +49,7 @@ function errText(e: unknown): string {
   return String(err?.message ?? e).slice(0, 300);
 }
 
-function doOp(c: KvClient, op: Op, seq: number): Promise<void> {
+export function doOp(c: KvClient, op: Op, seq: number): Promise<void> {
   const k = keyOf(seq);
   if (op === 'put') return c.put(k, VALUE);
   if (op === 'range-l') return c.rangeLinearizable(k);

@@ -4,12 +4,13 @@
  * a table with the ratio Consulate / etcd per row and writes bench/results/consensus-<ts>.json.
  *
  * Environment knobs: BENCH_DURATION_S (4), BENCH_WARMUP_S (1), BENCH_CONCS (1,16,64),
- * BENCH_MAX_REQUESTS (200000), BENCH_WATCHERS (1,100,1000), BENCH_WATCH_SHAPES (stream-per-watcher,shared-stream), BENCH_WATCH_PUTS (20),
+ * BENCH_MAX_REQUESTS (200000), BENCH_WATCHERS (1,100,1000), BENCH_WATCH_SHAPES (stream-per-watcher,shared-stream), BENCH_WATCH_PUTS (100),
  * BENCH_FAILOVER_ROUNDS (3), BENCH_SYSTEMS (etcd,consulate), BENCH_STREAM_CELLS (1: Consulate's cells
  * again through its KVService.Calls stream, beside etcd's unary ones), BENCH_CONSULATE_ARGS (more
  * Consulate server flags, space-separated, for an A/B of a setting), BENCH_SLOW_LEADER_IOPS (50;
  * 0 skips: the put cells again with the leader's disk throttled to this many writes a second,
- * slow-disk.ts, where root and cgroup v1 blkio allow).
+ * slow-disk.ts, where root and cgroup v1 blkio allow), BENCH_TURNS_ROUNDS (10; 0 skips: the c=1 cells
+ * again with both clusters up, taking turns, turns.ts), BENCH_TURNS_BLOCK (200).
  */
 import { execSync, spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -19,6 +20,7 @@ import { basename, join, resolve } from 'node:path';
 import { TRACING_NOTE } from '../children';
 import { ConsulateCluster } from './consulate';
 import { SlowDisk } from './slow-disk';
+import { TurnsOptions, TurnsVariant, runTurns } from './turns';
 import { EtcdCluster } from './etcd';
 import { CellApi, CellOptions, CellResult, FailoverRound, Op, WatchResult, prepopulate, runCell, runFailover, runWatch, WatchShape } from './load';
 import { BenchCluster, killAllChildrenSync, tail, unexpectedExits } from './types';
@@ -32,7 +34,7 @@ const CONCS = list('BENCH_CONCS', '1,16,64').map(Number);
 const OPS: Op[] = ['put', 'range-l', 'range-s'];
 const WATCHERS = list('BENCH_WATCHERS', '1,100,1000').map(Number);
 const WATCH_SHAPES = list('BENCH_WATCH_SHAPES', 'stream-per-watcher,shared-stream') as WatchShape[];
-const WATCH_PUTS = Math.min(num('BENCH_WATCH_PUTS', 20), 200);
+const WATCH_PUTS = Math.min(num('BENCH_WATCH_PUTS', 100), 200);
 const FAILOVER_ROUNDS = Math.min(num('BENCH_FAILOVER_ROUNDS', 3), 10);
 const SYSTEMS = list('BENCH_SYSTEMS', 'etcd,consulate') as ('etcd' | 'consulate')[];
 /** Also run every cell through Consulate's KVService.Calls stream (BENCH_STREAM_CELLS=0: unary only). */
@@ -40,6 +42,8 @@ const STREAM_CELLS = env('BENCH_STREAM_CELLS', '1') !== '0';
 /** The put cells again with the leader's disk at this many write operations a second; 0: not run. */
 const SLOW_LEADER_IOPS = num('BENCH_SLOW_LEADER_IOPS', 50);
 const SLOW_LEADER_CONCS = CONCS.filter((conc) => conc === 1 || conc === 64);
+/** The c=1 cells with both systems up, taking turns (turns.ts); 0 rounds: not run. */
+const TURNS: TurnsOptions = { rounds: Math.min(num('BENCH_TURNS_ROUNDS', 10), 50), block: Math.min(num('BENCH_TURNS_BLOCK', 200), 2_000), warmup: 200 };
 
 const REPO = resolve(__dirname, '..', '..', '..');
 const RESULTS = join(REPO, 'bench', 'results');
@@ -185,9 +189,39 @@ async function slowLeaderCells(cluster: BenchCluster, res: SystemResult, apis: C
   }
 }
 
+/**
+ * Both clusters started afresh side by side for the c=1 cells taking turns (turns.ts), then
+ * stopped; an error is logged and leaves the rows empty.
+ */
+async function turnsPhase(): Promise<TurnsVariant[]> {
+  const etcd = new EtcdCluster(join(tmp!, 'etcd-turns'));
+  const consulate = new ConsulateCluster(join(tmp!, 'consulate-turns'));
+  for (const cluster of [etcd, consulate]) {
+    mkdirSync(join(tmp!, `${cluster.system}-turns`), { recursive: true });
+    live.add(cluster);
+  }
+  try {
+    log(`[turns] starting both clusters side by side`);
+    await Promise.all([etcd.start(), consulate.start()]);
+    for (const cluster of [etcd, consulate]) {
+      const client = cluster.client(await cluster.leader());
+      await prepopulate(client);
+      client.close();
+    }
+    return await runTurns(etcd, consulate, OPS, TURNS, log);
+  } catch (e) {
+    log(`[turns] ERROR ${String((e as Error).stack ?? e)}`);
+    return [];
+  } finally {
+    await Promise.all([etcd.stop(), consulate.stop()]);
+    live.delete(etcd);
+    live.delete(consulate);
+  }
+}
+
 interface Row { metric: string; better: 'higher' | 'lower'; etcd: number | null; consulate: number | null; ratio: number | null }
 
-function rows(by: Partial<Record<'etcd' | 'consulate', SystemResult>>): Row[] {
+function rows(by: Partial<Record<'etcd' | 'consulate', SystemResult>>, turns: TurnsVariant[]): Row[] {
   const out: Row[] = [];
   /** `fc` reads Consulate's figure when it differs from etcd's (`f`): its Calls stream against etcd's unary calls. */
   const add = (metric: string, better: Row['better'], f: (r: SystemResult) => number | null | undefined, fc = f) => {
@@ -232,6 +266,15 @@ function rows(by: Partial<Record<'etcd' | 'consulate', SystemResult>>): Row[] {
     }
   }
   add(`failover kill -9 leader -> put commits, median of ${FAILOVER_ROUNDS} (ms)`, 'lower', (r) => r.failover_median_ms);
+  for (const api of ['unary', 'calls'] as CellApi[]) {
+    const label = api === 'calls' ? ' [Consulate: Calls stream]' : '';
+    for (const op of OPS) {
+      const etcd = turns.find((v) => v.system === 'etcd' && v.op === op)?.p50_ms ?? null;
+      const consulate = turns.find((v) => v.system === 'consulate' && v.api === api && v.op === op)?.p50_ms ?? null;
+      if (etcd === null && consulate === null) continue;
+      out.push({ metric: `${name[op]} c1 p50 (ms), taking turns${label}`, better: 'lower', etcd, consulate, ratio: etcd && consulate != null ? Math.round((consulate / etcd) * 100) / 100 : null });
+    }
+  }
   return out;
 }
 
@@ -256,18 +299,20 @@ async function main(): Promise<void> {
     const cluster: BenchCluster = sys === 'etcd' ? new EtcdCluster(dir) : new ConsulateCluster(dir);
     by[sys] = await benchSystem(cluster);
   }
-  const rs = rows(by);
+  const turns = SYSTEMS.includes('etcd') && SYSTEMS.includes('consulate') && TURNS.rounds > 0 && CONCS.includes(1) ? await turnsPhase() : [];
+  const rs = rows(by, turns);
   const t = table(rs);
   const notes = [
     `machine: ${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), node ${process.version}; 3 servers + this client on one box, loopback`,
     TRACING_NOTE,
     `client: @grpc/grpc-js, one channel per server, closed loop, all ops to the leader; 10,000 8-byte keys, 256-byte values; ${OPTS.durationS} s per cell after ${OPTS.warmupS} s warm-up`,
     `rows marked [Consulate: Calls stream]: Consulate's same cells with each request a frame on one KVService.Calls stream (the calls started in one turn share a frame), against etcd's unary calls (etcd has no such method)`,
+    `taking turns: both clusters up at once (fresh, 10,000 keys each), concurrency 1, ${TURNS.rounds} rounds of ${TURNS.block} requests per client after ${TURNS.warmup} unrecorded, the client opening a round rotating (etcd unary, Consulate unary, Consulate Calls stream); p50 over all of a client's samples`,
     `watch: W watchers of one key spread round-robin over the 3 servers, ${WATCH_PUTS} sequential puts on the leader; latency from just before the put is sent to each watcher's event. A stream per watcher; or "one stream per server": each server's watchers on one stream, as etcd's clientv3 multiplexes a client's watches (etcd: one Watch stream with a create request per watcher, an event message per watcher; Consulate: WatchMany, one update per revision naming every watcher that got it)`,
     ...SYSTEMS.map((s) => `${s}: ${by[s]?.version}; raft ${by[s]?.raft_timings}`),
   ];
   const file = join(RESULTS, `consensus-${stamp}.json`);
-  writeFileSync(file, JSON.stringify({ timestamp: new Date().toISOString(), notes, options: { ...OPTS, concs: CONCS, watchers: WATCHERS, watchShapes: WATCH_SHAPES, watchPuts: WATCH_PUTS, failoverRounds: FAILOVER_ROUNDS }, table: rs, systems: by, unexpected_exits: unexpectedExits }, null, 2));
+  writeFileSync(file, JSON.stringify({ timestamp: new Date().toISOString(), notes, options: { ...OPTS, concs: CONCS, turns: TURNS, watchers: WATCHERS, watchShapes: WATCH_SHAPES, watchPuts: WATCH_PUTS, failoverRounds: FAILOVER_ROUNDS }, table: rs, systems: by, turns, unexpected_exits: unexpectedExits }, null, 2));
   process.stdout.write(`\n${t}\n\n${notes.join('\n')}\n`);
   for (const s of SYSTEMS) {
     const r = by[s];
