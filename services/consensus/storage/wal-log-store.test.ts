@@ -173,12 +173,14 @@ describe('WalLogStore writes', () => {
   it('refuses every call after a failed write (fsyncgate: a failed sync is not retried)', async () => {
     const store = newStore({ commitMode: 'async' });
     await store.load();
-    const handle = (store as unknown as { handle: { datasync: () => Promise<void> } }).handle;
-    jest.spyOn(handle, 'datasync').mockRejectedValueOnce(new Error('EIO: i/o error, fdatasync'));
-    const failed = store.save({ entries: run(1, 1, 1) });
+    await store.save({ entries: run(1, 1, 1) });
+    // Off the main thread a frame is one write through an O_DSYNC descriptor: its EIO is the failed sync.
+    const handle = (store as unknown as { syncingHandle: { write: () => Promise<void> } }).syncingHandle;
+    jest.spyOn(handle, 'write').mockRejectedValueOnce(new Error('EIO: i/o error, write'));
+    const failed = store.save({ entries: run(2, 2, 1) });
     await expect(failed).rejects.toBeInstanceOf(StorageWriteError);
-    await expect(failed).rejects.toThrow(/could not append to the write-ahead log in .*: EIO: i\/o error, fdatasync; stop this server/);
-    await expect(store.save({ entries: run(1, 1, 1) })).rejects.toBeInstanceOf(StorageWriteError);
+    await expect(failed).rejects.toThrow(/could not append to the write-ahead log in .*: EIO: i\/o error, write; stop this server/);
+    await expect(store.save({ entries: run(2, 2, 1) })).rejects.toBeInstanceOf(StorageWriteError);
   });
 });
 
