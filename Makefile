@@ -60,7 +60,7 @@ soak: build ## By hand: SEEDS=20000 simulated clusters (about 12 min on 2 cores)
 	CONSENSUS_LEADER_KILLS=20 $(BIN)/jest --selectProjects integration --runInBand test/integration/consensus.test.ts -t SIGKILL
 	JEPSEN_RUNS=$(or $(JEPSEN_RUNS),20) $(BIN)/jest --selectProjects integration --runInBand test/integration/jepsen.test.ts
 
-bench-consensus: build ## By hand: Consulate against etcd 3.4, 3 servers each, back to back (about 3 min)
+bench-consensus: build ## By hand: Consulate against etcd 3.4, 3 servers each, back to back, then the c=1 cells taking turns (about 6 min)
 	node dist/bench/consensus/run.js
 
 bench-catalog: build ## By hand: blocking-query fan-out (1,000 / 10,000) beside etcd watch, HTTP reads against node:http, reads after a write burst (about 5 min; BURST_S=60)
