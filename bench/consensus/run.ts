@@ -194,12 +194,12 @@ async function slowLeaderCells(cluster: BenchCluster, res: SystemResult, apis: C
  * stopped; an error is logged and leaves the rows empty.
  */
 async function turnsPhase(): Promise<TurnsVariant[]> {
-  const etcd = new EtcdCluster(join(tmp!, 'etcd-turns'));
-  const consulate = new ConsulateCluster(join(tmp!, 'consulate-turns'));
-  for (const cluster of [etcd, consulate]) {
-    mkdirSync(join(tmp!, `${cluster.system}-turns`), { recursive: true });
-    live.add(cluster);
-  }
+  const dirs = ['etcd-turns', 'consulate-turns'].map((name) => join(tmp!, name));
+  for (const dir of dirs) mkdirSync(dir, { recursive: true });
+  const etcd = new EtcdCluster(dirs[0]);
+  const consulate = new ConsulateCluster(dirs[1]);
+  live.add(etcd);
+  live.add(consulate);
   try {
     log(`[turns] starting both clusters side by side`);
     await Promise.all([etcd.start(), consulate.start()]);
