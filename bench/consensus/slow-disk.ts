@@ -2,7 +2,7 @@
  * A slow disk for one server: its process moved into a cgroup (v1 blkio) whose writes to the data
  * directory's disk are throttled to a number of I/O operations a second. At 50 here, fdatasync
  * takes 20-100 ms instead of 0.15 ms: what a leader sees when its disk stalls (another tenant,
- * a full write cache). Needs root and the blkio controller; `available()` says why not otherwise.
+ * a full write cache). Needs root and the blkio controller; `create()` says why not otherwise.
  * The cgroup is made by this process and removed by it; only processes it started are moved.
  */
 import { existsSync, mkdirSync, readFileSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
@@ -49,10 +49,6 @@ export class SlowDisk {
     const left = readFileSync(join(this.dir, 'cgroup.procs'), 'utf8').trim().split('\n').filter(Boolean);
     for (const pid of left) this.release(Number(pid));
     rmdirSync(this.dir);
-  }
-
-  get description(): string {
-    return `blkio write_iops_device ${this.device}`;
   }
 }
 

@@ -180,7 +180,6 @@ export class RaftLog {
     return this.writingIndex >= this.lastIndex() ? [] : this.entries.slice(this.writingIndex - this.snapIndex);
   }
 
-
   /** Committed entries not yet applied, at most `max`. */
   nextCommitted(max: number): Entry[] {
     const lo = Math.max(this.applied, this.snapIndex) + 1;

@@ -35,9 +35,9 @@ export const TEMPORARY_SUFFIX = '.tmp';
 /**
  * A large file is synced as it is written, every this many bytes (RocksDB's bytes_per_sync): one
  * fsync at the end would put all of it in the disk's queue at once, and every other fsync on that
- * disk waits behind it. Three servers' 27 MB snapshots, each synced whole, held the write-ahead
- * logs' fdatasyncs (on the servers' main threads) long enough that a 3-server cluster under
- * writes lost its leader at every snapshot.
+ * disk (a server's write-ahead log's, on its main thread) waits behind it. This alone did not stop
+ * a 3-server cluster under writes losing its leader when all three wrote a 27 MB snapshot at once;
+ * spreading the servers' snapshots did (ConsensusNodeOptions.snapshotSpread).
  */
 export const SYNC_EVERY_BYTES = 1024 * 1024;
 

@@ -433,7 +433,7 @@ export class WalLogStore implements LogStore {
 
   /** Opens the newest segment to append after its last good frame, zeroing a torn write first. */
   private async openSegment(tail: SegmentTail): Promise<void> {
-    const file = path.join(this.walDir, segmentFileName(tail.seq));
+    const file = this.segmentPath(tail.seq);
     this.handle = await fs.open(file, 'r+');
     this.offset = tail.end;
     this.headerEnd = tail.headerEnd;
@@ -456,7 +456,7 @@ export class WalLogStore implements LogStore {
     const seq = (this.segments.at(-1)?.seq ?? 0) + 1;
     const start: SegmentStart = { seq, hardState: this.hardState, pointer: this.pointer, lastStored: this.lastStored, lastStoredTerm: this.lastStoredTerm };
     const header = frame(seq, encodeHeader(start));
-    const file = path.join(this.walDir, segmentFileName(seq));
+    const file = this.segmentPath(seq);
     await this.calls.durably('begin a write-ahead log segment', async () => {
       const handle = await fs.open(file + TEMPORARY_SUFFIX, 'w');
       try {
@@ -482,11 +482,15 @@ export class WalLogStore implements LogStore {
     const gone = this.segments.slice(0, keep);
     await this.calls.durably('remove old write-ahead log segments', async () => {
       for (const segment of gone) {
-        await fs.rm(path.join(this.walDir, segmentFileName(segment.seq)), { force: true });
+        await fs.rm(this.segmentPath(segment.seq), { force: true });
         await fsyncDirectory(this.walDir);
       }
     });
     this.segments = this.segments.slice(keep);
+  }
+
+  private segmentPath(seq: number): string {
+    return path.join(this.walDir, segmentFileName(seq));
   }
 
   private async closeSegment(): Promise<void> {
@@ -506,7 +510,7 @@ export class WalLogStore implements LogStore {
         writeFullySync(this.handle!.fd, framed, at);
         fdatasyncSync(this.handle!.fd);
       } else {
-        const handle = (this.syncingHandle ??= await fs.open(path.join(this.walDir, segmentFileName(this.segments.at(-1)!.seq)), fsConstants.O_WRONLY | fsConstants.O_DSYNC));
+        const handle = (this.syncingHandle ??= await fs.open(this.segmentPath(this.segments.at(-1)!.seq), fsConstants.O_WRONLY | fsConstants.O_DSYNC));
         await this.allocateAsync(handle, at + framed.byteLength);
         await writeFully(handle, framed, at);
       }
