@@ -72,7 +72,7 @@ bench-gossip: build ## By hand: Consulate's gossip against Serf, N = 5, 10, 20 a
 bench-gossip-sim: build ## By hand: gossip at 1,000 and 10,000 members in simulation (rounds against log2 N, bytes/member/s; about 12 min, 10 GB of memory)
 	node dist/bench/gossip/sim-scale.js
 
-bench-federation: build ## By hand: a read forwarded dc1 -> dc2 against the same read in dc2 (c1 latency, c16/c64 throughput), a killed remote router until marked failed (about 4 min; REQUESTS=, DURATION=, RUNS=, PROFILES=, PHASES=)
+bench-federation: build ## By hand: a read forwarded dc1 -> dc2 against the same read in dc2 (c1 latency, c16/c64 throughput), a killed remote router until marked failed (about 4.5 min; REQUESTS=, DURATION=, RUNS=, PROFILES=, PHASES=)
 	node dist/bench/federation/run.js $(if $(REQUESTS),--requests=$(REQUESTS),) $(if $(DURATION),--duration=$(DURATION),) $(if $(RUNS),--runs=$(RUNS),) $(if $(PROFILES),--profiles=$(PROFILES),) $(if $(PHASES),--phases=$(PHASES),)
 
 up: build ## Run dc1 and dc2 (DCS=3 adds dc3; DETACH=1 returns once healthy)

@@ -22,7 +22,7 @@
  *
  * Options (flags, or BENCH_<NAME> / <NAME> in the environment; make passes REQUESTS, DURATION,
  * RUNS, PROFILES, PHASES):
- *   --requests=2000 (sequential reads per variant)  --warmup=200  --block=50
+ *   --requests=2000 (sequential reads per variant)  --warmup=3000  --block=50
  *   --duration=10 (s per throughput cell)  --warmup-s=1  --concs=16,64  --modes=default,stale
  *   --runs=3 (failure detection runs per profile)  --profiles=lan,local
  *   --detect-timeout-s=90  --read-interval-ms=20  --profile=lan (latency and throughput pair)
@@ -43,7 +43,7 @@ import { Expectation, MEMBERLIST_PROFILES, expectedDetection } from './swim-expe
 const flags = new Map<string, string>();
 for (const arg of process.argv.slice(2)) {
   const m = /^--([a-z-]+)(?:=(.*))?$/.exec(arg);
-  if (!m) throw new Error(`unknown argument ${arg}: use --requests=2000 --warmup=200 --block=50 --duration=10 --warmup-s=1 --concs=16,64 --modes=default,stale --runs=3 --profiles=lan,local --detect-timeout-s=90 --read-interval-ms=20 --profile=lan --phases=latency,throughput,failure --keep-logs --results-dir=DIR`);
+  if (!m) throw new Error(`unknown argument ${arg}: use --requests=2000 --warmup=3000 --block=50 --duration=10 --warmup-s=1 --concs=16,64 --modes=default,stale --runs=3 --profiles=lan,local --detect-timeout-s=90 --read-interval-ms=20 --profile=lan --phases=latency,throughput,failure --keep-logs --results-dir=DIR`);
   flags.set(m[1], m[2] ?? '1');
 }
 const opt = (flag: string, fallback: string) => {
@@ -58,7 +58,7 @@ const int = (flag: string, fallback: number, min: number, max: number) => {
 const list = (flag: string, fallback: string) => opt(flag, fallback).split(',').map((s) => s.trim()).filter(Boolean);
 
 const REQUESTS = int('requests', 2_000, 1, 100_000);
-const WARMUP = int('warmup', 200, 0, 100_000);
+const WARMUP = int('warmup', 3_000, 0, 100_000);
 const BLOCK = int('block', 50, 1, 10_000);
 const DURATION_S = int('duration', 10, 1, 300);
 const WARMUP_S = int('warmup-s', 1, 0, 60);
@@ -402,7 +402,7 @@ async function main(): Promise<void> {
     `machine: ${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), node ${process.version}, consulate ${VERSION}; dc1 and dc2 (each 1 consensus server, 1 catalog, ${ROUTERS} routers) and this client on one box, loopback, one address per role (test/harness/federation.ts)`,
     TRACING_NOTE,
     pairPhase ? `latency/throughput pair: -gossip-profile=${pairPhase.profile}, federated in ${pairPhase.setup_ms ?? '-'} ms; answer ${pairPhase.body_bytes ?? '-'} bytes, the same both ways; load average at start ${pairPhase.load_at_start.join(' ')}` : 'latency/throughput: not run',
-    lat ? `latency: concurrency 1, one keep-alive connection per side, ${REQUESTS} requests per variant after ${WARMUP} warm-up, variants taking turns in blocks of ${BLOCK} (the first of each turn rotating); ${lat.seconds} s${lat.stopped_by_wall_limit ? ', STOPPED by the wall limit' : ''}. "local" = GET ${LOCAL_PATH} on dc2's catalog; "forwarded" = GET ${LOCAL_PATH}?dc=dc2 on dc1's catalog (catalog -> router :8330 -> dc2 router :8300 mutual TLS -> dc2 catalog :8502, each hop on an open Calls stream)` : '',
+    lat ? `latency: concurrency 1, one keep-alive connection per side, ${REQUESTS} requests per variant after ${WARMUP} warm-up (V8 compiling the path in four processes; warm-up block p50 first -> last: ${lat.variants.map((v) => `${v.label} ${v.warmup_block_p50_ms[0] ?? '-'} -> ${v.warmup_block_p50_ms[v.warmup_block_p50_ms.length - 1] ?? '-'} ms`).join(', ')}), variants taking turns in blocks of ${BLOCK} (the first of each turn rotating); ${lat.seconds} s${lat.stopped_by_wall_limit ? ', STOPPED by the wall limit' : ''}. "local" = GET ${LOCAL_PATH} on dc2's catalog; "forwarded" = GET ${LOCAL_PATH}?dc=dc2 on dc1's catalog (catalog -> router :8330 -> dc2 router :8300 mutual TLS -> dc2 catalog :8502, each hop on an open Calls stream)` : '',
     pairPhase?.throughput.length ? `throughput: closed loop, ${DURATION_S} s per cell after ${WARMUP_S} s warm-up, local and forwarded back to back (order alternating); a forwarded read uses 4 processes' CPU (dc1 catalog, two routers, dc2 catalog) and a local one 1, on the same 2 cores` : '',
     detection ? `failure detection: per profile and run a fresh pair; SIGKILL of router-1.dc2 (the router dc1 joined through); dc1's GET /v1/operator/area/<id>/members polled every ${POLL_MS} ms; forwarded reads every ${READ_INTERVAL_MS} ms meanwhile; bounded at ${DETECT_TIMEOUT_S} s. "first suspect / first marked failed" come from the surviving routers' log lines (memberlist's texts), any datacenter` : '',
     `memberlist model (swim-expectation.ts, ${expectations.get('wan')!.samples.toLocaleString('en-US')} samples, N = ${members} in the area): ${[...expectations.values()].map((e) => `${profileText(e.profile)} -> k = ${e.k}, suspicion ${sec(e.minSuspicionMs)}..${sec(e.maxSuspicionMs)}`).join('; ')}. wan is Consul's WAN profile, computed only (not run: a sample takes about a minute); the routers' own default -gossip-profile is wan, make up runs lan`,
