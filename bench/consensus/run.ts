@@ -10,7 +10,9 @@
  * Consulate server flags, space-separated, for an A/B of a setting), BENCH_SLOW_LEADER_IOPS (50;
  * 0 skips: the put cells again with the leader's disk throttled to this many writes a second,
  * slow-disk.ts, where root and cgroup v1 blkio allow), BENCH_TURNS_ROUNDS (10; 0 skips: the c=1 cells
- * again with both clusters up, taking turns, turns.ts), BENCH_TURNS_BLOCK (200).
+ * again with both clusters up, taking turns, turns.ts), BENCH_TURNS_BLOCK (200), BENCH_TURNS_WARMUP
+ * (3,000 unrecorded requests per client and op first: V8 optimizes the servers' path only after some
+ * thousands of calls; etcd gets the same).
  */
 import { execSync, spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -43,7 +45,7 @@ const STREAM_CELLS = env('BENCH_STREAM_CELLS', '1') !== '0';
 const SLOW_LEADER_IOPS = num('BENCH_SLOW_LEADER_IOPS', 50);
 const SLOW_LEADER_CONCS = CONCS.filter((conc) => conc === 1 || conc === 64);
 /** The c=1 cells with both systems up, taking turns (turns.ts); 0 rounds: not run. */
-const TURNS: TurnsOptions = { rounds: Math.min(num('BENCH_TURNS_ROUNDS', 10), 50), block: Math.min(num('BENCH_TURNS_BLOCK', 200), 2_000), warmup: 200 };
+const TURNS: TurnsOptions = { rounds: Math.min(num('BENCH_TURNS_ROUNDS', 10), 50), block: Math.min(num('BENCH_TURNS_BLOCK', 200), 2_000), warmup: Math.min(num('BENCH_TURNS_WARMUP', 3_000), 20_000) };
 
 const REPO = resolve(__dirname, '..', '..', '..');
 const RESULTS = join(REPO, 'bench', 'results');

@@ -34,6 +34,8 @@ export interface TurnsVariant {
   round_p50_median_ms: number | null;
   round_p50_min_ms: number | null;
   round_p50_max_ms: number | null;
+  /** Every round's p50, in order: a drift or a warm-up still going on shows here. */
+  round_p50s_ms: (number | null)[];
 }
 
 interface Runner {
@@ -75,7 +77,7 @@ export async function runTurns(etcd: BenchCluster, consulate: BenchCluster, ops:
       }
       runners.forEach((runner, i) => {
         const sorted = samples[i].sort((a, b) => a - b);
-        const rounds = roundP50s[i].sort((a, b) => a - b);
+        const rounds = [...roundP50s[i]].sort((a, b) => a - b);
         results.push({
           system: runner.system,
           api: runner.api,
@@ -87,6 +89,7 @@ export async function runTurns(etcd: BenchCluster, consulate: BenchCluster, ops:
           round_p50_median_ms: r2(pct(rounds, 50)),
           round_p50_min_ms: r2(rounds[0]),
           round_p50_max_ms: r2(rounds[rounds.length - 1]),
+          round_p50s_ms: roundP50s[i].map(r2),
         });
       });
       const line = results.filter((variant) => variant.op === op).map((variant) => `${variant.system}${variant.api === 'calls' ? ' (Calls)' : ''} p50 ${variant.p50_ms} ms [rounds ${variant.round_p50_min_ms}-${variant.round_p50_max_ms}]${variant.errors > 0 ? `, ${variant.errors} errors` : ''}`);
