@@ -65,6 +65,11 @@ async function blockOf(v: LatencyVariant, n: number, into: number[] | undefined,
   return failed;
 }
 
+/** A block's median, ms to two places (null for a block with no answers); `xs` is left as it was. */
+function medianOf(xs: readonly number[]): number | null {
+  return r2(pct([...xs].sort((a, b) => a - b), 50));
+}
+
 export async function alternatedLatency(variants: readonly LatencyVariant[], o: LatencyOptions, log: (line: string) => void): Promise<LatencyResult> {
   const t0 = performance.now();
   const deadline = t0 + o.wallLimitMs;
@@ -81,7 +86,7 @@ export async function alternatedLatency(variants: readonly LatencyVariant[], o: 
       const n = Math.min(block, o.warmup - done);
       const into: number[] = [];
       if ((await blockOf(variants[i], n, into, new Map())) === n) throw new Error(`warm-up: every request of a block of ${variants[i].label} (${variants[i].path}) failed`);
-      warmupBlocks[i].push(r2(pct(into.sort((a, b) => a - b), 50)));
+      warmupBlocks[i].push(medianOf(into));
     }
   }
   let stopped = false;
@@ -96,7 +101,7 @@ export async function alternatedLatency(variants: readonly LatencyVariant[], o: 
       const into: number[] = [];
       failed[i] += await blockOf(variants[i], Math.min(block, o.requests - done), into, errors[i]);
       lat[i].push(...into);
-      blocks[i].push(r2(pct([...into].sort((a, b) => a - b), 50)));
+      blocks[i].push(medianOf(into));
       if (failed[i] > 100 && lat[i].length === 0) throw new Error(`${variants[i].label}: ${failed[i]} requests failed and none answered: ${[...errors[i].keys()][0]}`);
     }
   }
