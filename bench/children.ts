@@ -7,7 +7,7 @@
  * orphan. An exit we did not cause (not a kill -9 of a benchmark's victim, not a stop) is recorded.
  */
 import { ChildProcess, spawn } from 'node:child_process';
-import { closeSync, existsSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 
 const children = new Set<ChildProcess>();
 const expected = new WeakSet<ChildProcess>();
@@ -130,6 +130,29 @@ export function cleanupSync(): void {
   for (const child of children) kill9(child);
   for (const dir of tempDirs) if (existsSync(dir)) rmSync(dir, { recursive: true, force: true });
   tempDirs.clear();
+}
+
+/**
+ * CPU time a process has used, in ms to the nanosecond, from the schedstat of each of its threads
+ * (/proc/<pid>/task/<tid>/schedstat: time on a CPU, in ns); undefined when gone. /proc/<pid>/stat
+ * counts in 10 ms ticks, too coarse to split a c=1 run of a few seconds between processes. Threads
+ * that ended before the call are not counted (V8's and libuv's live as long as the process).
+ */
+export function preciseCpuMs(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    let ns = 0;
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      try {
+        ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+      } catch {
+        // The thread ended between the listing and the read.
+      }
+    }
+    return ns / 1e6;
+  } catch {
+    return undefined;
+  }
 }
 
 /** CPU time (user + system) a process has used, in ms, from /proc/<pid>/stat; undefined when gone. */

@@ -33,6 +33,8 @@ export interface LatencySummary {
   readonly block_p50_ms: (number | null)[];
   /** The same for the warm-up's blocks (not in the percentiles above). */
   readonly warmup_block_p50_ms: (number | null)[];
+  /** With LatencyOptions.cpu: µs of CPU per answered request over the measured blocks, by group. */
+  readonly cpu_us_per_request?: Record<string, number>;
 }
 
 export interface LatencyOptions {
@@ -41,6 +43,11 @@ export interface LatencyOptions {
   readonly block: number;
   /** The phase stops here, whatever is left, and says so. */
   readonly wallLimitMs: number;
+  /**
+   * CPU used so far, ms by group (processes, the client): read around each measured block, so each
+   * variant's requests are charged what every process spent while they ran.
+   */
+  readonly cpu?: () => Record<string, number>;
 }
 
 export interface LatencyResult {
@@ -79,6 +86,7 @@ export async function alternatedLatency(variants: readonly LatencyVariant[], o: 
   const failed = variants.map(() => 0);
   const block = Math.max(1, Math.min(o.block, o.requests || 1));
   const warmupBlocks = variants.map(() => [] as (number | null)[]);
+  const cpuMs = variants.map(() => ({}) as Record<string, number>);
   // Warm-up: the same turns, only block medians kept; errors there only count toward giving up.
   for (let done = 0, turn = 0; done < o.warmup && performance.now() < deadline; done += block, turn++) {
     for (let j = 0; j < variants.length; j++) {
@@ -99,7 +107,9 @@ export async function alternatedLatency(variants: readonly LatencyVariant[], o: 
     for (let j = 0; j < variants.length; j++) {
       const i = (turn + j) % variants.length;
       const into: number[] = [];
+      const before = o.cpu?.();
       failed[i] += await blockOf(variants[i], Math.min(block, o.requests - done), into, errors[i]);
+      if (before !== undefined) for (const [group, ms] of Object.entries(o.cpu!())) cpuMs[i][group] = (cpuMs[i][group] ?? 0) + ms - before[group];
       lat[i].push(...into);
       blocks[i].push(medianOf(into));
       if (failed[i] > 100 && lat[i].length === 0) throw new Error(`${variants[i].label}: ${failed[i]} requests failed and none answered: ${[...errors[i].keys()][0]}`);
@@ -114,6 +124,7 @@ export async function alternatedLatency(variants: readonly LatencyVariant[], o: 
       mean_ms: xs.length ? r2(xs.reduce((a, b) => a + b, 0) / xs.length) : null,
       block_p50_ms: blocks[i],
       warmup_block_p50_ms: warmupBlocks[i],
+      cpu_us_per_request: o.cpu === undefined || xs.length === 0 ? undefined : Object.fromEntries(Object.entries(cpuMs[i]).map(([group, ms]) => [group, Math.round((ms * 1000) / xs.length)])),
     };
   });
   return { variants: variantsOut, seconds: r2((performance.now() - t0) / 1000)!, stopped_by_wall_limit: stopped };

@@ -32,7 +32,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 
-import { TRACING_NOTE, cpuMs } from '../children';
+import { TRACING_NOTE, preciseCpuMs } from '../children';
 import { CellResult, agentFrom, closedLoop, getOnce, httpOk } from '../catalog/http-client';
 import { VERSION } from '../../services/lib/version';
 import { DetectionRun, POLL_MS, detectFailure } from './failure';
@@ -120,7 +120,7 @@ function keepLogs(phase: string, pair: FederatedPair | undefined): string | unde
   return dir;
 }
 
-/** CPU used during one throughput cell (warm-up included), by role group, from /proc. */
+/** CPU used during one throughput cell (warm-up included), by role group, from /proc (each thread's schedstat). */
 interface CellCpu {
   label: string;
   conc: number;
@@ -134,7 +134,7 @@ interface CellCpu {
 const CPU_GROUPS = ['client', 'dc1 catalog', 'dc1 routers', 'dc2 routers', 'dc2 catalog', 'consensus x2'] as const;
 
 function cpuSnapshot(pair: FederatedPair): Record<string, number> {
-  const sum = (pids: number[]) => pids.reduce((s, pid) => s + (cpuMs(pid) ?? 0), 0);
+  const sum = (pids: number[]) => pids.reduce((s, pid) => s + (preciseCpuMs(pid) ?? 0), 0);
   const usage = process.cpuUsage();
   return {
     client: (usage.user + usage.system) / 1000,
@@ -190,7 +190,7 @@ async function latencyAndThroughput(): Promise<PairPhase> {
         { label: `forwarded ${mode}`, to: p.dc1Http, agent: agents.forwarded, path: pathOf(mode, true) },
       ]);
       log(`[latency] ${variants.length} variants, ${WARMUP} warm-up + ${REQUESTS} requests each, c1, in turns of ${BLOCK}`);
-      phase.latency = await alternatedLatency(variants, { requests: REQUESTS, warmup: WARMUP, block: BLOCK, wallLimitMs: LATENCY_WALL_LIMIT_MS }, log);
+      phase.latency = await alternatedLatency(variants, { requests: REQUESTS, warmup: WARMUP, block: BLOCK, wallLimitMs: LATENCY_WALL_LIMIT_MS, cpu: () => cpuSnapshot(p) }, log);
       for (const v of phase.latency.variants) log(`[latency] ${v.label}: p50 ${v.p50_ms} p90 ${v.p90_ms} p99 ${v.p99_ms} max ${v.max_ms} ms, ${v.errors} errors`);
       agents.local.destroy();
       agents.forwarded.destroy();
@@ -320,6 +320,17 @@ function pairTable(rows: Row[]): string {
   return render(['read of /v1/catalog/service/web', 'local (dc2)', 'forwarded (dc1 -> dc2)', 'forwarded - local', 'ratio f/l', 'goal', 'met'], body, [0, 5, 6]);
 }
 
+/**
+ * What each role process spent per c=1 request of each latency variant: what a forwarded read adds,
+ * and where. The client is left out: the CPU readings themselves run in it.
+ */
+function latencyCpuTable(variants: LatencySummary[]): string {
+  const groups = CPU_GROUPS.filter((g) => g !== 'client');
+  const total = (v: LatencySummary) => groups.reduce((s, g) => s + (v.cpu_us_per_request?.[g] ?? 0), 0);
+  const body = variants.map((v) => [`${v.label} c1`, fmt(v.p50_ms), ...groups.map((g) => fmt(v.cpu_us_per_request?.[g])), fmt(total(v))]);
+  return render(['latency: CPU per request (us)', 'p50 (ms)', ...groups, 'roles total'], body, [0]);
+}
+
 function cpuTable(cells: CellCpu[]): string {
   const cols = [...CPU_GROUPS, 'total'];
   const body = cells.map((c) => [`${c.label} c${c.conc}`, fmt(c.rps), ...cols.map((g) => fmt(c.us_per_request[g])), fmt(c.cpu_ms_per_s.total)]);
@@ -409,7 +420,8 @@ async function main(): Promise<void> {
     `reference: node:http keep-alive GET c1 0.158 ms p50, grpc-js unary c1 0.35 ms, with TLS 0.47 ms (performance.md P2/P3); F1: WAN failure detection within the same floors; Serf lan kill -9 -> all failed at N = 5: 7.30 s [5.11-7.32] (§3a)`,
   ].filter(Boolean);
 
-  const cpu = pairPhase?.throughput_cpu.length ? `${cpuTable(pairPhase.throughput_cpu)}\n\n` : '';
+  const latencyCpu = lat?.variants.some((v) => v.cpu_us_per_request !== undefined) ? `${latencyCpuTable(lat.variants)}\n\n` : '';
+  const cpu = `${latencyCpu}${pairPhase?.throughput_cpu.length ? `${cpuTable(pairPhase.throughput_cpu)}\n\n` : ''}`;
   process.stdout.write(`\n${rows.length ? pairTable(rows) + '\n\n' : ''}${cpu}${detectionTable(dRows)}\n\n${notes.join('\n')}\n`);
   const problems: string[] = [];
   if (pairPhase?.error) problems.push(`latency/throughput ERROR: ${pairPhase.error.split('\n')[0]}`);
