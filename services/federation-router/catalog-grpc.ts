@@ -21,6 +21,7 @@ import { KVServiceService } from '../gen/consulate/catalog/v1/kv';
 import { SessionServiceService } from '../gen/consulate/catalog/v1/session';
 import { GrpcRequest, GrpcResponse, HttpRequest, HttpResponse } from '../gen/consulate/router/v1/operator';
 import { StreamedMethod } from '../lib/call-stream';
+import { Cancellation } from '../lib/cancellation';
 import { RoleClients } from '../lib/grpc-client';
 import { WatchEnd, WatchSink, relayWatch } from '../lib/watch-relay';
 
@@ -88,7 +89,7 @@ export class CatalogGrpcClients {
    * CatalogUnreachableError when the request never left, NoForwardedHttpError when the catalog
    * does not serve them so, and the call's ServiceError when it was lost on the way.
    */
-  serveHttp(address: string, request: HttpRequest, deadlineMs: number, signal?: AbortSignal): Promise<HttpResponse> {
+  serveHttp(address: string, request: HttpRequest, deadlineMs: number, signal?: Cancellation): Promise<HttpResponse> {
     const serve = this.forwardedHttp.get(address);
     return new Promise((resolve, reject) => {
       const call = serve({ request }, new Metadata(), { deadline: deadlineMs }, (err, answer) => {
@@ -108,7 +109,7 @@ export class CatalogGrpcClients {
    * Resolves with however the catalog ended the call; rejects with CatalogUnreachableError only
    * when the call never left. Aborting `signal` cancels the call (it ends CANCELLED).
    */
-  call(address: string, request: GrpcRequest, deadlineMs: number, signal?: AbortSignal): Promise<GrpcResponse> {
+  call(address: string, request: GrpcRequest, deadlineMs: number, signal?: Cancellation): Promise<GrpcResponse> {
     const client = this.clients.get(address);
     return new Promise((resolve, reject) => {
       let answer: Buffer | undefined;
@@ -136,7 +137,7 @@ export class CatalogGrpcClients {
    * messages written to `sink` as they come; resolves with however the stream ended (neverSent:
    * it never reached the catalog). Aborting `signal` cancels it.
    */
-  watch(address: string, request: GrpcRequest, sink: WatchSink, signal?: AbortSignal): Promise<WatchEnd> {
+  watch(address: string, request: GrpcRequest, sink: WatchSink, signal?: Cancellation): Promise<WatchEnd> {
     const stream = this.clients.get(address).makeServerStreamRequest(request.method, identity, identity, Buffer.from(request.message), new Metadata(), {});
     return relayWatch(stream, identity, sink, signal);
   }

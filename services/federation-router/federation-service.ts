@@ -6,13 +6,14 @@
 import { Metadata, ServerErrorResponse, ServerUnaryCall, ServerWritableStream, status as GrpcStatus } from '@grpc/grpc-js';
 
 import { WithoutCalls } from '../lib/call-stream';
+import { callCancellation } from '../lib/cancellation';
 import { FederationServiceServer } from '../gen/consulate/router/v1/federation';
 import { ForwardRequest } from '../gen/consulate/router/v1/operator';
 import { Logger } from '../lib/log';
 import { WatchSink, copyTrailers } from '../lib/watch-relay';
 import { CATALOG_TRAILERS } from './catalog-grpc';
 import { Federation } from './federation';
-import { ANSWER_TRAILER, ForwardError, Forwarder, answerMetadata, cancelledSignal, deadlineMsOf } from './forwarder';
+import { ANSWER_TRAILER, ForwardError, Forwarder, answerMetadata, deadlineMsOf } from './forwarder';
 import { DATACENTER_METADATA } from './peer-clients';
 import { MutualTlsListener } from './tls-listener';
 
@@ -68,12 +69,10 @@ export function federationService(deps: FederationServiceDeps): WithoutCalls<Fed
       if (from === undefined) return;
       const request = call.request.forward;
       if (request === undefined) return callback(refusal(GrpcStatus.INVALID_ARGUMENT, 'a forward needs a request'));
-      const deadlineMs = deadlineMsOf(call);
-      const cancelled = cancelledSignal(call);
-      deps.forwarder.forward(request, deadlineMs, call.request.visited, from, cancelled.signal).then(
+      deps.forwarder.forward(request, deadlineMsOf(call), call.request.visited, from, callCancellation(call)).then(
         (forward) => callback(null, { forward }),
         (err: Error) => callback(forwardFailure(err)),
-      ).finally(cancelled.done);
+      );
     },
     forwardWatch(call) {
       const from = caller(call, (error) => call.emit('error', error));
@@ -98,10 +97,9 @@ export function serveForwardWatch(call: ServerWritableStream<unknown, { message:
     call.emit('error', refusal(GrpcStatus.INVALID_ARGUMENT, 'a forwarded watch needs a request'));
     return;
   }
-  const cancelled = cancelledSignal(call);
   // Nothing is written once the caller has gone (its cancel aborts the watch behind).
   const sink: WatchSink = { write: (message) => call.cancelled || call.write({ message }), once: (event, listener) => call.once(event, listener) };
-  forwarder.forwardWatch(request, visited, from, sink, cancelled.signal).then(
+  forwarder.forwardWatch(request, visited, from, sink, callCancellation(call)).then(
     (end) => {
       const trailers = copyTrailers(end.trailers, CATALOG_TRAILERS);
       trailers.set(ANSWER_TRAILER, '1');
@@ -109,7 +107,7 @@ export function serveForwardWatch(call: ServerWritableStream<unknown, { message:
       else call.emit('error', { code: end.code, details: end.details, metadata: trailers });
     },
     (err: Error) => call.emit('error', forwardFailure(err)),
-  ).finally(cancelled.done);
+  );
 }
 
 /** A ForwardError travels as the router's answer; anything else as an internal error. */

@@ -18,6 +18,7 @@ import { Deadline, Metadata, ServiceError, status as GrpcStatus } from '@grpc/gr
 import { Tracer, context as otelContext, propagation, trace } from '@opentelemetry/api';
 
 import { ForwardRequest, ForwardResponse, GrpcRequest, GrpcResponse, HttpRequest, HttpResponse } from '../gen/consulate/router/v1/operator';
+import { Cancellation, abortSignalOf } from '../lib/cancellation';
 import { Logger } from '../lib/log';
 import { ROUTER_ANSWER_TRAILER, WatchEnd, WatchSink, isRouterAnswer, relayWatch } from '../lib/watch-relay';
 import { AreaStore } from './area-store';
@@ -125,7 +126,7 @@ export class Forwarder {
    * the router that sent it, if any. Aborting `signal` (the caller went away) cancels the calls
    * it made, down the route.
    */
-  async forward(request: ForwardRequest, deadlineMs: number, visited: readonly string[], from: string | undefined, signal?: AbortSignal): Promise<ForwardResponse> {
+  async forward(request: ForwardRequest, deadlineMs: number, visited: readonly string[], from: string | undefined, signal?: Cancellation): Promise<ForwardResponse> {
     const done = this.options.metrics?.startForward();
     try {
       const answer = await this.forwardAlongRoute(request, deadlineMs, visited, from, signal);
@@ -137,7 +138,7 @@ export class Forwarder {
     }
   }
 
-  private async forwardAlongRoute(request: ForwardRequest, deadlineMs: number, visited: readonly string[], from: string | undefined, signal: AbortSignal | undefined): Promise<ForwardResponse> {
+  private async forwardAlongRoute(request: ForwardRequest, deadlineMs: number, visited: readonly string[], from: string | undefined, signal: Cancellation | undefined): Promise<ForwardResponse> {
     const local = this.options.datacenter;
     // Refused wherever it arrives, so a request that will not be served never travels.
     const malformed = malformedRequest(request);
@@ -211,7 +212,7 @@ export class Forwarder {
    * a watch that breaks after its first message is not opened again: its caller does that, from
    * the last index it saw. Aborting `signal` cancels it down the route.
    */
-  async forwardWatch(request: ForwardRequest, visited: readonly string[], from: string | undefined, sink: WatchSink, signal?: AbortSignal): Promise<WatchEnd> {
+  async forwardWatch(request: ForwardRequest, visited: readonly string[], from: string | undefined, sink: WatchSink, signal?: Cancellation): Promise<WatchEnd> {
     const refused = request.grpc === undefined ? 'a forwarded watch needs a gRPC call' : refusedWatch(request.grpc.method);
     if (refused !== undefined) throw new ForwardError(refused, GrpcStatus.INVALID_ARGUMENT);
     if (this.watches >= MAX_FORWARDED_WATCHES) throw new ForwardError(`too many watches of other datacenters through this router (${MAX_FORWARDED_WATCHES}); close some, or retry later`, GrpcStatus.RESOURCE_EXHAUSTED);
@@ -241,7 +242,7 @@ export class Forwarder {
   }
 
   /** Opens the watch on this datacenter's catalog (gRPC), the next catalog when one cannot be reached. */
-  private async watchLocally(grpc: GrpcRequest, sink: WatchSink, signal: AbortSignal | undefined): Promise<WatchEnd> {
+  private async watchLocally(grpc: GrpcRequest, sink: WatchSink, signal: Cancellation | undefined): Promise<WatchEnd> {
     const addrs = this.options.catalogGrpcAddrs ?? [];
     if (addrs.length === 0) throw new ForwardError(`router has no catalog gRPC API to ask in ${this.options.datacenter} (-catalog-grpc-addr)`, GrpcStatus.UNAVAILABLE);
     const failures: string[] = [];
@@ -293,7 +294,7 @@ export class Forwarder {
     return [...online, ...offline];
   }
 
-  private callRouter(hop: NextHop, request: ForwardRequest, visited: string[], deadlineMs: number, signal: AbortSignal | undefined): Promise<ForwardResponse> {
+  private callRouter(hop: NextHop, request: ForwardRequest, visited: string[], deadlineMs: number, signal: Cancellation | undefined): Promise<ForwardResponse> {
     let call: { cancel(): void } = { cancel: () => undefined };
     const answer = new Promise<ForwardResponse>((resolve, reject) => {
       const cancel = () => call.cancel();
@@ -312,7 +313,7 @@ export class Forwarder {
    * status the catalog ends the call with is its answer; the call's deadline is ours, less a
    * margin for the answer's way back (GRPC_RETURN_MARGIN_MS).
    */
-  private async serveGrpcLocally(grpc: GrpcRequest, deadlineMs: number, signal: AbortSignal | undefined): Promise<GrpcResponse> {
+  private async serveGrpcLocally(grpc: GrpcRequest, deadlineMs: number, signal: Cancellation | undefined): Promise<GrpcResponse> {
     const addrs = this.options.catalogGrpcAddrs ?? [];
     if (addrs.length === 0) throw new ForwardError(`router has no catalog gRPC API to ask in ${this.options.datacenter} (-catalog-grpc-addr)`, GrpcStatus.UNAVAILABLE);
     const remainingMs = Math.max(0, deadlineMs - Date.now());
@@ -339,7 +340,7 @@ export class Forwarder {
    * is known. The next catalog is asked when one cannot be reached, and, for a read, when the
    * request was lost on the way; a write that may have been carried out is not sent again.
    */
-  private async serveLocally(request: ForwardRequest, deadlineMs: number, signal: AbortSignal | undefined): Promise<HttpResponse> {
+  private async serveLocally(request: ForwardRequest, deadlineMs: number, signal: Cancellation | undefined): Promise<HttpResponse> {
     const http = request.request;
     if (http === undefined) throw new ForwardError('a forwarded request needs an HTTP request', GrpcStatus.INVALID_ARGUMENT);
     const grpcAddrs = Date.now() < this.httpOnlyUntil ? [] : (this.options.catalogGrpcAddrs ?? []);
@@ -377,7 +378,7 @@ export class Forwarder {
   }
 
   /** Asks this datacenter's catalogs' HTTP API, the next one on a failure; `failures` are the attempts before. */
-  private async serveOverHttp(http: HttpRequest, deadlineMs: number, signal: AbortSignal | undefined, failures: string[] = []): Promise<HttpResponse> {
+  private async serveOverHttp(http: HttpRequest, deadlineMs: number, signal: Cancellation | undefined, failures: string[] = []): Promise<HttpResponse> {
     const addrs = this.options.catalogAddrs;
     if (addrs.length === 0) throw new ForwardError(`router has no catalog to ask in ${this.options.datacenter} (-catalog-addr)`, GrpcStatus.UNAVAILABLE);
     for (let i = 0; i < addrs.length; i++) {
@@ -395,13 +396,14 @@ export class Forwarder {
     throw new ForwardError(`${NO_SERVER}: no catalog of ${this.options.datacenter} answered (${failures.join('; ')})`, GrpcStatus.UNAVAILABLE);
   }
 
-  private httpCall(address: string, http: HttpRequest, deadlineMs: number, signal: AbortSignal | undefined): Promise<HttpResponse> {
+  private httpCall(address: string, http: HttpRequest, deadlineMs: number, signal: Cancellation | undefined): Promise<HttpResponse> {
     const headers = travellingHeaders(http.headers);
     propagation.inject(otelContext.active(), headers);
     const [host, port] = address.split(/:(?=\d+$)/);
     const path = http.rawQuery === '' ? http.path : `${http.path}?${http.rawQuery}`;
-    return new Promise((resolve, reject) => {
-      const req = httpRequest({ host, port: Number(port), method: http.method, path, headers: Object.assign({}, headers, { 'content-length': String(http.body.length) }), agent: this.agent, timeout: Math.max(1, deadlineMs - Date.now()), signal }, (res: IncomingMessage) => {
+    const abort = signal === undefined ? undefined : abortSignalOf(signal);
+    const answer = new Promise<HttpResponse>((resolve, reject) => {
+      const req = httpRequest({ host, port: Number(port), method: http.method, path, headers: Object.assign({}, headers, { 'content-length': String(http.body.length) }), agent: this.agent, timeout: Math.max(1, deadlineMs - Date.now()), signal: abort?.signal }, (res: IncomingMessage) => {
         const chunks: Buffer[] = [];
         res.on('data', (chunk: Buffer) => chunks.push(chunk));
         res.on('error', reject);
@@ -415,6 +417,7 @@ export class Forwarder {
       req.on('error', reject);
       req.end(http.body);
     });
+    return abort === undefined ? answer : answer.finally(abort.release);
   }
 
   /** The datacenter as a metric label: this one, one with a route or an area, else "unknown". */
@@ -468,19 +471,8 @@ function forwardOutcome(err: unknown): ForwardOutcome {
   return 'error';
 }
 
-/**
- * A signal aborted when a server call is cancelled (its caller went away or gave up): passed to
- * forward() so the calls made for it are cancelled too. `done` forgets the call once answered.
- */
-export function cancelledSignal(call: { once(event: 'cancelled', listener: () => void): unknown; removeListener(event: 'cancelled', listener: () => void): unknown }): { signal: AbortSignal; done: () => void } {
-  const controller = new AbortController();
-  const abort = () => controller.abort();
-  call.once('cancelled', abort);
-  return { signal: controller.signal, done: () => void call.removeListener('cancelled', abort) };
-}
-
 /** Whether the caller went away (a function, so a check after an await is not narrowed away). */
-function aborted(signal: AbortSignal | undefined): boolean {
+function aborted(signal: Cancellation | undefined): boolean {
   return signal?.aborted === true;
 }
 

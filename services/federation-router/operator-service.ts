@@ -7,12 +7,13 @@
 import { ServerErrorResponse, handleUnaryCall, status as GrpcStatus } from '@grpc/grpc-js';
 
 import { WithoutCalls } from '../lib/call-stream';
+import { callCancellation } from '../lib/cancellation';
 import { Area as AreaMessage, AreaMember, ForwardServiceServer, OperatorServiceServer, ReadOptions } from '../gen/consulate/router/v1/operator';
 import { ConsensusClient, statusWithConsensus } from '../lib/consensus-client';
 import { RoleContext } from '../lib/role-process';
 import { Area, AreaError, AreaStore } from './area-store';
 import { AreaMemberView, Federation, WAN_AREA } from './federation';
-import { Forwarder, cancelledSignal, deadlineMsOf } from './forwarder';
+import { Forwarder, deadlineMsOf } from './forwarder';
 import { forwardFailure, serveForwardWatch } from './federation-service';
 
 /** Consul's blocking-query wait: 5 minutes by default, 10 at most. */
@@ -124,12 +125,10 @@ export function operatorService(deps: OperatorDeps): OperatorServiceServer {
 export function forwardService(forwarder: Forwarder): WithoutCalls<ForwardServiceServer> {
   return {
     forward(call, callback) {
-      const deadlineMs = deadlineMsOf(call);
-      const cancelled = cancelledSignal(call);
-      forwarder.forward(call.request, deadlineMs, [], undefined, cancelled.signal).then(
+      forwarder.forward(call.request, deadlineMsOf(call), [], undefined, callCancellation(call)).then(
         (answer) => callback(null, answer),
         (err: Error) => callback(forwardFailure(err)),
-      ).finally(cancelled.done);
+      );
     },
     forwardWatch(call) {
       serveForwardWatch(call, forwarder, call.request.forward, [], undefined);

@@ -17,6 +17,8 @@
  */
 import { ClientReadableStream, Metadata, status as GrpcStatus } from '@grpc/grpc-js';
 
+import { Cancellation } from './cancellation';
+
 /** Set on the status a router ends a call with when that status is its answer, not a failure to reach it. */
 export const ROUTER_ANSWER_TRAILER = 'consulate-router-answer';
 
@@ -40,7 +42,7 @@ export interface WatchEnd {
  * Reads `stream` into `sink` until it ends, and resolves with its status; never rejects.
  * Aborting `signal` cancels the stream (it then ends CANCELLED).
  */
-export function relayWatch<T>(stream: ClientReadableStream<T>, bytesOf: (message: T) => Buffer, sink: WatchSink, signal?: AbortSignal): Promise<WatchEnd> {
+export function relayWatch<T>(stream: ClientReadableStream<T>, bytesOf: (message: T) => Buffer, sink: WatchSink, signal?: Cancellation): Promise<WatchEnd> {
   return new Promise((resolve) => {
     let messages = 0;
     const cancel = () => stream.cancel();

@@ -1,0 +1,44 @@
+/**
+ * A caller's cancellation as a forwarded request needs it on its way: whether it happened, and a
+ * way to hear of it. An AbortSignal is one. `callCancellation` is another, read straight from a gRPC
+ * server call's `cancelled` flag and 'cancelled' event: an AbortController with a listener added
+ * and removed costs about 5.5 µs in Node 20 (an EventEmitter listener 0.08 µs), on every hop of
+ * every forwarded request, and nearly none is ever cancelled.
+ */
+
+export interface Cancellation {
+  readonly aborted: boolean;
+  addEventListener(type: 'abort', listener: () => void, options?: { once?: boolean }): void;
+  removeEventListener(type: 'abort', listener: () => void): void;
+}
+
+/** What callCancellation reads: grpc-js's server calls, and the Calls stream's stand-ins for them. */
+export interface CancellableCall {
+  readonly cancelled: boolean;
+  once(event: 'cancelled', listener: () => void): unknown;
+  removeListener(event: 'cancelled', listener: () => void): unknown;
+}
+
+/** The cancellation of a server call: its caller went away, gave up, or its deadline passed. */
+export function callCancellation(call: CancellableCall): Cancellation {
+  return {
+    get aborted() {
+      return call.cancelled;
+    },
+    addEventListener: (_type, listener) => void call.once('cancelled', listener),
+    removeEventListener: (_type, listener) => void call.removeListener('cancelled', listener),
+  };
+}
+
+/**
+ * An AbortSignal that follows `cancellation`, for an API that takes only that (node:http);
+ * `release` stops following once the work is done.
+ */
+export function abortSignalOf(cancellation: Cancellation): { signal: AbortSignal; release(): void } {
+  if (cancellation instanceof AbortSignal) return { signal: cancellation, release: () => undefined };
+  const controller = new AbortController();
+  const abort = () => controller.abort();
+  if (cancellation.aborted) abort();
+  else cancellation.addEventListener('abort', abort, { once: true });
+  return { signal: controller.signal, release: () => cancellation.removeEventListener('abort', abort) };
+}
