@@ -7,7 +7,7 @@ DETACH ?= 0
 BIN := node_modules/.bin
 NODE_MODULES_STAMP := node_modules/.package-lock.json
 
-.PHONY: help install proto proto-check build typecheck test test-unit test-integration test-sim soak bench-consensus bench-catalog bench-gossip bench-gossip-sim bench-federation up down demo certs compose clean
+.PHONY: help install proto proto-check build typecheck test test-unit test-integration test-sim soak bench-consensus bench-catalog bench-gossip bench-gossip-sim bench-federation bench-federation-timeline up down demo certs compose clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -74,6 +74,9 @@ bench-gossip-sim: build ## By hand: gossip at 1,000 and 10,000 members in simula
 
 bench-federation: build ## By hand: a read forwarded dc1 -> dc2 against the same read in dc2 (c1 latency, c16/c64 throughput), a killed remote router until marked failed (about 4.5 min; REQUESTS=, DURATION=, RUNS=, PROFILES=, PHASES=)
 	node dist/bench/federation/run.js $(if $(REQUESTS),--requests=$(REQUESTS),) $(if $(DURATION),--duration=$(DURATION),) $(if $(RUNS),--runs=$(RUNS),) $(if $(PROFILES),--profiles=$(PROFILES),) $(if $(PHASES),--phases=$(PHASES),)
+
+bench-federation-timeline: build ## By hand: where a forwarded read's time goes, process by process: work, sends, the way between processes (about 1.5 min; REQUESTS=)
+	node dist/bench/federation/timeline.js $(if $(REQUESTS),--requests=$(REQUESTS),)
 
 up: build ## Run dc1 and dc2 (DCS=3 adds dc3; DETACH=1 returns once healthy)
 	node dist/deploy/up.js --dcs=$(DCS) $(if $(filter 1,$(DETACH)),--detach,)
