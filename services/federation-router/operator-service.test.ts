@@ -33,10 +33,14 @@ beforeEach(async () => {
   joined.length = 0;
   const federation = {
     join: async (id: string, addresses: readonly string[]) => {
+      if (store.area(id) === undefined) throw new Error(`join asked for an area the mirror does not hold: ${id}`);
       joined.push({ id, addresses });
       return addresses.map((address) => ({ address, joined: false, error: `Failed to join ${address}: dial tcp ${address}: connect: connection refused` }));
     },
-    members: () => [],
+    members: (id: string) => {
+      if (store.area(id) === undefined) throw new Error(`members asked for an area the mirror does not hold: ${id}`);
+      return [];
+    },
   } as unknown as Federation;
   service = operatorService({ context: { roleInfo: () => ({ role: 'federation-router', datacenter: 'dc1', node: 'router-1', version: '0', startedAtUnixMs: 0n, listeners: {} }) }, consensus: client, datacenter: 'dc1', store, federation, forwarder: { tryOrder: (hops) => [...hops] } });
 });
@@ -94,4 +98,21 @@ test('create: this datacenter itself FAILED_PRECONDITION, a second area with a p
   const join = await invoke(service.joinArea, { id, addresses: ['127.0.0.1', 'not an address'] });
   expect(join).toEqual({ ok: true, value: { results: [expect.objectContaining({ address: '127.0.0.1', joined: false }), expect.objectContaining({ address: 'not an address', joined: false })] } });
   expect(joined).toEqual([{ id, addresses: ['127.0.0.1', 'not an address'] }]);
+});
+
+test('an area created through another router is found by join and members at once: the mirror catches up before NOT_FOUND', async () => {
+  // A second router of the datacenter, its own mirror of the same store: a script's `create` and
+  // its `join` can land on different routers, or on one whose watch has not delivered the area yet.
+  const other = new AreaStore('dc1', client, [consensus.address], tracer, logger);
+  await other.start();
+  try {
+    const created = await other.create({ peerDatacenter: 'dc2', retryJoin: [], useTls: false, transit: false });
+    // No wait for the watch: the handlers must not answer from a mirror that is behind.
+    const [join, members] = await Promise.all([invoke(service.joinArea, { id: created.id, addresses: ['127.0.0.1'] }), invoke(service.areaMembers, { id: created.id })]);
+    expect(join).toMatchObject({ ok: true, value: { results: [expect.objectContaining({ address: '127.0.0.1' })] } });
+    expect(members).toEqual({ ok: true, value: { members: [] } });
+    expect(joined).toEqual([{ id: created.id, addresses: ['127.0.0.1'] }]);
+  } finally {
+    other.stop();
+  }
 });

@@ -83,19 +83,20 @@ export function operatorService(deps: OperatorDeps): OperatorServiceServer {
       );
     }),
     joinArea: withAreaId((call, callback) => {
-      if (store.area(call.request.id) === undefined) return callback(failure(GrpcStatus.NOT_FOUND, `Unknown area "${call.request.id}"`));
-      federation.join(call.request.id, call.request.addresses).then(
-        (results) => callback(null, { results }),
-        (err: Error) => callback(areaFailure(err)),
-      );
+      known(store, call.request.id)
+        .then(() => federation.join(call.request.id, call.request.addresses))
+        .then(
+          (results) => callback(null, { results }),
+          (err: Error) => callback(areaFailure(err)),
+        );
     }),
     areaMembers: withAreaId((call, callback) => {
-      if (store.area(call.request.id) === undefined) return callback(failure(GrpcStatus.NOT_FOUND, `Unknown area "${call.request.id}"`));
-      try {
-        callback(null, { members: federation.members(call.request.id).map(toMember) });
-      } catch (err) {
-        callback(areaFailure(err as Error));
-      }
+      known(store, call.request.id)
+        .then(() => federation.members(call.request.id).map(toMember))
+        .then(
+          (members) => callback(null, { members }),
+          (err: Error) => callback(areaFailure(err)),
+        );
     }),
     wanMembers(_call, callback) {
       callback(null, { members: federation.members(WAN_AREA).map(toMember) });
@@ -134,6 +135,17 @@ export function forwardService(forwarder: Forwarder): WithoutCalls<ForwardServic
       serveForwardWatch(call, forwarder, call.request.forward, [], undefined);
     },
   };
+}
+
+/**
+ * Resolves once the mirror holds area `id`, catching up with the store first when it does not: an
+ * area just created (through this router or another) may not have reached the mirror's watch yet,
+ * and a script's `create` then `join` must find it. NOT_FOUND when the store has no such area.
+ */
+async function known(store: AreaStore, id: string): Promise<void> {
+  if (store.area(id) !== undefined) return;
+  await store.catchUp();
+  if (store.area(id) === undefined) throw new AreaError(`Unknown area "${id}"`, 'not-found');
 }
 
 /** Waits as a blocking query says, and catches up for the default and `consistent` modes. */
