@@ -55,7 +55,8 @@ describe('RouterClient', () => {
   test("a router's own answer is final: not asked of the next router", async () => {
     const routerClient = client([routers[0].address, routers[1].address]);
     const before = routers[1].calls.length;
-    await expect(routerClient.areaMembers({ id: 'nope' })).rejects.toEqual(new RouterAnswerError(GrpcStatus.NOT_FOUND, 'area ID "nope" does not exist'));
+    const unknown = '8b0ee2f4-0000-4000-8000-000000000000';
+    await expect(routerClient.areaMembers({ id: unknown })).rejects.toEqual(new RouterAnswerError(GrpcStatus.NOT_FOUND, `area ID "${unknown}" does not exist`));
     routers[0].forwardAnswer = () => ({ code: GrpcStatus.UNAVAILABLE, details: 'Remote DC has no server currently reachable' });
     const failure = await routerClient.forward(FORWARD, { timeoutMs: 1_000, repeatable: true }).catch((err: RouterAnswerError) => err);
     expect(failure).toEqual(new RouterAnswerError(GrpcStatus.UNAVAILABLE, 'Remote DC has no server currently reachable'));

@@ -173,7 +173,7 @@ describe('update', () => {
   test('refuses an unknown area as not found', async () => {
     const store = await openStore();
     const err = await refusal(store.update('8b0ee2f4-0000-4000-8000-000000000000', { transit: true }));
-    expect(err.message).toBe('Unknown area "8b0ee2f4-0000-4000-8000-000000000000"');
+    expect(err.message).toBe('area ID "8b0ee2f4-0000-4000-8000-000000000000" does not exist');
     expect(err.kind).toBe('not-found');
   });
 });
@@ -197,7 +197,7 @@ describe('delete', () => {
     const { id } = await store.create(areaInput('dc2'));
     await store.delete(id);
     const err = await refusal(store.delete(id));
-    expect([err.kind, err.message]).toEqual(['not-found', `Unknown area "${id}"`]);
+    expect([err.kind, err.message]).toEqual(['not-found', `area ID "${id}" does not exist`]);
   });
 });
 

@@ -42,6 +42,11 @@ export class AreaError extends Error {
   ) {
     super(message);
   }
+
+  /** Consul's text for an area ID it has no record of (`RemoveArea`, and the HTTP answers built on it). */
+  static unknown(id: string): AreaError {
+    return new AreaError(`area ID "${id}" does not exist`, 'not-found');
+  }
 }
 
 const PREFIX = '/router/';
@@ -241,7 +246,7 @@ export class AreaStore {
     const response = await this.consensus.kv('range', rangeOf(AREAS + id, { exact: true, consistency: Consistency.CONSISTENCY_LINEARIZABLE }), { timeoutMs: READ_TIMEOUT_MS, idempotent: true });
     const kv = response.kvs[0];
     const area = kv === undefined ? undefined : decodeArea(kv.value);
-    if (kv === undefined || area === undefined) throw new AreaError(`Unknown area "${id}"`, 'not-found');
+    if (kv === undefined || area === undefined) throw AreaError.unknown(id);
     return { area, modRevision: Number(kv.modRevision) };
   }
 

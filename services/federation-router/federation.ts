@@ -129,7 +129,7 @@ export class Federation {
 
   members(areaId: string): AreaMemberView[] {
     const entry = this.byArea.get(areaId);
-    if (entry === undefined) throw new AreaError(`Unknown area "${areaId}"`, 'not-found');
+    if (entry === undefined) throw AreaError.unknown(areaId);
     const rttTo = rttEstimator(entry.pool);
     return entry.pool
       .members()
@@ -154,7 +154,7 @@ export class Federation {
 
   async join(areaId: string, addresses: readonly string[]): Promise<JoinResult[]> {
     const entry = this.byArea.get(areaId);
-    if (entry === undefined) throw new AreaError(`Unknown area "${areaId}"`, 'not-found');
+    if (entry === undefined) throw AreaError.unknown(areaId);
     const results = await entry.pool.join(addresses.map(withDefaultPort));
     // Consul reports the address as given.
     return results.map((result, i) => ({ ...result, address: addresses[i], error: result.error.replace(/^Failed to join [^:]+:\d+: /, '') }));

@@ -78,7 +78,7 @@ test('a malformed area ID: INVALID_ARGUMENT for get, update, delete, join and me
 
 test('an unknown area ID: NOT_FOUND echoing it for update, delete, join and members; get answers no area', async () => {
   const id = '7e4b6c1f-2f7a-4d2b-9f0e-3c5a1b2d4e6f';
-  const details = `Unknown area "${id}"`;
+  const details = `area ID "${id}" does not exist`;
   expect(await invoke(service.updateArea, { id, useTls: true, transit: undefined })).toEqual(refusal(GrpcStatus.NOT_FOUND, details));
   expect(await invoke(service.deleteArea, { id })).toEqual(refusal(GrpcStatus.NOT_FOUND, details));
   expect(await invoke(service.joinArea, { id, addresses: ['127.0.0.1'] })).toEqual(refusal(GrpcStatus.NOT_FOUND, details));

@@ -6,6 +6,7 @@
  */
 import { ServerErrorResponse, handleUnaryCall, status as GrpcStatus } from '@grpc/grpc-js';
 
+import { areaIdProblem } from '../lib/area-id';
 import { WithoutCalls } from '../lib/call-stream';
 import { callCancellation } from '../lib/cancellation';
 import { Area as AreaMessage, AreaMember, ForwardServiceServer, OperatorServiceServer, ReadOptions } from '../gen/consulate/router/v1/operator';
@@ -20,15 +21,11 @@ import { forwardFailure, serveForwardWatch } from './federation-service';
 const DEFAULT_WAIT_MS = 5 * 60_000;
 const MAX_WAIT_MS = 10 * 60_000;
 
-/** An area's ID as the store makes them (randomUUID): 8-4-4-4-12 hex digits. */
-const AREA_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
 /** A handler of one area's calls, run only for an ID that can name an area: INVALID_ARGUMENT before anything is looked up otherwise (reliability.md S4). */
 function withAreaId<Request extends { id: string }, Response>(handler: handleUnaryCall<Request, Response>): handleUnaryCall<Request, Response> {
   return (call, callback) => {
-    const id = call.request.id;
-    if (id === '') return callback(failure(GrpcStatus.INVALID_ARGUMENT, 'Missing area ID'));
-    if (!AREA_ID.test(id)) return callback(failure(GrpcStatus.INVALID_ARGUMENT, `Invalid area ID "${id}": an area ID is a UUID (8-4-4-4-12 hex digits)`));
+    const problem = areaIdProblem(call.request.id);
+    if (problem !== undefined) return callback(failure(GrpcStatus.INVALID_ARGUMENT, problem));
     handler(call, callback);
   };
 }
@@ -145,7 +142,7 @@ export function forwardService(forwarder: Forwarder): WithoutCalls<ForwardServic
 async function known(store: AreaStore, id: string): Promise<void> {
   if (store.area(id) !== undefined) return;
   await store.catchUp();
-  if (store.area(id) === undefined) throw new AreaError(`Unknown area "${id}"`, 'not-found');
+  if (store.area(id) === undefined) throw AreaError.unknown(id);
 }
 
 /** Waits as a blocking query says, and catches up for the default and `consistent` modes. */

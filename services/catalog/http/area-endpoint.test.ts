@@ -177,17 +177,20 @@ describe('/v1/operator/area (§3.2)', () => {
   });
 
   test("the router's refusals keep its text: 400 for a request that can never succeed, else Consul's 500", async () => {
-    expect(await http.request('POST', '/v1/operator/area', { RetryJoin: ['10.1.2.3'] })).toMatchObject({ status: 400, text: 'Missing peer datacenter' });
+    expect(await http.request('POST', '/v1/operator/area', { RetryJoin: ['10.1.2.3'] })).toMatchObject({ status: 400, text: 'Must provide a peer datacenter' });
     expect(await http.request('POST', '/v1/operator/area', { PeerDatacenter: 'dc1' })).toMatchObject({ status: 400, text: 'Cannot create an area with the local datacenter "dc1"' });
     await create({ PeerDatacenter: 'dc2' });
     expect(await http.request('POST', '/v1/operator/area', { PeerDatacenter: 'dc2' })).toMatchObject({ status: 500, text: 'An area with peer datacenter "dc2" already exists' });
-    for (const [method, path] of [
-      ['GET', '/v1/operator/area/nope/members'],
-      ['PUT', '/v1/operator/area/nope'],
-      ['DELETE', '/v1/operator/area/nope'],
-      ['PUT', '/v1/operator/area/nope/join'],
+    const unknown = '8b0ee2f4-0000-4000-8000-000000000000';
+    for (const [method, suffix] of [
+      ['GET', '/members'],
+      ['PUT', ''],
+      ['DELETE', ''],
+      ['PUT', '/join'],
     ]) {
-      expect([method, await http.request(method, path, method === 'PUT' ? (path.endsWith('join') ? [] : {}) : undefined).then((a) => [a.status, a.text])]).toEqual([method, [500, 'area ID "nope" does not exist']]);
+      const ask = (id: string) => http.request(method, `/v1/operator/area/${id}${suffix}`, method === 'PUT' ? (suffix === '/join' ? [] : {}) : undefined).then((a) => [a.status, a.text]);
+      expect([method, suffix, await ask(unknown)]).toEqual([method, suffix, [500, `area ID "${unknown}" does not exist`]]);
+      expect([method, suffix, await ask('nope')]).toEqual([method, suffix, [400, 'Invalid area ID "nope": an area ID is a UUID (8-4-4-4-12 hex digits)']]);
     }
     router.operatorRefusal = { code: GrpcStatus.UNAVAILABLE, details: 'No cluster leader' };
     expect(await http.request('GET', '/v1/operator/area')).toMatchObject({ status: 500, text: 'No cluster leader' });

@@ -52,6 +52,7 @@ import {
   WanMembersResponse,
   protobufFileName,
 } from '../../gen/consulate/router/v1/operator';
+import { areaIdProblem } from '../../lib/area-id';
 import { WithoutCalls } from '../../lib/call-stream';
 import { RoleGrpcServer } from '../../lib/grpc-server';
 import { createLogger } from '../../lib/log';
@@ -146,7 +147,12 @@ export async function startFakeRouter(datacenter: string): Promise<FakeRouter> {
       waiters.add(done);
     });
   };
-  const unknownArea = (id: string): Refusal => ({ code: GrpcStatus.NOT_FOUND, details: `area ID "${id}" does not exist` });
+  // The real router's answers: INVALID_ARGUMENT for an ID that is not a UUID, before anything is
+  // looked up, and Consul's text for a well-formed ID it has no area for.
+  const unknownArea = (id: string): Refusal => {
+    const problem = areaIdProblem(id);
+    return problem === undefined ? { code: GrpcStatus.NOT_FOUND, details: `area ID "${id}" does not exist` } : { code: GrpcStatus.INVALID_ARGUMENT, details: problem };
+  };
   // An address with "unreachable" in it times out, as Consul's join reports it (the router's text,
   // without memberlist's `Failed to join <addr>: ` prefix).
   const joinResults = (addresses: readonly string[]): JoinResult[] =>
@@ -175,8 +181,8 @@ export async function startFakeRouter(datacenter: string): Promise<FakeRouter> {
 
   const operator: Partial<OperatorServiceServer> = {
     createArea: unary<CreateAreaRequest, CreateAreaResponse>('createArea', ({ area }) => {
-      if (area === undefined || area.peerDatacenter === '') return { code: GrpcStatus.INVALID_ARGUMENT, details: 'Missing peer datacenter' };
-      if (area.id !== '') return { code: GrpcStatus.INVALID_ARGUMENT, details: 'An area ID cannot be given on create' };
+      if (area === undefined || area.peerDatacenter === '') return { code: GrpcStatus.INVALID_ARGUMENT, details: 'Must provide a peer datacenter' };
+      if (area.id !== '') return { code: GrpcStatus.INVALID_ARGUMENT, details: 'ID must be empty when creating an area' };
       if (area.peerDatacenter === datacenter) return { code: GrpcStatus.FAILED_PRECONDITION, details: `Cannot create an area with the local datacenter "${datacenter}"` };
       if ([...state.areas.values()].some((a) => a.peerDatacenter === area.peerDatacenter)) {
         return { code: GrpcStatus.ALREADY_EXISTS, details: `An area with peer datacenter "${area.peerDatacenter}" already exists` };
