@@ -1,15 +1,24 @@
 /**
  * How CLI commands reach the Consul-compatible HTTP API, as Consul's CLI does: `-http-addr`, else
  * CONSULATE_HTTP_ADDR (CONSUL_HTTP_ADDR also works), else http://127.0.0.1:8500; `-datacenter`
- * becomes `?dc=`. A non-2xx answer is an error with the api package's text:
+ * becomes `?dc=`; `-token` (or `-token-file`, or their environment variables) is sent as
+ * X-Consul-Token. A non-2xx answer is an error with the api package's text:
  * `Unexpected response code: 500 (No path to datacenter)`.
  */
+import { readFileSync } from 'node:fs';
+
 import { FlagSpec } from '../services/lib/flags';
 
 export const HTTP_FLAGS: FlagSpec[] = [
   { name: 'http-addr', kind: 'string', usage: 'The address of the catalog HTTP API. Also CONSULATE_HTTP_ADDR.', defaultText: '"http://127.0.0.1:8500"' },
   { name: 'datacenter', kind: 'string', usage: "Name of the datacenter to query. Defaults to the catalog's own." },
   { name: 'stale', kind: 'bool', usage: 'Permit any catalog to answer from its view, even without a leader.' },
+  {
+    name: 'token',
+    kind: 'string',
+    usage: 'ACL token to send as X-Consul-Token (forwarded to other datacenters with the request). Consulate has no ACLs yet: it is carried, not checked. Also CONSUL_HTTP_TOKEN.',
+  },
+  { name: 'token-file', kind: 'string', usage: 'File holding the ACL token; -token wins over it. Also CONSUL_HTTP_TOKEN_FILE.' },
 ];
 
 /** Each request ends within this long; blocking queries pass their own. */
@@ -51,8 +60,37 @@ export interface ApiResponse<T> {
   readonly index: number;
 }
 
+/**
+ * The token as Consul's api package picks it: `-token`, else `-token-file`, else CONSUL_HTTP_TOKEN,
+ * else CONSUL_HTTP_TOKEN_FILE (CONSULATE_ spellings first); a file's content is trimmed.
+ */
+function tokenOf(values: ReadonlyMap<string, unknown>, env: NodeJS.ProcessEnv): string {
+  const fromFile = (path: string): string => {
+    try {
+      return readFileSync(path, 'utf8').trim();
+    } catch (err) {
+      throw new HttpApiError(0, `Error loading token file: ${(err as Error).message}`);
+    }
+  };
+  const flag = values.get('token') as string | undefined;
+  if (flag) return flag;
+  const flagFile = values.get('token-file') as string | undefined;
+  if (flagFile) return fromFile(flagFile);
+  const envToken = env.CONSULATE_HTTP_TOKEN || env.CONSUL_HTTP_TOKEN;
+  if (envToken) return envToken;
+  const envFile = env.CONSULATE_HTTP_TOKEN_FILE || env.CONSUL_HTTP_TOKEN_FILE;
+  return envFile ? fromFile(envFile) : '';
+}
+
+/** Go's url.Error names the method as `Get`, `Put`, `Delete`: the text a Consul CLI user knows. */
+function goMethod(method: string): string {
+  return method.charAt(0).toUpperCase() + method.slice(1).toLowerCase();
+}
+
 export class HttpApi {
   private readonly base: string;
+  /** Read at the first request, so that an unreadable token file is that request's error. */
+  private readonly token: () => string;
 
   constructor(
     values: ReadonlyMap<string, unknown>,
@@ -62,7 +100,8 @@ export class HttpApi {
   ) {
     const flag = values.get('http-addr') as string | undefined;
     const address = flag || env.CONSULATE_HTTP_ADDR || env.CONSUL_HTTP_ADDR || 'http://127.0.0.1:8500';
-    this.base = /^https?:\/\//.test(address) ? address.replace(/\/$/, '') : `http://${address}`;
+    this.base = /^https?:\/\//.test(address) ? address.replace(/\/$/, '') : `http://${address}`;    let token: string | undefined;
+    this.token = () => (token ??= tokenOf(values, env));
   }
 
   get address(): string {
@@ -82,16 +121,18 @@ export class HttpApi {
       if (value === undefined) continue;
       for (const v of Array.isArray(value) ? value : [value]) url.searchParams.append(key, v);
     }
+    const token = this.token();
     let response: Response;
     try {
       response = await fetch(url, {
         method,
+        headers: token === '' ? undefined : { 'X-Consul-Token': token },
         body: options.raw !== undefined ? options.raw : options.body === undefined ? undefined : JSON.stringify(options.body),
         signal: options.signal === undefined ? AbortSignal.timeout(Math.ceil(options.timeoutMs ?? DEFAULT_TIMEOUT_MS)) : AbortSignal.any([options.signal, AbortSignal.timeout(Math.ceil(options.timeoutMs ?? DEFAULT_TIMEOUT_MS))]),
       });
     } catch (err) {
       const cause = (err as { cause?: { code?: string } }).cause?.code;
-      throw new HttpApiError(0, cause === 'ECONNREFUSED' ? `Get "${url.origin}${url.pathname}": dial tcp ${url.host}: connect: connection refused` : (err as Error).message);
+      throw new HttpApiError(0, cause === 'ECONNREFUSED' ? `${goMethod(method)} "${url.origin}${url.pathname}": dial tcp ${url.host}: connect: connection refused` : (err as Error).message);
     }
     const index = Number(response.headers.get('x-consul-index') ?? 0);
     let text: string;
