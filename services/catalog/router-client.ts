@@ -21,6 +21,7 @@ import {
   AreaMembersResponse,
   CreateAreaRequest,
   CreateAreaResponse,
+  DatacenterCoordinatesResponse,
   DatacentersResponse,
   DeleteAreaRequest,
   DeleteAreaResponse,
@@ -217,6 +218,11 @@ export class RouterClient {
    */
   joinWan(request: JoinWanRequest): Promise<JoinWanResponse> {
     return this.operator(request, { timeoutMs: AREA_JOIN_TIMEOUT_MS, repeatable: true }, (c) => c.joinWan.bind(c));
+  }
+
+  /** The routers' coordinates in the WAN pool and in each area's pool, by pool and datacenter (§3.8). */
+  datacenterCoordinates(): Promise<DatacenterCoordinatesResponse> {
+    return this.operator({}, { timeoutMs: ROUTER_CALL_TIMEOUT_MS, repeatable: true }, (c) => c.datacenterCoordinates.bind(c));
   }
 
   /** The datacenters the routers reach, nearest first (Consul's order, §3.8). */

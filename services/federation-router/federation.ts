@@ -11,7 +11,7 @@ import { MemberInfo, serfStatus } from '../lib/swim/types';
 import { Logger } from '../lib/log';
 import { JoinResult, SwimPool } from '../lib/swim-pool';
 import { SwimTimings } from '../lib/swim/config';
-import { distanceNs } from '../lib/vivaldi/coordinate';
+import { Coordinate, distanceNs } from '../lib/vivaldi/coordinate';
 import { Area, AreaError, AreaStore } from './area-store';
 import { PeerClients } from './peer-clients';
 import { RpcPoolTransport, poolKey } from './pool-transport';
@@ -53,6 +53,14 @@ export interface AreaMemberView {
   readonly status: string;
   /** ns; 0 for ourselves, -1 when there is no estimate. */
   readonly rttNs: number;
+}
+
+/** Consul's structs.DatacenterMap: one datacenter's routers in one pool. */
+export interface DatacenterCoordinates {
+  readonly datacenter: string;
+  /** `wan` or the area's UUID. */
+  readonly areaId: string;
+  readonly coordinates: readonly { readonly node: string; readonly coord: Coordinate }[];
 }
 
 interface PoolEntry {
@@ -150,6 +158,33 @@ export class Federation {
           rttNs: rttNs === undefined ? -1 : Math.round(rttNs),
         };
       });
+  }
+
+  /**
+   * Consul's Router.GetDatacenterMaps: for each pool (the WAN and every area), the coordinate of
+   * each router that has not left, grouped by datacenter, node names without `.<dc>`. Ordered by
+   * pool, then datacenter, then node, where Consul's map order is random.
+   */
+  datacenterMaps(): DatacenterCoordinates[] {
+    const maps: DatacenterCoordinates[] = [];
+    for (const [areaId, entry] of [...this.byArea].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+      const self = entry.pool.localMember().name;
+      const known = entry.pool.coordinates();
+      const byDatacenter = new Map<string, { node: string; coord: Coordinate }[]>();
+      for (const member of entry.pool.members()) {
+        if (serfStatus(member.state) === 'left') continue;
+        const coord = member.name === self ? entry.pool.coordinate() : known.get(member.name);
+        const datacenter = member.tags.dc ?? '';
+        if (coord === undefined) continue;
+        const list = byDatacenter.get(datacenter) ?? [];
+        list.push({ node: member.name.endsWith(`.${datacenter}`) ? member.name.slice(0, -datacenter.length - 1) : member.name, coord });
+        byDatacenter.set(datacenter, list);
+      }
+      for (const datacenter of [...byDatacenter.keys()].sort()) {
+        maps.push({ datacenter, areaId, coordinates: byDatacenter.get(datacenter)!.sort((a, b) => (a.node < b.node ? -1 : a.node > b.node ? 1 : 0)) });
+      }
+    }
+    return maps;
   }
 
   async join(areaId: string, addresses: readonly string[]): Promise<JoinResult[]> {

@@ -104,6 +104,14 @@ export function operatorService(deps: OperatorDeps): OperatorServiceServer {
         (err: Error) => callback(areaFailure(err)),
       );
     },
+    datacenterCoordinates(_call, callback) {
+      const maps = federation.datacenterMaps().map((map) => ({
+        datacenter: map.datacenter,
+        areaId: map.areaId,
+        coordinates: map.coordinates.map(({ node, coord }) => ({ node, segment: '', coord: { vec: [...coord.vec], error: coord.error, adjustment: coord.adjustment, height: coord.height } })),
+      }));
+      callback(null, { maps });
+    },
     datacenters(_call, callback) {
       const routes = federation.routes();
       const names = federation.datacenters();

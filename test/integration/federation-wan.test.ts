@@ -47,6 +47,20 @@ async function wanRowsWhenAlive(dc: FederatedDatacenter, routers: readonly Feder
   return rows.length === expected.length && expected.every((start) => rows.some((row) => row.startsWith(start))) ? result.stdout : undefined;
 }
 
+interface DatacenterMapJson {
+  Datacenter: string;
+  AreaID: string;
+  Coordinates: { Node: string; Segment: string; Coord: { Vec: number[]; Error: number; Adjustment: number; Height: number } }[];
+}
+
+/** `/v1/coordinate/datacenters` of `dc` for one pool, once both datacenters' two routers have a coordinate in it, else undefined. */
+async function poolCoordinates(dc: FederatedDatacenter, areaId: string): Promise<DatacenterMapJson[] | undefined> {
+  const answer = await http(dc, 'GET', '/v1/coordinate/datacenters');
+  if (answer.status !== 200) return undefined;
+  const maps = (JSON.parse(answer.text) as DatacenterMapJson[]).filter((m) => m.AreaID === areaId);
+  return maps.length === 2 && maps.every((m) => m.Coordinates.length === 2) ? maps : undefined;
+}
+
 /** The route a router of `dc` has to `datacenter`, from its OperatorService. */
 async function routeFrom(dc: FederatedDatacenter, datacenter: string): Promise<Route | undefined> {
   const client = new OperatorServiceClient(`${dc.routers[0].address}:8330`, credentials.createInsecure());
@@ -80,6 +94,12 @@ describe('the WAN pool, run by the federation routers', () => {
     // dc2 sees the same pool.
     await eventually('dc2 to list all four routers alive in the WAN pool', () => wanRowsWhenAlive(dc2, [dc1, dc2]), 60_000);
 
+    // /v1/coordinate/datacenters: the WAN pool's coordinates by datacenter, names without `.<dc>` (§3.8).
+    const wan = await eventually('dc1 to list the WAN coordinates of both datacenters', () => poolCoordinates(dc1, 'wan'), 60_000);
+    expect(wan.map((m) => `${m.Datacenter}:${m.Coordinates.map((c) => c.Node).join(',')}`)).toEqual(['dc1:router-1,router-2', 'dc2:router-1,router-2']);
+    expect(wan[1].Coordinates[0]).toMatchObject({ Node: 'router-1', Segment: '', Coord: { Vec: expect.any(Array), Error: expect.any(Number), Height: expect.any(Number) } });
+    expect(wan[1].Coordinates[0].Coord.Vec).toHaveLength(8);
+
     // The HTTP answer is Consul's /v1/agent/members shape.
     const members = JSON.parse((await http(dc1, 'GET', '/v1/agent/members?wan=1')).text) as { Name: string; Port: number; Status: number; Tags: Record<string, string> }[];
     expect(members.find((m) => m.Name === 'router-1.dc2')).toMatchObject({ Port: 8300, Status: 1, Tags: { role: 'consul', dc: 'dc2', port: '8300', vsn: '2' } });
@@ -105,7 +125,7 @@ describe('the WAN pool, run by the federation routers', () => {
   });
 
   test('reciprocal areas too: WAN and an area at the same time, requests still answered (§3.5)', async () => {
-    createdAreaId(await consulate(dc1, ['operator', 'area', 'create', '-peer-datacenter=dc2']));
+    const areaId = createdAreaId(await consulate(dc1, ['operator', 'area', 'create', '-peer-datacenter=dc2']));
     createdAreaId(await consulate(dc2, ['operator', 'area', 'create', '-peer-datacenter=dc1']));
     ok(await consulate(dc1, ['operator', 'area', 'join', '-peer-datacenter=dc2', dc2.routers[1].address]));
     await eventually(
@@ -132,5 +152,9 @@ describe('the WAN pool, run by the federation routers', () => {
     expect((await routeFrom(dc1, 'dc2'))?.reachable).toBe(true);
     // The WAN pool is untouched by the areas.
     expect(await wanRowsWhenAlive(dc1, [dc1, dc2])).toBeDefined();
+    // The area's pool has its own coordinates, listed beside the WAN's under the area's ID.
+    const inArea = await eventually('dc1 to list the area coordinates of both datacenters', () => poolCoordinates(dc1, areaId), 60_000);
+    expect(inArea.map((m) => `${m.Datacenter}:${m.Coordinates.map((c) => c.Node).join(',')}`)).toEqual(['dc1:router-1,router-2', 'dc2:router-1,router-2']);
+    expect(await poolCoordinates(dc1, 'wan')).toBeDefined();
   });
 });

@@ -1,6 +1,7 @@
 // /v1/coordinate/... (reference/consul-compat.md §2.6, §3.8; agent/coordinate_endpoint.go
-// filterCoordinates), from a scripted gossip agent.
+// filterCoordinates), from a scripted gossip agent and scripted routers.
 import { NodeCoordinate } from '../../gen/consulate/gossip/v1/membership';
+import { DatacenterCoordinatesResponse, DatacenterMap } from '../../gen/consulate/router/v1/operator';
 import { registerCoordinateEndpoints } from './coordinate-endpoint';
 import { Served, serveRouter } from './testing/serve-router';
 
@@ -13,8 +14,21 @@ const COORDINATES: NodeCoordinate[] = [
   { node: 'node-beta-1', segment: 'beta', coord: coord(5) },
 ];
 
+const AREA = '8b0ee2f4-0000-4000-8000-000000000000';
+/** As the router answers (federation.ts datacenterMaps): by pool, then datacenter, names without `.<dc>`. */
+const MAPS: DatacenterMap[] = [
+  { datacenter: 'dc1', areaId: AREA, coordinates: [{ node: 'router-1', segment: '', coord: coord(6) }] },
+  { datacenter: 'dc2', areaId: AREA, coordinates: [{ node: 'router-1', segment: '', coord: coord(7) }] },
+  { datacenter: 'dc1', areaId: 'wan', coordinates: [{ node: 'router-1', segment: '', coord: coord(8) }, { node: 'router-2', segment: '', coord: coord(9) }] },
+];
+
 let served: Served;
 const asked: string[] = [];
+/** The routers as the endpoint sees them: configured or not, and their answer. */
+const routers: { configured: boolean; datacenterCoordinates: () => Promise<DatacenterCoordinatesResponse> } = {
+  configured: true,
+  datacenterCoordinates: async () => ({ maps: MAPS }),
+};
 
 beforeAll(async () => {
   served = await serveRouter((router) =>
@@ -26,6 +40,7 @@ beforeAll(async () => {
           return COORDINATES;
         },
       },
+      routers,
     }),
   );
 });
@@ -70,7 +85,25 @@ describe('/v1/coordinate/node/:node', () => {
 });
 
 describe('/v1/coordinate/datacenters', () => {
-  test('no WAN and no areas yet: [] (the LAN is never listed)', async () => {
+  test("the routers' pools in Consul's DatacenterMap shape: one entry per pool and datacenter, no LAN segment", async () => {
+    routers.configured = true;
+    const response = await served.request('/v1/coordinate/datacenters');
+    expect(response.status).toBe(200);
+    const body = response.json() as { Datacenter: string; AreaID: string; Coordinates: { Node: string }[] }[];
+    expect(body.map((m) => `${m.Datacenter}/${m.AreaID}/${m.Coordinates.map((c) => c.Node).join(',')}`)).toEqual([`dc1/${AREA}/router-1`, `dc2/${AREA}/router-1`, 'dc1/wan/router-1,router-2']);
+    expect(body[1]).toEqual({ Datacenter: 'dc2', AreaID: AREA, Coordinates: [{ Node: 'router-1', Segment: '', Coord: { Vec: [7, 0, 0, 0, 0, 0, 0, 0], Error: 1.5, Adjustment: 0.001, Height: 0.0001 } }] });
+  });
+
+  test('no federation router configured: no pool, []; a router that fails: 500 with its text', async () => {
+    routers.configured = false;
     expect((await served.request('/v1/coordinate/datacenters')).json()).toEqual([]);
+    routers.configured = true;
+    const answer = routers.datacenterCoordinates;
+    routers.datacenterCoordinates = () => Promise.reject(new Error('No cluster leader'));
+    try {
+      expect(await served.request('/v1/coordinate/datacenters')).toMatchObject({ status: 500, text: 'No cluster leader' });
+    } finally {
+      routers.datacenterCoordinates = answer;
+    }
   });
 });

@@ -11,12 +11,14 @@
  */
 import { NodeCoordinate } from '../../gen/consulate/gossip/v1/membership';
 import { ALL_SEGMENTS, GossipClient } from '../gossip-client';
+import { RouterClient } from '../router-client';
 import { HttpRequest, HttpResult, HttpRouter } from './http-server';
 import { JITTER_FRACTION, parseQueryOptions } from './query-options';
 
 export interface CoordinateDeps {
   readonly datacenter: string;
   readonly gossip: Pick<GossipClient, 'coordinates'>;
+  readonly routers: Pick<RouterClient, 'configured' | 'datacenterCoordinates'>;
 }
 
 /** Consul's structs.Coordinate as JSON. */
@@ -38,10 +40,26 @@ export function registerCoordinateEndpoints(router: HttpRouter, deps: Coordinate
     return Array.isArray(result.body) && result.body.length === 0 ? { ...result, status: 404, body: Buffer.alloc(0) } : result;
   });
 
-  // Only WAN and area pools have datacenter coordinates (the LAN is left out); both belong to
-  // the federation routers, whose API does not list them yet, so there are none. Like Consul's
-  // Coordinate.ListDatacenters it takes no `dc`. Shape: [{Datacenter, AreaID, Coordinates: [{Node, Coord}]}].
-  router.on(['GET'], '/v1/coordinate/datacenters', async () => ({ body: [] }));
+  // Only the WAN and area pools have datacenter coordinates (the LAN is left out, as in Consul);
+  // both are the federation routers' pools, so the answer is a router's. Like Consul's
+  // Coordinate.ListDatacenters it takes no `dc`. Without a router there is no pool: `[]`.
+  router.on(['GET'], '/v1/coordinate/datacenters', async () => {
+    if (!deps.routers.configured) return { body: [] };
+    const { maps } = await deps.routers.datacenterCoordinates();
+    const body: DatacenterMapEntry[] = maps.map((map) => ({ Datacenter: map.datacenter, AreaID: map.areaId, Coordinates: map.coordinates.map(toEntry) }));
+    return { body };
+  });
+}
+
+/** Consul's structs.DatacenterMap as JSON. */
+export interface DatacenterMapEntry {
+  readonly Datacenter: string;
+  readonly AreaID: string;
+  readonly Coordinates: readonly CoordinateEntry[];
+}
+
+function toEntry(c: NodeCoordinate): CoordinateEntry {
+  return { Node: c.node, Segment: c.segment, Coord: { Vec: c.coord?.vec ?? [], Error: c.coord?.error ?? 0, Adjustment: c.coord?.adjustment ?? 0, Height: c.coord?.height ?? 0 } };
 }
 
 async function answer(request: HttpRequest, deps: CoordinateDeps, keep: (c: NodeCoordinate) => boolean): Promise<HttpResult> {
@@ -53,10 +71,6 @@ async function answer(request: HttpRequest, deps: CoordinateDeps, keep: (c: Node
   const segment = request.query.get('segment');
   const coordinates = (await deps.gossip.coordinates(ALL_SEGMENTS)).filter((c) => keep(c) && (segment === null || segment === ALL_SEGMENTS || c.segment === segment));
   coordinates.sort((a, b) => (a.node < b.node ? -1 : a.node > b.node ? 1 : a.segment < b.segment ? -1 : a.segment > b.segment ? 1 : 0));
-  const body: CoordinateEntry[] = coordinates.map((c) => ({
-    Node: c.node,
-    Segment: c.segment,
-    Coord: { Vec: c.coord?.vec ?? [], Error: c.coord?.error ?? 0, Adjustment: c.coord?.adjustment ?? 0, Height: c.coord?.height ?? 0 },
-  }));
+  const body: CoordinateEntry[] = coordinates.map(toEntry);
   return { body, headers: { 'X-Consul-Index': String(COORDINATE_INDEX), 'X-Consul-KnownLeader': 'true', 'X-Consul-LastContact': '0' } };
 }

@@ -24,6 +24,7 @@ import {
 } from "@grpc/grpc-js";
 import { UnaryAnswer, UnaryCall } from "../../common/v1/call_stream";
 import { DependencyStatus, RoleInfo } from "../../common/v1/role";
+import { NodeCoordinate } from "../../gossip/v1/membership";
 
 export const protobufPackage = "consulate.router.v1";
 
@@ -200,6 +201,23 @@ export interface JoinWanRequest {
 
 export interface JoinWanResponse {
   results: JoinResult[];
+}
+
+export interface DatacenterCoordinatesRequest {
+}
+
+/** DatacenterMap is Consul's `structs.DatacenterMap`: one datacenter's routers in one pool. */
+export interface DatacenterMap {
+  datacenter: string;
+  /** "wan", or the area's UUID: coordinates compare only within one pool. */
+  areaId: string;
+  /** One per router of `datacenter` with a known coordinate, by node name without `.<dc>`. */
+  coordinates: NodeCoordinate[];
+}
+
+export interface DatacenterCoordinatesResponse {
+  /** By pool, then datacenter; routers that left are not listed. */
+  maps: DatacenterMap[];
 }
 
 export interface DatacentersRequest {
@@ -2700,6 +2718,234 @@ export const JoinWanResponse: MessageFns<JoinWanResponse> = {
   },
 };
 
+function createBaseDatacenterCoordinatesRequest(): DatacenterCoordinatesRequest {
+  return {};
+}
+
+export const DatacenterCoordinatesRequest: MessageFns<DatacenterCoordinatesRequest> = {
+  encode(_: DatacenterCoordinatesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DatacenterCoordinatesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDatacenterCoordinatesRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): DatacenterCoordinatesRequest {
+    return {};
+  },
+
+  toJSON(_: DatacenterCoordinatesRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<DatacenterCoordinatesRequest>): DatacenterCoordinatesRequest {
+    return DatacenterCoordinatesRequest.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<DatacenterCoordinatesRequest>): DatacenterCoordinatesRequest {
+    const message = createBaseDatacenterCoordinatesRequest();
+    return message;
+  },
+};
+
+function createBaseDatacenterMap(): DatacenterMap {
+  return { datacenter: "", areaId: "", coordinates: [] };
+}
+
+export const DatacenterMap: MessageFns<DatacenterMap> = {
+  encode(message: DatacenterMap, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.datacenter !== "") {
+      writer.uint32(10).string(message.datacenter);
+    }
+    if (message.areaId !== "") {
+      writer.uint32(18).string(message.areaId);
+    }
+    for (const v of message.coordinates) {
+      NodeCoordinate.encode(v!, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DatacenterMap {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDatacenterMap();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.datacenter = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.areaId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.coordinates.push(NodeCoordinate.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DatacenterMap {
+    return {
+      datacenter: isSet(object.datacenter) ? globalThis.String(object.datacenter) : "",
+      areaId: isSet(object.areaId)
+        ? globalThis.String(object.areaId)
+        : isSet(object.area_id)
+        ? globalThis.String(object.area_id)
+        : "",
+      coordinates: globalThis.Array.isArray(object?.coordinates)
+        ? object.coordinates.map((e: any) => NodeCoordinate.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: DatacenterMap): unknown {
+    const obj: any = {};
+    if (message.datacenter !== "") {
+      obj.datacenter = message.datacenter;
+    }
+    if (message.areaId !== "") {
+      obj.areaId = message.areaId;
+    }
+    if (message.coordinates?.length) {
+      obj.coordinates = message.coordinates.map((e) => NodeCoordinate.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<DatacenterMap>): DatacenterMap {
+    return DatacenterMap.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DatacenterMap>): DatacenterMap {
+    const message = createBaseDatacenterMap();
+    message.datacenter = object.datacenter ?? "";
+    message.areaId = object.areaId ?? "";
+    message.coordinates = object.coordinates?.map((e) => NodeCoordinate.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseDatacenterCoordinatesResponse(): DatacenterCoordinatesResponse {
+  return { maps: [] };
+}
+
+export const DatacenterCoordinatesResponse: MessageFns<DatacenterCoordinatesResponse> = {
+  encode(message: DatacenterCoordinatesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.maps) {
+      DatacenterMap.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DatacenterCoordinatesResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDatacenterCoordinatesResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.maps.push(DatacenterMap.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DatacenterCoordinatesResponse {
+    return {
+      maps: globalThis.Array.isArray(object?.maps) ? object.maps.map((e: any) => DatacenterMap.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: DatacenterCoordinatesResponse): unknown {
+    const obj: any = {};
+    if (message.maps?.length) {
+      obj.maps = message.maps.map((e) => DatacenterMap.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<DatacenterCoordinatesResponse>): DatacenterCoordinatesResponse {
+    return DatacenterCoordinatesResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DatacenterCoordinatesResponse>): DatacenterCoordinatesResponse {
+    const message = createBaseDatacenterCoordinatesResponse();
+    message.maps = object.maps?.map((e) => DatacenterMap.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 function createBaseDatacentersRequest(): DatacentersRequest {
   return {};
 }
@@ -4271,6 +4517,21 @@ export const OperatorServiceService = {
     responseSerialize: (value: JoinWanResponse): Buffer => Buffer.from(JoinWanResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): JoinWanResponse => JoinWanResponse.decode(value),
   },
+  /**
+   * DatacenterCoordinates lists the Vivaldi coordinates of the routers in the WAN pool and in each
+   * area's pool, by pool and datacenter (Consul's `GET /v1/coordinate/datacenters`).
+   */
+  datacenterCoordinates: {
+    path: "/consulate.router.v1.OperatorService/DatacenterCoordinates" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: DatacenterCoordinatesRequest): Buffer =>
+      Buffer.from(DatacenterCoordinatesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DatacenterCoordinatesRequest => DatacenterCoordinatesRequest.decode(value),
+    responseSerialize: (value: DatacenterCoordinatesResponse): Buffer =>
+      Buffer.from(DatacenterCoordinatesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): DatacenterCoordinatesResponse => DatacenterCoordinatesResponse.decode(value),
+  },
 } as const;
 
 export interface OperatorServiceServer extends UntypedServiceImplementation {
@@ -4299,6 +4560,11 @@ export interface OperatorServiceServer extends UntypedServiceImplementation {
   wanMembers: handleUnaryCall<WanMembersRequest, WanMembersResponse>;
   /** JoinWan joins this router to the WAN pool through the given addresses (`consul join -wan`). */
   joinWan: handleUnaryCall<JoinWanRequest, JoinWanResponse>;
+  /**
+   * DatacenterCoordinates lists the Vivaldi coordinates of the routers in the WAN pool and in each
+   * area's pool, by pool and datacenter (Consul's `GET /v1/coordinate/datacenters`).
+   */
+  datacenterCoordinates: handleUnaryCall<DatacenterCoordinatesRequest, DatacenterCoordinatesResponse>;
 }
 
 export interface OperatorServiceClient extends Client {
@@ -4480,6 +4746,25 @@ export interface OperatorServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: JoinWanResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * DatacenterCoordinates lists the Vivaldi coordinates of the routers in the WAN pool and in each
+   * area's pool, by pool and datacenter (Consul's `GET /v1/coordinate/datacenters`).
+   */
+  datacenterCoordinates(
+    request: DatacenterCoordinatesRequest,
+    callback: (error: ServiceError | null, response: DatacenterCoordinatesResponse) => void,
+  ): ClientUnaryCall;
+  datacenterCoordinates(
+    request: DatacenterCoordinatesRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: DatacenterCoordinatesResponse) => void,
+  ): ClientUnaryCall;
+  datacenterCoordinates(
+    request: DatacenterCoordinatesRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: DatacenterCoordinatesResponse) => void,
   ): ClientUnaryCall;
 }
 
