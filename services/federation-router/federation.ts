@@ -78,6 +78,8 @@ export class Federation {
   private readonly byArea = new Map<string, PoolEntry>();
   private readonly byKey = new Map<string, PoolEntry>();
   private routeTable = new Map<string, Route>();
+  /** Datacenters this one is adjacent to: an area's peer, or a datacenter with a router in the WAN pool that has not left. */
+  private adjacentDatacenters = new Set<string>();
   private readonly timers: NodeJS.Timeout[] = [];
   private unsubscribe: () => void = () => undefined;
   private readonly failedListeners = new Set<(address: string) => void>();
@@ -117,6 +119,15 @@ export class Federation {
   /** Told the address of every router a pool declares failed. */
   onRouterFailed(listener: (address: string) => void): void {
     this.failedListeners.add(listener);
+  }
+
+  /**
+   * Whether a router of `datacenter` may send requests here: ours, the peer of one of our areas
+   * (the operator made it), or in the WAN pool with us. A datacenter that only holds a certificate
+   * from the same CA is not: areas keep datacenters apart, and Consul checks no more than the CA.
+   */
+  adjacent(datacenter: string): boolean {
+    return datacenter === this.options.datacenter || this.adjacentDatacenters.has(datacenter);
   }
 
   routes(): ReadonlyMap<string, Route> {
@@ -319,6 +330,7 @@ export class Federation {
   private refreshRoutes(): Map<string, Route> {
     const snapshots = this.snapshots();
     this.routeTable = computeRoutes(this.options.datacenter, snapshots);
+    this.adjacentDatacenters = adjacentIn(snapshots);
     const now = Date.now();
     for (const snapshot of snapshots) {
       const entry = this.byArea.get(snapshot.areaId);
@@ -337,6 +349,16 @@ export class Federation {
     }
     return this.routeTable;
   }
+}
+
+/** Each area's peer, and each datacenter with a router in the WAN pool that has not left. */
+function adjacentIn(snapshots: readonly PoolSnapshot[]): Set<string> {
+  const adjacent = new Set<string>();
+  for (const snapshot of snapshots) {
+    if (snapshot.peer !== undefined) adjacent.add(snapshot.peer);
+    else for (const member of snapshot.members) if (member.status !== 'left' && member.datacenter !== '') adjacent.add(member.datacenter);
+  }
+  return adjacent;
 }
 
 /** RTT estimates from this router's coordinate in `pool`: 0 to itself, undefined without a coordinate. */

@@ -103,9 +103,9 @@ async function scriptedRouter(handler: ForwardHandler): Promise<{ address: strin
 }
 
 /** A real router of `datacenter` on 8300: the FederationService adapter over its own Forwarder. */
-async function realRouter(datacenter: string, catalogAddrs: string[], more: { caller?: string; routes?: Route[]; areas?: Area[]; catalogGrpcAddrs?: string[] } = {}): Promise<{ address: string; forwarder: Forwarder }> {
+async function realRouter(datacenter: string, catalogAddrs: string[], more: { caller?: string; routes?: Route[]; areas?: Area[]; catalogGrpcAddrs?: string[]; adjacent?: string[] } = {}): Promise<{ address: string; forwarder: Forwarder }> {
   const caller = more.caller ?? 'dc1';
-  const forwarder = newForwarder({ datacenter, catalogAddrs, catalogGrpcAddrs: more.catalogGrpcAddrs, routes: more.routes, areas: more.areas });
+  const forwarder = newForwarder({ datacenter, catalogAddrs, catalogGrpcAddrs: more.catalogGrpcAddrs, routes: more.routes, areas: more.areas, adjacent: more.adjacent });
   // Plaintext here: the listener that checks certificates vouches for whoever calls.
   const listener = { datacenterOf: () => caller } as unknown as MutualTlsListener;
   const address = await serveFederation(federationService({ datacenter, node: `router-1.${datacenter}`, federation: {} as Federation, forwarder, listener: () => listener, logger }));
@@ -138,11 +138,12 @@ function plaintextPeers(datacenter: string): PeerClients {
   return fake as PeerClients;
 }
 
-/** A Forwarder of `datacenter` with these routes and areas. */
-function newForwarder(options: { datacenter: string; catalogAddrs?: string[]; catalogGrpcAddrs?: string[]; routes?: Route[]; areas?: Area[]; rebalancer?: ForwarderOptions['rebalancer'] }): Forwarder {
+/** A Forwarder of `datacenter` with these routes and areas, adjacent to the datacenters `adjacent` names (default: every one). */
+function newForwarder(options: { datacenter: string; catalogAddrs?: string[]; catalogGrpcAddrs?: string[]; routes?: Route[]; areas?: Area[]; adjacent?: string[]; rebalancer?: ForwarderOptions['rebalancer'] }): Forwarder {
   const routes = new Map((options.routes ?? []).map((route) => [route.datacenter, route]));
   const areas = options.areas ?? [];
-  const federation = { route: (datacenter: string) => routes.get(datacenter) } as unknown as Federation;
+  const adjacent = options.adjacent;
+  const federation = { route: (datacenter: string) => routes.get(datacenter), adjacent: (datacenter: string) => adjacent === undefined || adjacent.includes(datacenter) } as unknown as Federation;
   const store = { areas: () => areas, area: (id: string) => areas.find((area) => area.id === id) } as unknown as AreaStore;
   const forwarder = new Forwarder({ datacenter: options.datacenter, catalogAddrs: options.catalogAddrs ?? [], catalogGrpcAddrs: options.catalogGrpcAddrs ?? [], logger, rebalancer: options.rebalancer }, federation, store, plaintextPeers(options.datacenter));
   cleanups.push(() => forwarder.close());
@@ -299,6 +300,22 @@ describe('serving a request for this datacenter', () => {
     const forwarder = newForwarder({ datacenter: 'dc1', catalogAddrs: ['127.0.0.1:1'] });
     const err = await failure(forwarder.forward(request('dc1'), inSeconds(5), [], undefined));
     expect(err.code).toBe(GrpcStatus.INVALID_ARGUMENT);
+  });
+
+  test('refuses a router of a datacenter it is not adjacent to (no area, not in the WAN pool): PERMISSION_DENIED, the catalog never asked', async () => {
+    const catalog = await fakeCatalog();
+    const dc1 = await realRouter('dc1', [catalog.address], { caller: 'dc3', adjacent: ['dc2'] });
+    const forwarder = newForwarder({ datacenter: 'dc3', routes: [route(['dc1'], [hop('r1.dc1', dc1.address, 'dc1')])] });
+    const err = await failure(forwarder.forward(request('dc1', { method: 'PUT', path: '/v1/kv/secret', body: Buffer.from('x') }), inSeconds(5), [], undefined));
+    expect([err.code, err.message]).toEqual([GrpcStatus.PERMISSION_DENIED, 'datacenter "dc3" is not adjacent to "dc1": no area with it and not in the WAN pool']);
+    const watchEnd = await forwarder.forwardWatch(watchRequest('dc1'), [], undefined, collectingSink());
+    expect(watchEnd.code).toBe(GrpcStatus.PERMISSION_DENIED);
+    expect(catalog.seen).toEqual([]);
+    // Adjacent, the same request is served.
+    const adjacent = await realRouter('dc1', [catalog.address], { caller: 'dc3', adjacent: ['dc3'] });
+    const served = await newForwarder({ datacenter: 'dc3', routes: [route(['dc1'], [hop('r1.dc1', adjacent.address, 'dc1')])] }).forward(request('dc1'), inSeconds(5), [], undefined);
+    expect(served.response?.status).toBe(200);
+    expect(catalog.seen).toHaveLength(1);
   });
 });
 

@@ -185,6 +185,7 @@ export class Forwarder {
    */
   private hopsFor(request: ForwardRequest, visited: readonly string[], from: string | undefined): NextHop[] | 'here' {
     const local = this.options.datacenter;
+    if (from !== undefined && !this.federation.adjacent(from)) throw this.notAdjacent(request, from);
     if (request.datacenter === local) {
       if (from === undefined) throw new ForwardError(`request is for this datacenter (${local}); serve it locally`, GrpcStatus.INVALID_ARGUMENT);
       return 'here';
@@ -424,6 +425,11 @@ export class Forwarder {
   private datacenterLabel(datacenter: string): string {
     const known = datacenter === this.options.datacenter || this.federation.routes().has(datacenter) || this.store.areas().some((area) => area.peerDatacenter === datacenter);
     return known ? datacenter : 'unknown';
+  }
+
+  private notAdjacent(request: ForwardRequest, from: string): ForwardError {
+    this.options.logger.warn({ datacenter: request.datacenter, from }, `refused a request from datacenter ${from}: it has no area with ${this.options.datacenter} and is not in its WAN pool`);
+    return new ForwardError(`datacenter "${from}" is not adjacent to "${this.options.datacenter}": no area with it and not in the WAN pool`, GrpcStatus.PERMISSION_DENIED);
   }
 
   private noPath(request: ForwardRequest, why: string): ForwardError {

@@ -57,7 +57,7 @@ import { checkHealth } from '../../services/lib/health-probe';
 import { Message, PushPullMember } from '../../services/lib/swim/messages';
 import { encodePacket, encodeStreamFrame } from '../../services/lib/swim/wire-codec';
 import { FederatedDatacenter, startDatacenter } from '../harness/federation';
-import { RoleProcess, logRecords, stopAll, vmKib } from '../harness/processes';
+import { RoleProcess, eventually, logRecords, stopAll, vmKib } from '../harness/processes';
 import { RouterTls, makeRouterTls } from '../harness/tls';
 
 /** Cases per service (reliability.md asks 100,000 in the nightly run; this is the CI share). */
@@ -97,6 +97,12 @@ beforeAll(async () => {
     'grpc.default_authority': 'server.dc1.consulate',
     'grpc.enable_retries': 0,
   });
+  // dc2 is the peer of an area of dc1, so the router takes its Forwards (it refuses a datacenter
+  // it is not adjacent to before anything else): they reach the code under test.
+  const created = await fetch(`${dc1.httpAddr}/v1/operator/area`, { method: 'POST', body: JSON.stringify({ PeerDatacenter: 'dc2' }) });
+  expect(created.status).toBe(200);
+  const control = FederationServiceForwardRequest.encode({ forward: { datacenter: 'dc-nowhere', request: catalogGet }, visited: ['dc2'] }).finish();
+  await eventually('the router to take dc2 as adjacent', async () => (await rawCall(fromDc2, FederationServiceService.forward.path, control, claimingDc2(), CALL_DEADLINE_MS)).code === GrpcStatus.NOT_FOUND || undefined, 20_000);
 }, 60_000);
 
 afterAll(async () => {

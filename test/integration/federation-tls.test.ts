@@ -185,6 +185,18 @@ describe('8300 TLS matrix: every bad client is refused, logged with its reason, 
     await expectSecretUntouched();
   });
 
+  test('(i) a valid router certificate of dc3, a datacenter with no area with dc1 and not in its WAN pool: Forward PERMISSION_DENIED (areas keep datacenters apart)', async () => {
+    const client = federationClient(mutualTls(certificate('dc3')));
+    try {
+      const answer = await forwardPut(client, claiming('dc3'), 'written by dc3, not adjacent');
+      expect(answer).toEqual({ ok: false, code: GrpcStatus.PERMISSION_DENIED, details: 'datacenter "dc3" is not adjacent to "dc1": no area with it and not in the WAN pool' });
+    } finally {
+      client.close();
+    }
+    await eventually('the router to log the refusal', () => logRecords(router).some((record) => String(record.msg).startsWith('refused a request from datacenter dc3: it has no area with dc1')) || undefined, LOG_TIMEOUT_MS);
+    await expectSecretUntouched();
+  });
+
   test.each([
     { name: '(g) an HTTP/1.1 request over plain TCP', bytes: 'PUT /v1/kv/secret HTTP/1.1\r\nHost: server.dc1.consulate\r\nContent-Length: 3\r\n\r\nraw' },
     { name: '(g) an HTTP CONNECT (proxy) request over plain TCP', bytes: 'CONNECT server.dc1.consulate:8300 HTTP/1.1\r\nHost: server.dc1.consulate:8300\r\n\r\n' },
@@ -382,12 +394,22 @@ async function floodOneSession(pair: CertificateAndKey, until: number, flood: { 
 }
 
 describe('8300 positive control', () => {
-  test("(h) a dc2 router's certificate claiming dc2 is served: Ping, and the Forward every bad client was refused", async () => {
+  test("(h) a dc2 router's certificate claiming dc2, dc2 the peer of an area of dc1, is served: Ping, and the Forward every bad client was refused", async () => {
     const refusedBefore = refusals().length;
+    const created = await fetch(`${dc1.httpAddr}/v1/operator/area`, { method: 'POST', body: JSON.stringify({ PeerDatacenter: 'dc2' }) });
+    expect(created.status).toBe(200);
     const client = federationClient(mutualTls(certificate('dc2')));
     try {
       expect(await ping(client, claiming('dc2'))).toEqual({ ok: true, value: { node: 'router-1', datacenter: 'dc1' } });
-      const answer = await forwardPut(client, claiming('dc2'), 'written by dc2');
+      // The router takes the new area from its mirror of the store within moments.
+      const answer = await eventually(
+        'dc1 to serve dc2 once the area exists',
+        async () => {
+          const attempt = await forwardPut(client, claiming('dc2'), 'written by dc2');
+          return attempt.ok || attempt.code !== GrpcStatus.PERMISSION_DENIED ? attempt : undefined;
+        },
+        LOG_TIMEOUT_MS,
+      );
       expect(answer).toMatchObject({ ok: true, value: { forward: { path: ['dc1'], response: { status: 200 } } } });
       if (answer.ok) expect(answer.value.forward?.response?.body.toString()).toBe('true');
     } finally {
