@@ -109,6 +109,12 @@ export interface CertificateOptions {
   readonly dnsNames?: readonly string[];
   /** IP SANs beyond `127.0.0.1` (which a `cli` certificate does not get, as in Consul). */
   readonly ips?: readonly string[];
+  /**
+   * The extended key usages (OIDs) in place of the kind's own, for tests of a peer's checks (a
+   * router certificate good for `serverAuth` only); the CLI never sets it. `[]` leaves the
+   * extension out.
+   */
+  readonly extendedKeyUsages?: readonly string[];
 }
 
 /** Options that cannot make a valid certificate. */
@@ -187,8 +193,8 @@ export function createCertificate(options: CertificateOptions): CertificateAndKe
     extension(id_ce_keyUsage, true, new KeyUsage(KeyUsageFlags.digitalSignature)),
   ];
   // Consul's sets, in its order: a client agent serves its HTTPS API with its certificate too.
-  const purposes = { server: [id_kp_serverAuth, id_kp_clientAuth], client: [id_kp_clientAuth, id_kp_serverAuth], cli: [] }[options.kind];
-  if (purposes.length > 0) extensions.push(extension(id_ce_extKeyUsage, false, new ExtendedKeyUsage(purposes)));
+  const purposes = options.extendedKeyUsages ?? { server: [id_kp_serverAuth, id_kp_clientAuth], client: [id_kp_clientAuth, id_kp_serverAuth], cli: [] }[options.kind];
+  if (purposes.length > 0) extensions.push(extension(id_ce_extKeyUsage, false, new ExtendedKeyUsage([...purposes])));
   extensions.push(extension(id_ce_subjectKeyIdentifier, false, new SubjectKeyIdentifier(keyIdentifier(publicKey))));
   if (ca.keyId !== undefined) {
     extensions.push(extension(id_ce_authorityKeyIdentifier, false, new AuthorityKeyIdentifier({ keyIdentifier: new KeyIdentifier(ca.keyId) })));

@@ -4,7 +4,7 @@ import { trace } from '@opentelemetry/api';
 import { CertificateAndKey, createCa, createCertificate } from '../../cli/tls/make-certificates';
 import { TlsFileOptions, makeCertDir, writeTlsFiles } from '../../test/harness/tls';
 import { FederationServiceServer, FederationServiceService } from '../gen/consulate/router/v1/federation';
-import { loadTlsMaterial } from '../lib/tls';
+import { CLIENT_AUTH, loadTlsMaterial } from '../lib/tls';
 import { DATACENTER_METADATA, PeerClients } from './peer-clients';
 
 const DAY_MS = 86_400_000;
@@ -80,6 +80,8 @@ describe('PeerClients: which servers a router accepts on 8300', () => {
     ["a client certificate of our CA posing as dc2's router (CVE-2019-9764)", () => ca, { datacenter: 'dc2', kind: 'client' }, /is not in the cert's altnames: DNS:client\.dc2\.consulate/, /not a router's/],
     ['a dc2 router certificate from another CA', () => createCa(), { datacenter: 'dc2' }, /self[- ]signed|unable to (get|verify)/i, /self[- ]signed|unable to (get|verify)/i],
     ['an expired dc2 router certificate of our CA', () => ca, { datacenter: 'dc2', notAfter: new Date(Date.now() - DAY_MS) }, /certificate has expired/, /certificate has expired/],
+    // OpenSSL checks a server's extended key usage on the client side (not a client's on ours: tls-listener.ts does).
+    ['a dc2 router certificate of our CA for client authentication only', () => ca, { datacenter: 'dc2', extendedKeyUsages: [CLIENT_AUTH] }, /unsuitable certificate purpose/, /unsuitable certificate purpose/],
   ])('%s is refused, by forwarding (dc2 expected) and by gossip (any router)', async (name, issuer, options, expectingDc2, expectingAny) => {
     const server = await fakeRouter(name.replace(/\W+/g, '-'), issuer(), options);
     expect(await ping(server.address, 'dc2')).toMatchObject({ ok: false, code: GrpcStatus.UNAVAILABLE, details: expect.stringMatching(expectingDc2) });

@@ -13,7 +13,7 @@ import { Server as TlsServer, TLSSocket, createServer } from 'node:tls';
 import { ConnectionInjector } from '@grpc/grpc-js';
 
 import { Logger } from '../lib/log';
-import { TlsMaterial, datacenterOf } from '../lib/tls';
+import { CLIENT_AUTH, TlsMaterial, datacenterOf, purposeProblem } from '../lib/tls';
 
 /** A connection must finish its handshake within this (Consul's rpc_handshake_timeout). */
 export const HANDSHAKE_TIMEOUT_MS = 5_000;
@@ -130,6 +130,8 @@ export class MutualTlsListener {
     if (Date.parse(certificate.validTo) < now) return `client certificate expired on ${certificate.validTo}`;
     if (Date.parse(certificate.validFrom) > now) return `client certificate is not valid until ${certificate.validFrom}`;
     if (datacenterOf(certificate) === undefined) return `client certificate is not a router's: no server.<dc>.consulate name (${certificate.subjectAltName ?? 'no names'})`;
+    const purpose = purposeProblem(certificate, CLIENT_AUTH);
+    if (purpose !== undefined) return `client ${purpose}`;
     return undefined;
   }
 

@@ -2,8 +2,10 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { ManualClock } from './clock';
-import { TlsConfigError, datacenterOf, loadTlsMaterial, serverName } from './tls';
-import { createCa } from '../../cli/tls/make-certificates';
+import { X509Certificate } from 'node:crypto';
+
+import { CLIENT_AUTH, SERVER_AUTH, TlsConfigError, datacenterOf, loadTlsMaterial, purposeProblem, serverName } from './tls';
+import { createCa, createCertificate } from '../../cli/tls/make-certificates';
 import { makeCertDir, writeTlsFiles } from '../../test/harness/tls';
 
 const DAY_MS = 86_400_000;
@@ -44,5 +46,25 @@ describe('loadTlsMaterial', () => {
     const junk = join(dir, 'junk.pem');
     writeFileSync(junk, 'not a certificate');
     expect(() => loadTlsMaterial({ ...good, certFile: junk })).toThrow(/is not a PEM certificate/);
+  });
+});
+
+// Go's crypto/x509 rule for the extended key usage, which Node's TLS does not apply.
+describe('purposeProblem', () => {
+  const ca = createCa();
+  const made = (kind: 'server' | 'cli', extendedKeyUsages?: string[]) => new X509Certificate(createCertificate({ ca, kind, datacenter: 'dc1', extendedKeyUsages }).certPem);
+
+  test("a router certificate as `tls cert create -server` makes it serves both ends", () => {
+    expect([purposeProblem(made('server'), CLIENT_AUTH), purposeProblem(made('server'), SERVER_AUTH)]).toEqual([undefined, undefined]);
+  });
+
+  test('no extended key usage extension: good for anything; anyExtendedKeyUsage: likewise', () => {
+    expect(purposeProblem(made('cli'), CLIENT_AUTH)).toBeUndefined();
+    expect(purposeProblem(made('server', ['2.5.29.37.0']), SERVER_AUTH)).toBeUndefined();
+  });
+
+  test('one purpose only: refused for the other, naming what it is for', () => {
+    expect(purposeProblem(made('server', [SERVER_AUTH]), CLIENT_AUTH)).toBe(`certificate is not for client authentication (extended key usage ${SERVER_AUTH})`);
+    expect(purposeProblem(made('server', [CLIENT_AUTH]), SERVER_AUTH)).toBe(`certificate is not for server authentication (extended key usage ${CLIENT_AUTH})`);
   });
 });

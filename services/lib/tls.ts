@@ -49,6 +49,24 @@ export function datacenterOf(certificate: X509Certificate): string | undefined {
   return undefined;
 }
 
+export const SERVER_AUTH = '1.3.6.1.5.5.7.3.1';
+export const CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';
+const ANY_EXTENDED_KEY_USAGE = '2.5.29.37.0';
+
+/**
+ * Why `certificate` may not be used for `purpose` (SERVER_AUTH or CLIENT_AUTH), or undefined when
+ * it may: Go's crypto/x509 rule, which Consul's TLS follows. OpenSSL applies it to a server's
+ * certificate on the client side; the 8300 listener checks a client's chain itself, so it applies
+ * it there (tls-listener.ts). Without an extended key usage extension a certificate is good for
+ * any purpose; with one, it must list `purpose` or anyExtendedKeyUsage.
+ */
+export function purposeProblem(certificate: X509Certificate, purpose: typeof SERVER_AUTH | typeof CLIENT_AUTH): string | undefined {
+  const usages = certificate.keyUsage as string[] | undefined;
+  if (usages === undefined || usages.includes(purpose) || usages.includes(ANY_EXTENDED_KEY_USAGE)) return undefined;
+  const name = purpose === CLIENT_AUTH ? 'client' : 'server';
+  return `certificate is not for ${name} authentication (extended key usage ${usages.join(', ')})`;
+}
+
 export function loadTlsMaterial(files: TlsFiles, clock: Clock = systemClock): TlsMaterial {
   const ca = readPem(files.caFile, 'CA certificate (ca_file)');
   const cert = readPem(files.certFile, 'certificate (cert_file)');

@@ -18,6 +18,7 @@ import { ChannelCredentials, Metadata, ServiceError, credentials, status as Grpc
 
 import { CertificateAndKey, createCa, createCertificate } from '../../cli/tls/make-certificates';
 import { HANDSHAKE_TIMEOUT_MS } from '../../services/federation-router/tls-listener';
+import { SERVER_AUTH } from '../../services/lib/tls';
 import { FederationServiceClient } from '../../services/gen/consulate/router/v1/federation';
 import { FederatedDatacenter, startDatacenter } from '../harness/federation';
 import { RoleProcess, eventually, logRecords, stopAll, vmKib } from '../harness/processes';
@@ -62,8 +63,8 @@ async function readSecret(): Promise<KvEntry> {
 }
 
 /** Router certificates a test makes for itself: `kind` server unless said otherwise. */
-function certificate(datacenter: string, options: { ca?: CertificateAndKey; kind?: 'server' | 'client'; notBefore?: Date; notAfter?: Date } = {}): CertificateAndKey {
-  return createCertificate({ ca: options.ca ?? tls.ca, kind: options.kind ?? 'server', datacenter, notBefore: options.notBefore, notAfter: options.notAfter });
+function certificate(datacenter: string, options: { ca?: CertificateAndKey; kind?: 'server' | 'client'; notBefore?: Date; notAfter?: Date; extendedKeyUsages?: string[] } = {}): CertificateAndKey {
+  return createCertificate({ ca: options.ca ?? tls.ca, kind: options.kind ?? 'server', datacenter, notBefore: options.notBefore, notAfter: options.notAfter, extendedKeyUsages: options.extendedKeyUsages });
 }
 
 /** TLS to 8300 trusting our CA and presenting `pair`, or no certificate at all. */
@@ -142,6 +143,11 @@ const handshakeRefusals: ReadonlyArray<{ name: string; creds: () => ChannelCrede
   { name: '(c) an expired dc2 router certificate from our CA', creds: () => mutualTls(certificate('dc2', { notAfter: new Date(Date.now() - DAY_MS) })), reason: /: client certificate expired on / },
   { name: 'a dc2 router certificate from our CA not valid yet', creds: () => mutualTls(certificate('dc2', { notBefore: new Date(Date.now() + DAY_MS) })), reason: /: client certificate is not valid until / },
   { name: "(d) a client (not a router's) certificate from our CA", creds: () => mutualTls(certificate('dc2', { kind: 'client' })), reason: /: client certificate is not a router's: no server\.<dc>\.consulate name \(DNS:client\.dc2\.consulate, / },
+  {
+    name: '(d) a dc2 router certificate of our CA for server authentication only',
+    creds: () => mutualTls(certificate('dc2', { extendedKeyUsages: [SERVER_AUTH] })),
+    reason: /: client certificate is not for client authentication \(extended key usage 1\.3\.6\.1\.5\.5\.7\.3\.1\)$/,
+  },
   { name: '(f) plaintext gRPC', creds: () => credentials.createInsecure(), reason: /: plaintext connection: port 8300 accepts mutual TLS only$/ },
 ];
 
