@@ -24,6 +24,8 @@ import {
   AreaMembersResponse,
   CreateAreaRequest,
   CreateAreaResponse,
+  DatacenterCoordinatesRequest,
+  DatacenterCoordinatesResponse,
   DatacentersRequest,
   DatacentersResponse,
   DeleteAreaRequest,
@@ -78,6 +80,8 @@ export interface FakeRouter {
   /** The areas' index (X-Consul-Index): every write moves it. */
   index: bigint;
   datacenters: DatacentersResponse;
+  /** What DatacenterCoordinates answers: no pool coordinates unless a test sets some. */
+  coordinates: DatacenterCoordinatesResponse;
   /** What Forward answers; a Refusal fails the call. Default: NOT_FOUND "No path to datacenter". */
   forwardAnswer: (request: ForwardRequest) => ForwardResponse | Refusal | Promise<ForwardResponse | Refusal>;
   /** Every forwarded request, in order. */
@@ -118,6 +122,7 @@ export async function startFakeRouter(datacenter: string): Promise<FakeRouter> {
     wanJoins: [],
     index: 1n,
     datacenters: { datacenters: [datacenter], routes: [{ datacenter, path: [], areaId: '', rttNs: 0n, reachable: true, nextHops: [] }] },
+    coordinates: { maps: [] },
     forwardAnswer: () => NO_PATH,
     forwarded: [],
     forwardWatchAnswer: (_, call) => call.emit('error', { ...NO_PATH, metadata: routerAnswer() }),
@@ -229,6 +234,7 @@ export async function startFakeRouter(datacenter: string): Promise<FakeRouter> {
       return { results: joinResults(addresses) };
     }),
     datacenters: unary<DatacentersRequest, DatacentersResponse>('datacenters', () => state.datacenters),
+    datacenterCoordinates: unary<DatacenterCoordinatesRequest, DatacenterCoordinatesResponse>('datacenterCoordinates', () => state.coordinates),
   };
   const forward: WithoutCalls<ForwardServiceServer> = {
     forward: unary<ForwardRequest, ForwardResponse>(
