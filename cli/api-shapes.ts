@@ -1,6 +1,6 @@
 /**
  * The structs of Consul's Go `api` package (api/kv.go KVPair, api/catalog.go Node, api/health.go
- * ServiceEntry and HealthCheck, api/agent.go AgentService): what `consul watch` decodes from an
+ * ServiceEntry and HealthCheck, api/agent.go AgentService, api/event.go UserEvent): what `consul watch` decodes from an
  * HTTP answer and encodes again for its output. Fields in Go's order, `omitempty` where Go has it,
  * absent fields as Go's zero values, so `marshalIndent` of these prints what Consul prints.
  */
@@ -102,4 +102,19 @@ export function serviceEntry(raw: unknown) {
 /** `/v1/catalog/services`: map[string][]string. */
 export function serviceTags(raw: unknown): GoMap {
   return new GoMap(Object.fromEntries(Object.entries(object(raw)).map(([name, tags]) => [name, strings(tags)])));
+}
+
+/** api.UserEvent (api/event.go): Payload a []byte, base64 in JSON, null when nil. */
+export function userEvent(raw: unknown) {
+  const e = object(raw);
+  return {
+    ID: str(e.ID),
+    Name: str(e.Name),
+    Payload: typeof e.Payload === 'string' && e.Payload !== '' ? e.Payload : null,
+    NodeFilter: str(e.NodeFilter),
+    ServiceFilter: str(e.ServiceFilter),
+    TagFilter: str(e.TagFilter),
+    Version: num(e.Version),
+    LTime: uint(e.LTime),
+  };
 }

@@ -58,6 +58,8 @@ export interface ApiResponse<T> {
   readonly status: number;
   readonly body: T;
   readonly index: number;
+  /** X-Consul-Index exactly, a uint64 (an event list's is a hash past 2^53); 0n when absent. */
+  readonly exactIndex: bigint;
 }
 
 /**
@@ -134,16 +136,18 @@ export class HttpApi {
       const cause = (err as { cause?: { code?: string } }).cause?.code;
       throw new HttpApiError(0, cause === 'ECONNREFUSED' ? `${goMethod(method)} "${url.origin}${url.pathname}": dial tcp ${url.host}: connect: connection refused` : (err as Error).message);
     }
-    const index = Number(response.headers.get('x-consul-index') ?? 0);
+    const indexHeader = response.headers.get('x-consul-index') ?? '0';
+    const index = Number(indexHeader);
+    const exactIndex = /^\d{1,20}$/.test(indexHeader) ? BigInt(indexHeader) : 0n;
     let text: string;
     try {
       text = await response.text();
     } catch (err) {
       throw new HttpApiError(0, (err as Error).message);
     }
-    if (response.status === 404 && options.allow404) return { status: 404, body: undefined as T, index };
+    if (response.status === 404 && options.allow404) return { status: 404, body: undefined as T, index, exactIndex };
     if (response.status < 200 || response.status > 299) throw new HttpApiError(response.status, `Unexpected response code: ${response.status} (${text})`);
     const type = response.headers.get('content-type') ?? '';
-    return { status: response.status, body: (type.includes('json') && text !== '' ? JSON.parse(quoteIntegers(text, options.exactIntegers ?? [])) : text) as T, index };
+    return { status: response.status, body: (type.includes('json') && text !== '' ? JSON.parse(quoteIntegers(text, options.exactIntegers ?? [])) : text) as T, index, exactIndex };
   }
 }

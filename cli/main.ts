@@ -5,6 +5,7 @@
  */
 import { Command, CommandIo } from './command';
 import { catalogCommand } from './commands/catalog';
+import { eventCommand } from './commands/event';
 import { forceLeaveCommand, joinCommand, leaveCommand } from './commands/join';
 import { keygenCommand } from './commands/keygen';
 import { keyringCommand } from './commands/keyring';
@@ -20,6 +21,7 @@ import { watchCommand } from './commands/watch';
 export const commands: Record<string, Command> = {
   catalog: catalogCommand(roleCommand(() => require('../services/catalog/role').catalogRole, 'Runs a catalog (HTTP API on 8500, gRPC API on 8502)')),
   consensus: roleCommand(() => require('../services/consensus/role').consensusRole, 'Runs a consensus server (Raft and the KV store)'),
+  event: eventCommand,
   'federation-router': roleCommand(() => require('../services/federation-router/role').federationRouterRole, 'Runs a federation router (network areas over mTLS on 8300)'),
   'force-leave': forceLeaveCommand,
   gossip: roleCommand(() => require('../services/gossip/role').gossipRole, 'Runs a gossip agent (SWIM membership, segments)'),

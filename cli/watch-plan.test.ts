@@ -7,18 +7,18 @@ import { MAX_BACKOFF_MS, WatchParams, Watcher, nextIndex, parseWatch, runPlan } 
 
 type Step = { index: number; result: unknown } | Error;
 
-/** A watcher answering `steps` in order, recording the index each query asked for; then stops the plan. */
+/** A watcher answering `steps` in order, recording the index each query asked for; then stops the plan. Indexes are numbers here, bigints to the plan. */
 function scripted(steps: Step[], stop: AbortController): { watcher: Watcher; asked: number[] } {
   const asked: number[] = [];
   const watcher: Watcher = async (index) => {
-    asked.push(index);
+    asked.push(Number(index));
     const step = steps.shift();
     if (step === undefined) {
       stop.abort();
       throw new Error('stopped');
     }
     if (step instanceof Error) throw step;
-    return step;
+    return { index: BigInt(step.index), result: step.result };
   };
   return { watcher, asked };
 }
@@ -34,7 +34,7 @@ async function run(steps: Step[]) {
   const handled: [number, unknown][] = [];
   const errors: number[] = [];
   const timing = virtualTime();
-  await runPlan({ watcher, stop: stop.signal, timing, onError: (_err, retryMs) => errors.push(retryMs), handler: async (index, result) => (handled.push([index, result]), true) });
+  await runPlan({ watcher, stop: stop.signal, timing, onError: (_err, retryMs) => errors.push(retryMs), handler: async (index, result) => (handled.push([Number(index), result]), true) });
   return { asked, handled, errors, slept: timing.slept };
 }
 
@@ -62,8 +62,8 @@ describe('runPlan (api/watch/plan.go)', () => {
       { index: 4, result: 'b' },
     ]);
     expect(asked).toEqual([0, 40, 0, 4]);
-    expect(nextIndex(3, 40)).toBe(0);
-    expect(nextIndex(41, 40)).toBe(41);
+    expect(nextIndex(3n, 40n)).toBe(0n);
+    expect(nextIndex(41n, 40n)).toBe(41n);
     expect(handled.map(([index]) => index)).toEqual([40, 4]);
   });
 
@@ -98,7 +98,7 @@ describe('parseWatch (watch.Parse, funcs.go)', () => {
   test("Consul's texts for a missing or unknown type and missing parameters", () => {
     expect(error({ type: '' })).toBe('Watch type must be specified');
     expect(error({ type: 'nope' })).toBe('Unsupported watch type: nope');
-    expect(error({ type: 'event' })).toMatch(/^Unsupported watch type: event \(/);
+    expect(error({ type: 'connect_roots' })).toMatch(/^Unsupported watch type: connect_roots \(/);
     expect(error({ type: 'key' })).toBe('Must specify a single key to watch');
     expect(error({ type: 'keyprefix' })).toBe('Must specify a single prefix to watch');
     expect(error({ type: 'service' })).toBe('Must specify a single service to watch');
@@ -110,5 +110,7 @@ describe('parseWatch (watch.Parse, funcs.go)', () => {
     expect(error({ type: 'key', key: 'k', service: 'web', tag: ['v1'] })).toBe('Invalid parameters: [service tag]');
     expect(error({ type: 'service', service: 'web', tag: ['v1'], passingonly: true, stale: true })).toBeUndefined();
     expect(error({ type: 'services', stale: true })).toBeUndefined();
+    expect(error({ type: 'event', name: 'deploy' })).toBeUndefined();
+    expect(error({ type: 'key', key: 'k', name: 'deploy' })).toBe('Invalid parameters: [name]');
   });
 });

@@ -6,23 +6,25 @@
  * consul-compat.md §4.4). A failed query is retried after 5 s × failures², at most 180 s, and
  * starts again from index 0.
  *
- * Watch types: key, keyprefix, services, nodes, service, checks: the reads of funcs.go, their
- * results in the Go api's shapes (api-shapes.ts) so the JSON printed is Consul's.
+ * Watch types: key, keyprefix, services, nodes, service, checks, event: the reads of funcs.go,
+ * their results in the Go api's shapes (api-shapes.ts) so the JSON printed is Consul's. Indexes
+ * are uint64s (bigint): an event list's is a hash of the last event's ID, past 2^53.
  */
 import * as shapes from './api-shapes';
 import { marshal } from './go-json';
 import { Api, DEFAULT_BLOCKING_WAIT_MS, kvGet, kvList } from './kv-api';
 import { Timing, realTiming } from './lock-session';
+import { eventIdToIndex } from '../services/catalog/user-events';
 
 /** plan.go retryInterval and maxBackoffTime. */
 export const RETRY_INTERVAL_MS = 5_000;
 export const MAX_BACKOFF_MS = 180_000;
 
 /** One blocking query: the index to wait past (0: answer at once) → the new index and result. */
-export type Watcher = (index: number, signal: AbortSignal) => Promise<{ index: number; result: unknown }>;
+export type Watcher = (index: bigint, signal: AbortSignal) => Promise<{ index: bigint; result: unknown }>;
 
 /** The handler of a change; resolve false to stop the plan (Consul's `wp.Stop()` in a handler). */
-export type WatchHandler = (index: number, result: unknown) => Promise<boolean>;
+export type WatchHandler = (index: bigint, result: unknown) => Promise<boolean>;
 
 /** The parameters of a watch, as the command collects them (only the ones set). */
 export interface WatchParams {
@@ -37,10 +39,9 @@ export interface WatchParams {
   readonly name?: string;
 }
 
-const SUPPORTED = ['key', 'keyprefix', 'services', 'nodes', 'service', 'checks'];
+const SUPPORTED = ['key', 'keyprefix', 'services', 'nodes', 'service', 'checks', 'event'];
 /** Consul's types that this catalog cannot serve over HTTP yet. */
 const NOT_SERVED: Record<string, string> = {
-  event: 'user events are not served by the catalog',
   connect_roots: 'Connect is not supported',
   connect_leaf: 'Connect is not supported',
   agent_service: 'the catalog runs no agent-local services',
@@ -69,8 +70,8 @@ export function parseWatch(api: Api, params: WatchParams): Watcher | { error: st
       const key = use('key') ?? '';
       if (key === '') return { error: 'Must specify a single key to watch' };
       watcher = async (index, signal) => {
-        const read = await kvGet(api, key, { index, waitMs: WATCH_WAIT_MS, stale, signal });
-        return { index: read.index, result: read.raw === undefined ? null : shapes.kvPair(read.raw) };
+        const read = await kvGet(api, key, { index: Number(index), waitMs: WATCH_WAIT_MS, stale, signal });
+        return { index: BigInt(read.index), result: read.raw === undefined ? null : shapes.kvPair(read.raw) };
       };
       break;
     }
@@ -78,8 +79,8 @@ export function parseWatch(api: Api, params: WatchParams): Watcher | { error: st
       const prefix = use('prefix') ?? '';
       if (prefix === '') return { error: 'Must specify a single prefix to watch' };
       watcher = async (index, signal) => {
-        const read = await kvList(api, prefix, { index, waitMs: WATCH_WAIT_MS, stale, signal });
-        return { index: read.index, result: read.raw === null ? null : read.raw.map(shapes.kvPair) };
+        const read = await kvList(api, prefix, { index: Number(index), waitMs: WATCH_WAIT_MS, stale, signal });
+        return { index: BigInt(read.index), result: read.raw === null ? null : read.raw.map(shapes.kvPair) };
       };
       break;
     }
@@ -109,6 +110,19 @@ export function parseWatch(api: Api, params: WatchParams): Watcher | { error: st
       watcher = blockingGet(api, path, tags.length > 0 && state !== '' ? { tag: [...tags] } : {}, stale, (body) => (Array.isArray(body) ? body.map(shapes.healthCheck) : null));
       break;
     }
+    case 'event': {
+      // eventWatch: only the events after the one the last index names (an index is an event's ID folded).
+      const name = use('name') ?? '';
+      const list = blockingGet(api, '/v1/event/list', name === '' ? {} : { name }, false, (body) => body);
+      watcher = async (index, signal) => {
+        const answer = await list(index, signal);
+        let events = Array.isArray(answer.result) ? (answer.result as { ID: string }[]).map(shapes.userEvent) : [];
+        const seen = events.findIndex((event) => eventIdToIndex(event.ID) === index);
+        if (seen >= 0) events = events.slice(seen + 1);
+        return { index: answer.index, result: events };
+      };
+      break;
+    }
     default:
       return { error: `Unsupported watch type: ${params.type}` };
   }
@@ -120,10 +134,10 @@ export function parseWatch(api: Api, params: WatchParams): Watcher | { error: st
 function blockingGet(api: Api, path: string, extra: Record<string, string | string[]>, stale: boolean, shape: (body: unknown) => unknown): Watcher {
   return async (index, signal) => {
     const query: Record<string, string | string[]> = { ...extra, wait: `${WATCH_WAIT_MS}ms` };
-    if (index > 0) query.index = String(index);
+    if (index > 0n) query.index = String(index);
     if (stale) query.stale = '';
-    const response = await api.request<unknown>('GET', path, { query, signal, timeoutMs: index > 0 ? WATCH_WAIT_MS * (17 / 16) + 10_000 : undefined });
-    return { index: response.index, result: shape(response.body) };
+    const response = await api.request<unknown>('GET', path, { query, signal, timeoutMs: index > 0n ? WATCH_WAIT_MS * (17 / 16) + 10_000 : undefined });
+    return { index: response.exactIndex, result: shape(response.body) };
   };
 }
 
@@ -143,12 +157,12 @@ export async function runPlan(options: PlanOptions): Promise<void> {
   const { stop } = options;
   let failures = 0;
   // lastParamVal: undefined is Go's nil (no answer yet, or one that failed).
-  let lastIndex: number | undefined;
+  let lastIndex: bigint | undefined;
   let lastResult = '';
   while (!stop.aborted) {
-    let answer: { index: number; result: unknown };
+    let answer: { index: bigint; result: unknown };
     try {
-      answer = await options.watcher(lastIndex ?? 0, stop);
+      answer = await options.watcher(lastIndex ?? 0n, stop);
     } catch (err) {
       if (stop.aborted) break;
       failures++;
@@ -171,7 +185,7 @@ export async function runPlan(options: PlanOptions): Promise<void> {
 }
 
 /** WaitIndexVal.Next: an index below the previous one starts again from 0. */
-export function nextIndex(index: number, previous: number | undefined): number {
+export function nextIndex(index: bigint, previous: bigint | undefined): bigint {
   if (previous === undefined) return index;
-  return index < previous ? 0 : index;
+  return index < previous ? 0n : index;
 }

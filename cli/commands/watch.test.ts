@@ -5,6 +5,7 @@ import { EventEmitter } from 'node:events';
 
 import { realTiming } from '../lock-session';
 import { ServedCatalog, captureIo, serveCatalog } from '../testing/served-catalog';
+import { eventIdToIndex } from '../../services/catalog/user-events';
 import { makeWatchCommand, watchParams } from './watch';
 
 let catalog: ServedCatalog;
@@ -106,6 +107,25 @@ describe('with a child', () => {
     expect(await run.exited).toBe(0);
     // The in-process server still holds the abandoned blocking read: wake it.
     await catalog.call('PUT', '/v1/kv/watched', 'v2');
+  });
+
+  test('event: only the new events each time, CONSUL_INDEX the last event ID folded to a uint64 (exact past 2^53)', async () => {
+    const run = start(['-type=event', '-name=deploy', 'echo index=$CONSUL_INDEX; cat']);
+    await until(() => run.out.stdout.includes('[]'));
+    expect(run.out.stdout).toBe('index=1\n[]\n');
+    const fire = async (payload: string) => (await catalog.call('PUT', '/v1/event/fire/deploy', payload)).json<{ ID: string }>().ID;
+    const first = await fire('v1');
+    await until(() => run.out.stdout.includes(first));
+    const second = await fire('v2');
+    await until(() => run.out.stdout.includes(second));
+    const lines = run.out.stdout.trim().split('\n');
+    expect(lines.slice(2, 4)).toEqual([`index=${eventIdToIndex(first)}`, expect.stringMatching(new RegExp(`^\\[\\{"ID":"${first}","Name":"deploy","Payload":"djE=","NodeFilter":"","ServiceFilter":"","TagFilter":"","Version":1,"LTime":\\d+\\}\\]$`))]);
+    expect(lines[4]).toBe(`index=${eventIdToIndex(second)}`);
+    expect(JSON.parse(lines[5]).map((event: { ID: string }) => event.ID)).toEqual([second]);
+    signals.emit('SIGTERM');
+    expect(await run.exited).toBe(0);
+    // The in-process server still holds the abandoned blocking list: wake it.
+    await fire('v3');
   });
 
   test('a failing child stops the watch: Error executing handler, exit 1', async () => {

@@ -17,14 +17,14 @@ import { WatchParams, parseWatch, runPlan } from '../watch-plan';
 
 const FLAGS: FlagSpec[] = [
   ...HTTP_FLAGS,
-  { name: 'type', kind: 'string', usage: 'Specifies the watch type. One of key, keyprefix, services, nodes, service or checks.' },
+  { name: 'type', kind: 'string', usage: 'Specifies the watch type. One of key, keyprefix, services, nodes, service, checks or event.' },
   { name: 'key', kind: 'string', usage: "Specifies the key to watch. Only for 'key' type." },
   { name: 'prefix', kind: 'string', usage: "Specifies the key prefix to watch. Only for 'keyprefix' type." },
   { name: 'service', kind: 'string', usage: "Specifies the service to watch. Required for 'service' type, optional for 'checks' type." },
   { name: 'tag', kind: 'list', usage: "Specifies the service tag(s) to filter on. Optional for 'service' and 'checks' type." },
   { name: 'passingonly', kind: 'string', usage: "Specifies if only hosts passing all checks are displayed. Optional for 'service' type, must be one of `[true|false]`. Defaults false." },
   { name: 'state', kind: 'string', usage: "Specifies the states to watch. Optional for 'checks' type." },
-  { name: 'name', kind: 'string', usage: "Specifies an event name to watch. Only for 'event' type (not served yet)." },
+  { name: 'name', kind: 'string', usage: "Specifies an event name to watch. Only for 'event' type." },
   { name: 'shell', kind: 'bool', usage: 'Use a shell to run the command (can set a custom shell via the SHELL environment variable).', defaultText: 'true' },
 ];
 
@@ -122,11 +122,11 @@ export function makeWatchCommand(environment: () => WatchEnvironment): Command {
       const shell = parsed.values.get('shell') !== false;
       const handler =
         child.length === 0
-          ? async (_index: number, result: unknown) => {
+          ? async (_index: bigint, result: unknown) => {
               io.stdout(`${marshalIndent(result)}\n`);
               return false;
             }
-          : async (index: number, result: unknown) => {
+          : async (index: bigint, result: unknown) => {
               const ok = await runHandler(child, shell, index, result, io, env.signals);
               if (!ok) errExit = 1;
               return ok;
@@ -155,7 +155,7 @@ export function makeWatchCommand(environment: () => WatchEnvironment): Command {
 export const watchCommand: Command = makeWatchCommand(() => ({ signals: process, timing: realTiming, now: () => new Date() }));
 
 /** One run of the handler: true when it exited 0. */
-async function runHandler(child: readonly string[], shell: boolean, index: number, result: unknown, io: CommandIo, signals: SignalSource): Promise<boolean> {
+async function runHandler(child: readonly string[], shell: boolean, index: bigint, result: unknown, io: CommandIo, signals: SignalSource): Promise<boolean> {
   const started = await startChild({ args: child, shell, extraEnv: { CONSUL_INDEX: String(index) }, stdin: Buffer.from(`${marshal(result)}\n`), io, signals });
   if ('startError' in started) {
     io.stderr(`Error starting handler: ${started.startError}\n`);

@@ -1,7 +1,7 @@
 /**
- * The catalog's own HTTP endpoints in-process, for the CLI's tests: KV, sessions, catalog, health
- * and `/v1/agent/members|self` behind the real HTTP server, on a fake consensus store with leases
- * and a fake gossip agent, with `catalog-1` registered (sessions need their node). What `lock`,
+ * The catalog's own HTTP endpoints in-process, for the CLI's tests: KV, sessions, catalog, health,
+ * events and `/v1/agent/members|self` behind the real HTTP server, on a fake consensus store with
+ * leases and a fake gossip agent (its user events loop back), with `catalog-1` registered (sessions need their node). What `lock`,
  * `watch` and `members` say to it is what they say to a running catalog.
  *
  *   const catalog = await serveCatalog();
@@ -15,11 +15,14 @@ import { trace } from '@opentelemetry/api';
 import { Member } from '../../services/gen/consulate/gossip/v1/membership';
 import { registerAgentEndpoints } from '../../services/catalog/http/agent-endpoint';
 import { registerCatalogEndpoints } from '../../services/catalog/http/catalog-endpoint';
+import { registerEventEndpoints } from '../../services/catalog/http/event-endpoint';
 import { registerHealthEndpoints } from '../../services/catalog/http/health-endpoint';
 import { CatalogHttpServer, HttpRouter } from '../../services/catalog/http/http-server';
 import { registerKvEndpoints } from '../../services/catalog/http/kv-endpoint';
 import { registerSessionEndpoints } from '../../services/catalog/http/session-endpoint';
 import { LeasedFakeConsensus, kvTestDeps, registerNode } from '../../services/catalog/testing/kv-fake';
+import { loopbackEvents } from '../../services/catalog/testing/loopback-events';
+import { UserEvents } from '../../services/catalog/user-events';
 import { createLogger } from '../../services/lib/log';
 import { CommandIo } from '../command';
 
@@ -54,7 +57,11 @@ export async function serveCatalog(): Promise<ServedCatalog> {
       forceLeave: async () => undefined,
     },
   });
-  const server = new CatalogHttpServer({ router, logger: createLogger({ role: 'catalog', datacenter: 'dc1', node: 'catalog-1', level: 'silent' }), tracer: trace.getTracer('test') });
+  const logger = createLogger({ role: 'catalog', datacenter: 'dc1', node: 'catalog-1', level: 'silent' });
+  const events = new UserEvents({ gossip: loopbackEvents().gossip, node: 'catalog-1', localServices: () => [], logger });
+  events.start();
+  registerEventEndpoints(router, { datacenter: 'dc1', events });
+  const server = new CatalogHttpServer({ router, logger, tracer: trace.getTracer('test') });
   const base = `http://${await server.listen('127.0.0.1', 0)}`;
   return {
     base,
@@ -71,7 +78,10 @@ export async function serveCatalog(): Promise<ServedCatalog> {
       const text = await response.text();
       return { status: response.status, text, json: <T>() => JSON.parse(text) as T };
     },
-    close: () => server.close(),
+    close: async () => {
+      events.stop();
+      await server.close();
+    },
   };
 }
 

@@ -5,14 +5,14 @@
  * costs one timeout at most. An agent's own answer (an unknown segment, a refused join) is final:
  * asking another would only repeat it.
  *
- * A member watch (the reconciler's) lives as long as its caller wants it: when its stream breaks it
- * is opened again on the next agent, after a short backoff, and the caller is told, since the new
- * stream starts with a fresh snapshot.
+ * A member watch (the reconciler's) and a user event watch (user-events.ts) live as long as their
+ * caller wants them: when a stream breaks it is opened again on the next agent, after a short
+ * backoff, and the caller is told, since the new stream starts afresh.
  */
 import { ClientReadableStream, ServiceError, status as GrpcStatus } from '@grpc/grpc-js';
 import { Tracer } from '@opentelemetry/api';
 
-import { JoinResponse, Member, MemberEvent, MembershipServiceClient, NodeCoordinate, WatchMembersResponse } from '../gen/consulate/gossip/v1/membership';
+import { JoinResponse, Member, MemberEvent, MembershipServiceClient, NodeCoordinate, UserEvent, WatchEventsResponse, WatchMembersResponse } from '../gen/consulate/gossip/v1/membership';
 import { Clock, TimerHandle, systemClock } from '../lib/clock';
 import { checks, field } from '../lib/config';
 import { RoleClients, callUnary } from '../lib/grpc-client';
@@ -60,6 +60,13 @@ export interface MemberWatchListener {
   /** One event of the current stream: CURRENT × n, SYNCED, then changes. */
   onEvent(event: MemberEvent, agent: string): void;
   /** The stream from `agent` broke; the next one (on `next`) starts with a new snapshot. */
+  onBroken(agent: string, reason: string, next: string): void;
+}
+
+export interface UserEventWatchListener {
+  /** One user event, as the agent received it. */
+  onEvent(event: UserEvent): void;
+  /** The stream from `agent` broke; the next one (on `next`) starts with the events from then on. */
   onBroken(agent: string, reason: string, next: string): void;
 }
 
@@ -118,22 +125,58 @@ export class GossipClient {
 
   /** Watches `segment`'s members on one agent at a time, moving on when a stream breaks. */
   watchMembers(segment: string, listener: MemberWatchListener): MemberWatch {
+    return this.watch(
+      (client) => client.watchMembers({ segment }, { deadline: new Date(this.clock.nowMs() + WATCH_MAX_MS) }),
+      (response: WatchMembersResponse, agent) => response.event !== undefined && (listener.onEvent(response.event, agent), true),
+      (agent, reason, next) => listener.onBroken(agent, reason, next),
+    );
+  }
+
+  /**
+   * A user event on every pool of the agent that answers; resolves with its Lamport time. An
+   * event too large for gossip (512 bytes of name and payload) is the agent's INVALID_ARGUMENT.
+   */
+  async fireEvent(name: string, payload: Uint8Array): Promise<bigint> {
+    return (await this.call(GOSSIP_CALL_TIMEOUT_MS, { name, payload: Buffer.from(payload) }, (c) => c.fireEvent.bind(c))).ltime;
+  }
+
+  /**
+   * The user events one agent receives from now on, on one agent at a time as watchMembers is. A
+   * server agent is in every segment and sees an event fired on all of them once per segment.
+   */
+  watchEvents(listener: UserEventWatchListener): MemberWatch {
+    return this.watch(
+      (client) => client.watchEvents({}, { deadline: new Date(this.clock.nowMs() + WATCH_MAX_MS) }),
+      (response: WatchEventsResponse) => response.event !== undefined && (listener.onEvent(response.event), true),
+      (agent, reason, next) => listener.onBroken(agent, reason, next),
+    );
+  }
+
+  /**
+   * A server stream opened on one agent at a time, from the one that answered last: when it
+   * breaks it is opened on the next agent after a backoff (at once when it only reached its
+   * deadline, on the same agent). `onData` says whether a message was one that counts.
+   */
+  private watch<Response>(
+    open: (client: MembershipServiceClient) => ClientReadableStream<Response>,
+    onData: (response: Response, agent: string) => boolean,
+    onBroken: (agent: string, reason: string, next: string) => void,
+  ): MemberWatch {
     this.requireAgents();
     let cancelled = false;
-    let current: ClientReadableStream<WatchMembersResponse> | undefined;
+    let current: ClientReadableStream<Response> | undefined;
     let timer: TimerHandle | undefined;
     let index = this.preferred;
     let failures = 0;
-    const open = () => {
+    const start = () => {
       timer = undefined;
       if (cancelled || this.closed) return;
       const address = this.addresses[index % this.addresses.length];
-      const stream = this.clients.get(address).watchMembers({ segment }, { deadline: new Date(this.clock.nowMs() + WATCH_MAX_MS) });
+      const stream = open(this.clients.get(address));
       current = stream;
-      stream.on('data', (response: WatchMembersResponse) => {
-        if (cancelled || current !== stream || response.event === undefined) return;
-        failures = 0;
-        listener.onEvent(response.event, address);
+      stream.on('data', (response: Response) => {
+        if (cancelled || current !== stream) return;
+        if (onData(response, address)) failures = 0;
       });
       const broken = (reason: string, planned: boolean) => {
         if (cancelled || current !== stream) return;
@@ -144,14 +187,14 @@ export class GossipClient {
           failures++;
         }
         const next = this.addresses[index % this.addresses.length];
-        listener.onBroken(address, reason, next);
+        onBroken(address, reason, next);
         const delay = planned ? 0 : Math.min(WATCH_RETRY_MAX_MS, WATCH_RETRY_MIN_MS * 2 ** Math.min(failures - 1, 5));
-        timer = this.clock.setTimeout(open, delay);
+        timer = this.clock.setTimeout(start, delay);
       };
       stream.on('error', (err: ServiceError) => broken(describe(err, address), err.code === GrpcStatus.DEADLINE_EXCEEDED));
       stream.on('end', () => broken('the agent ended the stream', false));
     };
-    open();
+    start();
     return {
       cancel: () => {
         cancelled = true;

@@ -31,9 +31,11 @@ import { CatalogHttpServer } from './http/http-server';
 import { DatacenterForwarding } from './http/remote-datacenter';
 import { catalogRouter } from './http/routes';
 import { RECONCILER_DEFAULTS, Reconciler } from './reconciler';
+import { UserEvents } from './user-events';
 import { ELECTION_DEFAULTS, ReconcilerElection, consensusLeaseStore } from './reconciler-election';
 import { RECONCILER_LOCK_KEY, catalogReconcilerStore } from './reconciler-store';
 import { ForwardSlots, RouterClient, routerAddrsField } from './router-client';
+import { catalogRows } from './state/catalog-rows';
 import { LockDelays } from './state/lock-delay';
 import { SessionReaper } from './state/session-reaper';
 import { CatalogView } from './state/view';
@@ -75,8 +77,10 @@ export const catalogRole: RoleDefinition<typeof fields> = {
     const blockingQueries = new BlockingQueries();
     const httpMetrics = registerCatalogMetrics(context.metrics, blockingQueries, watches);
     const idleGc = config.idleGc ? new IdleScavenger(IDLE_GC_DEFAULTS, processRuntime(), idleGcMetrics(context.metrics)) : undefined;
+    // User events reach the catalog through a server gossip agent; a filter on services matches this catalog's node's.
+    const events = new UserEvents({ gossip, node: config.node, localServices: () => catalogRows.nodeServices(view, config.node).map((service) => service.value), logger });
     const http = new CatalogHttpServer({
-      router: catalogRouter({ datacenter: config.datacenter, node: config.node, nodeId, address: config.bind, view, sync, consensus, gossip, routers, lockDelays, logger, blockingQueries, metrics: context.metrics }),
+      router: catalogRouter({ datacenter: config.datacenter, node: config.node, nodeId, address: config.bind, view, sync, consensus, gossip, routers, events, lockDelays, logger, blockingQueries, metrics: context.metrics }),
       logger,
       tracer,
       remote: new DatacenterForwarding({ datacenter: config.datacenter, routers, logger, slots: forwardSlots }),
@@ -96,6 +100,7 @@ export const catalogRole: RoleDefinition<typeof fields> = {
     sessionReaper.start();
     const election = gossip.configured ? startReconciler({ config, logger, tracer, clock, view, consensus, gossip }) : undefined;
     if (gossip.configured) void warnAboutClientAgents(gossip, logger);
+    if (gossip.configured) events.start();
     else logger.warn('no -gossip-addr: this catalog runs no reconciler (gossip changes do not reach the catalog) and /v1/agent/... answers 500; pass -gossip-addr=HOST:8320 once per server gossip agent');
     if (!routers.configured) logger.warn('no -router-addr: this catalog knows no other datacenter (?dc= of another, and a gRPC call naming one, answer No path to datacenter; /v1/operator/area answers 500); pass -router-addr=HOST:8330 once per federation router');
     server.setServing(true);
@@ -108,6 +113,7 @@ export const catalogRole: RoleDefinition<typeof fields> = {
         idleGc?.stop();
         await http.close();
         sessionReaper.stop();
+        events.stop();
         // Watches never end on their own, nor do forwarded blocking queries before their wait:
         // end them (UNAVAILABLE; the wait's answer), or shutdown waits out its grace.
         watches.closeAll();

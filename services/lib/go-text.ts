@@ -147,3 +147,17 @@ function queryEscape(text: string): string {
   }
   return out;
 }
+
+/**
+ * Why `pattern` does not compile, or undefined: Consul's filters are Go regular expressions
+ * (regexp.Compile), run here as JavaScript ones, which read the common syntax alike. The text is
+ * JavaScript's, where Go would say `error parsing regexp: ...`.
+ */
+export function regexpProblem(pattern: string): string | undefined {
+  try {
+    new RegExp(pattern);
+    return undefined;
+  } catch (err) {
+    return (err as Error).message;
+  }
+}

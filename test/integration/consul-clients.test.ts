@@ -28,6 +28,7 @@ import { join } from 'node:path';
 
 import Consul from 'consul';
 
+import { UserEventJson } from '../../services/catalog/http/event-endpoint';
 import { REPO_ROOT, RoleProcess, eventually, freeLoopbackAddress, startRole, stopAll, waitHealthy } from '../harness/processes';
 
 const PROFILE = '-gossip-profile=local';
@@ -401,6 +402,25 @@ describe('the npm consul client (node-consul 2.0.1)', () => {
     // The gossip node keeps its serfHealth.
     expect((await as<HealthCheck[]>(consul.health.node('node-alpha-1'))).map((c) => `${c.CheckID}:${c.Status}`)).toEqual(['serfHealth:passing']);
   });
+
+  // node-consul decodes Payload from base64 into a string.
+  test('event: fire (a payload, a node filter), list by name once gossip brings it back; an event for another node is not listed here', async () => {
+    // Fired first: when the second is listed, the server agent's stream has brought this one too.
+    const forAlpha = await as<UserEventJson>(consul.event.fire({ name: 'js-deploy', payload: 'elsewhere', node: '^node-alpha' }));
+    expect(forAlpha).toMatchObject({ Name: 'js-deploy', NodeFilter: '^node-alpha', Payload: 'elsewhere' });
+    const fired = await as<UserEventJson>(consul.event.fire('js-deploy', 'v42'));
+    expect(fired).toEqual({ ID: expect.stringMatching(/^[0-9a-f-]{36}$/), Name: 'js-deploy', Payload: 'v42', NodeFilter: '', ServiceFilter: '', TagFilter: '', Version: 1, LTime: 0 });
+    const listed = await eventually(
+      'the event in the catalog agent\'s list',
+      async () => {
+        const events = await as<UserEventJson[]>(consul.event.list('js-deploy'));
+        return events.some((event) => event.ID === fired.ID) ? events : undefined;
+      },
+      10_000,
+    );
+    expect(listed.map((event) => [event.ID, event.Payload])).toEqual([[fired.ID, 'v42']]);
+    expect(await as<UserEventJson[]>(consul.event.list('js-nothing'))).toEqual([]);
+  });
 });
 
 describe("Debian's python3-consul (python-consul 0.7.1)", () => {
@@ -508,6 +528,16 @@ describe("Debian's python3-consul (python-consul 0.7.1)", () => {
 
   test('catalog deregister (lower-case keys): a service, then the node', () => {
     expect(out.deregister).toEqual({ service: true, services_after: ['py-web-1'], node: true, node_after: null, web_after: [] });
+  });
+
+  test('event: fire (a payload, none: null), list by name once gossip brings them back, a blocking list woken by the next', () => {
+    expect(out.event.fired).toEqual({ Name: 'py-deploy', Version: 1, LTime: 0, bare_payload: null });
+    expect(out.event.listed).toEqual([
+      [true, false, 'v7'],
+      [false, true, null],
+    ]);
+    expect(out.event.woken).toEqual(['v7', null, 'v8']);
+    expect(out.event.woken_index_moved).toBe(true);
   });
 });
 

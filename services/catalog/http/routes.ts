@@ -11,11 +11,13 @@ import { RouterClient } from '../router-client';
 import { LockDelays } from '../state/lock-delay';
 import { CatalogView } from '../state/view';
 import { ViewSync } from '../state/view-sync';
+import { UserEvents } from '../user-events';
 import { registerAgentEndpoints } from './agent-endpoint';
 import { registerAreaEndpoints } from './area-endpoint';
 import { BlockingQueries } from './blocking';
 import { registerCatalogEndpoints, registerDatacentersEndpoint } from './catalog-endpoint';
 import { registerCoordinateEndpoints } from './coordinate-endpoint';
+import { registerEventEndpoints } from './event-endpoint';
 import { registerHealthEndpoints } from './health-endpoint';
 import { HttpRouter } from './http-server';
 import { registerKvEndpoints } from './kv-endpoint';
@@ -38,6 +40,8 @@ export interface CatalogDeps {
   readonly gossip: GossipClient;
   /** The datacenter's federation routers (`-router-addr`): areas and the datacenters list. */
   readonly routers: RouterClient;
+  /** The user events this catalog fires and keeps (`/v1/event/...`). */
+  readonly events: UserEvents;
   /** Keys under a lock-delay after their session ended (this catalog's, in memory, as Consul's leader keeps them). */
   readonly lockDelays: LockDelays;
   readonly logger: Logger;
@@ -57,6 +61,7 @@ export function catalogRouter(deps: CatalogDeps): HttpRouter {
   registerOperatorEndpoints(router, deps);
   registerAreaEndpoints(router, deps);
   registerCoordinateEndpoints(router, deps);
+  registerEventEndpoints(router, deps);
   registerKvEndpoints(router, deps);
   registerSessionEndpoints(router, deps);
   registerTxnEndpoints(router, deps);

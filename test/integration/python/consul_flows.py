@@ -1,5 +1,6 @@
 """Drives a Consulate catalog with Debian's python3-consul (python-consul 0.7.1), as an application
-would: catalog, health, KV (cas, recurse, keys, blocking), sessions and a lock, status and agent.
+would: catalog, health, KV (cas, recurse, keys, blocking), sessions and a lock, status and agent,
+user events.
 
     /usr/bin/python3 test/integration/python/consul_flows.py <host> <port> <session-node> <datacenter> <join-address>
 
@@ -167,6 +168,32 @@ def main(host, port, session_node, datacenter, join_address):
         'node_after': c.catalog.node('py-node')[1],
         'web_after': c.catalog.service('py-web')[1],
     }
+    # events: fire one with a payload and one without, then a blocking list by name woken by a third
+    e = {}
+    fired = c.event.fire('py-deploy', body='v7')
+    bare = c.event.fire('py-deploy')
+    e['fired'] = {'Name': fired['Name'], 'Version': fired['Version'], 'LTime': fired['LTime'], 'bare_payload': bare['Payload']}
+    events = []
+    for _ in range(100):
+        index, events = c.event.list(name='py-deploy')
+        if any(x['ID'] == bare['ID'] for x in events):
+            break
+        time.sleep(0.1)
+    e['listed'] = [(x['ID'] == fired['ID'], x['ID'] == bare['ID'], text(x['Payload'])) for x in events]
+    e['index'] = index
+    third = {}
+
+    def fire_later():
+        time.sleep(0.3)
+        third['event'] = c.event.fire('py-deploy', body='v8')
+
+    later = threading.Thread(target=fire_later)
+    later.start()
+    woken_index, woken = c.event.list(name='py-deploy', index=index, wait='20s')
+    later.join()
+    e['woken'] = [text(x['Payload']) for x in woken]
+    e['woken_index_moved'] = woken_index != index
+    out['event'] = e
     return out
 
 
