@@ -8,7 +8,7 @@
 # Debian's grpc-tools 1.14 carries protoc 3.5.1, which predates proto3 `optional` (protoc 3.15):
 # catalog/v1/kv.proto (DeleteRequest.cas) and router/v1 use it, so they are left out here. The
 # files below are what register_and_watch.py needs (catalog, health and what they import) plus
-# session.proto, which 3.5.1 compiles too. README.md shows how to generate every file with a newer
+# session.proto and event.proto, which 3.5.1 compiles too. README.md shows how to generate every file with a newer
 # protoc, and stubs for other languages with buf.
 set -euo pipefail
 
@@ -23,6 +23,7 @@ files=(
   consulate/catalog/v1/catalog.proto
   consulate/catalog/v1/health.proto
   consulate/catalog/v1/session.proto
+  consulate/catalog/v1/event.proto
 )
 
 if ! "$python" -c 'import grpc_tools.protoc' 2>/dev/null; then

@@ -91,7 +91,7 @@ export const catalogRole: RoleDefinition<typeof fields> = {
     const server = new RoleGrpcServer({
       logger,
       tracer,
-      services: [...catalogApiServices({ datacenter: config.datacenter, node: config.node, view, sync, consensus, lockDelays, watches, logger, context, routers, forwardSlots }), forwardedHttp.service],
+      services: [...catalogApiServices({ datacenter: config.datacenter, node: config.node, view, sync, consensus, lockDelays, watches, logger, context, routers, forwardSlots, events }), forwardedHttp.service],
     });
     const grpc = await server.listen(config.bind, config.grpcPort);
     const httpAddress = await http.listen(config.bind, config.httpPort);

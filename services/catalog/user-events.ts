@@ -54,7 +54,7 @@ export interface UserEventsDeps {
 export class UserEvents {
   private readonly kept: UserEvent[] = [];
   private readonly keptIds = new Set<string>();
-  private readonly waiters = new Set<() => void>();
+  private readonly listeners = new Set<(event: UserEvent | undefined) => void>();
   private watch: MemberWatch | undefined;
 
   constructor(private readonly deps: UserEventsDeps) {}
@@ -70,7 +70,7 @@ export class UserEvents {
   stop(): void {
     this.watch?.cancel();
     this.watch = undefined;
-    for (const wake of this.waiters) wake();
+    for (const listener of [...this.listeners]) listener(undefined);
   }
 
   /** Checks and fires an event; answers it as Consul's `PUT /v1/event/fire` does (LTime 0). */
@@ -97,17 +97,26 @@ export class UserEvents {
     return name === undefined || name === '' ? [...this.kept] : this.kept.filter((event) => event.name === name);
   }
 
+  /**
+   * Calls `listener` with each event kept from now on, and with undefined once when the catalog
+   * stops; returns the unsubscribe.
+   */
+  subscribe(listener: (event: UserEvent | undefined) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
   /** Resolves at the next event kept, or after `timeoutMs`, or when `signal` aborts. */
   waitForEvent(timeoutMs: number, signal?: AbortSignal): Promise<void> {
     return new Promise((resolve) => {
       const done = () => {
         clearTimeout(timer);
-        this.waiters.delete(done);
+        unsubscribe();
         signal?.removeEventListener('abort', done);
         resolve();
       };
       const timer = setTimeout(done, timeoutMs);
-      this.waiters.add(done);
+      const unsubscribe = this.subscribe(done);
       signal?.addEventListener('abort', done);
     });
   }
@@ -131,10 +140,11 @@ export class UserEvents {
       this.deps.logger.debug({ event: event.id, name: event.name, reason: refused }, `user event ${event.name} not for this catalog: ${refused}`);
       return;
     }
-    this.kept.push({ ...event, ltime: gossiped.ltime });
+    const kept = { ...event, ltime: gossiped.ltime };
+    this.kept.push(kept);
     this.keptIds.add(event.id);
     if (this.kept.length > MAX_KEPT_EVENTS) this.keptIds.delete(this.kept.shift()!.id);
-    for (const wake of [...this.waiters]) wake();
+    for (const listener of [...this.listeners]) listener(kept);
   }
 
   /** Why this catalog does not keep `event` (shouldProcessUserEvent), or undefined. */

@@ -8,6 +8,7 @@ test.each([
   '/consulate.catalog.v1.HealthService/ServiceHealth',
   '/consulate.catalog.v1.KVService/Txn',
   '/consulate.catalog.v1.SessionService/Create',
+  '/consulate.catalog.v1.EventService/Fire',
   // A unary method a newer catalog may add: the services are allowed, not a list of methods.
   '/consulate.catalog.v1.KVService/SomethingNew',
 ])('forwards %s', (method) => {
@@ -17,6 +18,7 @@ test.each([
 test.each([
   ['/consulate.catalog.v1.KVService/WatchPrefix', /streams: forward watches with ForwardWatch/],
   ['/consulate.catalog.v1.HealthService/WatchServiceHealth', /streams/],
+  ['/consulate.catalog.v1.EventService/Watch', /streams/],
   ['/consulate.router.v1.OperatorService/CreateArea', /is not forwarded/],
   ['/consulate.consensus.v1.KVService/Put', /is not forwarded/],
   ['/consulate.catalog.v1.KVServiceX/Get', /is not forwarded/],
@@ -34,6 +36,8 @@ test.each([
   '/consulate.catalog.v1.KVService/Get',
   '/consulate.catalog.v1.KVService/WatchSomethingNew',
   '/consulate.consensus.v1.WatchService/Watch',
+  // A catalog's own events: they name no datacenter, and never travel.
+  '/consulate.catalog.v1.EventService/Watch',
   '',
 ])('refuses %j as a watch', (method) => {
   expect(refusedWatch(method)).toMatch(/is not a watch: only \/consulate\.catalog\.v1\.HealthService\/WatchServiceHealth, \/consulate\.catalog\.v1\.KVService\/WatchPrefix are forwarded as watches$/);

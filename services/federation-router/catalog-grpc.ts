@@ -11,10 +11,11 @@
  * Forwarded HTTP requests go to the same port: ForwardedHttpService runs them through the
  * catalog's HTTP handlers, on one Calls stream per catalog (lib/call-stream.ts).
  */
-import { Client, Metadata, ServiceError, status as GrpcStatus } from '@grpc/grpc-js';
+import { Client, Metadata, MethodDefinition, ServiceError, status as GrpcStatus } from '@grpc/grpc-js';
 import { Tracer } from '@opentelemetry/api';
 
 import { CatalogServiceService } from '../gen/consulate/catalog/v1/catalog';
+import { EventServiceService } from '../gen/consulate/catalog/v1/event';
 import { ForwardedHttpServiceClient, ForwardedHttpServiceService, ServeRequest, ServeResponse } from '../gen/consulate/catalog/v1/forwarded';
 import { HealthServiceService } from '../gen/consulate/catalog/v1/health';
 import { KVServiceService } from '../gen/consulate/catalog/v1/kv';
@@ -29,15 +30,18 @@ import { WatchEnd, WatchSink, relayWatch } from '../lib/watch-relay';
 export const CATALOG_GRPC_PORT = 8502;
 
 /** The services whose unary methods are forwarded, by the prefix of their method paths. */
-const FORWARDED_SERVICES = [CatalogServiceService, HealthServiceService, KVServiceService, SessionServiceService].map((definition) => Object.values(definition)[0].path.split('/')[1]);
+const CATALOG_SERVICES = [CatalogServiceService, HealthServiceService, KVServiceService, SessionServiceService, EventServiceService];
+const FORWARDED_SERVICES = CATALOG_SERVICES.map((definition) => Object.values(definition)[0].path.split('/')[1]);
 
-const CATALOG_METHODS = [CatalogServiceService, HealthServiceService, KVServiceService, SessionServiceService].flatMap((definition) => Object.values(definition));
+const CATALOG_METHODS = CATALOG_SERVICES.flatMap((definition): MethodDefinition<unknown, unknown>[] => Object.values(definition));
 
 /** The streaming methods of those services: a unary call cannot carry them. */
 const STREAMING_METHODS = new Set(CATALOG_METHODS.filter((method) => method.requestStream || method.responseStream).map((method) => method.path));
 
-/** Their watches (server streams), which ForwardWatch carries. */
-const WATCH_METHODS = new Set(CATALOG_METHODS.filter((method) => method.responseStream && !method.requestStream).map((method) => method.path));
+/** Their watches (server streams), which ForwardWatch carries; not EventService.Watch, a catalog's own events, which names no datacenter. */
+const WATCH_METHODS = new Set(
+  CATALOG_METHODS.filter((method) => method.responseStream && !method.requestStream && method.path !== EventServiceService.watch.path).map((method) => method.path),
+);
 
 /** `/<package>.<Service>/<Method>`, nothing more. */
 const METHOD_PATH = /^\/([A-Za-z0-9_.]+)\/([A-Za-z0-9_]+)$/;

@@ -797,7 +797,7 @@ describe('forwarding a gRPC call to another datacenter', () => {
     const forwarder = newForwarder({ datacenter: 'dc1', routes: [route(['dc2'], [hop('r1.dc2', router.address, 'dc2')])] });
     const err = await failure(forwarder.forward(grpcRequest('dc2', { method }), inSeconds(5), [], undefined));
     expect(err.code).toBe(GrpcStatus.INVALID_ARGUMENT);
-    expect(err.message).toMatch(/^gRPC method ".*" (is not forwarded: only the unary methods of consulate\.catalog\.v1\.CatalogService, consulate\.catalog\.v1\.HealthService, consulate\.catalog\.v1\.KVService, consulate\.catalog\.v1\.SessionService cross datacenters|streams: forward watches with ForwardWatch)$/);
+    expect(err.message).toMatch(/^gRPC method ".*" (is not forwarded: only the unary methods of consulate\.catalog\.v1\.CatalogService, consulate\.catalog\.v1\.HealthService, consulate\.catalog\.v1\.KVService, consulate\.catalog\.v1\.SessionService, consulate\.catalog\.v1\.EventService cross datacenters|streams: forward watches with ForwardWatch)$/);
     expect(router.calls).toHaveLength(0);
   });
 

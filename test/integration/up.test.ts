@@ -125,6 +125,25 @@ describe('dc1 and dc2 under one supervisor', () => {
     expect(again.stdout).toContain('Both guides walked: 13 steps, each as expected.');
   });
 
+  test("a user event fired for dc2 from dc1's catalog (?dc=dc2) crosses the area and is listed by dc2's catalog; dc1's list stays its own", async () => {
+    const catalogOf = (dc: string) => `http://${topology.processes.find((p) => p.datacenter === dc && p.role === 'catalog')!.address}:8500`;
+    const fired = await fetch(`${catalogOf('dc1')}/v1/event/fire/deploy?dc=dc2`, { method: 'PUT', body: 'from dc1' });
+    expect(fired.status).toBe(200);
+    const { ID } = (await fired.json()) as { ID: string };
+    const listedInDc2 = await eventually(
+      "dc2's catalog to list the event",
+      async () => {
+        const events = (await (await fetch(`${catalogOf('dc2')}/v1/event/list?name=deploy`)).json()) as { ID: string; Payload: string }[];
+        return events.find((event) => event.ID === ID);
+      },
+      20_000,
+    );
+    expect(Buffer.from(listedInDc2.Payload, 'base64').toString()).toBe('from dc1');
+    // Consul's event list is the agent's own: `dc` does not move it.
+    const inDc1 = (await (await fetch(`${catalogOf('dc1')}/v1/event/list?name=deploy&dc=dc2`)).json()) as { ID: string }[];
+    expect(inDc1.some((event) => event.ID === ID)).toBe(false);
+  });
+
   test('Ctrl-C after a crashed child leaves no process behind', async () => {
     const victim = topology.processes.find((p) => p.role === 'catalog')!;
     process.kill(victim.pid, 'SIGKILL');

@@ -1,10 +1,11 @@
 /**
  * The catalog's public gRPC API on 8502 (`consulate.catalog.v1`): CatalogService, HealthService,
- * KVService and SessionService, thin adapters over the same state functions as the HTTP API
+ * KVService, SessionService and EventService, thin adapters over the same state functions as the HTTP API
  * (decode, call state/, map the error, encode). What they share, and the list role.ts serves:
  * each service behind remote-datacenter.ts, which sends calls for another datacenter to it.
  */
 import { CatalogServiceService, protobufFileName as catalogProto } from '../../gen/consulate/catalog/v1/catalog';
+import { EventServiceService, protobufFileName as eventProto } from '../../gen/consulate/catalog/v1/event';
 import { HealthServiceService, protobufFileName as healthProto } from '../../gen/consulate/catalog/v1/health';
 import { KVServiceService, protobufFileName as kvProto } from '../../gen/consulate/catalog/v1/kv';
 import { SessionServiceService, protobufFileName as sessionProto } from '../../gen/consulate/catalog/v1/session';
@@ -16,6 +17,7 @@ import { ForwardSlots, NO_ROUTERS, RouterClient } from '../router-client';
 import { ReadDeps } from '../state/consistent-read';
 import { LockDelays } from '../state/lock-delay';
 import { catalogService } from './catalog-service';
+import { EventServiceDeps, eventService } from './event-service';
 import { healthService } from './health-service';
 import { kvService } from './kv-service';
 import { GrpcDatacenterForwarding } from './remote-datacenter';
@@ -36,9 +38,11 @@ export interface CatalogApiDeps extends ReadDeps {
   readonly routers?: Pick<RouterClient, 'configured' | 'forward' | 'forwardWatch' | 'datacenters'>;
   /** Forwards in flight, shared with the HTTP API; this API's own when not given. */
   readonly forwardSlots?: ForwardSlots;
+  /** The user events this catalog fires and keeps, shared with the HTTP API; no EventService without them. */
+  readonly events?: EventServiceDeps['events'];
 }
 
-/** The four services, for RoleGrpcServer. */
+/** The five services, for RoleGrpcServer. */
 export function catalogApiServices(deps: CatalogApiDeps): GrpcService[] {
   const remote = new GrpcDatacenterForwarding({ datacenter: deps.datacenter, routers: deps.routers ?? NO_ROUTERS, logger: deps.logger, slots: deps.forwardSlots ?? new ForwardSlots() });
   return [
@@ -46,6 +50,7 @@ export function catalogApiServices(deps: CatalogApiDeps): GrpcService[] {
     { definition: HealthServiceService, implementation: remote.wrap(HealthServiceService, healthService(deps)), protoFile: healthProto },
     { definition: KVServiceService, implementation: remote.wrap(KVServiceService, kvService(deps)), protoFile: kvProto },
     { definition: SessionServiceService, implementation: remote.wrap(SessionServiceService, sessionService(deps)), protoFile: sessionProto },
+    ...(deps.events === undefined ? [] : [{ definition: EventServiceService, implementation: remote.wrap(EventServiceService, eventService({ events: deps.events, logger: deps.logger })), protoFile: eventProto }]),
   ];
 }
 

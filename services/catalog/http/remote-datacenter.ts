@@ -31,11 +31,11 @@ export const MAX_FORWARDED_BODY_BYTES = Math.min(MAX_BODY_BYTES, GRPC_SERVER_DEF
 
 
 /**
- * Routes Consul answers from the agent itself, whatever `dc` says: the agent's own endpoints, and
- * the two lists that already span every datacenter (Catalog.ListDatacenters,
- * Coordinate.ListDatacenters take no datacenter).
+ * Routes Consul answers from the agent itself, whatever `dc` says: the agent's own endpoints and
+ * its list of user events (EventList parses no datacenter), and the two lists that already span
+ * every datacenter (Catalog.ListDatacenters, Coordinate.ListDatacenters take no datacenter).
  */
-const LOCAL_ROUTES: readonly RegExp[] = [/^\/v1\/agent\//, /^\/v1\/catalog\/datacenters$/, /^\/v1\/coordinate\/datacenters$/];
+const LOCAL_ROUTES: readonly RegExp[] = [/^\/v1\/agent\//, /^\/v1\/catalog\/datacenters$/, /^\/v1\/coordinate\/datacenters$/, /^\/v1\/event\/list$/];
 
 /** Request headers the remote catalog reads; hop-by-hop and trace headers stay (the trace travels in gRPC metadata). */
 const FORWARDED_REQUEST_HEADERS = ['content-type', 'accept', 'authorization', 'x-consul-token', 'x-consul-namespace', 'x-consul-partition', 'user-agent'];

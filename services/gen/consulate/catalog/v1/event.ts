@@ -6,10 +6,65 @@
 
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
+import {
+  type CallOptions,
+  type ChannelCredentials,
+  Client,
+  type ClientOptions,
+  type ClientReadableStream,
+  type ClientUnaryCall,
+  type handleServerStreamingCall,
+  type handleUnaryCall,
+  makeGenericClientConstructor,
+  type Metadata,
+  type ServiceError,
+  type UntypedServiceImplementation,
+} from "@grpc/grpc-js";
 
 export const protobufPackage = "consulate.catalog.v1";
 
 export const protobufFileName = "consulate/catalog/v1/event.proto";
+
+export interface EventServiceFireRequest {
+  /** Required ("User event missing name"). */
+  name: string;
+  /** Opaque and small: gossip carries at most 512 bytes of name and event together. */
+  payload: Buffer;
+  /** Go regular expressions; see UserEvent. */
+  nodeFilter: string;
+  serviceFilter: string;
+  tagFilter: string;
+  /** The datacenter; "" is the catalog's own, another is reached through the federation routers. */
+  datacenter: string;
+}
+
+/** EventServiceFireResponse is the event as fired (ltime 0). */
+export interface EventServiceFireResponse {
+  event?: UserEvent | undefined;
+}
+
+export interface EventServiceListRequest {
+  /** Only events of this name; "" for every event. */
+  name: string;
+}
+
+export interface EventServiceListResponse {
+  events: UserEvent[];
+  /**
+   * Consul's index: the last event's ID folded to 64 bits (1 when there is none). It names the
+   * newest event, it does not grow: use Watch to follow events.
+   */
+  index: bigint;
+}
+
+export interface EventServiceWatchRequest {
+  /** Only events of this name; "" for every event. */
+  name: string;
+}
+
+export interface EventServiceWatchResponse {
+  event?: UserEvent | undefined;
+}
 
 /**
  * UserEvent is Consul's user event (`PUT /v1/event/fire/:name`, `consul event`): what a catalog
@@ -37,6 +92,527 @@ export interface UserEvent {
   /** The gossip Lamport time the event was received at; 0 when fired. */
   ltime: bigint;
 }
+
+function createBaseEventServiceFireRequest(): EventServiceFireRequest {
+  return { name: "", payload: Buffer.alloc(0), nodeFilter: "", serviceFilter: "", tagFilter: "", datacenter: "" };
+}
+
+export const EventServiceFireRequest: MessageFns<EventServiceFireRequest> = {
+  encode(message: EventServiceFireRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.payload.length !== 0) {
+      writer.uint32(18).bytes(message.payload);
+    }
+    if (message.nodeFilter !== "") {
+      writer.uint32(26).string(message.nodeFilter);
+    }
+    if (message.serviceFilter !== "") {
+      writer.uint32(34).string(message.serviceFilter);
+    }
+    if (message.tagFilter !== "") {
+      writer.uint32(42).string(message.tagFilter);
+    }
+    if (message.datacenter !== "") {
+      writer.uint32(50).string(message.datacenter);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EventServiceFireRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEventServiceFireRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.payload = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.nodeFilter = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.serviceFilter = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.tagFilter = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.datacenter = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EventServiceFireRequest {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      payload: isSet(object.payload) ? Buffer.from(bytesFromBase64(object.payload)) : Buffer.alloc(0),
+      nodeFilter: isSet(object.nodeFilter)
+        ? globalThis.String(object.nodeFilter)
+        : isSet(object.node_filter)
+        ? globalThis.String(object.node_filter)
+        : "",
+      serviceFilter: isSet(object.serviceFilter)
+        ? globalThis.String(object.serviceFilter)
+        : isSet(object.service_filter)
+        ? globalThis.String(object.service_filter)
+        : "",
+      tagFilter: isSet(object.tagFilter)
+        ? globalThis.String(object.tagFilter)
+        : isSet(object.tag_filter)
+        ? globalThis.String(object.tag_filter)
+        : "",
+      datacenter: isSet(object.datacenter) ? globalThis.String(object.datacenter) : "",
+    };
+  },
+
+  toJSON(message: EventServiceFireRequest): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.payload.length !== 0) {
+      obj.payload = base64FromBytes(message.payload);
+    }
+    if (message.nodeFilter !== "") {
+      obj.nodeFilter = message.nodeFilter;
+    }
+    if (message.serviceFilter !== "") {
+      obj.serviceFilter = message.serviceFilter;
+    }
+    if (message.tagFilter !== "") {
+      obj.tagFilter = message.tagFilter;
+    }
+    if (message.datacenter !== "") {
+      obj.datacenter = message.datacenter;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<EventServiceFireRequest>): EventServiceFireRequest {
+    return EventServiceFireRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<EventServiceFireRequest>): EventServiceFireRequest {
+    const message = createBaseEventServiceFireRequest();
+    message.name = object.name ?? "";
+    message.payload = object.payload ?? Buffer.alloc(0);
+    message.nodeFilter = object.nodeFilter ?? "";
+    message.serviceFilter = object.serviceFilter ?? "";
+    message.tagFilter = object.tagFilter ?? "";
+    message.datacenter = object.datacenter ?? "";
+    return message;
+  },
+};
+
+function createBaseEventServiceFireResponse(): EventServiceFireResponse {
+  return { event: undefined };
+}
+
+export const EventServiceFireResponse: MessageFns<EventServiceFireResponse> = {
+  encode(message: EventServiceFireResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.event !== undefined) {
+      UserEvent.encode(message.event, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EventServiceFireResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEventServiceFireResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.event = UserEvent.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EventServiceFireResponse {
+    return { event: isSet(object.event) ? UserEvent.fromJSON(object.event) : undefined };
+  },
+
+  toJSON(message: EventServiceFireResponse): unknown {
+    const obj: any = {};
+    if (message.event !== undefined) {
+      obj.event = UserEvent.toJSON(message.event);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<EventServiceFireResponse>): EventServiceFireResponse {
+    return EventServiceFireResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<EventServiceFireResponse>): EventServiceFireResponse {
+    const message = createBaseEventServiceFireResponse();
+    message.event = (object.event !== undefined && object.event !== null)
+      ? UserEvent.fromPartial(object.event)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseEventServiceListRequest(): EventServiceListRequest {
+  return { name: "" };
+}
+
+export const EventServiceListRequest: MessageFns<EventServiceListRequest> = {
+  encode(message: EventServiceListRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EventServiceListRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEventServiceListRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EventServiceListRequest {
+    return { name: isSet(object.name) ? globalThis.String(object.name) : "" };
+  },
+
+  toJSON(message: EventServiceListRequest): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<EventServiceListRequest>): EventServiceListRequest {
+    return EventServiceListRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<EventServiceListRequest>): EventServiceListRequest {
+    const message = createBaseEventServiceListRequest();
+    message.name = object.name ?? "";
+    return message;
+  },
+};
+
+function createBaseEventServiceListResponse(): EventServiceListResponse {
+  return { events: [], index: 0n };
+}
+
+export const EventServiceListResponse: MessageFns<EventServiceListResponse> = {
+  encode(message: EventServiceListResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.events) {
+      UserEvent.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.index !== 0n) {
+      if (BigInt.asUintN(64, message.index) !== message.index) {
+        throw new globalThis.Error("value provided for field message.index of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.index);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EventServiceListResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEventServiceListResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.events.push(UserEvent.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.index = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EventServiceListResponse {
+    return {
+      events: globalThis.Array.isArray(object?.events) ? object.events.map((e: any) => UserEvent.fromJSON(e)) : [],
+      index: isSet(object.index) ? BigInt(object.index) : 0n,
+    };
+  },
+
+  toJSON(message: EventServiceListResponse): unknown {
+    const obj: any = {};
+    if (message.events?.length) {
+      obj.events = message.events.map((e) => UserEvent.toJSON(e));
+    }
+    if (message.index !== 0n) {
+      obj.index = message.index.toString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<EventServiceListResponse>): EventServiceListResponse {
+    return EventServiceListResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<EventServiceListResponse>): EventServiceListResponse {
+    const message = createBaseEventServiceListResponse();
+    message.events = object.events?.map((e) => UserEvent.fromPartial(e)) || [];
+    message.index = (object.index !== undefined && object.index !== null) ? BigInt(object.index) : 0n;
+    return message;
+  },
+};
+
+function createBaseEventServiceWatchRequest(): EventServiceWatchRequest {
+  return { name: "" };
+}
+
+export const EventServiceWatchRequest: MessageFns<EventServiceWatchRequest> = {
+  encode(message: EventServiceWatchRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EventServiceWatchRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEventServiceWatchRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EventServiceWatchRequest {
+    return { name: isSet(object.name) ? globalThis.String(object.name) : "" };
+  },
+
+  toJSON(message: EventServiceWatchRequest): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<EventServiceWatchRequest>): EventServiceWatchRequest {
+    return EventServiceWatchRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<EventServiceWatchRequest>): EventServiceWatchRequest {
+    const message = createBaseEventServiceWatchRequest();
+    message.name = object.name ?? "";
+    return message;
+  },
+};
+
+function createBaseEventServiceWatchResponse(): EventServiceWatchResponse {
+  return { event: undefined };
+}
+
+export const EventServiceWatchResponse: MessageFns<EventServiceWatchResponse> = {
+  encode(message: EventServiceWatchResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.event !== undefined) {
+      UserEvent.encode(message.event, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EventServiceWatchResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEventServiceWatchResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.event = UserEvent.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EventServiceWatchResponse {
+    return { event: isSet(object.event) ? UserEvent.fromJSON(object.event) : undefined };
+  },
+
+  toJSON(message: EventServiceWatchResponse): unknown {
+    const obj: any = {};
+    if (message.event !== undefined) {
+      obj.event = UserEvent.toJSON(message.event);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<EventServiceWatchResponse>): EventServiceWatchResponse {
+    return EventServiceWatchResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<EventServiceWatchResponse>): EventServiceWatchResponse {
+    const message = createBaseEventServiceWatchResponse();
+    message.event = (object.event !== undefined && object.event !== null)
+      ? UserEvent.fromPartial(object.event)
+      : undefined;
+    return message;
+  },
+};
 
 function createBaseUserEvent(): UserEvent {
   return {
@@ -241,6 +817,127 @@ export const UserEvent: MessageFns<UserEvent> = {
     message.ltime = (object.ltime !== undefined && object.ltime !== null) ? BigInt(object.ltime) : 0n;
     return message;
   },
+};
+
+/**
+ * EventService is Consul's user events (`/v1/event`, `consul event`, `consul watch -type=event`)
+ * with this catalog as the agent. An event is fired through the datacenter's gossip, and each
+ * catalog keeps the last 256 it accepts (its node name and services against the event's filters).
+ * Fire names a datacenter; List and Watch are this catalog's own, as an agent's list is.
+ */
+export type EventServiceService = typeof EventServiceService;
+export const EventServiceService = {
+  /**
+   * Fire checks and fires an event (Consul's `PUT /v1/event/fire/:name`): INVALID_ARGUMENT with
+   * Consul's text for a missing name, a tag filter without a service filter, a filter that does
+   * not compile, or an event over gossip's 512 bytes; UNAVAILABLE when no gossip agent answers.
+   */
+  fire: {
+    path: "/consulate.catalog.v1.EventService/Fire" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: EventServiceFireRequest): Buffer =>
+      Buffer.from(EventServiceFireRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): EventServiceFireRequest => EventServiceFireRequest.decode(value),
+    responseSerialize: (value: EventServiceFireResponse): Buffer =>
+      Buffer.from(EventServiceFireResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): EventServiceFireResponse => EventServiceFireResponse.decode(value),
+  },
+  /** List lists the events kept, oldest first (Consul's `GET /v1/event/list`). */
+  list: {
+    path: "/consulate.catalog.v1.EventService/List" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: EventServiceListRequest): Buffer =>
+      Buffer.from(EventServiceListRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): EventServiceListRequest => EventServiceListRequest.decode(value),
+    responseSerialize: (value: EventServiceListResponse): Buffer =>
+      Buffer.from(EventServiceListResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): EventServiceListResponse => EventServiceListResponse.decode(value),
+  },
+  /** Watch streams each event kept from now on, until the caller cancels. */
+  watch: {
+    path: "/consulate.catalog.v1.EventService/Watch" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: EventServiceWatchRequest): Buffer =>
+      Buffer.from(EventServiceWatchRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): EventServiceWatchRequest => EventServiceWatchRequest.decode(value),
+    responseSerialize: (value: EventServiceWatchResponse): Buffer =>
+      Buffer.from(EventServiceWatchResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): EventServiceWatchResponse => EventServiceWatchResponse.decode(value),
+  },
+} as const;
+
+export interface EventServiceServer extends UntypedServiceImplementation {
+  /**
+   * Fire checks and fires an event (Consul's `PUT /v1/event/fire/:name`): INVALID_ARGUMENT with
+   * Consul's text for a missing name, a tag filter without a service filter, a filter that does
+   * not compile, or an event over gossip's 512 bytes; UNAVAILABLE when no gossip agent answers.
+   */
+  fire: handleUnaryCall<EventServiceFireRequest, EventServiceFireResponse>;
+  /** List lists the events kept, oldest first (Consul's `GET /v1/event/list`). */
+  list: handleUnaryCall<EventServiceListRequest, EventServiceListResponse>;
+  /** Watch streams each event kept from now on, until the caller cancels. */
+  watch: handleServerStreamingCall<EventServiceWatchRequest, EventServiceWatchResponse>;
+}
+
+export interface EventServiceClient extends Client {
+  /**
+   * Fire checks and fires an event (Consul's `PUT /v1/event/fire/:name`): INVALID_ARGUMENT with
+   * Consul's text for a missing name, a tag filter without a service filter, a filter that does
+   * not compile, or an event over gossip's 512 bytes; UNAVAILABLE when no gossip agent answers.
+   */
+  fire(
+    request: EventServiceFireRequest,
+    callback: (error: ServiceError | null, response: EventServiceFireResponse) => void,
+  ): ClientUnaryCall;
+  fire(
+    request: EventServiceFireRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: EventServiceFireResponse) => void,
+  ): ClientUnaryCall;
+  fire(
+    request: EventServiceFireRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: EventServiceFireResponse) => void,
+  ): ClientUnaryCall;
+  /** List lists the events kept, oldest first (Consul's `GET /v1/event/list`). */
+  list(
+    request: EventServiceListRequest,
+    callback: (error: ServiceError | null, response: EventServiceListResponse) => void,
+  ): ClientUnaryCall;
+  list(
+    request: EventServiceListRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: EventServiceListResponse) => void,
+  ): ClientUnaryCall;
+  list(
+    request: EventServiceListRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: EventServiceListResponse) => void,
+  ): ClientUnaryCall;
+  /** Watch streams each event kept from now on, until the caller cancels. */
+  watch(
+    request: EventServiceWatchRequest,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<EventServiceWatchResponse>;
+  watch(
+    request: EventServiceWatchRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<EventServiceWatchResponse>;
+}
+
+export const EventServiceClient = makeGenericClientConstructor(
+  EventServiceService,
+  "consulate.catalog.v1.EventService",
+) as unknown as {
+  new (address: string, credentials: ChannelCredentials, options?: Partial<ClientOptions>): EventServiceClient;
+  service: typeof EventServiceService;
+  serviceName: string;
 };
 
 function bytesFromBase64(b64: string): Uint8Array {
