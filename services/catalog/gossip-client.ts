@@ -127,7 +127,11 @@ export class GossipClient {
   watchMembers(segment: string, listener: MemberWatchListener): MemberWatch {
     return this.watch(
       (client) => client.watchMembers({ segment }, { deadline: new Date(this.clock.nowMs() + WATCH_MAX_MS) }),
-      (response: WatchMembersResponse, agent) => response.event !== undefined && (listener.onEvent(response.event, agent), true),
+      (response: WatchMembersResponse, agent) => {
+        if (response.event === undefined) return false;
+        listener.onEvent(response.event, agent);
+        return true;
+      },
       (agent, reason, next) => listener.onBroken(agent, reason, next),
     );
   }
@@ -147,7 +151,11 @@ export class GossipClient {
   watchEvents(listener: UserEventWatchListener): MemberWatch {
     return this.watch(
       (client) => client.watchEvents({}, { deadline: new Date(this.clock.nowMs() + WATCH_MAX_MS) }),
-      (response: WatchEventsResponse) => response.event !== undefined && (listener.onEvent(response.event), true),
+      (response: WatchEventsResponse) => {
+        if (response.event === undefined) return false;
+        listener.onEvent(response.event);
+        return true;
+      },
       (agent, reason, next) => listener.onBroken(agent, reason, next),
     );
   }
