@@ -27,16 +27,22 @@ async function tokenSent(values: [string, unknown][], env: NodeJS.ProcessEnv = {
   return tokens.at(-1);
 }
 
-test('the token goes as X-Consul-Token, picked as Consul picks it: -token, -token-file, then the environment', async () => {
+test('the token goes as X-Consul-Token, picked as Consul picks it: a token file that holds one, else -token, else the environment', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'consulate-token-'));
   const file = join(dir, 'token');
+  const empty = join(dir, 'empty');
   writeFileSync(file, 'from-file\n');
+  writeFileSync(empty, ' \n');
   expect(await tokenSent([])).toBeUndefined();
   expect(await tokenSent([['token', 'flag']], { CONSUL_HTTP_TOKEN: 'env' })).toBe('flag');
-  expect(await tokenSent([['token-file', file]], { CONSUL_HTTP_TOKEN: 'env' })).toBe('from-file');
   expect(await tokenSent([], { CONSUL_HTTP_TOKEN: 'env' })).toBe('env');
   expect(await tokenSent([], { CONSULATE_HTTP_TOKEN: 'ours', CONSUL_HTTP_TOKEN: 'env' })).toBe('ours');
-  expect(await tokenSent([], { CONSUL_HTTP_TOKEN_FILE: file })).toBe('from-file');
+  // api.NewClient: the file's token replaces the token, from a flag or the environment.
+  expect(await tokenSent([['token', 'flag'], ['token-file', file]])).toBe('from-file');
+  expect(await tokenSent([['token', 'flag']], { CONSUL_HTTP_TOKEN_FILE: file })).toBe('from-file');
+  expect(await tokenSent([], { CONSUL_HTTP_TOKEN: 'env', CONSUL_HTTP_TOKEN_FILE: file })).toBe('from-file');
+  // An empty file leaves the token as it was.
+  expect(await tokenSent([['token', 'flag'], ['token-file', empty]])).toBe('flag');
 });
 
 test("an unreadable token file is the request's error, not a crash", async () => {

@@ -18,7 +18,7 @@ export const HTTP_FLAGS: FlagSpec[] = [
     kind: 'string',
     usage: 'ACL token to send as X-Consul-Token (forwarded to other datacenters with the request). Consulate has no ACLs yet: it is carried, not checked. Also CONSUL_HTTP_TOKEN.',
   },
-  { name: 'token-file', kind: 'string', usage: 'File holding the ACL token; -token wins over it. Also CONSUL_HTTP_TOKEN_FILE.' },
+  { name: 'token-file', kind: 'string', usage: 'File holding the ACL token, used instead of -token when it holds one. Also CONSUL_HTTP_TOKEN_FILE.' },
 ];
 
 /** Each request ends within this long; blocking queries pass their own. */
@@ -63,25 +63,21 @@ export interface ApiResponse<T> {
 }
 
 /**
- * The token as Consul's api package picks it: `-token`, else `-token-file`, else CONSUL_HTTP_TOKEN,
- * else CONSUL_HTTP_TOKEN_FILE (CONSULATE_ spellings first); a file's content is trimmed.
+ * The token as Consul's CLI and api package pick it: a token file (`-token-file`, else
+ * CONSUL_HTTP_TOKEN_FILE) wins when it holds one; else `-token`, else CONSUL_HTTP_TOKEN. The
+ * CONSULATE_ spellings come first. A file's content is trimmed; one that cannot be read is an error.
  */
 function tokenOf(values: ReadonlyMap<string, unknown>, env: NodeJS.ProcessEnv): string {
-  const fromFile = (path: string): string => {
-    try {
-      return readFileSync(path, 'utf8').trim();
-    } catch (err) {
-      throw new HttpApiError(0, `Error loading token file: ${(err as Error).message}`);
-    }
-  };
-  const flag = values.get('token') as string | undefined;
-  if (flag) return flag;
-  const flagFile = values.get('token-file') as string | undefined;
-  if (flagFile) return fromFile(flagFile);
-  const envToken = env.CONSULATE_HTTP_TOKEN || env.CONSUL_HTTP_TOKEN;
-  if (envToken) return envToken;
-  const envFile = env.CONSULATE_HTTP_TOKEN_FILE || env.CONSUL_HTTP_TOKEN_FILE;
-  return envFile ? fromFile(envFile) : '';
+  const token = (values.get('token') as string | undefined) || env.CONSULATE_HTTP_TOKEN || env.CONSUL_HTTP_TOKEN || '';
+  const file = (values.get('token-file') as string | undefined) || env.CONSULATE_HTTP_TOKEN_FILE || env.CONSUL_HTTP_TOKEN_FILE || '';
+  if (file === '') return token;
+  let fromFile: string;
+  try {
+    fromFile = readFileSync(file, 'utf8').trim();
+  } catch (err) {
+    throw new HttpApiError(0, `Error loading token file: ${(err as Error).message}`);
+  }
+  return fromFile || token;
 }
 
 /** Go's url.Error names the method as `Get`, `Put`, `Delete`: the text a Consul CLI user knows. */

@@ -66,8 +66,11 @@ export interface MemberWatchListener {
 export interface UserEventWatchListener {
   /** One user event, as the agent received it. */
   onEvent(event: UserEvent): void;
-  /** The stream from `agent` broke; the next one (on `next`) starts with the events from then on. */
-  onBroken(agent: string, reason: string, next: string): void;
+  /**
+   * The stream from `agent` ended; the next one (on `next`) starts with the events from then on.
+   * `planned`: it only reached its deadline, and is opened again at once on the same agent.
+   */
+  onBroken(agent: string, reason: string, next: string, planned: boolean): void;
 }
 
 export interface MemberWatch {
@@ -156,7 +159,7 @@ export class GossipClient {
         listener.onEvent(response.event);
         return true;
       },
-      (agent, reason, next) => listener.onBroken(agent, reason, next),
+      (agent, reason, next, planned) => listener.onBroken(agent, reason, next, planned),
     );
   }
 
@@ -168,7 +171,7 @@ export class GossipClient {
   private watch<Response>(
     open: (client: MembershipServiceClient) => ClientReadableStream<Response>,
     onData: (response: Response, agent: string) => boolean,
-    onBroken: (agent: string, reason: string, next: string) => void,
+    onBroken: (agent: string, reason: string, next: string, planned: boolean) => void,
   ): MemberWatch {
     this.requireAgents();
     let cancelled = false;
@@ -190,12 +193,13 @@ export class GossipClient {
         if (cancelled || current !== stream) return;
         current = undefined;
         // A stream that reached its deadline was healthy: re-open it on the same agent at once.
-        if (!planned) {
+        if (planned) failures = 0;
+        else {
           index++;
           failures++;
         }
         const next = this.addresses[index % this.addresses.length];
-        onBroken(address, reason, next);
+        onBroken(address, reason, next, planned);
         const delay = planned ? 0 : Math.min(WATCH_RETRY_MAX_MS, WATCH_RETRY_MIN_MS * 2 ** Math.min(failures - 1, 5));
         timer = this.clock.setTimeout(start, delay);
       };

@@ -55,6 +55,15 @@ describe('which events a catalog keeps', () => {
     expect(events.list().map((e) => e.id)).toEqual(['a', 'c']);
   });
 
+  test("the filters are Go's (RE2): its syntax, and linear time whatever a client writes", () => {
+    const { events, deliver } = catalogEvents([{ ID: 'a'.repeat(40), Tags: [] }]);
+    deliver({ id: 'go-syntax', nodeFilter: '(?i)^WEB-\\d\\z' });
+    // 2^40 steps for a backtracking engine on 40 a's (this test would never end); RE2's are linear.
+    deliver({ id: 'catastrophic', serviceFilter: '^(a|a)*$b' });
+    deliver({ id: 'nested', serviceFilter: '(a*)*c' });
+    expect(events.list().map((e) => e.id)).toEqual(['go-syntax']);
+  });
+
   test("a service filter needs a service of this node whose ID matches, with a tag filter a tag of it that matches", () => {
     const { events, deliver } = catalogEvents([{ ID: 'web-blue', Tags: ['v1', 'primary'] }]);
     deliver({ id: 'a', serviceFilter: 'web' });
@@ -85,6 +94,16 @@ describe('which events a catalog keeps', () => {
     // An ID that fell out of the 256 is kept again if it comes back.
     deliver({ id: 'once' });
     expect(events.list().at(-1)!.id).toBe('once');
+  });
+
+  test('a waiter whose request is already gone returns at once; once stopped, a subscriber is told at once', async () => {
+    const { events } = catalogEvents();
+    const gone = new AbortController();
+    gone.abort();
+    await events.waitForEvent(60_000, gone.signal);
+    events.stop();
+    const told = await new Promise((resolve) => events.subscribe(resolve));
+    expect(told).toBeUndefined();
   });
 
   test('a waiter wakes at the next event kept, not at one ignored', async () => {

@@ -9,7 +9,8 @@
  * An event is accepted as Consul's shouldProcessUserEvent does: its version at most 1, its node
  * filter matching this catalog's node name, its service filter matching the ID of a service
  * registered on this catalog's node (with a tag matching its tag filter). The filters are Go
- * regular expressions, run here as JavaScript ones: the common syntax means the same in both.
+ * regular expressions, run with an RE2 engine as Go runs them (lib/go-text.ts): in linear time,
+ * whoever wrote them.
  * A server agent is in every segment and receives an event fired on all of them once per
  * segment: the copies share the event's ID and are kept once.
  */
@@ -17,7 +18,7 @@ import { randomUUID } from 'node:crypto';
 
 import { UserEvent } from '../gen/consulate/catalog/v1/event';
 import { UserEvent as GossipUserEvent } from '../gen/consulate/gossip/v1/membership';
-import { regexpProblem } from '../lib/go-text';
+import { compileGoRegexp, regexpProblem } from '../lib/go-text';
 import { Logger } from '../lib/log';
 import { GossipClient, MemberWatch } from './gossip-client';
 
@@ -56,6 +57,7 @@ export class UserEvents {
   private readonly keptIds = new Set<string>();
   private readonly listeners = new Set<(event: UserEvent | undefined) => void>();
   private watch: MemberWatch | undefined;
+  private stopped = false;
 
   constructor(private readonly deps: UserEventsDeps) {}
 
@@ -63,13 +65,17 @@ export class UserEvents {
   start(): void {
     this.watch = this.deps.gossip.watchEvents({
       onEvent: (event) => this.receive(event),
-      onBroken: (agent, reason, next) => this.deps.logger.warn({ agent, reason, next }, `the user event watch on ${agent} broke (${reason}); watching ${next}: events fired meanwhile are not listed here`),
+      onBroken: (agent, reason, next, planned) =>
+        planned
+          ? this.deps.logger.debug({ agent }, `the user event watch on ${agent} reached its deadline; watching again`)
+          : this.deps.logger.warn({ agent, reason, next }, `the user event watch on ${agent} broke (${reason}); watching ${next}: events fired meanwhile are not listed here`),
     });
   }
 
   stop(): void {
     this.watch?.cancel();
     this.watch = undefined;
+    this.stopped = true;
     for (const listener of [...this.listeners]) listener(undefined);
   }
 
@@ -102,6 +108,10 @@ export class UserEvents {
    * stops; returns the unsubscribe.
    */
   subscribe(listener: (event: UserEvent | undefined) => void): () => void {
+    if (this.stopped) {
+      queueMicrotask(() => listener(undefined));
+      return () => undefined;
+    }
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
   }
@@ -115,6 +125,7 @@ export class UserEvents {
         signal?.removeEventListener('abort', done);
         resolve();
       };
+      if (signal?.aborted) return resolve();
       const timer = setTimeout(done, timeoutMs);
       const unsubscribe = this.subscribe(done);
       signal?.addEventListener('abort', done);
@@ -150,11 +161,15 @@ export class UserEvents {
   /** Why this catalog does not keep `event` (shouldProcessUserEvent), or undefined. */
   private refusal(event: UserEvent): string | undefined {
     if (event.version > USER_EVENT_VERSION) return `version ${event.version} is newer than ${USER_EVENT_VERSION}`;
-    if (event.nodeFilter !== '' && !matches(event.nodeFilter, this.deps.node)) return `node ${this.deps.node} does not match ${event.nodeFilter}`;
+    if (event.nodeFilter !== '' && !matches(event.nodeFilter, [this.deps.node])) return `node ${this.deps.node} does not match ${event.nodeFilter}`;
     if (event.serviceFilter === '') return undefined;
-    const found = this.deps
-      .localServices()
-      .some((service) => matches(event.serviceFilter, service.ID) && (event.tagFilter === '' || service.Tags.some((tag) => matches(event.tagFilter, tag))));
+    const service = compileGoRegexp(event.serviceFilter);
+    const tag = event.tagFilter === '' ? undefined : compileGoRegexp(event.tagFilter);
+    // A filter that does not compile matches nothing, as in Consul.
+    const found =
+      !('error' in service) &&
+      !(tag !== undefined && 'error' in tag) &&
+      this.deps.localServices().some((local) => service.matches(local.ID) && (tag === undefined || local.Tags.some((t) => tag.matches(t))));
     return found ? undefined : `no service of node ${this.deps.node} matches ${event.serviceFilter}${event.tagFilter === '' ? '' : ` with a tag matching ${event.tagFilter}`}`;
   }
 }
@@ -190,11 +205,8 @@ function paramsProblem(params: FireParams): string | undefined {
   return undefined;
 }
 
-/** Go's regexp.MatchString: a match anywhere; a pattern that does not compile matches nothing. */
-function matches(pattern: string, text: string): boolean {
-  try {
-    return new RegExp(pattern).test(text);
-  } catch {
-    return false;
-  }
+/** Whether Go regular expression `pattern` matches any of `texts`; one that does not compile matches nothing. */
+function matches(pattern: string, texts: readonly string[]): boolean {
+  const compiled = compileGoRegexp(pattern);
+  return !('error' in compiled) && texts.some((text) => compiled.matches(text));
 }

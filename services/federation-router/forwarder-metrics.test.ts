@@ -32,7 +32,7 @@ function forwarderWithReports(catalogAddrs: string[] = []): { forwarder: Forward
     { id: 'a-3', peerDatacenter: 'dc3', retryJoin: [], useTls: false, transit: false },
   ];
   const federation = { route: (dc: string) => routes.get(dc), routes: () => routes, adjacent: () => true } as unknown as Federation;
-  const store = { areas: () => areas, area: (id: string) => areas.find((area) => area.id === id) } as unknown as AreaStore;
+  const store = { areas: () => areas, area: (id: string) => areas.find((area) => area.id === id), catchUp: async () => undefined } as unknown as AreaStore;
   const reports: { datacenter: string; outcome: ForwardOutcome }[] = [];
   const metrics = { startForward: () => (datacenter: string, outcome: ForwardOutcome) => void reports.push({ datacenter, outcome }) };
   const forwarder = new Forwarder({ datacenter: 'dc1', catalogAddrs, logger, metrics }, federation, store, {} as PeerClients);

@@ -103,9 +103,13 @@ async function scriptedRouter(handler: ForwardHandler): Promise<{ address: strin
 }
 
 /** A real router of `datacenter` on 8300: the FederationService adapter over its own Forwarder. */
-async function realRouter(datacenter: string, catalogAddrs: string[], more: { caller?: string; routes?: Route[]; areas?: Area[]; catalogGrpcAddrs?: string[]; adjacent?: string[] } = {}): Promise<{ address: string; forwarder: Forwarder }> {
+async function realRouter(
+  datacenter: string,
+  catalogAddrs: string[],
+  more: { caller?: string; routes?: Route[]; areas?: Area[]; catalogGrpcAddrs?: string[]; adjacent?: string[]; catchUp?: () => Promise<void> } = {},
+): Promise<{ address: string; forwarder: Forwarder }> {
   const caller = more.caller ?? 'dc1';
-  const forwarder = newForwarder({ datacenter, catalogAddrs, catalogGrpcAddrs: more.catalogGrpcAddrs, routes: more.routes, areas: more.areas, adjacent: more.adjacent });
+  const forwarder = newForwarder({ datacenter, catalogAddrs, catalogGrpcAddrs: more.catalogGrpcAddrs, routes: more.routes, areas: more.areas, adjacent: more.adjacent, catchUp: more.catchUp });
   // Plaintext here: the listener that checks certificates vouches for whoever calls.
   const listener = { datacenterOf: () => caller } as unknown as MutualTlsListener;
   const address = await serveFederation(federationService({ datacenter, node: `router-1.${datacenter}`, federation: {} as Federation, forwarder, listener: () => listener, logger }));
@@ -139,12 +143,12 @@ function plaintextPeers(datacenter: string): PeerClients {
 }
 
 /** A Forwarder of `datacenter` with these routes and areas, adjacent to the datacenters `adjacent` names (default: every one). */
-function newForwarder(options: { datacenter: string; catalogAddrs?: string[]; catalogGrpcAddrs?: string[]; routes?: Route[]; areas?: Area[]; adjacent?: string[]; rebalancer?: ForwarderOptions['rebalancer'] }): Forwarder {
+function newForwarder(options: { datacenter: string; catalogAddrs?: string[]; catalogGrpcAddrs?: string[]; routes?: Route[]; areas?: Area[]; adjacent?: string[]; catchUp?: () => Promise<void>; rebalancer?: ForwarderOptions['rebalancer'] }): Forwarder {
   const routes = new Map((options.routes ?? []).map((route) => [route.datacenter, route]));
   const areas = options.areas ?? [];
   const adjacent = options.adjacent;
   const federation = { route: (datacenter: string) => routes.get(datacenter), adjacent: (datacenter: string) => adjacent === undefined || adjacent.includes(datacenter) } as unknown as Federation;
-  const store = { areas: () => areas, area: (id: string) => areas.find((area) => area.id === id) } as unknown as AreaStore;
+  const store = { areas: () => areas, area: (id: string) => areas.find((area) => area.id === id), catchUp: options.catchUp ?? (async () => undefined) } as unknown as AreaStore;
   const forwarder = new Forwarder({ datacenter: options.datacenter, catalogAddrs: options.catalogAddrs ?? [], catalogGrpcAddrs: options.catalogGrpcAddrs ?? [], logger, rebalancer: options.rebalancer }, federation, store, plaintextPeers(options.datacenter));
   cleanups.push(() => forwarder.close());
   return forwarder;
@@ -316,6 +320,15 @@ describe('serving a request for this datacenter', () => {
     const served = await newForwarder({ datacenter: 'dc3', routes: [route(['dc1'], [hop('r1.dc1', adjacent.address, 'dc1')])] }).forward(request('dc1'), inSeconds(5), [], undefined);
     expect(served.response?.status).toBe(200);
     expect(catalog.seen).toHaveLength(1);
+  });
+
+  test('a router whose mirror of the areas is behind catches up before it refuses: the area just created lets the request in', async () => {
+    const catalog = await fakeCatalog();
+    const adjacent: string[] = [];
+    let catchUps = 0;
+    const dc1 = await realRouter('dc1', [catalog.address], { caller: 'dc3', adjacent, catchUp: async () => (catchUps++, adjacent.push('dc3'), undefined) });
+    const served = await newForwarder({ datacenter: 'dc3', routes: [route(['dc1'], [hop('r1.dc1', dc1.address, 'dc1')])] }).forward(request('dc1'), inSeconds(5), [], undefined);
+    expect([served.response?.status, catchUps]).toEqual([200, 1]);
   });
 });
 

@@ -143,6 +143,7 @@ export class Forwarder {
     // Refused wherever it arrives, so a request that will not be served never travels.
     const malformed = malformedRequest(request);
     if (malformed !== undefined) throw new ForwardError(malformed, GrpcStatus.INVALID_ARGUMENT);
+    if (from !== undefined && !this.federation.adjacent(from)) await this.admitAfterCatchUp(request, from);
     const hops = this.hopsFor(request, visited, from);
     if (hops === 'here') {
       if (request.grpc !== undefined) return { grpc: await this.serveGrpcLocally(request.grpc, deadlineMs, signal), path: [local] };
@@ -185,7 +186,6 @@ export class Forwarder {
    */
   private hopsFor(request: ForwardRequest, visited: readonly string[], from: string | undefined): NextHop[] | 'here' {
     const local = this.options.datacenter;
-    if (from !== undefined && !this.federation.adjacent(from)) throw this.notAdjacent(request, from);
     if (request.datacenter === local) {
       if (from === undefined) throw new ForwardError(`request is for this datacenter (${local}); serve it locally`, GrpcStatus.INVALID_ARGUMENT);
       return 'here';
@@ -219,6 +219,7 @@ export class Forwarder {
     if (this.watches >= MAX_FORWARDED_WATCHES) throw new ForwardError(`too many watches of other datacenters through this router (${MAX_FORWARDED_WATCHES}); close some, or retry later`, GrpcStatus.RESOURCE_EXHAUSTED);
     this.watches++;
     try {
+      if (from !== undefined && !this.federation.adjacent(from)) await this.admitAfterCatchUp(request, from);
       const hops = this.hopsFor(request, visited, from);
       if (hops === 'here') return await this.watchLocally(request.grpc!, sink, signal);
       const failures: string[] = [];
@@ -425,6 +426,16 @@ export class Forwarder {
   private datacenterLabel(datacenter: string): string {
     const known = datacenter === this.options.datacenter || this.federation.routes().has(datacenter) || this.store.areas().some((area) => area.peerDatacenter === datacenter);
     return known ? datacenter : 'unknown';
+  }
+
+  /**
+   * A request from a router of `from`, a datacenter this one is not adjacent to as far as this
+   * router knows: its mirror of the areas catches up with the store first (an area the peer
+   * already routes through may not have reached it yet), then it is refused, PERMISSION_DENIED.
+   */
+  private async admitAfterCatchUp(request: ForwardRequest, from: string): Promise<void> {
+    await this.store.catchUp();
+    if (!this.federation.adjacent(from)) throw this.notAdjacent(request, from);
   }
 
   private notAdjacent(request: ForwardRequest, from: string): ForwardError {

@@ -1,6 +1,6 @@
 // Go's texts inside Consul's messages (reference/consul-compat.md §4.8: errors with Consul's exact
 // text): time.Duration, strconv, %q, url.Values.Encode — each expectation is what Go prints.
-import { formatGoDuration, goQuote, goValuesEncode, parseGoDuration, parseGoUint64 } from './go-text';
+import { compileGoRegexp, formatGoDuration, goQuote, goValuesEncode, parseGoDuration, parseGoUint64, regexpProblem } from './go-text';
 
 test('time.Duration.String', () => {
   const cases: [number, string][] = [
@@ -54,4 +54,17 @@ test('url.Values.Encode: keys sorted, values QueryEscaped', () => {
   expect(goValuesEncode(new URLSearchParams('release=b&cas=1&acquire=a'))).toBe('acquire=a&cas=1&release=b');
   expect(goValuesEncode(new URLSearchParams('recurse&cas=2'))).toBe('cas=2&recurse=');
   expect(goValuesEncode(new URLSearchParams('a=x y&a=1/2'))).toBe('a=x+y&a=1%2F2');
+});
+
+test("Go regular expressions: RE2's syntax (flags, \\z, POSIX classes) and regexp.Compile's error texts", () => {
+  const web = compileGoRegexp('(?i)^web-[[:digit:]]+\\z');
+  expect('error' in web ? web.error : [web.matches('WEB-12'), web.matches('web-1x'), web.matches('xweb-1')]).toEqual([true, false, false]);
+  // MatchString: anywhere in the text.
+  const anywhere = compileGoRegexp('api');
+  expect('error' in anywhere ? anywhere.error : anywhere.matches('my-api-1')).toBe(true);
+  expect(regexpProblem('(')).toBe('error parsing regexp: missing closing ): `(`');
+  expect(regexpProblem('*')).toBe('error parsing regexp: missing argument to repetition operator: `*`');
+  // A backreference is not RE2: Go refuses it.
+  expect(regexpProblem('(a)\\1')).toMatch(/^error parsing regexp: invalid escape sequence: `\\1`/);
+  expect(regexpProblem('web.*')).toBeUndefined();
 });

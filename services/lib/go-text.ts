@@ -6,6 +6,8 @@
  * byte for byte needs Go's formatting, not JavaScript's.
  */
 
+import { RE2JS } from 're2js';
+
 const NS_PER = { ns: 1, us: 1e3, µs: 1e3, μs: 1e3, ms: 1e6, s: 1e9, m: 60e9, h: 3600e9 } as const;
 
 /** strconv.Quote: a double-quoted Go string literal (what `%q` and `%#v` print for a string). */
@@ -149,15 +151,27 @@ function queryEscape(text: string): string {
 }
 
 /**
- * Why `pattern` does not compile, or undefined: Consul's filters are Go regular expressions
- * (regexp.Compile), run here as JavaScript ones, which read the common syntax alike. The text is
- * JavaScript's, where Go would say `error parsing regexp: ...`.
+ * A Go regular expression (Go's regexp is RE2: linear time, no backreferences), compiled with
+ * re2js, a port of RE2 with Go's syntax and error texts. Consul's user-event filters are these;
+ * run by JavaScript's backtracking engine, a filter from any client could stall every catalog.
  */
-export function regexpProblem(pattern: string): string | undefined {
+export interface GoRegexp {
+  /** regexp.MatchString: a match anywhere in `text`. */
+  matches(text: string): boolean;
+}
+
+/** regexp.Compile: the expression, or Go's error text (`error parsing regexp: missing closing ): `(``). */
+export function compileGoRegexp(pattern: string): GoRegexp | { error: string } {
   try {
-    new RegExp(pattern);
-    return undefined;
+    const compiled = RE2JS.compile(pattern);
+    return { matches: (text) => compiled.matcher(text).find() };
   } catch (err) {
-    return (err as Error).message;
+    return { error: (err as Error).message };
   }
+}
+
+/** Why `pattern` does not compile as a Go regular expression, or undefined. */
+export function regexpProblem(pattern: string): string | undefined {
+  const compiled = compileGoRegexp(pattern);
+  return 'error' in compiled ? compiled.error : undefined;
 }

@@ -73,6 +73,19 @@ describe('GET /v1/event/list', () => {
     expect(await served.request(`/v1/event/list?index=${2n ** 64n}`)).toMatchObject({ status: 400, text: 'Invalid index' });
   });
 
+  test('a blocking list by name waits through events of other names (its own index did not move)', async () => {
+    const index = (await served.request('/v1/event/list?name=deploy')).headers.get('x-consul-index')!;
+    const blocked = served.request(`/v1/event/list?name=deploy&index=${index}&wait=30s`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    await served.request('/v1/event/fire/restart', 'PUT');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const { ID } = (await served.request('/v1/event/fire/deploy', 'PUT', 'v3')).json() as UserEventJson;
+    // Woken by the restart, it went back to waiting: its answer is the deploy that came after.
+    const answer = await blocked;
+    expect((answer.json() as UserEventJson[]).at(-1)!.ID).toBe(ID);
+    expect(answer.headers.get('x-consul-index')).not.toBe(index);
+  });
+
   test('a blocking list with nothing new answers at the end of its wait, unchanged', async () => {
     const index = (await served.request('/v1/event/list')).headers.get('x-consul-index')!;
     const answer = await served.request(`/v1/event/list?index=${index}&wait=100ms`);

@@ -5,7 +5,7 @@
  *
  * The list's index is Consul's: the last event's UUID folded to 64 bits, 1 when there is none.
  * It does not grow, so a blocking list waits only while `?index=` is that very value, and answers
- * at the next event kept (whatever its name) or at the end of `wait`.
+ * when its list's index moves (an event of its name kept) or at the end of `wait`.
  */
 import { UserEvent } from '../../gen/consulate/catalog/v1/event';
 import { UserEvents, UserEventError, eventsIndex } from '../user-events';
@@ -57,9 +57,11 @@ export function registerEventEndpoints(router: HttpRouter, deps: EventDeps): voi
     const { waitMs } = parseQueryOptions(query, deps.datacenter);
     const name = request.query.get('name') ?? undefined;
     let events = deps.events.list(name);
-    if (index !== 0n && eventsIndex(events) === index) {
-      const jitter = Math.floor(Math.random() * (waitMs / JITTER_FRACTION));
-      await deps.events.waitForEvent(waitMs + jitter, request.signal());
+    // Consul waits until this list's own index moves: an event of another name wakes, and waits again.
+    const deadline = Date.now() + waitMs + Math.floor(Math.random() * (waitMs / JITTER_FRACTION));
+    const signal = index === 0n ? undefined : request.signal();
+    while (index !== 0n && eventsIndex(events) === index && Date.now() < deadline && !signal!.aborted) {
+      await deps.events.waitForEvent(deadline - Date.now(), signal);
       events = deps.events.list(name);
     }
     return { body: events.map(toJson), headers: { 'X-Consul-Index': String(eventsIndex(events)) } };
