@@ -98,7 +98,8 @@ export class HttpApi {
   ) {
     const flag = values.get('http-addr') as string | undefined;
     const address = flag || env.CONSULATE_HTTP_ADDR || env.CONSUL_HTTP_ADDR || 'http://127.0.0.1:8500';
-    this.base = /^https?:\/\//.test(address) ? address.replace(/\/$/, '') : `http://${address}`;    let token: string | undefined;
+    this.base = /^https?:\/\//.test(address) ? address.replace(/\/$/, '') : `http://${address}`;
+    let token: string | undefined;
     this.token = () => (token ??= tokenOf(values, env));
   }
 

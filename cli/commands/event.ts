@@ -3,8 +3,8 @@
  * `-datacenter`, another datacenter's catalog fires it). The same checks as Consul's command, with
  * its texts, before anything is sent; `Event ID: <id>` on success.
  */
+import { badFilter } from '../../services/catalog/user-events';
 import { FlagSpec, flagUsage } from '../../services/lib/flags';
-import { regexpProblem } from '../../services/lib/go-text';
 import { Command, parseCommandFlags } from '../command';
 import { HTTP_FLAGS, HttpApi } from '../http-api';
 
@@ -37,16 +37,10 @@ export const eventCommand: Command = {
       io.stderr('Event name must be specified\n');
       return 1;
     }
-    for (const [filter, what] of [
-      [node, 'node'],
-      [service, 'service'],
-      [tag, 'tag'],
-    ] as const) {
-      const problem = regexpProblem(filter);
-      if (problem !== undefined) {
-        io.stderr(`Failed to compile ${what} filter regexp: ${problem}\n`);
-        return 1;
-      }
+    const bad = badFilter({ nodeFilter: node, serviceFilter: service, tagFilter: tag });
+    if (bad !== undefined) {
+      io.stderr(`Failed to compile ${bad.what} filter regexp: ${bad.problem}\n`);
+      return 1;
     }
     if (tag !== '' && service === '') {
       io.stderr('Cannot provide tag filter without service filter.\n');

@@ -161,15 +161,11 @@ export class UserEvents {
   /** Why this catalog does not keep `event` (shouldProcessUserEvent), or undefined. */
   private refusal(event: UserEvent): string | undefined {
     if (event.version > USER_EVENT_VERSION) return `version ${event.version} is newer than ${USER_EVENT_VERSION}`;
-    if (event.nodeFilter !== '' && !matches(event.nodeFilter, [this.deps.node])) return `node ${this.deps.node} does not match ${event.nodeFilter}`;
+    if (event.nodeFilter !== '' && !goMatcher(event.nodeFilter)(this.deps.node)) return `node ${this.deps.node} does not match ${event.nodeFilter}`;
     if (event.serviceFilter === '') return undefined;
-    const service = compileGoRegexp(event.serviceFilter);
-    const tag = event.tagFilter === '' ? undefined : compileGoRegexp(event.tagFilter);
-    // A filter that does not compile matches nothing, as in Consul.
-    const found =
-      !('error' in service) &&
-      !(tag !== undefined && 'error' in tag) &&
-      this.deps.localServices().some((local) => service.matches(local.ID) && (tag === undefined || local.Tags.some((t) => tag.matches(t))));
+    const service = goMatcher(event.serviceFilter);
+    const tag = event.tagFilter === '' ? undefined : goMatcher(event.tagFilter);
+    const found = this.deps.localServices().some((local) => service(local.ID) && (tag === undefined || local.Tags.some(tag)));
     return found ? undefined : `no service of node ${this.deps.node} matches ${event.serviceFilter}${event.tagFilter === '' ? '' : ` with a tag matching ${event.tagFilter}`}`;
   }
 }
@@ -190,23 +186,33 @@ export function eventIdToIndex(id: string): bigint {
   return BigInt(`0x${hex.slice(0, 16)}`) ^ BigInt(`0x${hex.slice(16, 32)}`);
 }
 
-/** Consul's validateUserEventParams, its texts. */
-function paramsProblem(params: FireParams): string | undefined {
-  if (params.name === '') return 'User event missing name';
-  if (params.tagFilter !== '' && params.serviceFilter === '') return 'Cannot provide tag filter without service filter';
+/**
+ * The first of an event's filters that does not compile as a Go regular expression, in Consul's
+ * order (node, service, tag), with Go's error text; undefined when all do. The agent
+ * (validateUserEventParams) and `consulate event` word it each their own way.
+ */
+export function badFilter(filters: { readonly nodeFilter: string; readonly serviceFilter: string; readonly tagFilter: string }): { what: 'node' | 'service' | 'tag'; problem: string } | undefined {
   for (const [filter, what] of [
-    [params.nodeFilter, 'node'],
-    [params.serviceFilter, 'service'],
-    [params.tagFilter, 'tag'],
+    [filters.nodeFilter, 'node'],
+    [filters.serviceFilter, 'service'],
+    [filters.tagFilter, 'tag'],
   ] as const) {
     const problem = regexpProblem(filter);
-    if (problem !== undefined) return `Invalid ${what} filter: ${problem}`;
+    if (problem !== undefined) return { what, problem };
   }
   return undefined;
 }
 
-/** Whether Go regular expression `pattern` matches any of `texts`; one that does not compile matches nothing. */
-function matches(pattern: string, texts: readonly string[]): boolean {
+/** Consul's validateUserEventParams, its texts. */
+function paramsProblem(params: FireParams): string | undefined {
+  if (params.name === '') return 'User event missing name';
+  if (params.tagFilter !== '' && params.serviceFilter === '') return 'Cannot provide tag filter without service filter';
+  const bad = badFilter(params);
+  return bad === undefined ? undefined : `Invalid ${bad.what} filter: ${bad.problem}`;
+}
+
+/** Go's regexp.MatchString for `pattern`; a pattern that does not compile matches nothing, as in Consul. */
+function goMatcher(pattern: string): (text: string) => boolean {
   const compiled = compileGoRegexp(pattern);
-  return !('error' in compiled) && texts.some((text) => compiled.matches(text));
+  return 'error' in compiled ? () => false : compiled.matches;
 }

@@ -178,15 +178,16 @@ export class Federation {
    */
   datacenterMaps(): DatacenterCoordinates[] {
     const maps: DatacenterCoordinates[] = [];
-    for (const [areaId, entry] of [...this.byArea].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
-      const self = entry.pool.localMember().name;
-      const known = entry.pool.coordinates();
+    for (const areaId of [...this.byArea.keys()].sort()) {
+      const { pool } = this.byArea.get(areaId)!;
+      const self = pool.localMember().name;
+      const known = pool.coordinates();
       const byDatacenter = new Map<string, { node: string; coord: Coordinate }[]>();
-      for (const member of entry.pool.members()) {
+      for (const member of pool.members()) {
         if (serfStatus(member.state) === 'left') continue;
-        const coord = member.name === self ? entry.pool.coordinate() : known.get(member.name);
-        const datacenter = member.tags.dc ?? '';
+        const coord = member.name === self ? pool.coordinate() : known.get(member.name);
         if (coord === undefined) continue;
+        const datacenter = member.tags.dc ?? '';
         const list = byDatacenter.get(datacenter) ?? [];
         list.push({ node: member.name.endsWith(`.${datacenter}`) ? member.name.slice(0, -datacenter.length - 1) : member.name, coord });
         byDatacenter.set(datacenter, list);
