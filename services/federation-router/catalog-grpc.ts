@@ -16,15 +16,16 @@ import { Tracer } from '@opentelemetry/api';
 
 import { CatalogServiceService } from '../gen/consulate/catalog/v1/catalog';
 import { EventServiceService } from '../gen/consulate/catalog/v1/event';
-import { ForwardedHttpServiceClient, ForwardedHttpServiceService, ServeRequest, ServeResponse } from '../gen/consulate/catalog/v1/forwarded';
+import { ForwardedHttpServiceClient, ForwardedHttpServiceService } from '../gen/consulate/catalog/v1/forwarded';
 import { HealthServiceService } from '../gen/consulate/catalog/v1/health';
 import { KVServiceService } from '../gen/consulate/catalog/v1/kv';
 import { SessionServiceService } from '../gen/consulate/catalog/v1/session';
-import { GrpcRequest, GrpcResponse, HttpRequest, HttpResponse } from '../gen/consulate/router/v1/operator';
-import { StreamedMethod } from '../lib/call-stream';
+import { GrpcRequest, GrpcResponse } from '../gen/consulate/router/v1/operator';
+import { StreamedMethod, encodedUnary } from '../lib/call-stream';
 import { Cancellation } from '../lib/cancellation';
 import { RoleClients } from '../lib/grpc-client';
 import { WatchEnd, WatchSink, relayWatch } from '../lib/watch-relay';
+import { asBuffer, encodedMethod } from './forward-wire';
 
 /** The catalog's public API on 8502 (DESIGN.md "Ports"): what `-catalog-grpc-addr` defaults to. */
 export const CATALOG_GRPC_PORT = 8502;
@@ -80,25 +81,27 @@ const identity = (bytes: Buffer): Buffer => bytes;
 /** One client per catalog gRPC address, each call with the tracing interceptor and a deadline. */
 export class CatalogGrpcClients {
   private readonly clients: RoleClients<Client>;
-  private readonly forwardedHttp: StreamedMethod<ForwardedHttpServiceClient, ServeRequest, ServeResponse>;
+  private readonly forwardedHttp: StreamedMethod<ForwardedHttpServiceClient, Buffer, Buffer>;
 
   constructor(tracer: Tracer) {
     this.clients = new RoleClients(Client, { tracer });
-    this.forwardedHttp = new StreamedMethod(new RoleClients(ForwardedHttpServiceClient, { tracer }), ForwardedHttpServiceService.serve, (client) => client.serve.bind(client), tracer);
+    const serve = encodedMethod(ForwardedHttpServiceService.serve);
+    this.forwardedHttp = new StreamedMethod(new RoleClients(ForwardedHttpServiceClient, { tracer }), serve, (client) => encodedUnary(client, serve), tracer);
   }
 
   /**
-   * Serves a forwarded HTTP request on the catalog at `address` (ForwardedHttpService), by
-   * `deadlineMs`: resolves with the catalog's answer, whatever its status. Rejects with
-   * CatalogUnreachableError when the request never left, NoForwardedHttpError when the catalog
-   * does not serve them so, and the call's ServiceError when it was lost on the way.
+   * Serves a forwarded HTTP request (an encoded ServeRequest) on the catalog at `address`
+   * (ForwardedHttpService), by `deadlineMs`: resolves with the catalog's answer, an encoded
+   * ServeResponse, whatever its status. Rejects with CatalogUnreachableError when the request
+   * never left, NoForwardedHttpError when the catalog does not serve them so, and the call's
+   * ServiceError when it was lost on the way.
    */
-  serveHttp(address: string, request: HttpRequest, deadlineMs: number, signal?: Cancellation): Promise<HttpResponse> {
+  serveHttp(address: string, request: Uint8Array, deadlineMs: number, signal?: Cancellation): Promise<Uint8Array> {
     const serve = this.forwardedHttp.get(address);
     return new Promise((resolve, reject) => {
-      const call = serve({ request }, new Metadata(), { deadline: deadlineMs }, (err, answer) => {
+      const call = serve(asBuffer(request), new Metadata(), { deadline: deadlineMs }, (err, answer) => {
         signal?.removeEventListener('abort', cancel);
-        if (err === null) return resolve(answer.response ?? { status: 500, headers: {}, body: Buffer.from('the catalog sent no answer') });
+        if (err === null) return resolve(answer);
         if (neverSent(err)) return reject(new CatalogUnreachableError(err.details || err.message));
         if (err.code === GrpcStatus.UNIMPLEMENTED) return reject(new NoForwardedHttpError(err.details));
         reject(err);
@@ -113,12 +116,12 @@ export class CatalogGrpcClients {
    * Resolves with however the catalog ended the call; rejects with CatalogUnreachableError only
    * when the call never left. Aborting `signal` cancels the call (it ends CANCELLED).
    */
-  call(address: string, request: GrpcRequest, deadlineMs: number, signal?: Cancellation): Promise<GrpcResponse> {
+  call(address: string, request: Pick<GrpcRequest, 'method'> & { readonly message: Uint8Array }, deadlineMs: number, signal?: Cancellation): Promise<GrpcResponse> {
     const client = this.clients.get(address);
     return new Promise((resolve, reject) => {
       let answer: Buffer | undefined;
       let failure: ServiceError | undefined;
-      const call = client.makeUnaryRequest(request.method, identity, identity, Buffer.from(request.message), new Metadata(), { deadline: deadlineMs }, (err, value) => {
+      const call = client.makeUnaryRequest(request.method, identity, identity, asBuffer(request.message), new Metadata(), { deadline: deadlineMs }, (err, value) => {
         if (err !== null) failure = err;
         else answer = value;
       });

@@ -3,16 +3,17 @@
  * connection our TLS listener accepted, and the datacenter the caller claims must be the one its
  * certificate names (Consul's verify_server_hostname); otherwise the call is refused and logged.
  */
-import { Metadata, ServerErrorResponse, ServerUnaryCall, ServerWritableStream, status as GrpcStatus } from '@grpc/grpc-js';
+import { Metadata, ServerErrorResponse, ServerUnaryCall, ServerWritableStream, handleUnaryCall, status as GrpcStatus } from '@grpc/grpc-js';
 
 import { WithoutCalls } from '../lib/call-stream';
 import { callCancellation } from '../lib/cancellation';
-import { FederationServiceServer } from '../gen/consulate/router/v1/federation';
+import { FederationServiceServer, FederationServiceService } from '../gen/consulate/router/v1/federation';
 import { ForwardRequest } from '../gen/consulate/router/v1/operator';
 import { Logger } from '../lib/log';
 import { WatchSink, copyTrailers } from '../lib/watch-relay';
 import { CATALOG_TRAILERS } from './catalog-grpc';
 import { Federation } from './federation';
+import { ForwardEnvelope, asBuffer, encodedMethod, federationAnswer, readFederationForward } from './forward-wire';
 import { ANSWER_TRAILER, ForwardError, Forwarder, answerMetadata, deadlineMsOf } from './forwarder';
 import { DATACENTER_METADATA } from './peer-clients';
 import { MutualTlsListener } from './tls-listener';
@@ -26,7 +27,16 @@ export interface FederationServiceDeps {
   readonly logger: Logger;
 }
 
-export function federationService(deps: FederationServiceDeps): WithoutCalls<FederationServiceServer> {
+/** FederationService as the router serves it: Forward's messages left encoded (forward-wire.ts). */
+export const FEDERATION_SERVICE = { ...FederationServiceService, forward: encodedMethod(FederationServiceService.forward) };
+
+/** Its handlers: Forward takes and gives encoded messages. */
+export type FederationHandlers = WithoutCalls<FederationServiceServer, 'forward'> & { forward: handleUnaryCall<Buffer, Buffer> };
+
+/** grpc-js's text for a request it cannot decode. */
+export const UNDECODABLE = 'Error deserializing request';
+
+export function federationService(deps: FederationServiceDeps): FederationHandlers {
   /** The caller's datacenter, checked; or undefined after refusing the call. */
   const caller = (call: Pick<ServerUnaryCall<unknown, unknown>, 'getPeer' | 'metadata'>, refuse: (error: ServerErrorResponse) => void): string | undefined => {
     const peer = call.getPeer();
@@ -67,10 +77,16 @@ export function federationService(deps: FederationServiceDeps): WithoutCalls<Fed
     forward(call, callback) {
       const from = caller(call, callback);
       if (from === undefined) return;
-      const request = call.request.forward;
-      if (request === undefined) return callback(refusal(GrpcStatus.INVALID_ARGUMENT, 'a forward needs a request'));
-      deps.forwarder.forward(request, deadlineMsOf(call), call.request.visited, from, callCancellation(call)).then(
-        (forward) => callback(null, { forward }),
+      let forward: ForwardEnvelope | undefined;
+      let visited: string[];
+      try {
+        ({ forward, visited } = readFederationForward(call.request));
+      } catch {
+        return callback(refusal(GrpcStatus.INTERNAL, UNDECODABLE));
+      }
+      if (forward === undefined) return callback(refusal(GrpcStatus.INVALID_ARGUMENT, 'a forward needs a request'));
+      deps.forwarder.forwardEncoded(forward, deadlineMsOf(call), visited, from, callCancellation(call)).then(
+        (answer) => callback(null, asBuffer(federationAnswer(answer))),
         (err: Error) => callback(forwardFailure(err)),
       );
     },
@@ -116,7 +132,7 @@ export function forwardFailure(err: Error): ServerErrorResponse {
   return refusal(GrpcStatus.INTERNAL, err.message);
 }
 
-function refusal(code: GrpcStatus, details: string): ServerErrorResponse {
+export function refusal(code: GrpcStatus, details: string): ServerErrorResponse {
   const metadata: Metadata = answerMetadata();
   return Object.assign(new Error(details), { code, details, metadata });
 }

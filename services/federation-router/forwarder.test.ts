@@ -12,7 +12,7 @@
 import { IncomingHttpHeaders, IncomingMessage, Server as HttpServer, ServerResponse, createServer as createHttpServer } from 'node:http';
 import { AddressInfo, createServer as createTcpServer } from 'node:net';
 
-import { Metadata, Server as GrpcServer, ServerCredentials, ServerUnaryCall, ServerWritableStream, credentials, sendUnaryData, status as GrpcStatus } from '@grpc/grpc-js';
+import { Metadata, Server as GrpcServer, ServerCredentials, ServerUnaryCall, ServerWritableStream, ServiceDefinition, credentials, sendUnaryData, status as GrpcStatus } from '@grpc/grpc-js';
 import { ROOT_CONTEXT, TraceFlags, context as otelContext, propagation, trace } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
@@ -34,9 +34,10 @@ import { WatchSink } from '../lib/watch-relay';
 import { createLogger } from '../lib/log';
 import { Area, AreaStore } from './area-store';
 import { Federation } from './federation';
-import { federationService, forwardFailure } from './federation-service';
+import { FEDERATION_SERVICE, federationService, forwardFailure } from './federation-service';
 import { ANSWER_TRAILER, ForwardError, Forwarder, ForwarderOptions, GRPC_RETURN_MARGIN_MS, NO_PATH, NO_SERVER } from './forwarder';
 import { DATACENTER_METADATA, PeerClients } from './peer-clients';
+import { peerOf } from './testing/peer-of';
 import { MAX_HOPS, NextHop, Route } from './routing/route-table';
 import { MutualTlsListener } from './tls-listener';
 
@@ -112,13 +113,14 @@ async function realRouter(
   const forwarder = newForwarder({ datacenter, catalogAddrs, catalogGrpcAddrs: more.catalogGrpcAddrs, routes: more.routes, areas: more.areas, adjacent: more.adjacent, catchUp: more.catchUp });
   // Plaintext here: the listener that checks certificates vouches for whoever calls.
   const listener = { datacenterOf: () => caller } as unknown as MutualTlsListener;
-  const address = await serveFederation(federationService({ datacenter, node: `router-1.${datacenter}`, federation: {} as Federation, forwarder, listener: () => listener, logger }));
+  const address = await serveFederation(federationService({ datacenter, node: `router-1.${datacenter}`, federation: {} as Federation, forwarder, listener: () => listener, logger }), FEDERATION_SERVICE);
   return { address, forwarder };
 }
 
-async function serveFederation(implementation: object): Promise<string> {
+/** Serves `implementation` as FederationService (`definition`: the generated one, or the router's own). */
+async function serveFederation(implementation: object, definition: ServiceDefinition = FederationServiceService): Promise<string> {
   const server = new GrpcServer();
-  server.addService(FederationServiceService, implementation as never);
+  server.addService(definition, implementation as never);
   const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound))));
   cleanups.push(() => server.forceShutdown());
   return `127.0.0.1:${port}`;
@@ -138,7 +140,8 @@ function plaintextPeers(datacenter: string): PeerClients {
     sent.set(DATACENTER_METADATA, datacenter);
     return sent;
   };
-  const fake: Pick<PeerClients, 'gossip' | 'forwarding' | 'metadata'> = { gossip: client, forwarding: client, metadata };
+  const peer = (address: string) => peerOf(client(address));
+  const fake: Pick<PeerClients, 'gossip' | 'forwarding' | 'metadata'> = { gossip: peer, forwarding: peer, metadata };
   return fake as PeerClients;
 }
 

@@ -19,11 +19,13 @@ import { Tracer, context as otelContext, propagation, trace } from '@opentelemet
 
 import { ForwardRequest, ForwardResponse, GrpcRequest, GrpcResponse, HttpRequest, HttpResponse } from '../gen/consulate/router/v1/operator';
 import { Cancellation, abortSignalOf } from '../lib/cancellation';
+import { returningHeaders, travellingHeaders } from '../lib/forwarded-headers';
 import { Logger } from '../lib/log';
 import { ROUTER_ANSWER_TRAILER, WatchEnd, WatchSink, isRouterAnswer, relayWatch } from '../lib/watch-relay';
 import { AreaStore } from './area-store';
 import { CatalogGrpcClients, CatalogUnreachableError, NoForwardedHttpError, neverSent, refusedMethod, refusedWatch } from './catalog-grpc';
 import { Federation } from './federation';
+import { ForwardEnvelope, asBuffer, federationForward, forwardOfFederationAnswer, readForwardRequest, serveRequest, withPathFirst } from './forward-wire';
 import { PeerClients } from './peer-clients';
 import { Rebalancer } from './routing/rebalance';
 import { MAX_HOPS, NextHop } from './routing/route-table';
@@ -41,10 +43,6 @@ const OFFLINE_MS = 10_000;
 const HTTP_ONLY_MS = 60_000;
 /** Methods that change nothing: sent again to the next router when one fails mid-call. */
 const SAFE_METHODS = new Set(['GET', 'HEAD']);
-/** Headers of the catalog's answer that travel back. */
-const RESPONSE_HEADERS = /^(content-type|x-consul-[a-z-]+)$/;
-/** Request headers that travel; hop-by-hop ones never do. */
-const REQUEST_HEADERS = /^(content-type|x-consul-[a-z-]+|authorization|accept)$/;
 /**
  * Kept back from the deadline of a gRPC call to the catalog: a blocking read there ends its wait
  * a little before the deadline it sees (catalog grpc/query.ts), and this leaves its answer time to
@@ -127,6 +125,15 @@ export class Forwarder {
    * it made, down the route.
    */
   async forward(request: ForwardRequest, deadlineMs: number, visited: readonly string[], from: string | undefined, signal?: Cancellation): Promise<ForwardResponse> {
+    return ForwardResponse.decode(await this.forwardEncoded(readForwardRequest(ForwardRequest.encode(request).finish()), deadlineMs, visited, from, signal));
+  }
+
+  /**
+   * forward() as the router's services call it: the request as it came (an encoded ForwardRequest,
+   * its head read) and the answer an encoded ForwardResponse, passed on without being decoded
+   * (forward-wire.ts).
+   */
+  async forwardEncoded(request: ForwardEnvelope, deadlineMs: number, visited: readonly string[], from: string | undefined, signal?: Cancellation): Promise<Uint8Array> {
     const done = this.options.metrics?.startForward();
     try {
       const answer = await this.forwardAlongRoute(request, deadlineMs, visited, from, signal);
@@ -138,7 +145,7 @@ export class Forwarder {
     }
   }
 
-  private async forwardAlongRoute(request: ForwardRequest, deadlineMs: number, visited: readonly string[], from: string | undefined, signal: Cancellation | undefined): Promise<ForwardResponse> {
+  private async forwardAlongRoute(request: ForwardEnvelope, deadlineMs: number, visited: readonly string[], from: string | undefined, signal: Cancellation | undefined): Promise<Uint8Array> {
     const local = this.options.datacenter;
     // Refused wherever it arrives, so a request that will not be served never travels.
     const malformed = malformedRequest(request);
@@ -146,11 +153,11 @@ export class Forwarder {
     if (from !== undefined && !this.federation.adjacent(from)) await this.admitAfterCatchUp(request, from);
     const hops = this.hopsFor(request, visited, from);
     if (hops === 'here') {
-      if (request.grpc !== undefined) return { grpc: await this.serveGrpcLocally(request.grpc, deadlineMs, signal), path: [local] };
-      return { response: await this.serveLocally(request, deadlineMs, signal), path: [local] };
+      if (request.grpc !== undefined) return ForwardResponse.encode({ grpc: await this.serveGrpcLocally(request.grpc, deadlineMs, signal), path: [local] }).finish();
+      return this.serveLocally(request, deadlineMs, signal);
     }
     const failures: string[] = [];
-    const retriable = request.grpc !== undefined ? request.grpc.readOnly : SAFE_METHODS.has(request.request?.method ?? '');
+    const retriable = request.grpc !== undefined ? request.grpc.readOnly : SAFE_METHODS.has(request.http?.method ?? '');
     for (const hop of hops) {
       if (Date.now() >= deadlineMs) break;
       if (aborted(signal)) throw cancelledByCaller();
@@ -158,7 +165,7 @@ export class Forwarder {
         const answer = await this.callRouter(hop, request, [...visited, local], deadlineMs, signal);
         this.offlineUntil.delete(hop.address);
         // ForwardResponse.path runs from the first remote datacenter: a transit one adds itself.
-        return { response: answer.response, grpc: answer.grpc, path: from === undefined ? answer.path : [local, ...answer.path] };
+        return from === undefined ? answer : withPathFirst([local], answer);
       } catch (err) {
         const error = err as ServiceError;
         // Cancelled for our caller, not because of the router: it stays online.
@@ -169,7 +176,7 @@ export class Forwarder {
         this.offlineUntil.set(hop.address, Date.now() + OFFLINE_MS);
         // A write that may have reached the router is not sent again: it could apply twice.
         if (!retriable && !neverSent(error)) {
-          this.options.logger.warn({ datacenter: request.datacenter, router: hop.name, address: hop.address, code: error.code }, `router ${hop.name} of ${hop.datacenter} failed a forwarded ${request.grpc?.method ?? request.request?.method} after it was sent (${reason}); not retried`);
+          this.options.logger.warn({ datacenter: request.datacenter, router: hop.name, address: hop.address, code: error.code }, `router ${hop.name} of ${hop.datacenter} failed a forwarded ${request.grpc?.method ?? request.http?.method} after it was sent (${reason}); not retried`);
           throw new ForwardError(`rpc error: the request to ${hop.name} failed after it was sent and may or may not have been applied: ${reason}`, GrpcStatus.UNKNOWN);
         }
         this.options.logger.warn({ datacenter: request.datacenter, router: hop.name, address: hop.address, code: error.code }, `router ${hop.name} of ${hop.datacenter} failed a forwarded request (${reason}); trying the next`);
@@ -184,7 +191,7 @@ export class Forwarder {
    * in the order to try them. Throws the refusals: no path, a transit the areas do not allow, a
    * loop, no router of the next datacenter alive.
    */
-  private hopsFor(request: ForwardRequest, visited: readonly string[], from: string | undefined): NextHop[] | 'here' {
+  private hopsFor(request: Pick<ForwardEnvelope, 'datacenter' | 'http' | 'grpc'>, visited: readonly string[], from: string | undefined): NextHop[] | 'here' {
     const local = this.options.datacenter;
     if (request.datacenter === local) {
       if (from === undefined) throw new ForwardError(`request is for this datacenter (${local}); serve it locally`, GrpcStatus.INVALID_ARGUMENT);
@@ -219,8 +226,9 @@ export class Forwarder {
     if (this.watches >= MAX_FORWARDED_WATCHES) throw new ForwardError(`too many watches of other datacenters through this router (${MAX_FORWARDED_WATCHES}); close some, or retry later`, GrpcStatus.RESOURCE_EXHAUSTED);
     this.watches++;
     try {
-      if (from !== undefined && !this.federation.adjacent(from)) await this.admitAfterCatchUp(request, from);
-      const hops = this.hopsFor(request, visited, from);
+      const head = { datacenter: request.datacenter, grpc: request.grpc };
+      if (from !== undefined && !this.federation.adjacent(from)) await this.admitAfterCatchUp(head, from);
+      const hops = this.hopsFor(head, visited, from);
       if (hops === 'here') return await this.watchLocally(request.grpc!, sink, signal);
       const failures: string[] = [];
       for (const hop of hops) {
@@ -296,14 +304,15 @@ export class Forwarder {
     return [...online, ...offline];
   }
 
-  private callRouter(hop: NextHop, request: ForwardRequest, visited: string[], deadlineMs: number, signal: Cancellation | undefined): Promise<ForwardResponse> {
+  /** Sends `request` to the router `hop`; resolves with its answer, an encoded ForwardResponse. */
+  private callRouter(hop: NextHop, request: ForwardEnvelope, visited: string[], deadlineMs: number, signal: Cancellation | undefined): Promise<Uint8Array> {
     let call: { cancel(): void } = { cancel: () => undefined };
-    const answer = new Promise<ForwardResponse>((resolve, reject) => {
+    const answer = new Promise<Uint8Array>((resolve, reject) => {
       const cancel = () => call.cancel();
-      call = this.peers.forwarding(hop.address, hop.datacenter).forward({ forward: request, visited }, this.peers.metadata(), { deadline: deadlineMs }, (err, answer) => {
+      call = this.peers.forwarding(hop.address, hop.datacenter).forward(asBuffer(federationForward(request.bytes, visited)), this.peers.metadata(), { deadline: deadlineMs }, (err, answer) => {
         signal?.removeEventListener('abort', cancel);
         if (err !== null) reject(err);
-        else resolve(answer.forward ?? { response: undefined, path: [] });
+        else resolve(forwardOfFederationAnswer(answer));
       });
       signal?.addEventListener('abort', cancel, { once: true });
     });
@@ -315,7 +324,7 @@ export class Forwarder {
    * status the catalog ends the call with is its answer; the call's deadline is ours, less a
    * margin for the answer's way back (GRPC_RETURN_MARGIN_MS).
    */
-  private async serveGrpcLocally(grpc: GrpcRequest, deadlineMs: number, signal: Cancellation | undefined): Promise<GrpcResponse> {
+  private async serveGrpcLocally(grpc: Pick<GrpcRequest, 'method'> & { readonly message: Uint8Array }, deadlineMs: number, signal: Cancellation | undefined): Promise<GrpcResponse> {
     const addrs = this.options.catalogGrpcAddrs ?? [];
     if (addrs.length === 0) throw new ForwardError(`router has no catalog gRPC API to ask in ${this.options.datacenter} (-catalog-grpc-addr)`, GrpcStatus.UNAVAILABLE);
     const remainingMs = Math.max(0, deadlineMs - Date.now());
@@ -341,10 +350,14 @@ export class Forwarder {
    * catalog), or on its HTTP API when it has no such service (an older version) or no gRPC address
    * is known. The next catalog is asked when one cannot be reached, and, for a read, when the
    * request was lost on the way; a write that may have been carried out is not sent again.
+   * Resolves with the answer as an encoded ForwardResponse: on the gRPC port the catalog's
+   * ServeResponse, passed on as it came (the catalog keeps the headers that travel).
    */
-  private async serveLocally(request: ForwardRequest, deadlineMs: number, signal: Cancellation | undefined): Promise<HttpResponse> {
-    const http = request.request;
+  private async serveLocally(request: ForwardEnvelope, deadlineMs: number, signal: Cancellation | undefined): Promise<Uint8Array> {
+    const http = request.http;
     if (http === undefined) throw new ForwardError('a forwarded request needs an HTTP request', GrpcStatus.INVALID_ARGUMENT);
+    const local = [this.options.datacenter];
+    const overHttp = async (failures?: string[]): Promise<Uint8Array> => ForwardResponse.encode({ response: await this.serveOverHttp(HttpRequest.decode(http.bytes), deadlineMs, signal, failures), path: local }).finish();
     const grpcAddrs = Date.now() < this.httpOnlyUntil ? [] : (this.options.catalogGrpcAddrs ?? []);
     const failures: string[] = [];
     let reachedOne = false;
@@ -353,15 +366,15 @@ export class Forwarder {
       if (aborted(signal)) throw cancelledByCaller();
       try {
         // The trace context travels in the call's metadata, not in a header.
-        const response = await this.catalogGrpc.serveHttp(address, Object.assign({}, http, { headers: travellingHeaders(http.headers) }), deadlineMs, signal);
+        const response = await this.catalogGrpc.serveHttp(address, serveRequest(http.bytes), deadlineMs, signal);
         this.nextGrpcCatalog = (this.nextGrpcCatalog + i) % grpcAddrs.length;
-        return Object.assign({}, response, { headers: returningHeaders(response.headers) });
+        return withPathFirst(local, response);
       } catch (err) {
         if (aborted(signal)) throw cancelledByCaller();
         if (err instanceof NoForwardedHttpError) {
           this.httpOnlyUntil = Date.now() + HTTP_ONLY_MS;
           this.options.logger.warn({ address }, `the catalog at ${address} does not serve forwarded requests on its gRPC port (an older version?): using the catalogs' HTTP API for ${HTTP_ONLY_MS / 1000} s`);
-          return this.serveOverHttp(http, deadlineMs, signal);
+          return overHttp();
         }
         const reason = (err as ServiceError).details || (err as Error).message;
         if (!(err instanceof CatalogUnreachableError)) {
@@ -374,7 +387,7 @@ export class Forwarder {
     }
     // No gRPC port answered (a wrong -catalog-grpc-addr, say), and the request reached none: the
     // catalogs' HTTP API may still serve it, writes included.
-    if (!reachedOne && (this.options.catalogAddrs.length > 0 || grpcAddrs.length === 0)) return this.serveOverHttp(http, deadlineMs, signal, failures);
+    if (!reachedOne && (this.options.catalogAddrs.length > 0 || grpcAddrs.length === 0)) return overHttp(failures);
     this.options.logger.warn({ failures }, `cannot reach a catalog of ${this.options.datacenter} for a forwarded request`);
     throw new ForwardError(`${NO_SERVER}: no catalog of ${this.options.datacenter} answered (${failures.join('; ')})`, GrpcStatus.UNAVAILABLE);
   }
@@ -433,52 +446,38 @@ export class Forwarder {
    * router knows: its mirror of the areas catches up with the store first (an area the peer
    * already routes through may not have reached it yet), then it is refused, PERMISSION_DENIED.
    */
-  private async admitAfterCatchUp(request: ForwardRequest, from: string): Promise<void> {
+  private async admitAfterCatchUp(request: Pick<ForwardEnvelope, 'datacenter'>, from: string): Promise<void> {
     await this.store.catchUp();
     if (!this.federation.adjacent(from)) throw this.notAdjacent(request, from);
   }
 
-  private notAdjacent(request: ForwardRequest, from: string): ForwardError {
+  private notAdjacent(request: Pick<ForwardEnvelope, 'datacenter'>, from: string): ForwardError {
     this.options.logger.warn({ datacenter: request.datacenter, from }, `refused a request from datacenter ${from}: it has no area with ${this.options.datacenter} and is not in its WAN pool`);
     return new ForwardError(`datacenter "${from}" is not adjacent to "${this.options.datacenter}": no area with it and not in the WAN pool`, GrpcStatus.PERMISSION_DENIED);
   }
 
-  private noPath(request: ForwardRequest, why: string): ForwardError {
+  private noPath(request: Pick<ForwardEnvelope, 'datacenter' | 'http' | 'grpc'>, why: string): ForwardError {
     this.options.logger.warn({ datacenter: request.datacenter, path: pathOf(request), why }, `RPC request for DC is currently failing as no path was found (${request.datacenter}: ${why})`);
     return new ForwardError(NO_PATH, GrpcStatus.NOT_FOUND);
   }
 
-  private noServer(request: ForwardRequest, why: string): ForwardError {
+  private noServer(request: Pick<ForwardEnvelope, 'datacenter' | 'http' | 'grpc'>, why: string): ForwardError {
     this.options.logger.warn({ datacenter: request.datacenter, path: pathOf(request), why }, `RPC request to DC is currently failing as no server can be reached (${request.datacenter}: ${why})`);
     return new ForwardError(NO_SERVER, GrpcStatus.UNAVAILABLE);
   }
 }
 
-/** The request headers that reach the catalog; hop-by-hop ones and cookies never do. */
-function travellingHeaders(headers: Record<string, string>): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [name, value] of Object.entries(headers)) if (REQUEST_HEADERS.test(name.toLowerCase())) out[name] = value;
-  return out;
-}
-
-/** The headers of the catalog's answer that travel back (lower case, as node:http names them). */
-function returningHeaders(headers: Record<string, string>): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [name, value] of Object.entries(headers)) if (RESPONSE_HEADERS.test(name.toLowerCase())) out[name.toLowerCase()] = value;
-  return out;
-}
-
 /** What is wrong with the request's shape, or undefined: one HTTP request or one allowed gRPC call. */
-function malformedRequest(request: ForwardRequest): string | undefined {
-  if (request.request === undefined && request.grpc === undefined) return 'a forwarded request needs an HTTP request or a gRPC call';
-  if (request.request !== undefined && request.grpc !== undefined) return 'a forwarded request is an HTTP request or a gRPC call, not both';
+function malformedRequest(request: ForwardEnvelope): string | undefined {
+  if (request.http === undefined && request.grpc === undefined) return 'a forwarded request needs an HTTP request or a gRPC call';
+  if (request.http !== undefined && request.grpc !== undefined) return 'a forwarded request is an HTTP request or a gRPC call, not both';
   if (request.grpc !== undefined) return refusedMethod(request.grpc.method);
   return undefined;
 }
 
 /** The request in a log line: its HTTP path, or its gRPC method. */
-function pathOf(request: ForwardRequest): string | undefined {
-  return request.grpc?.method ?? request.request?.path;
+function pathOf(request: Pick<ForwardEnvelope, 'http' | 'grpc'>): string | undefined {
+  return request.grpc?.method ?? request.http?.path;
 }
 
 function forwardOutcome(err: unknown): ForwardOutcome {

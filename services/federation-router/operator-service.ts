@@ -9,13 +9,14 @@ import { ServerErrorResponse, handleUnaryCall, status as GrpcStatus } from '@grp
 import { areaIdProblem } from '../lib/area-id';
 import { WithoutCalls } from '../lib/call-stream';
 import { callCancellation } from '../lib/cancellation';
-import { Area as AreaMessage, AreaMember, ForwardServiceServer, OperatorServiceServer, ReadOptions } from '../gen/consulate/router/v1/operator';
+import { Area as AreaMessage, AreaMember, ForwardServiceServer, ForwardServiceService, OperatorServiceServer, ReadOptions } from '../gen/consulate/router/v1/operator';
 import { ConsensusClient, statusWithConsensus } from '../lib/consensus-client';
 import { RoleContext } from '../lib/role-process';
 import { Area, AreaError, AreaStore } from './area-store';
 import { AreaMemberView, Federation, WAN_AREA } from './federation';
 import { Forwarder, deadlineMsOf } from './forwarder';
-import { forwardFailure, serveForwardWatch } from './federation-service';
+import { UNDECODABLE, forwardFailure, refusal, serveForwardWatch } from './federation-service';
+import { ForwardEnvelope, asBuffer, encodedMethod, readForwardRequest } from './forward-wire';
 
 /** Consul's blocking-query wait: 5 minutes by default, 10 at most. */
 const DEFAULT_WAIT_MS = 5 * 60_000;
@@ -128,11 +129,20 @@ export function operatorService(deps: OperatorDeps): OperatorServiceServer {
   };
 }
 
-export function forwardService(forwarder: Forwarder): WithoutCalls<ForwardServiceServer> {
+/** ForwardService as the router serves it: Forward's messages left encoded (forward-wire.ts). */
+export const FORWARD_SERVICE = { ...ForwardServiceService, forward: encodedMethod(ForwardServiceService.forward) };
+
+export function forwardService(forwarder: Forwarder): WithoutCalls<ForwardServiceServer, 'forward'> & { forward: handleUnaryCall<Buffer, Buffer> } {
   return {
     forward(call, callback) {
-      forwarder.forward(call.request, deadlineMsOf(call), [], undefined, callCancellation(call)).then(
-        (answer) => callback(null, answer),
+      let request: ForwardEnvelope;
+      try {
+        request = readForwardRequest(call.request);
+      } catch {
+        return callback(refusal(GrpcStatus.INTERNAL, UNDECODABLE));
+      }
+      forwarder.forwardEncoded(request, deadlineMsOf(call), [], undefined, callCancellation(call)).then(
+        (answer) => callback(null, asBuffer(answer)),
         (err: Error) => callback(forwardFailure(err)),
       );
     },

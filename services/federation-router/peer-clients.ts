@@ -16,8 +16,6 @@ import { Tracer } from '@opentelemetry/api';
 
 import {
   FederationServiceClient,
-  FederationServiceForwardRequest,
-  FederationServiceForwardResponse,
   FederationServiceForwardWatchRequest,
   FederationServiceForwardWatchResponse,
   FederationServiceService,
@@ -28,17 +26,22 @@ import {
   PushPullRequest,
   PushPullResponse,
 } from '../gen/consulate/router/v1/federation';
-import { CallStreamClient, UnaryMethod } from '../lib/call-stream';
+import { CallStreamClient, UnaryMethod, encodedUnary } from '../lib/call-stream';
 import { createRoleClient } from '../lib/grpc-client';
 import { TlsMaterial, datacenterOf, serverName } from '../lib/tls';
+import { encodedMethod } from './forward-wire';
 
 export const DATACENTER_METADATA = 'consulate-datacenter';
 /** Clients kept open at most: members come and go, and a hostile one could name many addresses. */
 export const MAX_CLIENTS = 256;
 
+/** FederationService.Forward with its messages left encoded (forward-wire.ts). */
+const FORWARD = encodedMethod(FederationServiceService.forward);
+
 /** Another router's FederationService, its unary methods carried on its `Calls` stream. */
 export interface Peer {
-  readonly forward: UnaryMethod<FederationServiceForwardRequest, FederationServiceForwardResponse>;
+  /** An encoded FederationServiceForwardRequest; the answer an encoded FederationServiceForwardResponse. */
+  readonly forward: UnaryMethod<Buffer, Buffer>;
   /** A stream of its own on the same connection. */
   readonly forwardWatch: (request: FederationServiceForwardWatchRequest, metadata: Metadata) => ClientReadableStream<FederationServiceForwardWatchResponse>;
   readonly packet: UnaryMethod<PacketRequest, PacketResponse>;
@@ -94,7 +97,7 @@ export class PeerClients {
       });
       const calls = new CallStreamClient({ client, tracer: this.tracer, peer: address, traced });
       const peer: Peer = {
-        forward: calls.method(FederationServiceService.forward, client.forward.bind(client)),
+        forward: calls.method(FORWARD, encodedUnary(client, FORWARD)),
         forwardWatch: (request, metadata) => client.forwardWatch(request, metadata),
         packet: calls.method(FederationServiceService.packet, client.packet.bind(client)),
         pushPull: calls.method(FederationServiceService.pushPull, client.pushPull.bind(client)),

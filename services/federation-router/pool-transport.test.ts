@@ -11,6 +11,7 @@ import { Metadata, Server as GrpcServer, ServerCredentials, ServerUnaryCall, Ser
 import { FederationServiceClient, FederationServiceService, PacketRequest, PushPullRequest } from '../gen/consulate/router/v1/federation';
 import { createLogger } from '../lib/log';
 import { ExchangeError } from '../lib/swim-pool';
+import { peerOf } from './testing/peer-of';
 import { DATACENTER_METADATA, PeerClients } from './peer-clients';
 import { RpcPoolTransport, poolKey } from './pool-transport';
 
@@ -75,7 +76,8 @@ function plaintextPeers(client?: Partial<FederationServiceClient>): PeerClients 
     sent.set(DATACENTER_METADATA, 'dc1');
     return sent;
   };
-  const fake: Pick<PeerClients, 'gossip' | 'forwarding' | 'metadata'> = { gossip, forwarding: gossip, metadata };
+  const peer = (address: string) => peerOf(gossip(address));
+  const fake: Pick<PeerClients, 'gossip' | 'forwarding' | 'metadata'> = { gossip: peer, forwarding: peer, metadata };
   return fake as PeerClients;
 }
 

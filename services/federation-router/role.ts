@@ -8,9 +8,8 @@
  */
 import { Tracer } from '@opentelemetry/api';
 
-import { WithoutCalls } from '../lib/call-stream';
-import { FederationServiceServer, FederationServiceService, protobufFileName as federationProto } from '../gen/consulate/router/v1/federation';
-import { ForwardServiceService, OperatorServiceService, protobufFileName as operatorProto } from '../gen/consulate/router/v1/operator';
+import { protobufFileName as federationProto } from '../gen/consulate/router/v1/federation';
+import { OperatorServiceService, protobufFileName as operatorProto } from '../gen/consulate/router/v1/operator';
 import { checks, field } from '../lib/config';
 import { systemClock } from '../lib/clock';
 import { ConsensusClient, consensusAddrsField } from '../lib/consensus-client';
@@ -28,10 +27,10 @@ import { VERSION } from '../lib/version';
 import { AreaError, AreaStore } from './area-store';
 import { AreaMemberView, Federation, WAN_AREA, withDefaultPort } from './federation';
 import { defaultCatalogGrpcAddr } from './catalog-grpc';
-import { federationService } from './federation-service';
+import { FEDERATION_SERVICE, FederationHandlers, federationService } from './federation-service';
 import { ForwardMetrics, Forwarder } from './forwarder';
 import { PING_TIMEOUT_MS, Rebalancer } from './routing/rebalance';
-import { forwardService, operatorService } from './operator-service';
+import { FORWARD_SERVICE, forwardService, operatorService } from './operator-service';
 import { PeerClients } from './peer-clients';
 import { MutualTlsListener } from './tls-listener';
 
@@ -108,14 +107,14 @@ export const federationRouterRole: RoleDefinition<typeof fields> = {
       logger,
       tracer,
       // Forwarded requests get spans; SWIM packets and pings would only drown them.
-      services: [{ definition: FederationServiceService, implementation: tracedForwardOnly(tracer, federationService({ datacenter: config.datacenter, node: config.node, federation, forwarder, listener: () => listener, logger })), protoFile: federationProto, traced: false, callStream: true }],
+      services: [{ definition: FEDERATION_SERVICE, implementation: tracedForwardOnly(tracer, federationService({ datacenter: config.datacenter, node: config.node, federation, forwarder, listener: () => listener, logger })), protoFile: federationProto, traced: false, callStream: true }],
     });
     const operatorServer = new RoleGrpcServer({
       logger,
       tracer,
       services: [
         { definition: OperatorServiceService, implementation: operatorService({ context, consensus, datacenter: config.datacenter, store, federation, forwarder }), protoFile: operatorProto },
-        { definition: ForwardServiceService, implementation: forwardService(forwarder), protoFile: operatorProto, callStream: true },
+        { definition: FORWARD_SERVICE, implementation: forwardService(forwarder), protoFile: operatorProto, callStream: true },
       ],
     });
     const opened = await MutualTlsListener.listen(config.bind, config.serverPort, federationServer.connectionInjector(), material, logger);
@@ -174,19 +173,25 @@ function registerRouterMetrics(metrics: RoleMetrics, federation: Federation, sto
       }
     },
   });
+  // prom-client hashes a call's labels each time; each pair's series are looked up once (the
+  // datacenters are the known ones and "unknown", the outcomes four).
+  const series = new Map<string, { duration: { observe(seconds: number): void }; count: { inc(): void } }>();
   return {
     startForward() {
-      const end = duration.startTimer();
+      const start = performance.now();
       return (datacenter, outcome) => {
-        end({ datacenter });
-        forwarded.inc({ datacenter, outcome });
+        const key = `${datacenter}\n${outcome}`;
+        let pair = series.get(key);
+        if (pair === undefined) series.set(key, (pair = { duration: duration.labels(datacenter), count: forwarded.labels(datacenter, outcome) }));
+        pair.duration.observe((performance.now() - start) / 1_000);
+        pair.count.inc();
       };
     },
   };
 }
 
-function tracedForwardOnly(tracer: Tracer, implementation: WithoutCalls<FederationServiceServer>): WithoutCalls<FederationServiceServer> {
-  return { ...implementation, forward: traceServiceImplementation(tracer, FederationServiceService, { forward: implementation.forward }).forward };
+function tracedForwardOnly(tracer: Tracer, implementation: FederationHandlers): FederationHandlers {
+  return { ...implementation, forward: traceServiceImplementation(tracer, FEDERATION_SERVICE, { forward: implementation.forward }).forward };
 }
 
 /** Joins the WAN pool through any of `addresses`, every 30 s until one accepts (Consul's retry_join_wan). */

@@ -86,8 +86,11 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
  */
 const STREAM_OPTIONS: Partial<CallOptions> = { interceptors: [(options, nextCall) => new InterceptingCall(nextCall(options))] };
 
-/** A service's handlers without `Calls`, which the gRPC server adds (RoleGrpcServer's `callStream`). */
-export type WithoutCalls<S> = { [K in keyof S as K extends 'calls' ? never : K]: S[K] };
+/**
+ * A service's handlers without `Calls`, which the gRPC server adds (RoleGrpcServer's `callStream`),
+ * and without the handlers named in `Also` (ones the service gives another type).
+ */
+export type WithoutCalls<S, Also extends string = never> = { [K in keyof S as K extends 'calls' | Also ? never : K]: S[K] };
 
 /** A unary method as grpc-js's generated clients have it. */
 export type UnaryMethod<Req, Res> = (request: Req, metadata: Metadata, options: Partial<CallOptions>, callback: (err: ServiceError | null, response: Res) => void) => { cancel(): void };
@@ -411,6 +414,11 @@ export class CallStreamClient {
     }
     this.send(call);
   }
+}
+
+/** `method` as a plain unary call on `client`, with its own (de)serializers: the fallback of an encoded method. */
+export function encodedUnary<Req, Res>(client: Client, method: MethodDefinition<Req, Res>): UnaryMethod<Req, Res> {
+  return (request, metadata, options, callback) => client.makeUnaryRequest(method.path, method.requestSerialize, method.responseDeserialize, request, metadata, options, callback as (err: ServiceError | null, response?: Res) => void);
 }
 
 /**

@@ -15,8 +15,9 @@
  * PushPull) well-formed gossip that carries hostile addresses. One fixed seed per service: a
  * failing case is reproducible from the seed printed with the distribution.
  *
- * The same generated decoder the router runs (services/gen) classifies each payload here first,
- * so the outcome can be asserted exactly: bytes that do not decode are refused by grpc-js with
+ * The same decoder the router runs classifies each payload here first (the generated one,
+ * services/gen; for Forward, which a router passes on undecoded, its reader of the request's head,
+ * forward-wire.ts), so the outcome can be asserted exactly: bytes that do not decode are refused by grpc-js with
  * INTERNAL "Error deserializing request"; bytes that do get an answer from the handler, never
  * UNKNOWN (a handler that threw); unknown fields change nothing; no call hangs (each has a
  * deadline, and only a blocking ListAreas/GetArea may reach it). Outcomes only, no timings: real
@@ -53,6 +54,7 @@ import {
   StatusResponse,
   UpdateAreaRequest,
 } from '../../services/gen/consulate/router/v1/operator';
+import { readFederationForward, readForwardRequest } from '../../services/federation-router/forward-wire';
 import { checkHealth } from '../../services/lib/health-probe';
 import { Message, PushPullMember } from '../../services/lib/swim/messages';
 import { encodePacket, encodeStreamFrame } from '../../services/lib/swim/wire-codec';
@@ -289,7 +291,7 @@ const OPERATOR_METHODS: FuzzMethod[] = [
 ];
 
 const FORWARD_METHODS: FuzzMethod[] = [
-  method('ForwardService', ForwardServiceService.forward, ForwardRequest.encode(ForwardRequest.fromPartial({ datacenter: 'dc-nowhere', request: catalogGet })).finish(), GrpcStatus.NOT_FOUND),
+  method('ForwardService', { path: ForwardServiceService.forward.path, requestDeserialize: readForwardRequest }, ForwardRequest.encode(ForwardRequest.fromPartial({ datacenter: 'dc-nowhere', request: catalogGet })).finish(), GrpcStatus.NOT_FOUND),
 ];
 
 const FEDERATION_METHODS: FuzzMethod[] = [
@@ -303,7 +305,7 @@ const FEDERATION_METHODS: FuzzMethod[] = [
     ...method('FederationService', FederationServiceService.pushPull, PushPullRequest.encode({ pool: 'wan', from: '127.0.0.1:9', frame: Buffer.from(encodeStreamFrame({ type: 'push-pull-request', state: { join: false, members: [], memberLtime: 0, eventLtime: 0 } })) }).finish(), GrpcStatus.OK),
     hostile: hostilePushPulls(),
   },
-  method('FederationService', FederationServiceService.forward, FederationServiceForwardRequest.encode({ forward: { datacenter: 'dc-nowhere', request: catalogGet }, visited: ['dc2'] }).finish(), GrpcStatus.NOT_FOUND),
+  method('FederationService', { path: FederationServiceService.forward.path, requestDeserialize: readFederationForward }, FederationServiceForwardRequest.encode({ forward: { datacenter: 'dc-nowhere', request: catalogGet }, visited: ['dc2'] }).finish(), GrpcStatus.NOT_FOUND),
   method('FederationService', FederationServiceService.ping, new Uint8Array(0), GrpcStatus.OK),
 ];
 

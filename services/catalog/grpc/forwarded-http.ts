@@ -3,12 +3,15 @@
  * datacenter, served by the HTTP API's own `serve` (routes, handlers, spans, metrics), in process.
  * The router carries them on one Calls stream (lib/call-stream.ts) instead of an HTTP exchange
  * each. The answer is the HTTP answer, whatever its status; a gRPC error means it was not served.
+ * Only the headers that cross datacenters (lib/forwarded-headers.ts) reach the handlers and go
+ * back: the router passes both on without decoding them.
  */
 import { ServiceError, status as GrpcStatus } from '@grpc/grpc-js';
 
 import { ForwardedHttpServiceServer, ForwardedHttpServiceService, protobufFileName } from '../../gen/consulate/catalog/v1/forwarded';
 import { HttpRequest as ForwardedRequest, HttpResponse as ForwardedResponse } from '../../gen/consulate/router/v1/operator';
 import { WithoutCalls } from '../../lib/call-stream';
+import { returningHeaders, travellingHeaders } from '../../lib/forwarded-headers';
 import { GrpcService } from '../../lib/grpc-server';
 import { EncodedAnswer, RawRequest } from '../http/http-server';
 
@@ -59,7 +62,7 @@ class LazyAbort {
 
 function rawRequest(request: ForwardedRequest, signal: () => AbortSignal): RawRequest {
   const headers: Record<string, string> = {};
-  for (const [name, value] of Object.entries(request.headers)) headers[name.toLowerCase()] = value;
+  for (const [name, value] of Object.entries(travellingHeaders(request.headers))) headers[name.toLowerCase()] = value;
   headers['content-length'] = String(request.body.length);
   return {
     method: request.method,
@@ -70,11 +73,11 @@ function rawRequest(request: ForwardedRequest, signal: () => AbortSignal): RawRe
   };
 }
 
-/** Header names in lower case, as node:http gives them to a client. */
+/** The headers that travel back, names in lower case as node:http gives them to a client. */
 function forwardedResponse(answer: EncodedAnswer): ForwardedResponse {
   const headers: Record<string, string> = {};
-  for (const [name, value] of Object.entries(answer.headers)) headers[name.toLowerCase()] = String(value);
-  return { status: answer.status, headers, body: answer.body };
+  for (const [name, value] of Object.entries(answer.headers)) headers[name] = String(value);
+  return { status: answer.status, headers: returningHeaders(headers), body: answer.body };
 }
 
 function failure(code: GrpcStatus, details: string): Partial<ServiceError> {
