@@ -7,7 +7,7 @@ DETACH ?= 0
 BIN := node_modules/.bin
 NODE_MODULES_STAMP := node_modules/.package-lock.json
 
-.PHONY: help install proto proto-check build typecheck test test-unit test-integration test-sim soak bench-consensus bench-catalog bench-gossip bench-gossip-sim bench-federation bench-federation-timeline up down demo certs compose clean
+.PHONY: help install proto proto-check build typecheck test test-unit test-integration test-sim soak bench-consensus bench-catalog bench-gossip bench-gossip-sim bench-federation bench-federation-timeline bench-federation-floor up down demo certs compose clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -77,6 +77,9 @@ bench-federation: build ## By hand: a read forwarded dc1 -> dc2 against the same
 
 bench-federation-timeline: build ## By hand: where a forwarded read's time goes, process by process: work, sends, the way between processes (about 1.5 min; REQUESTS=)
 	node dist/bench/federation/timeline.js $(if $(REQUESTS),--requests=$(REQUESTS),)
+
+bench-federation-floor: build ## By hand: the floor under a forwarded read: its three hops with bare grpc-js streams, and with our Calls streams, no role work (about 1.5 min; REQUESTS=)
+	node dist/bench/federation/floor.js $(if $(REQUESTS),--requests=$(REQUESTS),)
 
 up: build ## Run dc1 and dc2 (DCS=3 adds dc3; DETACH=1 returns once healthy)
 	node dist/deploy/up.js --dcs=$(DCS) $(if $(filter 1,$(DETACH)),--detach,)
