@@ -14,7 +14,7 @@ import { WatchSink, copyTrailers } from '../lib/watch-relay';
 import { CATALOG_TRAILERS } from './catalog-grpc';
 import { Federation } from './federation';
 import { ForwardEnvelope, asBuffer, encodedMethod, federationAnswer, readFederationForward } from './forward-wire';
-import { ANSWER_TRAILER, ForwardError, Forwarder, answerMetadata, deadlineMsOf } from './forwarder';
+import { ANSWER_TRAILER, ForwardError, Forwarder, UNDECODABLE, answerMetadata, deadlineMsOf } from './forwarder';
 import { DATACENTER_METADATA } from './peer-clients';
 import { MutualTlsListener } from './tls-listener';
 
@@ -32,9 +32,6 @@ export const FEDERATION_SERVICE = { ...FederationServiceService, forward: encode
 
 /** Its handlers: Forward takes and gives encoded messages. */
 export type FederationHandlers = WithoutCalls<FederationServiceServer, 'forward'> & { forward: handleUnaryCall<Buffer, Buffer> };
-
-/** grpc-js's text for a request it cannot decode. */
-export const UNDECODABLE = 'Error deserializing request';
 
 export function federationService(deps: FederationServiceDeps): FederationHandlers {
   /** The caller's datacenter, checked; or undefined after refusing the call. */

@@ -37,6 +37,7 @@ import { Federation } from './federation';
 import { FEDERATION_SERVICE, federationService, forwardFailure } from './federation-service';
 import { ANSWER_TRAILER, ForwardError, Forwarder, ForwarderOptions, GRPC_RETURN_MARGIN_MS, NO_PATH, NO_SERVER } from './forwarder';
 import { DATACENTER_METADATA, PeerClients } from './peer-clients';
+import { readForwardRequest } from './forward-wire';
 import { peerOf } from './testing/peer-of';
 import { MAX_HOPS, NextHop, Route } from './routing/route-table';
 import { MutualTlsListener } from './tls-listener';
@@ -414,6 +415,29 @@ describe("serving a request for this datacenter on the catalog's gRPC port (Forw
     expect(err.code).toBe(GrpcStatus.UNKNOWN);
     expect(err.message).toMatch(/may or may not have been applied/);
     expect(untouched.seen).toEqual([]);
+  });
+
+  test('an HTTP request that does not decode (routers pass it on unread) is refused as undecodable, tried nowhere else, never run', async () => {
+    const first = await fakeForwardedHttp(answersWith('first'));
+    const second = await fakeForwardedHttp(answersWith('second'));
+    const http = await fakeCatalog();
+    const forwarder = newForwarder({ datacenter: 'dc2', catalogGrpcAddrs: [first.address, second.address], catalogAddrs: [http.address] });
+    // Method and path read fine; a headers entry claims a 5-byte key and holds 1 byte.
+    const broken = (method: string) => Buffer.concat([Buffer.from([0x0a, method.length]), Buffer.from(method), Buffer.from([0x12, 0x02]), Buffer.from('/x'), Buffer.from([0x22, 0x03, 0x0a, 0x05, 0x61])]);
+    const forwardRequest = (method: string) => Buffer.concat([Buffer.from([0x0a, 0x03]), Buffer.from('dc2'), Buffer.from([0x12, broken(method).length]), broken(method)]);
+    for (const method of ['GET', 'PUT']) {
+      const envelope = readForwardRequest(forwardRequest(method));
+      expect([envelope.datacenter, envelope.http?.method, envelope.http?.path]).toEqual(['dc2', method, '/x']);
+      const err = await failure(forwarder.forwardEncoded(envelope, inSeconds(5), ['dc1'], 'dc1'));
+      expect([err.code, err.message]).toEqual([GrpcStatus.INTERNAL, 'Error deserializing request']);
+    }
+    expect([first.seen, second.seen, http.seen]).toEqual([[], [], []]);
+
+    // Over the catalogs' HTTP API (no gRPC port), the router decodes it itself, with the same answer.
+    const overHttp = newForwarder({ datacenter: 'dc2', catalogAddrs: [http.address] });
+    const err = await failure(overHttp.forwardEncoded(readForwardRequest(forwardRequest('GET')), inSeconds(5), ['dc1'], 'dc1'));
+    expect([err.code, err.message]).toEqual([GrpcStatus.INTERNAL, 'Error deserializing request']);
+    expect(http.seen).toEqual([]);
   });
 });
 

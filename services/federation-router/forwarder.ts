@@ -357,7 +357,7 @@ export class Forwarder {
     const http = request.http;
     if (http === undefined) throw new ForwardError('a forwarded request needs an HTTP request', GrpcStatus.INVALID_ARGUMENT);
     const local = [this.options.datacenter];
-    const overHttp = async (failures?: string[]): Promise<Uint8Array> => ForwardResponse.encode({ response: await this.serveOverHttp(HttpRequest.decode(http.bytes), deadlineMs, signal, failures), path: local }).finish();
+    const overHttp = async (failures?: string[]): Promise<Uint8Array> => ForwardResponse.encode({ response: await this.serveOverHttp(decodedHttpRequest(http.bytes), deadlineMs, signal, failures), path: local }).finish();
     const grpcAddrs = Date.now() < this.httpOnlyUntil ? [] : (this.options.catalogGrpcAddrs ?? []);
     const failures: string[] = [];
     let reachedOne = false;
@@ -377,6 +377,9 @@ export class Forwarder {
           return overHttp();
         }
         const reason = (err as ServiceError).details || (err as Error).message;
+        // The routers pass the HTTP request on undecoded: the catalog is the first to decode it
+        // whole, and refuses one that does not decode before running anything. So does every other.
+        if (undecodable(err)) throw new ForwardError(UNDECODABLE, GrpcStatus.INTERNAL);
         if (!(err instanceof CatalogUnreachableError)) {
           // It reached a catalog: not sent again unless it changes nothing, and never over HTTP.
           if (!SAFE_METHODS.has(http.method)) throw new ForwardError(`rpc error: the request to the catalog at ${address} failed after it was sent and may or may not have been applied: ${reason}`, GrpcStatus.UNKNOWN);
@@ -464,6 +467,24 @@ export class Forwarder {
   private noServer(request: Pick<ForwardEnvelope, 'datacenter' | 'http' | 'grpc'>, why: string): ForwardError {
     this.options.logger.warn({ datacenter: request.datacenter, path: pathOf(request), why }, `RPC request to DC is currently failing as no server can be reached (${request.datacenter}: ${why})`);
     return new ForwardError(NO_SERVER, GrpcStatus.UNAVAILABLE);
+  }
+}
+
+/** grpc-js's text for a request it cannot decode; the routers' and the catalogs' answer to one. */
+export const UNDECODABLE = 'Error deserializing request';
+
+/** The server refused the call's request as undecodable (it ran nothing). */
+function undecodable(err: unknown): boolean {
+  const error = err as Partial<ServiceError>;
+  return error.code === GrpcStatus.INTERNAL && error.details === UNDECODABLE;
+}
+
+/** A forwarded HTTP request's bytes, decoded; refused as grpc-js refuses what it cannot decode. */
+function decodedHttpRequest(bytes: Uint8Array): HttpRequest {
+  try {
+    return HttpRequest.decode(bytes);
+  } catch {
+    throw new ForwardError(UNDECODABLE, GrpcStatus.INTERNAL);
   }
 }
 

@@ -14,8 +14,8 @@ import { ConsensusClient, statusWithConsensus } from '../lib/consensus-client';
 import { RoleContext } from '../lib/role-process';
 import { Area, AreaError, AreaStore } from './area-store';
 import { AreaMemberView, Federation, WAN_AREA } from './federation';
-import { Forwarder, deadlineMsOf } from './forwarder';
-import { UNDECODABLE, forwardFailure, refusal, serveForwardWatch } from './federation-service';
+import { Forwarder, UNDECODABLE, deadlineMsOf } from './forwarder';
+import { forwardFailure, refusal, serveForwardWatch } from './federation-service';
 import { ForwardEnvelope, asBuffer, encodedMethod, readForwardRequest } from './forward-wire';
 
 /** Consul's blocking-query wait: 5 minutes by default, 10 at most. */

@@ -173,18 +173,12 @@ function registerRouterMetrics(metrics: RoleMetrics, federation: Federation, sto
       }
     },
   });
-  // prom-client hashes a call's labels each time; each pair's series are looked up once (the
-  // datacenters are the known ones and "unknown", the outcomes four).
-  const series = new Map<string, { duration: { observe(seconds: number): void }; count: { inc(): void } }>();
   return {
     startForward() {
-      const start = performance.now();
+      const end = duration.startTimer();
       return (datacenter, outcome) => {
-        const key = `${datacenter}\n${outcome}`;
-        let pair = series.get(key);
-        if (pair === undefined) series.set(key, (pair = { duration: duration.labels(datacenter), count: forwarded.labels(datacenter, outcome) }));
-        pair.duration.observe((performance.now() - start) / 1_000);
-        pair.count.inc();
+        end({ datacenter });
+        forwarded.inc({ datacenter, outcome });
       };
     },
   };

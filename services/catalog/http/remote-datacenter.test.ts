@@ -54,7 +54,7 @@ describe('?dc= of another datacenter, through the federation routers', () => {
 
   test('a read crosses as it came, less `dc`; the answer comes back unchanged: status, index headers, body', async () => {
     router.forwardAnswer = () =>
-      answer(200, { 'Content-Type': 'application/json', 'X-Consul-Index': '42', 'X-Consul-KnownLeader': 'true', 'X-Consul-LastContact': '3', 'X-Consul-Effective-Consistency': 'stale' }, '{"consul":[],"web":["v1"]}');
+      answer(200, { 'Content-Type': 'application/json', 'X-Consul-Index': '42', 'X-Consul-KnownLeader': 'true', 'X-Consul-LastContact': '3', 'X-Consul-Effective-Consistency': 'stale', 'Set-Cookie': 'a=b', 'X-Powered-By': 'dc2', Connection: 'close' }, '{"consul":[],"web":["v1"]}');
     const response = await call(catalog, 'GET', '/v1/catalog/services?index=41&dc=dc2&wait=1s&stale&node-meta=rack%3Ar1', { headers: { 'X-Consul-Token': 'secret' } });
     expect({ status: response.status, text: response.text }).toEqual({ status: 200, text: '{"consul":[],"web":["v1"]}' });
     expect(Object.fromEntries(['content-type', 'x-consul-index', 'x-consul-knownleader', 'x-consul-lastcontact', 'x-consul-effective-consistency'].map((h) => [h, response.headers.get(h)]))).toEqual({
@@ -64,6 +64,8 @@ describe('?dc= of another datacenter, through the federation routers', () => {
       'x-consul-lastcontact': '3',
       'x-consul-effective-consistency': 'stale',
     });
+    // Only the remote catalog's own headers come back, whatever a remote of another version sent.
+    expect([response.headers.get('set-cookie'), response.headers.get('x-powered-by')]).toEqual([null, null]);
     expect(router.forwarded).toHaveLength(1);
     const forwarded = router.forwarded[0];
     expect(forwarded).toMatchObject({ datacenter: 'dc2', request: { method: 'GET', path: '/v1/catalog/services', rawQuery: 'index=41&wait=1s&stale&node-meta=rack%3Ar1', body: Buffer.alloc(0) } });

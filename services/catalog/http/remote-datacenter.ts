@@ -16,6 +16,7 @@ import { IncomingHttpHeaders } from 'node:http';
 
 import { status as GrpcStatus } from '@grpc/grpc-js';
 
+import { returningHeaders } from '../../lib/forwarded-headers';
 import { GRPC_SERVER_DEFAULTS } from '../../lib/grpc-server';
 import { Logger } from '../../lib/log';
 import { FORWARD_TIMEOUT_MS, ForwardSlots, NO_SERVER_REACHABLE, RouterAnswerError, RouterCallOptions, RouterClient, blockingTimeoutMs } from '../router-client';
@@ -40,8 +41,6 @@ const LOCAL_ROUTES: readonly RegExp[] = [/^\/v1\/agent\//, /^\/v1\/catalog\/data
 /** Request headers the remote catalog reads; hop-by-hop and trace headers stay (the trace travels in gRPC metadata). */
 const FORWARDED_REQUEST_HEADERS = ['content-type', 'accept', 'authorization', 'x-consul-token', 'x-consul-namespace', 'x-consul-partition', 'user-agent'];
 
-/** Response headers that describe the remote hop's connection, not its answer. */
-const HOP_BY_HOP_HEADERS = new Set(['connection', 'keep-alive', 'transfer-encoding', 'content-length', 'date', 'proxy-connection', 'upgrade', 'trailer', 'te']);
 
 const NO_PATH_TO_DATACENTER = new NoPathToDatacenterError().message;
 
@@ -93,9 +92,9 @@ export class DatacenterForwarding implements RemoteDatacenters {
     if (response === undefined || response.status < 100 || response.status > 599) {
       throw this.failed(datacenter, request, new Error(`the router answered without a valid HTTP status (${response?.status ?? 'no response'})`));
     }
-    const headers: Record<string, string> = {};
-    for (const [name, value] of Object.entries(response.headers)) if (!HOP_BY_HOP_HEADERS.has(name.toLowerCase())) headers[name] = value;
-    return { status: response.status, headers, body: Buffer.from(response.body) };
+    // Only the remote catalog's own headers, whichever version served it (a catalog filters them
+    // too, lib/forwarded-headers.ts; the routers pass them on unread).
+    return { status: response.status, headers: returningHeaders(response.headers), body: Buffer.from(response.body) };
   }
 
   private tooMany(): HttpError {
