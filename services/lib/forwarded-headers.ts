@@ -10,16 +10,21 @@ const REQUEST_HEADERS = /^(content-type|x-consul-[a-z-]+|authorization|accept)$/
 /** Headers of the catalog's answer that travel back. */
 const RESPONSE_HEADERS = /^(content-type|x-consul-[a-z-]+)$/;
 
-/** The request headers that reach the catalog; hop-by-hop ones and cookies never do. */
-export function travellingHeaders(headers: Record<string, string>): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [name, value] of Object.entries(headers)) if (REQUEST_HEADERS.test(name.toLowerCase())) out[name] = value;
-  return out;
+/** The request headers that reach the catalog, names in lower case; hop-by-hop ones and cookies never do. */
+export function travellingHeaders(headers: Readonly<Record<string, string>>): Record<string, string> {
+  return headersMatching(REQUEST_HEADERS, headers);
 }
 
-/** The headers of the catalog's answer that travel back (lower case, as node:http names them). */
-export function returningHeaders(headers: Record<string, string>): Record<string, string> {
+/** The headers of the catalog's answer that travel back, names in lower case as node:http gives them. */
+export function returningHeaders(headers: Readonly<Record<string, string | number>>): Record<string, string> {
+  return headersMatching(RESPONSE_HEADERS, headers);
+}
+
+function headersMatching(allowed: RegExp, headers: Readonly<Record<string, string | number>>): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const [name, value] of Object.entries(headers)) if (RESPONSE_HEADERS.test(name.toLowerCase())) out[name.toLowerCase()] = value;
+  for (const [name, value] of Object.entries(headers)) {
+    const lower = name.toLowerCase();
+    if (allowed.test(lower)) out[lower] = String(value);
+  }
   return out;
 }

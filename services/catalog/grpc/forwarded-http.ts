@@ -61,8 +61,7 @@ class LazyAbort {
 }
 
 function rawRequest(request: ForwardedRequest, signal: () => AbortSignal): RawRequest {
-  const headers: Record<string, string> = {};
-  for (const [name, value] of Object.entries(travellingHeaders(request.headers))) headers[name.toLowerCase()] = value;
+  const headers = travellingHeaders(request.headers);
   headers['content-length'] = String(request.body.length);
   return {
     method: request.method,
@@ -73,11 +72,9 @@ function rawRequest(request: ForwardedRequest, signal: () => AbortSignal): RawRe
   };
 }
 
-/** The headers that travel back, names in lower case as node:http gives them to a client. */
+/** The answer with the headers that travel back. */
 function forwardedResponse(answer: EncodedAnswer): ForwardedResponse {
-  const headers: Record<string, string> = {};
-  for (const [name, value] of Object.entries(answer.headers)) headers[name] = String(value);
-  return { status: answer.status, headers: returningHeaders(headers), body: answer.body };
+  return { status: answer.status, headers: returningHeaders(answer.headers), body: answer.body };
 }
 
 function failure(code: GrpcStatus, details: string): Partial<ServiceError> {
