@@ -5,9 +5,9 @@ import { Metadata, ServerUnaryCall, ServiceError, sendUnaryData, status as GrpcS
 import { SpanKind, context, trace } from '@opentelemetry/api';
 import { InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 
-import { ForwardRequest, ForwardResponse, ForwardServiceClient, ForwardServiceServer, ForwardServiceService, protobufFileName } from '../gen/consulate/router/v1/operator';
+import { ForwardRequest, ForwardResponse, ForwardServiceCallsResponse, ForwardServiceClient, ForwardServiceServer, ForwardServiceService, protobufFileName } from '../gen/consulate/router/v1/operator';
 import { eventually } from '../../test/harness/processes';
-import { AnswerFrame, BATCH_HEADER, CallFrame, CallStreamClient, MAX_BUFFERED_FRAMES, UnaryMethod, WithoutCalls } from './call-stream';
+import { BATCH_HEADER, CallFrame, CallStreamClient, MAX_BUFFERED_FRAMES, UnaryMethod, WithoutCalls } from './call-stream';
 import { createRoleClient } from './grpc-client';
 import { RoleGrpcServer } from './grpc-server';
 import { createLogger } from './log';
@@ -15,7 +15,11 @@ import { Telemetry, setupTelemetry } from './telemetry';
 
 type Handler = (call: ServerUnaryCall<ForwardRequest, ForwardResponse>, callback: sendUnaryData<ForwardResponse>) => void;
 
-/** A frame's answers, one or several. */
+/**
+ * A frame's answers, one or several, as the generated code reads them: the raw streams below are
+ * made by the generated client, which is how an older version of ours, or another language, speaks.
+ */
+type AnswerFrame = ForwardServiceCallsResponse;
 const frameAnswers = (frame: AnswerFrame) => [...(frame.answer === undefined ? [] : [frame.answer]), ...frame.answers];
 /** The calls started so far are written at the end of the turn: after this, they have been. */
 const turn = () => new Promise((resolve) => setImmediate(resolve));
@@ -72,10 +76,10 @@ describe('unary calls on a Calls stream', () => {
     let opens = 0;
     const calls = new CallStreamClient({
       client: {
-        calls: (metadata, options) => {
+        makeBidiStreamRequest: ((...args: Parameters<ForwardServiceClient['makeBidiStreamRequest']>) => {
           opens++;
-          return raw.calls(metadata, options);
-        },
+          return raw.makeBidiStreamRequest(...args);
+        }) as ForwardServiceClient['makeBidiStreamRequest'],
       },
       tracer: telemetry.tracer,
       peer: address,
@@ -440,7 +444,7 @@ describe('a Calls stream that is full', () => {
   function fakeClient(maxMessageBytes?: number, batching = true): { calls: CallStreamClient; stream: () => FakeStream; forward: UnaryMethod<ForwardRequest, ForwardResponse> } {
     let stream: FakeStream | undefined;
     const calls = new CallStreamClient({
-      client: { calls: () => (stream = new FakeStream(batching)) as unknown as ReturnType<ForwardServiceClient['calls']> },
+      client: { makeBidiStreamRequest: (() => (stream = new FakeStream(batching))) as unknown as ForwardServiceClient['makeBidiStreamRequest'] },
       tracer: trace.getTracer('test'),
       peer: 'fake:1',
       maxMessageBytes,
@@ -452,7 +456,7 @@ describe('a Calls stream that is full', () => {
   }
 
   const request: ForwardRequest = { datacenter: 'dc2', request: undefined, path: [], maxHops: 0, transit: false } as unknown as ForwardRequest;
-  const framesCalls = (frame: CallFrame) => [...(frame.call === undefined ? [] : [frame.call]), ...frame.calls];
+  const framesCalls = (frame: CallFrame) => frame;
   const sentIds = (stream: FakeStream) => stream.frames.flatMap(framesCalls).filter((call) => !call.cancel).map((call) => Number(call.id));
 
   it('writes the calls started in one turn in one frame', async () => {
@@ -462,8 +466,8 @@ describe('a Calls stream that is full', () => {
     forward(request, new Metadata(), { deadline: Date.now() + 60_000 }, () => undefined);
     await turn();
     expect(stream().frames.map((frame) => framesCalls(frame).map((call) => Number(call.id)))).toEqual([[1, 2, 3, 4, 5], [6]]);
-    // One call alone goes as `call`, as to a server that reads only that.
-    expect(stream().frames[1]).toMatchObject({ call: { id: 6n }, calls: [] });
+    // One call alone goes as `call`, as to a server that reads only that (call-frames.test.ts).
+    expect(stream().frames[1]).toMatchObject([{ id: 6 }]);
     calls.close();
   });
 
@@ -471,7 +475,7 @@ describe('a Calls stream that is full', () => {
     const { calls, stream, forward } = fakeClient(undefined, false);
     for (let i = 0; i < 3; i++) forward(request, new Metadata(), { deadline: Date.now() + 60_000 }, () => undefined);
     await turn();
-    expect(stream().frames.map((frame) => [frame.call?.id, frame.calls.length])).toEqual([[1n, 0], [2n, 0], [3n, 0]]);
+    expect(stream().frames.map((frame) => frame.map((call) => call.id))).toEqual([[1], [2], [3]]);
     calls.close();
   });
 

@@ -42,7 +42,7 @@ import {
 } from '@grpc/grpc-js';
 import { Tracer } from '@opentelemetry/api';
 
-import { UnaryAnswer, UnaryCall } from '../gen/consulate/common/v1/call_stream';
+import { StreamedAnswer, StreamedCall, decodeAnswerFrame, decodeCallFrame, encodeAnswerFrame, encodeCallFrame } from './call-frames';
 import { RoleClients } from './grpc-client';
 import { GRPC_SERVER_DEFAULTS } from './grpc-limits';
 import { ClientSpan, startClientSpan } from './grpc-tracing';
@@ -51,14 +51,24 @@ import { ClientSpan, startClientSpan } from './grpc-tracing';
  * The frames of every service's `Calls` method: its request carries a call or several, its
  * response an answer or several (the calls started, or answers ready, in one turn of the sender's
  * event loop: grpc-js writes a stream's messages one at a time, each once the last is written).
+ * Encoded by call-frames.ts, not by the generated code.
  */
-export interface CallFrame {
-  call?: UnaryCall;
-  calls: UnaryCall[];
+export type CallFrame = readonly StreamedCall[];
+export type AnswerFrame = readonly StreamedAnswer[];
+
+/**
+ * `definition` with its `Calls` method (de)serialized by call-frames.ts: what RoleGrpcServer
+ * serves, and what CallStreamClient opens.
+ */
+export function withCallFrames(definition: ServiceDefinition): ServiceDefinition {
+  const calls = definition.calls;
+  if (calls === undefined || !calls.requestStream || !calls.responseStream) throw new Error(`${calls?.path ?? 'the service'} has no bidirectional Calls method`);
+  return { ...definition, calls: { ...calls, requestSerialize: encodeCallFrame, requestDeserialize: decodeCallFrame, responseSerialize: encodeAnswerFrame, responseDeserialize: decodeAnswerFrame } };
 }
-export interface AnswerFrame {
-  answer?: UnaryAnswer;
-  answers: UnaryAnswer[];
+
+/** The path of the `Calls` method of the service `method` belongs to: "/consulate.router.v1.ForwardService/Calls". */
+function callsPathOf(method: string): string {
+  return `${method.slice(0, method.lastIndexOf('/'))}/Calls`;
 }
 
 /**
@@ -72,6 +82,7 @@ export const NOT_RUN_TRAILER = 'consulate-call-not-run';
 export const MAX_BUFFERED_FRAMES = 256;
 /** Calls in flight on one stream at most; past it a call is refused with RESOURCE_EXHAUSTED. */
 export const MAX_CALLS_PER_STREAM = 10_000;
+const EMPTY: Buffer = Buffer.alloc(0);
 /** How many times a call a server did not run is sent again before it fails as never sent. */
 const MAX_RESENDS = 3;
 /** How long a server that answered UNIMPLEMENTED to `Calls` gets unary calls before a stream is tried again. */
@@ -96,8 +107,8 @@ export type WithoutCalls<S, Also extends string = never> = { [K in keyof S as K 
 export type UnaryMethod<Req, Res> = (request: Req, metadata: Metadata, options: Partial<CallOptions>, callback: (err: ServiceError | null, response: Res) => void) => { cancel(): void };
 
 export interface CallStreamClientOptions {
-  /** The service's generated client: its `calls` opens the stream. */
-  readonly client: { calls(metadata: Metadata, options: Partial<CallOptions>): ClientDuplexStream<CallFrame, AnswerFrame> };
+  /** A client of the service (the generated one): the stream opens on its `Calls` method. */
+  readonly client: Pick<Client, 'makeBidiStreamRequest'>;
   readonly tracer: Tracer;
   /** The server's address, for the spans. */
   readonly peer: string;
@@ -121,7 +132,7 @@ class ClientCall {
   private unaryCall: { cancel(): void } | undefined;
 
   constructor(
-    readonly id: bigint,
+    readonly id: number,
     private readonly method: string,
     private readonly message: Buffer,
     private readonly metadata: Record<string, string>,
@@ -135,9 +146,9 @@ class ClientCall {
   ) {}
 
   /** The frame as sent now: the timeout is what is left of the deadline (a resent call is not given more). */
-  frame(): UnaryCall {
+  frame(): StreamedCall {
     const timeoutMs = this.deadlineMs === undefined ? 0 : Math.max(1, this.deadlineMs - Date.now());
-    return { id: this.id, method: this.method, message: this.message, metadata: this.metadata, timeoutMs: BigInt(timeoutMs), cancel: false };
+    return { id: this.id, method: this.method, message: this.message, metadata: this.metadata, timeoutMs, cancel: false };
   }
 
   /** Arms the deadline; false (and the call ended) when it has passed already. */
@@ -165,9 +176,9 @@ class ClientCall {
       return;
     }
     if (this.state !== 'open') return;
-    this.finish(code, details, Buffer.alloc(0), new Metadata());
+    this.finish(code, details, EMPTY, new Metadata());
     // A call still queued behind a full stream is never sent at all.
-    if (this.written) this.stream?.write({ call: { id: this.id, method: '', message: Buffer.alloc(0), metadata: {}, timeoutMs: 0n, cancel: true }, calls: [] });
+    if (this.written) this.stream?.write([{ id: this.id, method: '', message: EMPTY, metadata: {}, timeoutMs: 0, cancel: true }]);
   }
 
   get isOpen(): boolean {
@@ -191,7 +202,7 @@ class ClientCall {
 
 export class CallStreamClient {
   private stream: Stream | undefined;
-  private readonly open = new Map<bigint, ClientCall>();
+  private readonly open = new Map<number, ClientCall>();
   /**
    * Calls waiting for a backed-up stream's 'drain', per stream. Frames handed to grpc-js would still
    * reach the server after the caller gave up (a stalled connection that recovers), and run then;
@@ -203,7 +214,9 @@ export class CallStreamClient {
   private readonly unsent = new Map<Stream, ClientCall[]>();
   /** Streams whose server said it reads frames of several calls (BATCH_HEADER in its headers). */
   private readonly batching = new WeakSet<Stream>();
-  private nextId = 1n;
+  private nextId = 1;
+  /** The service's `Calls` method, named after the methods carried (all of one service). */
+  private callsPath: string | undefined;
   /** Until then the server is taken to have no `Calls` (it answered UNIMPLEMENTED): plain unary calls. */
   private unsupportedUntil = 0;
   private closed = false;
@@ -217,6 +230,9 @@ export class CallStreamClient {
    * call (`client.forward.bind(client)`), for a server without `Calls`.
    */
   method<Req, Res>(definition: MethodDefinition<Req, Res>, fallback: UnaryMethod<Req, Res>): UnaryMethod<Req, Res> {
+    const callsPath = callsPathOf(definition.path);
+    if (this.callsPath !== undefined && this.callsPath !== callsPath) throw new Error(`${definition.path} is not a method of the service whose calls this stream carries (${this.callsPath})`);
+    this.callsPath = callsPath;
     return (request, metadata, options, callback) => {
       if (Date.now() < this.unsupportedUntil) return fallback(request, metadata, options, callback);
       return this.call(definition, request, metadata, options.deadline, callback, fallback);
@@ -235,14 +251,14 @@ export class CallStreamClient {
   /** Fails the calls in flight (CANCELLED) and ends the stream; later calls fail at once. */
   close(): void {
     this.closed = true;
-    for (const call of [...this.open.values()]) call.finish(GrpcStatus.CANCELLED, 'the call stream was closed', Buffer.alloc(0), new Metadata());
+    for (const call of [...this.open.values()]) call.finish(GrpcStatus.CANCELLED, 'the call stream was closed', EMPTY, new Metadata());
     this.stream?.cancel();
     this.stream = undefined;
   }
 
   private call<Req, Res>(definition: MethodDefinition<Req, Res>, request: Req, metadata: Metadata, deadline: Deadline | undefined, callback: (err: ServiceError | null, response: Res) => void, fallback: UnaryMethod<Req, Res>): { cancel(): void } {
     const span: ClientSpan | undefined = this.options.traced === false ? undefined : startClientSpan(this.options.tracer, definition.path, this.options.peer);
-    const outgoing = metadata.clone();
+    const outgoing = asciiMap(metadata);
     span?.inject(outgoing);
     const message = definition.requestSerialize(request);
     const deliver = (err: ServiceError | null, answer: Buffer): void => {
@@ -259,7 +275,7 @@ export class CallStreamClient {
       this.nextId++,
       definition.path,
       message,
-      asciiMap(outgoing),
+      outgoing,
       deadline === undefined || !Number.isFinite(deadlineMs(deadline)) ? undefined : deadlineMs(deadline),
       span,
       (done) => {
@@ -271,7 +287,7 @@ export class CallStreamClient {
     );
     this.open.set(call.id, call);
     // A call that cannot start fails as grpc-js fails one: never within this function.
-    const failNow = (code: GrpcStatus, details: string) => process.nextTick(() => call.finish(code, details, Buffer.alloc(0), new Metadata()));
+    const failNow = (code: GrpcStatus, details: string) => process.nextTick(() => call.finish(code, details, EMPTY, new Metadata()));
     const maxBytes = this.options.maxMessageBytes ?? GRPC_SERVER_DEFAULTS.maxMessageBytes;
     if (this.closed) failNow(GrpcStatus.CANCELLED, 'the call stream was closed');
     else if (message.length + FRAME_OVERHEAD_BYTES > maxBytes) failNow(GrpcStatus.RESOURCE_EXHAUSTED, `Sent message larger than max (${message.length + FRAME_OVERHEAD_BYTES} vs ${maxBytes})`);
@@ -318,7 +334,7 @@ export class CallStreamClient {
     const groups = this.batching.has(stream) ? inFrames(calls, ({ frame }) => frameBytes(frame.message, frame.method, frame.metadata), this.options.maxMessageBytes) : calls.map((call) => [call]);
     for (const group of groups) {
       for (const { call } of group) call.written = true;
-      stream.write(group.length === 1 ? { call: group[0].frame, calls: [] } : { calls: group.map(({ frame }) => frame) });
+      stream.write(group.map(({ frame }) => frame));
       sent += group.length;
       // grpc-js says "full" past 16 frames, which a burst of calls passes at once: the backlog starts
       // where frames pile up because the connection does not take them.
@@ -340,13 +356,14 @@ export class CallStreamClient {
   private startStream(): Stream {
     const metadata = new Metadata();
     metadata.set(BATCH_HEADER, '1');
-    const stream = this.options.client.calls(metadata, STREAM_OPTIONS);
+    const path = this.callsPath;
+    if (path === undefined) throw new Error('a call stream opened before any method was carried on it');
+    const stream = this.options.client.makeBidiStreamRequest(path, encodeCallFrame, decodeAnswerFrame, metadata, STREAM_OPTIONS);
     stream.on('metadata', (headers: Metadata) => {
       if (headers.get(BATCH_HEADER).length > 0) this.batching.add(stream);
     });
     stream.on('data', (frame: AnswerFrame) => {
-      if (frame.answer !== undefined) this.answered(stream, frame.answer);
-      for (const answer of frame.answers) this.answered(stream, answer);
+      for (const answer of frame) this.answered(stream, answer);
     });
     // 'status' follows every end, errors included; it can come before the last answers are read
     // (grpc-js emits it at once, and 'data' from the stream's buffer), so the calls still open
@@ -373,7 +390,7 @@ export class CallStreamClient {
     return stream;
   }
 
-  private answered(stream: Stream, answer: UnaryAnswer): void {
+  private answered(stream: Stream, answer: StreamedAnswer): void {
     const call = this.open.get(answer.id);
     if (call === undefined || call.stream !== stream) return; // cancelled, timed out, or sent again meanwhile
     const trailers = textMetadata(answer.trailers, () => undefined);
@@ -402,14 +419,14 @@ export class CallStreamClient {
       // and a call it cancelled at its deadline it answered too: these never reached it.
       if (status.code === GrpcStatus.OK) this.resend(call);
       // Queued behind a full stream when it failed: never sent, so safe to send elsewhere.
-      else if (!call.written) call.finish(GrpcStatus.UNAVAILABLE, `No connection established: the call stream ended before the call was sent (${status.details})`, Buffer.alloc(0), new Metadata());
-      else call.finish(status.code, status.details, Buffer.alloc(0), status.metadata);
+      else if (!call.written) call.finish(GrpcStatus.UNAVAILABLE, `No connection established: the call stream ended before the call was sent (${status.details})`, EMPTY, new Metadata());
+      else call.finish(status.code, status.details, EMPTY, status.metadata);
     }
   }
 
   private resend(call: ClientCall): void {
     if (++call.resends > MAX_RESENDS) {
-      call.finish(GrpcStatus.UNAVAILABLE, 'No connection established: the server is shutting down and ran none of the attempts', Buffer.alloc(0), new Metadata());
+      call.finish(GrpcStatus.UNAVAILABLE, 'No connection established: the server is shutting down and ran none of the attempts', EMPTY, new Metadata());
       return;
     }
     this.send(call);
@@ -469,9 +486,9 @@ interface ServedMethod {
 
 interface ServedStream {
   readonly stream: ServerDuplexStream<CallFrame, AnswerFrame>;
-  readonly calls: Map<bigint, StandInCall>;
+  readonly calls: Map<number, StandInCall>;
   /** Answers given this turn, written together at its end (`flushAnswers`). */
-  unanswered: UnaryAnswer[];
+  unanswered: StreamedAnswer[];
   /** The client reads frames of several answers (BATCH_HEADER); else one answer a frame. */
   readonly batching: boolean;
   /** The client half-closed, or the server is draining: end once the calls are answered. */
@@ -514,9 +531,8 @@ export class CallStreamServer {
     stream.on('data', (frame: CallFrame) => {
       // What a peer sends must never take the process down: a frame we cannot handle ends its stream.
       try {
-        if (frame.call === undefined && frame.calls.length === 0) return this.fail(served, GrpcStatus.INVALID_ARGUMENT, 'a Calls frame needs a call');
-        if (frame.call !== undefined) this.received(served, frame.call);
-        for (const call of frame.calls) this.received(served, call);
+        if (frame.length === 0) return this.fail(served, GrpcStatus.INVALID_ARGUMENT, 'a Calls frame needs a call');
+        for (const call of frame) this.received(served, call);
       } catch (err) {
         this.fail(served, GrpcStatus.INTERNAL, `cannot serve a call frame: ${(err as Error).message}`);
       }
@@ -546,7 +562,7 @@ export class CallStreamServer {
     }
   }
 
-  private received(served: ServedStream, frame: UnaryCall): void {
+  private received(served: ServedStream, frame: StreamedCall): void {
     if (served.ended) return;
     if (frame.cancel) {
       served.calls.get(frame.id)?.cancel();
@@ -554,10 +570,10 @@ export class CallStreamServer {
     }
     if (served.calls.has(frame.id)) return this.fail(served, GrpcStatus.INVALID_ARGUMENT, `call ${frame.id} is already in flight on this stream`);
     const maxBytes = this.options.maxMessageBytes ?? GRPC_SERVER_DEFAULTS.maxMessageBytes;
-    const answer: Answer = (code, details, message = Buffer.alloc(0), trailers = {}) => {
+    const answer: Answer = (code, details, message = EMPTY, trailers = {}) => {
       if (served.ended) return;
       // An answer past the limit would end the whole stream (grpc-js): it fails alone.
-      if (message.length + FRAME_OVERHEAD_BYTES > maxBytes) [code, details, message, trailers] = [GrpcStatus.RESOURCE_EXHAUSTED, `Sent message larger than max (${message.length + FRAME_OVERHEAD_BYTES} vs ${maxBytes})`, Buffer.alloc(0), {}];
+      if (message.length + FRAME_OVERHEAD_BYTES > maxBytes) [code, details, message, trailers] = [GrpcStatus.RESOURCE_EXHAUSTED, `Sent message larger than max (${message.length + FRAME_OVERHEAD_BYTES} vs ${maxBytes})`, EMPTY, {}];
       this.queueAnswer(served, { id: frame.id, code, details, message, trailers });
     };
     if (this.draining) return answer(GrpcStatus.UNAVAILABLE, 'the server is shutting down; the call did not run', undefined, { [NOT_RUN_TRAILER]: '1' });
@@ -588,7 +604,7 @@ export class CallStreamServer {
   }
 
   /** Queues an answer for this turn's frame; the first one queued schedules the write. */
-  private queueAnswer(served: ServedStream, answer: UnaryAnswer): void {
+  private queueAnswer(served: ServedStream, answer: StreamedAnswer): void {
     served.unanswered.push(answer);
     if (served.unanswered.length === 1) process.nextTick(() => this.flushAnswers(served));
   }
@@ -599,9 +615,7 @@ export class CallStreamServer {
     if (answers.length === 0 || served.ended) return;
     served.unanswered = [];
     const groups = served.batching ? inFrames(answers, (answer) => frameBytes(answer.message, answer.details, answer.trailers), this.options.maxMessageBytes) : answers.map((answer) => [answer]);
-    for (const group of groups) {
-      served.stream.write(group.length === 1 ? { answer: group[0], answers: [] } : { answers: group });
-    }
+    for (const group of groups) served.stream.write(group);
   }
 
   private endIfDone(served: ServedStream): void {
@@ -634,7 +648,7 @@ class StandInCall extends EventEmitter {
   private readonly timer: NodeJS.Timeout | undefined;
 
   constructor(
-    private readonly frame: UnaryCall,
+    private readonly frame: StreamedCall,
     readonly request: unknown,
     readonly metadata: Metadata,
     private readonly stream: ServerDuplexStream<CallFrame, AnswerFrame>,
@@ -642,7 +656,7 @@ class StandInCall extends EventEmitter {
     private readonly onDone: () => void,
   ) {
     super();
-    const timeoutMs = Number(frame.timeoutMs);
+    const timeoutMs = frame.timeoutMs;
     this.deadline = timeoutMs > 0 ? Date.now() + timeoutMs : Infinity;
     // At the deadline the call ends, answered, as grpc-js ends a unary call: had the stream ended
     // unanswered instead (a drain), the client would take the call for one that never ran.
@@ -704,11 +718,11 @@ function textMetadata(map: Record<string, string>, refused: (name: string) => vo
 
 /** A handler's outcome as an answer's code, details, message and trailers. */
 function encodeAnswer(definition: MethodDefinition<unknown, unknown>, err: Partial<ServiceError> | null | undefined, value: unknown, trailer: Metadata | undefined): [GrpcStatus, string, Buffer, Record<string, string>] {
-  if (err !== null && err !== undefined) return [err.code ?? GrpcStatus.UNKNOWN, err.details ?? err.message ?? '', Buffer.alloc(0), asciiMap(err.metadata ?? trailer)];
+  if (err !== null && err !== undefined) return [err.code ?? GrpcStatus.UNKNOWN, err.details ?? err.message ?? '', EMPTY, asciiMap(err.metadata ?? trailer)];
   try {
     return [GrpcStatus.OK, '', definition.responseSerialize(value), asciiMap(trailer)];
   } catch (error) {
-    return [GrpcStatus.INTERNAL, `Error serializing response: ${(error as Error).message}`, Buffer.alloc(0), {}];
+    return [GrpcStatus.INTERNAL, `Error serializing response: ${(error as Error).message}`, EMPTY, {}];
   }
 }
 

@@ -12,7 +12,7 @@ import { ReflectionService } from '@grpc/reflection';
 import { Tracer } from '@opentelemetry/api';
 import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
 
-import { CallStreamServer } from './call-stream';
+import { CallStreamServer, withCallFrames } from './call-stream';
 import { GRPC_SERVER_DEFAULTS } from './grpc-limits';
 import { traceServiceImplementation } from './grpc-tracing';
 import { Logger } from './log';
@@ -82,7 +82,7 @@ export class RoleGrpcServer {
         this.callStreams.push(callStream);
         implementation = { ...implementation, calls: callStream.handler as never };
       }
-      this.server.addService(service.definition, implementation);
+      this.server.addService(service.callStream === true ? withCallFrames(service.definition) : service.definition, implementation);
       const name = qualifiedServiceName(service.definition);
       this.serviceNames.push(name);
       this.health.setStatus(name, 'NOT_SERVING');

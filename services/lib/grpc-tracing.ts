@@ -56,10 +56,25 @@ const metadataGetter: TextMapGetter<Metadata> = {
 };
 
 /** "/consulate.catalog.v1.CatalogService/Status" → names and attributes by OTel's RPC conventions. */
-function rpcNames(path: string): { spanName: string; service: string; method: string } {
-  const [, service = '', method = ''] = path.split('/');
-  return { spanName: `${service}/${method}`, service, method };
+function rpcNames(path: string): RpcNames {
+  let names = knownRpcNames.get(path);
+  if (names === undefined) {
+    const [, service = '', method = ''] = path.split('/');
+    names = { spanName: `${service}/${method}`, service, method };
+    // The paths are our services' methods: a few dozen. The bound only guards the memory.
+    if (knownRpcNames.size < MAX_KNOWN_RPC_NAMES) knownRpcNames.set(path, names);
+  }
+  return names;
 }
+
+interface RpcNames {
+  readonly spanName: string;
+  readonly service: string;
+  readonly method: string;
+}
+
+const MAX_KNOWN_RPC_NAMES = 1024;
+const knownRpcNames = new Map<string, RpcNames>();
 
 function endSpan(span: Span, code: GrpcStatus, details: string): void {
   span.setAttribute('rpc.grpc.status_code', code);
@@ -69,8 +84,8 @@ function endSpan(span: Span, code: GrpcStatus, details: string): void {
 
 /** A CLIENT span for one call to `path`, a child of the active context. */
 export interface ClientSpan {
-  /** Puts the span's context in the call's outgoing metadata, for the server to continue. */
-  inject(metadata: Metadata): void;
+  /** Puts the span's context in the call's outgoing metadata (or a Calls frame's), for the server to continue. */
+  inject(metadata: Metadata | Record<string, string>): void;
   end(code: GrpcStatus, details: string): void;
 }
 
@@ -79,7 +94,7 @@ export function startClientSpan(tracer: Tracer, path: string, peer: string): Cli
   const parent = context.active();
   const span = tracer.startSpan(spanName, { kind: SpanKind.CLIENT, attributes: { 'rpc.system': 'grpc', 'rpc.service': service, 'rpc.method': method, 'server.address': peer } }, parent);
   return {
-    inject: (metadata) => propagation.inject(trace.setSpan(parent, span), metadata, metadataSetter),
+    inject: (metadata) => (metadata instanceof Metadata ? propagation.inject(trace.setSpan(parent, span), metadata, metadataSetter) : propagation.inject(trace.setSpan(parent, span), metadata)),
     end: (code, details) => endSpan(span, code, details),
   };
 }
