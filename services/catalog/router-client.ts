@@ -43,6 +43,7 @@ import {
   WanMembersResponse,
 } from '../gen/consulate/router/v1/operator';
 import { StreamedMethod } from '../lib/call-stream';
+import { Cancellation } from '../lib/cancellation';
 import { Clock, systemClock } from '../lib/clock';
 import { checks, field } from '../lib/config';
 import { RoleClients, callUnary } from '../lib/grpc-client';
@@ -152,7 +153,7 @@ export interface RouterCallOptions {
    */
   readonly readOnly?: boolean;
   /** Aborted when the caller is gone (its call cancelled): the call in flight is cancelled, no other router tried. */
-  readonly signal?: AbortSignal;
+  readonly signal?: Cancellation;
 }
 
 export class RouterClient {

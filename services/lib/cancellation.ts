@@ -31,6 +31,37 @@ export function callCancellation(call: CancellableCall): Cancellation {
 }
 
 /**
+ * The cancellation of an HTTP request: its response closed before it was finished (the client
+ * went away), as Go's request context is cancelled for Consul. One 'close' listener on the
+ * response, added with the first listener; most requests never ask.
+ */
+export class ResponseCancellation implements Cancellation {
+  private listeners: Set<() => void> | undefined;
+
+  constructor(private readonly response: { readonly destroyed: boolean; readonly writableFinished: boolean; once(event: 'close', listener: () => void): unknown }) {}
+
+  get aborted(): boolean {
+    return this.response.destroyed && !this.response.writableFinished;
+  }
+
+  addEventListener(_type: 'abort', listener: () => void): void {
+    if (this.listeners === undefined) {
+      const listeners = (this.listeners = new Set());
+      this.response.once('close', () => {
+        if (this.response.writableFinished) return;
+        for (const abort of [...listeners]) abort();
+        listeners.clear();
+      });
+    }
+    this.listeners.add(listener);
+  }
+
+  removeEventListener(_type: 'abort', listener: () => void): void {
+    this.listeners?.delete(listener);
+  }
+}
+
+/**
  * An AbortSignal that follows `cancellation`, for an API that takes only that (node:http);
  * `release` stops following once the work is done.
  */

@@ -7,6 +7,7 @@
 import { CallOptions, ChannelCredentials, ChannelOptions, Client, Metadata, ServiceError, credentials as grpcCredentials, status as GrpcStatus } from '@grpc/grpc-js';
 import { Tracer } from '@opentelemetry/api';
 
+import { Cancellation } from './cancellation';
 import { Clock, systemClock } from './clock';
 import { GRPC_SERVER_DEFAULTS } from './grpc-limits';
 import { tracingClientInterceptor } from './grpc-tracing';
@@ -76,7 +77,7 @@ export interface CallPolicy {
   readonly clock?: Clock;
   readonly random?: () => number;
   /** Aborting it cancels the call in flight (the server sees it cancelled) and stops the retries. */
-  readonly signal?: AbortSignal;
+  readonly signal?: Cancellation;
 }
 
 export const CALL_DEFAULTS = { maxAttempts: 5, backoffBaseMs: 25, backoffCapMs: 1_000 };

@@ -22,6 +22,18 @@ describe('CatalogHttpServer: a request whose client goes away', () => {
           release = () => resolve({ body: 'released' });
         });
       })
+      .on(['GET'], '/v1/wait-light', (request) => {
+        const cancellation = request.cancellation();
+        seen.push({ path: request.path, aborted: () => cancellation.aborted });
+        // A listener taken back is never called; the one left is.
+        const removed = () => seen.push({ path: 'removed listener called', aborted: () => true });
+        cancellation.addEventListener('abort', removed);
+        cancellation.removeEventListener('abort', removed);
+        return new Promise((resolve) => {
+          cancellation.addEventListener('abort', () => resolve({ body: 'gone' }));
+          release = () => resolve({ body: 'released' });
+        });
+      })
       .on(['GET'], '/v1/now', async (request) => {
         seen.push({ path: request.path, aborted: () => request.signal().aborted });
         return { body: 'now' };
@@ -45,6 +57,24 @@ describe('CatalogHttpServer: a request whose client goes away', () => {
     expect(seen[0].aborted()).toBe(false);
     req.destroy();
     await eventually('its signal to abort', () => seen[0].aborted());
+  });
+
+  test('the lighter cancellation() says the same: aborted once the connection closes, listeners called, a removed one not', async () => {
+    const [host, port] = address.split(':');
+    const req = httpRequest({ host, port: Number(port), path: '/v1/wait-light' });
+    req.on('error', () => undefined);
+    req.end();
+    await eventually('the request to reach its handler', () => seen.length === 1);
+    expect(seen[0].aborted()).toBe(false);
+    req.destroy();
+    await eventually('its cancellation to abort', () => seen[0].aborted());
+    expect(seen.map((s) => s.path)).toEqual(['/v1/wait-light']);
+    // Answered, it is not aborted: its connection's later close is not the client going away.
+    const waiting = fetch(`http://${address}/v1/wait-light`).then((response) => response.text());
+    await eventually('the second request to reach its handler', () => seen.length === 2);
+    release();
+    expect(await waiting).toBe('"released"');
+    expect(seen[1].aborted()).toBe(false);
   });
 
   test('an answered request is never aborted, its connection closed after or not', async () => {

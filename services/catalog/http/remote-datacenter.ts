@@ -16,6 +16,7 @@ import { IncomingHttpHeaders } from 'node:http';
 
 import { status as GrpcStatus } from '@grpc/grpc-js';
 
+import { Cancellation } from '../../lib/cancellation';
 import { returningHeaders } from '../../lib/forwarded-headers';
 import { GRPC_SERVER_DEFAULTS } from '../../lib/grpc-server';
 import { Logger } from '../../lib/log';
@@ -83,7 +84,7 @@ export class DatacenterForwarding implements RemoteDatacenters {
       answer = await this.deps.routers.forward({ datacenter, request: forwarded }, forwardPolicy(request));
     } catch (err) {
       // Nobody is waiting for the answer: nothing to log or to say.
-      if (request.signal().aborted) throw new HttpError(499, 'the client closed the request');
+      if (request.cancellation().aborted) throw new HttpError(499, 'the client closed the request');
       throw this.failed(datacenter, request, err);
     } finally {
       this.slots.release();
@@ -94,7 +95,7 @@ export class DatacenterForwarding implements RemoteDatacenters {
     }
     // Only the remote catalog's own headers, whichever version served it (a catalog filters them
     // too, lib/forwarded-headers.ts; the routers pass them on unread).
-    return { status: response.status, headers: returningHeaders(response.headers), body: Buffer.from(response.body) };
+    return { status: response.status, headers: returningHeaders(response.headers), body: response.body };
   }
 
   private tooMany(): HttpError {
@@ -125,7 +126,7 @@ export class DatacenterForwarding implements RemoteDatacenters {
  * wait (and never twice: the first may still be waiting), a plain read for FORWARD_TIMEOUT_MS, a
  * write only once. Query options the remote catalog would refuse still travel: it answers the 400.
  */
-export function forwardPolicy(request: Pick<HttpRequest, 'method' | 'query'> & { readonly signal?: () => AbortSignal }): RouterCallOptions {
+export function forwardPolicy(request: Pick<HttpRequest, 'method' | 'query'> & { readonly cancellation?: () => Cancellation }): RouterCallOptions {
   let options: QueryOptions | undefined;
   try {
     options = parseQueryOptions(request.query, '');
@@ -133,7 +134,7 @@ export function forwardPolicy(request: Pick<HttpRequest, 'method' | 'query'> & {
     options = undefined;
   }
   // The client gone, the call down the route is cancelled (a blocking read there stops waiting).
-  const signal = request.signal?.();
+  const signal = request.cancellation?.();
   if (options !== undefined && options.minIndex > 0) return { timeoutMs: blockingTimeoutMs(options.waitMs, FORWARD_TIMEOUT_MS), repeatable: false, readOnly: request.method === 'GET', signal };
   return { timeoutMs: FORWARD_TIMEOUT_MS, repeatable: request.method === 'GET', signal };
 }
