@@ -21,13 +21,24 @@ export interface CancellableCall {
 
 /** The cancellation of a server call: its caller went away, gave up, or its deadline passed. */
 export function callCancellation(call: CancellableCall): Cancellation {
-  return {
-    get aborted() {
-      return call.cancelled;
-    },
-    addEventListener: (_type, listener) => void call.once('cancelled', listener),
-    removeEventListener: (_type, listener) => void call.removeListener('cancelled', listener),
-  };
+  return new CallCancellation(call);
+}
+
+/** A class rather than an object literal with a getter: one is made on every hop of every forward. */
+class CallCancellation implements Cancellation {
+  constructor(private readonly call: CancellableCall) {}
+
+  get aborted(): boolean {
+    return this.call.cancelled;
+  }
+
+  addEventListener(_type: 'abort', listener: () => void): void {
+    this.call.once('cancelled', listener);
+  }
+
+  removeEventListener(_type: 'abort', listener: () => void): void {
+    this.call.removeListener('cancelled', listener);
+  }
 }
 
 /**

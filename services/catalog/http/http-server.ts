@@ -72,29 +72,34 @@ export class HttpRouter {
   match(path: string): { route: Route; params: Record<string, string> } | undefined {
     const parts = path.split('/').slice(1);
     for (const route of this.routes) {
-      const params: Record<string, string> = {};
-      let matched = true;
-      for (let i = 0; i < route.segments.length; i++) {
-        const segment = route.segments[i];
-        if (segment.startsWith('*')) {
-          params[segment.slice(1)] = parts.slice(i).map(decode).join('/');
-          break;
-        }
-        if (i >= parts.length) {
-          matched = false;
-          break;
-        }
-        if (segment.startsWith(':')) params[segment.slice(1)] = decode(parts[i]);
-        else if (segment !== parts[i]) {
-          matched = false;
-          break;
-        }
-        if (i === route.segments.length - 1 && parts.length !== route.segments.length) matched = false;
-      }
-      if (matched) return { route, params };
+      if (matches(route.segments, parts)) return { route, params: paramsOf(route.segments, parts) };
     }
     return undefined;
   }
+}
+
+/** Whether `parts` fit the route's segments: its words in place, a `:name` for each one part, a `*rest` for the rest. */
+function matches(segments: readonly string[], parts: readonly string[]): boolean {
+  for (let i = 0; i < segments.length; i++) {
+    const segment = segments[i];
+    if (segment.startsWith('*')) return true;
+    if (i >= parts.length) return false;
+    if (!segment.startsWith(':') && segment !== parts[i]) return false;
+  }
+  return parts.length === segments.length;
+}
+
+function paramsOf(segments: readonly string[], parts: readonly string[]): Record<string, string> {
+  const params: Record<string, string> = {};
+  for (let i = 0; i < segments.length; i++) {
+    const segment = segments[i];
+    if (segment.startsWith('*')) {
+      params[segment.slice(1)] = parts.slice(i).map(decode).join('/');
+      break;
+    }
+    if (segment.startsWith(':')) params[segment.slice(1)] = decode(parts[i]);
+  }
+  return params;
 }
 
 /** Where requests for another datacenter go (remote-datacenter.ts). */
