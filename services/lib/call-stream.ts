@@ -83,6 +83,8 @@ export const MAX_BUFFERED_FRAMES = 256;
 /** Calls in flight on one stream at most; past it a call is refused with RESOURCE_EXHAUSTED. */
 export const MAX_CALLS_PER_STREAM = 10_000;
 const EMPTY: Buffer = Buffer.alloc(0);
+/** What an OK answer's call is finished with: its trailers go nowhere. */
+const NO_TRAILERS = new Metadata();
 /** How many times a call a server did not run is sent again before it fails as never sent. */
 const MAX_RESENDS = 3;
 /** How long a server that answered UNIMPLEMENTED to `Calls` gets unary calls before a stream is tried again. */
@@ -393,15 +395,15 @@ export class CallStreamClient {
   private answered(stream: Stream, answer: StreamedAnswer): void {
     const call = this.open.get(answer.id);
     if (call === undefined || call.stream !== stream) return; // cancelled, timed out, or sent again meanwhile
-    const trailers = textMetadata(answer.trailers, () => undefined);
-    if (answer.code === GrpcStatus.UNAVAILABLE && trailers.get(NOT_RUN_TRAILER).length > 0) {
+    if (answer.code === GrpcStatus.UNAVAILABLE && answer.trailers[NOT_RUN_TRAILER] !== undefined) {
       // A draining server did not run it; it ends this stream once its calls are answered, and
       // the call goes on a new one (grpc-js's channel already knows the server is going away).
       if (this.stream === stream) this.stream = undefined;
       this.resend(call);
       return;
     }
-    call.finish(answer.code, answer.details, answer.message, trailers);
+    // An answer's trailers reach its caller only with an error.
+    call.finish(answer.code, answer.details, answer.message, answer.code === GrpcStatus.OK ? NO_TRAILERS : textMetadata(answer.trailers, () => undefined));
   }
 
   /** The stream ended: what was in flight on it fails with its status, or goes elsewhere if it never ran. */
