@@ -28,7 +28,6 @@ import {
   ForwardRequest,
   ForwardResponse,
   ForwardServiceClient,
-  ForwardServiceService,
   GetAreaRequest,
   GetAreaResponse,
   JoinAreaRequest,
@@ -50,6 +49,7 @@ import { RoleClients, callUnary } from '../lib/grpc-client';
 import { GRPC_SERVER_DEFAULTS } from '../lib/grpc-server';
 import { Logger } from '../lib/log';
 import { WatchEnd, WatchSink, isRouterAnswer, relayWatch } from '../lib/watch-relay';
+import { FORWARD_METHOD } from './forward-messages';
 import { JITTER_FRACTION } from './state/consistent-read';
 
 /** An Operator call that reads or writes the areas in consensus. */
@@ -171,7 +171,7 @@ export class RouterClient {
     private readonly clock: Clock = systemClock,
   ) {
     this.operators = new RoleClients(OperatorServiceClient, { tracer });
-    this.forwarders = new StreamedMethod(new RoleClients(ForwardServiceClient, { tracer }), ForwardServiceService.forward, (client) => client.forward.bind(client), tracer);
+    this.forwarders = new StreamedMethod(new RoleClients(ForwardServiceClient, { tracer }), FORWARD_METHOD, (client) => client.forward.bind(client), tracer);
     this.watchers = new RoleClients(ForwardServiceClient, { tracer });
   }
 

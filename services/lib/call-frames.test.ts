@@ -92,7 +92,7 @@ describe('Calls frames', () => {
   test('bad bytes are refused, never read past: truncated, lengths past the end, a field 0, a long varint, an id past 2^53', () => {
     const whole = encodeCallFrame([{ id: 300, method: '/consulate.router.v1.ForwardService/Forward', message: Buffer.alloc(40, 1), metadata: { traceparent: 'x' }, timeoutMs: 5_000, cancel: false }]);
     for (let length = 1; length < whole.length; length++) expect(() => decodeCallFrame(whole.subarray(0, length))).toThrow();
-    expect(() => decodeCallFrame(Buffer.from([0x0a, 0x05, 0x08]))).toThrow(/runs past the frame's end/);
+    expect(() => decodeCallFrame(Buffer.from([0x0a, 0x05, 0x08]))).toThrow(/runs past the end of a Calls frame/);
     expect(() => decodeCallFrame(Buffer.from([0x00, 0x01]))).toThrow(/field number 0/);
     expect(() => decodeCallFrame(Buffer.from([0x0a, 0x0b, 0x08, ...Array(10).fill(0xff)]))).toThrow(/longer than 10 bytes/);
     expect(() => decodeAnswerFrame(Buffer.from([0x0a, 0x09, 0x08, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x10]))).toThrow(/past 2\^53/);

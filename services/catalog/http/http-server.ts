@@ -191,7 +191,7 @@ export class CatalogHttpServer {
     // The URL parser resolves "..": /v1/kv/../agent/self would be served as /v1/agent/self.
     const traversal = traversalProblem(raw.url);
     if (traversal !== undefined) return encode(errorResult(badRequest(traversal), this.options.logger, raw.method, raw.url), false);
-    const url = new URL(raw.url, 'http://catalog');
+    const url = requestUrl(raw.url);
     const method = raw.method;
     const found = this.options.router.match(url.pathname);
     const parent = propagation.extract(caller, raw.headers);
@@ -249,7 +249,31 @@ export interface EncodedAnswer {
   readonly body: Buffer;
 }
 
-function request(raw: RawRequest, url: URL, params: Record<string, string>): HttpRequest {
+/** What the server reads of a request's URL: its path, its query, and the query as it came (with its `?`). */
+export interface RequestUrl {
+  readonly pathname: string;
+  readonly searchParams: URLSearchParams;
+  readonly search: string;
+}
+
+/**
+ * Characters a path and query may hold that the URL parser leaves as they are. With only these, no
+ * `.` segment and no `%2e`, a request's URL is its path and query as they came, and is split
+ * without the URL parser (about 0.5 µs a request, twice on a forwarded one); anything else goes
+ * through it. request-url.test.ts holds the two to the same answers.
+ */
+const PLAIN_URL = /^\/(?!\/)[A-Za-z0-9\-._~!$&'()*+,;=:@/%]*(\?[A-Za-z0-9\-._~!$&()*+,;=:@/%?]*)?$/;
+
+export function requestUrl(raw: string): RequestUrl {
+  const query = raw.indexOf('?');
+  const path = query < 0 ? raw : raw.slice(0, query);
+  if (!PLAIN_URL.test(raw) || path.includes('/.') || /%2e/i.test(path)) return new URL(raw, 'http://catalog');
+  if (query < 0) return { pathname: raw, searchParams: new URLSearchParams(), search: '' };
+  const search = raw.length > query + 1 ? raw.slice(query) : '';
+  return { pathname: path, searchParams: new URLSearchParams(search), search };
+}
+
+function request(raw: RawRequest, url: RequestUrl, params: Record<string, string>): HttpRequest {
   let read: Promise<Buffer> | undefined;
   return {
     method: raw.method,
