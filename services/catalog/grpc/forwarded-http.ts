@@ -11,6 +11,7 @@ import { ServiceError, status as GrpcStatus } from '@grpc/grpc-js';
 import { ForwardedHttpServiceServer, ForwardedHttpServiceService, protobufFileName } from '../../gen/consulate/catalog/v1/forwarded';
 import { HttpRequest as ForwardedRequest, HttpResponse as ForwardedResponse } from '../../gen/consulate/router/v1/operator';
 import { WithoutCalls } from '../../lib/call-stream';
+import { SERVE_METHOD } from '../forward-messages';
 import { returningHeaders, travellingHeaders } from '../../lib/forwarded-headers';
 import { GrpcService } from '../../lib/grpc-server';
 import { EncodedAnswer, RawRequest } from '../http/http-server';
@@ -37,7 +38,8 @@ export function forwardedHttpService(http: { serve(request: RawRequest): Promise
     },
   };
   return {
-    service: { definition: ForwardedHttpServiceService, implementation, protoFile: protobufFileName, callStream: true },
+    // Serve's messages by hand (forward-messages.ts): one of each for every request from another datacenter.
+    service: { definition: { ...ForwardedHttpServiceService, serve: SERVE_METHOD }, implementation, protoFile: protobufFileName, callStream: true },
     closeAll: () => {
       for (const request of inFlight) request.abort();
     },
