@@ -86,3 +86,37 @@ describe('CatalogHttpServer: a request whose client goes away', () => {
     expect(seen.map((s) => s.aborted())).toEqual([false, false]);
   });
 });
+
+describe('HttpRouter', () => {
+  const handler = async () => ({ body: null });
+  const router = new HttpRouter()
+    .on(['GET'], '/v1/kv/*key', handler)
+    .on(['GET'], '/v1/catalog/service/:service', handler)
+    .on(['GET'], '/v1/:area/list', handler)
+    .on(['GET'], '/v1/catalog/list', handler)
+    .on(['GET'], '/v1/catalog/nodes', handler);
+
+  test.each([
+    ['/v1/catalog/service/web', '/v1/catalog/service/:service', { service: 'web' }],
+    ['/v1/catalog/service/a%2Fb', '/v1/catalog/service/:service', { service: 'a/b' }],
+    // The first route added that fits, whether its second segment is a word or a parameter.
+    ['/v1/catalog/list', '/v1/:area/list', { area: 'catalog' }],
+    ['/v1/health/list', '/v1/:area/list', { area: 'health' }],
+    ['/v1/catalog/nodes', '/v1/catalog/nodes', {}],
+    ['/v1/kv', '/v1/kv/*key', { key: '' }],
+    ['/v1/kv/a/b%20c', '/v1/kv/*key', { key: 'a/b c' }],
+  ])('%s is %s', (path, pattern, params) => {
+    expect(router.match(path)).toMatchObject({ route: { pattern }, params });
+  });
+
+  test.each(['/v1/catalog/service', '/v1/catalog/service/web/extra', '/v1/nothing/here', '/v2/catalog/nodes', '/'])('%s matches nothing', (path) => {
+    expect(router.match(path)).toBeUndefined();
+  });
+
+  test('a route added after the first match is found too', () => {
+    const later = new HttpRouter().on(['GET'], '/v1/catalog/nodes', handler);
+    expect(later.match('/v1/status/leader')).toBeUndefined();
+    later.on(['GET'], '/v1/status/leader', handler);
+    expect(later.match('/v1/status/leader')?.route.pattern).toBe('/v1/status/leader');
+  });
+});

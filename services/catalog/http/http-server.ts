@@ -57,6 +57,8 @@ interface Route {
 
 export class HttpRouter {
   private readonly routes: Route[] = [];
+  /** The routes that can match a path, by its second segment ("catalog" in /v1/catalog/nodes), in the order added. */
+  private byArea: Map<string, readonly Route[]> | undefined;
 
   /** `pattern`: "/v1/catalog/service/:name", or "/v1/kv/*key" for the rest of the path. */
   on(methods: readonly string[], pattern: string, handler: HttpHandler): this {
@@ -64,6 +66,7 @@ export class HttpRouter {
     if (route === undefined) {
       route = { pattern, segments: pattern.split('/').slice(1), handlers: new Map() };
       this.routes.push(route);
+      this.byArea = undefined;
     }
     for (const method of methods) route.handlers.set(method, handler);
     return this;
@@ -71,10 +74,21 @@ export class HttpRouter {
 
   match(path: string): { route: Route; params: Record<string, string> } | undefined {
     const parts = path.split('/').slice(1);
-    for (const route of this.routes) {
+    for (const route of this.candidates(parts[1] ?? '')) {
       if (matches(route.segments, parts)) return { route, params: paramsOf(route.segments, parts) };
     }
     return undefined;
+  }
+
+  /** The first routes in order are the first that match: each list keeps it, with the routes any area fits. */
+  private candidates(area: string): readonly Route[] {
+    const areaOf = (route: Route) => (route.segments.length > 1 && !/^[:*]/.test(route.segments[1]) ? route.segments[1] : undefined);
+    if (this.byArea === undefined) {
+      const byArea = new Map<string, readonly Route[]>();
+      for (const known of new Set(this.routes.map(areaOf))) byArea.set(known ?? '', this.routes.filter((route) => areaOf(route) === undefined || areaOf(route) === known));
+      this.byArea = byArea;
+    }
+    return this.byArea.get(area) ?? this.byArea.get('') ?? [];
   }
 }
 
