@@ -57,6 +57,8 @@ interface Entry {
 
 export class PeerClients {
   private readonly clients = new Map<string, Entry>();
+  /** The key of the entry used last: the last in `clients`. */
+  private lastKey: string | undefined;
 
   constructor(
     private readonly material: TlsMaterial,
@@ -78,9 +80,12 @@ export class PeerClients {
     const key = `${address}|${datacenter ?? '*'}|${traced}`;
     let entry = this.clients.get(key);
     if (entry !== undefined) {
-      // Most recently used last, so the least recently used is the first to go.
-      this.clients.delete(key);
-      this.clients.set(key, entry);
+      // Most recently used last, so the least recently used is the first to go (already so when
+      // it was the last one used: a run of forwards to one router).
+      if (key !== this.lastKey) {
+        this.clients.delete(key);
+        this.clients.set(key, entry);
+      }
     } else {
       if (this.clients.size >= MAX_CLIENTS) {
         const [oldest, evicted] = this.clients.entries().next().value!;
@@ -106,6 +111,7 @@ export class PeerClients {
       entry = { client, calls, peer };
       this.clients.set(key, entry);
     }
+    this.lastKey = key;
     return entry;
   }
 
@@ -119,6 +125,7 @@ export class PeerClients {
   close(): void {
     for (const entry of this.clients.values()) close(entry);
     this.clients.clear();
+    this.lastKey = undefined;
   }
 }
 
