@@ -94,8 +94,7 @@ function readHttpResponse(input: Reader, end: number): HttpResponse {
   let body: Buffer = EMPTY;
   while (input.at < end) {
     const [field, wireType] = input.tag();
-    // uint32: the low 32 bits, as every protobuf decoder reads one.
-    if (field === HTTP_RESPONSE.status && wireType === VARINT) status = input.varint() % 2 ** 32;
+    if (field === HTTP_RESPONSE.status && wireType === VARINT) status = input.uint32();
     else if (field === HTTP_RESPONSE.headers && wireType === LEN) input.entry(headers);
     else if (field === HTTP_RESPONSE.body && wireType === LEN) body = input.bytes();
     else input.skip(wireType);
@@ -111,7 +110,7 @@ function readGrpcResponse(input: Reader, end: number): GrpcResponse {
   const trailers: Record<string, string> = {};
   while (input.at < end) {
     const [field, wireType] = input.tag();
-    if (field === GRPC_RESPONSE.code && wireType === VARINT) code = input.varint() % 2 ** 32;
+    if (field === GRPC_RESPONSE.code && wireType === VARINT) code = input.uint32();
     else if (field === GRPC_RESPONSE.details && wireType === LEN) details = input.string();
     else if (field === GRPC_RESPONSE.message && wireType === LEN) message = input.bytes();
     else if (field === GRPC_RESPONSE.trailers && wireType === LEN) input.entry(trailers);

@@ -94,7 +94,7 @@ describe('Calls frames', () => {
     for (let length = 1; length < whole.length; length++) expect(() => decodeCallFrame(whole.subarray(0, length))).toThrow();
     expect(() => decodeCallFrame(Buffer.from([0x0a, 0x05, 0x08]))).toThrow(/runs past the end of a Calls frame/);
     expect(() => decodeCallFrame(Buffer.from([0x00, 0x01]))).toThrow(/field number 0/);
-    expect(() => decodeCallFrame(Buffer.from([0x0a, 0x0b, 0x08, ...Array(10).fill(0xff)]))).toThrow(/longer than 10 bytes/);
+    expect(() => decodeCallFrame(Buffer.from([0x0a, 0x0b, 0x08, ...Array(10).fill(0xff)]))).toThrow(/past 64 bits/);
     expect(() => decodeAnswerFrame(Buffer.from([0x0a, 0x09, 0x08, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x10]))).toThrow(/past 2\^53/);
     expect(() => decodeAnswerFrame(Buffer.from([0x0c]))).toThrow(/end of group with no start/);
     // A nested field that claims more than its message holds.
@@ -117,4 +117,26 @@ describe('Calls frames', () => {
       { seed: 0xbad, numRuns: 2000 },
     );
   });
+
+  test('a uint32 written as a longer varint (sign-extended, or with high bits set) reads as its low 32 bits, as the generated decoder reads it', () => {
+    const answerWithCode = (code: number[]) => Buffer.from([0x0a, code.length + 1, 0x10, ...code]);
+    const allOnes = answerWithCode([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]);
+    const fourteenHigh = answerWithCode([0x8e, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01]);
+    for (const frame of [allOnes, fourteenHigh]) expect(decodeAnswerFrame(frame)[0].code).toBe(ForwardServiceCallsResponse.decode(frame).answer!.code);
+    expect(decodeAnswerFrame(fourteenHigh)[0].code).toBe(14);
+  });
+
+  test('hostile nesting and tags are refused with an Error: groups past 100 deep, a tag past 32 bits, a varint past 64 bits', () => {
+    expect(() => decodeAnswerFrame(Buffer.alloc(4 * 1024 * 1024, 0x0b))).toThrow(/groups nested deeper than 100/);
+    expect(() => decodeCallFrame(Buffer.from([0x80, 0x80, 0x80, 0x80, 0x80, 0x01]))).toThrow(/tag past 32 bits/);
+    expect(() => decodeCallFrame(Buffer.from([0x0a, 0x0b, 0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02]))).toThrow(/past 64 bits/);
+  });
+
+  test('what cannot be written correctly is refused, not sent corrupt: a negative, fractional or non-number field', () => {
+    const call: StreamedCall = { id: 1, method: '/m', message: Buffer.alloc(0), metadata: {}, timeoutMs: 0, cancel: false };
+    expect(() => encodeCallFrame([{ ...call, id: -1 }])).toThrow(/cannot be written as a varint/);
+    expect(() => encodeCallFrame([{ ...call, timeoutMs: 1.5 }])).toThrow(/cannot be written as a varint/);
+    expect(() => encodeAnswerFrame([{ id: 1, code: 'ECONNRESET' as unknown as number, details: '', message: Buffer.alloc(0), trailers: {} }])).toThrow(/cannot be written as a varint/);
+  });
 });
+

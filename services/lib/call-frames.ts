@@ -15,6 +15,8 @@
  * frame (grpc-js then fails the stream), and never reads past the buffer.
  */
 
+import { ServiceDefinition } from '@grpc/grpc-js';
+
 import { EMPTY, LEN, Reader, VARINT, Writer, bytesFieldSize, mapSize, numberFieldSize, stringFieldSize, varintSize } from './proto-wire';
 
 /** One call started on a stream, or cancelled (`cancel`, with only `id` set). */
@@ -47,6 +49,17 @@ const ANSWER = { id: 1, code: 2, details: 3, message: 4, trailers: 5 } as const;
 
 // ---------------------------------------------------------------------------------------------
 // Encoding: sizes first, then one buffer written front to back
+
+/**
+ * `definition` with its `Calls` method (de)serialized by these codecs: what RoleGrpcServer serves.
+ * (Start-up code: Object.assign rather than a spread, which the hot-path check keeps out of this file.)
+ */
+export function withCallFrames(definition: ServiceDefinition): ServiceDefinition {
+  const calls = definition.calls;
+  if (calls === undefined || !calls.requestStream || !calls.responseStream) throw new Error(`${calls?.path ?? 'the service'} has no bidirectional Calls method`);
+  const framed = Object.assign({}, calls, { requestSerialize: encodeCallFrame, requestDeserialize: decodeCallFrame, responseSerialize: encodeAnswerFrame, responseDeserialize: decodeAnswerFrame });
+  return Object.assign({}, definition, { calls: framed });
+}
 
 /** A frame of the calls started in one turn: one alone goes as `call`, which every version reads. */
 export function encodeCallFrame(calls: readonly StreamedCall[]): Buffer {
@@ -109,7 +122,7 @@ export function decodeAnswerFrame(bytes: Buffer): StreamedAnswer[] {
   return decodeFrame(bytes, readAnswer);
 }
 
-/** `call`/`answer` (the last one, as protobuf has a repeated singular field) first, then the others in order. */
+/** `call`/`answer` first (the last one when it comes twice, as the generated decoder keeps it), then the others in order. */
 function decodeFrame<T>(bytes: Buffer, read: (input: Reader, end: number) => T): T[] {
   const input = new Reader(bytes, 'a Calls frame');
   let one: T | undefined;
@@ -158,8 +171,7 @@ function readAnswer(input: Reader, end: number): StreamedAnswer {
   while (input.at < end) {
     const [field, wireType] = input.tag();
     if (field === ANSWER.id && wireType === VARINT) id = input.exact('a call id');
-    // uint32: the low 32 bits, as every protobuf decoder reads one.
-    else if (field === ANSWER.code && wireType === VARINT) code = input.varint() % 2 ** 32;
+    else if (field === ANSWER.code && wireType === VARINT) code = input.uint32();
     else if (field === ANSWER.details && wireType === LEN) details = input.string();
     else if (field === ANSWER.message && wireType === LEN) message = input.bytes();
     else if (field === ANSWER.trailers && wireType === LEN) input.entry(trailers);

@@ -314,6 +314,13 @@ describe('unary calls on a Calls stream', () => {
     stream.end();
   });
 
+  test("a handler's error whose code is not a gRPC status (a Node error's 'ECONNRESET') reaches the caller as UNKNOWN, as grpc-js sends it", async () => {
+    handler = (_call, callback) => callback(Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' }) as never);
+    const { address } = await serve();
+    const { forward } = connect(address);
+    await expect(call(forward, 'dc2').done).rejects.toMatchObject({ code: GrpcStatus.UNKNOWN, details: 'socket hang up' });
+  });
+
   test('metadata grpc-js refuses fails that call (INVALID_ARGUMENT), never the process; the stream goes on', async () => {
     const { address } = await serve();
     const { raw } = connect(address);

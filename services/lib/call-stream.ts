@@ -42,10 +42,11 @@ import {
 } from '@grpc/grpc-js';
 import { Tracer } from '@opentelemetry/api';
 
-import { StreamedAnswer, StreamedCall, decodeAnswerFrame, decodeCallFrame, encodeAnswerFrame, encodeCallFrame } from './call-frames';
+import { StreamedAnswer, StreamedCall, decodeAnswerFrame, encodeCallFrame } from './call-frames';
 import { RoleClients } from './grpc-client';
 import { GRPC_SERVER_DEFAULTS } from './grpc-limits';
 import { ClientSpan, startClientSpan } from './grpc-tracing';
+import { EMPTY } from './proto-wire';
 
 /**
  * The frames of every service's `Calls` method: its request carries a call or several, its
@@ -55,16 +56,6 @@ import { ClientSpan, startClientSpan } from './grpc-tracing';
  */
 export type CallFrame = readonly StreamedCall[];
 export type AnswerFrame = readonly StreamedAnswer[];
-
-/**
- * `definition` with its `Calls` method (de)serialized by call-frames.ts: what RoleGrpcServer
- * serves, and what CallStreamClient opens.
- */
-export function withCallFrames(definition: ServiceDefinition): ServiceDefinition {
-  const calls = definition.calls;
-  if (calls === undefined || !calls.requestStream || !calls.responseStream) throw new Error(`${calls?.path ?? 'the service'} has no bidirectional Calls method`);
-  return { ...definition, calls: { ...calls, requestSerialize: encodeCallFrame, requestDeserialize: decodeCallFrame, responseSerialize: encodeAnswerFrame, responseDeserialize: decodeAnswerFrame } };
-}
 
 /** The path of the `Calls` method of the service `method` belongs to: "/consulate.router.v1.ForwardService/Calls". */
 function callsPathOf(method: string): string {
@@ -82,7 +73,6 @@ export const NOT_RUN_TRAILER = 'consulate-call-not-run';
 export const MAX_BUFFERED_FRAMES = 256;
 /** Calls in flight on one stream at most; past it a call is refused with RESOURCE_EXHAUSTED. */
 export const MAX_CALLS_PER_STREAM = 10_000;
-const EMPTY: Buffer = Buffer.alloc(0);
 /** What an OK answer's call is finished with: its trailers go nowhere. */
 const NO_TRAILERS = new Metadata();
 /** How many times a call a server did not run is sent again before it fails as never sent. */
@@ -149,7 +139,7 @@ class ClientCall {
 
   /** The frame as sent now: the timeout is what is left of the deadline (a resent call is not given more). */
   frame(): StreamedCall {
-    const timeoutMs = this.deadlineMs === undefined ? 0 : Math.max(1, this.deadlineMs - Date.now());
+    const timeoutMs = this.deadlineMs === undefined ? 0 : Math.min(Math.max(1, Math.ceil(this.deadlineMs - Date.now())), Number.MAX_SAFE_INTEGER);
     return { id: this.id, method: this.method, message: this.message, metadata: this.metadata, timeoutMs, cancel: false };
   }
 
@@ -720,12 +710,17 @@ function textMetadata(map: Record<string, string>, refused: (name: string) => vo
 
 /** A handler's outcome as an answer's code, details, message and trailers. */
 function encodeAnswer(definition: MethodDefinition<unknown, unknown>, err: Partial<ServiceError> | null | undefined, value: unknown, trailer: Metadata | undefined): [GrpcStatus, string, Buffer, Record<string, string>] {
-  if (err !== null && err !== undefined) return [err.code ?? GrpcStatus.UNKNOWN, err.details ?? err.message ?? '', EMPTY, asciiMap(err.metadata ?? trailer)];
+  // A code that is not a gRPC status (a Node error's 'ECONNRESET') is UNKNOWN, as grpc-js sends it.
+  if (err !== null && err !== undefined) return [statusCode(err.code), err.details ?? err.message ?? '', EMPTY, asciiMap(err.metadata ?? trailer)];
   try {
     return [GrpcStatus.OK, '', definition.responseSerialize(value), asciiMap(trailer)];
   } catch (error) {
     return [GrpcStatus.INTERNAL, `Error serializing response: ${(error as Error).message}`, EMPTY, {}];
   }
+}
+
+function statusCode(code: unknown): GrpcStatus {
+  return Number.isInteger(code) && (code as number) >= GrpcStatus.OK && (code as number) <= GrpcStatus.UNAUTHENTICATED ? (code as GrpcStatus) : GrpcStatus.UNKNOWN;
 }
 
 /**

@@ -12,7 +12,8 @@ import { ReflectionService } from '@grpc/reflection';
 import { Tracer } from '@opentelemetry/api';
 import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
 
-import { CallStreamServer, withCallFrames } from './call-stream';
+import { withCallFrames } from './call-frames';
+import { CallStreamServer } from './call-stream';
 import { GRPC_SERVER_DEFAULTS } from './grpc-limits';
 import { traceServiceImplementation } from './grpc-tracing';
 import { Logger } from './log';

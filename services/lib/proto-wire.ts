@@ -14,6 +14,8 @@ export const FIXED32 = 5;
 
 /** A map<string, string> entry's fields. */
 const ENTRY = { key: 1, value: 2 } as const;
+/** Groups nested deeper than this are refused, as the generated decoders refuse them. */
+const MAX_GROUP_DEPTH = 100;
 
 /** Proto3: a field at its default (0, "", empty) is not written. */
 export function numberFieldSize(value: number): number {
@@ -32,7 +34,7 @@ export function bytesFieldSize(value: Uint8Array): number {
 
 export function mapSize(map: Readonly<Record<string, string>>): number {
   let size = 0;
-  for (const key in map) {
+  for (const key of Object.keys(map)) {
     const entry = entrySize(key, map[key]);
     size += 1 + varintSize(entry) + entry;
   }
@@ -70,12 +72,15 @@ export class Writer {
     this.buffer = Buffer.allocUnsafe(size);
   }
 
+  /** Field numbers 1-15 only: one byte, as the sizes above count it. */
   tag(field: number, wireType: number): void {
+    if (!(field >= 1 && field <= 15)) throw new Error(`field ${field} of ${this.what} needs a tag of more than one byte`);
     this.buffer[this.at++] = (field << 3) | wireType;
   }
 
-  /** A non-negative integer up to 2^53 - 1 (ids, timeouts, sizes, codes). */
+  /** A non-negative integer up to 2^53 - 1 (ids, timeouts, sizes, codes); anything else is a caller's bug. */
   varint(value: number): void {
+    if (!Number.isSafeInteger(value) || value < 0) throw new Error(`${value} cannot be written as a varint of ${this.what}`);
     while (value >= 128) {
       this.buffer[this.at++] = (value % 128) | 128;
       value = Math.floor(value / 128);
@@ -113,7 +118,7 @@ export class Writer {
   }
 
   map(field: number, map: Readonly<Record<string, string>>): void {
-    for (const key in map) {
+    for (const key of Object.keys(map)) {
       const value = map[key];
       this.tag(field, LEN);
       this.varint(entrySize(key, value));
@@ -149,6 +154,8 @@ export class Reader {
 
   tag(): [field: number, wireType: number] {
     const tag = this.varint();
+    // A tag is a uint32: field numbers reach 2^29 - 1.
+    if (tag > 0xffffffff) throw new Error(`a tag past 32 bits in ${this.what}`);
     const field = Math.floor(tag / 8);
     if (field === 0) throw new Error(`invalid field number 0 in ${this.what}`);
     return [field, tag % 8];
@@ -164,9 +171,27 @@ export class Reader {
     for (let i = 0; i < 10; i++) {
       if (this.at >= this.input.length) throw new Error(`${this.what} ends inside a varint`);
       const byte = this.input[this.at++];
+      // The tenth byte holds the 64th bit only.
+      if (i === 9 && byte > 1) throw new Error(`a varint past 64 bits in ${this.what}`);
       value += (byte & 0x7f) * scale;
       if (byte < 0x80) return value;
       scale *= 128;
+    }
+    throw new Error(`a varint longer than 10 bytes in ${this.what}`);
+  }
+
+  /**
+   * A uint32: the low 32 bits of the varint, exactly, as every protobuf decoder reads one (an
+   * encoder may write it sign-extended to ten bytes).
+   */
+  uint32(): number {
+    let low = 0;
+    for (let i = 0; i < 10; i++) {
+      if (this.at >= this.input.length) throw new Error(`${this.what} ends inside a varint`);
+      const byte = this.input[this.at++];
+      if (i === 9 && byte > 1) throw new Error(`a varint past 64 bits in ${this.what}`);
+      if (i < 5) low |= (byte & 0x7f) << (7 * i);
+      if (byte < 0x80) return low >>> 0;
     }
     throw new Error(`a varint longer than 10 bytes in ${this.what}`);
   }
@@ -198,6 +223,10 @@ export class Reader {
     return text;
   }
 
+  /**
+   * A view of the message's bytes, not a copy: it keeps the whole message (a frame of several
+   * calls) in memory while it is held, which our users do only while they serve one request.
+   */
   bytes(): Buffer {
     const end = this.end();
     const view = this.input.subarray(this.at, end);
@@ -221,7 +250,7 @@ export class Reader {
   }
 
   /** Past a field this version does not read. */
-  skip(wireType: number): void {
+  skip(wireType: number, depth = 0): void {
     switch (wireType) {
       case VARINT:
         this.varint();
@@ -236,10 +265,11 @@ export class Reader {
         this.advance(4);
         return;
       case START_GROUP:
+        if (depth >= MAX_GROUP_DEPTH) throw new Error(`groups nested deeper than ${MAX_GROUP_DEPTH} in ${this.what}`);
         for (;;) {
           const [, inner] = this.tag();
           if (inner === END_GROUP) return;
-          this.skip(inner);
+          this.skip(inner, depth + 1);
         }
       case END_GROUP:
         throw new Error(`an end of group with no start in ${this.what}`);

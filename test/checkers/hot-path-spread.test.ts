@@ -45,6 +45,8 @@ const HOT_PATHS = [
   'services/consensus/watch-service.ts',
   'services/consensus/watch-many.ts',
   'services/lib/call-stream.ts',
+  'services/lib/call-frames.ts',
+  'services/lib/proto-wire.ts',
   'services/lib/swim/swim.ts',
   'services/lib/swim/wire-codec.ts',
   'services/federation-router/forwarder.ts',

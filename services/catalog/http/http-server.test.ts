@@ -113,6 +113,13 @@ describe('HttpRouter', () => {
     expect(router.match(path)).toBeUndefined();
   });
 
+  test('a route whose second segment is empty is found beside the ones with a parameter there', () => {
+    const router = new HttpRouter().on(['GET'], '/ui/', handler).on(['GET'], '/v1/:area/list', handler);
+    expect(router.match('/ui/')?.route.pattern).toBe('/ui/');
+    expect(router.match('/v1/kv/list')?.route.pattern).toBe('/v1/:area/list');
+    expect(router.match('/v1//list')?.route.pattern).toBe('/v1/:area/list');
+  });
+
   test('a route added after the first match is found too', () => {
     const later = new HttpRouter().on(['GET'], '/v1/catalog/nodes', handler);
     expect(later.match('/v1/status/leader')).toBeUndefined();

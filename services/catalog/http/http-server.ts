@@ -57,8 +57,11 @@ interface Route {
 
 export class HttpRouter {
   private readonly routes: Route[] = [];
-  /** The routes that can match a path, by its second segment ("catalog" in /v1/catalog/nodes), in the order added. */
-  private byArea: Map<string, readonly Route[]> | undefined;
+  /**
+   * The routes that can match a path, by its second segment ("catalog" in /v1/catalog/nodes), and
+   * those for a segment no route names (the routes with a parameter there): each in the order added.
+   */
+  private index: { readonly byArea: Map<string, readonly Route[]>; readonly anyArea: readonly Route[] } | undefined;
 
   /** `pattern`: "/v1/catalog/service/:name", or "/v1/kv/*key" for the rest of the path. */
   on(methods: readonly string[], pattern: string, handler: HttpHandler): this {
@@ -66,7 +69,7 @@ export class HttpRouter {
     if (route === undefined) {
       route = { pattern, segments: pattern.split('/').slice(1), handlers: new Map() };
       this.routes.push(route);
-      this.byArea = undefined;
+      this.index = undefined;
     }
     for (const method of methods) route.handlers.set(method, handler);
     return this;
@@ -82,13 +85,16 @@ export class HttpRouter {
 
   /** The first routes in order are the first that match: each list keeps it, with the routes any area fits. */
   private candidates(area: string): readonly Route[] {
-    const areaOf = (route: Route) => (route.segments.length > 1 && !/^[:*]/.test(route.segments[1]) ? route.segments[1] : undefined);
-    if (this.byArea === undefined) {
+    if (this.index === undefined) {
+      const areaOf = (route: Route) => (route.segments.length > 1 && !/^[:*]/.test(route.segments[1]) ? route.segments[1] : undefined);
+      const anyArea = this.routes.filter((route) => areaOf(route) === undefined);
       const byArea = new Map<string, readonly Route[]>();
-      for (const known of new Set(this.routes.map(areaOf))) byArea.set(known ?? '', this.routes.filter((route) => areaOf(route) === undefined || areaOf(route) === known));
-      this.byArea = byArea;
+      for (const named of new Set(this.routes.map(areaOf))) {
+        if (named !== undefined) byArea.set(named, this.routes.filter((route) => areaOf(route) === undefined || areaOf(route) === named));
+      }
+      this.index = { byArea, anyArea };
     }
-    return this.byArea.get(area) ?? this.byArea.get('') ?? [];
+    return this.index.byArea.get(area) ?? this.index.anyArea;
   }
 }
 
