@@ -15,7 +15,7 @@ import { RouterClient, knownDatacenters } from '../router-client';
 import { LIST_SERVICES_TABLES, NODE_SERVICES_TABLES, SERVICE_NODES_TABLES, listNodes, listServices, nodeServices, serviceNodes } from '../state/catalog-reads';
 import { CatalogWriteError, DeregisterRequest, MAX_CATALOG_WRITE_BYTES, RegisterRequest, deregister, register } from '../state/catalog-writes';
 import { refuseOtherDatacenter } from '../state/errors';
-import { ReadDeps, blockingRead } from './blocking';
+import { ReadDeps, blockingRead, withSignal } from './blocking';
 import { nodeJson, nodeServiceJson, serviceNodeJson } from './consul-shapes';
 import { GoJsonError, GoType, decodeGoJson, go } from './go-decode';
 import { parseGoDuration } from '../../lib/go-text';
@@ -179,7 +179,7 @@ async function catalogNodes(deps: CatalogEndpointDeps, { query, signal }: HttpRe
   const options = readOptions(deps, query);
   // `near` sorts by network distance; nodes have no coordinates here yet, so the order stays by name.
   const meta = parseNodeMetaFilter(query);
-  const read = await blockingRead(deps, { ...options, signal }, ['nodes'], () => {
+  const read = await blockingRead(deps, withSignal(options, signal), ['nodes'], () => {
     const { value, index } = listNodes(deps.view, meta);
     return { value: value.map(nodeJson), index };
   });
@@ -189,7 +189,7 @@ async function catalogNodes(deps: CatalogEndpointDeps, { query, signal }: HttpRe
 async function catalogServices(deps: CatalogEndpointDeps, { query, signal }: HttpRequest): Promise<HttpResult> {
   const options = readOptions(deps, query);
   const meta = parseNodeMetaFilter(query);
-  const read = await blockingRead(deps, { ...options, signal }, LIST_SERVICES_TABLES(meta), () => {
+  const read = await blockingRead(deps, withSignal(options, signal), LIST_SERVICES_TABLES(meta), () => {
     const { value, index } = listServices(deps.view, meta);
     // A map in Go's order, the names sorted.
     return { value: Object.fromEntries(value.map(({ name, tags }) => [name, tags])), index };
@@ -203,7 +203,7 @@ async function catalogServiceNodes(deps: CatalogEndpointDeps, { query, params, s
   const tags = query.getAll('tag');
   const name = params.service;
   if (name === '') throw badRequest('Missing service name');
-  const read = await blockingRead(deps, { ...options, signal }, SERVICE_NODES_TABLES, () => {
+  const read = await blockingRead(deps, withSignal(options, signal), SERVICE_NODES_TABLES, () => {
     const { value, index } = serviceNodes(deps.view, name, tags, meta);
     return { value: value.map(({ node, service }) => serviceNodeJson(node, service)), index };
   });
@@ -214,7 +214,7 @@ async function catalogNodeServices(deps: CatalogEndpointDeps, { query, params, s
   const options = readOptions(deps, query);
   const name = params.node;
   if (name === '') throw badRequest('Missing node name');
-  const read = await blockingRead(deps, { ...options, signal }, NODE_SERVICES_TABLES, () => {
+  const read = await blockingRead(deps, withSignal(options, signal), NODE_SERVICES_TABLES, () => {
     const { value, index } = nodeServices(deps.view, name);
     // An unknown node: a null body with a 200, as Consul answers a nil NodeServices.
     if (value === undefined) return { value: null, index };

@@ -9,7 +9,7 @@
 import { CHECKS_TABLES, NODE_CHECKS_TABLES, SERVICE_HEALTH_TABLES, checksInState, withEveryCheckPassing as everyCheckPassing, nodeChecks, serviceChecks, serviceHealth } from '../state/catalog-reads';
 import { Indexed } from '../state/catalog-rows';
 import { StoredCheck } from '../state/model';
-import { blockingRead } from './blocking';
+import { blockingRead, withSignal } from './blocking';
 import { CatalogEndpointDeps } from './catalog-endpoint';
 import { healthCheckJson, nodeJson, nodeServiceJson } from './consul-shapes';
 import { badRequest } from './http-errors';
@@ -49,7 +49,7 @@ async function healthServiceNodes(deps: HealthEndpointDeps, { query, params, sig
   const name = params.service;
   if (name === '') throw badRequest('Missing service name');
   const onlyPassing = passingParam(query);
-  const read = await blockingRead(deps, { ...options, signal }, SERVICE_HEALTH_TABLES, () => {
+  const read = await blockingRead(deps, withSignal(options, signal), SERVICE_HEALTH_TABLES, () => {
     const { value, index } = serviceHealth(deps.view, name, tags, meta, onlyPassing);
     return { value: value.map((entry) => ({ Node: nodeJson(entry.node), Service: nodeServiceJson(entry.service), Checks: entry.checks.map(healthCheckJson) })), index };
   });
@@ -60,7 +60,7 @@ async function healthNodeChecks(deps: HealthEndpointDeps, { query, params, signa
   const options = readOptions(deps, query);
   const name = params.node;
   if (name === '') throw badRequest('Missing node name');
-  const read = await blockingRead(deps, { ...options, signal }, NODE_CHECKS_TABLES, () => checksJson(nodeChecks(deps.view, name)));
+  const read = await blockingRead(deps, withSignal(options, signal), NODE_CHECKS_TABLES, () => checksJson(nodeChecks(deps.view, name)));
   return { body: read.value, headers: read.headers };
 }
 
@@ -69,7 +69,7 @@ async function healthServiceChecks(deps: HealthEndpointDeps, { query, params, si
   const meta = parseNodeMetaFilter(query);
   const name = params.service;
   if (name === '') throw badRequest('Missing service name');
-  const read = await blockingRead(deps, { ...options, signal }, CHECKS_TABLES(meta), () => checksJson(serviceChecks(deps.view, name, meta)));
+  const read = await blockingRead(deps, withSignal(options, signal), CHECKS_TABLES(meta), () => checksJson(serviceChecks(deps.view, name, meta)));
   return { body: read.value, headers: read.headers };
 }
 
@@ -79,7 +79,7 @@ async function healthChecksInState(deps: HealthEndpointDeps, { query, params, si
   const meta = parseNodeMetaFilter(query);
   const state = params.state;
   if (state === '') throw badRequest('Missing check state');
-  const read = await blockingRead(deps, { ...options, signal }, CHECKS_TABLES(meta), () => checksJson(checksInState(deps.view, state, meta)));
+  const read = await blockingRead(deps, withSignal(options, signal), CHECKS_TABLES(meta), () => checksJson(checksInState(deps.view, state, meta)));
   return { body: read.value, headers: read.headers };
 }
 

@@ -361,7 +361,8 @@ function encode(result: HttpResult, pretty: boolean): EncodedAnswer {
     body = Buffer.from(toJson(result.body ?? null, pretty));
     contentType ??= 'application/json';
   }
-  const headers: Record<string, string | number> = { ...result.headers, 'Content-Length': body.length };
+  // Object.assign, not a spread followed by more: that leaves V8's fast path, on every answer.
+  const headers: Record<string, string | number> = Object.assign({}, result.headers, { 'Content-Length': body.length });
   if (contentType !== undefined && body.length > 0) headers['Content-Type'] = contentType;
   return { status: result.status ?? 200, headers, body };
 }

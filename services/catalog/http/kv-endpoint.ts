@@ -10,7 +10,7 @@ import { MAX_KV_VALUE_BYTES, kvKeyProblem } from '../state/model';
 import { DirEntry, listKvEntries, listKvKeys, readKvEntry } from '../state/kv-reads';
 import { KvDeleteOp, KvPutOp, deleteKv, putKv } from '../state/kv-apply';
 import { LockDelays } from '../state/lock-delay';
-import { ReadDeps, blockingRead } from './blocking';
+import { ReadDeps, blockingRead, withSignal } from './blocking';
 import { goValuesEncode, parseGoUint64 } from '../../lib/go-text';
 import { HttpError, badRequest } from './http-errors';
 import { HttpRequest, HttpResult, HttpRouter, toJson } from './http-server';
@@ -50,18 +50,18 @@ async function getKv(deps: KvEndpointDeps, { query, params, signal }: HttpReques
     let separator = '';
     if (query.has('seperator')) separator = query.get('seperator')!;
     if (query.has('separator')) separator = query.get('separator')!;
-    const read = await blockingRead(deps, { ...options, signal }, ['kvs'], () => listKvKeys(deps.view, key, separator));
+    const read = await blockingRead(deps, withSignal(options, signal), ['kvs'], () => listKvKeys(deps.view, key, separator));
     // The root never 404s: it lists nothing.
     if (read.value.length === 0 && key !== '') return { status: 404, body: EMPTY, headers: read.headers };
     return { body: read.value, headers: read.headers };
   }
   if (query.has('recurse')) {
-    const read = await blockingRead(deps, { ...options, signal }, ['kvs'], () => listKvEntries(deps.view, key));
+    const read = await blockingRead(deps, withSignal(options, signal), ['kvs'], () => listKvEntries(deps.view, key));
     if (read.value.length === 0) return { status: 404, body: EMPTY, headers: read.headers };
     return { body: read.value, headers: read.headers };
   }
   if (key === '') throw badRequest('Missing key name');
-  const read = await blockingRead(deps, { ...options, signal }, ['kvs'], () => readKvEntry(deps.view, key));
+  const read = await blockingRead(deps, withSignal(options, signal), ['kvs'], () => readKvEntry(deps.view, key));
   const { entry, raw } = read.value;
   if (entry === undefined) return { status: 404, body: EMPTY, headers: read.headers };
   if (query.has('raw')) {

@@ -6,7 +6,7 @@
 import { ConsensusClient } from '../../lib/consensus-client';
 import { LockDelays } from '../state/lock-delay';
 import { SERF_CHECK_ID, SESSION_DEFAULTS, SessionCreate, createSession, destroySession, listSessions, nodeSessions, readSession, renewSession } from '../state/sessions';
-import { ReadDeps, blockingRead } from './blocking';
+import { ReadDeps, blockingRead, withSignal } from './blocking';
 import { GoJsonError, decodeGoJson, go } from './go-decode';
 import { parseGoDuration } from '../../lib/go-text';
 import { HttpError, badRequest, notFound } from './http-errors';
@@ -63,18 +63,18 @@ export function registerSessionEndpoints(router: HttpRouter, deps: SessionEndpoi
   router.on(['GET'], '/v1/session/info/:id', async ({ query, params, signal }) => {
     const options = parseQueryOptions(query, deps.datacenter);
     if (params.id === '') throw badRequest('Missing session');
-    return read(await blockingRead(deps, { ...options, signal }, ['sessions'], () => readSession(deps.view, params.id)));
+    return read(await blockingRead(deps, withSignal(options, signal), ['sessions'], () => readSession(deps.view, params.id)));
   });
 
   router.on(['GET'], '/v1/session/node/:node', async ({ query, params, signal }) => {
     const options = parseQueryOptions(query, deps.datacenter);
     if (params.node === '') throw badRequest('Missing node name');
-    return read(await blockingRead(deps, { ...options, signal }, ['sessions'], () => nodeSessions(deps.view, params.node)));
+    return read(await blockingRead(deps, withSignal(options, signal), ['sessions'], () => nodeSessions(deps.view, params.node)));
   });
 
   router.on(['GET'], '/v1/session/list', async ({ query, signal }) => {
     const options = parseQueryOptions(query, deps.datacenter);
-    return read(await blockingRead(deps, { ...options, signal }, ['sessions'], () => listSessions(deps.view)));
+    return read(await blockingRead(deps, withSignal(options, signal), ['sessions'], () => listSessions(deps.view)));
   });
 }
 
