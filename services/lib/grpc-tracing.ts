@@ -94,7 +94,11 @@ export function startClientSpan(tracer: Tracer, path: string, peer: string): Cli
   const parent = context.active();
   const span = tracer.startSpan(spanName, { kind: SpanKind.CLIENT, attributes: { 'rpc.system': 'grpc', 'rpc.service': service, 'rpc.method': method, 'server.address': peer } }, parent);
   return {
-    inject: (metadata) => (metadata instanceof Metadata ? propagation.inject(trace.setSpan(parent, span), metadata, metadataSetter) : propagation.inject(trace.setSpan(parent, span), metadata)),
+    inject: (metadata) => {
+      const carried = trace.setSpan(parent, span);
+      if (metadata instanceof Metadata) propagation.inject(carried, metadata, metadataSetter);
+      else propagation.inject(carried, metadata);
+    },
     end: (code, details) => endSpan(span, code, details),
   };
 }

@@ -163,21 +163,17 @@ export class Reader {
 
   /**
    * A varint as a number: exact up to 2^53, and past it (a uint64 near its top) only a bound.
-   * Ten bytes at most, as protobuf's.
+   * It ends by its tenth byte (varintByte), as protobuf's.
    */
   varint(): number {
     let value = 0;
     let scale = 1;
-    for (let i = 0; i < 10; i++) {
-      if (this.at >= this.input.length) throw new Error(`${this.what} ends inside a varint`);
-      const byte = this.input[this.at++];
-      // The tenth byte holds the 64th bit only.
-      if (i === 9 && byte > 1) throw new Error(`a varint past 64 bits in ${this.what}`);
+    for (let i = 0; ; i++) {
+      const byte = this.varintByte(i);
       value += (byte & 0x7f) * scale;
       if (byte < 0x80) return value;
       scale *= 128;
     }
-    throw new Error(`a varint longer than 10 bytes in ${this.what}`);
   }
 
   /**
@@ -186,14 +182,19 @@ export class Reader {
    */
   uint32(): number {
     let low = 0;
-    for (let i = 0; i < 10; i++) {
-      if (this.at >= this.input.length) throw new Error(`${this.what} ends inside a varint`);
-      const byte = this.input[this.at++];
-      if (i === 9 && byte > 1) throw new Error(`a varint past 64 bits in ${this.what}`);
+    for (let i = 0; ; i++) {
+      const byte = this.varintByte(i);
       if (i < 5) low |= (byte & 0x7f) << (7 * i);
       if (byte < 0x80) return low >>> 0;
     }
-    throw new Error(`a varint longer than 10 bytes in ${this.what}`);
+  }
+
+  /** The byte `i` (from 0) of a varint: inside the message, and the tenth holding the 64th bit only (so it ends the varint). */
+  private varintByte(i: number): number {
+    if (this.at >= this.input.length) throw new Error(`${this.what} ends inside a varint`);
+    const byte = this.input[this.at++];
+    if (i === 9 && byte > 1) throw new Error(`a varint past 64 bits in ${this.what}`);
+    return byte;
   }
 
   /** A varint that must stay exact: past 2^53 it is refused. */

@@ -52,6 +52,8 @@ export type HttpHandler = (request: HttpRequest) => Promise<HttpResult>;
 interface Route {
   readonly pattern: string;
   readonly segments: readonly string[];
+  /** Its second segment when that is a word ("catalog" in /v1/catalog/nodes); undefined for a parameter, a wildcard or none. */
+  readonly area: string | undefined;
   readonly handlers: Map<string, HttpHandler>;
 }
 
@@ -67,7 +69,8 @@ export class HttpRouter {
   on(methods: readonly string[], pattern: string, handler: HttpHandler): this {
     let route = this.routes.find((r) => r.pattern === pattern);
     if (route === undefined) {
-      route = { pattern, segments: pattern.split('/').slice(1), handlers: new Map() };
+      const segments = pattern.split('/').slice(1);
+      route = { pattern, segments, area: segments.length > 1 && !/^[:*]/.test(segments[1]) ? segments[1] : undefined, handlers: new Map() };
       this.routes.push(route);
       this.index = undefined;
     }
@@ -86,13 +89,11 @@ export class HttpRouter {
   /** The first routes in order are the first that match: each list keeps it, with the routes any area fits. */
   private candidates(area: string): readonly Route[] {
     if (this.index === undefined) {
-      const areaOf = (route: Route) => (route.segments.length > 1 && !/^[:*]/.test(route.segments[1]) ? route.segments[1] : undefined);
-      const anyArea = this.routes.filter((route) => areaOf(route) === undefined);
       const byArea = new Map<string, readonly Route[]>();
-      for (const named of new Set(this.routes.map(areaOf))) {
-        if (named !== undefined) byArea.set(named, this.routes.filter((route) => areaOf(route) === undefined || areaOf(route) === named));
+      for (const { area: named } of this.routes) {
+        if (named !== undefined) byArea.set(named, this.routes.filter(({ area }) => area === undefined || area === named));
       }
-      this.index = { byArea, anyArea };
+      this.index = { byArea, anyArea: this.routes.filter(({ area }) => area === undefined) };
     }
     return this.index.byArea.get(area) ?? this.index.anyArea;
   }
