@@ -15,7 +15,7 @@ import { systemClock } from '../lib/clock';
 import { ConsensusClient, consensusAddrsField } from '../lib/consensus-client';
 import { callUnary } from '../lib/grpc-client';
 import { RoleGrpcServer } from '../lib/grpc-server';
-import { traceServiceImplementation } from '../lib/grpc-tracing';
+import { traceServiceImplementation, tracing } from '../lib/grpc-tracing';
 import { Logger } from '../lib/log';
 import { RoleMetrics, setCountsByStatus } from '../lib/metrics';
 import { persistentNodeId } from '../lib/node-id';
@@ -185,6 +185,7 @@ function registerRouterMetrics(metrics: RoleMetrics, federation: Federation, sto
 }
 
 function tracedForwardOnly(tracer: Tracer, implementation: FederationHandlers): FederationHandlers {
+  if (!tracing(tracer)) return implementation;
   return { ...implementation, forward: traceServiceImplementation(tracer, FEDERATION_SERVICE, { forward: implementation.forward }).forward };
 }
 

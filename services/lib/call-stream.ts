@@ -45,7 +45,7 @@ import { Tracer } from '@opentelemetry/api';
 import { StreamedAnswer, StreamedCall, decodeAnswerFrame, encodeCallFrame } from './call-frames';
 import { RoleClients } from './grpc-client';
 import { GRPC_SERVER_DEFAULTS } from './grpc-limits';
-import { ClientSpan, startClientSpan } from './grpc-tracing';
+import { ClientSpan, startClientSpan, tracing } from './grpc-tracing';
 import { EMPTY } from './proto-wire';
 
 /**
@@ -249,7 +249,7 @@ export class CallStreamClient {
   }
 
   private call<Req, Res>(definition: MethodDefinition<Req, Res>, request: Req, metadata: Metadata, deadline: Deadline | undefined, callback: (err: ServiceError | null, response: Res) => void, fallback: UnaryMethod<Req, Res>): { cancel(): void } {
-    const span: ClientSpan | undefined = this.options.traced === false ? undefined : startClientSpan(this.options.tracer, definition.path, this.options.peer);
+    const span: ClientSpan | undefined = this.options.traced === false || !tracing(this.options.tracer) ? undefined : startClientSpan(this.options.tracer, definition.path, this.options.peer);
     const outgoing = asciiMap(metadata);
     span?.inject(outgoing);
     const message = definition.requestSerialize(request);

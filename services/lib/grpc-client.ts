@@ -10,7 +10,7 @@ import { Tracer } from '@opentelemetry/api';
 import { Cancellation } from './cancellation';
 import { Clock, systemClock } from './clock';
 import { GRPC_SERVER_DEFAULTS } from './grpc-limits';
-import { tracingClientInterceptor } from './grpc-tracing';
+import { tracing, tracingClientInterceptor } from './grpc-tracing';
 
 export interface RoleClientOptions {
   readonly tracer: Tracer;
@@ -59,7 +59,7 @@ export function createRoleClient<C extends Client>(Ctor: ClientConstructor<C>, a
     'grpc.keepalive_permit_without_calls': 0,
     // channelz statistics cost every call and nobody reads them.
     'grpc.enable_channelz': 0,
-    interceptors: options.traced === false ? [] : [tracingClientInterceptor(options.tracer, address)],
+    interceptors: options.traced === false || !tracing(options.tracer) ? [] : [tracingClientInterceptor(options.tracer, address)],
     ...options.channelOptions,
   });
 }

@@ -15,7 +15,7 @@ import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-
 import { withCallFrames } from './call-frames';
 import { CallStreamServer } from './call-stream';
 import { GRPC_SERVER_DEFAULTS } from './grpc-limits';
-import { traceServiceImplementation } from './grpc-tracing';
+import { traceServiceImplementation, tracing } from './grpc-tracing';
 import { Logger } from './log';
 import { PACKAGE_ROOT } from './version';
 
@@ -73,7 +73,7 @@ export class RoleGrpcServer {
     });
     this.health.addToServer(this.server);
     for (const service of options.services) {
-      let implementation = service.traced === false ? service.implementation : traceServiceImplementation(options.tracer, service.definition, service.implementation);
+      let implementation = service.traced === false || !tracing(options.tracer) ? service.implementation : traceServiceImplementation(options.tracer, service.definition, service.implementation);
       if (service.callStream === true) {
         // Not traced itself: a span as long as the stream would say nothing; each call has its own.
         // Answers no larger than a role client receives (createRoleClient: the default limit):

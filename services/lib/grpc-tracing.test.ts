@@ -7,6 +7,7 @@ import { callUnary, createRoleClient } from './grpc-client';
 import { RoleGrpcServer } from './grpc-server';
 import { checkHealth } from './health-probe';
 import { createLogger } from './log';
+import { TRACING_OFF, tracing } from './grpc-tracing';
 import { Telemetry, setupTelemetry } from './telemetry';
 
 // Our own interceptors, in process: what auto-instrumentation would do, but testable inside jest
@@ -92,5 +93,40 @@ describe('gRPC tracing', () => {
     expect((await checkHealth(server.address!, 1_000, 'consulate.catalog.v1.CatalogService')).answer).toBe('SERVING');
     expect((await checkHealth(server.address!, 1_000, 'no.such.Service')).answer).toBe('SERVICE_UNKNOWN');
     expect(exporter.getFinishedSpans()).toEqual([]);
+  });
+
+  test('with tracing off (TRACING_OFF), calls make no spans and carry no trace context, whatever provider the process has', async () => {
+    expect(tracing(TRACING_OFF)).toBe(false);
+    expect(tracing(telemetry.tracer)).toBe(true);
+    let traceparent: unknown[] = ['not called'];
+    let active: unknown = 'not called';
+    const implementation: Pick<CatalogServiceServer, 'status'> = {
+      status(call, callback) {
+        traceparent = call.metadata.get('traceparent');
+        active = trace.getActiveSpan();
+        callback(null, { dependencies: [] });
+      },
+    };
+    const off = new RoleGrpcServer({
+      logger: createLogger({ role: 'catalog', datacenter: 'dc1', node: 'catalog', level: 'silent' }),
+      tracer: TRACING_OFF,
+      services: [{ definition: CatalogServiceService, implementation, protoFile: protobufFileName }],
+      shutdownGraceMs: 100,
+    });
+    const offClient = createRoleClient(CatalogServiceClient, await off.listen('127.0.0.1', 0), { tracer: TRACING_OFF });
+    off.setServing(true);
+    try {
+      // A sampled caller's span is active: a traced client would carry it on.
+      const parent = telemetry.tracer.startSpan('caller');
+      await context.with(trace.setSpan(context.active(), parent), () => callUnary(offClient.status.bind(offClient), {}, { timeoutMs: 2_000, idempotent: true }));
+      parent.end();
+      expect(traceparent).toEqual([]);
+      expect(active).toBeUndefined();
+      expect(TRACING_OFF.startSpan('x').isRecording()).toBe(false);
+      expect(exporter.getFinishedSpans().map((span) => span.name)).toEqual(['caller']);
+    } finally {
+      offClient.close();
+      await off.shutdown();
+    }
   });
 });

@@ -28,6 +28,7 @@ import { AlwaysOffSampler, BatchSpanProcessor, ParentBasedSampler, SpanExporter,
 import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
 import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from '@opentelemetry/semantic-conventions';
 
+import { TRACING_OFF } from './grpc-tracing';
 import { VERSION } from './version';
 
 export interface TelemetryOptions {
@@ -55,7 +56,7 @@ export function serviceName(role: string): string {
 
 export function setupTelemetry(options: TelemetryOptions): Telemetry {
   const env = options.env ?? process.env;
-  if (sdkDisabled(env)) return { tracer: trace.getTracer('consulate', VERSION), exportTarget: 'disabled (OTEL_SDK_DISABLED)', shutdown: async () => {} };
+  if (sdkDisabled(env)) return { tracer: TRACING_OFF, exportTarget: 'disabled (OTEL_SDK_DISABLED)', shutdown: async () => {} };
   const processors = [...(options.spanProcessors ?? [])];
   const exporter = exporterFromEnv(env);
   if (exporter !== undefined) processors.push(new BatchSpanProcessor(exporter.exporter));

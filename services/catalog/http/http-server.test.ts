@@ -3,6 +3,7 @@ import { request as httpRequest } from 'node:http';
 import { trace } from '@opentelemetry/api';
 
 import { eventually } from '../../../test/harness/processes';
+import { TRACING_OFF } from '../../lib/grpc-tracing';
 import { createLogger } from '../../lib/log';
 import { CatalogHttpServer, HttpRouter } from './http-server';
 
@@ -125,5 +126,28 @@ describe('HttpRouter', () => {
     expect(later.match('/v1/status/leader')).toBeUndefined();
     later.on(['GET'], '/v1/status/leader', handler);
     expect(later.match('/v1/status/leader')?.route.pattern).toBe('/v1/status/leader');
+  });
+});
+
+describe('CatalogHttpServer with tracing off (TRACING_OFF)', () => {
+  test('answers as with tracing on, with no span active in the handler, a caller\'s traceparent or not', async () => {
+    let active: unknown = 'not called';
+    const router = new HttpRouter().on(['GET'], '/v1/now', async () => {
+      active = trace.getActiveSpan();
+      return { body: 'now' };
+    });
+    const server = new CatalogHttpServer({ router, logger: createLogger({ role: 'catalog', datacenter: 'dc1', node: 'catalog', level: 'silent' }), tracer: TRACING_OFF });
+    const address = await server.listen('127.0.0.1', 0);
+    try {
+      const traceparent = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+      const answer = await fetch(`http://${address}/v1/now`, { headers: { traceparent } });
+      expect([answer.status, await answer.text()]).toEqual([200, '"now"']);
+      expect(active).toBeUndefined();
+      expect((await fetch(`http://${address}/v1/nothing`)).status).toBe(404);
+      const wrongMethod = await fetch(`http://${address}/v1/now`, { method: 'DELETE' });
+      expect(wrongMethod.status).toBe(405);
+    } finally {
+      await server.close();
+    }
   });
 });

@@ -9,9 +9,10 @@
 import { IncomingHttpHeaders, IncomingMessage, Server, ServerResponse, createServer } from 'node:http';
 import { Socket } from 'node:net';
 
-import { Context, ROOT_CONTEXT, SpanKind, SpanStatusCode, Tracer, context as otelContext, propagation } from '@opentelemetry/api';
+import { Context, INVALID_SPAN_CONTEXT, ROOT_CONTEXT, Span, SpanKind, SpanStatusCode, Tracer, context as otelContext, propagation, trace } from '@opentelemetry/api';
 
 import { Cancellation, ResponseCancellation, abortSignalOf } from '../../lib/cancellation';
+import { tracing } from '../../lib/grpc-tracing';
 import { Logger } from '../../lib/log';
 import { HttpError, badRequest, methodNotAllowed } from './http-errors';
 
@@ -57,6 +58,14 @@ interface Route {
   readonly handlers: Map<string, HttpHandler>;
 }
 
+interface RouteMatch {
+  readonly route: Route;
+  readonly params: Record<string, string>;
+}
+
+/** The span of a request served with tracing off: records nothing. */
+const NO_SPAN: Span = trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
+
 export class HttpRouter {
   private readonly routes: Route[] = [];
   /**
@@ -78,7 +87,7 @@ export class HttpRouter {
     return this;
   }
 
-  match(path: string): { route: Route; params: Record<string, string> } | undefined {
+  match(path: string): RouteMatch | undefined {
     const parts = path.split('/').slice(1);
     for (const route of this.candidates(parts[1] ?? '')) {
       if (matches(route.segments, parts)) return { route, params: paramsOf(route.segments, parts) };
@@ -213,39 +222,43 @@ export class CatalogHttpServer {
     const traversal = traversalProblem(raw.url);
     if (traversal !== undefined) return encode(errorResult(badRequest(traversal), this.options.logger, raw.method, raw.url), false);
     const url = requestUrl(raw.url);
-    const method = raw.method;
     const found = this.options.router.match(url.pathname);
+    if (!tracing(this.options.tracer)) return this.answer(raw, url, found, NO_SPAN);
     const parent = propagation.extract(caller, raw.headers);
-    const spanName = `HTTP ${method} ${found?.route.pattern ?? 'unknown'}`;
-    return this.options.tracer.startActiveSpan(spanName, { kind: SpanKind.SERVER, attributes: { 'http.request.method': method, 'url.path': url.pathname } }, parent, async (span) => {
-      let result: HttpResult;
-      try {
-        if (found === undefined) {
-          // Consul's index handler: an unknown path is a 404 with an empty body.
-          result = { status: 404, body: Buffer.alloc(0) };
-        } else if (method === 'OPTIONS') {
-          result = { status: 200, body: Buffer.alloc(0), headers: { Allow: ['OPTIONS', ...found.route.handlers.keys()].join(',') } };
-        } else {
-          const handler = found.route.handlers.get(method);
-          if (handler === undefined) throw methodNotAllowed(method, [...found.route.handlers.keys()]);
-          const incoming = request(raw, url, found.params);
-          const remote = this.options.remote;
-          const datacenter = remote?.targetOf(found.route.pattern, url.searchParams);
-          if (datacenter !== undefined) span.setAttribute('datacenter', datacenter);
-          // `?dc=` of another datacenter: that datacenter's catalog answers, not this handler.
-          const serve = remote !== undefined && datacenter !== undefined ? () => remote.forward(datacenter, incoming) : () => handler(incoming);
-          result = await otelContext.with(otelContext.active(), serve);
-        }
-      } catch (err) {
-        result = errorResult(err, this.options.logger, method, url.pathname);
+    const spanName = `HTTP ${raw.method} ${found?.route.pattern ?? 'unknown'}`;
+    return this.options.tracer.startActiveSpan(spanName, { kind: SpanKind.SERVER, attributes: { 'http.request.method': raw.method, 'url.path': url.pathname } }, parent, (span) => this.answer(raw, url, found, span));
+  }
+
+  /** The route's handler (or the forward to another datacenter) run, its answer encoded and counted, `span` ended. */
+  private async answer(raw: RawRequest, url: RequestUrl, found: RouteMatch | undefined, span: Span): Promise<EncodedAnswer> {
+    const method = raw.method;
+    let result: HttpResult;
+    try {
+      if (found === undefined) {
+        // Consul's index handler: an unknown path is a 404 with an empty body.
+        result = { status: 404, body: Buffer.alloc(0) };
+      } else if (method === 'OPTIONS') {
+        result = { status: 200, body: Buffer.alloc(0), headers: { Allow: ['OPTIONS', ...found.route.handlers.keys()].join(',') } };
+      } else {
+        const handler = found.route.handlers.get(method);
+        if (handler === undefined) throw methodNotAllowed(method, [...found.route.handlers.keys()]);
+        const incoming = request(raw, url, found.params);
+        const remote = this.options.remote;
+        const datacenter = remote?.targetOf(found.route.pattern, url.searchParams);
+        if (datacenter !== undefined) span.setAttribute('datacenter', datacenter);
+        // `?dc=` of another datacenter: that datacenter's catalog answers, not this handler.
+        const serve = remote !== undefined && datacenter !== undefined ? () => remote.forward(datacenter, incoming) : () => handler(incoming);
+        result = await otelContext.with(otelContext.active(), serve);
       }
-      const status = result.status ?? 200;
-      span.setAttribute('http.response.status_code', status);
-      this.options.metrics?.requestServed(method, found?.route.pattern ?? 'unknown', status);
-      if (status >= 500) span.setStatus({ code: SpanStatusCode.ERROR, message: typeof result.body === 'string' ? result.body : undefined });
-      span.end();
-      return encode(result, url.searchParams.has('pretty'));
-    });
+    } catch (err) {
+      result = errorResult(err, this.options.logger, method, url.pathname);
+    }
+    const status = result.status ?? 200;
+    span.setAttribute('http.response.status_code', status);
+    this.options.metrics?.requestServed(method, found?.route.pattern ?? 'unknown', status);
+    if (status >= 500) span.setStatus({ code: SpanStatusCode.ERROR, message: typeof result.body === 'string' ? result.body : undefined });
+    span.end();
+    return encode(result, url.searchParams.has('pretty'));
   }
 }
 
