@@ -117,4 +117,22 @@ describe('building the messages a router sends', () => {
     // An answer without one carries an empty ForwardResponse: no HTTP response, no path.
     expect(ForwardResponse.decode(forwardOfFederationAnswer(new Uint8Array(0)))).toEqual({ response: undefined, path: [], grpc: undefined });
   });
+
+  test('what the generated encoders write for present-but-empty fields: an empty message, an empty entry of a repeated string', () => {
+    const empty = new Uint8Array(0);
+    expect(Buffer.from(federationForward(empty, ['', 'dc1']))).toEqual(Buffer.from(FederationServiceForwardRequest.encode({ forward: ForwardRequest.decode(empty), visited: ['', 'dc1'] }).finish()));
+    expect(Buffer.from(serveRequest(empty))).toEqual(Buffer.from(ServeRequest.encode({ request: HttpRequest.decode(empty) }).finish()));
+    expect(Buffer.from(federationAnswer(empty))).toEqual(Buffer.from(FederationServiceForwardResponse.encode({ forward: ForwardResponse.decode(empty) }).finish()));
+    expect(ForwardResponse.decode(withPathFirst(['', 'dc2'], empty)).path).toEqual(['', 'dc2']);
+  });
+
+  test('a two-byte tag, a ten-byte varint and a group are skipped as the decoders skip them', () => {
+    const request = encoded({ datacenter: 'dc2', grpc: { method: '/consulate.catalog.v1.CatalogService/Status', message: Buffer.from([1, 2]), readOnly: true } });
+    // Field 2000 (a two-byte tag) as a varint; field 4 as -1 sign-extended to ten bytes; a group of field 9 holding a varint.
+    const extra = Buffer.from([0x80, 0x7d, 0x01, 0x20, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0x4b, 0x08, 0x01, 0x4c]);
+    const envelope = readForwardRequest(Buffer.concat([request, extra]));
+    expect(envelope.datacenter).toBe('dc2');
+    expect(envelope.grpc?.readOnly).toBe(true);
+    expect(ForwardRequest.decode(Buffer.concat([request, extra])).grpc?.readOnly).toBe(true);
+  });
 });

@@ -12,8 +12,9 @@
  * field that comes twice keeps its last value and a repeated one gathers every value in order,
  * as ts-proto's decoders do; `path` written first is the path's first entry.
  */
-import { BinaryReader, BinaryWriter, WireType } from '@bufbuild/protobuf/wire';
 import { MethodDefinition } from '@grpc/grpc-js';
+
+import { END_GROUP, LEN, Reader, VARINT, Writer, nestedFieldSize, repeatedStringSize } from '../lib/proto-wire';
 
 /** A forwarded request (an encoded ForwardRequest) and what a router reads of it. */
 export interface ForwardEnvelope {
@@ -39,8 +40,8 @@ export function readForwardRequest(bytes: Uint8Array): ForwardEnvelope {
   let datacenter = '';
   let http: ForwardEnvelope['http'];
   let grpc: ForwardEnvelope['grpc'];
-  eachField(bytes, (field, wireType, reader) => {
-    if (wireType !== WireType.LengthDelimited) return false;
+  eachField(bytes, 'a ForwardRequest', (field, wireType, reader) => {
+    if (wireType !== LEN) return false;
     if (field === FORWARD_REQUEST.datacenter) datacenter = reader.string();
     else if (field === FORWARD_REQUEST.request) http = readHttpRequest(reader.bytes());
     else if (field === FORWARD_REQUEST.grpc) grpc = readGrpcRequest(reader.bytes());
@@ -50,11 +51,11 @@ export function readForwardRequest(bytes: Uint8Array): ForwardEnvelope {
   return { bytes, datacenter, http, grpc };
 }
 
-function readHttpRequest(bytes: Uint8Array): NonNullable<ForwardEnvelope['http']> {
+function readHttpRequest(bytes: Buffer): NonNullable<ForwardEnvelope['http']> {
   let method = '';
   let path = '';
-  eachField(bytes, (field, wireType, reader) => {
-    if (wireType !== WireType.LengthDelimited) return false;
+  eachField(bytes, 'an HttpRequest', (field, wireType, reader) => {
+    if (wireType !== LEN) return false;
     if (field === HTTP_REQUEST.method) method = reader.string();
     else if (field === HTTP_REQUEST.path) path = reader.string();
     else return false;
@@ -63,14 +64,15 @@ function readHttpRequest(bytes: Uint8Array): NonNullable<ForwardEnvelope['http']
   return { method, path, bytes };
 }
 
-function readGrpcRequest(bytes: Uint8Array): NonNullable<ForwardEnvelope['grpc']> {
+function readGrpcRequest(bytes: Buffer): NonNullable<ForwardEnvelope['grpc']> {
   let method = '';
-  let message: Uint8Array = new Uint8Array(0);
+  let message: Uint8Array = EMPTY;
   let readOnly = false;
-  eachField(bytes, (field, wireType, reader) => {
-    if (field === GRPC_REQUEST.method && wireType === WireType.LengthDelimited) method = reader.string();
-    else if (field === GRPC_REQUEST.message && wireType === WireType.LengthDelimited) message = reader.bytes();
-    else if (field === GRPC_REQUEST.readOnly && wireType === WireType.Varint) readOnly = reader.bool();
+  eachField(bytes, 'a GrpcRequest', (field, wireType, reader) => {
+    if (field === GRPC_REQUEST.method && wireType === LEN) method = reader.string();
+    else if (field === GRPC_REQUEST.message && wireType === LEN) message = reader.bytes();
+    // A bool is any varint but 0, as the decoders read it.
+    else if (field === GRPC_REQUEST.readOnly && wireType === VARINT) readOnly = reader.varint() !== 0;
     else return false;
     return true;
   });
@@ -81,8 +83,8 @@ function readGrpcRequest(bytes: Uint8Array): NonNullable<ForwardEnvelope['grpc']
 export function readFederationForward(bytes: Uint8Array): { forward: ForwardEnvelope | undefined; visited: string[] } {
   let forward: Uint8Array | undefined;
   const visited: string[] = [];
-  eachField(bytes, (field, wireType, reader) => {
-    if (wireType !== WireType.LengthDelimited) return false;
+  eachField(bytes, 'a FederationServiceForwardRequest', (field, wireType, reader) => {
+    if (wireType !== LEN) return false;
     if (field === FEDERATION_FORWARD_REQUEST.forward) forward = reader.bytes();
     else if (field === FEDERATION_FORWARD_REQUEST.visited) visited.push(reader.string());
     else return false;
@@ -92,30 +94,38 @@ export function readFederationForward(bytes: Uint8Array): { forward: ForwardEnve
 }
 
 /** The FederationServiceForwardRequest that carries `forward` on, having left `visited`. */
-export function federationForward(forward: Uint8Array, visited: readonly string[]): Uint8Array {
-  const writer = new BinaryWriter().uint32(tag(FEDERATION_FORWARD_REQUEST.forward)).bytes(forward);
-  for (const datacenter of visited) writer.uint32(tag(FEDERATION_FORWARD_REQUEST.visited)).string(datacenter);
-  return writer.finish();
+export function federationForward(forward: Uint8Array, visited: readonly string[]): Buffer {
+  let size = nestedFieldSize(forward.length);
+  for (const datacenter of visited) size += repeatedStringSize(datacenter);
+  const writer = new Writer(size, 'a FederationServiceForwardRequest');
+  writer.nested(FEDERATION_FORWARD_REQUEST.forward, forward.length);
+  writer.raw(forward);
+  for (const datacenter of visited) writer.repeatedString(FEDERATION_FORWARD_REQUEST.visited, datacenter);
+  writer.done();
+  return writer.buffer;
 }
 
 /** The ServeRequest (ForwardedHttpService) of an encoded HttpRequest. */
-export function serveRequest(http: Uint8Array): Uint8Array {
-  return new BinaryWriter().uint32(tag(SERVE_REQUEST.request)).bytes(http).finish();
+export function serveRequest(http: Uint8Array): Buffer {
+  return messageOf(SERVE_REQUEST.request, http, 'a ServeRequest');
 }
 
 /** `answer` (a ForwardResponse, or a ServeResponse: its `response` is the same field) with `datacenters` first on its path. */
-export function withPathFirst(datacenters: readonly string[], answer: Uint8Array): Uint8Array {
-  const writer = new BinaryWriter();
-  for (const datacenter of datacenters) writer.uint32(tag(FORWARD_RESPONSE.path)).string(datacenter);
+export function withPathFirst(datacenters: readonly string[], answer: Uint8Array): Buffer {
+  let size = answer.length;
+  for (const datacenter of datacenters) size += repeatedStringSize(datacenter);
+  const writer = new Writer(size, 'a ForwardResponse');
+  for (const datacenter of datacenters) writer.repeatedString(FORWARD_RESPONSE.path, datacenter);
   writer.raw(answer);
-  return writer.finish();
+  writer.done();
+  return writer.buffer;
 }
 
 /** The ForwardResponse a FederationServiceForwardResponse carries (empty when none: a ForwardResponse with nothing set). */
-export function forwardOfFederationAnswer(bytes: Uint8Array): Uint8Array {
-  let forward: Uint8Array = new Uint8Array(0);
-  eachField(bytes, (field, wireType, reader) => {
-    if (field !== FEDERATION_FORWARD_RESPONSE.forward || wireType !== WireType.LengthDelimited) return false;
+export function forwardOfFederationAnswer(bytes: Uint8Array): Buffer {
+  let forward: Buffer = EMPTY;
+  eachField(bytes, 'a FederationServiceForwardResponse', (field, wireType, reader) => {
+    if (field !== FEDERATION_FORWARD_RESPONSE.forward || wireType !== LEN) return false;
     forward = reader.bytes();
     return true;
   });
@@ -123,26 +133,33 @@ export function forwardOfFederationAnswer(bytes: Uint8Array): Uint8Array {
 }
 
 /** The FederationServiceForwardResponse that carries an encoded ForwardResponse back. */
-export function federationAnswer(forward: Uint8Array): Uint8Array {
-  return new BinaryWriter().uint32(tag(FEDERATION_FORWARD_RESPONSE.forward)).bytes(forward).finish();
+export function federationAnswer(forward: Uint8Array): Buffer {
+  return messageOf(FEDERATION_FORWARD_RESPONSE.forward, forward, 'a FederationServiceForwardResponse');
+}
+
+const EMPTY: Buffer = Buffer.alloc(0);
+
+/** A message whose one field, `field`, is the message `inner` (written even when empty: it is there). */
+function messageOf(field: number, inner: Uint8Array, what: string): Buffer {
+  const writer = new Writer(nestedFieldSize(inner.length), what);
+  writer.nested(field, inner.length);
+  writer.raw(inner);
+  writer.done();
+  return writer.buffer;
 }
 
 /**
  * Reads `bytes` field by field as ts-proto's decoders do: a zero tag or an end-group ends the
  * message, a field `read` does not take (another number, another wire type) is skipped. Throws on
- * a truncated field or a bad wire type.
+ * a truncated field or a bad wire type. Bytes read are views of `bytes`, not copies.
  */
-function eachField(bytes: Uint8Array, read: (field: number, wireType: WireType, reader: BinaryReader) => boolean): void {
-  const reader = new BinaryReader(bytes);
-  while (reader.pos < reader.len) {
+function eachField(bytes: Uint8Array, what: string, read: (field: number, wireType: number, reader: Reader) => boolean): void {
+  const reader = new Reader(asBuffer(bytes), what);
+  while (reader.at < reader.length) {
     const tag = reader.uint32();
-    if (tag === 0 || (tag & 7) === WireType.EndGroup) return;
+    if (tag === 0 || (tag & 7) === END_GROUP) return;
     if (!read(tag >>> 3, tag & 7, reader)) reader.skip(tag & 7);
   }
-}
-
-function tag(field: number): number {
-  return (field << 3) | WireType.LengthDelimited;
 }
 
 /** A Buffer over the same memory (grpc-js sends Buffers). */

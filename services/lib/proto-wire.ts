@@ -23,9 +23,7 @@ export function numberFieldSize(value: number): number {
 }
 
 export function stringFieldSize(value: string): number {
-  if (value.length === 0) return 0;
-  const bytes = Buffer.byteLength(value, 'utf8');
-  return 1 + varintSize(bytes) + bytes;
+  return value.length === 0 ? 0 : repeatedStringSize(value);
 }
 
 export function bytesFieldSize(value: Uint8Array): number {
@@ -43,6 +41,11 @@ export function mapSize(map: Readonly<Record<string, string>>): number {
 
 function entrySize(key: string, value: string): number {
   return stringFieldSize(key) + stringFieldSize(value);
+}
+
+/** An entry of a repeated string: written even when empty. */
+export function repeatedStringSize(value: string): number {
+  return nestedFieldSize(Buffer.byteLength(value, 'utf8'));
 }
 
 /** A nested message's field: its tag, its length and its `size` bytes. */
@@ -95,12 +98,7 @@ export class Writer {
   }
 
   stringField(field: number, value: string): void {
-    if (value.length === 0) return;
-    this.tag(field, LEN);
-    // Short ASCII strings (method paths, trace headers) are most of what goes here.
-    const bytes = Buffer.byteLength(value, 'utf8');
-    this.varint(bytes);
-    this.at += this.buffer.write(value, this.at, bytes, 'utf8');
+    if (value.length !== 0) this.repeatedString(field, value);
   }
 
   bytesField(field: number, value: Uint8Array): void {
@@ -109,6 +107,21 @@ export class Writer {
     this.varint(value.length);
     this.buffer.set(value, this.at);
     this.at += value.length;
+  }
+
+  /** An entry of a repeated string, written even when empty. */
+  repeatedString(field: number, value: string): void {
+    this.tag(field, LEN);
+    // Short ASCII strings (method paths, trace headers, datacenters) are most of what goes here.
+    const bytes = Buffer.byteLength(value, 'utf8');
+    this.varint(bytes);
+    this.at += this.buffer.write(value, this.at, bytes, 'utf8');
+  }
+
+  /** Bytes already encoded (a message's fields, or a whole field), as they are. */
+  raw(bytes: Uint8Array): void {
+    this.buffer.set(bytes, this.at);
+    this.at += bytes.length;
   }
 
   /** A nested message's tag and length: its fields follow. */
