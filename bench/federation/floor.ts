@@ -22,7 +22,6 @@ import { cpus } from 'node:os';
 import { join } from 'node:path';
 
 import { ChannelCredentials, Client, Metadata, Server, ServerCredentials, ServerDuplexStream, credentials } from '@grpc/grpc-js';
-import { trace } from '@opentelemetry/api';
 
 import { createCa, createCertificate } from '../../cli/tls/make-certificates';
 import { ForwardedHttpServiceClient, ForwardedHttpServiceService, protobufFileName } from '../../services/gen/consulate/catalog/v1/forwarded';
@@ -30,6 +29,7 @@ import { encodedMethod } from '../../services/federation-router/forward-wire';
 import { StreamedMethod, encodedUnary } from '../../services/lib/call-stream';
 import { RoleClients } from '../../services/lib/grpc-client';
 import { RoleGrpcServer } from '../../services/lib/grpc-server';
+import { TRACING_OFF } from '../../services/lib/grpc-tracing';
 import { createLogger } from '../../services/lib/log';
 import { REPO } from './federated-pair';
 
@@ -43,7 +43,8 @@ const REQUEST = Buffer.alloc(120, 0x42);
 const ANSWER = Buffer.alloc(460, 0x41);
 const SERVE = encodedMethod(ForwardedHttpServiceService.serve);
 const same = (bytes: Buffer): Buffer => bytes;
-const tracer = trace.getTracer('consulate-bench-floor');
+/** As the roles run in every benchmark: tracing off (OTEL_SDK_DISABLED, grpc-tracing.ts). */
+const tracer = TRACING_OFF;
 /** The dc2 router's name, as peer-clients.ts asks for it over TLS. */
 const TLS_NAME = { 'grpc.ssl_target_name_override': 'server.dc2.consulate', 'grpc.default_authority': 'server.dc2.consulate' };
 
