@@ -10,11 +10,14 @@
  * both field 1 (an HttpResponse), so a catalog's ServeResponse with `path` appended is a
  * ForwardResponse; a ForwardResponse is field 1 of FederationServiceForwardResponse. A singular
  * field that comes twice keeps its last value and a repeated one gathers every value in order,
- * as ts-proto's decoders do; `path` written first is the path's first entry.
+ * as ts-proto's decoders do; `path` written first is the path's first entry. The bytes are read
+ * with services/lib/proto-wire.ts, which is stricter than the generated decoders only on encodings
+ * no encoder writes (a varint past ten bytes or past 64 bits, a length of 2^32 or more): those are
+ * refused, where ts-proto would read them. A skipped group's end is not matched to its start.
  */
 import { MethodDefinition } from '@grpc/grpc-js';
 
-import { END_GROUP, LEN, Reader, VARINT, Writer, nestedFieldSize, repeatedStringSize } from '../lib/proto-wire';
+import { EMPTY, END_GROUP, LEN, Reader, VARINT, Writer, nestedFieldSize, repeatedStringSize } from '../lib/proto-wire';
 
 /** A forwarded request (an encoded ForwardRequest) and what a router reads of it. */
 export interface ForwardEnvelope {
@@ -137,8 +140,6 @@ export function federationAnswer(forward: Uint8Array): Buffer {
   return messageOf(FEDERATION_FORWARD_RESPONSE.forward, forward, 'a FederationServiceForwardResponse');
 }
 
-const EMPTY: Buffer = Buffer.alloc(0);
-
 /** A message whose one field, `field`, is the message `inner` (written even when empty: it is there). */
 function messageOf(field: number, inner: Uint8Array, what: string): Buffer {
   const writer = new Writer(nestedFieldSize(inner.length), what);
@@ -151,7 +152,8 @@ function messageOf(field: number, inner: Uint8Array, what: string): Buffer {
 /**
  * Reads `bytes` field by field as ts-proto's decoders do: a zero tag or an end-group ends the
  * message, a field `read` does not take (another number, another wire type) is skipped. Throws on
- * a truncated field or a bad wire type. Bytes read are views of `bytes`, not copies.
+ * a truncated field, a bad wire type or a malformed varint (see the top of this file). Bytes read
+ * are views of `bytes`, not copies.
  */
 function eachField(bytes: Uint8Array, what: string, read: (field: number, wireType: number, reader: Reader) => boolean): void {
   const reader = new Reader(asBuffer(bytes), what);

@@ -506,6 +506,22 @@ describe('forwarding to another datacenter', () => {
     expect(r2.calls).toHaveLength(0);
   });
 
+  test("a router's answer that does not decode fails its call, never the process: a read goes to the next router, a write is not sent again", async () => {
+    // A FederationServiceForwardResponse whose field 1 says 5 bytes follow, and none do.
+    const truncated = (_call: unknown, callback: sendUnaryData<Buffer>) => callback(null, Buffer.from([0x0a, 0x05]));
+    const r1 = await serveFederation({ forward: truncated }, FEDERATION_SERVICE);
+    const r2 = await scriptedRouter((_, callback) => callback(null, answered('dc2')));
+    const routes = [route(['dc2'], [hop('r1.dc2', r1, 'dc2'), hop('r2.dc2', r2.address, 'dc2')])];
+
+    expect(bodyOf(await newForwarder({ datacenter: 'dc1', routes }).forward(request('dc2'), inSeconds(5), [], undefined))).toBe('"dc2"');
+    expect(r2.calls).toHaveLength(1);
+
+    const err = await failure(newForwarder({ datacenter: 'dc1', routes }).forward(request('dc2', { method: 'PUT', path: '/v1/kv/x' }), inSeconds(5), [], undefined));
+    expect(err.code).toBe(GrpcStatus.UNKNOWN);
+    expect(err.message).toMatch(/^rpc error: the request to r1\.dc2 failed after it was sent and may or may not have been applied: router r1\.dc2 sent an answer that is not a FederationServiceForwardResponse/);
+    expect(r2.calls).toHaveLength(1);
+  });
+
   test('a router declared failed mid-call: a read in flight to it moves on to the next at once', async () => {
     // r1 takes the request and never answers, as a router behind a cut link.
     const r1 = await scriptedRouter(() => undefined);

@@ -20,12 +20,13 @@ import { Tracer, context as otelContext, propagation, trace } from '@opentelemet
 import { ForwardRequest, ForwardResponse, GrpcRequest, GrpcResponse, HttpRequest, HttpResponse } from '../gen/consulate/router/v1/operator';
 import { Cancellation, abortSignalOf } from '../lib/cancellation';
 import { returningHeaders, travellingHeaders } from '../lib/forwarded-headers';
+import { tracing } from '../lib/grpc-tracing';
 import { Logger } from '../lib/log';
 import { ROUTER_ANSWER_TRAILER, WatchEnd, WatchSink, isRouterAnswer, relayWatch } from '../lib/watch-relay';
 import { AreaStore } from './area-store';
 import { CatalogGrpcClients, CatalogUnreachableError, NoForwardedHttpError, neverSent, refusedMethod, refusedWatch } from './catalog-grpc';
 import { Federation } from './federation';
-import { ForwardEnvelope, asBuffer, federationForward, forwardOfFederationAnswer, readForwardRequest, serveRequest, withPathFirst } from './forward-wire';
+import { ForwardEnvelope, federationForward, forwardOfFederationAnswer, readForwardRequest, serveRequest, withPathFirst } from './forward-wire';
 import { PeerClients } from './peer-clients';
 import { Rebalancer } from './routing/rebalance';
 import { MAX_HOPS, NextHop } from './routing/route-table';
@@ -92,6 +93,7 @@ export class Forwarder {
   private readonly inFlight = new Map<string, Set<{ cancel(): void }>>();
   private readonly agent = new Agent({ keepAlive: true, maxSockets: 256 });
   private readonly catalogGrpc: CatalogGrpcClients;
+  private readonly tracer: Tracer;
   private nextCatalog = 0;
   private nextGrpcCatalog = 0;
   /** Watches of other datacenters this router carries now. */
@@ -105,7 +107,8 @@ export class Forwarder {
     private readonly store: AreaStore,
     private readonly peers: PeerClients,
   ) {
-    this.catalogGrpc = new CatalogGrpcClients(options.tracer ?? trace.getTracer('consulate-federation-router'));
+    this.tracer = options.tracer ?? trace.getTracer('consulate-federation-router');
+    this.catalogGrpc = new CatalogGrpcClients(this.tracer);
   }
 
   /** Watches of other datacenters this router carries now. */
@@ -309,10 +312,16 @@ export class Forwarder {
     let call: { cancel(): void } = { cancel: () => undefined };
     const answer = new Promise<Uint8Array>((resolve, reject) => {
       const cancel = () => call.cancel();
-      call = this.peers.forwarding(hop.address, hop.datacenter).forward(asBuffer(federationForward(request.bytes, visited)), this.peers.metadata(), { deadline: deadlineMs }, (err, answer) => {
+      call = this.peers.forwarding(hop.address, hop.datacenter).forward(federationForward(request.bytes, visited), this.peers.metadata(), { deadline: deadlineMs }, (err, answer) => {
         signal?.removeEventListener('abort', cancel);
-        if (err !== null) reject(err);
-        else resolve(forwardOfFederationAnswer(answer));
+        if (err !== null) return reject(err);
+        try {
+          resolve(forwardOfFederationAnswer(answer));
+        } catch (error) {
+          // Thrown here it would take the process down (grpc-js calls back from its stream's
+          // events); the router failed this call as if it had not answered.
+          reject(malformedAnswer(hop, error as Error));
+        }
       });
       signal?.addEventListener('abort', cancel, { once: true });
     });
@@ -416,7 +425,7 @@ export class Forwarder {
 
   private httpCall(address: string, http: HttpRequest, deadlineMs: number, signal: Cancellation | undefined): Promise<HttpResponse> {
     const headers = travellingHeaders(http.headers);
-    propagation.inject(otelContext.active(), headers);
+    if (tracing(this.tracer)) propagation.inject(otelContext.active(), headers);
     const [host, port] = address.split(/:(?=\d+$)/);
     const path = http.rawQuery === '' ? http.path : `${http.path}?${http.rawQuery}`;
     const abort = signal === undefined ? undefined : abortSignalOf(signal);
@@ -531,6 +540,12 @@ export function answerMetadata(): Metadata {
   return metadata;
 }
 
+
+/** What a router's answer that is not a FederationServiceForwardResponse fails its call with. */
+function malformedAnswer(hop: NextHop, error: Error): ServiceError {
+  const details = `router ${hop.name} sent an answer that is not a FederationServiceForwardResponse (${error.message})`;
+  return Object.assign(new Error(`${GrpcStatus.INTERNAL} INTERNAL: ${details}`), { code: GrpcStatus.INTERNAL, details, metadata: new Metadata() });
+}
 
 function isAnswer(err: ServiceError): boolean {
   return err.metadata !== undefined && err.metadata.get(ANSWER_TRAILER).length > 0;

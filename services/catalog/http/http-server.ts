@@ -215,7 +215,8 @@ export class CatalogHttpServer {
    * Serves one request, whether it came on 8500 or from a router (ForwardedHttpService): the
    * route, the span (under the caller's `traceparent` header, else under `caller`: a router's
    * request comes inside its gRPC call's span), the handler or the forward to another datacenter,
-   * the metrics, and the answer as it goes on the wire.
+   * the metrics, and the answer as it goes on the wire. With tracing off (TRACING_OFF) there is no
+   * span, and neither `traceparent` nor `caller` is read.
    */
   async serve(raw: RawRequest, caller: Context = otelContext.active()): Promise<EncodedAnswer> {
     // The URL parser resolves "..": /v1/kv/../agent/self would be served as /v1/agent/self.
