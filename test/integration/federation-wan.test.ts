@@ -6,12 +6,17 @@
  * over the WAN and `/v1/catalog/datacenters` lists both (§3.5, §3.8). Then reciprocal areas as
  * well: a datacenter in the WAN and in an area at the same time still answers (§3.5: "RPCs will
  * be forwarded as long as servers are available in either").
+ *
+ * Every role here runs with tracing off (OTEL_SDK_DISABLED=true), as the benchmarks run them: its
+ * servers, clients, Calls streams and HTTP front then carry no span plumbing at all (TRACING_OFF,
+ * services/lib/grpc-tracing.ts), and this suite is that path through real processes. Tracing on is
+ * federation.test.ts's and tracing.test.ts's.
  */
 import { credentials } from '@grpc/grpc-js';
 
 import { OperatorServiceClient, Route } from '../../services/gen/consulate/router/v1/operator';
 import { CliResult, FederatedDatacenter, consulate, createdAreaId, startDatacenter } from '../harness/federation';
-import { eventually, stopAll } from '../harness/processes';
+import { eventually, logRecords, stopAll } from '../harness/processes';
 import { makeRouterTls } from '../harness/tls';
 
 jest.setTimeout(240_000);
@@ -21,7 +26,11 @@ let dc2: FederatedDatacenter;
 
 beforeAll(async () => {
   const tls = makeRouterTls(['dc1', 'dc2']);
-  [dc1, dc2] = await Promise.all([startDatacenter('dc1', tls), startDatacenter('dc2', tls)]);
+  const env = { OTEL_SDK_DISABLED: 'true' };
+  [dc1, dc2] = await Promise.all([startDatacenter('dc1', tls, { env }), startDatacenter('dc2', tls, { env })]);
+  for (const role of [dc1, dc2].flatMap((dc) => [dc.catalog, ...dc.routers, dc.consensus])) {
+    expect(logRecords(role).find((record) => record.event === 'started')?.otlp).toBe('disabled (OTEL_SDK_DISABLED)');
+  }
 });
 
 afterAll(async () => {
