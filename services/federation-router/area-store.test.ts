@@ -105,6 +105,14 @@ describe('create', () => {
     expect(err.kind).toBe('invalid');
   });
 
+  test('refuses a RetryJoin address that cannot be one (join-address.ts), naming it, and writes nothing', async () => {
+    const store = await openStore();
+    const err = await refusal(store.create(areaInput('dc2', { retryJoin: ['10.0.2.1', 'router 2.dc2'] })));
+    expect(err.message).toBe('Invalid RetryJoin address "router 2.dc2": "router 2.dc2" is not an IP address or a host name');
+    expect(err.kind).toBe('invalid');
+    expect(await stored('/router/')).toEqual({});
+  });
+
   test('writes the area as Consul\'s api.Area and the peer index in one revision', async () => {
     const store = await openStore();
     const { id, index } = await store.create(areaInput('dc2', { retryJoin: ['10.0.2.1'], useTls: true, transit: true }));

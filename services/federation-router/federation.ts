@@ -13,6 +13,7 @@ import { JoinResult, SwimPool } from '../lib/swim-pool';
 import { SwimTimings } from '../lib/swim/config';
 import { Coordinate, distanceNs } from '../lib/vivaldi/coordinate';
 import { Area, AreaError, AreaStore } from './area-store';
+import { joinAddressProblem } from './join-address';
 import { PeerClients } from './peer-clients';
 import { RpcPoolTransport, poolKey } from './pool-transport';
 import { PoolSnapshot, ROUTES_TAG, Route, RouterMember, advertisement, computeRoutes, datacentersByDistance } from './routing/route-table';
@@ -202,9 +203,18 @@ export class Federation {
   async join(areaId: string, addresses: readonly string[]): Promise<JoinResult[]> {
     const entry = this.byArea.get(areaId);
     if (entry === undefined) throw AreaError.unknown(areaId);
-    const results = await entry.pool.join(addresses.map(withDefaultPort));
-    // Consul reports the address as given.
-    return results.map((result, i) => ({ ...result, address: addresses[i], error: result.error.replace(/^Failed to join [^:]+:\d+: /, '') }));
+    // An address that cannot be one is reported against its row, never dialled.
+    const problems = addresses.map(joinAddressProblem);
+    const dialled = addresses.filter((_, i) => problems[i] === undefined);
+    const results = dialled.length === 0 ? [] : await entry.pool.join(dialled.map(withDefaultPort));
+    let next = 0;
+    return addresses.map((address, i) => {
+      const problem = problems[i];
+      if (problem !== undefined) return { address, joined: false, error: `invalid address: ${problem}` };
+      const result = results[next++];
+      // Consul reports the address as given.
+      return { ...result, address, error: result.error.replace(/^Failed to join [^:]+:\d+: /, '') };
+    });
   }
 
   /** Applies the areas in the store: a pool for each, none for the deleted. */

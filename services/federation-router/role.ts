@@ -26,6 +26,7 @@ import { TlsConfigError, loadTlsMaterial } from '../lib/tls';
 import { VERSION } from '../lib/version';
 import { AreaError, AreaStore } from './area-store';
 import { AreaMemberView, Federation, WAN_AREA, withDefaultPort } from './federation';
+import { joinAddressProblem } from './join-address';
 import { defaultCatalogGrpcAddr } from './catalog-grpc';
 import { FEDERATION_SERVICE, FederationHandlers, federationService } from './federation-service';
 import { ForwardMetrics, Forwarder } from './forwarder';
@@ -49,7 +50,19 @@ const fields = {
   caFile: field.string({ key: 'ca_file', flag: 'ca-file', usage: 'The CA certificate that signs every router certificate (consulate tls ca create).', default: '' }),
   certFile: field.string({ key: 'cert_file', flag: 'cert-file', usage: "This router's certificate, server.<dc>.consulate (consulate tls cert create -server).", default: '' }),
   keyFile: field.string({ key: 'key_file', flag: 'key-file', usage: "The certificate's private key.", default: '' }),
-  retryJoinWan: field.list({ key: 'retry_join_wan', flag: 'retry-join-wan', usage: "Address of another datacenter's router to join the WAN pool through, retried until one accepts; repeatable.", default: [] }),
+  retryJoinWan: field.list({
+    key: 'retry_join_wan',
+    flag: 'retry-join-wan',
+    usage: "Address of another datacenter's router to join the WAN pool through (an IP, [IPv6] or host name, port 8300 when none), retried until one accepts; repeatable.",
+    default: [],
+    check: (addresses) => {
+      for (const address of addresses) {
+        const problem = joinAddressProblem(address);
+        if (problem !== undefined) return `"${address}": ${problem}`;
+      }
+      return undefined;
+    },
+  }),
   gossipProfile: field.string({ key: 'gossip_profile', flag: 'gossip-profile', usage: "memberlist's timing profile for area and WAN pools: wan (Consul's), lan or local.", default: 'wan', check: (v) => (v in SWIM_PROFILES ? undefined : `unknown profile "${v}": use wan, lan or local`) }),
   gossipEager: GOSSIP_EAGER_FIELD,
   gossipSuspectOnRefusal: GOSSIP_SUSPECT_ON_REFUSAL_FIELD,

@@ -134,8 +134,17 @@ describe('the WAN pool, run by the federation routers', () => {
   });
 
   test('reciprocal areas too: WAN and an area at the same time, requests still answered (§3.5)', async () => {
+    // A RetryJoin address that cannot be one is refused at create, and nothing is created.
+    expect(await http(dc1, 'POST', '/v1/operator/area', { PeerDatacenter: 'dc2', RetryJoin: ['router 2.dc2'] })).toEqual({ status: 400, text: 'Invalid RetryJoin address "router 2.dc2": "router 2.dc2" is not an IP address or a host name' });
+    expect(JSON.parse((await http(dc1, 'GET', '/v1/operator/area')).text)).toEqual([]);
     const areaId = createdAreaId(await consulate(dc1, ['operator', 'area', 'create', '-peer-datacenter=dc2']));
     createdAreaId(await consulate(dc2, ['operator', 'area', 'create', '-peer-datacenter=dc1']));
+    // A join reports an address that cannot be one against its row, and joins the others.
+    const joined = JSON.parse((await http(dc1, 'PUT', `/v1/operator/area/${areaId}/join`, ['::1', dc2.routers[1].address])).text) as { Address: string; Joined: boolean; Error: string }[];
+    expect(joined).toEqual([
+      { Address: '::1', Joined: false, Error: 'invalid address: an IPv6 address goes in brackets: "[::1]" or "[::1]:8300"' },
+      { Address: dc2.routers[1].address, Joined: true, Error: '' },
+    ]);
     ok(await consulate(dc1, ['operator', 'area', 'join', '-peer-datacenter=dc2', dc2.routers[1].address]));
     await eventually(
       'dc1 to see four alive routers in the area',
