@@ -17,7 +17,7 @@ import { Event, Event_EventType } from '../gen/consulate/consensus/v1/watch';
 import { ConsensusClient } from '../lib/consensus-client';
 import { Logger } from '../lib/log';
 import { PrefixWatch } from '../lib/prefix-watch';
-import { joinAddressProblem } from './join-address';
+import { joinAddressesProblem } from './join-address';
 
 export interface Area {
   readonly id: string;
@@ -176,10 +176,8 @@ export class AreaStore {
     if (peer === '') throw new AreaError('Must provide a peer datacenter', 'invalid');
     if (!DATACENTER_NAME.test(peer)) throw new AreaError(`Invalid peer datacenter "${peer}": use lower-case letters, digits, '-' or '_'`, 'invalid');
     if (peer === this.datacenter) throw new AreaError(`Cannot create an area with the local datacenter "${peer}"`, 'precondition');
-    for (const address of input.retryJoin) {
-      const problem = joinAddressProblem(address);
-      if (problem !== undefined) throw new AreaError(`Invalid RetryJoin address "${address}": ${problem}`, 'invalid');
-    }
+    const badAddress = joinAddressesProblem(input.retryJoin);
+    if (badAddress !== undefined) throw new AreaError(`Invalid RetryJoin address ${badAddress}`, 'invalid');
     const area: Area = { id: randomUUID(), peerDatacenter: peer, retryJoin: [...input.retryJoin], useTls: input.useTls, transit: input.transit };
     const response = await this.consensus.kv(
       'txn',

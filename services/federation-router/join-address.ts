@@ -28,6 +28,15 @@ export function joinAddressProblem(address: string): string | undefined {
   return port === undefined ? undefined : portProblem(port);
 }
 
+/** The first of `addresses` that cannot be joined, as `"<address>": <why>`; undefined when every one can. */
+export function joinAddressesProblem(addresses: readonly string[]): string | undefined {
+  for (const address of addresses) {
+    const problem = joinAddressProblem(address);
+    if (problem !== undefined) return `"${address}": ${problem}`;
+  }
+  return undefined;
+}
+
 function portProblem(port: string): string | undefined {
   const value = /^\d{1,5}$/.test(port) ? Number(port) : NaN;
   return value >= 1 && value <= 65_535 ? undefined : `"${port}" is not a port (1-65535)`;

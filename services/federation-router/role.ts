@@ -26,7 +26,7 @@ import { TlsConfigError, loadTlsMaterial } from '../lib/tls';
 import { VERSION } from '../lib/version';
 import { AreaError, AreaStore } from './area-store';
 import { AreaMemberView, Federation, WAN_AREA, withDefaultPort } from './federation';
-import { joinAddressProblem } from './join-address';
+import { joinAddressesProblem } from './join-address';
 import { defaultCatalogGrpcAddr } from './catalog-grpc';
 import { FEDERATION_SERVICE, FederationHandlers, federationService } from './federation-service';
 import { ForwardMetrics, Forwarder } from './forwarder';
@@ -55,13 +55,7 @@ const fields = {
     flag: 'retry-join-wan',
     usage: "Address of another datacenter's router to join the WAN pool through (an IP, [IPv6] or host name, port 8300 when none), retried until one accepts; repeatable.",
     default: [],
-    check: (addresses) => {
-      for (const address of addresses) {
-        const problem = joinAddressProblem(address);
-        if (problem !== undefined) return `"${address}": ${problem}`;
-      }
-      return undefined;
-    },
+    check: joinAddressesProblem,
   }),
   gossipProfile: field.string({ key: 'gossip_profile', flag: 'gossip-profile', usage: "memberlist's timing profile for area and WAN pools: wan (Consul's), lan or local.", default: 'wan', check: (v) => (v in SWIM_PROFILES ? undefined : `unknown profile "${v}": use wan, lan or local`) }),
   gossipEager: GOSSIP_EAGER_FIELD,

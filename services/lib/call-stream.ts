@@ -215,7 +215,12 @@ export class CallStreamClient {
   /** Set by retire(): run once the last call in flight has finished. */
   private retired: (() => void) | undefined;
 
-  constructor(private readonly options: CallStreamClientOptions) {}
+  /** Its calls make spans: not turned off for this client (`traced`) nor for the role (TRACING_OFF). */
+  private readonly traced: boolean;
+
+  constructor(private readonly options: CallStreamClientOptions) {
+    this.traced = options.traced !== false && tracing(options.tracer);
+  }
 
   /**
    * `definition`'s method, carried on the stream; `fallback` is the same method as a plain unary
@@ -249,7 +254,7 @@ export class CallStreamClient {
   }
 
   private call<Req, Res>(definition: MethodDefinition<Req, Res>, request: Req, metadata: Metadata, deadline: Deadline | undefined, callback: (err: ServiceError | null, response: Res) => void, fallback: UnaryMethod<Req, Res>): { cancel(): void } {
-    const span: ClientSpan | undefined = this.options.traced === false || !tracing(this.options.tracer) ? undefined : startClientSpan(this.options.tracer, definition.path, this.options.peer);
+    const span: ClientSpan | undefined = this.traced ? startClientSpan(this.options.tracer, definition.path, this.options.peer) : undefined;
     const outgoing = asciiMap(metadata);
     span?.inject(outgoing);
     const message = definition.requestSerialize(request);
